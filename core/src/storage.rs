@@ -1,0 +1,376 @@
+//! Storage through opendal: one URI names a place (local folder, S3, GCS, Azure, memory),
+//! and every component reads and writes it through [`Storage`].
+//!
+//! URIs:
+//! - `/path`, `./path`, `file:///path` — a local folder
+//! - `s3://bucket/prefix?endpoint=http://127.0.0.1:9000&region=us-east-1` — credentials from
+//!   the standard `AWS_*` environment variables
+//! - `gs://bucket/prefix?credential_path=/key.json`
+//! - `azblob://container/prefix?endpoint=...&account_name=...` — key from `AZURE_STORAGE_KEY`
+//! - `memory://name` — in-process, shared by every `Storage` of the same name (tests, demos)
+
+use crate::error::{Error, Result};
+use bytes::Bytes;
+use opendal::layers::{RetryLayer, TimeoutLayer};
+use opendal::{ErrorKind, Operator};
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+/// A storage location and the operator that reaches it.
+#[derive(Clone)]
+pub struct Storage {
+    op: Operator,
+    /// The URI with its query string removed, safe to print.
+    display: String,
+}
+
+impl fmt::Debug for Storage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Storage({})", self.display)
+    }
+}
+
+impl fmt::Display for Storage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.display)
+    }
+}
+
+/// A storage URI split into its parts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorageUri {
+    /// `file`, `s3`, `gs`, `azblob` or `memory`.
+    pub scheme: String,
+    /// Bucket, container or memory name; empty for `file`.
+    pub authority: String,
+    /// Path (local folder for `file`, key prefix otherwise).
+    pub path: String,
+    /// Query parameters.
+    pub params: BTreeMap<String, String>,
+}
+
+impl StorageUri {
+    /// Parses a storage URI or a plain local path.
+    pub fn parse(uri: &str) -> Result<StorageUri> {
+        let uri = uri.trim();
+        if uri.is_empty() {
+            return Err(Error::config("storage URI is empty"));
+        }
+        let Some((scheme, rest)) = uri.split_once("://") else {
+            // A plain path: a local folder.
+            return Ok(StorageUri {
+                scheme: "file".into(),
+                authority: String::new(),
+                path: uri.to_string(),
+                params: BTreeMap::new(),
+            });
+        };
+        let (rest, query) = match rest.split_once('?') {
+            Some((r, q)) => (r, Some(q)),
+            None => (rest, None),
+        };
+        let mut params = BTreeMap::new();
+        if let Some(q) = query {
+            for pair in q.split('&').filter(|p| !p.is_empty()) {
+                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                params.insert(percent_decode(k)?, percent_decode(v)?);
+            }
+        }
+        let scheme = scheme.to_ascii_lowercase();
+        let (authority, path) = if scheme == "file" {
+            (String::new(), rest.to_string())
+        } else {
+            match rest.split_once('/') {
+                Some((a, p)) => (a.to_string(), p.to_string()),
+                None => (rest.to_string(), String::new()),
+            }
+        };
+        match scheme.as_str() {
+            "file" | "s3" | "gs" | "gcs" | "azblob" | "memory" => {}
+            other => {
+                return Err(Error::config(format!(
+                    "unsupported storage scheme '{other}://' in '{}': use a local path, file://, s3://, gs://, azblob:// or memory://",
+                    redact_query(uri)
+                )))
+            }
+        }
+        if scheme != "file" && scheme != "memory" && authority.is_empty() {
+            return Err(Error::config(format!(
+                "storage URI '{}' names no bucket: write {scheme}://BUCKET/prefix",
+                redact_query(uri)
+            )));
+        }
+        if scheme == "file" && rest.is_empty() {
+            return Err(Error::config("file:// URI has no path: write file:///absolute/folder"));
+        }
+        Ok(StorageUri {
+            scheme,
+            authority,
+            path,
+            params,
+        })
+    }
+}
+
+fn percent_decode(s: &str) -> Result<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz");
+            let v = u8::from_str_radix(hex, 16)
+                .map_err(|_| Error::config(format!("bad percent escape in storage URI near '{s}'")))?;
+            out.push(v);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| Error::config("storage URI query is not UTF-8"))
+}
+
+/// The URI without its query string (which may carry credentials).
+pub fn redact_query(uri: &str) -> String {
+    match uri.split_once('?') {
+        Some((base, _)) => format!("{base}?…"),
+        None => uri.to_string(),
+    }
+}
+
+fn memory_operators() -> &'static Mutex<HashMap<String, Operator>> {
+    static MEM: OnceLock<Mutex<HashMap<String, Operator>>> = OnceLock::new();
+    MEM.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+fn build_err(uri: &str, e: opendal::Error) -> Error {
+    Error::storage(format!("opening {}", redact_query(uri)), e)
+}
+
+impl Storage {
+    /// Opens the storage a URI (or plain local path) names. Does not touch the network;
+    /// call [`Storage::check`] to fail fast on bad credentials.
+    pub fn from_uri(uri: &str) -> Result<Storage> {
+        let parsed = StorageUri::parse(uri)?;
+        let p = &parsed.params;
+        let op = match parsed.scheme.as_str() {
+            "file" => {
+                let root = std::path::absolute(&parsed.path).map_err(|e| {
+                    Error::config(format!("cannot resolve local path '{}': {e}", parsed.path))
+                })?;
+                let b = opendal::services::Fs::default().root(&root.to_string_lossy());
+                Operator::new(b).map_err(|e| build_err(uri, e))?.finish()
+            }
+            "s3" => {
+                let mut b = opendal::services::S3::default()
+                    .bucket(&parsed.authority)
+                    .root(&format!("/{}", parsed.path));
+                if let Some(e) = p.get("endpoint") {
+                    b = b.endpoint(e);
+                }
+                let region = p
+                    .get("region")
+                    .cloned()
+                    .or_else(|| std::env::var("AWS_REGION").ok())
+                    .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
+                    .unwrap_or_else(|| "us-east-1".to_string());
+                b = b.region(&region);
+                if p.get("virtual_host_style").map(String::as_str) == Some("true") {
+                    b = b.enable_virtual_host_style();
+                }
+                Operator::new(b).map_err(|e| build_err(uri, e))?.finish()
+            }
+            "gs" | "gcs" => {
+                let mut b = opendal::services::Gcs::default()
+                    .bucket(&parsed.authority)
+                    .root(&format!("/{}", parsed.path));
+                if let Some(e) = p.get("endpoint") {
+                    b = b.endpoint(e);
+                }
+                if let Some(c) = p.get("credential_path") {
+                    b = b.credential_path(c);
+                }
+                Operator::new(b).map_err(|e| build_err(uri, e))?.finish()
+            }
+            "azblob" => {
+                let mut b = opendal::services::Azblob::default()
+                    .container(&parsed.authority)
+                    .root(&format!("/{}", parsed.path));
+                if let Some(e) = p.get("endpoint") {
+                    b = b.endpoint(e);
+                }
+                if let Some(a) = p.get("account_name") {
+                    b = b.account_name(a);
+                }
+                if let Ok(k) = std::env::var("AZURE_STORAGE_KEY") {
+                    b = b.account_key(&k);
+                }
+                Operator::new(b).map_err(|e| build_err(uri, e))?.finish()
+            }
+            "memory" => {
+                let key = format!("{}/{}", parsed.authority, parsed.path);
+                let mut mem = memory_operators()
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                match mem.get(&key) {
+                    Some(op) => op.clone(),
+                    None => {
+                        let op = Operator::new(opendal::services::Memory::default())
+                            .map_err(|e| build_err(uri, e))?
+                            .finish();
+                        mem.insert(key, op.clone());
+                        op
+                    }
+                }
+            }
+            other => return Err(Error::config(format!("unsupported storage scheme {other}"))),
+        };
+        let op = op
+            .layer(
+                TimeoutLayer::new()
+                    .with_timeout(Duration::from_secs(60))
+                    .with_io_timeout(Duration::from_secs(30)),
+            )
+            .layer(RetryLayer::new().with_max_times(5).with_jitter());
+        Ok(Storage {
+            op,
+            display: redact_query(uri),
+        })
+    }
+
+    /// The underlying opendal operator.
+    pub fn operator(&self) -> &Operator {
+        &self.op
+    }
+
+    /// Verifies the storage answers (credentials, bucket) before any work starts.
+    pub async fn check(&self) -> Result<()> {
+        self.op
+            .check()
+            .await
+            .map_err(|e| Error::storage(format!("checking {}", self.display), e))
+    }
+
+    /// Reads a whole object.
+    pub async fn read(&self, path: &str) -> Result<Bytes> {
+        self.op
+            .read(path)
+            .await
+            .map(|b| b.to_bytes())
+            .map_err(|e| Error::storage(format!("reading {}/{path}", self.display), e))
+    }
+
+    /// Reads an object, or `None` if it does not exist.
+    pub async fn read_opt(&self, path: &str) -> Result<Option<Bytes>> {
+        match self.op.read(path).await {
+            Ok(b) => Ok(Some(b.to_bytes())),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::storage(format!("reading {}/{path}", self.display), e)),
+        }
+    }
+
+    /// Writes (or replaces) an object.
+    pub async fn write(&self, path: &str, data: impl Into<Bytes>) -> Result<()> {
+        let data: Bytes = data.into();
+        self.op
+            .write(path, data)
+            .await
+            .map(|_| ())
+            .map_err(|e| Error::storage(format!("writing {}/{path}", self.display), e))
+    }
+
+    /// Writes an object only if none exists under that name. Returns `false` when one does.
+    pub async fn write_new(&self, path: &str, data: impl Into<Bytes>) -> Result<bool> {
+        let data: Bytes = data.into();
+        match self.op.write_with(path, data).if_not_exists(true).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == ErrorKind::ConditionNotMatch || e.kind() == ErrorKind::AlreadyExists => {
+                Ok(false)
+            }
+            Err(e) => Err(Error::storage(
+                format!("creating {}/{path}", self.display),
+                e,
+            )),
+        }
+    }
+
+    /// Whether an object exists.
+    pub async fn exists(&self, path: &str) -> Result<bool> {
+        self.op
+            .exists(path)
+            .await
+            .map_err(|e| Error::storage(format!("checking {}/{path}", self.display), e))
+    }
+
+    /// Deletes an object (no error if it is already gone).
+    pub async fn delete(&self, path: &str) -> Result<()> {
+        self.op
+            .delete(path)
+            .await
+            .map_err(|e| Error::storage(format!("deleting {}/{path}", self.display), e))
+    }
+
+    /// Every object under a folder prefix (ending in `/`), recursively, as full paths, sorted.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        let entries = match self.op.list_with(prefix).recursive(true).await {
+            Ok(e) => e,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => {
+                return Err(Error::storage(
+                    format!("listing {}/{prefix}", self.display),
+                    e,
+                ))
+            }
+        };
+        let mut out: Vec<String> = entries
+            .into_iter()
+            .filter(|e| !e.path().ends_with('/'))
+            .map(|e| e.path().to_string())
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_uris() {
+        let u = StorageUri::parse("s3://b/pre/fix?endpoint=http%3A%2F%2F127.0.0.1%3A9000&region=eu").unwrap();
+        assert_eq!(u.scheme, "s3");
+        assert_eq!(u.authority, "b");
+        assert_eq!(u.path, "pre/fix");
+        assert_eq!(u.params["endpoint"], "http://127.0.0.1:9000");
+        assert_eq!(StorageUri::parse("/tmp/x").unwrap().scheme, "file");
+        assert_eq!(StorageUri::parse("file:///tmp/x").unwrap().path, "/tmp/x");
+        assert!(StorageUri::parse("ftp://x").is_err());
+        assert!(StorageUri::parse("s3:///nobucket").is_err());
+        assert_eq!(redact_query("s3://b/p?secret=1"), "s3://b/p?…");
+    }
+
+    #[tokio::test]
+    async fn memory_is_shared_by_name_and_create_only_refuses_twice() {
+        let a = Storage::from_uri("memory://shared-test").unwrap();
+        let b = Storage::from_uri("memory://shared-test").unwrap();
+        assert!(a.write_new("x/1.json", "one").await.unwrap());
+        assert!(!b.write_new("x/1.json", "two").await.unwrap());
+        assert_eq!(b.read("x/1.json").await.unwrap(), Bytes::from("one"));
+        assert_eq!(b.list("x/").await.unwrap(), vec!["x/1.json".to_string()]);
+        assert_eq!(a.read_opt("nope").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn local_folder_create_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Storage::from_uri(dir.path().to_str().unwrap()).unwrap();
+        assert!(s.write_new("a/b.bin", vec![1u8, 2]).await.unwrap());
+        assert!(!s.write_new("a/b.bin", vec![3u8]).await.unwrap());
+        assert_eq!(s.list("a/").await.unwrap(), vec!["a/b.bin".to_string()]);
+        assert_eq!(std::fs::read(dir.path().join("a/b.bin")).unwrap(), vec![1, 2]);
+    }
+}
