@@ -49,6 +49,13 @@ pub trait Source: Send {
     /// Cancel-safe: the runtime may drop the future on shutdown.
     async fn next_batch(&mut self, ctx: &SourceContext) -> Result<Option<Batch>, Error>;
 
+    /// Topic settings and consumer-group offsets the source can offer. The runtime asks
+    /// before the first batch and after every checkpoint, and passes what it gets down the
+    /// pipeline ahead of the following batches.
+    async fn metadata(&mut self) -> Result<Option<crate::metadata::SourceMetadata>, Error> {
+        Ok(None)
+    }
+
     /// Called once after the last batch was made durable, to release connections.
     async fn close(&mut self) -> Result<(), Error> {
         Ok(())
@@ -66,6 +73,15 @@ pub trait Transform: Send {
     /// Returns the changed batch, or `None` when every record was dropped. A transform that
     /// drops a batch must resolve its ack (the records are done with, not lost).
     fn apply(&mut self, batch: Batch) -> Result<Option<Batch>, Error>;
+
+    /// Changes metadata the same way as records (e.g. renames topics). Passes it unchanged
+    /// by default.
+    fn apply_metadata(
+        &mut self,
+        metadata: crate::metadata::SourceMetadata,
+    ) -> crate::metadata::SourceMetadata {
+        metadata
+    }
 }
 
 /// Consumes batches and makes them durable.
@@ -82,6 +98,15 @@ pub trait Sink: Send {
     /// Accepts a batch. The sink owns its ack and resolves it once the batch is durable
     /// (at the latest in `flush`).
     async fn write(&mut self, batch: Batch) -> Result<(), Error>;
+
+    /// Receives the source's metadata (topic settings, group offsets), always before the
+    /// batches that follow it. Ignored by default.
+    async fn write_metadata(
+        &mut self,
+        _metadata: crate::metadata::SourceMetadata,
+    ) -> Result<(), Error> {
+        Ok(())
+    }
 
     /// Makes everything written so far durable and resolves those acks.
     async fn flush(&mut self) -> Result<(), Error>;

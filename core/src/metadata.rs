@@ -1,0 +1,48 @@
+//! Metadata that travels beside the data: topic settings and consumer-group offsets.
+//!
+//! A Kafka source reads it from the cluster, a storage sink saves it with the backup; a
+//! backup source reads it back and a Kafka sink uses it to create topics and translate
+//! consumer-group offsets. Core only defines the neutral shape.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// One topic's shape and settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicMetadata {
+    /// Topic name.
+    pub name: String,
+    /// Number of partitions.
+    pub partitions: i32,
+    /// Replication factor, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication_factor: Option<i16>,
+    /// Configs set on the topic that differ from the broker defaults.
+    #[serde(default)]
+    pub configs: BTreeMap<String, String>,
+    /// The topic id on the source cluster, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic_id: Option<String>,
+}
+
+/// Committed offsets of one consumer group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupOffsets {
+    /// Group id.
+    pub group: String,
+    /// Next offset to consume, per topic and partition.
+    pub offsets: BTreeMap<String, BTreeMap<i32, i64>>,
+}
+
+/// Metadata a source offers, taken at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceMetadata {
+    /// When it was read, milliseconds since the epoch.
+    pub taken_at_ms: i64,
+    /// Topics the source reads.
+    #[serde(default)]
+    pub topics: Vec<TopicMetadata>,
+    /// Consumer groups with offsets on those topics.
+    #[serde(default)]
+    pub groups: Vec<GroupOffsets>,
+}
