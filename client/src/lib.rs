@@ -1,1 +1,34 @@
-//! ferry-kafka
+//! Ferry's native Kafka client, built on `kafka-protocol`.
+//!
+//! - [`Client`]: bootstrap, metadata cache, pipelined connections per broker, ListOffsets,
+//!   Fetch (one multi-partition request per leader), groups and admin APIs.
+//! - [`Producer`]: idempotent produce of exact records (keys, values, headers, timestamps).
+//! - [`batch`]: Kafka v2 record batches: whole-batch scanning of fetched bytes, CRC
+//!   verification, decoding of every codec into [`ferry_core::Record`], encoding.
+//!
+//! Versions are negotiated with ApiVersions per broker, never hard-coded; see DESIGN.md §8
+//! for the traps this client avoids.
+
+pub mod admin;
+pub mod batch;
+pub mod client;
+mod conn;
+pub mod error;
+pub mod options;
+pub mod producer;
+pub mod security;
+
+pub use admin::{ConfigEntry, GroupDescription, ListedGroup, NewTopic, TopicResult};
+pub use batch::{
+    decode_batches, records_from, scan_batches, verify_batches, BatchDecoder, BatchHeader, BatchSummary,
+    FetchedBatches, ProduceRecord,
+};
+pub use client::{
+    BrokerMetadata, Client, ClientConfig, ClusterMetadata, FetchOptions, FetchRequestPartition, FetchedPartition,
+    Isolation, OffsetSpec, PartitionMetadata, TopicMetadata, Uuid,
+};
+pub use error::{ClientError, KafkaCode, Result};
+pub use options::{ConnectionOptions, SaslOptions, TlsOptions};
+pub use kafka_protocol::records::Compression;
+pub use producer::{ProduceBatch, ProduceResult, Producer, ProducerConfig};
+pub use security::{SaslConfig, SaslMechanism, TlsConfig};

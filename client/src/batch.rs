@@ -1,0 +1,758 @@
+//! Kafka v2 record batches: header parsing, whole-batch scanning of fetched bytes, CRC
+//! verification, record decoding (every codec) and batch encoding for produce.
+//!
+//! Ferry parses records itself instead of using kafka-protocol's `RecordBatchDecoder`
+//! because that one keeps headers in a map: repeated header keys would be lost.
+
+use crate::error::{ClientError, Result};
+use bytes::{BufMut, Bytes, BytesMut};
+use ferry_core::{Header, ProducerInfo, RawBatches, RawDecoder, Record, TimestampType};
+use kafka_protocol::compression::{Compressor, Decompressor};
+use kafka_protocol::records::Compression;
+use std::sync::Arc;
+
+/// Size of a v2 batch header, from base offset to record count.
+pub const BATCH_HEADER_LEN: usize = 61;
+/// Bytes before the part the batch length counts (base offset + length).
+const LOG_OVERHEAD: usize = 12;
+/// Where the CRC-covered part starts (the attributes).
+const CRC_START: usize = 21;
+
+/// The fixed 61-byte header of a v2 record batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchHeader {
+    /// Offset of the first record of the batch (as written, before compaction).
+    pub base_offset: i64,
+    /// Length of the batch after this field.
+    pub batch_length: i32,
+    /// Leader epoch of the partition when the batch was appended.
+    pub partition_leader_epoch: i32,
+    /// Format version; always 2 here.
+    pub magic: i8,
+    /// CRC32C of everything from the attributes to the end of the batch.
+    pub crc: u32,
+    /// Compression (bits 0-2), timestamp type (3), transactional (4), control (5).
+    pub attributes: i16,
+    /// Offset of the last record relative to `base_offset`.
+    pub last_offset_delta: i32,
+    /// Timestamp of the first record.
+    pub base_timestamp: i64,
+    /// Largest timestamp in the batch (the append time with LogAppendTime).
+    pub max_timestamp: i64,
+    /// Producer id, -1 when none.
+    pub producer_id: i64,
+    /// Producer epoch, -1 when none.
+    pub producer_epoch: i16,
+    /// Sequence of the first record, -1 when none.
+    pub base_sequence: i32,
+    /// Number of records in the batch.
+    pub record_count: i32,
+}
+
+fn be_i16(b: &[u8], at: usize) -> i16 {
+    i16::from_be_bytes([b[at], b[at + 1]])
+}
+fn be_i32(b: &[u8], at: usize) -> i32 {
+    i32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+fn be_i64(b: &[u8], at: usize) -> i64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    i64::from_be_bytes(a)
+}
+
+impl BatchHeader {
+    /// Parses the header at the start of `b` (at least [`BATCH_HEADER_LEN`] bytes).
+    pub fn parse(b: &[u8]) -> Result<BatchHeader> {
+        if b.len() < BATCH_HEADER_LEN {
+            return Err(ClientError::Corrupt(format!(
+                "batch header needs {BATCH_HEADER_LEN} bytes, {} left",
+                b.len()
+            )));
+        }
+        let magic = b[16] as i8;
+        let h = BatchHeader {
+            base_offset: be_i64(b, 0),
+            batch_length: be_i32(b, 8),
+            partition_leader_epoch: be_i32(b, 12),
+            magic,
+            crc: be_i32(b, 17) as u32,
+            attributes: be_i16(b, 21),
+            last_offset_delta: be_i32(b, 23),
+            base_timestamp: be_i64(b, 27),
+            max_timestamp: be_i64(b, 35),
+            producer_id: be_i64(b, 43),
+            producer_epoch: be_i16(b, 51),
+            base_sequence: be_i32(b, 53),
+            record_count: be_i32(b, 57),
+        };
+        if magic != 2 {
+            return Err(ClientError::Corrupt(format!(
+                "batch at offset {} has message format v{magic}; Ferry reads only v2 (Kafka >= 0.11)",
+                h.base_offset
+            )));
+        }
+        if (h.batch_length as i64) < (BATCH_HEADER_LEN - LOG_OVERHEAD) as i64 {
+            return Err(ClientError::Corrupt(format!(
+                "batch at offset {} declares length {}",
+                h.base_offset, h.batch_length
+            )));
+        }
+        if h.record_count < 0 || h.last_offset_delta < 0 {
+            return Err(ClientError::Corrupt(format!(
+                "batch at offset {} declares {} records, last offset delta {}",
+                h.base_offset, h.record_count, h.last_offset_delta
+            )));
+        }
+        Ok(h)
+    }
+
+    /// Bytes the whole batch takes, header included.
+    pub fn total_len(&self) -> usize {
+        LOG_OVERHEAD + self.batch_length.max(0) as usize
+    }
+
+    /// The offset after the batch: base offset + last offset delta + 1 (right under compaction).
+    pub fn next_offset(&self) -> i64 {
+        self.base_offset
+            .saturating_add(self.last_offset_delta as i64)
+            .saturating_add(1)
+    }
+
+    /// The batch's compression codec.
+    pub fn compression(&self) -> Result<Compression> {
+        Ok(match self.attributes & 0x7 {
+            0 => Compression::None,
+            1 => Compression::Gzip,
+            2 => Compression::Snappy,
+            3 => Compression::Lz4,
+            4 => Compression::Zstd,
+            c => {
+                return Err(ClientError::Corrupt(format!(
+                    "batch at offset {} uses unknown compression codec {c}",
+                    self.base_offset
+                )))
+            }
+        })
+    }
+
+    /// CreateTime or LogAppendTime.
+    pub fn timestamp_type(&self) -> TimestampType {
+        if self.attributes & 0x08 != 0 {
+            TimestampType::LogAppend
+        } else {
+            TimestampType::Create
+        }
+    }
+
+    /// Written inside a transaction.
+    pub fn is_transactional(&self) -> bool {
+        self.attributes & 0x10 != 0
+    }
+
+    /// Holds transaction markers, not user records.
+    pub fn is_control(&self) -> bool {
+        self.attributes & 0x20 != 0
+    }
+
+    /// First timestamp of the batch as readers see it (the append time with LogAppendTime).
+    pub fn first_timestamp(&self) -> i64 {
+        match self.timestamp_type() {
+            TimestampType::LogAppend => self.max_timestamp,
+            TimestampType::Create => self.base_timestamp,
+        }
+    }
+}
+
+/// Walks the whole batches of a byte buffer. Stops at the end or at a truncated batch.
+pub struct BatchIter<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    failed: bool,
+}
+
+impl<'a> BatchIter<'a> {
+    /// Iterates over `buf`.
+    pub fn new(buf: &'a [u8]) -> Self {
+        BatchIter { buf, pos: 0, failed: false }
+    }
+
+    /// Where the next (not yet returned) batch starts; after the last whole batch once the
+    /// iterator is exhausted.
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
+    /// Bytes after the last whole batch (a truncated batch, when non-zero).
+    pub fn remaining(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+}
+
+impl Iterator for BatchIter<'_> {
+    /// The header and the byte range of the whole batch.
+    type Item = Result<(BatchHeader, std::ops::Range<usize>)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        let rest = &self.buf[self.pos..];
+        if rest.len() < LOG_OVERHEAD {
+            return None;
+        }
+        let len = be_i32(rest, 8);
+        if len < 0 {
+            self.failed = true;
+            return Some(Err(ClientError::Corrupt(format!(
+                "negative batch length {len} at byte {}",
+                self.pos
+            ))));
+        }
+        let total = LOG_OVERHEAD + len as usize;
+        if rest.len() < total {
+            // A fetch response may end in a partial batch; the next fetch returns it whole.
+            return None;
+        }
+        let h = match BatchHeader::parse(rest) {
+            Ok(h) => h,
+            Err(e) => {
+                self.failed = true;
+                return Some(Err(e));
+            }
+        };
+        let range = self.pos..self.pos + total;
+        self.pos += total;
+        Some(Ok((h, range)))
+    }
+}
+
+/// Whole v2 batches of one fetched partition, and what a manifest needs from their headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchedBatches {
+    /// Whole batches only (a truncated trailing batch removed). They may start before the
+    /// fetch offset: batches are kept whole because they are raw backup data.
+    pub bytes: Bytes,
+    /// Base offset of the first batch.
+    pub first_offset: i64,
+    /// Last batch's base offset + last offset delta + 1: where the next fetch starts.
+    pub next_offset: i64,
+    /// Records in these batches (control records included).
+    pub record_count: u64,
+    /// Smallest first timestamp (non-empty batches, non-negative timestamps).
+    pub min_timestamp: Option<i64>,
+    /// Largest max timestamp (non-empty batches, non-negative timestamps).
+    pub max_timestamp: Option<i64>,
+    /// At least one batch holds transaction markers.
+    pub control_batches: bool,
+}
+
+/// Cuts fetched record bytes down to whole batches and summarizes their headers.
+/// `None` when not one whole batch is there.
+pub fn scan_batches(bytes: &Bytes) -> Result<Option<FetchedBatches>> {
+    let mut it = BatchIter::new(bytes);
+    let mut first: Option<i64> = None;
+    let mut next = 0i64;
+    let mut count = 0u64;
+    let mut min_ts: Option<i64> = None;
+    let mut max_ts: Option<i64> = None;
+    let mut control = false;
+    for item in &mut it {
+        let (h, _) = item?;
+        first.get_or_insert(h.base_offset);
+        next = h.next_offset();
+        count += h.record_count as u64;
+        control |= h.is_control();
+        if h.record_count > 0 {
+            let lo = h.first_timestamp();
+            if lo >= 0 {
+                min_ts = Some(min_ts.map_or(lo, |m| m.min(lo)));
+            }
+            if h.max_timestamp >= 0 {
+                max_ts = Some(max_ts.map_or(h.max_timestamp, |m| m.max(h.max_timestamp)));
+            }
+        }
+    }
+    let end = it.position();
+    Ok(first.map(|first_offset| FetchedBatches {
+        bytes: bytes.slice(0..end),
+        first_offset,
+        next_offset: next,
+        record_count: count,
+        min_timestamp: min_ts,
+        max_timestamp: max_ts,
+        control_batches: control,
+    }))
+}
+
+/// What [`verify_batches`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchSummary {
+    /// Number of batches.
+    pub batches: u64,
+    /// Number of records (control records included).
+    pub records: u64,
+    /// Batches holding transaction markers.
+    pub control_batches: u64,
+    /// Base offset of the first batch.
+    pub first_offset: Option<i64>,
+    /// Offset after the last batch.
+    pub next_offset: Option<i64>,
+    /// Smallest first timestamp.
+    pub min_timestamp: Option<i64>,
+    /// Largest max timestamp.
+    pub max_timestamp: Option<i64>,
+    /// Bytes checked.
+    pub bytes: u64,
+}
+
+/// Walks every batch of `bytes` (a raw segment), checks each CRC32C and that the batches fill
+/// the buffer exactly (a truncated tail is an error here), and summarizes them.
+pub fn verify_batches(bytes: &[u8]) -> Result<BatchSummary> {
+    let mut s = BatchSummary::default();
+    let mut it = BatchIter::new(bytes);
+    for item in &mut it {
+        let (h, range) = item?;
+        let batch = &bytes[range.clone()];
+        let actual = crc32c::crc32c(&batch[CRC_START..]);
+        if actual != h.crc {
+            return Err(ClientError::Corrupt(format!(
+                "CRC mismatch in batch at offset {} (byte {}): stored {:08x}, computed {actual:08x}",
+                h.base_offset, range.start, h.crc
+            )));
+        }
+        if let Some(prev) = s.next_offset {
+            if h.base_offset < prev {
+                return Err(ClientError::Corrupt(format!(
+                    "batch at offset {} goes backwards (previous batch ended at {prev})",
+                    h.base_offset
+                )));
+            }
+        }
+        s.batches += 1;
+        s.records += h.record_count as u64;
+        if h.is_control() {
+            s.control_batches += 1;
+        }
+        s.first_offset.get_or_insert(h.base_offset);
+        s.next_offset = Some(h.next_offset());
+        if h.record_count > 0 {
+            let lo = h.first_timestamp();
+            if lo >= 0 {
+                s.min_timestamp = Some(s.min_timestamp.map_or(lo, |m| m.min(lo)));
+            }
+            if h.max_timestamp >= 0 {
+                s.max_timestamp = Some(s.max_timestamp.map_or(h.max_timestamp, |m| m.max(h.max_timestamp)));
+            }
+        }
+    }
+    if it.remaining() > 0 {
+        return Err(ClientError::Corrupt(format!(
+            "{} bytes after the last whole batch (truncated batch at byte {})",
+            it.remaining(),
+            it.position()
+        )));
+    }
+    s.bytes = bytes.len() as u64;
+    Ok(s)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Varints (zigzag, as Kafka's record format uses them)
+
+struct Cursor {
+    data: Bytes,
+    pos: usize,
+}
+
+impl Cursor {
+    fn corrupt(&self, what: &str) -> ClientError {
+        ClientError::Corrupt(format!("{what} at byte {} of the records", self.pos))
+    }
+
+    fn u8(&mut self) -> Result<u8> {
+        let b = *self.data.get(self.pos).ok_or_else(|| self.corrupt("records end early"))?;
+        self.pos += 1;
+        Ok(b)
+    }
+
+    fn varlong(&mut self) -> Result<i64> {
+        let mut v: u64 = 0;
+        let mut shift = 0u32;
+        loop {
+            let b = self.u8()?;
+            if shift > 63 {
+                return Err(self.corrupt("varint too long"));
+            }
+            v |= ((b & 0x7f) as u64) << shift;
+            if b & 0x80 == 0 {
+                break;
+            }
+            shift += 7;
+        }
+        Ok(((v >> 1) as i64) ^ -((v & 1) as i64))
+    }
+
+    fn varint(&mut self) -> Result<i32> {
+        let v = self.varlong()?;
+        i32::try_from(v).map_err(|_| self.corrupt("varint out of range"))
+    }
+
+    fn take(&mut self, n: usize) -> Result<Bytes> {
+        let end = self.pos.checked_add(n).filter(|&e| e <= self.data.len());
+        match end {
+            Some(end) => {
+                let b = self.data.slice(self.pos..end);
+                self.pos = end;
+                Ok(b)
+            }
+            None => Err(self.corrupt(&format!("field of {n} bytes overruns the batch"))),
+        }
+    }
+
+    /// A length-prefixed byte field; -1 is null.
+    fn nullable(&mut self) -> Result<Option<Bytes>> {
+        match self.varint()? {
+            -1 => Ok(None),
+            n if n < 0 => Err(self.corrupt(&format!("negative length {n}"))),
+            n => self.take(n as usize).map(Some),
+        }
+    }
+}
+
+fn put_varlong(buf: &mut BytesMut, v: i64) {
+    let mut z = ((v << 1) ^ (v >> 63)) as u64;
+    while z >= 0x80 {
+        buf.put_u8((z as u8) | 0x80);
+        z >>= 7;
+    }
+    buf.put_u8(z as u8);
+}
+
+fn varlong_len(v: i64) -> usize {
+    let mut z = ((v << 1) ^ (v >> 63)) as u64;
+    let mut n = 1;
+    while z >= 0x80 {
+        z >>= 7;
+        n += 1;
+    }
+    n
+}
+
+// ---------------------------------------------------------------------------------------------
+// Decoding
+
+fn decompress(h: &BatchHeader, payload: Bytes) -> Result<Bytes> {
+    let mut p = payload;
+    let out = match h.compression()? {
+        Compression::None => return Ok(p),
+        Compression::Gzip => kafka_protocol::compression::Gzip::decompress(&mut p, |b: &mut Bytes| Ok(b.clone())),
+        Compression::Snappy => kafka_protocol::compression::Snappy::decompress(&mut p, |b: &mut Bytes| Ok(b.clone())),
+        Compression::Lz4 => kafka_protocol::compression::Lz4::decompress(&mut p, |b: &mut Bytes| Ok(b.clone())),
+        Compression::Zstd => kafka_protocol::compression::Zstd::decompress(&mut p, |b: &mut Bytes| Ok(b.clone())),
+    };
+    out.map_err(|e| {
+        ClientError::Corrupt(format!(
+            "batch at offset {}: decompressing {:?}: {e}",
+            h.base_offset,
+            h.compression().unwrap_or(Compression::None)
+        ))
+    })
+}
+
+/// Kafka's sequence arithmetic: wraps from i32::MAX to 0.
+fn add_sequence(base: i32, delta: i32) -> i32 {
+    if base < 0 {
+        return -1;
+    }
+    if base > i32::MAX - delta {
+        delta - (i32::MAX - base) - 1
+    } else {
+        base + delta
+    }
+}
+
+/// Decodes one whole batch (bytes from base offset to its end) into records.
+fn decode_one(batch: Bytes, h: &BatchHeader, topic: &Arc<str>, partition: i32, out: &mut Vec<Record>) -> Result<()> {
+    let actual = crc32c::crc32c(&batch[CRC_START..]);
+    if actual != h.crc {
+        return Err(ClientError::Corrupt(format!(
+            "CRC mismatch in batch at offset {}: stored {:08x}, computed {actual:08x}",
+            h.base_offset, h.crc
+        )));
+    }
+    let data = decompress(h, batch.slice(BATCH_HEADER_LEN..))?;
+    let ts_type = h.timestamp_type();
+    let producer_base = ProducerInfo {
+        producer_id: h.producer_id,
+        producer_epoch: h.producer_epoch,
+        sequence: -1,
+    };
+    let leader_epoch = (h.partition_leader_epoch >= 0).then_some(h.partition_leader_epoch);
+    let mut c = Cursor { data, pos: 0 };
+    // Every record takes at least 7 bytes; never trust the count for the allocation.
+    out.reserve((h.record_count as usize).min(c.data.len() / 7 + 1));
+    for _ in 0..h.record_count {
+        let len = c.varint()?;
+        if len < 0 {
+            return Err(c.corrupt(&format!("negative record length {len}")));
+        }
+        let end = c
+            .pos
+            .checked_add(len as usize)
+            .filter(|&e| e <= c.data.len())
+            .ok_or_else(|| c.corrupt(&format!("record of {len} bytes overruns the batch")))?;
+        let _attributes = c.u8()?;
+        let ts_delta = c.varlong()?;
+        let off_delta = c.varint()?;
+        let key = c.nullable()?;
+        let value = c.nullable()?;
+        let n_headers = c.varint()?;
+        if n_headers < 0 {
+            return Err(c.corrupt(&format!("negative header count {n_headers}")));
+        }
+        let mut headers = Vec::with_capacity((n_headers as usize).min(end.saturating_sub(c.pos) / 2 + 1));
+        for _ in 0..n_headers {
+            let k = c
+                .nullable()?
+                .ok_or_else(|| c.corrupt("null header key"))?;
+            let v = c.nullable()?;
+            let key = match std::str::from_utf8(&k) {
+                Ok(s) => s.to_string(),
+                Err(_) => {
+                    tracing::warn!(topic = %topic, partition, "header key is not UTF-8; replaced invalid bytes");
+                    String::from_utf8_lossy(&k).into_owned()
+                }
+            };
+            headers.push(Header { key, value: v });
+        }
+        if c.pos != end {
+            return Err(c.corrupt(&format!("record declares {len} bytes but holds {}", len as i64 + (c.pos as i64 - end as i64))));
+        }
+        let timestamp = match ts_type {
+            TimestampType::LogAppend => h.max_timestamp,
+            TimestampType::Create => h.base_timestamp.wrapping_add(ts_delta),
+        };
+        out.push(Record {
+            topic: topic.clone(),
+            partition,
+            offset: h.base_offset.wrapping_add(off_delta as i64),
+            timestamp,
+            timestamp_type: ts_type,
+            key,
+            value,
+            headers,
+            producer: ProducerInfo {
+                sequence: add_sequence(h.base_sequence, off_delta),
+                ..producer_base
+            },
+            leader_epoch,
+            is_transactional: h.is_transactional(),
+            is_control: h.is_control(),
+        });
+    }
+    Ok(())
+}
+
+/// Decodes every record of every whole batch in `bytes` (a truncated tail is ignored), CRCs
+/// checked, control records included and flagged.
+pub fn decode_batches(bytes: &Bytes, topic: &Arc<str>, partition: i32) -> Result<Vec<Record>> {
+    let mut out = Vec::new();
+    for item in BatchIter::new(bytes) {
+        let (h, range) = item?;
+        decode_one(bytes.slice(range), &h, topic, partition, &mut out)?;
+    }
+    Ok(out)
+}
+
+/// Drops the records below `offset` (whole batches may start before the fetch offset).
+pub fn records_from(mut records: Vec<Record>, offset: i64) -> Vec<Record> {
+    records.retain(|r| r.offset >= offset);
+    records
+}
+
+/// [`RawDecoder`] for Ferry's core: decodes raw Kafka v2 batches into records.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BatchDecoder;
+
+impl RawDecoder for BatchDecoder {
+    fn decode(&self, topic: &Arc<str>, partition: i32, raw: &RawBatches) -> std::result::Result<Vec<Record>, ferry_core::Error> {
+        decode_batches(&raw.bytes, topic, partition).map_err(Into::into)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Encoding
+
+/// One record to produce. Everything is written exactly as given.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ProduceRecord {
+    /// Key; `None` is a null key.
+    pub key: Option<Bytes>,
+    /// Value; `None` is a null value (tombstone).
+    pub value: Option<Bytes>,
+    /// Headers in order, repeats and null values kept.
+    pub headers: Vec<Header>,
+    /// Timestamp, milliseconds since the epoch (CreateTime).
+    pub timestamp: i64,
+}
+
+fn nullable_len(b: &Option<Bytes>) -> usize {
+    match b {
+        None => varlong_len(-1),
+        Some(b) => varlong_len(b.len() as i64) + b.len(),
+    }
+}
+
+fn record_body_len(r: &ProduceRecord, ts_delta: i64, off_delta: i32) -> usize {
+    let mut n = 1 + varlong_len(ts_delta) + varlong_len(off_delta as i64);
+    n += nullable_len(&r.key) + nullable_len(&r.value);
+    n += varlong_len(r.headers.len() as i64);
+    for h in &r.headers {
+        n += varlong_len(h.key.len() as i64) + h.key.len() + nullable_len(&h.value);
+    }
+    n
+}
+
+/// Upper bound of the bytes a record takes in a batch (uncompressed), for splitting.
+pub(crate) fn record_size_estimate(r: &ProduceRecord) -> usize {
+    // Deltas take at most 10 and 5 bytes.
+    let body = record_body_len(r, i64::MAX, i32::MAX);
+    body + varlong_len(body as i64)
+}
+
+fn put_nullable(buf: &mut BytesMut, b: &Option<Bytes>) {
+    match b {
+        None => put_varlong(buf, -1),
+        Some(b) => {
+            put_varlong(buf, b.len() as i64);
+            buf.put_slice(b);
+        }
+    }
+}
+
+/// Producer fields of a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BatchProducer {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
+}
+
+impl Default for BatchProducer {
+    fn default() -> Self {
+        BatchProducer {
+            producer_id: -1,
+            producer_epoch: -1,
+            base_sequence: -1,
+        }
+    }
+}
+
+/// Encodes `records` as one v2 batch (base offset 0: the broker assigns offsets).
+pub(crate) fn encode_batch(records: &[ProduceRecord], compression: Compression, producer: BatchProducer) -> Result<Bytes> {
+    if records.is_empty() {
+        return Err(ClientError::Config("cannot encode an empty batch".into()));
+    }
+    let count = i32::try_from(records.len()).map_err(|_| ClientError::Config("too many records for one batch".into()))?;
+    let base_ts = records[0].timestamp;
+    let max_ts = records.iter().map(|r| r.timestamp).max().unwrap_or(base_ts);
+
+    let mut body = BytesMut::with_capacity(records.iter().map(record_size_estimate).sum());
+    for (i, r) in records.iter().enumerate() {
+        let ts_delta = r.timestamp.wrapping_sub(base_ts);
+        let off = i as i32;
+        put_varlong(&mut body, record_body_len(r, ts_delta, off) as i64);
+        body.put_u8(0);
+        put_varlong(&mut body, ts_delta);
+        put_varlong(&mut body, off as i64);
+        put_nullable(&mut body, &r.key);
+        put_nullable(&mut body, &r.value);
+        put_varlong(&mut body, r.headers.len() as i64);
+        for h in &r.headers {
+            put_varlong(&mut body, h.key.len() as i64);
+            body.put_slice(h.key.as_bytes());
+            put_nullable(&mut body, &h.value);
+        }
+    }
+
+    let mut buf = BytesMut::with_capacity(BATCH_HEADER_LEN + body.len());
+    buf.put_i64(0); // base offset
+    buf.put_i32(0); // length, filled below
+    buf.put_i32(-1); // partition leader epoch
+    buf.put_i8(2); // magic
+    buf.put_u32(0); // crc, filled below
+    buf.put_i16(compression as i16);
+    buf.put_i32(count - 1);
+    buf.put_i64(base_ts);
+    buf.put_i64(max_ts);
+    buf.put_i64(producer.producer_id);
+    buf.put_i16(producer.producer_epoch);
+    buf.put_i32(producer.base_sequence);
+    buf.put_i32(count);
+    let mut body = body.freeze();
+    let res = match compression {
+        Compression::None => {
+            buf.put_slice(&body);
+            Ok(())
+        }
+        Compression::Gzip => kafka_protocol::compression::Gzip::compress(&mut buf, |t: &mut BytesMut| {
+            t.put_slice(&body);
+            Ok(())
+        }),
+        Compression::Snappy => kafka_protocol::compression::Snappy::compress(&mut buf, |t: &mut BytesMut| {
+            t.put_slice(&body);
+            Ok(())
+        }),
+        Compression::Lz4 => kafka_protocol::compression::Lz4::compress(&mut buf, |t: &mut BytesMut| {
+            t.put_slice(&body);
+            Ok(())
+        }),
+        Compression::Zstd => kafka_protocol::compression::Zstd::compress(&mut buf, |t: &mut BytesMut| {
+            t.put_slice(&body);
+            Ok(())
+        }),
+    };
+    body.clear();
+    res.map_err(|e| ClientError::Config(format!("compressing batch with {compression:?}: {e}")))?;
+    let len = i32::try_from(buf.len() - LOG_OVERHEAD).map_err(|_| ClientError::Config("batch larger than 2 GiB".into()))?;
+    buf[8..12].copy_from_slice(&len.to_be_bytes());
+    let crc = crc32c::crc32c(&buf[CRC_START..]);
+    buf[17..21].copy_from_slice(&crc.to_be_bytes());
+    Ok(buf.freeze())
+}
+
+/// Sets the base offset of an encoded batch in place (tests and tools build logs with it;
+/// the base offset is outside the CRC).
+pub fn set_base_offset(batch: &mut [u8], base_offset: i64) {
+    if batch.len() >= 8 {
+        batch[0..8].copy_from_slice(&base_offset.to_be_bytes());
+    }
+}
+
+/// Builds one v2 batch from records, for tests, tools and benches: base offset, codec and
+/// producer fields given; attributes may add transactional (0x10) / control (0x20) /
+/// LogAppendTime (0x08) bits.
+pub fn build_batch(
+    base_offset: i64,
+    records: &[ProduceRecord],
+    compression: Compression,
+    extra_attributes: i16,
+    producer: Option<ProducerInfo>,
+) -> Result<Bytes> {
+    let p = producer.map_or(BatchProducer::default(), |p| BatchProducer {
+        producer_id: p.producer_id,
+        producer_epoch: p.producer_epoch,
+        base_sequence: p.sequence,
+    });
+    let b = encode_batch(records, compression, p)?;
+    let mut m = BytesMut::from(&b[..]);
+    set_base_offset(&mut m, base_offset);
+    if extra_attributes != 0 {
+        let attrs = be_i16(&m, 21) | extra_attributes;
+        m[21..23].copy_from_slice(&attrs.to_be_bytes());
+        let crc = crc32c::crc32c(&m[CRC_START..]);
+        m[17..21].copy_from_slice(&crc.to_be_bytes());
+    }
+    Ok(m.freeze())
+}

@@ -1,0 +1,906 @@
+//! The client: bootstrap, metadata cache, connections per broker, ListOffsets and Fetch.
+
+use crate::batch::{scan_batches, FetchedBatches};
+use crate::conn::{BrokerHandle, ConnConfig, Connection};
+use crate::error::{ClientError, KafkaCode, Result};
+use crate::security::{build_tls, SaslConfig, TlsConfig};
+use ferry_core::AbortedTxn;
+use futures::future::join_all;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, ListOffsetsRequest, MetadataRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tracing::{debug, warn};
+pub use uuid::Uuid;
+
+/// How to reach and authenticate to a cluster.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// `host:port` of one or more brokers to discover the cluster from.
+    pub bootstrap: Vec<String>,
+    /// Client id sent with every request (shows in broker logs and quotas).
+    pub client_id: String,
+    /// How long to wait for any response (Fetch waits this plus its `max_wait_ms`).
+    pub request_timeout: Duration,
+    /// TLS, when the listener needs it.
+    pub tls: Option<TlsConfig>,
+    /// SASL credentials, when the listener needs them.
+    pub sasl: Option<SaslConfig>,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            bootstrap: Vec::new(),
+            client_id: "ferry".to_string(),
+            request_timeout: Duration::from_secs(30),
+            tls: None,
+            sasl: None,
+        }
+    }
+}
+
+impl ClientConfig {
+    /// A config for `bootstrap` with defaults for the rest. Entries may be comma-separated.
+    pub fn new<S: AsRef<str>>(bootstrap: &[S]) -> Self {
+        ClientConfig {
+            bootstrap: bootstrap
+                .iter()
+                .flat_map(|s| s.as_ref().split(','))
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect(),
+            ..Default::default()
+        }
+    }
+}
+
+/// A broker of the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerMetadata {
+    /// Node id.
+    pub id: i32,
+    /// Advertised host.
+    pub host: String,
+    /// Advertised port.
+    pub port: i32,
+    /// Rack, if configured.
+    pub rack: Option<String>,
+}
+
+/// A partition of a topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionMetadata {
+    /// Partition number.
+    pub id: i32,
+    /// Leader broker id (-1 when none).
+    pub leader: i32,
+    /// Leader epoch (-1 when unknown).
+    pub leader_epoch: i32,
+    /// Replica broker ids.
+    pub replicas: Vec<i32>,
+    /// In-sync replica broker ids.
+    pub isr: Vec<i32>,
+    /// Error reported for the partition.
+    pub error: Option<KafkaCode>,
+}
+
+/// A topic of the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicMetadata {
+    /// Name.
+    pub name: String,
+    /// Topic id (Kafka >= 2.8), `None` when the broker has none.
+    pub id: Option<Uuid>,
+    /// Internal topic (`__consumer_offsets`, `__transaction_state`).
+    pub is_internal: bool,
+    /// Partitions in partition order.
+    pub partitions: Vec<PartitionMetadata>,
+    /// Error reported for the topic.
+    pub error: Option<KafkaCode>,
+}
+
+/// What a Metadata request returned.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ClusterMetadata {
+    /// Cluster id.
+    pub cluster_id: Option<String>,
+    /// Controller broker id (-1 when unknown).
+    pub controller_id: i32,
+    /// Brokers.
+    pub brokers: Vec<BrokerMetadata>,
+    /// Topics (sorted by name).
+    pub topics: Vec<TopicMetadata>,
+}
+
+impl ClusterMetadata {
+    /// The topic named `name`.
+    pub fn topic(&self, name: &str) -> Option<&TopicMetadata> {
+        self.topics.iter().find(|t| t.name == name)
+    }
+}
+
+/// Which offset ListOffsets returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffsetSpec {
+    /// The log start offset.
+    Earliest,
+    /// The high watermark (offset of the next record to be written).
+    Latest,
+    /// The first offset whose record timestamp is >= the given milliseconds (the log end
+    /// offset when there is none).
+    Timestamp(i64),
+}
+
+/// Read committed data only, or everything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Isolation {
+    /// Everything up to the high watermark, with the list of aborted transactions.
+    #[default]
+    ReadUncommitted,
+    /// Only up to the last stable offset.
+    ReadCommitted,
+}
+
+/// One partition to fetch, from `offset`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchRequestPartition {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// Offset to fetch from.
+    pub offset: i64,
+}
+
+/// Fetch tuning.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchOptions {
+    /// How long the broker may wait for `min_bytes`.
+    pub max_wait_ms: i32,
+    /// Bytes the broker waits for before answering.
+    pub min_bytes: i32,
+    /// Bytes per response (per leader).
+    pub max_bytes: i32,
+    /// Bytes per partition.
+    pub partition_max_bytes: i32,
+    /// Isolation level.
+    pub isolation: Isolation,
+}
+
+impl Default for FetchOptions {
+    fn default() -> Self {
+        FetchOptions {
+            max_wait_ms: 500,
+            min_bytes: 1,
+            max_bytes: 50 * 1024 * 1024,
+            partition_max_bytes: 8 * 1024 * 1024,
+            isolation: Isolation::ReadUncommitted,
+        }
+    }
+}
+
+/// What one partition's fetch returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchedPartition {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// Error for this partition (OFFSET_OUT_OF_RANGE is reported here, never retried).
+    pub error: Option<KafkaCode>,
+    /// High watermark (-1 when unknown).
+    pub high_watermark: i64,
+    /// Last stable offset (-1 when unknown).
+    pub last_stable_offset: i64,
+    /// Log start offset (-1 when unknown).
+    pub log_start_offset: i64,
+    /// Aborted transactions overlapping the returned data (read_uncommitted).
+    pub aborted: Vec<AbortedTxn>,
+    /// Whole batches, when any came back.
+    pub data: Option<FetchedBatches>,
+}
+
+pub(crate) struct Cache {
+    pub brokers: HashMap<i32, String>,
+    pub topics: HashMap<String, TopicMetadata>,
+    pub by_id: HashMap<Uuid, String>,
+    pub controller: i32,
+}
+
+pub(crate) struct Inner {
+    pub cfg: ClientConfig,
+    pub conn_cfg: Arc<ConnConfig>,
+    bootstrap: Vec<Arc<BrokerHandle>>,
+    handles: RwLock<HashMap<i32, Arc<BrokerHandle>>>,
+    pub cache: RwLock<Cache>,
+    refresh: tokio::sync::Mutex<()>,
+}
+
+/// A Kafka client. Cheap to clone: clones share connections and the metadata cache.
+#[derive(Clone)]
+pub struct Client {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").field("bootstrap", &self.inner.cfg.bootstrap).finish()
+    }
+}
+
+/// Attempts for one operation before its last error is returned.
+pub(crate) const MAX_ATTEMPTS: u32 = 6;
+
+pub(crate) fn backoff(attempt: u32) -> Duration {
+    let base = 100u64.saturating_mul(1 << attempt.min(4)).min(1500);
+    Duration::from_millis(base + rand::random::<u64>() % (base / 4 + 1))
+}
+
+pub(crate) fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|p| p.into_inner())
+}
+pub(crate) fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|p| p.into_inner())
+}
+
+pub(crate) fn topic_name(s: &str) -> TopicName {
+    TopicName(StrBytes::from_string(s.to_string()))
+}
+
+pub(crate) fn opt_uuid(u: Uuid) -> Option<Uuid> {
+    (!u.is_nil()).then_some(u)
+}
+
+impl Client {
+    /// Builds a client and checks that a bootstrap broker answers (fetching cluster metadata).
+    pub async fn connect(config: ClientConfig) -> Result<Client> {
+        let client = Self::new(config)?;
+        client.metadata(None).await?;
+        Ok(client)
+    }
+
+    /// Builds a client without contacting any broker (connections are made on first use).
+    pub fn new(config: ClientConfig) -> Result<Client> {
+        if config.bootstrap.is_empty() {
+            return Err(ClientError::Config("no bootstrap brokers given".into()));
+        }
+        let tls = config.tls.as_ref().map(build_tls).transpose()?;
+        let conn_cfg = Arc::new(ConnConfig {
+            client_id: StrBytes::from_string(config.client_id.clone()),
+            request_timeout: config.request_timeout,
+            connect_timeout: config.request_timeout.min(Duration::from_secs(10)),
+            tls,
+            sasl: config.sasl.clone(),
+        });
+        let bootstrap = config
+            .bootstrap
+            .iter()
+            .map(|a| Arc::new(BrokerHandle::new(a.clone(), conn_cfg.clone())))
+            .collect();
+        Ok(Client {
+            inner: Arc::new(Inner {
+                cfg: config,
+                conn_cfg,
+                bootstrap,
+                handles: RwLock::new(HashMap::new()),
+                cache: RwLock::new(Cache {
+                    brokers: HashMap::new(),
+                    topics: HashMap::new(),
+                    by_id: HashMap::new(),
+                    controller: -1,
+                }),
+                refresh: tokio::sync::Mutex::new(()),
+            }),
+        })
+    }
+
+    /// The configuration the client was built with.
+    pub fn config(&self) -> &ClientConfig {
+        &self.inner.cfg
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Connections
+
+    /// The connection handle for broker `id` (from the metadata cache).
+    pub(crate) fn broker(&self, id: i32) -> Result<Arc<BrokerHandle>> {
+        let addr = read(&self.inner.cache)
+            .brokers
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| ClientError::Metadata(format!("broker {id} is not in the cluster metadata")))?;
+        if let Some(h) = read(&self.inner.handles).get(&id) {
+            if h.addr() == addr {
+                return Ok(h.clone());
+            }
+        }
+        let mut handles = write(&self.inner.handles);
+        let h = handles
+            .entry(id)
+            .and_modify(|h| {
+                if h.addr() != addr {
+                    *h = Arc::new(BrokerHandle::new(addr.clone(), self.inner.conn_cfg.clone()));
+                }
+            })
+            .or_insert_with(|| Arc::new(BrokerHandle::new(addr.clone(), self.inner.conn_cfg.clone())));
+        Ok(h.clone())
+    }
+
+    /// A connection to broker `id`.
+    pub(crate) async fn conn(&self, id: i32) -> Result<Arc<Connection>> {
+        self.broker(id)?.get().await
+    }
+
+    /// A connection to any broker: known brokers first, then the bootstrap list.
+    pub(crate) async fn any_conn(&self) -> Result<Arc<Connection>> {
+        let mut ids: Vec<i32> = read(&self.inner.cache).brokers.keys().copied().collect();
+        ids.sort_unstable();
+        if !ids.is_empty() {
+            let start = rand::random::<u32>() as usize % ids.len();
+            ids.rotate_left(start);
+        }
+        let mut last = None;
+        for id in ids {
+            match self.conn(id).await {
+                Ok(c) => return Ok(c),
+                Err(e) => last = Some(e),
+            }
+        }
+        for h in &self.inner.bootstrap {
+            match h.get().await {
+                Ok(c) => return Ok(c),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| ClientError::Config("no brokers".into())))
+    }
+
+    /// Runs `op` until it succeeds, fails with a non-retriable error, or attempts run out.
+    /// Retriable errors back off; errors that mean stale metadata drop the cache first.
+    pub(crate) async fn retry<T, F, Fut>(&self, what: &str, mut op: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let mut attempt = 0;
+        loop {
+            match op().await {
+                Ok(v) => return Ok(v),
+                Err(e) if e.is_retriable() && attempt + 1 < MAX_ATTEMPTS => {
+                    debug!(what, attempt, error = %e, "retrying");
+                    if e.is_network() || e.code().is_some_and(|c| c.needs_metadata_refresh()) || matches!(e, ClientError::Metadata(_)) {
+                        self.invalidate_metadata();
+                    }
+                    tokio::time::sleep(backoff(attempt)).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Metadata
+
+    /// Forgets cached topic metadata so the next lookup asks the cluster again.
+    pub fn invalidate_metadata(&self) {
+        let mut c = write(&self.inner.cache);
+        c.topics.clear();
+    }
+
+    /// Fetches cluster metadata for `topics` (all topics when `None`) and refreshes the cache.
+    pub async fn metadata(&self, topics: Option<&[String]>) -> Result<ClusterMetadata> {
+        self.retry("Metadata", || self.metadata_once(topics)).await
+    }
+
+    async fn metadata_once(&self, topics: Option<&[String]>) -> Result<ClusterMetadata> {
+        let conn = self.any_conn().await?;
+        let v = conn.version(ApiKey::Metadata)?;
+        let mut req = MetadataRequest::default();
+        req.topics = match topics {
+            None if v == 0 => Some(Vec::new()),
+            None => None,
+            Some(ts) => Some(
+                ts.iter()
+                    .map(|t| MetadataRequestTopic::default().with_name(Some(topic_name(t))))
+                    .collect(),
+            ),
+        };
+        if v >= 4 {
+            req.allow_auto_topic_creation = false;
+        }
+        let resp = conn.send(&req, v).await?;
+        if let Some(code) = KafkaCode::from_code(resp.error_code) {
+            return Err(ClientError::kafka("Metadata", "", code, None).with_addr(conn.addr()));
+        }
+        let mut md = ClusterMetadata {
+            cluster_id: resp.cluster_id.map(|s| s.to_string()),
+            controller_id: resp.controller_id.0,
+            brokers: resp
+                .brokers
+                .into_iter()
+                .map(|b| BrokerMetadata {
+                    id: b.node_id.0,
+                    host: b.host.to_string(),
+                    port: b.port,
+                    rack: b.rack.map(|r| r.to_string()),
+                })
+                .collect(),
+            topics: Vec::new(),
+        };
+        for t in resp.topics {
+            let Some(name) = t.name else { continue };
+            let mut partitions: Vec<PartitionMetadata> = t
+                .partitions
+                .into_iter()
+                .map(|p| PartitionMetadata {
+                    id: p.partition_index,
+                    leader: p.leader_id.0,
+                    leader_epoch: p.leader_epoch,
+                    replicas: p.replica_nodes.iter().map(|b| b.0).collect(),
+                    isr: p.isr_nodes.iter().map(|b| b.0).collect(),
+                    error: KafkaCode::from_code(p.error_code),
+                })
+                .collect();
+            partitions.sort_by_key(|p| p.id);
+            md.topics.push(TopicMetadata {
+                name: name.to_string(),
+                id: opt_uuid(t.topic_id),
+                is_internal: t.is_internal,
+                partitions,
+                error: KafkaCode::from_code(t.error_code),
+            });
+        }
+        md.topics.sort_by(|a, b| a.name.cmp(&b.name));
+        self.update_cache(&md, topics.is_none());
+        Ok(md)
+    }
+
+    fn update_cache(&self, md: &ClusterMetadata, all_topics: bool) {
+        let mut c = write(&self.inner.cache);
+        if !md.brokers.is_empty() {
+            c.brokers = md
+                .brokers
+                .iter()
+                .map(|b| (b.id, format_addr(&b.host, b.port)))
+                .collect();
+        }
+        c.controller = md.controller_id;
+        if all_topics {
+            c.topics.clear();
+            c.by_id.clear();
+        }
+        for t in &md.topics {
+            match t.error {
+                Some(code) if code == KafkaCode::UNKNOWN_TOPIC_OR_PARTITION || t.partitions.is_empty() => {
+                    c.topics.remove(&t.name);
+                }
+                _ => {
+                    if let Some(id) = t.id {
+                        c.by_id.insert(id, t.name.clone());
+                    }
+                    c.topics.insert(t.name.clone(), t.clone());
+                }
+            }
+        }
+    }
+
+    /// Cached metadata of `topic`, fetched when missing.
+    pub(crate) async fn topic_meta(&self, topic: &str) -> Result<TopicMetadata> {
+        if let Some(t) = read(&self.inner.cache).topics.get(topic) {
+            return Ok(t.clone());
+        }
+        let _guard = self.inner.refresh.lock().await;
+        // Another task may have refreshed while this one waited.
+        if let Some(t) = read(&self.inner.cache).topics.get(topic) {
+            return Ok(t.clone());
+        }
+        let md = self.metadata_once(Some(&[topic.to_string()])).await?;
+        match md.topic(topic) {
+            Some(t) if t.error.is_none() || !t.partitions.is_empty() => Ok(t.clone()),
+            Some(t) => Err(ClientError::kafka(
+                "Metadata",
+                topic,
+                t.error.unwrap_or(KafkaCode::UNKNOWN_TOPIC_OR_PARTITION),
+                None,
+            )),
+            None => Err(ClientError::kafka("Metadata", topic, KafkaCode::UNKNOWN_TOPIC_OR_PARTITION, None)),
+        }
+    }
+
+    /// Leader broker id of `topic`/`partition`.
+    pub(crate) async fn leader(&self, topic: &str, partition: i32) -> Result<i32> {
+        let t = self.topic_meta(topic).await?;
+        let p = t
+            .partitions
+            .iter()
+            .find(|p| p.id == partition)
+            .ok_or_else(|| {
+                ClientError::kafka("Metadata", format!("{topic}/{partition}"), KafkaCode::UNKNOWN_TOPIC_OR_PARTITION, None)
+            })?;
+        if p.leader < 0 {
+            return Err(ClientError::kafka(
+                "Metadata",
+                format!("{topic}/{partition}"),
+                KafkaCode::LEADER_NOT_AVAILABLE,
+                None,
+            ));
+        }
+        Ok(p.leader)
+    }
+
+    /// Topic id of `topic` (`None` if the cluster has no topic ids).
+    pub async fn topic_id(&self, topic: &str) -> Result<Option<Uuid>> {
+        Ok(self.topic_meta(topic).await?.id)
+    }
+
+    /// Topic name for a topic id, from the cache.
+    pub fn topic_name_of(&self, id: Uuid) -> Option<String> {
+        read(&self.inner.cache).by_id.get(&id).cloned()
+    }
+
+    /// Groups `items` by the leader of their partition. Items whose leader cannot be found
+    /// come back in the error list.
+    async fn by_leader<T: Clone>(
+        &self,
+        items: &[T],
+        key: impl Fn(&T) -> (&str, i32),
+    ) -> (BTreeMap<i32, Vec<T>>, Vec<(T, ClientError)>) {
+        let mut groups: BTreeMap<i32, Vec<T>> = BTreeMap::new();
+        let mut failed = Vec::new();
+        for it in items {
+            let (t, p) = key(it);
+            match self.leader(t, p).await {
+                Ok(l) => groups.entry(l).or_default().push(it.clone()),
+                Err(e) => failed.push((it.clone(), e)),
+            }
+        }
+        (groups, failed)
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // ListOffsets
+
+    /// Offsets of `partitions` of `topic` per `spec`, asking each partition's leader (one
+    /// request per leader, in parallel).
+    pub async fn list_offsets(&self, topic: &str, partitions: &[i32], spec: OffsetSpec) -> Result<BTreeMap<i32, i64>> {
+        let mut out = BTreeMap::new();
+        let mut todo: Vec<i32> = partitions.to_vec();
+        let mut attempt = 0;
+        loop {
+            let items: Vec<(String, i32)> = todo.iter().map(|p| (topic.to_string(), *p)).collect();
+            let (groups, failed) = self.by_leader(&items, |(t, p)| (t.as_str(), *p)).await;
+            let mut retry: Vec<(i32, ClientError)> = failed.into_iter().map(|((_, p), e)| (p, e)).collect();
+            let futs = groups.into_iter().map(|(leader, items)| {
+                let parts: Vec<i32> = items.iter().map(|(_, p)| *p).collect();
+                async move { (parts.clone(), self.list_offsets_leader(leader, topic, &parts, spec).await) }
+            });
+            for (parts, res) in join_all(futs).await {
+                match res {
+                    Ok(results) => {
+                        for (p, r) in results {
+                            match r {
+                                Ok(o) => {
+                                    out.insert(p, o);
+                                }
+                                Err(e) => retry.push((p, e)),
+                            }
+                        }
+                    }
+                    Err(e) if !e.is_retriable() => return Err(e),
+                    Err(e) => {
+                        let msg = e.to_string();
+                        for p in parts {
+                            retry.push((p, ClientError::Metadata(msg.clone())));
+                        }
+                    }
+                }
+            }
+            if retry.is_empty() {
+                return Ok(out);
+            }
+            if let Some((_, e)) = retry.iter().find(|(_, e)| !e.is_retriable()) {
+                return Err(clone_err(e));
+            }
+            attempt += 1;
+            if attempt >= MAX_ATTEMPTS {
+                let (_, e) = retry.swap_remove(0);
+                return Err(e);
+            }
+            self.invalidate_metadata();
+            tokio::time::sleep(backoff(attempt)).await;
+            todo = retry.into_iter().map(|(p, _)| p).collect();
+        }
+    }
+
+    async fn list_offsets_leader(
+        &self,
+        leader: i32,
+        topic: &str,
+        parts: &[i32],
+        spec: OffsetSpec,
+    ) -> Result<Vec<(i32, Result<i64>)>> {
+        let conn = self.conn(leader).await?;
+        let v = conn.version(ApiKey::ListOffsets)?;
+        let ts = match spec {
+            OffsetSpec::Earliest => -2,
+            OffsetSpec::Latest => -1,
+            OffsetSpec::Timestamp(t) => t,
+        };
+        let req = ListOffsetsRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_isolation_level(0)
+            .with_topics(vec![ListOffsetsTopic::default().with_name(topic_name(topic)).with_partitions(
+                parts
+                    .iter()
+                    .map(|p| {
+                        ListOffsetsPartition::default()
+                            .with_partition_index(*p)
+                            .with_current_leader_epoch(-1)
+                            .with_timestamp(ts)
+                    })
+                    .collect(),
+            )]);
+        let resp = conn.send(&req, v).await?;
+        let mut out = Vec::new();
+        for t in resp.topics {
+            for p in t.partitions {
+                let r = match KafkaCode::from_code(p.error_code) {
+                    None => Ok(p.offset),
+                    Some(code) => Err(ClientError::kafka("ListOffsets", format!("{topic}/{}", p.partition_index), code, None)
+                        .with_addr(conn.addr())),
+                };
+                out.push((p.partition_index, r));
+            }
+        }
+        for p in parts {
+            if !out.iter().any(|(q, _)| q == p) {
+                out.push((
+                    *p,
+                    Err(ClientError::Protocol {
+                        addr: conn.addr().to_string(),
+                        api: "ListOffsets".into(),
+                        message: format!("no answer for {topic}/{p}"),
+                    }),
+                ));
+            }
+        }
+        Ok(out)
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Fetch
+
+    /// Fetches `requests`: one multi-partition Fetch per leader, leaders in parallel. Leader
+    /// changes and network errors are retried after a metadata refresh; other per-partition
+    /// errors (OFFSET_OUT_OF_RANGE among them) come back in [`FetchedPartition::error`].
+    /// The result holds one entry per request, in request order.
+    pub async fn fetch(&self, requests: &[FetchRequestPartition], opts: &FetchOptions) -> Result<Vec<FetchedPartition>> {
+        let mut done: HashMap<(String, i32), FetchedPartition> = HashMap::new();
+        let mut todo: Vec<FetchRequestPartition> = requests.to_vec();
+        let mut attempt = 0u32;
+        loop {
+            let (groups, failed) = self.by_leader(&todo, |r| (r.topic.as_str(), r.partition)).await;
+            let mut retry: Vec<(FetchRequestPartition, Option<KafkaCode>, ClientError)> = Vec::new();
+            for (r, e) in failed {
+                if !e.is_retriable() {
+                    return Err(e);
+                }
+                let code = e.code();
+                retry.push((r, code, e));
+            }
+            let futs = groups.into_iter().map(|(leader, parts)| async move {
+                let res = self.fetch_leader(leader, &parts, opts).await;
+                (parts, res)
+            });
+            for (parts, res) in join_all(futs).await {
+                match res {
+                    Ok(results) => {
+                        for (req, fp) in parts.into_iter().zip(results) {
+                            match fp.error {
+                                Some(code) if code.needs_metadata_refresh() || code == KafkaCode::REQUEST_TIMED_OUT => {
+                                    let e = ClientError::kafka("Fetch", format!("{}/{}", req.topic, req.partition), code, None);
+                                    // Keep the answer: if retries run out it is reported as is.
+                                    done.insert((req.topic.clone(), req.partition), fp);
+                                    retry.push((req, Some(code), e));
+                                }
+                                _ => {
+                                    done.insert((req.topic.clone(), req.partition), fp);
+                                }
+                            }
+                        }
+                    }
+                    Err(e) if e.is_retriable() => {
+                        let msg = e.to_string();
+                        for r in parts {
+                            retry.push((r, None, ClientError::Metadata(msg.clone())));
+                        }
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            attempt += 1;
+            if retry.is_empty() || attempt >= MAX_ATTEMPTS.min(4) {
+                if let Some((_, None, e)) = retry.into_iter().find(|(_, c, _)| c.is_none()) {
+                    return Err(e);
+                }
+                break;
+            }
+            for (r, _, e) in &retry {
+                debug!(topic = %r.topic, partition = r.partition, error = %e, "fetch retry");
+            }
+            self.invalidate_metadata();
+            tokio::time::sleep(backoff(attempt - 1)).await;
+            todo = retry.into_iter().map(|(r, _, _)| r).collect();
+        }
+        Ok(requests
+            .iter()
+            .map(|r| {
+                done.remove(&(r.topic.clone(), r.partition)).unwrap_or_else(|| FetchedPartition {
+                    topic: r.topic.clone(),
+                    partition: r.partition,
+                    error: None,
+                    high_watermark: -1,
+                    last_stable_offset: -1,
+                    log_start_offset: -1,
+                    aborted: Vec::new(),
+                    data: None,
+                })
+            })
+            .collect())
+    }
+
+    /// One Fetch to `leader` for `parts`; the answers come back in `parts` order.
+    async fn fetch_leader(&self, leader: i32, parts: &[FetchRequestPartition], opts: &FetchOptions) -> Result<Vec<FetchedPartition>> {
+        let conn = self.conn(leader).await?;
+        let mut v = conn.version(ApiKey::Fetch)?;
+        // Topic ids (Fetch v13+) need an id for every topic in the request.
+        let mut ids: HashMap<String, Uuid> = HashMap::new();
+        for r in parts {
+            if !ids.contains_key(&r.topic) {
+                match self.topic_meta(&r.topic).await?.id {
+                    Some(id) => {
+                        ids.insert(r.topic.clone(), id);
+                    }
+                    None => v = v.min(12),
+                }
+            }
+        }
+        let mut topics: Vec<FetchTopic> = Vec::new();
+        for r in parts {
+            let fp = FetchPartition::default()
+                .with_partition(r.partition)
+                .with_fetch_offset(r.offset)
+                .with_current_leader_epoch(-1)
+                .with_last_fetched_epoch(-1)
+                .with_log_start_offset(-1)
+                .with_partition_max_bytes(opts.partition_max_bytes);
+            match topics.iter_mut().find(|t| t.topic.0.as_str() == r.topic) {
+                Some(t) => t.partitions.push(fp),
+                None => {
+                    let mut t = FetchTopic::default().with_topic(topic_name(&r.topic)).with_partitions(vec![fp]);
+                    if v >= 13 {
+                        t.topic_id = ids.get(&r.topic).copied().unwrap_or_default();
+                    }
+                    topics.push(t);
+                }
+            }
+        }
+        let req = FetchRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_max_wait_ms(opts.max_wait_ms)
+            .with_min_bytes(opts.min_bytes)
+            .with_max_bytes(opts.max_bytes)
+            .with_isolation_level(match opts.isolation {
+                Isolation::ReadUncommitted => 0,
+                Isolation::ReadCommitted => 1,
+            })
+            .with_session_id(0)
+            .with_session_epoch(-1)
+            .with_topics(topics);
+        let timeout = self.inner.cfg.request_timeout + Duration::from_millis(opts.max_wait_ms.max(0) as u64);
+        let resp = conn.send_timeout(&req, v, timeout).await?;
+        let top_error = KafkaCode::from_code(resp.error_code);
+        let by_id: HashMap<Uuid, &String> = ids.iter().map(|(n, i)| (*i, n)).collect();
+        let mut answers: HashMap<(String, i32), FetchedPartition> = HashMap::new();
+        for t in resp.responses {
+            let name = if v >= 13 {
+                match by_id.get(&t.topic_id) {
+                    Some(n) => (*n).clone(),
+                    None => {
+                        warn!(broker = conn.addr(), topic_id = %t.topic_id, "fetch answer for a topic id not asked for");
+                        continue;
+                    }
+                }
+            } else {
+                t.topic.0.to_string()
+            };
+            for p in t.partitions {
+                let mut error = KafkaCode::from_code(p.error_code);
+                let data = match &p.records {
+                    Some(bytes) if !bytes.is_empty() => match scan_batches(bytes) {
+                        Ok(d) => d,
+                        Err(e) => {
+                            warn!(broker = conn.addr(), topic = %name, partition = p.partition_index, error = %e, "corrupt fetch data");
+                            error.get_or_insert(KafkaCode::CORRUPT_MESSAGE);
+                            None
+                        }
+                    },
+                    _ => None,
+                };
+                let aborted = p
+                    .aborted_transactions
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|a| AbortedTxn {
+                        producer_id: a.producer_id.0,
+                        first_offset: a.first_offset,
+                    })
+                    .collect();
+                answers.insert(
+                    (name.clone(), p.partition_index),
+                    FetchedPartition {
+                        topic: name.clone(),
+                        partition: p.partition_index,
+                        error,
+                        high_watermark: p.high_watermark,
+                        last_stable_offset: p.last_stable_offset,
+                        log_start_offset: p.log_start_offset,
+                        aborted,
+                        data,
+                    },
+                );
+            }
+        }
+        Ok(parts
+            .iter()
+            .map(|r| {
+                answers.remove(&(r.topic.clone(), r.partition)).unwrap_or_else(|| FetchedPartition {
+                    topic: r.topic.clone(),
+                    partition: r.partition,
+                    error: top_error,
+                    high_watermark: -1,
+                    last_stable_offset: -1,
+                    log_start_offset: -1,
+                    aborted: Vec::new(),
+                    data: None,
+                })
+            })
+            .collect())
+    }
+}
+
+/// `host:port`, with brackets for IPv6 hosts.
+pub(crate) fn format_addr(host: &str, port: i32) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// A copy of an error for reporting (errors are not `Clone` because of `io::Error`).
+pub(crate) fn clone_err(e: &ClientError) -> ClientError {
+    match e {
+        ClientError::Kafka {
+            addr,
+            api,
+            context,
+            code,
+            message,
+        } => ClientError::Kafka {
+            addr: addr.clone(),
+            api: api.clone(),
+            context: context.clone(),
+            code: *code,
+            message: message.clone(),
+        },
+        other => ClientError::Metadata(other.to_string()),
+    }
+}

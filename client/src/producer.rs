@@ -1,0 +1,522 @@
+//! Produce: exact records (keys, values, headers, timestamps) as v2 batches, idempotent by
+//! default (InitProducerId + per-partition sequences), retried in order.
+//!
+//! Kafka accepts exactly one record batch per partition in a Produce request (v3+), so a
+//! partition with several batches to send sends them one request after the other; different
+//! partitions of the same leader share requests, and leaders are written in parallel.
+
+use crate::batch::{encode_batch, record_size_estimate, BatchProducer, ProduceRecord, BATCH_HEADER_LEN};
+use crate::client::{backoff, opt_uuid, topic_name, Client};
+use crate::error::{ClientError, KafkaCode, Result};
+use bytes::Bytes;
+use futures::future::join_all;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{ApiKey, InitProducerIdRequest, ProduceRequest, ProducerId};
+use kafka_protocol::records::Compression;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::time::Duration;
+use tracing::{debug, warn};
+
+/// Producer settings.
+#[derive(Debug, Clone)]
+pub struct ProducerConfig {
+    /// Idempotent producer (no duplicates on retry, order kept). Needs `acks = -1`.
+    pub idempotent: bool,
+    /// -1 (all in-sync replicas), 1 (leader) or 0 (no answer; offsets unknown).
+    pub acks: i16,
+    /// Codec of the batches Ferry writes.
+    pub compression: Compression,
+    /// How long the broker may take to replicate (and Ferry waits beyond it).
+    pub request_timeout: Duration,
+    /// Largest Produce request; a record that cannot fit is refused.
+    pub max_request_bytes: usize,
+    /// Target size of one record batch before compression (a bigger record gets its own).
+    pub max_batch_bytes: usize,
+    /// Retries of one batch on retriable errors before giving up.
+    pub max_retries: u32,
+}
+
+impl Default for ProducerConfig {
+    fn default() -> Self {
+        ProducerConfig {
+            idempotent: true,
+            acks: -1,
+            compression: Compression::None,
+            request_timeout: Duration::from_secs(30),
+            max_request_bytes: 1024 * 1024,
+            max_batch_bytes: 1024 * 1024,
+            max_retries: 10,
+        }
+    }
+}
+
+/// Records for one partition. They go out in order, as one or more batches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProduceBatch {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// Records in order.
+    pub records: Vec<ProduceRecord>,
+}
+
+/// Offsets given to a run of consecutive records of a [`ProduceBatch`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OffsetRun {
+    /// Index of the first record of the run in [`ProduceBatch::records`].
+    pub first_index: usize,
+    /// Records in the run.
+    pub count: usize,
+    /// Offset of the run's first record (-1 with acks=0). The others follow it.
+    pub base_offset: i64,
+}
+
+/// Where a [`ProduceBatch`] landed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProduceResult {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// Offset of the first record (-1 with acks=0 or an empty batch).
+    pub base_offset: i64,
+    /// Offsets per wire batch: a batch that had to be split may not be contiguous.
+    pub runs: Vec<OffsetRun>,
+    /// Broker append time, when the topic uses LogAppendTime.
+    pub log_append_time: Option<i64>,
+}
+
+impl ProduceResult {
+    /// The offset record `index` of the batch got.
+    pub fn offset_of(&self, index: usize) -> Option<i64> {
+        self.runs
+            .iter()
+            .find(|r| index >= r.first_index && index < r.first_index + r.count)
+            .map(|r| if r.base_offset < 0 { -1 } else { r.base_offset + (index - r.first_index) as i64 })
+    }
+}
+
+struct State {
+    producer_id: i64,
+    epoch: i16,
+    sequences: HashMap<(String, i32), i32>,
+    initialized: bool,
+}
+
+/// Writes records to Kafka. Made by [`Client::producer`]. Calls to [`Producer::produce`] are
+/// serialized (sequence numbers must follow the order batches are sent).
+pub struct Producer {
+    client: Client,
+    cfg: ProducerConfig,
+    state: tokio::sync::Mutex<State>,
+}
+
+impl std::fmt::Debug for Producer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Producer").field("cfg", &self.cfg).finish()
+    }
+}
+
+struct Wire {
+    batch_index: usize,
+    first_index: usize,
+    count: usize,
+    bytes: Bytes,
+    retries: u32,
+}
+
+/// Kafka's sequence arithmetic: wraps from i32::MAX to 0.
+fn next_sequence(seq: i32, n: usize) -> i32 {
+    ((seq as i64 + n as i64) % (i32::MAX as i64 + 1)) as i32
+}
+
+impl Client {
+    /// A producer writing through this client.
+    pub fn producer(&self, cfg: ProducerConfig) -> Result<Producer> {
+        if cfg.idempotent && cfg.acks != -1 {
+            return Err(ClientError::Config("the idempotent producer needs acks = -1 (all)".into()));
+        }
+        if !matches!(cfg.acks, -1..=1) {
+            return Err(ClientError::Config(format!("acks must be -1, 0 or 1, not {}", cfg.acks)));
+        }
+        Ok(Producer {
+            client: self.clone(),
+            cfg,
+            state: tokio::sync::Mutex::new(State {
+                producer_id: -1,
+                epoch: -1,
+                sequences: HashMap::new(),
+                initialized: false,
+            }),
+        })
+    }
+}
+
+impl Producer {
+    /// The configuration.
+    pub fn config(&self) -> &ProducerConfig {
+        &self.cfg
+    }
+
+    /// The producer id and epoch, once the idempotent producer is initialized.
+    pub async fn producer_id(&self) -> Option<(i64, i16)> {
+        let s = self.state.lock().await;
+        s.initialized.then_some((s.producer_id, s.epoch))
+    }
+
+    async fn init(&self, st: &mut State) -> Result<()> {
+        let client = &self.client;
+        let resp = client
+            .retry("InitProducerId", || async {
+                let conn = client.any_conn().await?;
+                let v = conn.version(ApiKey::InitProducerId)?;
+                let req = InitProducerIdRequest::default()
+                    .with_transactional_id(None)
+                    .with_transaction_timeout_ms(60_000)
+                    .with_producer_id(ProducerId(-1))
+                    .with_producer_epoch(-1);
+                let r = conn.send(&req, v).await?;
+                match KafkaCode::from_code(r.error_code) {
+                    None => Ok(r),
+                    Some(code) => Err(ClientError::kafka("InitProducerId", "", code, None).with_addr(conn.addr())),
+                }
+            })
+            .await?;
+        st.producer_id = resp.producer_id.0;
+        st.epoch = resp.producer_epoch;
+        st.sequences.clear();
+        st.initialized = true;
+        debug!(producer_id = st.producer_id, epoch = st.epoch, "idempotent producer initialized");
+        Ok(())
+    }
+
+    /// Produces `batches` and returns, per batch, where its records landed. All batches to
+    /// the same leader share Produce requests; batches of one partition keep their order.
+    pub async fn produce(&self, batches: Vec<ProduceBatch>) -> Result<Vec<ProduceResult>> {
+        let limit = self.cfg.max_request_bytes;
+        // Refuse what can never be sent before sending anything.
+        for b in &batches {
+            let overhead = BATCH_HEADER_LEN + 128 + b.topic.len();
+            for r in &b.records {
+                let size = record_size_estimate(r) + overhead;
+                if size > limit {
+                    return Err(ClientError::RecordTooLarge {
+                        topic: b.topic.clone(),
+                        partition: b.partition,
+                        size,
+                        max: limit,
+                    });
+                }
+            }
+        }
+        let mut st = self.state.lock().await;
+        if self.cfg.idempotent && !st.initialized {
+            self.init(&mut st).await?;
+        }
+        let res = self.produce_locked(&mut st, &batches).await;
+        if res.is_err() && self.cfg.idempotent {
+            // Sequences may now disagree with the broker: start over with a new producer id.
+            st.initialized = false;
+        }
+        res
+    }
+
+    async fn produce_locked(&self, st: &mut State, batches: &[ProduceBatch]) -> Result<Vec<ProduceResult>> {
+        let batch_limit = self.cfg.max_batch_bytes.min(self.cfg.max_request_bytes).max(1);
+        let mut results: Vec<ProduceResult> = batches
+            .iter()
+            .map(|b| ProduceResult {
+                topic: b.topic.clone(),
+                partition: b.partition,
+                base_offset: -1,
+                runs: Vec::new(),
+                log_append_time: None,
+            })
+            .collect();
+        let mut queues: BTreeMap<(String, i32), VecDeque<Wire>> = BTreeMap::new();
+        for (bi, b) in batches.iter().enumerate() {
+            let mut start = 0;
+            while start < b.records.len() {
+                let mut size = 0;
+                let mut end = start;
+                while end < b.records.len() {
+                    let s = record_size_estimate(&b.records[end]);
+                    if end > start && size + s > batch_limit {
+                        break;
+                    }
+                    size += s;
+                    end += 1;
+                }
+                let key = (b.topic.clone(), b.partition);
+                let producer = if self.cfg.idempotent {
+                    let seq = st.sequences.entry(key.clone()).or_insert(0);
+                    let p = BatchProducer {
+                        producer_id: st.producer_id,
+                        producer_epoch: st.epoch,
+                        base_sequence: *seq,
+                    };
+                    *seq = next_sequence(*seq, end - start);
+                    p
+                } else {
+                    BatchProducer::default()
+                };
+                let bytes = encode_batch(&b.records[start..end], self.cfg.compression, producer)?;
+                queues.entry(key).or_default().push_back(Wire {
+                    batch_index: bi,
+                    first_index: start,
+                    count: end - start,
+                    bytes,
+                    retries: 0,
+                });
+                start = end;
+            }
+        }
+
+        let mut round = 0u32;
+        while queues.values().any(|q| !q.is_empty()) {
+            // Heads of every partition, grouped by leader.
+            let mut by_leader: BTreeMap<i32, Vec<(String, i32)>> = BTreeMap::new();
+            let mut had_retry = false;
+            for (key, q) in queues.iter_mut() {
+                if q.is_empty() {
+                    continue;
+                }
+                match self.client.leader(&key.0, key.1).await {
+                    Ok(l) => by_leader.entry(l).or_default().push(key.clone()),
+                    Err(e) if e.is_retriable() => {
+                        had_retry = true;
+                        if let Some(head) = q.front_mut() {
+                            head.retries += 1;
+                            if head.retries > self.cfg.max_retries {
+                                return Err(e);
+                            }
+                        }
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            let sends = by_leader.into_iter().map(|(leader, keys)| {
+                let heads: Vec<((String, i32), Bytes)> = keys
+                    .iter()
+                    .filter_map(|k| queues.get(k).and_then(|q| q.front()).map(|w| (k.clone(), w.bytes.clone())))
+                    .collect();
+                async move { (self.send_leader(leader, heads.clone()).await, heads) }
+            });
+            let outcomes = join_all(sends).await;
+            for (outcome, heads) in outcomes {
+                match outcome {
+                    Ok(answers) => {
+                        for (key, ans) in answers {
+                            let Some(q) = queues.get_mut(&key) else { continue };
+                            match ans {
+                                Ok((base, append_time)) => {
+                                    if let Some(w) = q.pop_front() {
+                                        let r = &mut results[w.batch_index];
+                                        if r.runs.is_empty() {
+                                            r.base_offset = base;
+                                        }
+                                        r.runs.push(OffsetRun {
+                                            first_index: w.first_index,
+                                            count: w.count,
+                                            base_offset: base,
+                                        });
+                                        if append_time >= 0 {
+                                            r.log_append_time = Some(append_time);
+                                        }
+                                    }
+                                }
+                                Err(e) if e.is_retriable() => {
+                                    had_retry = true;
+                                    if let Some(w) = q.front_mut() {
+                                        w.retries += 1;
+                                        if w.retries > self.cfg.max_retries {
+                                            return Err(e);
+                                        }
+                                    }
+                                    debug!(topic = %key.0, partition = key.1, error = %e, "produce retry");
+                                }
+                                Err(e) => return Err(self.fatal(&key, e)),
+                            }
+                        }
+                    }
+                    Err(e) if e.is_retriable() => {
+                        had_retry = true;
+                        warn!(error = %e, "produce request failed; retrying");
+                        for (key, _) in heads {
+                            if let Some(w) = queues.get_mut(&key).and_then(|q| q.front_mut()) {
+                                w.retries += 1;
+                                if w.retries > self.cfg.max_retries {
+                                    return Err(e);
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            if had_retry {
+                self.client.invalidate_metadata();
+                tokio::time::sleep(backoff(round.min(5))).await;
+                round += 1;
+            }
+        }
+        Ok(results)
+    }
+
+    fn fatal(&self, key: &(String, i32), e: ClientError) -> ClientError {
+        match e.code() {
+            Some(KafkaCode::OUT_OF_ORDER_SEQUENCE_NUMBER) | Some(KafkaCode::UNKNOWN_PRODUCER_ID) | Some(KafkaCode::INVALID_PRODUCER_EPOCH) => {
+                ClientError::Producer(format!(
+                    "{}/{}: the broker rejected the idempotent producer's sequence ({e}); records \
+                     may be missing or duplicated around this point. The producer re-initializes \
+                     on the next call",
+                    key.0, key.1
+                ))
+            }
+            Some(KafkaCode::MESSAGE_TOO_LARGE) | Some(KafkaCode::RECORD_LIST_TOO_LARGE) => ClientError::Producer(format!(
+                "{}/{}: a batch is larger than the topic's max.message.bytes or the broker's \
+                 message.max.bytes ({e}); lower max_batch_bytes or raise the topic limit",
+                key.0, key.1
+            )),
+            _ => e,
+        }
+    }
+
+    /// One Produce request per leader (more if the heads exceed `max_request_bytes`).
+    #[allow(clippy::type_complexity)]
+    async fn send_leader(
+        &self,
+        leader: i32,
+        heads: Vec<((String, i32), Bytes)>,
+    ) -> Result<Vec<((String, i32), Result<(i64, i64)>)>> {
+        let conn = self.client.conn(leader).await?;
+        let mut v = conn.version(ApiKey::Produce)?;
+        let mut ids = HashMap::new();
+        for ((t, _), _) in &heads {
+            if !ids.contains_key(t) {
+                match self.client.topic_meta(t).await?.id.and_then(|u| opt_uuid(u)) {
+                    Some(id) => {
+                        ids.insert(t.clone(), id);
+                    }
+                    None => v = v.min(12),
+                }
+            }
+        }
+        // Pack heads into requests of at most max_request_bytes.
+        let mut requests: Vec<Vec<((String, i32), Bytes)>> = vec![Vec::new()];
+        let mut size = 0;
+        for h in heads {
+            let s = h.1.len() + h.0 .0.len() + 32;
+            if size + s > self.cfg.max_request_bytes && requests.last().is_some_and(|r| !r.is_empty()) {
+                requests.push(Vec::new());
+                size = 0;
+            }
+            size += s;
+            if let Some(last) = requests.last_mut() {
+                last.push(h);
+            }
+        }
+        let mut out = Vec::new();
+        for part in requests {
+            let mut topics: Vec<TopicProduceData> = Vec::new();
+            for ((t, p), bytes) in &part {
+                let pd = PartitionProduceData::default().with_index(*p).with_records(Some(bytes.clone()));
+                match topics.iter_mut().find(|x| x.name.0.as_str() == t) {
+                    Some(x) => x.partition_data.push(pd),
+                    None => {
+                        let mut x = TopicProduceData::default().with_name(topic_name(t)).with_partition_data(vec![pd]);
+                        if v >= 13 {
+                            x.topic_id = ids.get(t).copied().unwrap_or_default();
+                        }
+                        topics.push(x);
+                    }
+                }
+            }
+            let req = ProduceRequest::default()
+                .with_transactional_id(None)
+                .with_acks(self.cfg.acks)
+                .with_timeout_ms(self.cfg.request_timeout.as_millis().min(i32::MAX as u128) as i32)
+                .with_topic_data(topics);
+            if self.cfg.acks == 0 {
+                conn.send_no_response(&req, v)?;
+                out.extend(part.into_iter().map(|(k, _)| (k, Ok((-1, -1)))));
+                continue;
+            }
+            let resp = conn
+                .send_timeout(&req, v, self.cfg.request_timeout + Duration::from_secs(5))
+                .await?;
+            let mut answered: HashMap<(String, i32), Result<(i64, i64)>> = HashMap::new();
+            for t in resp.responses {
+                let name = if v >= 13 {
+                    ids.iter().find(|(_, id)| **id == t.topic_id).map(|(n, _)| n.clone()).unwrap_or_default()
+                } else {
+                    t.name.0.to_string()
+                };
+                for p in t.partition_responses {
+                    let r = match KafkaCode::from_code(p.error_code) {
+                        None => Ok((p.base_offset, p.log_append_time_ms)),
+                        Some(KafkaCode::DUPLICATE_SEQUENCE_NUMBER) => {
+                            warn!(topic = %name, partition = p.index, "broker reports a duplicate batch; already written");
+                            Ok((p.base_offset, p.log_append_time_ms))
+                        }
+                        Some(code) => {
+                            let mut msg = p.error_message.map(|m| m.to_string());
+                            if let Some(first) = p.record_errors.first() {
+                                let detail = format!(
+                                    "record {}: {}",
+                                    first.batch_index,
+                                    first.batch_index_error_message.as_ref().map(|s| s.to_string()).unwrap_or_default()
+                                );
+                                msg = Some(msg.map_or(detail.clone(), |m| format!("{m}; {detail}")));
+                            }
+                            Err(ClientError::kafka("Produce", format!("{name}/{}", p.index), code, msg).with_addr(conn.addr()))
+                        }
+                    };
+                    answered.insert((name.clone(), p.index), r);
+                }
+            }
+            for (k, _) in part {
+                let r = answered.remove(&k).unwrap_or_else(|| {
+                    Err(ClientError::Protocol {
+                        addr: conn.addr().to_string(),
+                        api: "Produce".into(),
+                        message: format!("no answer for {}/{}", k.0, k.1),
+                    })
+                });
+                out.push((k, r));
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequence_wraps_like_kafka() {
+        assert_eq!(next_sequence(0, 5), 5);
+        assert_eq!(next_sequence(i32::MAX, 1), 0);
+        assert_eq!(next_sequence(i32::MAX - 1, 3), 1);
+    }
+
+    #[test]
+    fn offset_runs() {
+        let r = ProduceResult {
+            topic: "t".into(),
+            partition: 0,
+            base_offset: 10,
+            runs: vec![
+                OffsetRun { first_index: 0, count: 2, base_offset: 10 },
+                OffsetRun { first_index: 2, count: 3, base_offset: 20 },
+            ],
+            log_append_time: None,
+        };
+        assert_eq!(r.offset_of(1), Some(11));
+        assert_eq!(r.offset_of(2), Some(20));
+        assert_eq!(r.offset_of(4), Some(22));
+        assert_eq!(r.offset_of(5), None);
+    }
+}
