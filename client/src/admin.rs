@@ -7,15 +7,21 @@ use crate::error::{ClientError, KafkaCode, Result};
 use futures::future::join_all;
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
-use kafka_protocol::messages::delete_records_request::{DeleteRecordsPartition, DeleteRecordsTopic};
+use kafka_protocol::messages::delete_records_request::{
+    DeleteRecordsPartition, DeleteRecordsTopic,
+};
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
-use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
-use kafka_protocol::messages::offset_fetch_request::{OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics};
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use kafka_protocol::messages::offset_fetch_request::{
+    OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
+};
 use kafka_protocol::messages::{
-    ApiKey, CreatePartitionsRequest, CreateTopicsRequest, DeleteRecordsRequest, DeleteTopicsRequest,
-    DescribeConfigsRequest, DescribeGroupsRequest, FindCoordinatorRequest, GroupId, ListGroupsRequest,
-    OffsetCommitRequest, OffsetFetchRequest,
+    ApiKey, CreatePartitionsRequest, CreateTopicsRequest, DeleteRecordsRequest,
+    DeleteTopicsRequest, DescribeConfigsRequest, DescribeGroupsRequest, FindCoordinatorRequest,
+    GroupId, ListGroupsRequest, OffsetCommitRequest, OffsetFetchRequest,
 };
 use kafka_protocol::protocol::StrBytes;
 use std::collections::BTreeMap;
@@ -88,8 +94,15 @@ fn group_id(g: &str) -> GroupId {
     GroupId(StrBytes::from_string(g.to_string()))
 }
 
-fn kerr(api: &str, ctx: impl Into<String>, code: i16, msg: Option<StrBytes>, conn: &Connection) -> Option<ClientError> {
-    KafkaCode::from_code(code).map(|c| ClientError::kafka(api, ctx, c, msg.map(|m| m.to_string())).with_addr(conn.addr()))
+fn kerr(
+    api: &str,
+    ctx: impl Into<String>,
+    code: i16,
+    msg: Option<StrBytes>,
+    conn: &Connection,
+) -> Option<ClientError> {
+    KafkaCode::from_code(code)
+        .map(|c| ClientError::kafka(api, ctx, c, msg.map(|m| m.to_string())).with_addr(conn.addr()))
 }
 
 impl Client {
@@ -125,16 +138,25 @@ impl Client {
                 req.key = StrBytes::from_string(group.to_string());
             }
             let resp = conn.send(&req, v).await?;
-            let (id, host, port, code, msg) = if v >= 4 {
-                let c = resp.coordinators.into_iter().next().ok_or_else(|| ClientError::Protocol {
-                    addr: conn.addr().to_string(),
-                    api: "FindCoordinator".into(),
-                    message: "no coordinator in the answer".into(),
-                })?;
-                (c.node_id.0, c.host, c.port, c.error_code, c.error_message)
-            } else {
-                (resp.node_id.0, resp.host, resp.port, resp.error_code, resp.error_message)
-            };
+            let (id, host, port, code, msg) =
+                if v >= 4 {
+                    let c = resp.coordinators.into_iter().next().ok_or_else(|| {
+                        ClientError::Protocol {
+                            addr: conn.addr().to_string(),
+                            api: "FindCoordinator".into(),
+                            message: "no coordinator in the answer".into(),
+                        }
+                    })?;
+                    (c.node_id.0, c.host, c.port, c.error_code, c.error_message)
+                } else {
+                    (
+                        resp.node_id.0,
+                        resp.host,
+                        resp.port,
+                        resp.error_code,
+                        resp.error_message,
+                    )
+                };
             if let Some(e) = kerr("FindCoordinator", group, code, msg, &conn) {
                 return Err(e);
             }
@@ -160,7 +182,11 @@ impl Client {
 
     /// Committed offsets of `group` (for `topics`, or every topic it committed when `None`).
     /// Partitions without a committed offset are left out.
-    pub async fn offset_fetch(&self, group: &str, topics: Option<&[String]>) -> Result<BTreeMap<(String, i32), i64>> {
+    pub async fn offset_fetch(
+        &self,
+        group: &str,
+        topics: Option<&[String]>,
+    ) -> Result<BTreeMap<(String, i32), i64>> {
         // With explicit topics older versions need the partition list.
         let mut wanted: Option<Vec<(String, Vec<i32>)>> = None;
         if let Some(ts) = topics {
@@ -177,11 +203,17 @@ impl Client {
             let v = conn.version_capped(ApiKey::OffsetFetch, 9)?;
             let mut out = BTreeMap::new();
             if v >= 8 {
-                let g = OffsetFetchRequestGroup::default().with_group_id(group_id(group)).with_topics(wanted.as_ref().map(|w| {
-                    w.iter()
-                        .map(|(t, ps)| OffsetFetchRequestTopics::default().with_name(topic_name(t)).with_partition_indexes(ps.clone()))
-                        .collect()
-                }));
+                let g = OffsetFetchRequestGroup::default()
+                    .with_group_id(group_id(group))
+                    .with_topics(wanted.as_ref().map(|w| {
+                        w.iter()
+                            .map(|(t, ps)| {
+                                OffsetFetchRequestTopics::default()
+                                    .with_name(topic_name(t))
+                                    .with_partition_indexes(ps.clone())
+                            })
+                            .collect()
+                    }));
                 let req = OffsetFetchRequest::default().with_groups(vec![g]);
                 let resp = conn.send(&req, v).await?;
                 for g in resp.groups {
@@ -190,32 +222,56 @@ impl Client {
                     }
                     for t in g.topics {
                         for p in t.partitions {
-                            if let Some(e) = kerr("OffsetFetch", format!("{group} {}/{}", t.name.0, p.partition_index), p.error_code, None, &conn) {
+                            if let Some(e) = kerr(
+                                "OffsetFetch",
+                                format!("{group} {}/{}", t.name.0, p.partition_index),
+                                p.error_code,
+                                None,
+                                &conn,
+                            ) {
                                 return Err(e);
                             }
                             if p.committed_offset >= 0 {
-                                out.insert((t.name.0.to_string(), p.partition_index), p.committed_offset);
+                                out.insert(
+                                    (t.name.0.to_string(), p.partition_index),
+                                    p.committed_offset,
+                                );
                             }
                         }
                     }
                 }
             } else {
-                let req = OffsetFetchRequest::default().with_group_id(group_id(group)).with_topics(wanted.as_ref().map(|w| {
-                    w.iter()
-                        .map(|(t, ps)| OffsetFetchRequestTopic::default().with_name(topic_name(t)).with_partition_indexes(ps.clone()))
-                        .collect()
-                }));
+                let req = OffsetFetchRequest::default()
+                    .with_group_id(group_id(group))
+                    .with_topics(wanted.as_ref().map(|w| {
+                        w.iter()
+                            .map(|(t, ps)| {
+                                OffsetFetchRequestTopic::default()
+                                    .with_name(topic_name(t))
+                                    .with_partition_indexes(ps.clone())
+                            })
+                            .collect()
+                    }));
                 let resp = conn.send(&req, v).await?;
                 if let Some(e) = kerr("OffsetFetch", group, resp.error_code, None, &conn) {
                     return Err(e);
                 }
                 for t in resp.topics {
                     for p in t.partitions {
-                        if let Some(e) = kerr("OffsetFetch", format!("{group} {}/{}", t.name.0, p.partition_index), p.error_code, None, &conn) {
+                        if let Some(e) = kerr(
+                            "OffsetFetch",
+                            format!("{group} {}/{}", t.name.0, p.partition_index),
+                            p.error_code,
+                            None,
+                            &conn,
+                        ) {
                             return Err(e);
                         }
                         if p.committed_offset >= 0 {
-                            out.insert((t.name.0.to_string(), p.partition_index), p.committed_offset);
+                            out.insert(
+                                (t.name.0.to_string(), p.partition_index),
+                                p.committed_offset,
+                            );
                         }
                     }
                 }
@@ -227,7 +283,11 @@ impl Client {
 
     /// Commits `offsets` for `group` as an admin would: generation -1 and no member id, which
     /// Kafka accepts for a group without active members.
-    pub async fn offset_commit(&self, group: &str, offsets: &BTreeMap<(String, i32), i64>) -> Result<()> {
+    pub async fn offset_commit(
+        &self,
+        group: &str,
+        offsets: &BTreeMap<(String, i32), i64>,
+    ) -> Result<()> {
         let mut topics: Vec<OffsetCommitRequestTopic> = Vec::new();
         for ((t, p), o) in offsets {
             let part = OffsetCommitRequestPartition::default()
@@ -237,7 +297,11 @@ impl Client {
                 .with_committed_metadata(Some(StrBytes::new()));
             match topics.iter_mut().find(|x| x.name.0.as_str() == t) {
                 Some(x) => x.partitions.push(part),
-                None => topics.push(OffsetCommitRequestTopic::default().with_name(topic_name(t)).with_partitions(vec![part])),
+                None => topics.push(
+                    OffsetCommitRequestTopic::default()
+                        .with_name(topic_name(t))
+                        .with_partitions(vec![part]),
+                ),
             }
         }
         self.retry("OffsetCommit", || async {
@@ -254,7 +318,13 @@ impl Client {
             let resp = conn.send(&req, v).await?;
             for t in resp.topics {
                 for p in t.partitions {
-                    if let Some(e) = kerr("OffsetCommit", format!("{group} {}/{}", t.name.0, p.partition_index), p.error_code, None, &conn) {
+                    if let Some(e) = kerr(
+                        "OffsetCommit",
+                        format!("{group} {}/{}", t.name.0, p.partition_index),
+                        p.error_code,
+                        None,
+                        &conn,
+                    ) {
                         return Err(e);
                     }
                 }
@@ -302,14 +372,27 @@ impl Client {
                     let conn = self.coordinator_conn(g).await?;
                     let v = conn.version(ApiKey::DescribeGroups)?;
                     let resp = conn
-                        .send(&DescribeGroupsRequest::default().with_groups(vec![group_id(g)]), v)
+                        .send(
+                            &DescribeGroupsRequest::default().with_groups(vec![group_id(g)]),
+                            v,
+                        )
                         .await?;
-                    let d = resp.groups.into_iter().next().ok_or_else(|| ClientError::Protocol {
-                        addr: conn.addr().to_string(),
-                        api: "DescribeGroups".into(),
-                        message: format!("no answer for group {g}"),
-                    })?;
-                    if let Some(e) = kerr("DescribeGroups", g.as_str(), d.error_code, d.error_message.clone(), &conn) {
+                    let d =
+                        resp.groups
+                            .into_iter()
+                            .next()
+                            .ok_or_else(|| ClientError::Protocol {
+                                addr: conn.addr().to_string(),
+                                api: "DescribeGroups".into(),
+                                message: format!("no answer for group {g}"),
+                            })?;
+                    if let Some(e) = kerr(
+                        "DescribeGroups",
+                        g.as_str(),
+                        d.error_code,
+                        d.error_message.clone(),
+                        &conn,
+                    ) {
                         return Err(e);
                     }
                     Ok(GroupDescription {
@@ -333,7 +416,13 @@ impl Client {
                 let conn = self.controller_conn().await?;
                 let v = conn.version(ApiKey::CreateTopics)?;
                 let req = CreateTopicsRequest::default()
-                    .with_timeout_ms(self.inner.cfg.request_timeout.as_millis().min(i32::MAX as u128) as i32)
+                    .with_timeout_ms(
+                        self.inner
+                            .cfg
+                            .request_timeout
+                            .as_millis()
+                            .min(i32::MAX as u128) as i32,
+                    )
                     .with_validate_only(false)
                     .with_topics(
                         topics
@@ -349,7 +438,9 @@ impl Client {
                                             .map(|(k, v)| {
                                                 CreatableTopicConfig::default()
                                                     .with_name(StrBytes::from_string(k.clone()))
-                                                    .with_value(Some(StrBytes::from_string(v.clone())))
+                                                    .with_value(Some(StrBytes::from_string(
+                                                        v.clone(),
+                                                    )))
                                             })
                                             .collect(),
                                     )
@@ -362,10 +453,17 @@ impl Client {
                     let name = t.name.0.to_string();
                     match KafkaCode::from_code(t.error_code) {
                         None => out.push((name, TopicResult::Created)),
-                        Some(KafkaCode::TOPIC_ALREADY_EXISTS) => out.push((name, TopicResult::AlreadyExists)),
+                        Some(KafkaCode::TOPIC_ALREADY_EXISTS) => {
+                            out.push((name, TopicResult::AlreadyExists))
+                        }
                         Some(code) => {
-                            return Err(ClientError::kafka("CreateTopics", name, code, t.error_message.map(|m| m.to_string()))
-                                .with_addr(conn.addr()))
+                            return Err(ClientError::kafka(
+                                "CreateTopics",
+                                name,
+                                code,
+                                t.error_message.map(|m| m.to_string()),
+                            )
+                            .with_addr(conn.addr()))
                         }
                     }
                 }
@@ -382,8 +480,13 @@ impl Client {
             .retry("DeleteTopics", || async {
                 let conn = self.controller_conn().await?;
                 let v = conn.version(ApiKey::DeleteTopics)?;
-                let mut req = DeleteTopicsRequest::default()
-                    .with_timeout_ms(self.inner.cfg.request_timeout.as_millis().min(i32::MAX as u128) as i32);
+                let mut req = DeleteTopicsRequest::default().with_timeout_ms(
+                    self.inner
+                        .cfg
+                        .request_timeout
+                        .as_millis()
+                        .min(i32::MAX as u128) as i32,
+                );
                 if v >= 6 {
                     req.topics = topics
                         .iter()
@@ -394,8 +497,14 @@ impl Client {
                 }
                 let resp = conn.send(&req, v).await?;
                 for r in resp.responses {
-                    let name = r.name.map(|n| n.0.to_string()).or_else(|| opt_uuid(r.topic_id).map(|u| u.to_string())).unwrap_or_default();
-                    if let Some(e) = kerr("DeleteTopics", name, r.error_code, r.error_message, &conn) {
+                    let name = r
+                        .name
+                        .map(|n| n.0.to_string())
+                        .or_else(|| opt_uuid(r.topic_id).map(|u| u.to_string()))
+                        .unwrap_or_default();
+                    if let Some(e) =
+                        kerr("DeleteTopics", name, r.error_code, r.error_message, &conn)
+                    {
                         return Err(e);
                     }
                 }
@@ -411,14 +520,22 @@ impl Client {
         self.retry("DescribeConfigs", || async {
             let conn = self.any_conn().await?;
             let v = conn.version(ApiKey::DescribeConfigs)?;
-            let req = DescribeConfigsRequest::default().with_resources(vec![DescribeConfigsResource::default()
-                .with_resource_type(2)
-                .with_resource_name(StrBytes::from_string(topic.to_string()))
-                .with_configuration_keys(None)]);
+            let req = DescribeConfigsRequest::default().with_resources(vec![
+                DescribeConfigsResource::default()
+                    .with_resource_type(2)
+                    .with_resource_name(StrBytes::from_string(topic.to_string()))
+                    .with_configuration_keys(None),
+            ]);
             let resp = conn.send(&req, v).await?;
             let mut out = Vec::new();
             for r in resp.results {
-                if let Some(e) = kerr("DescribeConfigs", topic, r.error_code, r.error_message, &conn) {
+                if let Some(e) = kerr(
+                    "DescribeConfigs",
+                    topic,
+                    r.error_code,
+                    r.error_message,
+                    &conn,
+                ) {
                     return Err(e);
                 }
                 for c in r.configs {
@@ -440,28 +557,52 @@ impl Client {
 
     /// Deletes records below the given offset of each partition (what retention does);
     /// returns the new low watermark per partition.
-    pub async fn delete_records(&self, topic: &str, offsets: &BTreeMap<i32, i64>) -> Result<BTreeMap<i32, i64>> {
+    pub async fn delete_records(
+        &self,
+        topic: &str,
+        offsets: &BTreeMap<i32, i64>,
+    ) -> Result<BTreeMap<i32, i64>> {
         let mut by_leader: BTreeMap<i32, Vec<(i32, i64)>> = BTreeMap::new();
         for (p, o) in offsets {
-            let l = self.retry("DeleteRecords", || self.leader(topic, *p)).await?;
+            let l = self
+                .retry("DeleteRecords", || self.leader(topic, *p))
+                .await?;
             by_leader.entry(l).or_default().push((*p, *o));
         }
         let futs = by_leader.into_iter().map(|(leader, parts)| async move {
             let conn = self.conn(leader).await?;
             let v = conn.version(ApiKey::DeleteRecords)?;
             let req = DeleteRecordsRequest::default()
-                .with_timeout_ms(self.inner.cfg.request_timeout.as_millis().min(i32::MAX as u128) as i32)
-                .with_topics(vec![DeleteRecordsTopic::default().with_name(topic_name(topic)).with_partitions(
-                    parts
-                        .iter()
-                        .map(|(p, o)| DeleteRecordsPartition::default().with_partition_index(*p).with_offset(*o))
-                        .collect(),
-                )]);
+                .with_timeout_ms(
+                    self.inner
+                        .cfg
+                        .request_timeout
+                        .as_millis()
+                        .min(i32::MAX as u128) as i32,
+                )
+                .with_topics(vec![DeleteRecordsTopic::default()
+                    .with_name(topic_name(topic))
+                    .with_partitions(
+                        parts
+                            .iter()
+                            .map(|(p, o)| {
+                                DeleteRecordsPartition::default()
+                                    .with_partition_index(*p)
+                                    .with_offset(*o)
+                            })
+                            .collect(),
+                    )]);
             let resp = conn.send(&req, v).await?;
             let mut out = Vec::new();
             for t in resp.topics {
                 for p in t.partitions {
-                    if let Some(e) = kerr("DeleteRecords", format!("{topic}/{}", p.partition_index), p.error_code, None, &conn) {
+                    if let Some(e) = kerr(
+                        "DeleteRecords",
+                        format!("{topic}/{}", p.partition_index),
+                        p.error_code,
+                        None,
+                        &conn,
+                    ) {
                         return Err(e);
                     }
                     out.push((p.partition_index, p.low_watermark));
@@ -483,7 +624,13 @@ impl Client {
                 let conn = self.controller_conn().await?;
                 let v = conn.version(ApiKey::CreatePartitions)?;
                 let req = CreatePartitionsRequest::default()
-                    .with_timeout_ms(self.inner.cfg.request_timeout.as_millis().min(i32::MAX as u128) as i32)
+                    .with_timeout_ms(
+                        self.inner
+                            .cfg
+                            .request_timeout
+                            .as_millis()
+                            .min(i32::MAX as u128) as i32,
+                    )
                     .with_validate_only(false)
                     .with_topics(vec![CreatePartitionsTopic::default()
                         .with_name(topic_name(topic))
@@ -491,7 +638,13 @@ impl Client {
                         .with_assignments(None)]);
                 let resp = conn.send(&req, v).await?;
                 for r in resp.results {
-                    if let Some(e) = kerr("CreatePartitions", topic, r.error_code, r.error_message, &conn) {
+                    if let Some(e) = kerr(
+                        "CreatePartitions",
+                        topic,
+                        r.error_code,
+                        r.error_message,
+                        &conn,
+                    ) {
                         return Err(e);
                     }
                 }

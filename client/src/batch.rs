@@ -174,7 +174,11 @@ pub struct BatchIter<'a> {
 impl<'a> BatchIter<'a> {
     /// Iterates over `buf`.
     pub fn new(buf: &'a [u8]) -> Self {
-        BatchIter { buf, pos: 0, failed: false }
+        BatchIter {
+            buf,
+            pos: 0,
+            failed: false,
+        }
     }
 
     /// Where the next (not yet returned) batch starts; after the last whole batch once the
@@ -342,7 +346,10 @@ pub fn verify_batches(bytes: &[u8]) -> Result<BatchSummary> {
                 s.min_timestamp = Some(s.min_timestamp.map_or(lo, |m| m.min(lo)));
             }
             if h.max_timestamp >= 0 {
-                s.max_timestamp = Some(s.max_timestamp.map_or(h.max_timestamp, |m| m.max(h.max_timestamp)));
+                s.max_timestamp = Some(
+                    s.max_timestamp
+                        .map_or(h.max_timestamp, |m| m.max(h.max_timestamp)),
+                );
             }
         }
     }
@@ -371,7 +378,10 @@ impl Cursor {
     }
 
     fn u8(&mut self) -> Result<u8> {
-        let b = *self.data.get(self.pos).ok_or_else(|| self.corrupt("records end early"))?;
+        let b = *self
+            .data
+            .get(self.pos)
+            .ok_or_else(|| self.corrupt("records end early"))?;
         self.pos += 1;
         Ok(b)
     }
@@ -446,10 +456,18 @@ fn decompress(h: &BatchHeader, payload: Bytes) -> Result<Bytes> {
     let mut p = payload;
     let out = match h.compression()? {
         Compression::None => return Ok(p),
-        Compression::Gzip => kafka_protocol::compression::Gzip::decompress(&mut p, |b: &mut Bytes| Ok(b.clone())),
-        Compression::Snappy => kafka_protocol::compression::Snappy::decompress(&mut p, |b: &mut Bytes| Ok(b.clone())),
-        Compression::Lz4 => kafka_protocol::compression::Lz4::decompress(&mut p, |b: &mut Bytes| Ok(b.clone())),
-        Compression::Zstd => kafka_protocol::compression::Zstd::decompress(&mut p, |b: &mut Bytes| Ok(b.clone())),
+        Compression::Gzip => {
+            kafka_protocol::compression::Gzip::decompress(&mut p, |b: &mut Bytes| Ok(b.clone()))
+        }
+        Compression::Snappy => {
+            kafka_protocol::compression::Snappy::decompress(&mut p, |b: &mut Bytes| Ok(b.clone()))
+        }
+        Compression::Lz4 => {
+            kafka_protocol::compression::Lz4::decompress(&mut p, |b: &mut Bytes| Ok(b.clone()))
+        }
+        Compression::Zstd => {
+            kafka_protocol::compression::Zstd::decompress(&mut p, |b: &mut Bytes| Ok(b.clone()))
+        }
     };
     out.map_err(|e| {
         ClientError::Corrupt(format!(
@@ -473,7 +491,13 @@ fn add_sequence(base: i32, delta: i32) -> i32 {
 }
 
 /// Decodes one whole batch (bytes from base offset to its end) into records.
-fn decode_one(batch: Bytes, h: &BatchHeader, topic: &Arc<str>, partition: i32, out: &mut Vec<Record>) -> Result<()> {
+fn decode_one(
+    batch: Bytes,
+    h: &BatchHeader,
+    topic: &Arc<str>,
+    partition: i32,
+    out: &mut Vec<Record>,
+) -> Result<()> {
     let actual = crc32c::crc32c(&batch[CRC_START..]);
     if actual != h.crc {
         return Err(ClientError::Corrupt(format!(
@@ -511,11 +535,10 @@ fn decode_one(batch: Bytes, h: &BatchHeader, topic: &Arc<str>, partition: i32, o
         if n_headers < 0 {
             return Err(c.corrupt(&format!("negative header count {n_headers}")));
         }
-        let mut headers = Vec::with_capacity((n_headers as usize).min(end.saturating_sub(c.pos) / 2 + 1));
+        let mut headers =
+            Vec::with_capacity((n_headers as usize).min(end.saturating_sub(c.pos) / 2 + 1));
         for _ in 0..n_headers {
-            let k = c
-                .nullable()?
-                .ok_or_else(|| c.corrupt("null header key"))?;
+            let k = c.nullable()?.ok_or_else(|| c.corrupt("null header key"))?;
             let v = c.nullable()?;
             let key = match std::str::from_utf8(&k) {
                 Ok(s) => s.to_string(),
@@ -527,7 +550,10 @@ fn decode_one(batch: Bytes, h: &BatchHeader, topic: &Arc<str>, partition: i32, o
             headers.push(Header { key, value: v });
         }
         if c.pos != end {
-            return Err(c.corrupt(&format!("record declares {len} bytes but holds {}", len as i64 + (c.pos as i64 - end as i64))));
+            return Err(c.corrupt(&format!(
+                "record declares {len} bytes but holds {}",
+                len as i64 + (c.pos as i64 - end as i64)
+            )));
         }
         let timestamp = match ts_type {
             TimestampType::LogAppend => h.max_timestamp,
@@ -576,7 +602,12 @@ pub fn records_from(mut records: Vec<Record>, offset: i64) -> Vec<Record> {
 pub struct BatchDecoder;
 
 impl RawDecoder for BatchDecoder {
-    fn decode(&self, topic: &Arc<str>, partition: i32, raw: &RawBatches) -> std::result::Result<Vec<Record>, ferry_core::Error> {
+    fn decode(
+        &self,
+        topic: &Arc<str>,
+        partition: i32,
+        raw: &RawBatches,
+    ) -> std::result::Result<Vec<Record>, ferry_core::Error> {
         decode_batches(&raw.bytes, topic, partition).map_err(Into::into)
     }
 }
@@ -650,11 +681,16 @@ impl Default for BatchProducer {
 }
 
 /// Encodes `records` as one v2 batch (base offset 0: the broker assigns offsets).
-pub(crate) fn encode_batch(records: &[ProduceRecord], compression: Compression, producer: BatchProducer) -> Result<Bytes> {
+pub(crate) fn encode_batch(
+    records: &[ProduceRecord],
+    compression: Compression,
+    producer: BatchProducer,
+) -> Result<Bytes> {
     if records.is_empty() {
         return Err(ClientError::Config("cannot encode an empty batch".into()));
     }
-    let count = i32::try_from(records.len()).map_err(|_| ClientError::Config("too many records for one batch".into()))?;
+    let count = i32::try_from(records.len())
+        .map_err(|_| ClientError::Config("too many records for one batch".into()))?;
     let base_ts = records[0].timestamp;
     let max_ts = records.iter().map(|r| r.timestamp).max().unwrap_or(base_ts);
 
@@ -696,26 +732,35 @@ pub(crate) fn encode_batch(records: &[ProduceRecord], compression: Compression, 
             buf.put_slice(&body);
             Ok(())
         }
-        Compression::Gzip => kafka_protocol::compression::Gzip::compress(&mut buf, |t: &mut BytesMut| {
-            t.put_slice(&body);
-            Ok(())
-        }),
-        Compression::Snappy => kafka_protocol::compression::Snappy::compress(&mut buf, |t: &mut BytesMut| {
-            t.put_slice(&body);
-            Ok(())
-        }),
-        Compression::Lz4 => kafka_protocol::compression::Lz4::compress(&mut buf, |t: &mut BytesMut| {
-            t.put_slice(&body);
-            Ok(())
-        }),
-        Compression::Zstd => kafka_protocol::compression::Zstd::compress(&mut buf, |t: &mut BytesMut| {
-            t.put_slice(&body);
-            Ok(())
-        }),
+        Compression::Gzip => {
+            kafka_protocol::compression::Gzip::compress(&mut buf, |t: &mut BytesMut| {
+                t.put_slice(&body);
+                Ok(())
+            })
+        }
+        Compression::Snappy => {
+            kafka_protocol::compression::Snappy::compress(&mut buf, |t: &mut BytesMut| {
+                t.put_slice(&body);
+                Ok(())
+            })
+        }
+        Compression::Lz4 => {
+            kafka_protocol::compression::Lz4::compress(&mut buf, |t: &mut BytesMut| {
+                t.put_slice(&body);
+                Ok(())
+            })
+        }
+        Compression::Zstd => {
+            kafka_protocol::compression::Zstd::compress(&mut buf, |t: &mut BytesMut| {
+                t.put_slice(&body);
+                Ok(())
+            })
+        }
     };
     body.clear();
     res.map_err(|e| ClientError::Config(format!("compressing batch with {compression:?}: {e}")))?;
-    let len = i32::try_from(buf.len() - LOG_OVERHEAD).map_err(|_| ClientError::Config("batch larger than 2 GiB".into()))?;
+    let len = i32::try_from(buf.len() - LOG_OVERHEAD)
+        .map_err(|_| ClientError::Config("batch larger than 2 GiB".into()))?;
     buf[8..12].copy_from_slice(&len.to_be_bytes());
     let crc = crc32c::crc32c(&buf[CRC_START..]);
     buf[17..21].copy_from_slice(&crc.to_be_bytes());

@@ -9,7 +9,9 @@ use futures::future::join_all;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, ListOffsetsRequest, MetadataRequest, TopicName};
+use kafka_protocol::messages::{
+    ApiKey, BrokerId, FetchRequest, ListOffsetsRequest, MetadataRequest, TopicName,
+};
 use kafka_protocol::protocol::StrBytes;
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -230,7 +232,9 @@ pub struct Client {
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client").field("bootstrap", &self.inner.cfg.bootstrap).finish()
+        f.debug_struct("Client")
+            .field("bootstrap", &self.inner.cfg.bootstrap)
+            .finish()
     }
 }
 
@@ -314,7 +318,9 @@ impl Client {
             .brokers
             .get(&id)
             .cloned()
-            .ok_or_else(|| ClientError::Metadata(format!("broker {id} is not in the cluster metadata")))?;
+            .ok_or_else(|| {
+                ClientError::Metadata(format!("broker {id} is not in the cluster metadata"))
+            })?;
         if let Some(h) = read(&self.inner.handles).get(&id) {
             if h.addr() == addr {
                 return Ok(h.clone());
@@ -328,7 +334,9 @@ impl Client {
                     *h = Arc::new(BrokerHandle::new(addr.clone(), self.inner.conn_cfg.clone()));
                 }
             })
-            .or_insert_with(|| Arc::new(BrokerHandle::new(addr.clone(), self.inner.conn_cfg.clone())));
+            .or_insert_with(|| {
+                Arc::new(BrokerHandle::new(addr.clone(), self.inner.conn_cfg.clone()))
+            });
         Ok(h.clone())
     }
 
@@ -374,7 +382,10 @@ impl Client {
                 Ok(v) => return Ok(v),
                 Err(e) if e.is_retriable() && attempt + 1 < MAX_ATTEMPTS => {
                     debug!(what, attempt, error = %e, "retrying");
-                    if e.is_network() || e.code().is_some_and(|c| c.needs_metadata_refresh()) || matches!(e, ClientError::Metadata(_)) {
+                    if e.is_network()
+                        || e.code().is_some_and(|c| c.needs_metadata_refresh())
+                        || matches!(e, ClientError::Metadata(_))
+                    {
                         self.invalidate_metadata();
                     }
                     tokio::time::sleep(backoff(attempt)).await;
@@ -478,7 +489,9 @@ impl Client {
         }
         for t in &md.topics {
             match t.error {
-                Some(code) if code == KafkaCode::UNKNOWN_TOPIC_OR_PARTITION || t.partitions.is_empty() => {
+                Some(code)
+                    if code == KafkaCode::UNKNOWN_TOPIC_OR_PARTITION || t.partitions.is_empty() =>
+                {
                     c.topics.remove(&t.name);
                 }
                 _ => {
@@ -510,7 +523,12 @@ impl Client {
                 t.error.unwrap_or(KafkaCode::UNKNOWN_TOPIC_OR_PARTITION),
                 None,
             )),
-            None => Err(ClientError::kafka("Metadata", topic, KafkaCode::UNKNOWN_TOPIC_OR_PARTITION, None)),
+            None => Err(ClientError::kafka(
+                "Metadata",
+                topic,
+                KafkaCode::UNKNOWN_TOPIC_OR_PARTITION,
+                None,
+            )),
         }
     }
 
@@ -522,7 +540,12 @@ impl Client {
             .iter()
             .find(|p| p.id == partition)
             .ok_or_else(|| {
-                ClientError::kafka("Metadata", format!("{topic}/{partition}"), KafkaCode::UNKNOWN_TOPIC_OR_PARTITION, None)
+                ClientError::kafka(
+                    "Metadata",
+                    format!("{topic}/{partition}"),
+                    KafkaCode::UNKNOWN_TOPIC_OR_PARTITION,
+                    None,
+                )
             })?;
         if p.leader < 0 {
             return Err(ClientError::kafka(
@@ -569,17 +592,28 @@ impl Client {
 
     /// Offsets of `partitions` of `topic` per `spec`, asking each partition's leader (one
     /// request per leader, in parallel).
-    pub async fn list_offsets(&self, topic: &str, partitions: &[i32], spec: OffsetSpec) -> Result<BTreeMap<i32, i64>> {
+    pub async fn list_offsets(
+        &self,
+        topic: &str,
+        partitions: &[i32],
+        spec: OffsetSpec,
+    ) -> Result<BTreeMap<i32, i64>> {
         let mut out = BTreeMap::new();
         let mut todo: Vec<i32> = partitions.to_vec();
         let mut attempt = 0;
         loop {
             let items: Vec<(String, i32)> = todo.iter().map(|p| (topic.to_string(), *p)).collect();
             let (groups, failed) = self.by_leader(&items, |(t, p)| (t.as_str(), *p)).await;
-            let mut retry: Vec<(i32, ClientError)> = failed.into_iter().map(|((_, p), e)| (p, e)).collect();
+            let mut retry: Vec<(i32, ClientError)> =
+                failed.into_iter().map(|((_, p), e)| (p, e)).collect();
             let futs = groups.into_iter().map(|(leader, items)| {
                 let parts: Vec<i32> = items.iter().map(|(_, p)| *p).collect();
-                async move { (parts.clone(), self.list_offsets_leader(leader, topic, &parts, spec).await) }
+                async move {
+                    (
+                        parts.clone(),
+                        self.list_offsets_leader(leader, topic, &parts, spec).await,
+                    )
+                }
             });
             for (parts, res) in join_all(futs).await {
                 match res {
@@ -636,25 +670,32 @@ impl Client {
         let req = ListOffsetsRequest::default()
             .with_replica_id(BrokerId(-1))
             .with_isolation_level(0)
-            .with_topics(vec![ListOffsetsTopic::default().with_name(topic_name(topic)).with_partitions(
-                parts
-                    .iter()
-                    .map(|p| {
-                        ListOffsetsPartition::default()
-                            .with_partition_index(*p)
-                            .with_current_leader_epoch(-1)
-                            .with_timestamp(ts)
-                    })
-                    .collect(),
-            )]);
+            .with_topics(vec![ListOffsetsTopic::default()
+                .with_name(topic_name(topic))
+                .with_partitions(
+                    parts
+                        .iter()
+                        .map(|p| {
+                            ListOffsetsPartition::default()
+                                .with_partition_index(*p)
+                                .with_current_leader_epoch(-1)
+                                .with_timestamp(ts)
+                        })
+                        .collect(),
+                )]);
         let resp = conn.send(&req, v).await?;
         let mut out = Vec::new();
         for t in resp.topics {
             for p in t.partitions {
                 let r = match KafkaCode::from_code(p.error_code) {
                     None => Ok(p.offset),
-                    Some(code) => Err(ClientError::kafka("ListOffsets", format!("{topic}/{}", p.partition_index), code, None)
-                        .with_addr(conn.addr())),
+                    Some(code) => Err(ClientError::kafka(
+                        "ListOffsets",
+                        format!("{topic}/{}", p.partition_index),
+                        code,
+                        None,
+                    )
+                    .with_addr(conn.addr())),
                 };
                 out.push((p.partition_index, r));
             }
@@ -681,13 +722,20 @@ impl Client {
     /// changes and network errors are retried after a metadata refresh; other per-partition
     /// errors (OFFSET_OUT_OF_RANGE among them) come back in [`FetchedPartition::error`].
     /// The result holds one entry per request, in request order.
-    pub async fn fetch(&self, requests: &[FetchRequestPartition], opts: &FetchOptions) -> Result<Vec<FetchedPartition>> {
+    pub async fn fetch(
+        &self,
+        requests: &[FetchRequestPartition],
+        opts: &FetchOptions,
+    ) -> Result<Vec<FetchedPartition>> {
         let mut done: HashMap<(String, i32), FetchedPartition> = HashMap::new();
         let mut todo: Vec<FetchRequestPartition> = requests.to_vec();
         let mut attempt = 0u32;
         loop {
-            let (groups, failed) = self.by_leader(&todo, |r| (r.topic.as_str(), r.partition)).await;
-            let mut retry: Vec<(FetchRequestPartition, Option<KafkaCode>, ClientError)> = Vec::new();
+            let (groups, failed) = self
+                .by_leader(&todo, |r| (r.topic.as_str(), r.partition))
+                .await;
+            let mut retry: Vec<(FetchRequestPartition, Option<KafkaCode>, ClientError)> =
+                Vec::new();
             for (r, e) in failed {
                 if !e.is_retriable() {
                     return Err(e);
@@ -704,8 +752,16 @@ impl Client {
                     Ok(results) => {
                         for (req, fp) in parts.into_iter().zip(results) {
                             match fp.error {
-                                Some(code) if code.needs_metadata_refresh() || code == KafkaCode::REQUEST_TIMED_OUT => {
-                                    let e = ClientError::kafka("Fetch", format!("{}/{}", req.topic, req.partition), code, None);
+                                Some(code)
+                                    if code.needs_metadata_refresh()
+                                        || code == KafkaCode::REQUEST_TIMED_OUT =>
+                                {
+                                    let e = ClientError::kafka(
+                                        "Fetch",
+                                        format!("{}/{}", req.topic, req.partition),
+                                        code,
+                                        None,
+                                    );
                                     // Keep the answer: if retries run out it is reported as is.
                                     done.insert((req.topic.clone(), req.partition), fp);
                                     retry.push((req, Some(code), e));
@@ -742,22 +798,28 @@ impl Client {
         Ok(requests
             .iter()
             .map(|r| {
-                done.remove(&(r.topic.clone(), r.partition)).unwrap_or_else(|| FetchedPartition {
-                    topic: r.topic.clone(),
-                    partition: r.partition,
-                    error: None,
-                    high_watermark: -1,
-                    last_stable_offset: -1,
-                    log_start_offset: -1,
-                    aborted: Vec::new(),
-                    data: None,
-                })
+                done.remove(&(r.topic.clone(), r.partition))
+                    .unwrap_or_else(|| FetchedPartition {
+                        topic: r.topic.clone(),
+                        partition: r.partition,
+                        error: None,
+                        high_watermark: -1,
+                        last_stable_offset: -1,
+                        log_start_offset: -1,
+                        aborted: Vec::new(),
+                        data: None,
+                    })
             })
             .collect())
     }
 
     /// One Fetch to `leader` for `parts`; the answers come back in `parts` order.
-    async fn fetch_leader(&self, leader: i32, parts: &[FetchRequestPartition], opts: &FetchOptions) -> Result<Vec<FetchedPartition>> {
+    async fn fetch_leader(
+        &self,
+        leader: i32,
+        parts: &[FetchRequestPartition],
+        opts: &FetchOptions,
+    ) -> Result<Vec<FetchedPartition>> {
         let conn = self.conn(leader).await?;
         let mut v = conn.version(ApiKey::Fetch)?;
         // Topic ids (Fetch v13+) need an id for every topic in the request.
@@ -784,7 +846,9 @@ impl Client {
             match topics.iter_mut().find(|t| t.topic.0.as_str() == r.topic) {
                 Some(t) => t.partitions.push(fp),
                 None => {
-                    let mut t = FetchTopic::default().with_topic(topic_name(&r.topic)).with_partitions(vec![fp]);
+                    let mut t = FetchTopic::default()
+                        .with_topic(topic_name(&r.topic))
+                        .with_partitions(vec![fp]);
                     if v >= 13 {
                         t.topic_id = ids.get(&r.topic).copied().unwrap_or_default();
                     }
@@ -804,7 +868,8 @@ impl Client {
             .with_session_id(0)
             .with_session_epoch(-1)
             .with_topics(topics);
-        let timeout = self.inner.cfg.request_timeout + Duration::from_millis(opts.max_wait_ms.max(0) as u64);
+        let timeout =
+            self.inner.cfg.request_timeout + Duration::from_millis(opts.max_wait_ms.max(0) as u64);
         let resp = conn.send_timeout(&req, v, timeout).await?;
         let top_error = KafkaCode::from_code(resp.error_code);
         let by_id: HashMap<Uuid, &String> = ids.iter().map(|(n, i)| (*i, n)).collect();
@@ -861,16 +926,18 @@ impl Client {
         Ok(parts
             .iter()
             .map(|r| {
-                answers.remove(&(r.topic.clone(), r.partition)).unwrap_or_else(|| FetchedPartition {
-                    topic: r.topic.clone(),
-                    partition: r.partition,
-                    error: top_error,
-                    high_watermark: -1,
-                    last_stable_offset: -1,
-                    log_start_offset: -1,
-                    aborted: Vec::new(),
-                    data: None,
-                })
+                answers
+                    .remove(&(r.topic.clone(), r.partition))
+                    .unwrap_or_else(|| FetchedPartition {
+                        topic: r.topic.clone(),
+                        partition: r.partition,
+                        error: top_error,
+                        high_watermark: -1,
+                        last_stable_offset: -1,
+                        log_start_offset: -1,
+                        aborted: Vec::new(),
+                        data: None,
+                    })
             })
             .collect())
     }

@@ -6,7 +6,9 @@
 use crate::error::{ClientError, KafkaCode, Result};
 use crate::security::{self, SaslConfig};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader,
+};
 use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -67,7 +69,10 @@ fn fail_all(state: &Mutex<State>, addr: &str, reason: &str) {
         if st.closed.is_none() {
             st.closed = Some(reason.to_string());
         }
-        (std::mem::take(&mut st.pending), std::mem::take(&mut st.tasks))
+        (
+            std::mem::take(&mut st.pending),
+            std::mem::take(&mut st.tasks),
+        )
     };
     for (_, w) in waiters {
         let _ = w.send(Err(ClientError::ConnectionClosed {
@@ -104,13 +109,16 @@ impl Connection {
         let _ = tcp.set_nodelay(true);
         let stream: Box<dyn Stream> = match &cfg.tls {
             Some(tls) => {
-                let s = tokio::time::timeout(cfg.connect_timeout, security::tls_connect(tls.clone(), addr, tcp))
-                    .await
-                    .map_err(|_| ClientError::Timeout {
-                        addr: addr.to_string(),
-                        api: "TLS handshake".into(),
-                        after: cfg.connect_timeout,
-                    })??;
+                let s = tokio::time::timeout(
+                    cfg.connect_timeout,
+                    security::tls_connect(tls.clone(), addr, tcp),
+                )
+                .await
+                .map_err(|_| ClientError::Timeout {
+                    addr: addr.to_string(),
+                    api: "TLS handshake".into(),
+                    after: cfg.connect_timeout,
+                })??;
                 Box::new(s)
             }
             None => Box::new(tcp),
@@ -162,7 +170,9 @@ impl Connection {
             let reason = loop {
                 let len = match rd.read_i32().await {
                     Ok(l) => l,
-                    Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break "closed by broker".to_string(),
+                    Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                        break "closed by broker".to_string()
+                    }
                     Err(e) => break format!("read failed: {e}"),
                 };
                 if len < 4 || len as usize > MAX_FRAME {
@@ -179,7 +189,9 @@ impl Connection {
                     Some(w) => {
                         let _ = w.send(Ok(frame));
                     }
-                    None => debug!(broker = %raddr, corr, "response for a request nobody waits for (timed out)"),
+                    None => {
+                        debug!(broker = %raddr, corr, "response for a request nobody waits for (timed out)")
+                    }
                 }
             };
             fail_all(&rstate, &raddr, &reason);
@@ -271,7 +283,12 @@ impl Connection {
     }
 
     /// Sends `req` at `version` and waits at most `timeout` for its response.
-    pub(crate) async fn send_timeout<R: Request>(&self, req: &R, version: i16, timeout: Duration) -> Result<R::Response> {
+    pub(crate) async fn send_timeout<R: Request>(
+        &self,
+        req: &R,
+        version: i16,
+        timeout: Duration,
+    ) -> Result<R::Response> {
         let frame = self.send_frame(req, version, timeout).await?;
         self.decode_response::<R>(frame, version)
     }
@@ -286,13 +303,20 @@ impl Connection {
                 reason,
             });
         }
-        self.writer.send(frame).map_err(|_| ClientError::ConnectionClosed {
-            addr: self.addr.clone(),
-            reason: "writer stopped".into(),
-        })
+        self.writer
+            .send(frame)
+            .map_err(|_| ClientError::ConnectionClosed {
+                addr: self.addr.clone(),
+                reason: "writer stopped".into(),
+            })
     }
 
-    async fn send_frame<R: Request>(&self, req: &R, version: i16, timeout: Duration) -> Result<Bytes> {
+    async fn send_frame<R: Request>(
+        &self,
+        req: &R,
+        version: i16,
+        timeout: Duration,
+    ) -> Result<Bytes> {
         let corr = self.next_id.fetch_add(1, Ordering::Relaxed);
         let frame = self.encode_frame(req, version, corr)?;
         let (tx, rx) = oneshot::channel();
@@ -328,7 +352,10 @@ impl Connection {
             }
             Ok(Err(_)) => Err(ClientError::ConnectionClosed {
                 addr: self.addr.clone(),
-                reason: lock(&self.state).closed.clone().unwrap_or_else(|| "dropped".into()),
+                reason: lock(&self.state)
+                    .closed
+                    .clone()
+                    .unwrap_or_else(|| "dropped".into()),
             }),
             Ok(Ok(r)) => r,
         }
@@ -339,7 +366,8 @@ impl Connection {
         let key = ApiKey::try_from(api).map_err(|_| self.proto(api, "unknown api key".into()))?;
         ResponseHeader::decode(&mut frame, key.response_header_version(version))
             .map_err(|e| self.proto(api, format!("decoding response header: {e}")))?;
-        R::Response::decode(&mut frame, version).map_err(|e| self.proto(api, format!("decoding v{version} response: {e}")))
+        R::Response::decode(&mut frame, version)
+            .map_err(|e| self.proto(api, format!("decoding v{version} response: {e}")))
     }
 
     /// ApiVersions: v3, falling back to what the broker says it supports (or v0) when it
@@ -360,7 +388,12 @@ impl Connection {
                     let mut b = frame.slice(4..);
                     let broker_max = ApiVersionsResponse::decode(&mut b, 0)
                         .ok()
-                        .and_then(|r| r.api_keys.iter().find(|k| k.api_key == ApiKey::ApiVersions as i16).map(|k| k.max_version))
+                        .and_then(|r| {
+                            r.api_keys
+                                .iter()
+                                .find(|k| k.api_key == ApiKey::ApiVersions as i16)
+                                .map(|k| k.max_version)
+                        })
                         .unwrap_or(0);
                     let next = broker_max.clamp(0, version - 1);
                     debug!(broker = %self.addr, from = version, to = next, "ApiVersions version not supported, retrying");
@@ -435,8 +468,10 @@ impl BrokerHandle {
         *cur = None;
         let (n, last) = *self.failures.lock().unwrap_or_else(|p| p.into_inner());
         if n > 0 {
-            let base = Duration::from_millis(50u64.saturating_mul(1u64 << n.min(7))).min(Duration::from_secs(5));
-            let jitter = Duration::from_millis(rand::random::<u64>() % (base.as_millis() as u64 / 4 + 1));
+            let base = Duration::from_millis(50u64.saturating_mul(1u64 << n.min(7)))
+                .min(Duration::from_secs(5));
+            let jitter =
+                Duration::from_millis(rand::random::<u64>() % (base.as_millis() as u64 / 4 + 1));
             let wait = base + jitter;
             let elapsed = last.map(|t| t.elapsed()).unwrap_or(wait);
             if elapsed < wait {
@@ -456,6 +491,5 @@ impl BrokerHandle {
                 Err(e)
             }
         }
-    }
     }
 }

@@ -236,7 +236,9 @@ impl ClientError {
     pub fn is_network(&self) -> bool {
         matches!(
             self,
-            ClientError::Io { .. } | ClientError::Timeout { .. } | ClientError::ConnectionClosed { .. }
+            ClientError::Io { .. }
+                | ClientError::Timeout { .. }
+                | ClientError::ConnectionClosed { .. }
         )
     }
 
@@ -249,7 +251,12 @@ impl ClientError {
         }
     }
 
-    pub(crate) fn kafka(api: &str, context: impl Into<String>, code: KafkaCode, message: Option<String>) -> Self {
+    pub(crate) fn kafka(
+        api: &str,
+        context: impl Into<String>,
+        code: KafkaCode,
+        message: Option<String>,
+    ) -> Self {
         ClientError::Kafka {
             addr: None,
             api: api.to_string(),
@@ -294,8 +301,14 @@ mod tests {
 
     #[test]
     fn code_names() {
-        assert_eq!(KafkaCode::NOT_LEADER_OR_FOLLOWER.name(), "NOT_LEADER_OR_FOLLOWER");
-        assert_eq!(KafkaCode::OFFSET_OUT_OF_RANGE.to_string(), "OFFSET_OUT_OF_RANGE (1)");
+        assert_eq!(
+            KafkaCode::NOT_LEADER_OR_FOLLOWER.name(),
+            "NOT_LEADER_OR_FOLLOWER"
+        );
+        assert_eq!(
+            KafkaCode::OFFSET_OUT_OF_RANGE.to_string(),
+            "OFFSET_OUT_OF_RANGE (1)"
+        );
         assert_eq!(KafkaCode(9999).name(), "UNKNOWN_CODE");
         assert!(KafkaCode::NOT_LEADER_OR_FOLLOWER.is_retriable());
         assert!(!KafkaCode::OFFSET_OUT_OF_RANGE.is_retriable());

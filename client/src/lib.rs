@@ -20,15 +20,15 @@ pub mod security;
 
 pub use admin::{ConfigEntry, GroupDescription, ListedGroup, NewTopic, TopicResult};
 pub use batch::{
-    decode_batches, records_from, scan_batches, verify_batches, BatchDecoder, BatchHeader, BatchSummary,
-    FetchedBatches, ProduceRecord,
+    decode_batches, records_from, scan_batches, verify_batches, BatchDecoder, BatchHeader,
+    BatchSummary, FetchedBatches, ProduceRecord,
 };
 pub use client::{
-    BrokerMetadata, Client, ClientConfig, ClusterMetadata, FetchOptions, FetchRequestPartition, FetchedPartition,
-    Isolation, OffsetSpec, PartitionMetadata, TopicMetadata, Uuid,
+    BrokerMetadata, Client, ClientConfig, ClusterMetadata, FetchOptions, FetchRequestPartition,
+    FetchedPartition, Isolation, OffsetSpec, PartitionMetadata, TopicMetadata, Uuid,
 };
 pub use error::{ClientError, KafkaCode, Result};
-pub use options::{ConnectionOptions, SaslOptions, TlsOptions};
 pub use kafka_protocol::records::Compression;
+pub use options::{ConnectionOptions, SaslOptions, TlsOptions};
 pub use producer::{ProduceBatch, ProduceResult, Producer, ProducerConfig};
 pub use security::{SaslConfig, SaslMechanism, TlsConfig};

@@ -5,7 +5,9 @@
 //! partition with several batches to send sends them one request after the other; different
 //! partitions of the same leader share requests, and leaders are written in parallel.
 
-use crate::batch::{encode_batch, record_size_estimate, BatchProducer, ProduceRecord, BATCH_HEADER_LEN};
+use crate::batch::{
+    encode_batch, record_size_estimate, BatchProducer, ProduceRecord, BATCH_HEADER_LEN,
+};
 use crate::client::{backoff, opt_uuid, topic_name, Client};
 use crate::error::{ClientError, KafkaCode, Result};
 use bytes::Bytes;
@@ -93,7 +95,13 @@ impl ProduceResult {
         self.runs
             .iter()
             .find(|r| index >= r.first_index && index < r.first_index + r.count)
-            .map(|r| if r.base_offset < 0 { -1 } else { r.base_offset + (index - r.first_index) as i64 })
+            .map(|r| {
+                if r.base_offset < 0 {
+                    -1
+                } else {
+                    r.base_offset + (index - r.first_index) as i64
+                }
+            })
     }
 }
 
@@ -135,10 +143,15 @@ impl Client {
     /// A producer writing through this client.
     pub fn producer(&self, cfg: ProducerConfig) -> Result<Producer> {
         if cfg.idempotent && cfg.acks != -1 {
-            return Err(ClientError::Config("the idempotent producer needs acks = -1 (all)".into()));
+            return Err(ClientError::Config(
+                "the idempotent producer needs acks = -1 (all)".into(),
+            ));
         }
         if !matches!(cfg.acks, -1..=1) {
-            return Err(ClientError::Config(format!("acks must be -1, 0 or 1, not {}", cfg.acks)));
+            return Err(ClientError::Config(format!(
+                "acks must be -1, 0 or 1, not {}",
+                cfg.acks
+            )));
         }
         Ok(Producer {
             client: self.clone(),
@@ -167,27 +180,33 @@ impl Producer {
 
     async fn init(&self, st: &mut State) -> Result<()> {
         let client = &self.client;
-        let resp = client
-            .retry("InitProducerId", || async {
-                let conn = client.any_conn().await?;
-                let v = conn.version(ApiKey::InitProducerId)?;
-                let req = InitProducerIdRequest::default()
-                    .with_transactional_id(None)
-                    .with_transaction_timeout_ms(60_000)
-                    .with_producer_id(ProducerId(-1))
-                    .with_producer_epoch(-1);
-                let r = conn.send(&req, v).await?;
-                match KafkaCode::from_code(r.error_code) {
-                    None => Ok(r),
-                    Some(code) => Err(ClientError::kafka("InitProducerId", "", code, None).with_addr(conn.addr())),
-                }
-            })
-            .await?;
+        let resp =
+            client
+                .retry("InitProducerId", || async {
+                    let conn = client.any_conn().await?;
+                    let v = conn.version(ApiKey::InitProducerId)?;
+                    let req = InitProducerIdRequest::default()
+                        .with_transactional_id(None)
+                        .with_transaction_timeout_ms(60_000)
+                        .with_producer_id(ProducerId(-1))
+                        .with_producer_epoch(-1);
+                    let r = conn.send(&req, v).await?;
+                    match KafkaCode::from_code(r.error_code) {
+                        None => Ok(r),
+                        Some(code) => Err(ClientError::kafka("InitProducerId", "", code, None)
+                            .with_addr(conn.addr())),
+                    }
+                })
+                .await?;
         st.producer_id = resp.producer_id.0;
         st.epoch = resp.producer_epoch;
         st.sequences.clear();
         st.initialized = true;
-        debug!(producer_id = st.producer_id, epoch = st.epoch, "idempotent producer initialized");
+        debug!(
+            producer_id = st.producer_id,
+            epoch = st.epoch,
+            "idempotent producer initialized"
+        );
         Ok(())
     }
 
@@ -222,8 +241,16 @@ impl Producer {
         res
     }
 
-    async fn produce_locked(&self, st: &mut State, batches: &[ProduceBatch]) -> Result<Vec<ProduceResult>> {
-        let batch_limit = self.cfg.max_batch_bytes.min(self.cfg.max_request_bytes).max(1);
+    async fn produce_locked(
+        &self,
+        st: &mut State,
+        batches: &[ProduceBatch],
+    ) -> Result<Vec<ProduceResult>> {
+        let batch_limit = self
+            .cfg
+            .max_batch_bytes
+            .min(self.cfg.max_request_bytes)
+            .max(1);
         let mut results: Vec<ProduceResult> = batches
             .iter()
             .map(|b| ProduceResult {
@@ -299,7 +326,12 @@ impl Producer {
             let sends = by_leader.into_iter().map(|(leader, keys)| {
                 let heads: Vec<((String, i32), Bytes)> = keys
                     .iter()
-                    .filter_map(|k| queues.get(k).and_then(|q| q.front()).map(|w| (k.clone(), w.bytes.clone())))
+                    .filter_map(|k| {
+                        queues
+                            .get(k)
+                            .and_then(|q| q.front())
+                            .map(|w| (k.clone(), w.bytes.clone()))
+                    })
                     .collect();
                 async move { (self.send_leader(leader, heads.clone()).await, heads) }
             });
@@ -308,7 +340,9 @@ impl Producer {
                 match outcome {
                     Ok(answers) => {
                         for (key, ans) in answers {
-                            let Some(q) = queues.get_mut(&key) else { continue };
+                            let Some(q) = queues.get_mut(&key) else {
+                                continue;
+                            };
                             match ans {
                                 Ok((base, append_time)) => {
                                     if let Some(w) = q.pop_front() {
@@ -366,19 +400,21 @@ impl Producer {
 
     fn fatal(&self, key: &(String, i32), e: ClientError) -> ClientError {
         match e.code() {
-            Some(KafkaCode::OUT_OF_ORDER_SEQUENCE_NUMBER) | Some(KafkaCode::UNKNOWN_PRODUCER_ID) | Some(KafkaCode::INVALID_PRODUCER_EPOCH) => {
-                ClientError::Producer(format!(
-                    "{}/{}: the broker rejected the idempotent producer's sequence ({e}); records \
+            Some(KafkaCode::OUT_OF_ORDER_SEQUENCE_NUMBER)
+            | Some(KafkaCode::UNKNOWN_PRODUCER_ID)
+            | Some(KafkaCode::INVALID_PRODUCER_EPOCH) => ClientError::Producer(format!(
+                "{}/{}: the broker rejected the idempotent producer's sequence ({e}); records \
                      may be missing or duplicated around this point. The producer re-initializes \
                      on the next call",
+                key.0, key.1
+            )),
+            Some(KafkaCode::MESSAGE_TOO_LARGE) | Some(KafkaCode::RECORD_LIST_TOO_LARGE) => {
+                ClientError::Producer(format!(
+                    "{}/{}: a batch is larger than the topic's max.message.bytes or the broker's \
+                 message.max.bytes ({e}); lower max_batch_bytes or raise the topic limit",
                     key.0, key.1
                 ))
             }
-            Some(KafkaCode::MESSAGE_TOO_LARGE) | Some(KafkaCode::RECORD_LIST_TOO_LARGE) => ClientError::Producer(format!(
-                "{}/{}: a batch is larger than the topic's max.message.bytes or the broker's \
-                 message.max.bytes ({e}); lower max_batch_bytes or raise the topic limit",
-                key.0, key.1
-            )),
             _ => e,
         }
     }
@@ -395,7 +431,13 @@ impl Producer {
         let mut ids = HashMap::new();
         for ((t, _), _) in &heads {
             if !ids.contains_key(t) {
-                match self.client.topic_meta(t).await?.id.and_then(|u| opt_uuid(u)) {
+                match self
+                    .client
+                    .topic_meta(t)
+                    .await?
+                    .id
+                    .and_then(|u| opt_uuid(u))
+                {
                     Some(id) => {
                         ids.insert(t.clone(), id);
                     }
@@ -408,7 +450,9 @@ impl Producer {
         let mut size = 0;
         for h in heads {
             let s = h.1.len() + h.0 .0.len() + 32;
-            if size + s > self.cfg.max_request_bytes && requests.last().is_some_and(|r| !r.is_empty()) {
+            if size + s > self.cfg.max_request_bytes
+                && requests.last().is_some_and(|r| !r.is_empty())
+            {
                 requests.push(Vec::new());
                 size = 0;
             }
@@ -421,11 +465,15 @@ impl Producer {
         for part in requests {
             let mut topics: Vec<TopicProduceData> = Vec::new();
             for ((t, p), bytes) in &part {
-                let pd = PartitionProduceData::default().with_index(*p).with_records(Some(bytes.clone()));
+                let pd = PartitionProduceData::default()
+                    .with_index(*p)
+                    .with_records(Some(bytes.clone()));
                 match topics.iter_mut().find(|x| x.name.0.as_str() == t) {
                     Some(x) => x.partition_data.push(pd),
                     None => {
-                        let mut x = TopicProduceData::default().with_name(topic_name(t)).with_partition_data(vec![pd]);
+                        let mut x = TopicProduceData::default()
+                            .with_name(topic_name(t))
+                            .with_partition_data(vec![pd]);
                         if v >= 13 {
                             x.topic_id = ids.get(t).copied().unwrap_or_default();
                         }
@@ -449,7 +497,10 @@ impl Producer {
             let mut answered: HashMap<(String, i32), Result<(i64, i64)>> = HashMap::new();
             for t in resp.responses {
                 let name = if v >= 13 {
-                    ids.iter().find(|(_, id)| **id == t.topic_id).map(|(n, _)| n.clone()).unwrap_or_default()
+                    ids.iter()
+                        .find(|(_, id)| **id == t.topic_id)
+                        .map(|(n, _)| n.clone())
+                        .unwrap_or_default()
                 } else {
                     t.name.0.to_string()
                 };
@@ -466,11 +517,22 @@ impl Producer {
                                 let detail = format!(
                                     "record {}: {}",
                                     first.batch_index,
-                                    first.batch_index_error_message.as_ref().map(|s| s.to_string()).unwrap_or_default()
+                                    first
+                                        .batch_index_error_message
+                                        .as_ref()
+                                        .map(|s| s.to_string())
+                                        .unwrap_or_default()
                                 );
-                                msg = Some(msg.map_or(detail.clone(), |m| format!("{m}; {detail}")));
+                                msg =
+                                    Some(msg.map_or(detail.clone(), |m| format!("{m}; {detail}")));
                             }
-                            Err(ClientError::kafka("Produce", format!("{name}/{}", p.index), code, msg).with_addr(conn.addr()))
+                            Err(ClientError::kafka(
+                                "Produce",
+                                format!("{name}/{}", p.index),
+                                code,
+                                msg,
+                            )
+                            .with_addr(conn.addr()))
                         }
                     };
                     answered.insert((name.clone(), p.index), r);
@@ -509,8 +571,16 @@ mod tests {
             partition: 0,
             base_offset: 10,
             runs: vec![
-                OffsetRun { first_index: 0, count: 2, base_offset: 10 },
-                OffsetRun { first_index: 2, count: 3, base_offset: 20 },
+                OffsetRun {
+                    first_index: 0,
+                    count: 2,
+                    base_offset: 10,
+                },
+                OffsetRun {
+                    first_index: 2,
+                    count: 3,
+                    base_offset: 20,
+                },
             ],
             log_append_time: None,
         };

@@ -90,7 +90,8 @@ impl fmt::Debug for SaslConfig {
 // TLS
 
 fn read_pem(path: &PathBuf, what: &str) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| ClientError::Tls(format!("reading {what} {}: {e}", path.display())))
+    std::fs::read(path)
+        .map_err(|e| ClientError::Tls(format!("reading {what} {}: {e}", path.display())))
 }
 
 /// Builds the rustls client configuration from [`TlsConfig`].
@@ -111,14 +112,18 @@ pub(crate) fn build_tls(cfg: &TlsConfig) -> Result<Arc<rustls::ClientConfig>> {
                 let pem = read_pem(ca, "CA file")?;
                 let mut n = 0;
                 for cert in rustls_pemfile::certs(&mut BufReader::new(pem.as_slice())) {
-                    let cert = cert.map_err(|e| ClientError::Tls(format!("CA file {}: {e}", ca.display())))?;
+                    let cert = cert
+                        .map_err(|e| ClientError::Tls(format!("CA file {}: {e}", ca.display())))?;
                     roots
                         .add(cert)
                         .map_err(|e| ClientError::Tls(format!("CA file {}: {e}", ca.display())))?;
                     n += 1;
                 }
                 if n == 0 {
-                    return Err(ClientError::Tls(format!("CA file {} holds no certificate", ca.display())));
+                    return Err(ClientError::Tls(format!(
+                        "CA file {} holds no certificate",
+                        ca.display()
+                    )));
                 }
             }
             None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
@@ -128,13 +133,22 @@ pub(crate) fn build_tls(cfg: &TlsConfig) -> Result<Arc<rustls::ClientConfig>> {
     let config = match (&cfg.cert_file, &cfg.key_file) {
         (Some(cert), Some(key)) => {
             let pem = read_pem(cert, "client certificate")?;
-            let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut BufReader::new(pem.as_slice()))
-                .collect::<std::result::Result<_, _>>()
-                .map_err(|e| ClientError::Tls(format!("client certificate {}: {e}", cert.display())))?;
+            let certs: Vec<CertificateDer<'static>> =
+                rustls_pemfile::certs(&mut BufReader::new(pem.as_slice()))
+                    .collect::<std::result::Result<_, _>>()
+                    .map_err(|e| {
+                        ClientError::Tls(format!("client certificate {}: {e}", cert.display()))
+                    })?;
             let kpem = read_pem(key, "client key")?;
-            let key_der: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut BufReader::new(kpem.as_slice()))
-                .map_err(|e| ClientError::Tls(format!("client key {}: {e}", key.display())))?
-                .ok_or_else(|| ClientError::Tls(format!("client key {} holds no private key", key.display())))?;
+            let key_der: PrivateKeyDer<'static> =
+                rustls_pemfile::private_key(&mut BufReader::new(kpem.as_slice()))
+                    .map_err(|e| ClientError::Tls(format!("client key {}: {e}", key.display())))?
+                    .ok_or_else(|| {
+                        ClientError::Tls(format!(
+                            "client key {} holds no private key",
+                            key.display()
+                        ))
+                    })?;
             builder
                 .with_client_auth_cert(certs, key_der)
                 .map_err(|e| ClientError::Tls(format!("client certificate: {e}")))?
@@ -166,7 +180,8 @@ pub(crate) async fn tls_connect(
     tcp: TcpStream,
 ) -> Result<tokio_rustls::client::TlsStream<TcpStream>> {
     let host = host_of(addr).to_string();
-    let name = ServerName::try_from(host.clone()).map_err(|e| ClientError::Tls(format!("server name {host}: {e}")))?;
+    let name = ServerName::try_from(host.clone())
+        .map_err(|e| ClientError::Tls(format!("server name {host}: {e}")))?;
     tokio_rustls::TlsConnector::from(config)
         .connect(name, tcp)
         .await
@@ -199,7 +214,12 @@ impl rustls::client::danger::ServerCertVerifier for NoVerify {
         cert: &CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -208,7 +228,12 @@ impl rustls::client::danger::ServerCertVerifier for NoVerify {
         cert: &CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
@@ -232,7 +257,11 @@ pub(crate) async fn authenticate(conn: &Connection, sasl: &SaslConfig) -> Result
     let m = sasl.mechanism;
     let hv = conn.version_capped(ApiKey::SaslHandshake, 1)?;
     if hv < 1 {
-        return Err(sasl_err(conn, m, "broker lacks SaslHandshake v1 (Kafka < 1.0)"));
+        return Err(sasl_err(
+            conn,
+            m,
+            "broker lacks SaslHandshake v1 (Kafka < 1.0)",
+        ));
     }
     let resp = conn
         .send(
@@ -242,7 +271,11 @@ pub(crate) async fn authenticate(conn: &Connection, sasl: &SaslConfig) -> Result
         .await?;
     if let Some(code) = KafkaCode::from_code(resp.error_code) {
         let offered: Vec<String> = resp.mechanisms.iter().map(|s| s.to_string()).collect();
-        return Err(sasl_err(conn, m, format!("handshake failed with {code}; broker offers {offered:?}")));
+        return Err(sasl_err(
+            conn,
+            m,
+            format!("handshake failed with {code}; broker offers {offered:?}"),
+        ));
     }
     match m {
         SaslMechanism::Plain => {
@@ -262,11 +295,21 @@ pub(crate) async fn authenticate(conn: &Connection, sasl: &SaslConfig) -> Result
 async fn sasl_round(conn: &Connection, m: SaslMechanism, msg: Vec<u8>) -> Result<Bytes> {
     let v = conn.version_capped(ApiKey::SaslAuthenticate, 2)?;
     let resp = conn
-        .send(&SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(msg)), v)
+        .send(
+            &SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(msg)),
+            v,
+        )
         .await?;
     if let Some(code) = KafkaCode::from_code(resp.error_code) {
-        let detail = resp.error_message.map(|s| s.to_string()).unwrap_or_default();
-        return Err(sasl_err(conn, m, format!("authentication failed with {code}: {detail}")));
+        let detail = resp
+            .error_message
+            .map(|s| s.to_string())
+            .unwrap_or_default();
+        return Err(sasl_err(
+            conn,
+            m,
+            format!("authentication failed with {code}: {detail}"),
+        ));
     }
     Ok(resp.auth_bytes)
 }
@@ -375,7 +418,9 @@ impl ScramClient {
         let salt = base64::engine::general_purpose::STANDARD
             .decode(s)
             .map_err(|_| "salt is not base64".to_string())?;
-        let iterations: u32 = i.parse().map_err(|_| "iteration count is not a number".to_string())?;
+        let iterations: u32 = i
+            .parse()
+            .map_err(|_| "iteration count is not a number".to_string())?;
         if iterations == 0 || iterations > 1_000_000 {
             return Err(format!("unreasonable iteration count {iterations}"));
         }
@@ -385,7 +430,11 @@ impl ScramClient {
         let without_proof = format!("c=biws,r={r}");
         let auth_message = format!("{},{},{}", self.first_bare, server_first, without_proof);
         let client_sig = hash.hmac(&stored_key, auth_message.as_bytes());
-        let proof: Vec<u8> = client_key.iter().zip(&client_sig).map(|(a, b)| a ^ b).collect();
+        let proof: Vec<u8> = client_key
+            .iter()
+            .zip(&client_sig)
+            .map(|(a, b)| a ^ b)
+            .collect();
         let server_key = hash.hmac(&salted, b"Server Key");
         let server_sig = hash.hmac(&server_key, auth_message.as_bytes());
         let fin = format!(
@@ -404,21 +453,31 @@ async fn scram(conn: &Connection, sasl: &SaslConfig, hash: ScramHash) -> Result<
     };
     let client = ScramClient::new(&sasl.username, nonce);
     let server_first = sasl_round(conn, m, client.client_first().into_bytes()).await?;
-    let server_first = std::str::from_utf8(&server_first).map_err(|_| sasl_err(conn, m, "server-first is not UTF-8"))?;
+    let server_first = std::str::from_utf8(&server_first)
+        .map_err(|_| sasl_err(conn, m, "server-first is not UTF-8"))?;
     let (fin, expected) = client
         .client_final(hash, &sasl.password, server_first)
         .map_err(|e| sasl_err(conn, m, e))?;
     let server_final = sasl_round(conn, m, fin.into_bytes()).await?;
-    let server_final = std::str::from_utf8(&server_final).map_err(|_| sasl_err(conn, m, "server-final is not UTF-8"))?;
+    let server_final = std::str::from_utf8(&server_final)
+        .map_err(|_| sasl_err(conn, m, "server-final is not UTF-8"))?;
     if let Some(e) = server_final.strip_prefix("e=") {
         return Err(sasl_err(conn, m, format!("server error: {e}")));
     }
     let v = server_final
         .strip_prefix("v=")
-        .and_then(|v| base64::engine::general_purpose::STANDARD.decode(v.split(',').next().unwrap_or(v)).ok())
+        .and_then(|v| {
+            base64::engine::general_purpose::STANDARD
+                .decode(v.split(',').next().unwrap_or(v))
+                .ok()
+        })
         .ok_or_else(|| sasl_err(conn, m, "malformed server-final message"))?;
     if v != expected {
-        return Err(sasl_err(conn, m, "server signature does not match: the broker may not know the password"));
+        return Err(sasl_err(
+            conn,
+            m,
+            "server signature does not match: the broker may not know the password",
+        ));
     }
     Ok(())
 }
@@ -451,7 +510,9 @@ mod tests {
         let c = ScramClient::new("user", "rOprNGfwEbeRWgbNEkqO".into());
         assert_eq!(c.client_first(), "n,,n=user,r=rOprNGfwEbeRWgbNEkqO");
         let server_first = "r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096";
-        let (fin, sig) = c.client_final(ScramHash::Sha256, "pencil", server_first).unwrap();
+        let (fin, sig) = c
+            .client_final(ScramHash::Sha256, "pencil", server_first)
+            .unwrap();
         assert_eq!(
             fin,
             "c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ="
