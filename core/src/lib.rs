@@ -1,1 +1,33 @@
-//! ferry-core
+//! Ferry's engine: the record model, the source/transform/sink traits, acks and checkpoints,
+//! the runtime, YAML pipelines, the component registry, built-in transforms and storage.
+//!
+//! Core knows nothing of Kafka's wire format, Parquet or S3 specifics: those live in the
+//! client, formats, sources and sinks crates, which plug in through the traits here.
+
+pub mod ack;
+pub mod batch;
+pub mod checkpoint;
+pub mod component;
+pub mod config;
+pub mod error;
+pub mod interpolate;
+pub mod metrics;
+pub mod metadata;
+pub mod record;
+pub mod registry;
+pub mod runtime;
+pub mod storage;
+pub mod transforms;
+
+pub use ack::{Ack, AckTracker, Offsets};
+pub use batch::{AbortedTxn, Batch, Payload, RawBatches, RawDecoder};
+pub use component::{Sink, Source, SourceContext, Transform};
+pub use config::{parse_yaml, ByteSize, Delivery, HumanDuration, Pipeline, Telemetry};
+pub use error::{Error, Location, Result};
+pub use metadata::{GroupOffsets, SourceMetadata, TopicMetadata};
+pub use record::{Header, ProducerInfo, Record, TimestampType};
+pub use runtime::{run, run_until_signal, shutdown_signal, RunSummary};
+pub use registry::{
+    BuildContext, ConfigInput, Registry, SinkFactory, SourceFactory, TransformFactory,
+};
+pub use storage::Storage;

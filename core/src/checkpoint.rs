@@ -1,0 +1,163 @@
+//! Checkpoints: the authoritative resume point of a pipeline, `checkpoints/<pipeline>.json`.
+//!
+//! ```json
+//! {
+//!   "pipeline": "orders-backup",
+//!   "updated_at": "2026-11-24T10:00:00.123Z",
+//!   "offsets": { "orders": { "0": 1200, "1": 1187 } }
+//! }
+//! ```
+//!
+//! `offsets` holds, per topic and partition, the next offset to read: everything below it is
+//! durable in the sink. The runtime writes a checkpoint only after `sink.flush()` returned,
+//! and only from the ack tracker's contiguous watermarks merged over the loaded checkpoint,
+//! so a checkpoint never claims data that is not durable.
+
+use crate::ack::Offsets;
+use crate::error::{Error, Result};
+use crate::storage::Storage;
+use serde::{Deserialize, Serialize};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+/// The content of `checkpoints/<pipeline>.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// The pipeline's name.
+    pub pipeline: String,
+    /// When it was written, RFC 3339 UTC.
+    pub updated_at: String,
+    /// Next offset per topic and partition.
+    pub offsets: Offsets,
+}
+
+impl Checkpoint {
+    /// A checkpoint of `offsets` stamped now.
+    pub fn now(pipeline: &str, offsets: Offsets) -> Self {
+        let updated_at = OffsetDateTime::now_utc()
+            .format(&Rfc3339)
+            .unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_string());
+        Checkpoint {
+            pipeline: pipeline.to_string(),
+            updated_at,
+            offsets,
+        }
+    }
+}
+
+/// Reads and writes one pipeline's checkpoint in a storage.
+#[derive(Debug, Clone)]
+pub struct CheckpointStore {
+    storage: Storage,
+    pipeline: String,
+}
+
+impl CheckpointStore {
+    /// The checkpoint of `pipeline` in `storage`.
+    pub fn new(storage: Storage, pipeline: impl Into<String>) -> Self {
+        CheckpointStore {
+            storage,
+            pipeline: pipeline.into(),
+        }
+    }
+
+    /// The object key: `checkpoints/<pipeline>.json`.
+    pub fn key_for(pipeline: &str) -> String {
+        format!("checkpoints/{pipeline}.json")
+    }
+
+    /// This store's object key.
+    pub fn key(&self) -> String {
+        Self::key_for(&self.pipeline)
+    }
+
+    /// The storage it lives in.
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
+    /// Loads the checkpoint, or `None` if none was written yet.
+    pub async fn load(&self) -> Result<Option<Checkpoint>> {
+        let key = self.key();
+        let Some(bytes) = self.storage.read_opt(&key).await? else {
+            return Ok(None);
+        };
+        let cp: Checkpoint = serde_json::from_slice(&bytes).map_err(|e| {
+            Error::Corrupt(format!(
+                "checkpoint {}/{key} is not valid JSON ({e}); fix or delete it to start over",
+                self.storage
+            ))
+        })?;
+        if cp.pipeline != self.pipeline {
+            return Err(Error::Corrupt(format!(
+                "checkpoint {}/{key} belongs to pipeline '{}', not '{}'",
+                self.storage, cp.pipeline, self.pipeline
+            )));
+        }
+        Ok(Some(cp))
+    }
+
+    /// Writes `offsets` as the checkpoint (replacing the previous one) and returns it.
+    pub async fn save(&self, offsets: &Offsets) -> Result<Checkpoint> {
+        let cp = Checkpoint::now(&self.pipeline, offsets.clone());
+        let mut json = serde_json::to_vec_pretty(&cp)
+            .map_err(|e| Error::Other(format!("serializing checkpoint: {e}")))?;
+        json.push(b'\n');
+        self.storage.write(&self.key(), json).await?;
+        Ok(cp)
+    }
+}
+
+/// `base` with every offset of `update` laid over it (per topic and partition).
+pub fn merge_offsets(base: &Offsets, update: &Offsets) -> Offsets {
+    let mut out = base.clone();
+    for (topic, parts) in update {
+        let t = out.entry(topic.clone()).or_default();
+        for (p, o) in parts {
+            t.insert(*p, *o);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn save_load_roundtrip() {
+        let s = Storage::from_uri("memory://checkpoint-test").unwrap();
+        let store = CheckpointStore::new(s.clone(), "p1");
+        assert!(store.load().await.unwrap().is_none());
+        let mut o = Offsets::new();
+        o.entry("t".into()).or_default().insert(3, 42);
+        store.save(&o).await.unwrap();
+        let cp = store.load().await.unwrap().unwrap();
+        assert_eq!(cp.offsets, o);
+        let raw: serde_json::Value =
+            serde_json::from_slice(&s.read("checkpoints/p1.json").await.unwrap()).unwrap();
+        assert_eq!(raw["offsets"]["t"]["3"], 42);
+        assert_eq!(raw["pipeline"], "p1");
+        assert!(time::OffsetDateTime::parse(raw["updated_at"].as_str().unwrap(), &Rfc3339).is_ok());
+        // Another pipeline's file is refused.
+        let other = CheckpointStore::new(s.clone(), "p2");
+        s.write("checkpoints/p2.json", serde_json::to_vec(&cp).unwrap())
+            .await
+            .unwrap();
+        assert!(other.load().await.is_err());
+    }
+
+    #[test]
+    fn merge_keeps_unmentioned_partitions() {
+        let mut a = Offsets::new();
+        a.entry("t".into()).or_default().insert(0, 10);
+        a.entry("t".into()).or_default().insert(1, 5);
+        let mut b = Offsets::new();
+        b.entry("t".into()).or_default().insert(1, 7);
+        b.entry("u".into()).or_default().insert(0, 1);
+        let m = merge_offsets(&a, &b);
+        assert_eq!(m["t"][&0], 10);
+        assert_eq!(m["t"][&1], 7);
+        assert_eq!(m["u"][&0], 1);
+    }
+}
