@@ -1,0 +1,32 @@
+//! The seam between the storage sink and the file formats: a [`SegmentEncoder`] turns the
+//! batches of one partition into the bytes of one segment object.
+
+use bytes::Bytes;
+use ferry_core::{Batch, Result};
+
+/// Encodes the batches of one segment (one topic-partition, offset order) into bytes.
+pub trait SegmentEncoder: Send + Sync {
+    /// Bytes to append to the segment object for this batch. May be empty when the format
+    /// buffers (e.g. until a Parquet row group is full).
+    fn encode(&mut self, batch: &Batch) -> Result<Bytes>;
+
+    /// Ends the segment: whatever is still buffered plus any footer.
+    fn finish(&mut self) -> Result<Bytes>;
+
+    /// Bytes buffered inside the encoder and not yet returned (for memory accounting).
+    fn buffered_bytes(&self) -> usize {
+        0
+    }
+}
+
+/// A file format the storage sink can write.
+pub trait SegmentFormat: Send + Sync {
+    /// Name used in pipeline files and manifests (`raw`, `jsonl`, …).
+    fn name(&self) -> &'static str;
+
+    /// File extension of its segment objects.
+    fn extension(&self) -> &'static str;
+
+    /// A fresh encoder for one segment of `topic`/`partition` starting at `first_offset`.
+    fn encoder(&self, topic: &str, partition: i32, first_offset: i64) -> Box<dyn SegmentEncoder>;
+}

@@ -1,0 +1,702 @@
+//! The `kafka` source: reads topics with Ferry's native client and hands on the record
+//! batches exactly as fetched (raw), so a raw backup never decodes a record.
+//!
+//! Positions come from the checkpoint, or from `start`. With `stop: high_watermark` each
+//! partition is read up to the high watermark of its first fetch response (Fetch's high
+//! watermark is right on every broker; some answer ListOffsets(latest) wrongly) and the source
+//! finishes; with `stop: never` it follows the topics until the pipeline is stopped.
+
+use async_trait::async_trait;
+use ferry_core::registry::{BuildContext, SourceFactory};
+use ferry_core::transforms::filter::TimeBound;
+use ferry_core::{
+    AbortedTxn, Batch, Error, GroupOffsets, Payload, RawBatches, Result, Source, SourceContext,
+    SourceMetadata, TopicMetadata,
+};
+use ferry_kafka::batch::BatchIter;
+use ferry_kafka::{
+    BatchDecoder, Client, ConnectionOptions, FetchOptions, FetchRequestPartition,
+    FetchedPartition, Isolation, KafkaCode, OffsetSpec, SaslOptions, TlsOptions,
+};
+use serde::Deserialize;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Where a partition starts when the checkpoint does not say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartAt {
+    /// The stored checkpoint, else the earliest offset (the default).
+    Checkpoint,
+    /// The log start, ignoring any checkpoint.
+    Earliest,
+    /// The log end, ignoring any checkpoint.
+    Latest,
+    /// The first offset whose timestamp is at or after this time (ms), ignoring any checkpoint.
+    Time(i64),
+}
+
+impl<'de> Deserialize<'de> for StartAt {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        match s.as_str() {
+            "checkpoint" => Ok(StartAt::Checkpoint),
+            "earliest" => Ok(StartAt::Earliest),
+            "latest" => Ok(StartAt::Latest),
+            other => TimeBound::parse(other)
+                .map(|t| StartAt::Time(t.0))
+                .map_err(|e| {
+                    serde::de::Error::custom(format!(
+                        "start must be checkpoint, earliest, latest or a time: {e}"
+                    ))
+                }),
+        }
+    }
+}
+
+impl schemars::JsonSchema for StartAt {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "StartAt".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "checkpoint (default), earliest, latest, or an RFC 3339 time / epoch milliseconds"
+        })
+    }
+}
+
+/// When the source finishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StopAt {
+    /// Follow the topics until the pipeline is stopped (a continuous backup).
+    #[default]
+    Never,
+    /// Stop each partition at the high watermark it had at the start (a snapshot).
+    HighWatermark,
+}
+
+/// Which records a backup reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum IsolationLevel {
+    /// Everything, with the aborted-transaction lists kept so restore can drop aborted data.
+    #[default]
+    ReadUncommitted,
+    /// Committed data only, up to the last stable offset.
+    ReadCommitted,
+}
+
+/// Options of the `kafka` source.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSourceConfig {
+    /// Brokers to bootstrap from, `host:port`.
+    pub brokers: Vec<String>,
+    /// Topics by name, or `/regex/` matching names (internal `__` topics only by name).
+    pub topics: Vec<String>,
+    /// checkpoint (default), earliest, latest, or a time.
+    #[serde(default = "default_start")]
+    pub start: StartAt,
+    /// never (continuous, default) or high_watermark (snapshot).
+    #[serde(default)]
+    pub stop: StopAt,
+    /// read_uncommitted (default, keeps aborted-transaction lists) or read_committed.
+    #[serde(default)]
+    pub isolation: IsolationLevel,
+    /// Bytes per fetch response per broker.
+    #[serde(default = "default_fetch_max")]
+    pub fetch_max_bytes: ferry_core::ByteSize,
+    /// Bytes per partition per fetch.
+    #[serde(default = "default_partition_max")]
+    pub partition_max_bytes: ferry_core::ByteSize,
+    /// How long a broker may wait for data before answering, milliseconds.
+    #[serde(default = "default_max_wait")]
+    pub max_wait_ms: i32,
+    /// Save committed offsets of consumer groups on these topics with the backup.
+    #[serde(default = "default_true")]
+    pub groups: bool,
+    /// How often topic settings and group offsets are read again.
+    #[serde(default = "default_metadata_interval")]
+    pub metadata_interval: ferry_core::HumanDuration,
+    /// Client id sent to the brokers.
+    #[serde(default = "default_client_id")]
+    pub client_id: String,
+    /// TLS settings; plaintext when absent.
+    #[serde(default)]
+    pub tls: Option<TlsOptions>,
+    /// SASL authentication.
+    #[serde(default)]
+    pub sasl: Option<SaslOptions>,
+}
+
+fn default_start() -> StartAt {
+    StartAt::Checkpoint
+}
+fn default_fetch_max() -> ferry_core::ByteSize {
+    ferry_core::ByteSize(32 * 1024 * 1024)
+}
+fn default_partition_max() -> ferry_core::ByteSize {
+    ferry_core::ByteSize(4 * 1024 * 1024)
+}
+fn default_max_wait() -> i32 {
+    500
+}
+fn default_true() -> bool {
+    true
+}
+fn default_metadata_interval() -> ferry_core::HumanDuration {
+    ferry_core::HumanDuration(Duration::from_secs(300))
+}
+fn default_client_id() -> String {
+    "ferry".to_string()
+}
+
+impl KafkaSourceConfig {
+    /// The connection part of the options.
+    pub fn connection(&self) -> ConnectionOptions {
+        ConnectionOptions {
+            brokers: self.brokers.clone(),
+            client_id: self.client_id.clone(),
+            request_timeout_secs: 30,
+            tls: self.tls.clone(),
+            sasl: self.sasl.clone(),
+        }
+    }
+}
+
+/// Compiled topic selection: exact names and regexes.
+#[derive(Debug, Clone)]
+pub struct TopicSelector {
+    names: Vec<String>,
+    patterns: Vec<regex::Regex>,
+}
+
+impl TopicSelector {
+    /// Parses names and `/regex/` entries.
+    pub fn parse(entries: &[String]) -> std::result::Result<Self, String> {
+        let mut names = Vec::new();
+        let mut patterns = Vec::new();
+        for e in entries {
+            if e.len() >= 2 && e.starts_with('/') && e.ends_with('/') {
+                let re = regex::Regex::new(&format!("^(?:{})$", &e[1..e.len() - 1]))
+                    .map_err(|err| format!("topic pattern {e} is not a valid regex: {err}"))?;
+                patterns.push(re);
+            } else if e.is_empty() {
+                return Err("an empty topic name was given".into());
+            } else {
+                names.push(e.clone());
+            }
+        }
+        if names.is_empty() && patterns.is_empty() {
+            return Err("`topics` is empty: name at least one topic or /regex/".into());
+        }
+        Ok(TopicSelector { names, patterns })
+    }
+
+    /// Whether a topic is selected.
+    pub fn matches(&self, topic: &str) -> bool {
+        self.names.iter().any(|n| n == topic)
+            || (!topic.starts_with("__") && self.patterns.iter().any(|p| p.is_match(topic)))
+    }
+
+    /// Names that must exist (given literally).
+    pub fn literal_names(&self) -> &[String] {
+        &self.names
+    }
+}
+
+/// Factory of the `kafka` source.
+pub struct KafkaSourceFactory;
+
+impl SourceFactory for KafkaSourceFactory {
+    type Config = KafkaSourceConfig;
+
+    fn name(&self) -> &'static str {
+        "kafka"
+    }
+
+    fn description(&self) -> &'static str {
+        "Reads Kafka topics (raw record batches, every offset) continuously or as a snapshot"
+    }
+
+    fn validate(&self, c: &KafkaSourceConfig) -> Result<()> {
+        c.connection().validate().map_err(Error::config)?;
+        TopicSelector::parse(&c.topics).map_err(Error::config)?;
+        if c.partition_max_bytes.bytes() > c.fetch_max_bytes.bytes() {
+            return Err(Error::config(
+                "partition_max_bytes must not exceed fetch_max_bytes",
+            ));
+        }
+        Ok(())
+    }
+
+    fn build(&self, c: KafkaSourceConfig, _ctx: &BuildContext) -> Result<Box<dyn Source>> {
+        self.validate(&c)?;
+        Ok(Box::new(KafkaSource::new(c)?))
+    }
+}
+
+#[derive(Debug)]
+struct PartitionState {
+    topic: Arc<str>,
+    partition: i32,
+    /// Next offset to fetch.
+    position: i64,
+    /// Snapshot end (exclusive); set from the first fetch response.
+    stop: Option<i64>,
+    /// Where a retention gap started, to be reported by the next batch's span.
+    done: bool,
+}
+
+/// The `kafka` source.
+pub struct KafkaSource {
+    config: KafkaSourceConfig,
+    selector: TopicSelector,
+    client: Option<Client>,
+    partitions: Vec<PartitionState>,
+    topics: Vec<String>,
+    ready: VecDeque<Batch>,
+    decoder: Arc<BatchDecoder>,
+    next_metadata: Option<Instant>,
+    last_metadata: Option<SourceMetadata>,
+    idle_rounds: u32,
+}
+
+fn kerr(e: ferry_kafka::ClientError) -> Error {
+    Error::component("source kafka", e)
+}
+
+impl KafkaSource {
+    /// A source for these options; connects on first use.
+    pub fn new(config: KafkaSourceConfig) -> Result<Self> {
+        let selector = TopicSelector::parse(&config.topics).map_err(Error::config)?;
+        Ok(KafkaSource {
+            config,
+            selector,
+            client: None,
+            partitions: Vec::new(),
+            topics: Vec::new(),
+            ready: VecDeque::new(),
+            decoder: Arc::new(BatchDecoder),
+            next_metadata: None,
+            last_metadata: None,
+            idle_rounds: 0,
+        })
+    }
+
+    async fn client(&mut self) -> Result<Client> {
+        if let Some(c) = &self.client {
+            return Ok(c.clone());
+        }
+        let cfg = self.config.connection().client_config().map_err(Error::config)?;
+        let client = Client::connect(cfg).await.map_err(kerr)?;
+        self.client = Some(client.clone());
+        Ok(client)
+    }
+
+    async fn init(&mut self, ctx: &SourceContext) -> Result<()> {
+        let client = self.client().await?;
+        let md = client.metadata(None).await.map_err(kerr)?;
+        for name in self.selector.literal_names() {
+            if md.topic(name).is_none() {
+                return Err(Error::Other(format!(
+                    "topic '{name}' does not exist on {}: check the name or create it",
+                    self.config.brokers.join(",")
+                )));
+            }
+        }
+        let mut topics: Vec<&ferry_kafka::TopicMetadata> = md
+            .topics
+            .iter()
+            .filter(|t| self.selector.matches(&t.name))
+            .collect();
+        topics.sort_by(|a, b| a.name.cmp(&b.name));
+        if topics.is_empty() {
+            return Err(Error::Other(format!(
+                "no topic on {} matches {:?}",
+                self.config.brokers.join(","),
+                self.config.topics
+            )));
+        }
+        for t in topics {
+            let topic: Arc<str> = Arc::from(t.name.as_str());
+            let ids: Vec<i32> = t.partitions.iter().map(|p| p.id).collect();
+            let fallback = match self.config.start {
+                StartAt::Checkpoint | StartAt::Earliest => OffsetSpec::Earliest,
+                StartAt::Latest => OffsetSpec::Latest,
+                StartAt::Time(ms) => OffsetSpec::Timestamp(ms),
+            };
+            let starts = client
+                .list_offsets(&t.name, &ids, fallback)
+                .await
+                .map_err(kerr)?;
+            for p in ids {
+                let from_checkpoint = match self.config.start {
+                    StartAt::Checkpoint => ctx.resume_offset(&t.name, p),
+                    _ => None,
+                };
+                let position = match from_checkpoint.or_else(|| starts.get(&p).copied()) {
+                    Some(o) => o,
+                    None => {
+                        return Err(Error::Other(format!(
+                            "no start offset for {}/{p}",
+                            t.name
+                        )))
+                    }
+                };
+                ctx.acks.seed(&topic, p, position);
+                self.partitions.push(PartitionState {
+                    topic: topic.clone(),
+                    partition: p,
+                    position,
+                    stop: None,
+                    done: false,
+                });
+            }
+            self.topics.push(t.name.clone());
+        }
+        tracing::info!(
+            topics = ?self.topics,
+            partitions = self.partitions.len(),
+            snapshot = self.config.stop == StopAt::HighWatermark,
+            "kafka source ready"
+        );
+        Ok(())
+    }
+
+    async fn fetch_round(&mut self, ctx: &SourceContext) -> Result<()> {
+        let client = self.client().await?;
+        let requests: Vec<FetchRequestPartition> = self
+            .partitions
+            .iter()
+            .filter(|p| !p.done)
+            .map(|p| FetchRequestPartition {
+                topic: p.topic.to_string(),
+                partition: p.partition,
+                offset: p.position,
+            })
+            .collect();
+        let opts = FetchOptions {
+            max_wait_ms: self.config.max_wait_ms,
+            min_bytes: 1,
+            max_bytes: clamp_i32(self.config.fetch_max_bytes.bytes()),
+            partition_max_bytes: clamp_i32(self.config.partition_max_bytes.bytes()),
+            isolation: match self.config.isolation {
+                IsolationLevel::ReadUncommitted => Isolation::ReadUncommitted,
+                IsolationLevel::ReadCommitted => Isolation::ReadCommitted,
+            },
+        };
+        let responses = client.fetch(&requests, &opts).await.map_err(kerr)?;
+        let mut got_data = false;
+        for resp in responses {
+            got_data |= self.take_response(&client, ctx, resp).await?;
+        }
+        if got_data {
+            self.idle_rounds = 0;
+        } else {
+            self.idle_rounds = self.idle_rounds.saturating_add(1);
+        }
+        Ok(())
+    }
+
+    /// Applies one partition's fetch response; returns whether it produced a batch.
+    async fn take_response(
+        &mut self,
+        client: &Client,
+        ctx: &SourceContext,
+        resp: FetchedPartition,
+    ) -> Result<bool> {
+        let snapshot = self.config.stop == StopAt::HighWatermark;
+        let Some(idx) = self
+            .partitions
+            .iter()
+            .position(|p| p.partition == resp.partition && *p.topic == *resp.topic)
+        else {
+            return Ok(false);
+        };
+        if let Some(code) = resp.error {
+            if code == KafkaCode::OFFSET_OUT_OF_RANGE {
+                return self.reset_out_of_range(client, idx).await.map(|_| false);
+            }
+            if code.is_retriable() || code.needs_metadata_refresh() {
+                tracing::debug!(topic = %resp.topic, partition = resp.partition, error = %code.name(), "retrying partition");
+                client.invalidate_metadata();
+                return Ok(false);
+            }
+            return Err(Error::Other(format!(
+                "fetching {}/{} failed: {}",
+                resp.topic,
+                resp.partition,
+                code.name()
+            )));
+        }
+        let state = &mut self.partitions[idx];
+        if snapshot && state.stop.is_none() {
+            let end = match self.config.isolation {
+                IsolationLevel::ReadCommitted if resp.last_stable_offset >= 0 => {
+                    resp.last_stable_offset
+                }
+                _ => resp.high_watermark,
+            };
+            state.stop = Some(end.max(0));
+            tracing::debug!(topic = %state.topic, partition = state.partition, stop = end, "snapshot end");
+        }
+        let mut produced = false;
+        if let Some(data) = resp.data {
+            // Drop whole batches we already have (a fetch returns whole batches, which may
+            // start before the fetch offset); keep the rest untouched.
+            let mut start_byte = None;
+            let mut first_base = None;
+            let mut next = state.position;
+            let mut count = 0u64;
+            let mut min_ts: Option<i64> = None;
+            let mut max_ts: Option<i64> = None;
+            let mut end_byte = 0;
+            for item in BatchIter::new(&data.bytes) {
+                let (h, range) = item.map_err(kerr)?;
+                if h.next_offset() <= state.position {
+                    continue;
+                }
+                if let Some(stop) = state.stop.filter(|_| snapshot) {
+                    if h.base_offset >= stop {
+                        break;
+                    }
+                }
+                start_byte.get_or_insert(range.start);
+                first_base.get_or_insert(h.base_offset);
+                end_byte = range.end;
+                next = h.next_offset();
+                count += h.record_count.max(0) as u64;
+                if h.record_count > 0 {
+                    let lo = h.first_timestamp();
+                    if lo >= 0 {
+                        min_ts = Some(min_ts.map_or(lo, |m| m.min(lo)));
+                    }
+                    if h.max_timestamp >= 0 {
+                        max_ts = Some(max_ts.map_or(h.max_timestamp, |m| m.max(h.max_timestamp)));
+                    }
+                }
+            }
+            if let (Some(start), Some(base)) = (start_byte, first_base) {
+                // The span starts at our position: Kafka has nothing between it and the
+                // first batch (compaction), unless the first batch straddles the position.
+                let first = base.min(state.position);
+                let aborted: Vec<AbortedTxn> = resp
+                    .aborted
+                    .iter()
+                    .filter(|a| a.first_offset < next)
+                    .copied()
+                    .collect();
+                let raw = RawBatches {
+                    bytes: data.bytes.slice(start..end_byte),
+                    record_count: count,
+                    min_timestamp: min_ts,
+                    max_timestamp: max_ts,
+                    aborted,
+                    decoder: self.decoder.clone(),
+                };
+                let ack = ctx.ack(&state.topic, state.partition, first, next);
+                self.ready.push_back(Batch {
+                    topic: state.topic.clone(),
+                    partition: state.partition,
+                    first_offset: first,
+                    next_offset: next,
+                    payload: Payload::Raw(raw),
+                    ack,
+                });
+                state.position = next;
+                produced = true;
+            }
+        }
+        let state = &mut self.partitions[idx];
+        if snapshot {
+            if let Some(stop) = state.stop {
+                if state.position >= stop {
+                    state.done = true;
+                    tracing::debug!(topic = %state.topic, partition = state.partition, "partition snapshot complete");
+                }
+            }
+        }
+        Ok(produced)
+    }
+
+    /// Retention removed the offsets we wanted: continue from the log start; the gap shows
+    /// in the next batch's span and the sink records it.
+    async fn reset_out_of_range(&mut self, client: &Client, idx: usize) -> Result<()> {
+        let (topic, partition, position) = {
+            let s = &self.partitions[idx];
+            (s.topic.clone(), s.partition, s.position)
+        };
+        let earliest = client
+            .list_offsets(&topic, &[partition], OffsetSpec::Earliest)
+            .await
+            .map_err(kerr)?;
+        let latest = client
+            .list_offsets(&topic, &[partition], OffsetSpec::Latest)
+            .await
+            .map_err(kerr)?;
+        let lo = earliest.get(&partition).copied().unwrap_or(0);
+        let hi = latest.get(&partition).copied().unwrap_or(0);
+        if position < lo {
+            tracing::warn!(
+                topic = %topic, partition, from = position, to = lo,
+                "offsets deleted by retention before they were backed up: recording a gap"
+            );
+            self.partitions[idx].position = lo;
+            Ok(())
+        } else {
+            Err(Error::Other(format!(
+                "{topic}/{partition}: offset {position} is beyond the log end {hi}: \
+                 the topic was recreated or truncated; start a new backup (start: earliest) \
+                 to a new location"
+            )))
+        }
+    }
+
+    async fn collect_metadata(&mut self) -> Result<SourceMetadata> {
+        let client = self.client().await?;
+        let md = client
+            .metadata(Some(&self.topics))
+            .await
+            .map_err(kerr)?;
+        let mut topics = Vec::new();
+        for name in &self.topics {
+            let Some(t) = md.topic(name) else { continue };
+            let configs = match client.describe_configs(name).await {
+                Ok(entries) => entries
+                    .into_iter()
+                    .filter(|e| !e.is_default && !e.sensitive)
+                    .filter_map(|e| e.value.map(|v| (e.name, v)))
+                    .collect(),
+                Err(e) => {
+                    tracing::warn!(topic = %name, error = %e, "cannot read topic configs");
+                    BTreeMap::new()
+                }
+            };
+            topics.push(TopicMetadata {
+                name: name.clone(),
+                partitions: t.partitions.len() as i32,
+                replication_factor: t
+                    .partitions
+                    .first()
+                    .map(|p| p.replicas.len() as i16)
+                    .filter(|r| *r > 0),
+                configs,
+                topic_id: t.id.map(|id| id.to_string()),
+            });
+        }
+        let mut groups = Vec::new();
+        if self.config.groups {
+            match client.list_groups().await {
+                Ok(listed) => {
+                    for g in listed {
+                        if g.protocol_type != "consumer" && !g.protocol_type.is_empty() {
+                            continue;
+                        }
+                        match client.offset_fetch(&g.group, Some(&self.topics)).await {
+                            Ok(offsets) => {
+                                let mut by_topic: BTreeMap<String, BTreeMap<i32, i64>> =
+                                    BTreeMap::new();
+                                for ((t, p), o) in offsets {
+                                    if o >= 0 && self.topics.contains(&t) {
+                                        by_topic.entry(t).or_default().insert(p, o);
+                                    }
+                                }
+                                if !by_topic.is_empty() {
+                                    groups.push(GroupOffsets {
+                                        group: g.group,
+                                        offsets: by_topic,
+                                    });
+                                }
+                            }
+                            Err(e) => {
+                                tracing::warn!(group = %g.group, error = %e, "cannot read group offsets")
+                            }
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot list consumer groups"),
+            }
+        }
+        groups.sort_by(|a, b| a.group.cmp(&b.group));
+        Ok(SourceMetadata {
+            taken_at_ms: ferry_formats::layout::now_ms(),
+            topics,
+            groups,
+        })
+    }
+}
+
+fn clamp_i32(v: u64) -> i32 {
+    v.min(i32::MAX as u64) as i32
+}
+
+#[async_trait]
+impl Source for KafkaSource {
+    async fn next_batch(&mut self, ctx: &SourceContext) -> Result<Option<Batch>> {
+        if self.partitions.is_empty() {
+            self.init(ctx).await?;
+        }
+        loop {
+            if let Some(b) = self.ready.pop_front() {
+                return Ok(Some(b));
+            }
+            if self.partitions.iter().all(|p| p.done) {
+                return Ok(None);
+            }
+            if self.idle_rounds > 0 {
+                // Errors or empty answers: back off a little (the broker already waited
+                // max_wait_ms when there was simply no data).
+                let ms = (50u64 << self.idle_rounds.min(5)).min(1000);
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+            }
+            self.fetch_round(ctx).await?;
+        }
+    }
+
+    async fn metadata(&mut self) -> Result<Option<SourceMetadata>> {
+        if self.partitions.is_empty() {
+            // Not started yet: topics are resolved by the first next_batch.
+            return Ok(None);
+        }
+        if self.next_metadata.is_some_and(|t| Instant::now() < t) {
+            return Ok(None);
+        }
+        self.next_metadata = Some(Instant::now() + self.config.metadata_interval.get());
+        let mut md = self.collect_metadata().await?;
+        if let Some(last) = &self.last_metadata {
+            if last.topics == md.topics && last.groups == md.groups {
+                return Ok(None);
+            }
+        }
+        self.last_metadata = Some(md.clone());
+        md.taken_at_ms = ferry_formats::layout::now_ms();
+        Ok(Some(md))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selector_names_and_patterns() {
+        let s = TopicSelector::parse(&["orders".into(), "/payments\\..*/".into()]).unwrap();
+        assert!(s.matches("orders"));
+        assert!(s.matches("payments.eu"));
+        assert!(!s.matches("payments"));
+        assert!(!s.matches("__consumer_offsets"));
+        assert!(TopicSelector::parse(&["/(/".into()]).is_err());
+        assert!(TopicSelector::parse(&[]).is_err());
+    }
+
+    #[test]
+    fn start_parses_keywords_and_times() {
+        let p = |s: &str| serde_json::from_value::<StartAt>(serde_json::json!(s));
+        assert_eq!(p("earliest").unwrap(), StartAt::Earliest);
+        assert_eq!(p("1970-01-01T00:00:01Z").unwrap(), StartAt::Time(1000));
+        assert!(p("yesterday").is_err());
+    }
+}
