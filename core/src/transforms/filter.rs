@@ -507,6 +507,11 @@ mod tests {
         let mut late = rec("t", 1, None, None);
         late.timestamp = 1000;
         assert_eq!(kept(&mut open, vec![early, late]), vec![0]);
+        // Unquoted RFC 3339 in YAML is a plain string too.
+        let mut plain = filter("predicate: { timestamp: { from: 2026-11-24T10:00:00Z } }");
+        let mut r = rec("t", 0, None, None);
+        r.timestamp = 1795514400000;
+        assert_eq!(kept(&mut plain, vec![r]), vec![0]);
     }
 
     #[test]

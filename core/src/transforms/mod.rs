@@ -108,6 +108,80 @@ where
 }
 
 #[cfg(test)]
+mod tests {
+    use super::test_util::*;
+    use crate::registry::{BuildContext, ConfigInput, Registry};
+
+    fn registry() -> Registry {
+        let mut reg = Registry::new();
+        super::register(&mut reg);
+        reg
+    }
+
+    fn ctx() -> BuildContext {
+        BuildContext {
+            pipeline: "test".into(),
+        }
+    }
+
+    #[test]
+    fn registers_all_six() {
+        let mut names = registry().transform_names();
+        names.sort_unstable();
+        assert_eq!(
+            names,
+            vec![
+                "drop_headers",
+                "filter",
+                "insert_headers",
+                "mask",
+                "rename_topic",
+                "sample"
+            ]
+        );
+    }
+
+    #[test]
+    fn builds_from_yaml_through_the_registry() {
+        let reg = registry();
+        let yaml = "type: filter\npredicate: { key_regex: '^user-' }\n";
+        let mut t = reg
+            .build_transform("filter", &ConfigInput::yaml(yaml, "t.yaml"), &ctx())
+            .expect("builds");
+        let b = batch(
+            "t",
+            0,
+            2,
+            vec![
+                rec("t", 0, Some("user-1"), None),
+                rec("t", 1, Some("x"), None),
+            ],
+        );
+        let out = t.apply(b).expect("apply").expect("batch");
+        assert_eq!(offsets(&out), vec![0]);
+    }
+
+    #[test]
+    fn registry_reports_bad_regex_and_unknown_option() {
+        let reg = registry();
+        let yaml = "type: drop_headers\nregex: 'x-(['\n";
+        let e = reg
+            .build_transform("drop_headers", &ConfigInput::yaml(yaml, "t.yaml"), &ctx())
+            .err()
+            .expect("bad regex")
+            .to_string();
+        assert!(e.contains("drop_headers") && e.contains("x-(["), "{e}");
+        let yaml = "type: sample\npercnt: 10\n";
+        let e = reg
+            .build_transform("sample", &ConfigInput::yaml(yaml, "t.yaml"), &ctx())
+            .err()
+            .expect("unknown option")
+            .to_string();
+        assert!(e.contains("percnt"), "{e}");
+    }
+}
+
+#[cfg(test)]
 pub(crate) mod test_util {
     //! Hand-built batches for the transform tests.
 
