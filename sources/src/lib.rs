@@ -1,1 +1,2 @@
 //! ferry-sources
+pub mod backup;

@@ -1,0 +1,290 @@
+//! Reading one partition of a backup: its segments in offset order, from the resume point,
+//! within the offset range and the `until` time, aborted and control records dropped.
+
+use super::segment::{decode_raw, ChunkedObject, LineReader, RawBatch, RawReader, SegmentFormat};
+use super::txn::{is_abort_marker, AbortFilter, TxnUnit};
+use ferry_core::{Record, Result, Storage};
+use ferry_formats::layout::SegmentManifest;
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+/// Where a partition starts and stops.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Bounds {
+    /// First original offset to restore (resume point or range start).
+    pub start: Option<i64>,
+    /// Offset to stop before (exclusive).
+    pub end: Option<i64>,
+    /// Restore every record before the first one whose timestamp is later than this.
+    pub until: Option<i64>,
+}
+
+/// A span of a partition with the records to restore in it.
+#[derive(Debug)]
+pub struct Span {
+    /// First offset covered.
+    pub first_offset: i64,
+    /// Offset after the last one covered.
+    pub next_offset: i64,
+    /// Records kept (control and aborted records removed).
+    pub records: Vec<Record>,
+}
+
+enum Cursor {
+    Raw(RawReader),
+    Lines(LineReader),
+}
+
+/// One unit read from a segment.
+enum Piece {
+    Raw(RawBatch),
+    Record(Record),
+}
+
+/// Reads one partition's segments, front to back.
+pub struct PartitionReader {
+    storage: Storage,
+    topic: Arc<str>,
+    partition: i32,
+    segments: VecDeque<SegmentManifest>,
+    current: Option<(SegmentManifest, Cursor)>,
+    /// Next offset that may be restored; everything below is done or skipped.
+    position: i64,
+    bounds: Bounds,
+    aborts: Option<AbortFilter>,
+    chunk: u64,
+    done: bool,
+}
+
+impl PartitionReader {
+    /// A reader over `manifests` (any order; sorted here). `include_aborted` keeps the data
+    /// of aborted transactions.
+    pub fn new(
+        storage: Storage,
+        topic: Arc<str>,
+        partition: i32,
+        mut manifests: Vec<SegmentManifest>,
+        bounds: Bounds,
+        include_aborted: bool,
+        chunk: u64,
+    ) -> Self {
+        manifests.sort_by_key(|m| m.first_offset);
+        let start = bounds.start.unwrap_or(i64::MIN);
+        let aborts = (!include_aborted).then(|| {
+            AbortFilter::new(manifests.iter().flat_map(|m| m.aborted.iter().copied()))
+        });
+        // Walk from the earliest aborted transaction that starts before the resume point, so
+        // the abort state is right when the first record to restore comes (its marker may be
+        // before the resume point, or after it).
+        let walk_from = match aborts.as_ref().and_then(AbortFilter::earliest) {
+            Some(a) if a < start => a,
+            _ => start,
+        };
+        let segments: VecDeque<SegmentManifest> = manifests
+            .into_iter()
+            .filter(|m| m.next_offset > walk_from)
+            .filter(|m| bounds.end.is_none_or(|e| m.first_offset < e))
+            .collect();
+        let first = segments.front().map_or(start, |m| m.first_offset);
+        PartitionReader {
+            storage,
+            topic,
+            partition,
+            done: segments.is_empty() || bounds.end.is_some_and(|e| start >= e),
+            segments,
+            current: None,
+            position: start.max(first),
+            bounds,
+            aborts,
+            chunk,
+        }
+    }
+
+    /// Topic.
+    pub fn topic(&self) -> &Arc<str> {
+        &self.topic
+    }
+
+    /// Partition.
+    pub fn partition(&self) -> i32 {
+        self.partition
+    }
+
+    /// Whether the partition has nothing more to give.
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    async fn next_piece(&mut self) -> Result<Option<(Piece, String)>> {
+        loop {
+            if self.current.is_none() {
+                let Some(m) = self.segments.pop_front() else {
+                    return Ok(None);
+                };
+                let format = SegmentFormat::of(&self.storage, &m)?;
+                let object = ChunkedObject::new(self.storage.clone(), m.segment.clone(), m.bytes, self.chunk);
+                let cursor = match format {
+                    SegmentFormat::Raw => Cursor::Raw(RawReader::new(object)),
+                    SegmentFormat::Jsonl => Cursor::Lines(LineReader::new(object)),
+                };
+                self.current = Some((m, cursor));
+            }
+            let Some((m, cursor)) = self.current.as_mut() else {
+                continue;
+            };
+            let piece = match cursor {
+                Cursor::Raw(r) => r.next_batch().await?.map(|b| (Piece::Raw(b), r.object().name())),
+                Cursor::Lines(r) => match r.next_line().await? {
+                    Some((line, pos)) => {
+                        let name = r.object().name();
+                        let rec = super::segment::decode_jsonl_line(&name, pos, &line, &self.topic, self.partition)?;
+                        Some((Piece::Record(rec), name))
+                    }
+                    None => None,
+                },
+            };
+            match piece {
+                Some(p) => return Ok(Some(p)),
+                None => {
+                    // The segment is read: everything up to its end is covered.
+                    let next = m.next_offset;
+                    self.current = None;
+                    self.advance(next);
+                }
+            }
+        }
+    }
+
+    /// Moves the position forward to `to` (never backward, never past the end bound).
+    fn advance(&mut self, to: i64) {
+        let to = self.bounds.end.map_or(to, |e| to.min(e));
+        self.position = self.position.max(to);
+        if self.bounds.end.is_some_and(|e| self.position >= e) {
+            self.done = true;
+        }
+    }
+
+    /// The next span of at most about `target_bytes` of records, or `None` when the partition
+    /// is finished. A span may hold no records (all dropped) but still moves the position.
+    pub async fn next_span(&mut self, target_bytes: usize) -> Result<Option<Span>> {
+        // Spans are contiguous: each one starts where the previous one ended, so offsets
+        // between segments or batches (gaps, compaction, markers) are covered too.
+        let span_start = self.position;
+        let mut records: Vec<Record> = Vec::new();
+        let mut size = 0usize;
+        while !self.done && size < target_bytes {
+            let Some((piece, name)) = self.next_piece().await? else {
+                self.done = true;
+                break;
+            };
+            // Offsets below the segment's first offset are outside what it claims to hold.
+            let seg_first = self.current.as_ref().map_or(i64::MIN, |(m, _)| m.first_offset);
+            let lower = self.position.max(seg_first);
+            match piece {
+                Piece::Raw(batch) => {
+                    let h = batch.header;
+                    if self.bounds.end.is_some_and(|e| h.base_offset >= e) {
+                        self.done = true;
+                        break;
+                    }
+                    let abort_marker = if h.is_control() {
+                        let recs = decode_raw(&name, &self.topic, self.partition, &batch)?;
+                        recs.first().is_some_and(|r| is_abort_marker(r.key.as_deref()))
+                    } else {
+                        false
+                    };
+                    let keep = self.aborts.as_mut().is_none_or(|f| {
+                        f.keep(TxnUnit {
+                            last_offset: h.next_offset() - 1,
+                            producer_id: h.producer_id,
+                            transactional: h.is_transactional(),
+                            control: h.is_control(),
+                            abort_marker,
+                        })
+                    });
+                    if h.next_offset() <= lower {
+                        continue; // before the resume point: only the abort state mattered
+                    }
+                    if keep && !h.is_control() {
+                        let recs = decode_raw(&name, &self.topic, self.partition, &batch)?;
+                        // A batch entirely at or before `until` needs no per-record check.
+                        let until = self.bounds.until.filter(|u| h.max_timestamp > *u);
+                        for r in recs {
+                            if r.offset < lower {
+                                continue;
+                            }
+                            if let Some(cut) = self.stop_at(&r, until) {
+                                self.cut(cut);
+                                break;
+                            }
+                            size += r.size_hint();
+                            records.push(r);
+                        }
+                    }
+                    if !self.done {
+                        self.advance(h.next_offset());
+                    }
+                }
+                Piece::Record(r) => {
+                    if self.bounds.end.is_some_and(|e| r.offset >= e) {
+                        self.done = true;
+                        break;
+                    }
+                    let keep = self.aborts.as_mut().is_none_or(|f| {
+                        f.keep(TxnUnit {
+                            last_offset: r.offset,
+                            producer_id: r.producer.producer_id,
+                            transactional: r.is_transactional,
+                            control: r.is_control,
+                            abort_marker: r.is_control && is_abort_marker(r.key.as_deref()),
+                        })
+                    });
+                    if r.offset < lower {
+                        continue;
+                    }
+                    let offset = r.offset;
+                    if keep && !r.is_control {
+                        if let Some(cut) = self.stop_at(&r, self.bounds.until) {
+                            self.cut(cut);
+                            break;
+                        }
+                        size += r.size_hint();
+                        records.push(r);
+                    }
+                    if !self.done {
+                        self.advance(offset + 1);
+                    }
+                }
+            }
+        }
+        if self.position <= span_start {
+            debug_assert!(records.is_empty(), "records without an offset span");
+            return Ok(None);
+        }
+        Ok(Some(Span {
+            first_offset: span_start,
+            next_offset: self.position,
+            records,
+        }))
+    }
+
+    /// Where a data record to restore stops the partition: at the end bound, or at the
+    /// first record later than `until` (the `offsetsForTimes` rule).
+    fn stop_at(&self, r: &Record, until: Option<i64>) -> Option<i64> {
+        if let Some(e) = self.bounds.end {
+            if r.offset >= e {
+                return Some(e);
+            }
+        }
+        match until {
+            Some(u) if r.timestamp > u => Some(r.offset),
+            _ => None,
+        }
+    }
+
+    /// Ends the partition at `offset` (exclusive).
+    fn cut(&mut self, offset: i64) {
+        self.position = self.position.max(offset);
+        self.done = true;
+    }
+}

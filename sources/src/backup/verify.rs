@@ -1,0 +1,368 @@
+//! `ferry verify`: re-reads every manifest and segment of a backup and checks them.
+//!
+//! For every segment: the object exists, its size and whole-file CRC-32C are the manifest's;
+//! for `raw` segments every Kafka batch's CRC checks, the batches fill the object exactly,
+//! their offsets lie in the manifest's span and the record count matches; `jsonl` segments
+//! are parsed line by line and counted. Segments without a manifest are reported as
+//! incomplete (a warning: restores ignore them). Memory stays bounded: segments are streamed
+//! in ranged reads and the CRC is computed as they arrive.
+
+use super::catalog::{parse_json, Catalog};
+use super::segment::{ChunkedObject, LineReader, RawReader, DEFAULT_READ_CHUNK};
+use ferry_core::{Error, Result, Storage};
+use ferry_formats::layout::{self, Entry, GroupsDocument, SegmentManifest, TopicDocument};
+use futures::StreamExt;
+use serde::Serialize;
+
+/// Segments checked at once.
+const CONCURRENCY: usize = 4;
+
+/// How bad a problem is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// Data is damaged or missing: a restore would fail or be wrong.
+    Damage,
+    /// Worth knowing, but restores are not affected (e.g. an incomplete segment).
+    Warning,
+}
+
+/// One problem, naming the object it is about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    /// Damage or warning.
+    pub severity: Severity,
+    /// Object key relative to the backup root.
+    pub object: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// What [`verify_backup`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct VerifyReport {
+    /// The backup's URI (query string removed).
+    pub uri: String,
+    /// Topics with segments.
+    pub topics: usize,
+    /// Partitions with segments.
+    pub partitions: usize,
+    /// Segments (with a manifest) checked.
+    pub segments: u64,
+    /// Bytes read.
+    pub bytes: u64,
+    /// Records counted.
+    pub records: u64,
+    /// Every problem found, in object order.
+    pub problems: Vec<Problem>,
+}
+
+impl VerifyReport {
+    /// Number of damage problems.
+    pub fn damaged(&self) -> usize {
+        self.problems
+            .iter()
+            .filter(|p| p.severity == Severity::Damage)
+            .count()
+    }
+
+    /// Number of warnings.
+    pub fn warnings(&self) -> usize {
+        self.problems
+            .iter()
+            .filter(|p| p.severity == Severity::Warning)
+            .count()
+    }
+
+    /// Whether nothing is damaged.
+    pub fn is_ok(&self) -> bool {
+        self.damaged() == 0
+    }
+}
+
+fn damage(object: &str, message: impl Into<String>) -> Problem {
+    Problem {
+        severity: Severity::Damage,
+        object: object.to_string(),
+        message: message.into(),
+    }
+}
+
+fn warning(object: &str, message: impl Into<String>) -> Problem {
+    Problem {
+        severity: Severity::Warning,
+        object: object.to_string(),
+        message: message.into(),
+    }
+}
+
+/// An error's message without the `corrupt data:` and `URI/key:` prefixes (the problem
+/// names the object already).
+fn message_of(e: &Error, storage: &Storage, key: &str) -> String {
+    let text = match e {
+        Error::Corrupt(m) => m.clone(),
+        other => other.to_string(),
+    };
+    let name = format!("{storage}/{key}");
+    match text.strip_prefix(&name) {
+        Some(rest) => rest.trim_start_matches(':').trim_start().to_string(),
+        None => text,
+    }
+}
+
+/// Checks a whole backup. Errors only when the backup cannot be opened or listed; damage is
+/// reported in the [`VerifyReport`].
+pub async fn verify_backup(storage: Storage, chunk: Option<u64>) -> Result<VerifyReport> {
+    let chunk = chunk.unwrap_or(DEFAULT_READ_CHUNK);
+    let catalog = Catalog::open(storage.clone()).await?;
+    let mut report = VerifyReport {
+        uri: storage.to_string(),
+        ..Default::default()
+    };
+    let mut problems = Vec::new();
+
+    for topic in &catalog.inventory.topics_with_document {
+        let key = layout::topic_key(topic);
+        match storage.read(&key).await {
+            Ok(b) => {
+                if let Err(e) = parse_json::<TopicDocument>(&storage, &key, &b) {
+                    problems.push(damage(&key, message_of(&e, &storage, &key)));
+                }
+            }
+            Err(e) => problems.push(damage(&key, message_of(&e, &storage, &key))),
+        }
+    }
+    for t in &catalog.group_snapshots {
+        let key = layout::groups_key(*t);
+        match storage.read(&key).await {
+            Ok(b) => {
+                if let Err(e) = parse_json::<GroupsDocument>(&storage, &key, &b) {
+                    problems.push(damage(&key, message_of(&e, &storage, &key)));
+                }
+            }
+            Err(e) => problems.push(damage(&key, message_of(&e, &storage, &key))),
+        }
+    }
+    for (t, p, f, ext) in catalog.orphans() {
+        let key = layout::segment_key(&t, p, f, &ext);
+        problems.push(warning(
+            &key,
+            "incomplete segment: no manifest (an interrupted write; restores ignore it)",
+        ));
+    }
+
+    let mut topics = std::collections::BTreeSet::new();
+    let mut jobs = Vec::new();
+    for ((topic, partition), firsts) in &catalog.inventory.manifests {
+        topics.insert(topic.clone());
+        report.partitions += 1;
+        let mut prev: Option<(i64, String)> = None;
+        for first in firsts {
+            let key = layout::manifest_key(topic, *partition, *first);
+            match catalog.read_manifest(topic, *partition, *first).await {
+                Ok(m) => {
+                    if let Some((prev_next, prev_key)) = &prev {
+                        if m.first_offset < *prev_next {
+                            problems.push(warning(
+                                &key,
+                                format!(
+                                    "segment starts at offset {} but {prev_key} already covers up to {prev_next} (overlap; restores skip the repeated offsets)",
+                                    m.first_offset
+                                ),
+                            ));
+                        }
+                    }
+                    let next = prev.as_ref().map_or(m.next_offset, |(p, _)| (*p).max(m.next_offset));
+                    prev = Some((next, key.clone()));
+                    jobs.push(m);
+                }
+                Err(e) => problems.push(damage(&key, message_of(&e, &storage, &key))),
+            }
+        }
+    }
+    report.topics = topics.len();
+
+    let results: Vec<SegmentCheck> = futures::stream::iter(jobs)
+        .map(|m| verify_segment(storage.clone(), m, chunk))
+        .buffered(CONCURRENCY)
+        .collect()
+        .await;
+    for r in results {
+        report.segments += 1;
+        report.bytes += r.bytes;
+        report.records += r.records;
+        problems.extend(r.problems);
+    }
+    problems.sort_by(|a, b| a.object.cmp(&b.object));
+    report.problems = problems;
+    Ok(report)
+}
+
+/// What checking one segment found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SegmentCheck {
+    /// Bytes read.
+    pub bytes: u64,
+    /// Records counted.
+    pub records: u64,
+    /// Problems found.
+    pub problems: Vec<Problem>,
+}
+
+/// Checks one segment against its manifest.
+pub async fn verify_segment(storage: Storage, m: SegmentManifest, chunk: u64) -> SegmentCheck {
+    let key = m.segment.clone();
+    let mut out = SegmentCheck::default();
+    let manifest_key = layout::manifest_key(&m.topic, m.partition, m.first_offset);
+    match layout::parse_key(&key) {
+        Some(Entry::Segment {
+            topic,
+            partition,
+            first_offset,
+            ..
+        }) if topic == m.topic && partition == m.partition && first_offset == m.first_offset => {}
+        _ => {
+            out.problems.push(damage(
+                &manifest_key,
+                format!("names segment '{key}', which is not this partition's segment from offset {}", m.first_offset),
+            ));
+            return out;
+        }
+    }
+    let size = match storage.operator().stat(&key).await {
+        Ok(meta) => meta.content_length(),
+        Err(e) if e.kind() == opendal::ErrorKind::NotFound => {
+            out.problems
+                .push(damage(&key, format!("missing (its manifest {manifest_key} exists)")));
+            return out;
+        }
+        Err(e) => {
+            out.problems.push(damage(&key, format!("cannot stat: {e}")));
+            return out;
+        }
+    };
+    if size != m.bytes {
+        out.problems.push(damage(
+            &key,
+            format!("object is {size} bytes, its manifest says {}", m.bytes),
+        ));
+        return out;
+    }
+    let object = ChunkedObject::new(storage.clone(), key.clone(), size, chunk);
+    let result = match m.format.as_str() {
+        "raw" => check_raw(&storage, &m, RawReader::new(object), &mut out).await,
+        "jsonl" => check_jsonl(&storage, &m, LineReader::new(object), &mut out).await,
+        _ => check_bytes_only(object, &mut out).await,
+    };
+    match result {
+        Ok(crc) => {
+            if crc != m.crc32c {
+                out.problems.push(damage(
+                    &key,
+                    format!(
+                        "CRC-32C of the object is {crc:08x}, its manifest says {:08x}",
+                        m.crc32c
+                    ),
+                ));
+            }
+        }
+        Err(e) => out.problems.push(damage(&key, message_of(&e, &storage, &key))),
+    }
+    out
+}
+
+/// Walks the batches of a raw segment; returns the whole-object CRC-32C.
+async fn check_raw(
+    storage: &Storage,
+    m: &SegmentManifest,
+    mut r: RawReader,
+    out: &mut SegmentCheck,
+) -> Result<u32> {
+    let key = &m.segment;
+    let mut records = 0u64;
+    let mut prev_next: Option<i64> = None;
+    let mut reported_range = false;
+    while let Some(b) = r.next_batch().await? {
+        let h = b.header;
+        let next = h.next_offset();
+        records += h.record_count as u64;
+        // The first batch may start before the manifest's first offset (a backup that began
+        // inside a batch keeps it whole), but it must reach into the span.
+        let starts_ok = match prev_next {
+            None => next > m.first_offset || (m.first_offset == m.next_offset),
+            Some(p) => h.base_offset >= p && h.base_offset >= m.first_offset,
+        };
+        if prev_next.is_some_and(|p| h.base_offset < p) {
+            return Err(Error::Corrupt(format!(
+                "{storage}/{key}: batch at offset {} (byte {}) goes backwards (previous batch ended at {})",
+                h.base_offset,
+                b.position,
+                prev_next.unwrap_or_default()
+            )));
+        }
+        if (!starts_ok || next > m.next_offset) && !reported_range {
+            reported_range = true;
+            out.problems.push(damage(
+                key,
+                format!(
+                    "batch {}..{} (byte {}) lies outside the manifest's offsets {}..{}",
+                    h.base_offset, next, b.position, m.first_offset, m.next_offset
+                ),
+            ));
+        }
+        prev_next = Some(next);
+    }
+    out.bytes += r.object().read_pos();
+    out.records += records;
+    if records != m.record_count {
+        out.problems.push(damage(
+            key,
+            format!("holds {records} records, its manifest says {}", m.record_count),
+        ));
+    }
+    Ok(r.object().crc32c())
+}
+
+/// Parses every line of a jsonl segment; returns the whole-object CRC-32C.
+async fn check_jsonl(
+    storage: &Storage,
+    m: &SegmentManifest,
+    mut r: LineReader,
+    out: &mut SegmentCheck,
+) -> Result<u32> {
+    let key = &m.segment;
+    let mut records = 0u64;
+    while let Some((line, pos)) = r.next_line().await? {
+        let v: serde_json::Value = serde_json::from_slice(&line).map_err(|e| {
+            Error::Corrupt(format!("{storage}/{key}: line at byte {pos} is not JSON: {e}"))
+        })?;
+        if let Some(o) = v.get("offset").and_then(serde_json::Value::as_i64) {
+            if o < m.first_offset || o >= m.next_offset {
+                return Err(Error::Corrupt(format!(
+                    "{storage}/{key}: record at byte {pos} has offset {o}, outside the manifest's offsets {}..{}",
+                    m.first_offset, m.next_offset
+                )));
+            }
+        }
+        records += 1;
+    }
+    out.bytes += r.object().read_pos();
+    out.records += records;
+    if records != m.record_count {
+        out.problems.push(damage(
+            key,
+            format!("holds {records} records, its manifest says {}", m.record_count),
+        ));
+    }
+    Ok(r.object().crc32c())
+}
+
+/// Reads a segment of a format not inspected here, for its CRC-32C.
+async fn check_bytes_only(mut object: ChunkedObject, out: &mut SegmentCheck) -> Result<u32> {
+    let mut buf = bytes::BytesMut::new();
+    while object.read_more(&mut buf, 0).await? {
+        buf.clear();
+    }
+    out.bytes += object.read_pos();
+    Ok(object.crc32c())
+}
