@@ -420,11 +420,6 @@ impl Connection {
         let _ = self.versions.set(map);
         Ok(())
     }
-
-    #[cfg(test)]
-    pub(crate) fn set_versions(&self, v: HashMap<i16, i16>) {
-        let _ = self.versions.set(v);
-    }
 }
 
 impl Drop for Connection {
