@@ -155,6 +155,57 @@ impl Transform for RenameTopic {
         }
         Ok(Some(batch))
     }
+
+    /// Renames `topics[].name` and the topic keys of every group's offsets the way
+    /// [`Transform::apply`] renames records. Two topics renamed to one name are merged: the
+    /// topic keeps the first entry (with the larger partition count), a group keeps, per
+    /// partition, the larger committed offset. A topic whose new name is illegal keeps its
+    /// name here (with a warning); its records fail in `apply`.
+    fn apply_metadata(
+        &mut self,
+        mut metadata: crate::metadata::SourceMetadata,
+    ) -> crate::metadata::SourceMetadata {
+        let topics = std::mem::take(&mut metadata.topics);
+        let mut index: HashMap<String, usize> = HashMap::new();
+        for mut t in topics {
+            t.name = self.new_name(&t.name);
+            match index.get(&t.name) {
+                Some(&i) => {
+                    let kept = &mut metadata.topics[i];
+                    kept.partitions = kept.partitions.max(t.partitions);
+                }
+                None => {
+                    index.insert(t.name.clone(), metadata.topics.len());
+                    metadata.topics.push(t);
+                }
+            }
+        }
+        for g in &mut metadata.groups {
+            let offsets = std::mem::take(&mut g.offsets);
+            for (topic, partitions) in offsets {
+                let merged = g.offsets.entry(self.new_name(&topic)).or_default();
+                for (p, o) in partitions {
+                    let e = merged.entry(p).or_insert(o);
+                    *e = (*e).max(o);
+                }
+            }
+        }
+        metadata
+    }
+}
+
+impl RenameTopic {
+    /// The name `topic` gets, as a string (itself when unchanged or when renaming fails).
+    fn new_name(&mut self, topic: &str) -> String {
+        match self.rename(&Arc::from(topic)) {
+            Ok(Some(new)) => new.to_string(),
+            Ok(None) => topic.to_string(),
+            Err(e) => {
+                tracing::warn!(topic, error = %e, "metadata keeps the topic name");
+                topic.to_string()
+            }
+        }
+    }
 }
 
 /// Factory of the `rename_topic` transform.
@@ -305,6 +356,100 @@ mod tests {
         let mut t = rename(r#"{ regex: "^(.*)$", replacement: "$2" }"#);
         let e = t.apply(two("orders")).expect_err("empty name").to_string();
         assert!(e.contains("empty"), "{e}");
+    }
+
+    #[test]
+    fn metadata_topics_and_group_offsets_are_renamed() {
+        use crate::metadata::{GroupOffsets, SourceMetadata, TopicMetadata};
+        let topic = |name: &str, partitions| TopicMetadata {
+            name: name.into(),
+            partitions,
+            replication_factor: Some(3),
+            configs: BTreeMap::from([("cleanup.policy".to_string(), "compact".to_string())]),
+            topic_id: None,
+        };
+        let offsets = |entries: &[(&str, &[(i32, i64)])]| -> BTreeMap<String, BTreeMap<i32, i64>> {
+            entries
+                .iter()
+                .map(|(t, p)| (t.to_string(), p.iter().copied().collect()))
+                .collect()
+        };
+        let mut t = rename(
+            r#"{ map: { orders: orders-copy }, regex: "^prod\\.(.*)$", replacement: "test.$1" }"#,
+        );
+        let meta = SourceMetadata {
+            taken_at_ms: 42,
+            topics: vec![topic("orders", 3), topic("prod.pay", 2), topic("other", 1)],
+            groups: vec![
+                GroupOffsets {
+                    group: "g1".into(),
+                    offsets: offsets(&[
+                        ("orders", &[(0, 10), (2, 7)]),
+                        ("prod.pay", &[(1, 5)]),
+                        ("other", &[(0, 1)]),
+                    ]),
+                },
+                GroupOffsets {
+                    group: "g2".into(),
+                    offsets: offsets(&[("prod.pay", &[(0, 3)])]),
+                },
+            ],
+        };
+        let out = t.apply_metadata(meta);
+        assert_eq!(out.taken_at_ms, 42);
+        let names: Vec<&str> = out.topics.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, vec!["orders-copy", "test.pay", "other"]);
+        assert_eq!(out.topics[0].partitions, 3);
+        assert_eq!(out.topics[0].configs["cleanup.policy"], "compact");
+        assert_eq!(
+            out.groups[0].offsets,
+            offsets(&[
+                ("orders-copy", &[(0, 10), (2, 7)]),
+                ("test.pay", &[(1, 5)]),
+                ("other", &[(0, 1)]),
+            ])
+        );
+        assert_eq!(out.groups[1].group, "g2");
+        assert_eq!(out.groups[1].offsets, offsets(&[("test.pay", &[(0, 3)])]));
+        // Records of a renamed topic get the same name as its metadata.
+        let b = t.apply(two("prod.pay")).expect("apply").expect("batch");
+        assert_eq!(&*b.topic, "test.pay");
+    }
+
+    #[test]
+    fn metadata_of_topics_renamed_to_one_name_is_merged() {
+        use crate::metadata::{GroupOffsets, SourceMetadata, TopicMetadata};
+        let topic = |name: &str, partitions| TopicMetadata {
+            name: name.into(),
+            partitions,
+            replication_factor: None,
+            configs: BTreeMap::new(),
+            topic_id: None,
+        };
+        let mut t = rename("map: { a: merged, b: merged }");
+        let out = t.apply_metadata(SourceMetadata {
+            taken_at_ms: 0,
+            topics: vec![topic("a", 2), topic("b", 4)],
+            groups: vec![GroupOffsets {
+                group: "g".into(),
+                offsets: BTreeMap::from([
+                    ("a".to_string(), BTreeMap::from([(0, 9), (1, 1)])),
+                    ("b".to_string(), BTreeMap::from([(0, 3), (3, 8)])),
+                ]),
+            }],
+        });
+        assert_eq!(out.topics.len(), 1);
+        assert_eq!(
+            (out.topics[0].name.as_str(), out.topics[0].partitions),
+            ("merged", 4)
+        );
+        assert_eq!(
+            out.groups[0].offsets,
+            BTreeMap::from([(
+                "merged".to_string(),
+                BTreeMap::from([(0, 9), (1, 1), (3, 8)])
+            )])
+        );
     }
 
     #[test]
