@@ -801,3 +801,381 @@ pub fn build_batch(
     }
     Ok(m.freeze())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use indexmap::IndexMap;
+    use kafka_protocol::protocol::StrBytes;
+    use kafka_protocol::records::{
+        Record as KpRecord, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
+        TimestampType as KpTs,
+    };
+
+    const DAY: i64 = 86_400_000;
+    const CODECS: [Compression; 5] = [
+        Compression::None,
+        Compression::Gzip,
+        Compression::Snappy,
+        Compression::Lz4,
+        Compression::Zstd,
+    ];
+
+    fn rec(key: Option<&str>, value: Option<&str>, ts: i64) -> ProduceRecord {
+        ProduceRecord {
+            key: key.map(|k| Bytes::from(k.to_string())),
+            value: value.map(|v| Bytes::from(v.to_string())),
+            headers: vec![],
+            timestamp: ts,
+        }
+    }
+
+    fn topic() -> Arc<str> {
+        Arc::from("t")
+    }
+
+    fn concat(parts: &[&Bytes]) -> Bytes {
+        let mut b = BytesMut::new();
+        for p in parts {
+            b.extend_from_slice(p);
+        }
+        b.freeze()
+    }
+
+    #[test]
+    fn round_trip_every_codec_with_exact_fields() {
+        let now = 1_790_000_000_000;
+        let mut records = vec![
+            rec(Some("k"), Some("v"), now - 40 * DAY),
+            rec(None, Some("null key"), now),
+            rec(Some(""), None, now + 1),
+            rec(Some("e"), Some(""), now - 1),
+        ];
+        records[0].headers = vec![
+            Header::new("dup", Some(Bytes::from_static(b"1"))),
+            Header::new("null", None),
+            Header::new("dup", Some(Bytes::from_static(b"2"))),
+            Header::new("empty", Some(Bytes::new())),
+        ];
+        for codec in CODECS {
+            let producer = Some(ProducerInfo {
+                producer_id: 77,
+                producer_epoch: 3,
+                sequence: 10,
+            });
+            let b = build_batch(100, &records, codec, 0, producer).unwrap();
+            let got = decode_batches(&b, &topic(), 4).unwrap();
+            assert_eq!(got.len(), 4, "{codec:?}");
+            for (i, (g, r)) in got.iter().zip(&records).enumerate() {
+                assert_eq!(g.offset, 100 + i as i64);
+                assert_eq!(g.partition, 4);
+                assert_eq!(g.key, r.key, "{codec:?} {i}");
+                assert_eq!(g.value, r.value, "{codec:?} {i}");
+                assert_eq!(g.headers, r.headers, "{codec:?} {i}");
+                assert_eq!(
+                    g.timestamp, r.timestamp,
+                    "{codec:?} {i}: timestamps over 40 days apart"
+                );
+                assert_eq!(g.timestamp_type, TimestampType::Create);
+                assert_eq!(g.producer.producer_id, 77);
+                assert_eq!(g.producer.producer_epoch, 3);
+                assert_eq!(g.producer.sequence, 10 + i as i32);
+                assert_eq!(g.leader_epoch, None);
+                assert!(!g.is_control && !g.is_transactional);
+            }
+            let s = scan_batches(&b).unwrap().unwrap();
+            assert_eq!(
+                (s.first_offset, s.next_offset, s.record_count),
+                (100, 104, 4)
+            );
+            assert_eq!(
+                (s.min_timestamp, s.max_timestamp),
+                (Some(now - 40 * DAY), Some(now + 1))
+            );
+            let v = verify_batches(&b).unwrap();
+            assert_eq!(
+                (v.batches, v.records, v.first_offset, v.next_offset),
+                (1, 4, Some(100), Some(104))
+            );
+        }
+    }
+
+    #[test]
+    fn truncated_trailing_batch_is_dropped() {
+        let a = build_batch(
+            0,
+            &[rec(None, Some("a"), 1), rec(None, Some("b"), 2)],
+            Compression::None,
+            0,
+            None,
+        )
+        .unwrap();
+        let b = build_batch(2, &[rec(None, Some("c"), 3)], Compression::Gzip, 0, None).unwrap();
+        let c = build_batch(3, &[rec(None, Some("d"), 4)], Compression::None, 0, None).unwrap();
+        let whole = concat(&[&a, &b]);
+        for cut in [1, 11, 12, 30, 61, c.len() - 1] {
+            let fetched = concat(&[&a, &b, &c.slice(0..cut)]);
+            let s = scan_batches(&fetched).unwrap().unwrap();
+            assert_eq!(s.bytes, whole, "cut at {cut}");
+            assert_eq!((s.first_offset, s.next_offset, s.record_count), (0, 3, 3));
+            assert_eq!(decode_batches(&fetched, &topic(), 0).unwrap().len(), 3);
+            // A raw segment must not end in a partial batch.
+            let err = verify_batches(&fetched).unwrap_err().to_string();
+            assert!(err.contains("truncated"), "{err}");
+        }
+        // Nothing whole at all.
+        assert_eq!(scan_batches(&a.slice(0..20)).unwrap(), None);
+        assert_eq!(scan_batches(&Bytes::new()).unwrap(), None);
+    }
+
+    /// Records as another encoder (kafka-protocol's) writes them.
+    fn kp(offset: i64, ts: i64, key: &str, headers: &[(&str, Option<&str>)]) -> KpRecord {
+        let mut h = IndexMap::new();
+        for (k, v) in headers {
+            h.insert(
+                StrBytes::from_string(k.to_string()),
+                v.map(|v| Bytes::from(v.to_string())),
+            );
+        }
+        KpRecord {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 5,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: KpTs::Creation,
+            offset,
+            // kafka-protocol starts a new batch when offset - sequence changes.
+            sequence: (offset - 10) as i32,
+            timestamp: ts,
+            key: Some(Bytes::from(key.to_string())),
+            value: Some(Bytes::from(format!("value of {key}"))),
+            headers: h,
+        }
+    }
+
+    #[test]
+    fn compaction_gaps_take_next_offset_from_the_header() {
+        for codec in CODECS {
+            // A compacted batch: offsets 10, 12, 15 survive of 10..=17; last offset delta 7.
+            let recs = [
+                kp(10, 1_000, "a", &[("x", None)]),
+                kp(12, 1_000 - 31 * DAY, "b", &[]),
+                kp(15, 2_000, "c", &[]),
+            ];
+            let mut buf = BytesMut::new();
+            RecordBatchEncoder::encode(
+                &mut buf,
+                &recs,
+                &RecordEncodeOptions {
+                    version: 2,
+                    compression: codec,
+                },
+            )
+            .unwrap();
+            let mut raw = buf.to_vec();
+            raw[23..27].copy_from_slice(&7i32.to_be_bytes());
+            let crc = crc32c::crc32c(&raw[CRC_START..]);
+            raw[17..21].copy_from_slice(&crc.to_be_bytes());
+            let raw = Bytes::from(raw);
+            let s = scan_batches(&raw).unwrap().unwrap();
+            assert_eq!(
+                (s.first_offset, s.next_offset, s.record_count),
+                (10, 18, 3),
+                "{codec:?}"
+            );
+            let got = decode_batches(&raw, &topic(), 0).unwrap();
+            assert_eq!(
+                got.iter().map(|r| r.offset).collect::<Vec<_>>(),
+                vec![10, 12, 15]
+            );
+            assert_eq!(
+                got[1].timestamp,
+                1_000 - 31 * DAY,
+                "{codec:?}: negative delta over 31 days"
+            );
+            assert_eq!(got[0].headers, vec![Header::new("x", None)]);
+            assert_eq!(got[0].leader_epoch, Some(5));
+            assert_eq!(got[2].value.as_deref(), Some(&b"value of c"[..]));
+            // Records below a fetch offset inside the batch are the caller's to drop.
+            let from = records_from(got, 12);
+            assert_eq!(
+                from.iter().map(|r| r.offset).collect::<Vec<_>>(),
+                vec![12, 15]
+            );
+        }
+    }
+
+    #[test]
+    fn kafka_protocol_reads_what_ferry_encodes() {
+        for codec in CODECS {
+            let mut r = rec(Some("k"), Some("v"), 5);
+            r.headers = vec![Header::new("h", Some(Bytes::from_static(b"1")))];
+            let b = build_batch(42, &[r, rec(None, None, 9)], codec, 0, None).unwrap();
+            let mut buf = b.clone();
+            let set = RecordBatchDecoder::decode(&mut buf).unwrap();
+            assert_eq!(set.records.len(), 2);
+            assert_eq!(set.records[0].offset, 42);
+            assert_eq!(set.records[0].key.as_deref(), Some(&b"k"[..]));
+            assert_eq!(set.records[1].key, None);
+            assert_eq!(set.records[1].value, None);
+            assert_eq!(set.records[1].timestamp, 9);
+        }
+    }
+
+    #[test]
+    fn control_and_transactional_batches_are_flagged() {
+        // An abort marker: key = version 0, type 0 (ABORT); value = version 0, coordinator epoch.
+        let marker = ProduceRecord {
+            key: Some(Bytes::from_static(&[0, 0, 0, 0])),
+            value: Some(Bytes::from_static(&[0, 0, 0, 0, 0, 7])),
+            headers: vec![],
+            timestamp: 50,
+        };
+        let pinfo = Some(ProducerInfo {
+            producer_id: 9,
+            producer_epoch: 1,
+            sequence: -1,
+        });
+        let data = build_batch(
+            0,
+            &[rec(None, Some("aborted"), 40)],
+            Compression::None,
+            0x10,
+            pinfo,
+        )
+        .unwrap();
+        let ctrl = build_batch(1, &[marker], Compression::None, 0x30, pinfo).unwrap();
+        let both = concat(&[&data, &ctrl]);
+        let s = scan_batches(&both).unwrap().unwrap();
+        assert!(s.control_batches);
+        assert_eq!(s.next_offset, 2);
+        let got = decode_batches(&both, &topic(), 0).unwrap();
+        assert!(got[0].is_transactional && !got[0].is_control);
+        assert!(got[1].is_transactional && got[1].is_control);
+        assert_eq!(got[1].producer.sequence, -1);
+        assert_eq!(verify_batches(&both).unwrap().control_batches, 1);
+        assert!(!scan_batches(&data).unwrap().unwrap().control_batches);
+    }
+
+    #[test]
+    fn log_append_time_uses_the_batch_max_timestamp() {
+        let mut b = BytesMut::from(
+            &build_batch(
+                0,
+                &[rec(None, Some("a"), 1), rec(None, Some("b"), 2)],
+                Compression::Lz4,
+                0x08,
+                None,
+            )
+            .unwrap()[..],
+        );
+        // The broker sets max timestamp to the append time.
+        b[35..43].copy_from_slice(&777i64.to_be_bytes());
+        let crc = crc32c::crc32c(&b[CRC_START..]);
+        b[17..21].copy_from_slice(&crc.to_be_bytes());
+        let b = b.freeze();
+        let got = decode_batches(&b, &topic(), 0).unwrap();
+        assert!(got
+            .iter()
+            .all(|r| r.timestamp == 777 && r.timestamp_type == TimestampType::LogAppend));
+        let s = scan_batches(&b).unwrap().unwrap();
+        assert_eq!((s.min_timestamp, s.max_timestamp), (Some(777), Some(777)));
+    }
+
+    #[test]
+    fn crc_catches_a_flipped_byte() {
+        let b = build_batch(
+            0,
+            &[rec(Some("key"), Some("value"), 1)],
+            Compression::None,
+            0,
+            None,
+        )
+        .unwrap();
+        for at in [21, 30, 60, b.len() - 1] {
+            let mut m = b.to_vec();
+            m[at] ^= 0x01;
+            let m = Bytes::from(m);
+            let e = verify_batches(&m).unwrap_err().to_string();
+            assert!(e.contains("CRC mismatch"), "byte {at}: {e}");
+            assert!(decode_batches(&m, &topic(), 0).is_err(), "byte {at}");
+        }
+        // The base offset is outside the CRC (brokers rewrite it); flipping it still verifies.
+        let mut m = b.to_vec();
+        m[7] ^= 1;
+        assert!(verify_batches(&m).is_ok());
+    }
+
+    #[test]
+    fn malformed_input_is_an_error_not_a_panic() {
+        let b = build_batch(
+            0,
+            &[rec(Some("key"), Some("value"), 1)],
+            Compression::Gzip,
+            0,
+            None,
+        )
+        .unwrap();
+        // Old message formats are refused by name.
+        let mut m = b.to_vec();
+        m[16] = 1;
+        assert!(verify_batches(&m)
+            .unwrap_err()
+            .to_string()
+            .contains("format v1"));
+        // Negative and tiny lengths.
+        let mut m = b.to_vec();
+        m[8..12].copy_from_slice(&(-5i32).to_be_bytes());
+        assert!(scan_batches(&Bytes::from(m)).is_err());
+        let mut m = b.to_vec();
+        m[8..12].copy_from_slice(&10i32.to_be_bytes());
+        assert!(scan_batches(&Bytes::from(m)).is_err());
+        // Garbage compressed payload with a valid CRC.
+        let mut m = b.to_vec();
+        for x in m[BATCH_HEADER_LEN..].iter_mut() {
+            *x = 0xAB;
+        }
+        let crc = crc32c::crc32c(&m[CRC_START..]);
+        m[17..21].copy_from_slice(&crc.to_be_bytes());
+        assert!(decode_batches(&Bytes::from(m), &topic(), 0).is_err());
+        // A huge record count with no records.
+        let mut m = build_batch(0, &[rec(None, None, 1)], Compression::None, 0, None)
+            .unwrap()
+            .to_vec();
+        m[57..61].copy_from_slice(&i32::MAX.to_be_bytes());
+        let crc = crc32c::crc32c(&m[CRC_START..]);
+        m[17..21].copy_from_slice(&crc.to_be_bytes());
+        assert!(decode_batches(&Bytes::from(m), &topic(), 0).is_err());
+    }
+
+    #[test]
+    fn decoder_trait_decodes_raw_batches() {
+        let b = build_batch(
+            3,
+            &[rec(Some("k"), Some("v"), 1)],
+            Compression::Zstd,
+            0,
+            None,
+        )
+        .unwrap();
+        let raw = RawBatches {
+            bytes: b,
+            record_count: 1,
+            min_timestamp: Some(1),
+            max_timestamp: Some(1),
+            aborted: vec![],
+            decoder: Arc::new(BatchDecoder),
+        };
+        let got = BatchDecoder.decode(&topic(), 0, &raw).unwrap();
+        assert_eq!(got[0].offset, 3);
+    }
+
+    #[test]
+    fn sequences_wrap_like_kafka() {
+        assert_eq!(add_sequence(5, 2), 7);
+        assert_eq!(add_sequence(i32::MAX, 1), 0);
+        assert_eq!(add_sequence(-1, 3), -1);
+    }
+}
