@@ -377,9 +377,11 @@ impl ByteSize {
             "m" | "mib" => 1 << 20,
             "g" | "gib" => 1 << 30,
             "t" | "tib" => 1 << 40,
-            other => return Err(format!(
+            other => {
+                return Err(format!(
                 "unknown size unit '{other}' in '{s}': use B, KB, MB, GB, TB, KiB, MiB, GiB or TiB"
-            )),
+            ))
+            }
         };
         let bytes = n * mult as f64;
         if !bytes.is_finite() || bytes < 0.0 || bytes > u64::MAX as f64 {

@@ -11,8 +11,8 @@ pub mod component;
 pub mod config;
 pub mod error;
 pub mod interpolate;
-pub mod metrics;
 pub mod metadata;
+pub mod metrics;
 pub mod record;
 pub mod registry;
 pub mod runtime;
@@ -26,8 +26,8 @@ pub use config::{parse_yaml, ByteSize, Delivery, HumanDuration, Pipeline, Teleme
 pub use error::{Error, Location, Result};
 pub use metadata::{GroupOffsets, SourceMetadata, TopicMetadata};
 pub use record::{Header, ProducerInfo, Record, TimestampType};
-pub use runtime::{run, run_until_signal, shutdown_signal, RunSummary};
 pub use registry::{
     BuildContext, ConfigInput, Registry, SinkFactory, SourceFactory, TransformFactory,
 };
+pub use runtime::{run, run_until_signal, shutdown_signal, RunSummary};
 pub use storage::Storage;

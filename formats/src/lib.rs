@@ -1,1 +1,32 @@
-//! ferry-formats
+//! Ferry's file formats: record batches ⇄ bytes. `raw` Kafka segments, `jsonl` (JSON lines),
+//! and the backup layout.
+//!
+//! [`register`] lists the format names in a registry (for `ferry components`); sinks and
+//! sources choose their format themselves.
+
+pub mod avro;
+pub mod jsonl;
+pub mod layout;
+pub mod parquet;
+pub mod raw;
+pub mod segment;
+#[cfg(test)]
+mod testdata;
+
+use ferry_core::Registry;
+
+/// Registers the name and description of every format of this crate.
+pub fn register(reg: &mut Registry) {
+    reg.register_format(
+        avro::NAME,
+        "Avro object container file: one record per Kafka record (topic, partition, offset, timestamp-millis, timestamp_type, key/value bytes|null, headers); zstd blocks",
+    );
+    reg.register_format(
+        parquet::NAME,
+        "Parquet: the Kafka record envelope as columns (timestamp in UTC ms, key/value binary, headers list<struct>); zstd, row groups bounded by bytes, footer metadata ferry.topic/partition/first_offset/next_offset",
+    );
+    reg.register_format(
+        "jsonl",
+        "JSON lines: one object per record (topic, partition, offset, timestamp, key, value, headers); bytes as UTF-8 strings or {\"base64\": …}",
+    );
+}

@@ -1,1 +1,19 @@
-//! ferry-sinks
+//! Ferry's sinks: `storage` (rolling files for backups and exports), `stdout`, and `kafka`
+//! (restore).
+//!
+//! Each module holds one sink and its factory; [`register`] adds them to a registry.
+
+pub mod jsonl;
+pub mod stdout;
+pub mod storage;
+
+use ferry_core::Registry;
+
+/// Registers every sink of this crate.
+pub fn register(reg: &mut Registry) {
+    reg.register_sink(jsonl::JsonlSinkFactory);
+    reg.register_sink(stdout::StdoutFactory);
+}
+pub mod kafka;
+pub mod offset_map;
+pub mod partitioner;
