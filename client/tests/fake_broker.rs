@@ -1,0 +1,332 @@
+//! Retry logic against in-process fake brokers (no dev environment needed): a leader change
+//! answered with NOT_LEADER_OR_FOLLOWER refreshes metadata and moves the fetch to the new
+//! leader; a dropped connection is re-dialed; ApiVersions falls back when v3 is refused;
+//! aborted-transaction lists and truncated tails come through the fetch path.
+
+use bytes::{Bytes, BytesMut};
+use ferry_kafka::batch::build_batch;
+use ferry_kafka::{
+    Client, ClientConfig, Compression, FetchOptions, FetchRequestPartition, KafkaCode,
+    ProduceRecord,
+};
+use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
+};
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsResponse, BrokerId, FetchRequest, FetchResponse, MetadataResponse,
+    ProducerId, ResponseHeader, TopicName,
+};
+use kafka_protocol::protocol::{decode_request_header_from_buffer, Decodable, Encodable, StrBytes};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+#[derive(Default)]
+struct Cluster {
+    ports: Mutex<Vec<u16>>,
+    leader: AtomicI32,
+    metadata_calls: AtomicUsize,
+    fetch_calls: [AtomicUsize; 3],
+    connections: [AtomicUsize; 3],
+    reject_api_versions_v3: AtomicBool,
+    api_versions_seen: Mutex<Vec<i16>>,
+    drop_first_fetch_on_2: AtomicBool,
+    fetch_offsets_seen: Mutex<Vec<i64>>,
+}
+
+fn batch_bytes() -> Bytes {
+    let recs: Vec<ProduceRecord> = (0..3)
+        .map(|i| ProduceRecord {
+            key: None,
+            value: Some(Bytes::from(format!("v{i}"))),
+            headers: vec![],
+            timestamp: 100 + i,
+        })
+        .collect();
+    let whole = build_batch(5, &recs, Compression::None, 0x10, None).unwrap();
+    let next = build_batch(8, &recs, Compression::None, 0, None).unwrap();
+    let mut b = BytesMut::new();
+    b.extend_from_slice(&whole);
+    b.extend_from_slice(&next[..next.len() / 2]); // truncated tail
+    b.freeze()
+}
+
+async fn serve(id: i32, listener: TcpListener, cluster: Arc<Cluster>) {
+    loop {
+        let Ok((mut sock, _)) = listener.accept().await else {
+            return;
+        };
+        cluster.connections[id as usize].fetch_add(1, Ordering::SeqCst);
+        let cluster = cluster.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok(len) = sock.read_i32().await else {
+                    return;
+                };
+                let mut buf = vec![0u8; len as usize];
+                if sock.read_exact(&mut buf).await.is_err() {
+                    return;
+                }
+                let mut frame = Bytes::from(buf);
+                let header = decode_request_header_from_buffer(&mut frame).unwrap();
+                let key = ApiKey::try_from(header.request_api_key).unwrap();
+                let v = header.request_api_version;
+                let mut body = BytesMut::new();
+                let mut resp_version = v;
+                match key {
+                    ApiKey::ApiVersions => {
+                        cluster.api_versions_seen.lock().unwrap().push(v);
+                        if v >= 3 && cluster.reject_api_versions_v3.load(Ordering::SeqCst) {
+                            // What a broker that does not know v3 answers: a v0 body.
+                            resp_version = 0;
+                            ApiVersionsResponse::default()
+                                .with_error_code(35)
+                                .with_api_keys(vec![ApiVersion::default()
+                                    .with_api_key(18)
+                                    .with_min_version(0)
+                                    .with_max_version(2)])
+                                .encode(&mut body, 0)
+                                .unwrap();
+                        } else {
+                            let keys = [(18, 0, 3), (3, 0, 12), (1, 4, 12), (2, 1, 7)];
+                            ApiVersionsResponse::default()
+                                .with_api_keys(
+                                    keys.iter()
+                                        .map(|(k, lo, hi)| {
+                                            ApiVersion::default()
+                                                .with_api_key(*k)
+                                                .with_min_version(*lo)
+                                                .with_max_version(*hi)
+                                        })
+                                        .collect(),
+                                )
+                                .encode(&mut body, v)
+                                .unwrap();
+                        }
+                    }
+                    ApiKey::Metadata => {
+                        cluster.metadata_calls.fetch_add(1, Ordering::SeqCst);
+                        let ports = cluster.ports.lock().unwrap().clone();
+                        let leader = cluster.leader.load(Ordering::SeqCst);
+                        MetadataResponse::default()
+                            .with_brokers(
+                                ports
+                                    .iter()
+                                    .enumerate()
+                                    .map(|(i, p)| {
+                                        MetadataResponseBroker::default()
+                                            .with_node_id(BrokerId(i as i32 + 1))
+                                            .with_host(StrBytes::from_static_str("127.0.0.1"))
+                                            .with_port(*p as i32)
+                                    })
+                                    .collect(),
+                            )
+                            .with_controller_id(BrokerId(1))
+                            .with_topics(vec![MetadataResponseTopic::default()
+                                .with_name(Some(TopicName(StrBytes::from_static_str("t"))))
+                                .with_partitions(vec![MetadataResponsePartition::default()
+                                    .with_partition_index(0)
+                                    .with_leader_id(BrokerId(leader))
+                                    .with_replica_nodes(vec![BrokerId(1), BrokerId(2)])
+                                    .with_isr_nodes(vec![BrokerId(1), BrokerId(2)])])])
+                            .encode(&mut body, v)
+                            .unwrap();
+                    }
+                    ApiKey::Fetch => {
+                        let req = FetchRequest::decode(&mut frame, v).unwrap();
+                        cluster.fetch_calls[id as usize].fetch_add(1, Ordering::SeqCst);
+                        let offset = req.topics[0].partitions[0].fetch_offset;
+                        cluster.fetch_offsets_seen.lock().unwrap().push(offset);
+                        if id == 2 && cluster.drop_first_fetch_on_2.swap(false, Ordering::SeqCst) {
+                            return; // drop the connection mid-request
+                        }
+                        let mut p = PartitionData::default().with_partition_index(0);
+                        if id != cluster.leader.load(Ordering::SeqCst) || id == 1 {
+                            // Broker 1 lost leadership: the client must look it up again.
+                            cluster.leader.store(2, Ordering::SeqCst);
+                            p = p.with_error_code(KafkaCode::NOT_LEADER_OR_FOLLOWER.0);
+                        } else {
+                            p = p
+                                .with_high_watermark(11)
+                                .with_last_stable_offset(8)
+                                .with_log_start_offset(0)
+                                .with_aborted_transactions(Some(vec![AbortedTransaction::default(
+                                )
+                                .with_producer_id(ProducerId(42))
+                                .with_first_offset(5)]))
+                                .with_records(Some(batch_bytes()));
+                        }
+                        FetchResponse::default()
+                            .with_responses(vec![FetchableTopicResponse::default()
+                                .with_topic(TopicName(StrBytes::from_static_str("t")))
+                                .with_partitions(vec![p])])
+                            .encode(&mut body, v)
+                            .unwrap();
+                    }
+                    other => panic!("fake broker got {other:?}"),
+                }
+                let mut out = BytesMut::new();
+                ResponseHeader::default()
+                    .with_correlation_id(header.correlation_id)
+                    .encode(&mut out, key.response_header_version(resp_version))
+                    .unwrap();
+                out.extend_from_slice(&body);
+                let mut framed = (out.len() as i32).to_be_bytes().to_vec();
+                framed.extend_from_slice(&out);
+                if sock.write_all(&framed).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}
+
+async fn start_cluster() -> Arc<Cluster> {
+    let cluster = Arc::new(Cluster::default());
+    cluster.leader.store(1, Ordering::SeqCst);
+    for id in 1..=2 {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        cluster
+            .ports
+            .lock()
+            .unwrap()
+            .push(l.local_addr().unwrap().port());
+        tokio::spawn(serve(id, l, cluster.clone()));
+    }
+    cluster
+}
+
+fn config(cluster: &Cluster) -> ClientConfig {
+    let port = cluster.ports.lock().unwrap()[0];
+    let mut cfg = ClientConfig::new(&[format!("127.0.0.1:{port}")]);
+    cfg.request_timeout = Duration::from_secs(5);
+    cfg
+}
+
+fn req() -> Vec<FetchRequestPartition> {
+    vec![FetchRequestPartition {
+        topic: "t".into(),
+        partition: 0,
+        offset: 6,
+    }]
+}
+
+#[tokio::test]
+async fn leader_change_refreshes_metadata_and_fetches_from_the_new_leader() {
+    let cluster = start_cluster().await;
+    let client = Client::connect(config(&cluster)).await.unwrap();
+    let before = cluster.metadata_calls.load(Ordering::SeqCst);
+    let got = client
+        .fetch(&req(), &FetchOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        cluster.fetch_calls[1].load(Ordering::SeqCst),
+        1,
+        "asked the old leader once"
+    );
+    assert_eq!(
+        cluster.fetch_calls[2].load(Ordering::SeqCst),
+        1,
+        "then the new one"
+    );
+    assert!(
+        cluster.metadata_calls.load(Ordering::SeqCst) > before,
+        "metadata was refreshed"
+    );
+    let p = &got[0];
+    assert_eq!(p.error, None);
+    assert_eq!(
+        (p.high_watermark, p.last_stable_offset, p.log_start_offset),
+        (11, 8, 0)
+    );
+    assert_eq!(
+        p.aborted,
+        vec![ferry_core::AbortedTxn {
+            producer_id: 42,
+            first_offset: 5
+        }]
+    );
+    let d = p.data.as_ref().unwrap();
+    // The whole first batch (it starts before the fetch offset), the truncated one dropped.
+    assert_eq!((d.first_offset, d.next_offset, d.record_count), (5, 8, 3));
+    assert_eq!((d.min_timestamp, d.max_timestamp), (Some(100), Some(102)));
+    let recs = ferry_kafka::records_from(
+        ferry_kafka::decode_batches(&d.bytes, &Arc::from("t"), 0).unwrap(),
+        6,
+    );
+    assert_eq!(
+        recs.iter().map(|r| r.offset).collect::<Vec<_>>(),
+        vec![6, 7]
+    );
+    assert!(recs.iter().all(|r| r.is_transactional));
+}
+
+#[tokio::test]
+async fn dropped_connection_is_redialed() {
+    let cluster = start_cluster().await;
+    cluster.leader.store(2, Ordering::SeqCst);
+    cluster.drop_first_fetch_on_2.store(true, Ordering::SeqCst);
+    let client = Client::connect(config(&cluster)).await.unwrap();
+    let got = client
+        .fetch(&req(), &FetchOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(got[0].error, None);
+    assert!(got[0].data.is_some());
+    assert_eq!(cluster.fetch_calls[2].load(Ordering::SeqCst), 2);
+    assert_eq!(
+        cluster.connections[2].load(Ordering::SeqCst),
+        2,
+        "re-dialed broker 2"
+    );
+}
+
+#[tokio::test]
+async fn api_versions_falls_back_when_v3_is_refused() {
+    let cluster = start_cluster().await;
+    cluster.reject_api_versions_v3.store(true, Ordering::SeqCst);
+    let client = Client::connect(config(&cluster)).await.unwrap();
+    let md = client.metadata(None).await.unwrap();
+    assert_eq!(md.topics.len(), 1);
+    assert_eq!(md.brokers.len(), 2);
+    assert_eq!(cluster.api_versions_seen.lock().unwrap()[..2], [3, 2]);
+}
+
+#[tokio::test]
+async fn unreachable_bootstrap_is_a_clear_error() {
+    // A port nothing listens on (bound, then released).
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    drop(l);
+    let mut cfg = ClientConfig::new(&[format!("127.0.0.1:{port}")]);
+    cfg.request_timeout = Duration::from_secs(2);
+    let err = Client::connect(cfg).await.unwrap_err().to_string();
+    assert!(
+        err.contains(&format!("127.0.0.1:{port}")) && err.contains("connect"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn pipelined_requests_share_one_connection() {
+    let cluster = start_cluster().await;
+    let client = Client::connect(config(&cluster)).await.unwrap();
+    let futs = (0..20).map(|_| client.metadata(None));
+    for r in futures::future::join_all(futs).await {
+        r.unwrap();
+    }
+    let conns: usize = cluster
+        .connections
+        .iter()
+        .map(|c| c.load(Ordering::SeqCst))
+        .sum();
+    // One per handle: the bootstrap address and the two broker ids.
+    assert!(conns <= 3, "{conns} connections for 20 concurrent requests");
+}
