@@ -431,13 +431,7 @@ impl Producer {
         let mut ids = HashMap::new();
         for ((t, _), _) in &heads {
             if !ids.contains_key(t) {
-                match self
-                    .client
-                    .topic_meta(t)
-                    .await?
-                    .id
-                    .and_then(|u| opt_uuid(u))
-                {
+                match self.client.topic_meta(t).await?.id.and_then(opt_uuid) {
                     Some(id) => {
                         ids.insert(t.clone(), id);
                     }

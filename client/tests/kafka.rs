@@ -417,7 +417,10 @@ async fn admin_and_group_offsets() {
         .unwrap();
     assert_eq!(again, vec![(topic.clone(), TopicResult::AlreadyExists)]);
 
-    let md = c.metadata(Some(&[topic.clone()])).await.unwrap();
+    let md = c
+        .metadata(Some(std::slice::from_ref(&topic)))
+        .await
+        .unwrap();
     let t = md.topic(&topic).unwrap();
     assert_eq!(t.partitions.len(), 2);
     assert!(t.id.is_some(), "Kafka 4 has topic ids");
@@ -427,7 +430,10 @@ async fn admin_and_group_offsets() {
         .all(|p| p.leader >= 0 && !p.replicas.is_empty()));
 
     c.create_partitions(&topic, 3).await.unwrap();
-    let md = c.metadata(Some(&[topic.clone()])).await.unwrap();
+    let md = c
+        .metadata(Some(std::slice::from_ref(&topic)))
+        .await
+        .unwrap();
     assert_eq!(md.topic(&topic).unwrap().partitions.len(), 3);
 
     let group = unique("group");
@@ -437,18 +443,21 @@ async fn admin_and_group_offsets() {
     let got = c.offset_fetch(&group, None).await.unwrap();
     assert_eq!(got, offsets);
     let got = c
-        .offset_fetch(&group, Some(&[topic.clone()]))
+        .offset_fetch(&group, Some(std::slice::from_ref(&topic)))
         .await
         .unwrap();
     assert_eq!(got, offsets);
     let groups = c.list_groups().await.unwrap();
     assert!(groups.iter().any(|g| g.group == group), "{groups:?}");
-    let d = c.describe_groups(&[group.clone()]).await.unwrap();
+    let d = c
+        .describe_groups(std::slice::from_ref(&group))
+        .await
+        .unwrap();
     assert_eq!(d[0].group, group);
     assert_eq!(d[0].members, 0);
     assert_eq!(d[0].state, "Empty");
 
-    c.delete_topics(&[topic.clone()]).await.unwrap();
+    c.delete_topics(std::slice::from_ref(&topic)).await.unwrap();
     let md = c.metadata(None).await.unwrap();
     assert!(md.topic(&topic).is_none());
 }
