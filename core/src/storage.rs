@@ -162,7 +162,7 @@ impl Storage {
                     Error::config(format!("cannot resolve local path '{}': {e}", parsed.path))
                 })?;
                 let b = opendal::services::Fs::default().root(&root.to_string_lossy());
-                Operator::new(b).map_err(|e| build_err(uri, e))?.finish()
+                Operator::new(b).map_err(|e| build_err(uri, e))?
             }
             "s3" => {
                 let mut b = opendal::services::S3::default()
@@ -181,7 +181,7 @@ impl Storage {
                 if p.get("virtual_host_style").map(String::as_str) == Some("true") {
                     b = b.enable_virtual_host_style();
                 }
-                Operator::new(b).map_err(|e| build_err(uri, e))?.finish()
+                Operator::new(b).map_err(|e| build_err(uri, e))?
             }
             "gs" | "gcs" => {
                 let mut b = opendal::services::Gcs::default()
@@ -193,7 +193,7 @@ impl Storage {
                 if let Some(c) = p.get("credential_path") {
                     b = b.credential_path(c);
                 }
-                Operator::new(b).map_err(|e| build_err(uri, e))?.finish()
+                Operator::new(b).map_err(|e| build_err(uri, e))?
             }
             "azblob" => {
                 let mut b = opendal::services::Azblob::default()
@@ -208,7 +208,7 @@ impl Storage {
                 if let Ok(k) = std::env::var("AZURE_STORAGE_KEY") {
                     b = b.account_key(&k);
                 }
-                Operator::new(b).map_err(|e| build_err(uri, e))?.finish()
+                Operator::new(b).map_err(|e| build_err(uri, e))?
             }
             "memory" => {
                 let key = format!("{}/{}", parsed.authority, parsed.path);
@@ -219,8 +219,7 @@ impl Storage {
                     Some(op) => op.clone(),
                     None => {
                         let op = Operator::new(opendal::services::Memory::default())
-                            .map_err(|e| build_err(uri, e))?
-                            .finish();
+                            .map_err(|e| build_err(uri, e))?;
                         mem.insert(key, op.clone());
                         op
                     }

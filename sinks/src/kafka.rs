@@ -1,0 +1,575 @@
+//! The `kafka` sink: produces records to a cluster — the writing half of a restore, or of a
+//! cluster-to-cluster copy.
+//!
+//! Records keep keys, values, headers (nulls and repeats) and timestamps exactly. The
+//! producer is idempotent (acks=all). Acks resolve on `flush`, after the offset map is
+//! saved, so a checkpoint never gets ahead of the map; on restart the map and the target's
+//! end offsets tell which records already landed, and those are not produced again.
+
+use crate::offset_map::{OffsetMap, OffsetMapper};
+use crate::partitioner::java_partition;
+use async_trait::async_trait;
+use ferry_core::registry::{BuildContext, SinkFactory};
+use ferry_core::{
+    Ack, Batch, ByteSize, Error, Offsets, Result, Sink, SourceMetadata, Storage, TopicMetadata,
+};
+use ferry_kafka::{
+    Client, Compression, ConnectionOptions, NewTopic, OffsetSpec, ProduceBatch, ProduceRecord,
+    Producer, ProducerConfig, SaslOptions, TlsOptions, TopicResult,
+};
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashMap};
+
+/// How records choose their target partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Partitioning {
+    /// The original partition (or `partition_map`'s choice).
+    #[default]
+    Preserve,
+    /// murmur2 of the key, as the Java client does (null keys keep their partition modulo
+    /// the target's count).
+    Murmur2,
+}
+
+/// Consumer-group offsets to commit on the target after the restore.
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GroupOptions {
+    /// Commit the source's group offsets, translated through the offset map.
+    #[serde(default)]
+    pub restore: bool,
+    /// Rename groups on the target: `{old: new}`.
+    #[serde(default)]
+    pub rename: BTreeMap<String, String>,
+    /// Only these groups (all when empty).
+    #[serde(default)]
+    pub only: Vec<String>,
+}
+
+/// Options of the `kafka` sink.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSinkConfig {
+    /// Brokers of the target cluster, `host:port`.
+    pub brokers: Vec<String>,
+    /// preserve (default) or murmur2.
+    #[serde(default)]
+    pub partitioning: Partitioning,
+    /// Explicit partition moves `{"0": 2}` applied with `preserve`.
+    #[serde(default)]
+    pub partition_map: BTreeMap<i32, i32>,
+    /// Create missing topics with the source's partition count and configs.
+    #[serde(default = "default_true")]
+    pub create_topics: bool,
+    /// Partition count for created topics (default: the source's).
+    #[serde(default)]
+    pub partitions: Option<i32>,
+    /// Replication factor of created topics (default: the broker's).
+    #[serde(default)]
+    pub replication_factor: Option<i16>,
+    /// Topic configs to set on created topics over the source's; an empty value drops one.
+    #[serde(default)]
+    pub topic_configs: BTreeMap<String, String>,
+    /// Codec of produced batches: none, gzip, snappy, lz4 or zstd.
+    #[serde(default = "default_compression")]
+    pub compression: String,
+    /// Records buffered before a produce request.
+    #[serde(default = "default_buffer")]
+    pub buffer_bytes: ByteSize,
+    /// Where to keep the offset map (`offset-maps/<pipeline>.json`), needed to resume
+    /// without duplicates and to translate group offsets. No map when absent.
+    #[serde(default)]
+    pub state: Option<String>,
+    /// Consumer-group offsets to restore.
+    #[serde(default)]
+    pub groups: GroupOptions,
+    /// Client id sent to the brokers.
+    #[serde(default = "default_client_id")]
+    pub client_id: String,
+    /// TLS settings; plaintext when absent.
+    #[serde(default)]
+    pub tls: Option<TlsOptions>,
+    /// SASL authentication.
+    #[serde(default)]
+    pub sasl: Option<SaslOptions>,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_compression() -> String {
+    "none".to_string()
+}
+fn default_buffer() -> ByteSize {
+    ByteSize(8 * 1024 * 1024)
+}
+fn default_client_id() -> String {
+    "ferry".to_string()
+}
+
+fn compression(name: &str) -> Option<Compression> {
+    Some(match name {
+        "none" => Compression::None,
+        "gzip" => Compression::Gzip,
+        "snappy" => Compression::Snappy,
+        "lz4" => Compression::Lz4,
+        "zstd" => Compression::Zstd,
+        _ => return None,
+    })
+}
+
+impl KafkaSinkConfig {
+    /// The connection part of the options.
+    pub fn connection(&self) -> ConnectionOptions {
+        ConnectionOptions {
+            brokers: self.brokers.clone(),
+            client_id: self.client_id.clone(),
+            request_timeout_secs: 30,
+            tls: self.tls.clone(),
+            sasl: self.sasl.clone(),
+        }
+    }
+}
+
+/// Factory of the `kafka` sink.
+pub struct KafkaSinkFactory;
+
+impl SinkFactory for KafkaSinkFactory {
+    type Config = KafkaSinkConfig;
+
+    fn name(&self) -> &'static str {
+        "kafka"
+    }
+
+    fn description(&self) -> &'static str {
+        "Produces records to Kafka exactly (idempotent), creates topics, writes an offset map, restores group offsets"
+    }
+
+    fn validate(&self, c: &KafkaSinkConfig) -> Result<()> {
+        c.connection().validate().map_err(Error::config)?;
+        if compression(&c.compression).is_none() {
+            return Err(Error::config(format!(
+                "compression '{}' is not one of none, gzip, snappy, lz4, zstd",
+                c.compression
+            )));
+        }
+        if let Some(s) = &c.state {
+            ferry_core::storage::StorageUri::parse(s)?;
+        }
+        if c.groups.restore && c.state.is_none() {
+            return Err(Error::config(
+                "groups.restore needs `state` (where the offset map is kept) to translate offsets",
+            ));
+        }
+        if c.groups.restore && c.partitioning == Partitioning::Murmur2 {
+            return Err(Error::config(
+                "groups.restore cannot translate offsets when partitioning is murmur2 \
+                 (one original partition spreads over several target partitions)",
+            ));
+        }
+        if c.partitions.is_some_and(|p| p <= 0) {
+            return Err(Error::config("partitions must be > 0"));
+        }
+        Ok(())
+    }
+
+    fn build(&self, c: KafkaSinkConfig, ctx: &BuildContext) -> Result<Box<dyn Sink>> {
+        self.validate(&c)?;
+        Ok(Box::new(KafkaSink::new(c, &ctx.pipeline)?))
+    }
+}
+
+/// A record waiting to be produced, with where it came from.
+struct Pending {
+    source_partition: i32,
+    source_offset: i64,
+    record: ProduceRecord,
+}
+
+/// The `kafka` sink.
+pub struct KafkaSink {
+    config: KafkaSinkConfig,
+    pipeline: String,
+    client: Option<Client>,
+    producer: Option<Producer>,
+    state: Option<Storage>,
+    map: OffsetMapper,
+    /// Target partitions of each topic already checked or created.
+    topics: HashMap<String, i32>,
+    /// Source metadata by (renamed) topic name.
+    source_topics: HashMap<String, TopicMetadata>,
+    groups: Vec<ferry_core::GroupOffsets>,
+    pending: BTreeMap<(String, i32), Vec<Pending>>,
+    pending_bytes: usize,
+    acks: Vec<Ack>,
+    /// Records per target partition known to have landed after the map was last saved.
+    skip: HashMap<(String, i32), i64>,
+    produced: u64,
+}
+
+fn kerr(e: ferry_kafka::ClientError) -> Error {
+    Error::component("sink kafka", e)
+}
+
+const MAP_PREFIX: &str = "offset-maps/";
+
+impl KafkaSink {
+    /// A sink for these options; connects on first use.
+    pub fn new(config: KafkaSinkConfig, pipeline: &str) -> Result<Self> {
+        let state = config.state.as_deref().map(Storage::from_uri).transpose()?;
+        Ok(KafkaSink {
+            config,
+            pipeline: pipeline.to_string(),
+            client: None,
+            producer: None,
+            state,
+            map: OffsetMapper::default(),
+            topics: HashMap::new(),
+            source_topics: HashMap::new(),
+            groups: Vec::new(),
+            pending: BTreeMap::new(),
+            pending_bytes: 0,
+            acks: Vec::new(),
+            skip: HashMap::new(),
+            produced: 0,
+        })
+    }
+
+    fn map_key(&self) -> String {
+        format!("{MAP_PREFIX}{}.json", self.pipeline)
+    }
+
+    async fn client(&mut self) -> Result<Client> {
+        if let Some(c) = &self.client {
+            return Ok(c.clone());
+        }
+        let cfg = self.config.connection().client_config().map_err(Error::config)?;
+        let client = Client::connect(cfg).await.map_err(kerr)?;
+        let producer = client
+            .producer(ProducerConfig {
+                idempotent: true,
+                acks: -1,
+                compression: compression(&self.config.compression).unwrap_or(Compression::None),
+                max_request_bytes: 64 * 1024 * 1024,
+                max_batch_bytes: 1024 * 1024,
+                ..Default::default()
+            })
+            .map_err(kerr)?;
+        self.client = Some(client.clone());
+        self.producer = Some(producer);
+        Ok(client)
+    }
+
+    /// Makes sure a topic exists on the target and returns its partition count.
+    async fn ensure_topic(&mut self, topic: &str, min_partition: i32) -> Result<i32> {
+        if let Some(n) = self.topics.get(topic) {
+            return Ok(*n);
+        }
+        let client = self.client().await?;
+        let md = client
+            .metadata(Some(&[topic.to_string()]))
+            .await
+            .map_err(kerr)?;
+        let existing = md
+            .topic(topic)
+            .filter(|t| t.error.is_none() && !t.partitions.is_empty())
+            .map(|t| t.partitions.len() as i32);
+        let count = match existing {
+            Some(n) => n,
+            None if self.config.create_topics => {
+                let src = self.source_topics.get(topic);
+                let partitions = self
+                    .config
+                    .partitions
+                    .or(src.map(|s| s.partitions))
+                    .unwrap_or(min_partition + 1)
+                    .max(1);
+                let mut configs = src.map(|s| s.configs.clone()).unwrap_or_default();
+                for (k, v) in &self.config.topic_configs {
+                    if v.is_empty() {
+                        configs.remove(k);
+                    } else {
+                        configs.insert(k.clone(), v.clone());
+                    }
+                }
+                let new = NewTopic {
+                    name: topic.to_string(),
+                    partitions,
+                    replication_factor: self.config.replication_factor.unwrap_or(-1),
+                    configs,
+                };
+                match client.create_topics(&[new]).await.map_err(kerr)?.first() {
+                    Some((_, TopicResult::Created)) => {
+                        tracing::info!(topic, partitions, "created topic on the target")
+                    }
+                    _ => tracing::info!(topic, "topic already exists on the target"),
+                }
+                client.invalidate_metadata();
+                // Leaders take a moment to be elected after creation.
+                let mut n = 0;
+                for _ in 0..50 {
+                    let md = client
+                        .metadata(Some(&[topic.to_string()]))
+                        .await
+                        .map_err(kerr)?;
+                    if let Some(t) = md.topic(topic) {
+                        if !t.partitions.is_empty() && t.partitions.iter().all(|p| p.leader >= 0) {
+                            n = t.partitions.len() as i32;
+                            break;
+                        }
+                    }
+                    client.invalidate_metadata();
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                if n == 0 {
+                    return Err(Error::Other(format!(
+                        "topic '{topic}' was created but has no leaders yet"
+                    )));
+                }
+                n
+            }
+            None => {
+                return Err(Error::Other(format!(
+                    "topic '{topic}' does not exist on the target and create_topics is off: create it first"
+                )))
+            }
+        };
+        self.topics.insert(topic.to_string(), count);
+        Ok(count)
+    }
+
+    fn target_partition(&self, source_partition: i32, key: Option<&[u8]>, count: i32) -> i32 {
+        match (self.config.partitioning, key) {
+            (Partitioning::Murmur2, Some(k)) => java_partition(k, count),
+            (Partitioning::Murmur2, None) => source_partition.rem_euclid(count.max(1)),
+            (Partitioning::Preserve, _) => *self
+                .config
+                .partition_map
+                .get(&source_partition)
+                .unwrap_or(&source_partition),
+        }
+    }
+
+    /// Produces everything buffered and records where it landed.
+    async fn produce_pending(&mut self) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        self.client().await?;
+        let pending = std::mem::take(&mut self.pending);
+        self.pending_bytes = 0;
+        let mut origins = Vec::new();
+        let mut batches = Vec::new();
+        for ((topic, partition), items) in pending {
+            let mut records = Vec::with_capacity(items.len());
+            let mut origin = Vec::with_capacity(items.len());
+            for p in items {
+                origin.push((p.source_partition, p.source_offset));
+                records.push(p.record);
+            }
+            origins.push(origin);
+            batches.push(ProduceBatch {
+                topic,
+                partition,
+                records,
+            });
+        }
+        let Some(producer) = &self.producer else {
+            return Err(Error::Other("producer not started".into()));
+        };
+        let results = producer.produce(batches).await.map_err(kerr)?;
+        for (res, origin) in results.iter().zip(origins) {
+            for (i, (sp, so)) in origin.iter().enumerate() {
+                if let Some(off) = res.offset_of(i) {
+                    self.map.record(&res.topic, *sp, *so, res.partition, off);
+                }
+            }
+            self.produced += origin.len() as u64;
+        }
+        Ok(())
+    }
+
+    async fn save_map(&self) -> Result<()> {
+        if let Some(state) = &self.state {
+            let map = self
+                .map
+                .to_map(&self.pipeline, ferry_formats::layout::now_ms());
+            let json = serde_json::to_vec(&map)
+                .map_err(|e| Error::Other(format!("encoding offset map: {e}")))?;
+            state.write(&self.map_key(), json).await?;
+        }
+        Ok(())
+    }
+
+    async fn restore_groups(&mut self) -> Result<()> {
+        if !self.config.groups.restore || self.groups.is_empty() {
+            return Ok(());
+        }
+        let client = self.client().await?;
+        let groups = std::mem::take(&mut self.groups);
+        for g in groups {
+            if !self.config.groups.only.is_empty() && !self.config.groups.only.contains(&g.group)
+            {
+                continue;
+            }
+            let target = self
+                .config
+                .groups
+                .rename
+                .get(&g.group)
+                .cloned()
+                .unwrap_or_else(|| g.group.clone());
+            let mut offsets = BTreeMap::new();
+            for (topic, parts) in &g.offsets {
+                for (p, o) in parts {
+                    match self.map.translate(topic, *p, *o) {
+                        Some((tp, to)) => {
+                            offsets.insert((topic.clone(), tp), to);
+                        }
+                        None => tracing::warn!(group = %g.group, topic, partition = p, "no restored records to translate this group offset to; left out"),
+                    }
+                }
+            }
+            if offsets.is_empty() {
+                continue;
+            }
+            let desc = client
+                .describe_groups(std::slice::from_ref(&target))
+                .await
+                .map_err(kerr)?;
+            if let Some(d) = desc.iter().find(|d| d.group == target && d.members > 0) {
+                return Err(Error::Other(format!(
+                    "consumer group '{target}' has {} active member(s) on the target: stop its consumers, \
+                     or restore it under another name (groups.rename / --group-rename)",
+                    d.members
+                )));
+            }
+            client
+                .offset_commit(&target, &offsets)
+                .await
+                .map_err(kerr)?;
+            tracing::info!(group = %target, partitions = offsets.len(), "restored consumer-group offsets");
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Sink for KafkaSink {
+    async fn open(&mut self) -> Result<Option<Offsets>> {
+        let Some(state) = self.state.clone() else {
+            tracing::warn!("kafka sink has no `state`: no offset map; a resumed run may produce records twice");
+            return Ok(None);
+        };
+        let Some(bytes) = state.read_opt(&self.map_key()).await? else {
+            return Ok(None);
+        };
+        let map: OffsetMap = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::Corrupt(format!("{state}/{}: {e}", self.map_key())))?;
+        self.map = OffsetMapper::from_map(map);
+        // Records produced after the map was last saved: the target's end is past the map's.
+        let client = self.client().await?;
+        for ((topic, partition), end) in self.map.target_ends() {
+            let now = client
+                .list_offsets(&topic, &[partition], OffsetSpec::Latest)
+                .await
+                .map_err(kerr)?;
+            let latest = now.get(&partition).copied().unwrap_or(end);
+            if latest > end {
+                tracing::warn!(topic, partition, records = latest - end, "records landed after the last saved offset map; they will not be produced again");
+                self.skip.insert((topic, partition), latest - end);
+            }
+        }
+        // Resume positions live in the map, keyed by the topic as the sink sees it, which
+        // may differ from the source's (a rename): the runtime's checkpoint stays in charge,
+        // and `write` drops what the map already covers.
+        Ok(None)
+    }
+
+    async fn write(&mut self, batch: Batch) -> Result<()> {
+        let topic = batch.topic.to_string();
+        let sp = batch.partition;
+        let done_below = self.map.source_next(&topic, sp).unwrap_or(i64::MIN);
+        let records = batch.records()?;
+        let needs_topic = records.iter().any(|r| !r.is_control && r.offset >= done_below);
+        let count = if needs_topic {
+            self.ensure_topic(&topic, sp).await?
+        } else {
+            0
+        };
+        if self.config.partitioning == Partitioning::Preserve && needs_topic {
+            let tp = self.target_partition(sp, None, count);
+            if tp >= count || tp < 0 {
+                return Err(Error::Other(format!(
+                    "{topic}: partition {sp} maps to {tp}, but the target topic has {count} partition(s): \
+                     add partitions, set partition_map, or use partitioning: murmur2"
+                )));
+            }
+        }
+        for r in records.iter() {
+            if r.is_control || r.offset < done_below {
+                continue;
+            }
+            let tp = self.target_partition(sp, r.key.as_deref(), count);
+            if let Some(n) = self.skip.get_mut(&(topic.clone(), tp)) {
+                if *n > 0 {
+                    // Landed before the crash: map it to where it landed, do not produce.
+                    *n -= 1;
+                    let end = self
+                        .map
+                        .target_ends()
+                        .get(&(topic.clone(), tp))
+                        .copied()
+                        .unwrap_or(0);
+                    self.map.record(&topic, sp, r.offset, tp, end);
+                    continue;
+                }
+            }
+            self.pending_bytes += r.size_hint();
+            self.pending.entry((topic.clone(), tp)).or_default().push(Pending {
+                source_partition: sp,
+                source_offset: r.offset,
+                record: ProduceRecord {
+                    key: r.key.clone(),
+                    value: r.value.clone(),
+                    headers: r.headers.clone(),
+                    timestamp: r.timestamp,
+                },
+            });
+        }
+        drop(records);
+        self.map.advance(&topic, sp, batch.next_offset);
+        self.acks.push(batch.ack);
+        if self.pending_bytes >= self.config.buffer_bytes.bytes() as usize {
+            self.produce_pending().await?;
+        }
+        Ok(())
+    }
+
+    async fn write_metadata(&mut self, meta: SourceMetadata) -> Result<()> {
+        for t in meta.topics {
+            self.source_topics.insert(t.name.clone(), t);
+        }
+        if !meta.groups.is_empty() {
+            self.groups = meta.groups;
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<()> {
+        self.produce_pending().await?;
+        self.save_map().await?;
+        for a in self.acks.drain(..) {
+            a.resolve();
+        }
+        Ok(())
+    }
+
+    async fn close(&mut self) -> Result<()> {
+        self.flush().await?;
+        self.restore_groups().await?;
+        tracing::info!(records = self.produced, "kafka sink closed");
+        Ok(())
+    }
+}
