@@ -655,3 +655,61 @@ impl Client {
         res
     }
 }
+
+/// Offsets of one partition, as `ferry topics` prints them.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PartitionOffsets {
+    /// Partition number.
+    pub partition: i32,
+    /// Log start offset.
+    pub earliest: i64,
+    /// High watermark (the offset the next record gets).
+    pub latest: i64,
+}
+
+/// A topic with the offsets of its partitions, as `ferry topics` prints them.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TopicOffsets {
+    /// Topic name.
+    pub topic: String,
+    /// Kafka's internal topics (`__consumer_offsets`, …); serialized only when true.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub internal: bool,
+    /// Partitions in order.
+    pub partitions: Vec<PartitionOffsets>,
+}
+
+impl Client {
+    /// Every topic (internal ones included and marked) with the earliest and latest offset
+    /// of each partition, sorted by name. Topics are asked concurrently.
+    pub async fn topic_offsets(&self) -> Result<Vec<TopicOffsets>> {
+        let md = self.metadata(None).await?;
+        let futs = md.topics.iter().map(|t| async move {
+            let parts: Vec<i32> = t.partitions.iter().map(|p| p.id).collect();
+            let earliest = self
+                .list_offsets(&t.name, &parts, crate::OffsetSpec::Earliest)
+                .await?;
+            let latest = self
+                .list_offsets(&t.name, &parts, crate::OffsetSpec::Latest)
+                .await?;
+            Ok::<_, ClientError>(TopicOffsets {
+                topic: t.name.clone(),
+                internal: t.is_internal || t.name.starts_with("__"),
+                partitions: parts
+                    .iter()
+                    .map(|p| PartitionOffsets {
+                        partition: *p,
+                        earliest: earliest.get(p).copied().unwrap_or(-1),
+                        latest: latest.get(p).copied().unwrap_or(-1),
+                    })
+                    .collect(),
+            })
+        });
+        let mut out = Vec::new();
+        for r in join_all(futs).await {
+            out.push(r?);
+        }
+        out.sort_by(|a, b| a.topic.cmp(&b.topic));
+        Ok(out)
+    }
+}

@@ -18,7 +18,10 @@ pub mod options;
 pub mod producer;
 pub mod security;
 
-pub use admin::{ConfigEntry, GroupDescription, ListedGroup, NewTopic, TopicResult};
+pub use admin::{
+    ConfigEntry, GroupDescription, ListedGroup, NewTopic, PartitionOffsets, TopicOffsets,
+    TopicResult,
+};
 pub use batch::{
     decode_batches, records_from, scan_batches, verify_batches, BatchDecoder, BatchHeader,
     BatchSummary, FetchedBatches, ProduceRecord,

@@ -572,3 +572,53 @@ async fn tansu_smoke() {
         assert_eq!(g.timestamp, r.timestamp);
     }
 }
+
+/// What `ferry topics --json` prints ([`Client::topic_offsets`]) agrees with librdkafka's
+/// watermark query (what `kcat -Q`/ListOffsets return) on a topic produced one record per
+/// batch by kcat, with a retention gap at the start of one partition.
+#[tokio::test]
+async fn topic_offsets_agree_with_librdkafka() {
+    let e = env();
+    let c = client(&e.kafka).await;
+    let topic = unique("topics-cmd");
+    create(&c, &topic, 2, &[]).await;
+    for i in 0..5 {
+        // One kcat run per message: one record per batch.
+        let msg = KcatMsg::new(None, Some(format!("m{i}").as_bytes()));
+        ferry_testkit::kcat_produce(&e, &e.kafka, &topic, Some(i % 2), "none", &[msg]);
+    }
+    c.delete_records(&topic, &BTreeMap::from([(0, 1)]))
+        .await
+        .unwrap();
+    let all = c.topic_offsets().await.unwrap();
+    assert!(
+        all.iter()
+            .any(|t| t.topic == "__consumer_offsets" && t.internal)
+            || !all.iter().any(|t| t.topic.starts_with("__"))
+    );
+    let ours = all
+        .into_iter()
+        .find(|t| t.topic == topic)
+        .expect("topic listed");
+    assert!(!ours.internal);
+    let json = serde_json::to_string(&ours).unwrap();
+    assert_eq!(
+        json,
+        format!(
+            r#"{{"topic":"{topic}","partitions":[{{"partition":0,"earliest":1,"latest":3}},{{"partition":1,"earliest":0,"latest":2}}]}}"#
+        )
+    );
+    let script = r#"
+import json, sys
+from confluent_kafka import Consumer, TopicPartition
+c = Consumer({"bootstrap.servers": sys.argv[1], "group.id": "ferry-topics-test"})
+out = []
+for p in (0, 1):
+    lo, hi = c.get_watermark_offsets(TopicPartition(sys.argv[2], p), timeout=30)
+    out.append({"partition": p, "earliest": lo, "latest": hi})
+print(json.dumps(out))
+"#;
+    let out = ferry_testkit::run_python_args(&e, script, &[&e.kafka, &topic], b"");
+    let theirs: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(serde_json::to_value(&ours.partitions).unwrap(), theirs);
+}
