@@ -1,1 +1,97 @@
-fn main() {}
+//! `ferry`: back up, restore and export Kafka topics with YAML pipelines.
+//!
+//! This file only parses the command line and dispatches: each subcommand lives in its own
+//! module with an `Args` struct and an `async fn main(args) -> anyhow::Result<()>`. To add
+//! one, add a module, a variant to [`Command`] and an arm to [`dispatch`].
+
+mod components;
+mod logging;
+mod run;
+mod schema;
+mod validate;
+
+use clap::{Parser, Subcommand};
+use ferry_core::Registry;
+use std::process::ExitCode;
+
+/// Back up, restore and export Kafka topics with YAML pipelines.
+///
+/// A pipeline file names one source, optional transforms and one sink; `ferry run` moves
+/// records through it with at-least-once delivery and checkpoints. Start with
+/// `ferry components` to see what a pipeline can use and `ferry validate` to check a file.
+#[derive(Debug, Parser)]
+#[command(
+    name = "ferry",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = logging::LogFormat::Human, env = "FERRY_LOG_FORMAT")]
+    log_format: logging::LogFormat,
+
+    /// Log level or filter (`info`, `debug`, `ferry_core=debug,warn`, …).
+    #[arg(long, global = true, default_value = "info", env = "FERRY_LOG")]
+    log_level: String,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run pipelines until their sources finish or SIGINT/SIGTERM arrives.
+    Run(run::Args),
+    /// Check pipeline files without connecting to anything.
+    Validate(validate::Args),
+    /// List the sources, transforms, sinks and formats pipelines can use.
+    Components(components::Args),
+    /// Print the JSON Schema of pipeline files (for editors and CI).
+    Schema(schema::Args),
+}
+
+/// The registry of every built-in component: what pipeline files can name.
+pub fn registry() -> Registry {
+    let mut reg = Registry::new();
+    ferry_core::transforms::register(&mut reg);
+    ferry_sources::register(&mut reg);
+    ferry_sinks::register(&mut reg);
+    ferry_formats::register(&mut reg);
+    reg
+}
+
+async fn dispatch(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Run(a) => run::main(a).await,
+        Command::Validate(a) => validate::main(a).await,
+        Command::Components(a) => components::main(a).await,
+        Command::Schema(a) => schema::main(a).await,
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(e) = logging::init(cli.log_format, &cli.log_level) {
+        eprintln!("error: {e:#}");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // `{:#}` prints the whole chain: `error: loading x.yaml: x.yaml:3:5: …`.
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
