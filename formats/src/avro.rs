@@ -1,0 +1,606 @@
+//! The `avro` format: an Avro object container file with one Avro record per Kafka record.
+//!
+//! The envelope schema ([`SCHEMA_JSON`], record `io.ferry.KafkaRecord`):
+//!
+//! | field            | Avro type                                           |
+//! |------------------|-----------------------------------------------------|
+//! | `topic`          | `string`                                            |
+//! | `partition`      | `int`                                               |
+//! | `offset`         | `long`                                              |
+//! | `timestamp`      | `long`, logical type `timestamp-millis`             |
+//! | `timestamp_type` | `string`: `create` or `log_append`                  |
+//! | `key`            | `["null", "bytes"]`                                 |
+//! | `value`          | `["null", "bytes"]`                                 |
+//! | `headers`        | array of record `Header {key: string, value: ["null", "bytes"]}` |
+//!
+//! A null key/value/header value is the `null` branch, an empty one is empty `bytes`: the
+//! two are never confused. Headers keep their order, repeats and nulls. Control records
+//! (transaction markers) are not written: they are not data.
+//!
+//! The file header carries the metadata `ferry.topic`, `ferry.partition` and
+//! `ferry.first_offset` (UTF-8 strings). Blocks are compressed with the configured codec
+//! ([`AvroCodec`], zstd by default) and hold about [`AvroOptions::block_bytes`] of encoded
+//! records, so the encoder's memory stays bounded: [`AvroEncoder::encode`] returns the
+//! header and every block that filled up, [`SegmentEncoder::finish`] the last block.
+//!
+//! [`read_avro`] and [`AvroRecords`] read such files back into [`Record`]s.
+
+use crate::segment::{SegmentEncoder, SegmentFormat};
+use apache_avro::types::Value;
+use apache_avro::{Codec, DeflateSettings, Schema, Writer, ZstandardSettings};
+use bytes::Bytes;
+use ferry_core::{Batch, ByteSize, Error, Header, Record, Result, TimestampType};
+use serde::ser::{SerializeSeq, SerializeStruct};
+use serde::{Deserialize, Serialize, Serializer};
+use std::io::Read;
+use std::sync::{Arc, LazyLock};
+
+/// File extension of Avro segment objects.
+pub const EXTENSION: &str = "avro";
+
+/// Name of the format in pipeline files and manifests.
+pub const NAME: &str = "avro";
+
+/// The envelope schema written in every file.
+pub const SCHEMA_JSON: &str = r#"{
+  "type": "record",
+  "name": "KafkaRecord",
+  "namespace": "io.ferry",
+  "doc": "One Kafka record, as exported by Ferry",
+  "fields": [
+    {"name": "topic", "type": "string"},
+    {"name": "partition", "type": "int"},
+    {"name": "offset", "type": "long"},
+    {"name": "timestamp", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+    {"name": "timestamp_type", "type": "string"},
+    {"name": "key", "type": ["null", "bytes"]},
+    {"name": "value", "type": ["null", "bytes"]},
+    {"name": "headers", "type": {"type": "array", "items": {
+      "type": "record",
+      "name": "Header",
+      "fields": [
+        {"name": "key", "type": "string"},
+        {"name": "value", "type": ["null", "bytes"]}
+      ]
+    }}}
+  ]
+}"#;
+
+/// The parsed envelope schema.
+pub static SCHEMA: LazyLock<Schema> = LazyLock::new(|| {
+    // The schema is a constant of this file, checked by the tests.
+    Schema::parse_str(SCHEMA_JSON).expect("the Avro envelope schema is valid")
+});
+
+/// Compression codec of Avro blocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AvroCodec {
+    /// No compression.
+    Null,
+    /// Deflate (RFC 1951), the codec every Avro reader has.
+    Deflate,
+    /// Snappy, with the CRC-32 of each uncompressed block.
+    Snappy,
+    /// Zstandard (the default).
+    #[default]
+    Zstd,
+}
+
+impl AvroCodec {
+    fn codec(self) -> Codec {
+        match self {
+            AvroCodec::Null => Codec::Null,
+            AvroCodec::Deflate => Codec::Deflate(DeflateSettings::default()),
+            AvroCodec::Snappy => Codec::Snappy,
+            AvroCodec::Zstd => Codec::Zstandard(ZstandardSettings::default()),
+        }
+    }
+
+    /// The name written in the file header (`avro.codec`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AvroCodec::Null => "null",
+            AvroCodec::Deflate => "deflate",
+            AvroCodec::Snappy => "snappy",
+            AvroCodec::Zstd => "zstandard",
+        }
+    }
+}
+
+fn default_block_bytes() -> ByteSize {
+    ByteSize(1024 * 1024)
+}
+
+/// Options of the `avro` format.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AvroOptions {
+    /// Block compression: `null`, `deflate`, `snappy` or `zstd` (default).
+    #[serde(default)]
+    pub codec: AvroCodec,
+    /// A block is written once its encoded records (before compression) reach this size
+    /// (default 1MiB); it bounds the encoder's memory.
+    #[serde(default = "default_block_bytes")]
+    pub block_bytes: ByteSize,
+}
+
+impl Default for AvroOptions {
+    fn default() -> Self {
+        AvroOptions {
+            codec: AvroCodec::default(),
+            block_bytes: default_block_bytes(),
+        }
+    }
+}
+
+/// The `avro` format.
+#[derive(Debug, Clone, Default)]
+pub struct AvroFormat {
+    /// Its options.
+    pub options: AvroOptions,
+}
+
+impl AvroFormat {
+    /// The format with these options.
+    pub fn new(options: AvroOptions) -> Self {
+        AvroFormat { options }
+    }
+}
+
+impl SegmentFormat for AvroFormat {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn extension(&self) -> &'static str {
+        EXTENSION
+    }
+
+    fn encoder(&self, topic: &str, partition: i32, first_offset: i64) -> Box<dyn SegmentEncoder> {
+        Box::new(AvroEncoder::new(
+            &self.options,
+            topic,
+            partition,
+            first_offset,
+        ))
+    }
+}
+
+/// Bytes as Avro `bytes`.
+struct AvroBytes<'a>(&'a [u8]);
+
+impl Serialize for AvroBytes<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_bytes(self.0)
+    }
+}
+
+struct HeaderOut<'a>(&'a Header);
+
+impl Serialize for HeaderOut<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut st = s.serialize_struct("Header", 2)?;
+        st.serialize_field("key", &self.0.key)?;
+        st.serialize_field("value", &self.0.value.as_deref().map(AvroBytes))?;
+        st.end()
+    }
+}
+
+struct HeadersOut<'a>(&'a [Header]);
+
+impl Serialize for HeadersOut<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        for h in self.0 {
+            seq.serialize_element(&HeaderOut(h))?;
+        }
+        seq.end()
+    }
+}
+
+/// One record as the envelope, serialized straight into the block buffer.
+struct RecordOut<'a>(&'a Record);
+
+impl Serialize for RecordOut<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let r = self.0;
+        let mut st = s.serialize_struct("KafkaRecord", 8)?;
+        st.serialize_field("topic", &*r.topic)?;
+        st.serialize_field("partition", &r.partition)?;
+        st.serialize_field("offset", &r.offset)?;
+        st.serialize_field("timestamp", &r.timestamp)?;
+        st.serialize_field("timestamp_type", r.timestamp_type.as_str())?;
+        st.serialize_field("key", &r.key.as_deref().map(AvroBytes))?;
+        st.serialize_field("value", &r.value.as_deref().map(AvroBytes))?;
+        st.serialize_field("headers", &HeadersOut(&r.headers))?;
+        st.end()
+    }
+}
+
+fn avro_error(e: apache_avro::Error) -> Error {
+    Error::component("format avro", e)
+}
+
+/// Encoder of one Avro segment: the file header, then a block each time
+/// [`AvroOptions::block_bytes`] of records are buffered.
+pub struct AvroEncoder {
+    writer: Writer<'static, Vec<u8>>,
+    /// Approximate bytes of records appended since the last block was written.
+    pending: usize,
+}
+
+impl std::fmt::Debug for AvroEncoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AvroEncoder")
+            .field("pending", &self.pending)
+            .finish()
+    }
+}
+
+impl AvroEncoder {
+    /// An encoder for a segment of `topic`/`partition` starting at `first_offset`.
+    pub fn new(options: &AvroOptions, topic: &str, partition: i32, first_offset: i64) -> Self {
+        let block = usize::try_from(options.block_bytes.0)
+            .unwrap_or(usize::MAX)
+            .clamp(1024, 256 * 1024 * 1024);
+        let mut writer = Writer::builder()
+            .schema(&SCHEMA)
+            .writer(Vec::new())
+            .codec(options.codec.codec())
+            .block_size(block)
+            .build();
+        // Metadata can only fail after the header was written or for `avro.` keys:
+        // neither is the case here.
+        for (k, v) in [
+            ("ferry.topic", topic.to_string()),
+            ("ferry.partition", partition.to_string()),
+            ("ferry.first_offset", first_offset.to_string()),
+        ] {
+            let _ = writer.add_user_metadata(k.to_string(), v);
+        }
+        AvroEncoder { writer, pending: 0 }
+    }
+
+    /// Appends one record (control records are skipped).
+    pub fn append(&mut self, record: &Record) -> Result<()> {
+        if record.is_control {
+            return Ok(());
+        }
+        self.writer
+            .append_ser(RecordOut(record))
+            .map_err(avro_error)?;
+        if self.writer.get_ref().is_empty() {
+            self.pending += record.size_hint();
+        } else {
+            self.pending = 0;
+        }
+        Ok(())
+    }
+
+    /// Takes the bytes written so far (header and complete blocks).
+    pub fn take(&mut self) -> Bytes {
+        Bytes::from(std::mem::take(self.writer.get_mut()))
+    }
+}
+
+impl SegmentEncoder for AvroEncoder {
+    fn encode(&mut self, batch: &Batch) -> Result<Bytes> {
+        for r in batch.records()?.iter() {
+            self.append(r)?;
+        }
+        Ok(self.take())
+    }
+
+    fn finish(&mut self) -> Result<Bytes> {
+        self.writer.flush().map_err(avro_error)?;
+        self.pending = 0;
+        Ok(self.take())
+    }
+
+    fn buffered_bytes(&self) -> usize {
+        self.pending
+    }
+}
+
+/// Encodes records into a complete Avro file (control records skipped).
+pub fn encode(
+    options: &AvroOptions,
+    topic: &str,
+    partition: i32,
+    first_offset: i64,
+    records: &[Record],
+) -> Result<Vec<u8>> {
+    let mut enc = AvroEncoder::new(options, topic, partition, first_offset);
+    let mut out = Vec::new();
+    for r in records {
+        enc.append(r)?;
+        out.extend_from_slice(&enc.take());
+    }
+    out.extend_from_slice(&enc.finish()?);
+    Ok(out)
+}
+
+fn corrupt(message: impl std::fmt::Display) -> Error {
+    Error::Corrupt(format!("avro: {message}"))
+}
+
+/// Records of an Avro envelope file, one at a time (memory: one block).
+pub struct AvroRecords<'r, R: Read> {
+    reader: apache_avro::Reader<'r, R>,
+    topic: Option<Arc<str>>,
+}
+
+impl<R: Read> std::fmt::Debug for AvroRecords<'_, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AvroRecords").finish_non_exhaustive()
+    }
+}
+
+impl<R: Read> AvroRecords<'_, R> {
+    /// Opens an Avro file: reads its header (schema, codec, metadata).
+    pub fn new(reader: R) -> Result<Self> {
+        let reader = apache_avro::Reader::new(reader).map_err(|e| corrupt(e))?;
+        Ok(AvroRecords {
+            reader,
+            topic: None,
+        })
+    }
+
+    /// The file's user metadata (`ferry.topic`, `ferry.partition`, `ferry.first_offset`).
+    pub fn metadata(&self) -> &std::collections::HashMap<String, Vec<u8>> {
+        self.reader.user_metadata()
+    }
+
+    fn topic(&mut self, name: String) -> Arc<str> {
+        match &self.topic {
+            Some(t) if **t == *name => t.clone(),
+            _ => {
+                let t: Arc<str> = Arc::from(name);
+                self.topic = Some(t.clone());
+                t
+            }
+        }
+    }
+
+    fn record(&mut self, value: Value) -> Result<Record> {
+        let Value::Record(fields) = value else {
+            return Err(corrupt("a datum is not a record"));
+        };
+        let mut rec = Record::new(Arc::from(""), 0, 0, None);
+        let (mut topic, mut partition, mut offset, mut timestamp) = (None, None, None, None);
+        for (name, v) in fields {
+            match name.as_str() {
+                "topic" => topic = Some(string(v, "topic")?),
+                "partition" => partition = Some(int(v, "partition")?),
+                "offset" => offset = Some(long(v, "offset")?),
+                "timestamp" => timestamp = Some(long(v, "timestamp")?),
+                "timestamp_type" => {
+                    let s = string(v, "timestamp_type")?;
+                    rec.timestamp_type = TimestampType::parse(&s)
+                        .ok_or_else(|| corrupt(format!("unknown timestamp_type `{s}`")))?;
+                }
+                "key" => rec.key = opt_bytes(v, "key")?,
+                "value" => rec.value = opt_bytes(v, "value")?,
+                "headers" => rec.headers = headers(v)?,
+                _ => {}
+            }
+        }
+        let missing = |f: &str| corrupt(format!("a record has no `{f}`"));
+        rec.topic = self.topic(topic.ok_or_else(|| missing("topic"))?);
+        rec.partition = partition.ok_or_else(|| missing("partition"))?;
+        rec.offset = offset.ok_or_else(|| missing("offset"))?;
+        rec.timestamp = timestamp.ok_or_else(|| missing("timestamp"))?;
+        Ok(rec)
+    }
+}
+
+impl<R: Read> Iterator for AvroRecords<'_, R> {
+    type Item = Result<Record>;
+
+    fn next(&mut self) -> Option<Result<Record>> {
+        let value = match self.reader.next()? {
+            Ok(v) => v,
+            Err(e) => return Some(Err(corrupt(e))),
+        };
+        Some(self.record(value))
+    }
+}
+
+/// A union branch or the plain value.
+fn unwrap_union(v: Value) -> Value {
+    match v {
+        Value::Union(_, inner) => *inner,
+        v => v,
+    }
+}
+
+fn string(v: Value, field: &str) -> Result<String> {
+    match unwrap_union(v) {
+        Value::String(s) | Value::Enum(_, s) => Ok(s),
+        Value::Bytes(b) => {
+            String::from_utf8(b).map_err(|_| corrupt(format!("`{field}` is not UTF-8")))
+        }
+        other => Err(corrupt(format!("`{field}` is {other:?}, not a string"))),
+    }
+}
+
+fn int(v: Value, field: &str) -> Result<i32> {
+    match unwrap_union(v) {
+        Value::Int(i) => Ok(i),
+        Value::Long(l) => {
+            i32::try_from(l).map_err(|_| corrupt(format!("`{field}` {l} is out of range")))
+        }
+        other => Err(corrupt(format!("`{field}` is {other:?}, not an int"))),
+    }
+}
+
+fn long(v: Value, field: &str) -> Result<i64> {
+    match unwrap_union(v) {
+        Value::Long(l) | Value::TimestampMillis(l) | Value::LocalTimestampMillis(l) => Ok(l),
+        Value::Int(i) => Ok(i64::from(i)),
+        other => Err(corrupt(format!("`{field}` is {other:?}, not a long"))),
+    }
+}
+
+fn opt_bytes(v: Value, field: &str) -> Result<Option<Bytes>> {
+    match unwrap_union(v) {
+        Value::Null => Ok(None),
+        Value::Bytes(b) | Value::Fixed(_, b) => Ok(Some(Bytes::from(b))),
+        Value::String(s) => Ok(Some(Bytes::from(s))),
+        other => Err(corrupt(format!("`{field}` is {other:?}, not bytes"))),
+    }
+}
+
+fn headers(v: Value) -> Result<Vec<Header>> {
+    let items = match unwrap_union(v) {
+        Value::Null => return Ok(Vec::new()),
+        Value::Array(items) => items,
+        other => return Err(corrupt(format!("`headers` is {other:?}, not an array"))),
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        let Value::Record(fields) = unwrap_union(item) else {
+            return Err(corrupt("a header is not a record"));
+        };
+        let mut key = None;
+        let mut value = None;
+        for (name, v) in fields {
+            match name.as_str() {
+                "key" => key = Some(string(v, "headers.key")?),
+                "value" => value = opt_bytes(v, "headers.value")?,
+                _ => {}
+            }
+        }
+        let key = key.ok_or_else(|| corrupt("a header has no `key`"))?;
+        out.push(Header { key, value });
+    }
+    Ok(out)
+}
+
+/// Reads every record of an Avro envelope file (as written by [`AvroEncoder`]).
+pub fn read_avro(bytes: &[u8]) -> Result<Vec<Record>> {
+    AvroRecords::new(bytes)?.collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testdata::{assert_same, control, raw_segment_batch, sample_records, segment_batch};
+
+    fn opts(codec: AvroCodec) -> AvroOptions {
+        AvroOptions {
+            codec,
+            ..AvroOptions::default()
+        }
+    }
+
+    #[test]
+    fn schema_parses_and_names_every_field() {
+        let Schema::Record(r) = &*SCHEMA else {
+            panic!("not a record schema");
+        };
+        let names: Vec<&str> = r.fields.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "topic",
+                "partition",
+                "offset",
+                "timestamp",
+                "timestamp_type",
+                "key",
+                "value",
+                "headers"
+            ]
+        );
+    }
+
+    #[test]
+    fn round_trip_every_codec() {
+        let records = sample_records();
+        for codec in [
+            AvroCodec::Null,
+            AvroCodec::Deflate,
+            AvroCodec::Snappy,
+            AvroCodec::Zstd,
+        ] {
+            let bytes = encode(&opts(codec), "orders", 3, 0, &records).unwrap();
+            let back = read_avro(&bytes).unwrap();
+            assert_same(&back, &records);
+            let r = AvroRecords::new(&bytes[..]).unwrap();
+            assert_eq!(r.metadata()["ferry.topic"], b"orders");
+            assert_eq!(r.metadata()["ferry.partition"], b"3");
+            assert_eq!(r.metadata()["ferry.first_offset"], b"0");
+        }
+    }
+
+    #[test]
+    fn encoder_streams_blocks_and_skips_control_records() {
+        let mut records = sample_records();
+        records.insert(2, control(records[1].offset + 1));
+        let options = AvroOptions {
+            codec: AvroCodec::Snappy,
+            block_bytes: ByteSize(1024),
+        };
+        let mut enc = AvroFormat::new(options).encoder("orders", 3, 0);
+        let mut file = Vec::new();
+        let mut outputs = 0;
+        for chunk in records.chunks(2) {
+            let batch = segment_batch(chunk.to_vec());
+            let out = enc.encode(&batch).unwrap();
+            if !out.is_empty() {
+                outputs += 1;
+            }
+            assert!(enc.buffered_bytes() < 64 * 1024);
+            file.extend_from_slice(&out);
+        }
+        file.extend_from_slice(&enc.finish().unwrap());
+        assert!(outputs > 1, "blocks are returned while encoding");
+        let want: Vec<Record> = records.iter().filter(|r| !r.is_control).cloned().collect();
+        assert_same(&read_avro(&file).unwrap(), &want);
+    }
+
+    #[test]
+    fn control_records_of_raw_batches_are_skipped() {
+        let data: Vec<Record> = sample_records().into_iter().take(6).collect();
+        let batch = raw_segment_batch(&data);
+        let decoded = batch.records().unwrap().into_owned();
+        assert_eq!(decoded.iter().filter(|r| r.is_control).count(), 1);
+        let mut enc = AvroFormat::default().encoder("orders", 3, 0);
+        let mut file = enc.encode(&batch).unwrap().to_vec();
+        file.extend_from_slice(&enc.finish().unwrap());
+        let want: Vec<Record> = decoded.into_iter().filter(|r| !r.is_control).collect();
+        assert_eq!(want.len(), 6);
+        assert_same(&read_avro(&file).unwrap(), &want);
+    }
+
+    #[test]
+    fn options_deserialize_with_defaults() {
+        let o: AvroOptions = serde_json::from_str(r#"{"codec": "deflate"}"#).unwrap();
+        assert_eq!(o.codec, AvroCodec::Deflate);
+        assert_eq!(o.block_bytes, ByteSize(1024 * 1024));
+        let o: AvroOptions = serde_json::from_str("{}").unwrap();
+        assert_eq!(o, AvroOptions::default());
+        assert_eq!(o.codec, AvroCodec::Zstd);
+        assert!(serde_json::from_str::<AvroOptions>(r#"{"codec": "lzma"}"#).is_err());
+    }
+
+    #[test]
+    fn empty_segment_is_a_valid_file() {
+        let mut enc = AvroEncoder::new(&AvroOptions::default(), "t", 0, 5);
+        let batch = segment_batch(vec![control(5)]);
+        let mut file = enc.encode(&batch).unwrap().to_vec();
+        file.extend_from_slice(&enc.finish().unwrap());
+        assert!(file.starts_with(b"Obj\x01"));
+        assert!(read_avro(&file).unwrap().is_empty());
+    }
+
+    #[test]
+    fn garbage_is_corrupt_not_a_panic() {
+        let bytes = encode(&AvroOptions::default(), "t", 0, 0, &sample_records()).unwrap();
+        assert!(matches!(read_avro(b"nope"), Err(Error::Corrupt(_))));
+        let cut = &bytes[..bytes.len() - 20];
+        assert!(read_avro(cut).is_err());
+    }
+}

@@ -1,0 +1,760 @@
+//! The `parquet` format: the Kafka record envelope as Parquet columns, for data lakes
+//! (DuckDB, Spark, pyarrow, Trino, …).
+//!
+//! | column           | Arrow type                                        | Parquet             |
+//! |------------------|---------------------------------------------------|---------------------|
+//! | `topic`          | `Utf8`, not null                                  | `BYTE_ARRAY (STRING)` |
+//! | `partition`      | `Int32`, not null                                 | `INT32`             |
+//! | `offset`         | `Int64`, not null                                 | `INT64`             |
+//! | `timestamp`      | `Timestamp(Millisecond, "UTC")`, not null         | `INT64 (TIMESTAMP(MILLIS, UTC))` |
+//! | `timestamp_type` | `Utf8`, not null: `create` or `log_append`        | `BYTE_ARRAY (STRING)` |
+//! | `key`            | `Binary`, nullable                                | `BYTE_ARRAY`        |
+//! | `value`          | `Binary`, nullable                                | `BYTE_ARRAY`        |
+//! | `headers`        | `List<Struct<key: Utf8 not null, value: Binary>>`, not null | 3-level `LIST` |
+//!
+//! A null key/value/header value is a null, an empty one is an empty binary: the two are
+//! never confused. Headers keep their order, repeats and nulls. Control records
+//! (transaction markers) are not written: they are not data.
+//!
+//! Files are compressed with zstd (set explicitly: the Parquet default is uncompressed),
+//! have page statistics (column and offset indexes) and carry the footer key-value metadata
+//! `ferry.topic`, `ferry.partition`, `ferry.first_offset` and `ferry.next_offset` (the offset
+//! span the segment covers, as decimal strings).
+//!
+//! Row groups are bounded by bytes: a row group is closed once the records it holds reach
+//! [`ParquetOptions::row_group_bytes`] (counted as [`Record::size_hint`], capped at
+//! [`MAX_ROW_GROUP_BYTES`] whatever is asked, so the encoder's memory stays bounded). The
+//! encoder writes into an in-memory buffer that it drains after each row group, so bytes
+//! go out as row groups complete; the footer comes with [`SegmentEncoder::finish`].
+//!
+//! [`read_parquet`] and [`ParquetRecords`] read such files back into [`Record`]s.
+
+use crate::segment::{SegmentEncoder, SegmentFormat};
+use ::parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use ::parquet::arrow::ArrowWriter;
+use ::parquet::basic::{Compression, ZstdLevel};
+use ::parquet::file::metadata::KeyValue;
+use ::parquet::file::properties::{EnabledStatistics, WriterProperties};
+use ::parquet::schema::types::ColumnPath;
+use arrow::array::{
+    Array, ArrayRef, BinaryArray, BinaryBuilder, Int32Array, Int64Array, ListArray, StringArray,
+    StringBuilder, StructArray, TimestampMillisecondArray,
+};
+use arrow::buffer::OffsetBuffer;
+use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
+use arrow::record_batch::RecordBatch;
+use bytes::Bytes;
+use ferry_core::{Batch, ByteSize, Error, Header, Record, Result, TimestampType};
+use serde::Deserialize;
+use std::collections::VecDeque;
+use std::sync::{Arc, LazyLock, Mutex};
+
+/// File extension of Parquet segment objects.
+pub const EXTENSION: &str = "parquet";
+
+/// Name of the format in pipeline files and manifests.
+pub const NAME: &str = "parquet";
+
+/// Upper bound of the bytes buffered for one row group, whatever
+/// [`ParquetOptions::row_group_bytes`] asks for.
+pub const MAX_ROW_GROUP_BYTES: u64 = 128 * 1024 * 1024;
+
+/// Records are handed to the Parquet writer in Arrow batches of at most this many bytes.
+const CHUNK_BYTES: usize = 4 * 1024 * 1024;
+
+/// Footer key of the topic.
+pub const META_TOPIC: &str = "ferry.topic";
+/// Footer key of the partition.
+pub const META_PARTITION: &str = "ferry.partition";
+/// Footer key of the first offset the file covers.
+pub const META_FIRST_OFFSET: &str = "ferry.first_offset";
+/// Footer key of the offset after the last one the file covers.
+pub const META_NEXT_OFFSET: &str = "ferry.next_offset";
+
+/// Compression of Parquet pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ParquetCompression {
+    /// No compression.
+    None,
+    /// Snappy.
+    Snappy,
+    /// Zstandard (the default), at [`ParquetOptions::compression_level`].
+    #[default]
+    Zstd,
+}
+
+fn default_row_group_bytes() -> ByteSize {
+    ByteSize(64 * 1024 * 1024)
+}
+
+fn default_level() -> i32 {
+    3
+}
+
+/// Options of the `parquet` format.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ParquetOptions {
+    /// Close a row group once its records reach this many bytes (default 64MiB; at most
+    /// 128MiB are buffered whatever is asked).
+    #[serde(default = "default_row_group_bytes")]
+    pub row_group_bytes: ByteSize,
+    /// Page compression: `zstd` (default), `snappy` or `none`.
+    #[serde(default)]
+    pub compression: ParquetCompression,
+    /// zstd level, 1 to 22 (default 3).
+    #[serde(default = "default_level")]
+    pub compression_level: i32,
+}
+
+impl Default for ParquetOptions {
+    fn default() -> Self {
+        ParquetOptions {
+            row_group_bytes: default_row_group_bytes(),
+            compression: ParquetCompression::default(),
+            compression_level: default_level(),
+        }
+    }
+}
+
+impl ParquetOptions {
+    /// Checks the options (the zstd level).
+    pub fn validate(&self) -> Result<()> {
+        if self.compression == ParquetCompression::Zstd {
+            ZstdLevel::try_new(self.compression_level).map_err(|e| {
+                Error::config(format!(
+                    "parquet compression_level {}: {e}",
+                    self.compression_level
+                ))
+            })?;
+        }
+        if self.row_group_bytes.0 == 0 {
+            return Err(Error::config("parquet row_group_bytes must be > 0"));
+        }
+        Ok(())
+    }
+
+    /// The row group size in bytes the encoder uses: `row_group_bytes` capped at
+    /// [`MAX_ROW_GROUP_BYTES`].
+    pub fn effective_row_group_bytes(&self) -> usize {
+        self.row_group_bytes.0.clamp(1, MAX_ROW_GROUP_BYTES) as usize
+    }
+
+    fn compression(&self) -> Compression {
+        match self.compression {
+            ParquetCompression::None => Compression::UNCOMPRESSED,
+            ParquetCompression::Snappy => Compression::SNAPPY,
+            ParquetCompression::Zstd => {
+                Compression::ZSTD(ZstdLevel::try_new(self.compression_level).unwrap_or_default())
+            }
+        }
+    }
+
+    /// Writer properties: compression, page statistics, the footer metadata known up front.
+    fn properties(&self, topic: &str, partition: i32, first_offset: i64) -> WriterProperties {
+        WriterProperties::builder()
+            .set_compression(self.compression())
+            .set_statistics_enabled(EnabledStatistics::Page)
+            // Row groups are closed by this encoder, by bytes.
+            .set_max_row_group_row_count(None)
+            .set_max_row_group_bytes(None)
+            // Values are rarely repeated: skip the dictionary attempt.
+            .set_column_dictionary_enabled(ColumnPath::from("value"), false)
+            .set_key_value_metadata(Some(vec![
+                KeyValue::new(META_TOPIC.to_string(), topic.to_string()),
+                KeyValue::new(META_PARTITION.to_string(), partition.to_string()),
+                KeyValue::new(META_FIRST_OFFSET.to_string(), first_offset.to_string()),
+            ]))
+            .build()
+    }
+}
+
+fn header_fields() -> Fields {
+    Fields::from(vec![
+        Field::new("key", DataType::Utf8, false),
+        Field::new("value", DataType::Binary, true),
+    ])
+}
+
+fn header_item() -> Arc<Field> {
+    Arc::new(Field::new(
+        "element",
+        DataType::Struct(header_fields()),
+        false,
+    ))
+}
+
+/// The Arrow schema of the envelope.
+pub static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    Arc::new(Schema::new(vec![
+        Field::new("topic", DataType::Utf8, false),
+        Field::new("partition", DataType::Int32, false),
+        Field::new("offset", DataType::Int64, false),
+        Field::new(
+            "timestamp",
+            DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+            false,
+        ),
+        Field::new("timestamp_type", DataType::Utf8, false),
+        Field::new("key", DataType::Binary, true),
+        Field::new("value", DataType::Binary, true),
+        Field::new("headers", DataType::List(header_item()), false),
+    ]))
+});
+
+/// The `parquet` format.
+#[derive(Debug, Clone, Default)]
+pub struct ParquetFormat {
+    /// Its options.
+    pub options: ParquetOptions,
+}
+
+impl ParquetFormat {
+    /// The format with these options (see [`ParquetOptions::validate`]).
+    pub fn new(options: ParquetOptions) -> Self {
+        ParquetFormat { options }
+    }
+}
+
+impl SegmentFormat for ParquetFormat {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn extension(&self) -> &'static str {
+        EXTENSION
+    }
+
+    fn encoder(&self, topic: &str, partition: i32, first_offset: i64) -> Box<dyn SegmentEncoder> {
+        Box::new(ParquetEncoder::new(
+            &self.options,
+            topic,
+            partition,
+            first_offset,
+        ))
+    }
+}
+
+fn arrow_error(e: arrow::error::ArrowError) -> Error {
+    Error::component("format parquet", e)
+}
+
+fn parquet_error(e: ::parquet::errors::ParquetError) -> Error {
+    Error::component("format parquet", e)
+}
+
+/// Column builders of the records not yet handed to the Parquet writer.
+struct Columns {
+    topic: StringBuilder,
+    partition: Vec<i32>,
+    offset: Vec<i64>,
+    timestamp: Vec<i64>,
+    timestamp_type: StringBuilder,
+    key: BinaryBuilder,
+    value: BinaryBuilder,
+    header_offsets: Vec<i32>,
+    header_keys: StringBuilder,
+    header_values: BinaryBuilder,
+    bytes: usize,
+}
+
+impl Columns {
+    fn new() -> Self {
+        Columns {
+            topic: StringBuilder::new(),
+            partition: Vec::new(),
+            offset: Vec::new(),
+            timestamp: Vec::new(),
+            timestamp_type: StringBuilder::new(),
+            key: BinaryBuilder::new(),
+            value: BinaryBuilder::new(),
+            header_offsets: vec![0],
+            header_keys: StringBuilder::new(),
+            header_values: BinaryBuilder::new(),
+            bytes: 0,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.offset.len()
+    }
+
+    fn push(&mut self, r: &Record) -> Result<()> {
+        self.topic.append_value(&*r.topic);
+        self.partition.push(r.partition);
+        self.offset.push(r.offset);
+        self.timestamp.push(r.timestamp);
+        self.timestamp_type.append_value(r.timestamp_type.as_str());
+        self.key.append_option(r.key.as_deref());
+        self.value.append_option(r.value.as_deref());
+        for h in &r.headers {
+            self.header_keys.append_value(&h.key);
+            self.header_values.append_option(h.value.as_deref());
+        }
+        let last = self.header_offsets.last().copied().unwrap_or(0);
+        let count = i32::try_from(r.headers.len())
+            .ok()
+            .and_then(|n| last.checked_add(n))
+            .ok_or_else(|| Error::Other("parquet: too many headers in one batch".into()))?;
+        self.header_offsets.push(count);
+        self.bytes += r.size_hint();
+        Ok(())
+    }
+
+    /// The buffered records as an Arrow batch; the builders start over.
+    fn finish(&mut self) -> Result<RecordBatch> {
+        let header_offsets = std::mem::replace(&mut self.header_offsets, vec![0]);
+        let headers = StructArray::try_new(
+            header_fields(),
+            vec![
+                Arc::new(self.header_keys.finish()) as ArrayRef,
+                Arc::new(self.header_values.finish()),
+            ],
+            None,
+        )
+        .map_err(arrow_error)?;
+        let headers = ListArray::try_new(
+            header_item(),
+            OffsetBuffer::new(header_offsets.into()),
+            Arc::new(headers),
+            None,
+        )
+        .map_err(arrow_error)?;
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(self.topic.finish()),
+            Arc::new(Int32Array::from(std::mem::take(&mut self.partition))),
+            Arc::new(Int64Array::from(std::mem::take(&mut self.offset))),
+            Arc::new(
+                TimestampMillisecondArray::from(std::mem::take(&mut self.timestamp))
+                    .with_timezone("UTC"),
+            ),
+            Arc::new(self.timestamp_type.finish()),
+            Arc::new(self.key.finish()),
+            Arc::new(self.value.finish()),
+            Arc::new(headers),
+        ];
+        self.bytes = 0;
+        RecordBatch::try_new(SCHEMA.clone(), columns).map_err(arrow_error)
+    }
+}
+
+/// Encoder of one Parquet segment: row groups closed by bytes, drained as they complete.
+pub struct ParquetEncoder {
+    /// In a mutex only to be `Sync` (the Parquet writer is `Send` only); `&mut self`
+    /// methods reach it without locking.
+    writer: Mutex<ArrowWriter<Vec<u8>>>,
+    columns: Columns,
+    /// Record bytes in the open row group (handed to the writer or still in `columns`).
+    row_group_bytes: usize,
+    limit: usize,
+    next_offset: Option<i64>,
+    finished: bool,
+}
+
+impl std::fmt::Debug for ParquetEncoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ParquetEncoder")
+            .field("row_group_bytes", &self.row_group_bytes)
+            .field("limit", &self.limit)
+            .field("next_offset", &self.next_offset)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ParquetEncoder {
+    /// An encoder for a segment of `topic`/`partition` starting at `first_offset`.
+    pub fn new(options: &ParquetOptions, topic: &str, partition: i32, first_offset: i64) -> Self {
+        let props = options.properties(topic, partition, first_offset);
+        // Creating the writer only fails for a schema Parquet cannot represent; the
+        // envelope schema is fixed and covered by the tests.
+        let writer = ArrowWriter::try_new(Vec::new(), SCHEMA.clone(), Some(props))
+            .expect("the Parquet envelope schema is valid");
+        ParquetEncoder {
+            writer: Mutex::new(writer),
+            columns: Columns::new(),
+            row_group_bytes: 0,
+            limit: options.effective_row_group_bytes(),
+            next_offset: None,
+            finished: false,
+        }
+    }
+
+    /// Appends one record (control records are skipped).
+    pub fn append(&mut self, record: &Record) -> Result<()> {
+        if self.finished {
+            return Err(Error::Other("parquet: encoder already finished".into()));
+        }
+        if record.is_control {
+            return Ok(());
+        }
+        let before = self.columns.bytes;
+        self.columns.push(record)?;
+        self.row_group_bytes += self.columns.bytes - before;
+        if self.row_group_bytes >= self.limit {
+            self.write_columns()?;
+            self.writer().flush().map_err(parquet_error)?;
+            self.row_group_bytes = 0;
+        } else if self.columns.bytes >= CHUNK_BYTES.min(self.limit) {
+            self.write_columns()?;
+        }
+        Ok(())
+    }
+
+    /// Sets the offset after the last one the segment covers (footer `ferry.next_offset`);
+    /// by default the offset after the last record appended.
+    pub fn set_next_offset(&mut self, next_offset: i64) {
+        self.next_offset = Some(self.next_offset.map_or(next_offset, |n| n.max(next_offset)));
+    }
+
+    fn writer(&mut self) -> &mut ArrowWriter<Vec<u8>> {
+        self.writer.get_mut().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write_columns(&mut self) -> Result<()> {
+        if self.columns.len() == 0 {
+            return Ok(());
+        }
+        let batch = self.columns.finish()?;
+        self.writer().write(&batch).map_err(parquet_error)
+    }
+
+    /// Takes the bytes written so far (complete row groups).
+    pub fn take(&mut self) -> Result<Bytes> {
+        self.writer()
+            .sync()
+            .map_err(|e| Error::Other(format!("parquet: {e}")))?;
+        Ok(Bytes::from(std::mem::take(self.writer().inner_mut())))
+    }
+
+    /// Writes what is buffered as a last row group and the footer; returns the rest of the
+    /// file.
+    pub fn finish_file(&mut self) -> Result<Bytes> {
+        if self.finished {
+            return Ok(Bytes::new());
+        }
+        self.write_columns()?;
+        if let Some(next) = self.next_offset {
+            self.writer().append_key_value_metadata(KeyValue::new(
+                META_NEXT_OFFSET.to_string(),
+                next.to_string(),
+            ));
+        }
+        self.writer().finish().map_err(parquet_error)?;
+        self.finished = true;
+        self.row_group_bytes = 0;
+        self.take()
+    }
+}
+
+impl SegmentEncoder for ParquetEncoder {
+    fn encode(&mut self, batch: &Batch) -> Result<Bytes> {
+        for r in batch.records()?.iter() {
+            self.append(r)?;
+        }
+        self.set_next_offset(batch.next_offset);
+        self.take()
+    }
+
+    fn finish(&mut self) -> Result<Bytes> {
+        self.finish_file()
+    }
+
+    fn buffered_bytes(&self) -> usize {
+        let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        self.columns.bytes + writer.memory_size() + writer.inner().len()
+    }
+}
+
+/// Encodes records into a complete Parquet file (control records skipped); the footer's
+/// `ferry.next_offset` is the offset after the last record.
+pub fn encode(
+    options: &ParquetOptions,
+    topic: &str,
+    partition: i32,
+    first_offset: i64,
+    records: &[Record],
+) -> Result<Vec<u8>> {
+    let mut enc = ParquetEncoder::new(options, topic, partition, first_offset);
+    let mut out = Vec::new();
+    for r in records {
+        enc.append(r)?;
+        enc.set_next_offset(r.offset + 1);
+        out.extend_from_slice(&enc.take()?);
+    }
+    if records.is_empty() {
+        enc.set_next_offset(first_offset);
+    }
+    out.extend_from_slice(&enc.finish_file()?);
+    Ok(out)
+}
+
+fn corrupt(message: impl std::fmt::Display) -> Error {
+    Error::Corrupt(format!("parquet: {message}"))
+}
+
+/// Records of a Parquet envelope file, one Arrow batch (8192 rows) in memory at a time.
+pub struct ParquetRecords {
+    reader: ParquetRecordBatchReader,
+    pending: VecDeque<Record>,
+    metadata: Vec<(String, String)>,
+    topic: Option<Arc<str>>,
+}
+
+impl std::fmt::Debug for ParquetRecords {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ParquetRecords")
+            .field("metadata", &self.metadata)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ParquetRecords {
+    /// Opens a Parquet file held in memory (reads its footer).
+    pub fn new(bytes: Bytes) -> Result<Self> {
+        let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(corrupt)?;
+        let metadata = builder
+            .metadata()
+            .file_metadata()
+            .key_value_metadata()
+            .map(|kvs| {
+                kvs.iter()
+                    .map(|kv| (kv.key.clone(), kv.value.clone().unwrap_or_default()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let reader = builder.with_batch_size(8192).build().map_err(corrupt)?;
+        Ok(ParquetRecords {
+            reader,
+            pending: VecDeque::new(),
+            metadata,
+            topic: None,
+        })
+    }
+
+    /// The footer's key-value metadata (`ferry.topic`, `ferry.partition`,
+    /// `ferry.first_offset`, `ferry.next_offset`, and the writer's own).
+    pub fn metadata(&self) -> &[(String, String)] {
+        &self.metadata
+    }
+
+    /// The value of one footer key.
+    pub fn metadata_value(&self, key: &str) -> Option<&str> {
+        self.metadata
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn topic(&mut self, name: &str) -> Arc<str> {
+        match &self.topic {
+            Some(t) if **t == *name => t.clone(),
+            _ => {
+                let t: Arc<str> = Arc::from(name);
+                self.topic = Some(t.clone());
+                t
+            }
+        }
+    }
+
+    fn convert(&mut self, batch: &RecordBatch) -> Result<()> {
+        let topic = column(batch, "topic", &DataType::Utf8)?;
+        let topic = downcast::<StringArray>(&topic, "topic")?;
+        let partition = column(batch, "partition", &DataType::Int32)?;
+        let partition = downcast::<Int32Array>(&partition, "partition")?;
+        let offset = column(batch, "offset", &DataType::Int64)?;
+        let offset = downcast::<Int64Array>(&offset, "offset")?;
+        let timestamp = timestamp_column(batch)?;
+        let timestamp = downcast::<Int64Array>(&timestamp, "timestamp")?;
+        let ts_type = optional_column(batch, "timestamp_type", &DataType::Utf8)?;
+        let ts_type = match &ts_type {
+            Some(a) => Some(downcast::<StringArray>(a, "timestamp_type")?),
+            None => None,
+        };
+        let key = optional_column(batch, "key", &DataType::Binary)?;
+        let key = match &key {
+            Some(a) => Some(downcast::<BinaryArray>(a, "key")?),
+            None => None,
+        };
+        let value = optional_column(batch, "value", &DataType::Binary)?;
+        let value = match &value {
+            Some(a) => Some(downcast::<BinaryArray>(a, "value")?),
+            None => None,
+        };
+        let headers = match batch.column_by_name("headers") {
+            Some(h) => Some(HeaderColumn::new(h)?),
+            None => None,
+        };
+        for i in 0..batch.num_rows() {
+            let not_null = |a: &dyn Array, name: &str| {
+                if a.is_null(i) {
+                    Err(corrupt(format!("`{name}` is null in row {i}")))
+                } else {
+                    Ok(())
+                }
+            };
+            not_null(topic, "topic")?;
+            not_null(partition, "partition")?;
+            not_null(offset, "offset")?;
+            not_null(timestamp, "timestamp")?;
+            let mut r = Record::new(
+                self.topic(topic.value(i)),
+                partition.value(i),
+                offset.value(i),
+                None,
+            );
+            r.timestamp = timestamp.value(i);
+            if let Some(t) = ts_type {
+                if t.is_valid(i) {
+                    r.timestamp_type = TimestampType::parse(t.value(i)).ok_or_else(|| {
+                        corrupt(format!("unknown timestamp_type `{}`", t.value(i)))
+                    })?;
+                }
+            }
+            r.key = key.and_then(|k| opt_bytes(k, i));
+            r.value = value.and_then(|v| opt_bytes(v, i));
+            if let Some(h) = &headers {
+                r.headers = h.row(i)?;
+            }
+            self.pending.push_back(r);
+        }
+        Ok(())
+    }
+}
+
+impl Iterator for ParquetRecords {
+    type Item = Result<Record>;
+
+    fn next(&mut self) -> Option<Result<Record>> {
+        loop {
+            if let Some(r) = self.pending.pop_front() {
+                return Some(Ok(r));
+            }
+            let batch = match self.reader.next()? {
+                Ok(b) => b,
+                Err(e) => return Some(Err(corrupt(e))),
+            };
+            if let Err(e) = self.convert(&batch) {
+                return Some(Err(e));
+            }
+        }
+    }
+}
+
+fn opt_bytes(a: &BinaryArray, i: usize) -> Option<Bytes> {
+    a.is_valid(i).then(|| Bytes::copy_from_slice(a.value(i)))
+}
+
+/// A column cast to `ty` (so files rewritten by other tools, with views, large or
+/// dictionary types, read too).
+fn column(batch: &RecordBatch, name: &str, ty: &DataType) -> Result<ArrayRef> {
+    optional_column(batch, name, ty)?.ok_or_else(|| corrupt(format!("no column `{name}`")))
+}
+
+fn optional_column(batch: &RecordBatch, name: &str, ty: &DataType) -> Result<Option<ArrayRef>> {
+    let Some(a) = batch.column_by_name(name) else {
+        return Ok(None);
+    };
+    cast(a, ty, name).map(Some)
+}
+
+fn cast(a: &ArrayRef, ty: &DataType, name: &str) -> Result<ArrayRef> {
+    if a.data_type() == ty {
+        return Ok(a.clone());
+    }
+    arrow::compute::cast(a, ty)
+        .map_err(|e| corrupt(format!("column `{name}` ({}): {e}", a.data_type())))
+}
+
+/// `timestamp` as milliseconds since the epoch, whatever its unit or time zone.
+fn timestamp_column(batch: &RecordBatch) -> Result<ArrayRef> {
+    let a = batch
+        .column_by_name("timestamp")
+        .ok_or_else(|| corrupt("no column `timestamp`"))?;
+    let ms = match a.data_type() {
+        DataType::Timestamp(TimeUnit::Millisecond, _) | DataType::Int64 => a.clone(),
+        DataType::Timestamp(_, _) => cast(
+            a,
+            &DataType::Timestamp(TimeUnit::Millisecond, None),
+            "timestamp",
+        )?,
+        _ => a.clone(),
+    };
+    cast(&ms, &DataType::Int64, "timestamp")
+}
+
+fn downcast<'a, T: 'static>(a: &'a ArrayRef, name: &str) -> Result<&'a T> {
+    a.as_any()
+        .downcast_ref::<T>()
+        .ok_or_else(|| corrupt(format!("column `{name}` has type {}", a.data_type())))
+}
+
+/// The `headers` column: list offsets plus the key and value children.
+struct HeaderColumn {
+    list: ListArray,
+    keys: ArrayRef,
+    values: Option<ArrayRef>,
+}
+
+impl HeaderColumn {
+    fn new(a: &ArrayRef) -> Result<Self> {
+        let list = match a.data_type() {
+            DataType::List(_) => downcast::<ListArray>(a, "headers")?.clone(),
+            DataType::LargeList(f) | DataType::ListView(f) | DataType::LargeListView(f) => {
+                let ty = DataType::List(f.clone());
+                let cast = cast(a, &ty, "headers")?;
+                downcast::<ListArray>(&cast, "headers")?.clone()
+            }
+            other => return Err(corrupt(format!("column `headers` has type {other}"))),
+        };
+        let items = list
+            .values()
+            .as_any()
+            .downcast_ref::<StructArray>()
+            .ok_or_else(|| corrupt("`headers` items are not structs"))?;
+        let keys = items
+            .column_by_name("key")
+            .ok_or_else(|| corrupt("`headers` items have no `key`"))?;
+        let keys = cast(keys, &DataType::Utf8, "headers.key")?;
+        let values = match items.column_by_name("value") {
+            Some(v) => Some(cast(v, &DataType::Binary, "headers.value")?),
+            None => None,
+        };
+        if items.null_count() > 0 {
+            return Err(corrupt("`headers` has a null item"));
+        }
+        Ok(HeaderColumn { list, keys, values })
+    }
+
+    fn row(&self, i: usize) -> Result<Vec<Header>> {
+        if self.list.is_null(i) {
+            return Ok(Vec::new());
+        }
+        let keys = downcast::<StringArray>(&self.keys, "headers.key")?;
+        let values = match &self.values {
+            Some(v) => Some(downcast::<BinaryArray>(v, "headers.value")?),
+            None => None,
+        };
+        let offsets = self.list.value_offsets();
+        let (start, end) = (offsets[i] as usize, offsets[i + 1] as usize);
+        let mut out = Vec::with_capacity(end - start);
+        for j in start..end {
+            if keys.is_null(j) {
+                return Err(corrupt(format!("a header key is null in row {i}")));
+            }
+            out.push(Header {
+                key: keys.value(j).to_string(),
+                value: values.and_then(|v| opt_bytes(v, j)),
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// Reads every record of a Parquet envelope file (as written by [`ParquetEncoder`]).
+pub fn read_parquet(bytes: Bytes) -> Result<Vec<Record>> {
+    ParquetRecords::new(bytes)?.collect()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,225 @@
+use super::*;
+use crate::testdata::{assert_same, control, raw_segment_batch, sample_records, segment_batch};
+use ::parquet::file::reader::{FileReader, SerializedFileReader};
+use ::parquet::file::statistics::Statistics;
+
+fn file_reader(bytes: &[u8]) -> SerializedFileReader<Bytes> {
+    SerializedFileReader::new(Bytes::copy_from_slice(bytes)).unwrap()
+}
+
+#[test]
+fn round_trip_every_compression() {
+    let records = sample_records();
+    for compression in [
+        ParquetCompression::None,
+        ParquetCompression::Snappy,
+        ParquetCompression::Zstd,
+    ] {
+        let options = ParquetOptions {
+            compression,
+            ..ParquetOptions::default()
+        };
+        let bytes = encode(&options, "orders", 3, 0, &records).unwrap();
+        assert_same(&read_parquet(Bytes::from(bytes)).unwrap(), &records);
+    }
+}
+
+#[test]
+fn footer_has_span_compression_and_statistics() {
+    let records = sample_records();
+    let mut enc = ParquetFormat::default().encoder("orders", 3, 0);
+    let mut file = Vec::new();
+    file.extend_from_slice(&enc.encode(&segment_batch(records.clone())).unwrap());
+    // The batch span reaches past the last record (e.g. a trailing transaction marker).
+    let mut tail = segment_batch(vec![]);
+    tail.first_offset = 40;
+    tail.next_offset = 42;
+    file.extend_from_slice(&enc.encode(&tail).unwrap());
+    file.extend_from_slice(&enc.finish().unwrap());
+
+    let r = ParquetRecords::new(Bytes::from(file.clone())).unwrap();
+    assert_eq!(r.metadata_value(META_TOPIC), Some("orders"));
+    assert_eq!(r.metadata_value(META_PARTITION), Some("3"));
+    assert_eq!(r.metadata_value(META_FIRST_OFFSET), Some("0"));
+    assert_eq!(r.metadata_value(META_NEXT_OFFSET), Some("42"));
+
+    let reader = file_reader(&file);
+    let meta = reader.metadata();
+    assert_eq!(meta.file_metadata().num_rows(), records.len() as i64);
+    let rg = meta.row_group(0);
+    for col in rg.columns() {
+        assert!(
+            matches!(col.compression(), Compression::ZSTD(_)),
+            "{}: {:?}",
+            col.column_path(),
+            col.compression()
+        );
+    }
+    let offset = rg
+        .columns()
+        .iter()
+        .find(|c| c.column_path().string() == "offset")
+        .unwrap();
+    match offset.statistics() {
+        Some(Statistics::Int64(s)) => {
+            assert_eq!(s.min_opt(), Some(&0));
+            assert_eq!(s.max_opt(), Some(&39));
+        }
+        other => panic!("offset statistics: {other:?}"),
+    }
+    // Page statistics: column and offset indexes are written.
+    assert!(offset.column_index_offset().is_some());
+    assert!(offset.offset_index_offset().is_some());
+    // The schema: timestamp in UTC milliseconds, key/value optional binary.
+    let schema = meta.file_metadata().schema_descr();
+    let ts = schema.column(3);
+    assert_eq!(ts.name(), "timestamp");
+    assert!(format!("{:?}", ts.logical_type_ref()).contains("is_adjusted_to_u_t_c: true"));
+}
+
+#[test]
+fn control_records_are_skipped_from_raw_batches() {
+    let data: Vec<Record> = sample_records().into_iter().take(6).collect();
+    // Raw Kafka batches: offsets are consecutive from the first record.
+    let batch = raw_segment_batch(&data);
+    let decoded = batch.records().unwrap().into_owned();
+    assert_eq!(decoded.len(), data.len() + 1);
+    assert!(decoded.last().unwrap().is_control);
+    let mut enc = ParquetFormat::default().encoder("orders", 3, 0);
+    let mut file = enc.encode(&batch).unwrap().to_vec();
+    file.extend_from_slice(&enc.finish().unwrap());
+    let want: Vec<Record> = decoded.iter().filter(|r| !r.is_control).cloned().collect();
+    let r = ParquetRecords::new(Bytes::from(file.clone())).unwrap();
+    assert_eq!(
+        r.metadata_value(META_NEXT_OFFSET),
+        Some(batch.next_offset.to_string().as_str())
+    );
+    assert_same(&read_parquet(Bytes::from(file)).unwrap(), &want);
+
+    let mut with_marker = sample_records();
+    with_marker.insert(3, control(3));
+    let bytes = encode(&ParquetOptions::default(), "orders", 3, 0, &with_marker).unwrap();
+    assert_same(
+        &read_parquet(Bytes::from(bytes)).unwrap(),
+        &sample_records(),
+    );
+}
+
+#[test]
+fn row_groups_are_flushed_by_bytes_and_streamed() {
+    let options = ParquetOptions {
+        row_group_bytes: ByteSize(256 * 1024),
+        ..ParquetOptions::default()
+    };
+    let t: Arc<str> = Arc::from("big");
+    let mut enc = ParquetFormat::new(options).encoder("big", 0, 0);
+    let mut file = Vec::new();
+    let mut streamed = 0;
+    let mut max_buffered = 0;
+    let mut all = Vec::new();
+    for b in 0..100i64 {
+        let records: Vec<Record> = (0..50)
+            .map(|i| {
+                let offset = b * 50 + i;
+                let mut r = Record::new(
+                    t.clone(),
+                    0,
+                    offset,
+                    Some(Bytes::from(
+                        (0..1000)
+                            .map(|j| ((offset * 31 + j) % 251) as u8)
+                            .collect::<Vec<u8>>(),
+                    )),
+                );
+                r.timestamp = offset;
+                r
+            })
+            .collect();
+        all.extend(records.iter().cloned());
+        let batch = Batch::from_records(
+            t.clone(),
+            0,
+            b * 50,
+            b * 50 + 50,
+            records,
+            ferry_core::Ack::none(),
+        );
+        let out = enc.encode(&batch).unwrap();
+        if !out.is_empty() {
+            streamed += 1;
+        }
+        max_buffered = max_buffered.max(enc.buffered_bytes());
+        file.extend_from_slice(&out);
+    }
+    file.extend_from_slice(&enc.finish().unwrap());
+    // ~5 MB of records in 256 KiB row groups: bytes leave the encoder as groups close.
+    assert!(streamed >= 10, "streamed {streamed} times");
+    assert!(
+        max_buffered < 1024 * 1024,
+        "buffered at most {max_buffered} bytes"
+    );
+    let reader = file_reader(&file);
+    let groups = reader.metadata().num_row_groups();
+    assert!((15..=25).contains(&groups), "{groups} row groups");
+    for rg in reader.metadata().row_groups() {
+        assert!(rg.num_rows() <= 300, "{} rows", rg.num_rows());
+    }
+    assert_same(&read_parquet(Bytes::from(file)).unwrap(), &all);
+}
+
+#[test]
+fn row_group_size_is_capped() {
+    let huge = ParquetOptions {
+        row_group_bytes: ByteSize(1 << 40),
+        ..ParquetOptions::default()
+    };
+    assert_eq!(
+        huge.effective_row_group_bytes(),
+        MAX_ROW_GROUP_BYTES as usize
+    );
+    assert_eq!(
+        ParquetOptions::default().effective_row_group_bytes(),
+        64 * 1024 * 1024
+    );
+    assert!(ParquetOptions {
+        compression_level: 99,
+        ..ParquetOptions::default()
+    }
+    .validate()
+    .is_err());
+    assert!(ParquetOptions::default().validate().is_ok());
+}
+
+#[test]
+fn empty_segment_is_a_valid_file() {
+    let mut enc = ParquetFormat::default().encoder("orders", 3, 5);
+    let mut batch = segment_batch(vec![control(5)]);
+    batch.first_offset = 5;
+    batch.next_offset = 6;
+    let mut file = enc.encode(&batch).unwrap().to_vec();
+    file.extend_from_slice(&enc.finish().unwrap());
+    assert!(file.starts_with(b"PAR1") && file.ends_with(b"PAR1"));
+    let r = ParquetRecords::new(Bytes::from(file.clone())).unwrap();
+    assert_eq!(r.metadata_value(META_NEXT_OFFSET), Some("6"));
+    assert!(read_parquet(Bytes::from(file)).unwrap().is_empty());
+}
+
+#[test]
+fn options_deserialize_with_defaults() {
+    let o: ParquetOptions = serde_json::from_str(r#"{"row_group_bytes": "16MiB"}"#).unwrap();
+    assert_eq!(o.row_group_bytes, ByteSize(16 * 1024 * 1024));
+    assert_eq!(o.compression, ParquetCompression::Zstd);
+    let o: ParquetOptions = serde_json::from_str(r#"{"compression": "snappy"}"#).unwrap();
+    assert_eq!(o.compression, ParquetCompression::Snappy);
+    assert!(serde_json::from_str::<ParquetOptions>(r#"{"nope": 1}"#).is_err());
+}
+
+#[test]
+fn garbage_is_corrupt_not_a_panic() {
+    assert!(matches!(
+        read_parquet(Bytes::from_static(b"PAR1 not really PAR1")),
+        Err(Error::Corrupt(_))
+    ));
+    let bytes = encode(&ParquetOptions::default(), "t", 0, 0, &sample_records()).unwrap();
+    assert!(read_parquet(Bytes::copy_from_slice(&bytes[..bytes.len() / 2])).is_err());
+}
