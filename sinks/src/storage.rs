@@ -82,12 +82,16 @@ pub struct StorageSinkConfig {
 pub fn segment_format(name: &str) -> Option<Arc<dyn SegmentFormat>> {
     match name {
         "raw" => Some(Arc::new(ferry_formats::raw::RawFormat)),
+        ferry_formats::avro::NAME => Some(Arc::new(ferry_formats::avro::AvroFormat::default())),
+        ferry_formats::parquet::NAME => {
+            Some(Arc::new(ferry_formats::parquet::ParquetFormat::default()))
+        }
         _ => None,
     }
 }
 
 /// Names accepted by [`segment_format`].
-pub const FORMATS: &[&str] = &["raw"];
+pub const FORMATS: &[&str] = &["raw", "avro", "parquet"];
 
 /// Factory of the `storage` sink.
 pub struct StorageSinkFactory;
