@@ -218,7 +218,11 @@ impl Resolved {
                     return Err(Error::config(format!(
                         "topic '{name}' is not in the backup at {} (it holds: {})",
                         self.storage,
-                        if all.is_empty() { "no topics".to_string() } else { all.join(", ") }
+                        if all.is_empty() {
+                            "no topics".to_string()
+                        } else {
+                            all.join(", ")
+                        }
                     )));
                 }
             }
@@ -427,7 +431,11 @@ impl Source for BackupSource {
 }
 
 /// Keeps the offsets of selected topics and partitions; groups left with none are dropped.
-fn filter_groups(groups: Vec<GroupOffsets>, topics: &[String], config: &Resolved) -> Vec<GroupOffsets> {
+fn filter_groups(
+    groups: Vec<GroupOffsets>,
+    topics: &[String],
+    config: &Resolved,
+) -> Vec<GroupOffsets> {
     groups
         .into_iter()
         .filter_map(|mut g| {

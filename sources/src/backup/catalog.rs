@@ -88,7 +88,12 @@ impl Catalog {
 
     /// Every topic of the backup (with segments or with a topic document), sorted.
     pub fn topics(&self) -> Vec<String> {
-        let mut set: BTreeSet<String> = self.inventory.topics_with_document.iter().cloned().collect();
+        let mut set: BTreeSet<String> = self
+            .inventory
+            .topics_with_document
+            .iter()
+            .cloned()
+            .collect();
         set.extend(self.inventory.manifests.keys().map(|(t, _)| t.clone()));
         set.into_iter().collect()
     }

@@ -75,7 +75,10 @@ pub struct GroupSnapshotSummary {
 }
 
 /// Summarizes one partition's manifests (sorted by first offset).
-pub fn summarize_partition(partition: i32, manifests: &[SegmentManifest]) -> Option<PartitionSummary> {
+pub fn summarize_partition(
+    partition: i32,
+    manifests: &[SegmentManifest],
+) -> Option<PartitionSummary> {
     let first = manifests.first()?;
     let mut s = PartitionSummary {
         partition,

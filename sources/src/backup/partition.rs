@@ -1,7 +1,9 @@
 //! Reading one partition of a backup: its segments in offset order, from the resume point,
 //! within the offset range and the `until` time, aborted and control records dropped.
 
-use super::segment::{decode_raw, ChunkedObject, LineReader, RawBatch, RawReader, SegmentFormat};
+use super::segment::{
+    decode_jsonl_line, decode_raw, ChunkedObject, LineReader, RawBatch, RawReader, SegmentFormat,
+};
 use super::txn::{is_abort_marker, AbortFilter, TxnUnit};
 use ferry_core::{Record, Result, Storage};
 use ferry_formats::layout::SegmentManifest;
@@ -70,9 +72,8 @@ impl PartitionReader {
     ) -> Self {
         manifests.sort_by_key(|m| m.first_offset);
         let start = bounds.start.unwrap_or(i64::MIN);
-        let aborts = (!include_aborted).then(|| {
-            AbortFilter::new(manifests.iter().flat_map(|m| m.aborted.iter().copied()))
-        });
+        let aborts = (!include_aborted)
+            .then(|| AbortFilter::new(manifests.iter().flat_map(|m| m.aborted.iter().copied())));
         // Walk from the earliest aborted transaction that starts before the resume point, so
         // the abort state is right when the first record to restore comes (its marker may be
         // before the resume point, or after it).
@@ -122,7 +123,12 @@ impl PartitionReader {
                     return Ok(None);
                 };
                 let format = SegmentFormat::of(&self.storage, &m)?;
-                let object = ChunkedObject::new(self.storage.clone(), m.segment.clone(), m.bytes, self.chunk);
+                let object = ChunkedObject::new(
+                    self.storage.clone(),
+                    m.segment.clone(),
+                    m.bytes,
+                    self.chunk,
+                );
                 let cursor = match format {
                     SegmentFormat::Raw => Cursor::Raw(RawReader::new(object)),
                     SegmentFormat::Jsonl => Cursor::Lines(LineReader::new(object)),
@@ -133,11 +139,14 @@ impl PartitionReader {
                 continue;
             };
             let piece = match cursor {
-                Cursor::Raw(r) => r.next_batch().await?.map(|b| (Piece::Raw(b), r.object().name())),
+                Cursor::Raw(r) => r
+                    .next_batch()
+                    .await?
+                    .map(|b| (Piece::Raw(b), r.object().name())),
                 Cursor::Lines(r) => match r.next_line().await? {
-                    Some((line, pos)) => {
+                    Some(line) => {
                         let name = r.object().name();
-                        let rec = super::segment::decode_jsonl_line(&name, pos, &line, &self.topic, self.partition)?;
+                        let rec = decode_jsonl_line(&name, &line, &self.topic, self.partition)?;
                         Some((Piece::Record(rec), name))
                     }
                     None => None,
@@ -164,8 +173,19 @@ impl PartitionReader {
         }
     }
 
-    /// The next span of at most about `target_bytes` of records, or `None` when the partition
-    /// is finished. A span may hold no records (all dropped) but still moves the position.
+    /// Whether the next piece can be had without reading storage.
+    fn piece_buffered(&self) -> bool {
+        match &self.current {
+            Some((_, Cursor::Raw(r))) => r.has_buffered_batch(),
+            Some((_, Cursor::Lines(r))) => r.has_buffered_line(),
+            None => false,
+        }
+    }
+
+    /// The next span, or `None` when the partition is finished. A span holds about
+    /// `target_bytes` of records at most, and stops early rather than read storage again
+    /// once it has something (so partitions interleave chunk by chunk). A span may hold no
+    /// records (all dropped) but still moves the position.
     pub async fn next_span(&mut self, target_bytes: usize) -> Result<Option<Span>> {
         // Spans are contiguous: each one starts where the previous one ended, so offsets
         // between segments or batches (gaps, compaction, markers) are covered too.
@@ -173,12 +193,18 @@ impl PartitionReader {
         let mut records: Vec<Record> = Vec::new();
         let mut size = 0usize;
         while !self.done && size < target_bytes {
+            if self.position > span_start && !self.piece_buffered() {
+                break;
+            }
             let Some((piece, name)) = self.next_piece().await? else {
                 self.done = true;
                 break;
             };
             // Offsets below the segment's first offset are outside what it claims to hold.
-            let seg_first = self.current.as_ref().map_or(i64::MIN, |(m, _)| m.first_offset);
+            let seg_first = self
+                .current
+                .as_ref()
+                .map_or(i64::MIN, |(m, _)| m.first_offset);
             let lower = self.position.max(seg_first);
             match piece {
                 Piece::Raw(batch) => {
@@ -189,7 +215,8 @@ impl PartitionReader {
                     }
                     let abort_marker = if h.is_control() {
                         let recs = decode_raw(&name, &self.topic, self.partition, &batch)?;
-                        recs.first().is_some_and(|r| is_abort_marker(r.key.as_deref()))
+                        recs.first()
+                            .is_some_and(|r| is_abort_marker(r.key.as_deref()))
                     } else {
                         false
                     };

@@ -102,7 +102,12 @@ impl ChunkedObject {
             .await
             .map_err(|e| {
                 Error::storage(
-                    format!("reading bytes {}..{} of {}", range.start, range.end, self.name()),
+                    format!(
+                        "reading bytes {}..{} of {}",
+                        range.start,
+                        range.end,
+                        self.name()
+                    ),
                     e,
                 )
             })?;
@@ -159,12 +164,21 @@ impl RawReader {
         &self.object
     }
 
+    /// Whether the next batch is already buffered (no storage read needed to return it).
+    pub fn has_buffered_batch(&self) -> bool {
+        self.buf.len() >= LOG_OVERHEAD && {
+            let len = i32::from_be_bytes([self.buf[8], self.buf[9], self.buf[10], self.buf[11]]);
+            len >= 0 && self.buf.len() >= LOG_OVERHEAD + len as usize
+        }
+    }
+
     /// The next whole batch with a good CRC, `None` at the end of the object. A truncated
     /// last batch or a bad CRC is an error naming the object and the offset.
     pub async fn next_batch(&mut self) -> Result<Option<RawBatch>> {
         loop {
             let need = if self.buf.len() >= LOG_OVERHEAD {
-                let len = i32::from_be_bytes([self.buf[8], self.buf[9], self.buf[10], self.buf[11]]);
+                let len =
+                    i32::from_be_bytes([self.buf[8], self.buf[9], self.buf[10], self.buf[11]]);
                 if len < 0 {
                     return Err(Error::Corrupt(format!(
                         "{}: negative batch length {len} at byte {}",
@@ -214,13 +228,29 @@ impl RawReader {
 
 /// Decodes a raw batch into records (control records included, flagged); errors name the
 /// object.
-pub fn decode_raw(name: &str, topic: &Arc<str>, partition: i32, batch: &RawBatch) -> Result<Vec<Record>> {
+pub fn decode_raw(
+    name: &str,
+    topic: &Arc<str>,
+    partition: i32,
+    batch: &RawBatch,
+) -> Result<Vec<Record>> {
     decode_batches(&batch.bytes, topic, partition).map_err(|e| {
         Error::Corrupt(format!(
             "{name}: batch at offset {} (byte {}): {e}",
             batch.header.base_offset, batch.position
         ))
     })
+}
+
+/// One line of a line-oriented segment.
+#[derive(Debug, Clone)]
+pub struct Line {
+    /// The line without its line break.
+    pub bytes: Bytes,
+    /// 1-based line number.
+    pub number: usize,
+    /// Where the line starts in the object.
+    pub position: u64,
 }
 
 /// Reads the lines of a line-oriented segment one by one.
@@ -231,6 +261,8 @@ pub struct LineReader {
     buf_pos: u64,
     /// How far into `buf` no newline was found yet.
     scanned: usize,
+    /// Lines returned or skipped so far.
+    lines: usize,
 }
 
 impl LineReader {
@@ -241,6 +273,7 @@ impl LineReader {
             buf: BytesMut::new(),
             buf_pos: 0,
             scanned: 0,
+            lines: 0,
         }
     }
 
@@ -249,49 +282,73 @@ impl LineReader {
         &self.object
     }
 
-    /// The next line without its newline, and where it starts; `None` at the end. A last
-    /// line without a newline is returned too. Empty lines are skipped.
-    pub async fn next_line(&mut self) -> Result<Option<(Bytes, u64)>> {
+    /// Whether the next line is already buffered (no storage read needed to return it).
+    pub fn has_buffered_line(&self) -> bool {
+        self.buf[self.scanned..].contains(&b'\n')
+    }
+
+    /// The next line that is not blank, `None` at the end. A last line without a line
+    /// break is returned too.
+    pub async fn next_line(&mut self) -> Result<Option<Line>> {
         loop {
-            if let Some(i) = self.buf[self.scanned..].iter().position(|b| *b == b'\n') {
-                let end = self.scanned + i;
-                let mut line = self.buf.split_to(end + 1);
-                line.truncate(end);
-                let pos = self.buf_pos;
-                self.buf_pos += end as u64 + 1;
-                self.scanned = 0;
-                if line.last() == Some(&b'\r') {
-                    line.truncate(line.len() - 1);
-                }
-                if line.is_empty() {
-                    continue;
-                }
-                return Ok(Some((line.freeze(), pos)));
+            let (mut bytes, position) =
+                match self.buf[self.scanned..].iter().position(|b| *b == b'\n') {
+                    Some(i) => {
+                        let end = self.scanned + i;
+                        let mut line = self.buf.split_to(end + 1);
+                        line.truncate(end);
+                        let pos = self.buf_pos;
+                        self.buf_pos += end as u64 + 1;
+                        self.scanned = 0;
+                        (line.freeze(), pos)
+                    }
+                    None => {
+                        self.scanned = self.buf.len();
+                        if self.object.read_more(&mut self.buf, 0).await? {
+                            continue;
+                        }
+                        if self.buf.is_empty() {
+                            return Ok(None);
+                        }
+                        let line = std::mem::take(&mut self.buf).freeze();
+                        let pos = self.buf_pos;
+                        self.buf_pos += line.len() as u64;
+                        self.scanned = 0;
+                        (line, pos)
+                    }
+                };
+            self.lines += 1;
+            if bytes.last() == Some(&b'\r') {
+                bytes.truncate(bytes.len() - 1);
             }
-            self.scanned = self.buf.len();
-            if !self.object.read_more(&mut self.buf, 0).await? {
-                if self.buf.is_empty() {
-                    return Ok(None);
-                }
-                let line = std::mem::take(&mut self.buf).freeze();
-                let pos = self.buf_pos;
-                self.buf_pos += line.len() as u64;
-                self.scanned = 0;
-                return Ok(Some((line, pos)));
+            if bytes.iter().all(u8::is_ascii_whitespace) {
+                continue;
             }
+            return Ok(Some(Line {
+                bytes,
+                number: self.lines,
+                position,
+            }));
         }
     }
 }
 
-/// Decodes one line of a `jsonl` segment into a record; errors name the object and byte.
+/// Decodes one line of a `jsonl` segment into a record of `topic`/`partition`; errors name
+/// the object, the line and its byte position.
 pub fn decode_jsonl_line(
     name: &str,
-    position: u64,
-    _line: &[u8],
-    _topic: &Arc<str>,
-    _partition: i32,
+    line: &Line,
+    topic: &Arc<str>,
+    partition: i32,
 ) -> Result<Record> {
-    Err(Error::Other(format!(
-        "{name} (line at byte {position}): reading jsonl segments is not supported by this build yet"
-    )))
+    let mut r = ferry_formats::jsonl::decode_line(&line.bytes, line.number)
+        .map_err(|e| Error::Corrupt(format!("{name} (byte {}): {e}", line.position)))?;
+    if *r.topic != **topic || r.partition != partition {
+        return Err(Error::Corrupt(format!(
+            "{name}, line {} (byte {}): record of {}/{} in a segment of {topic}/{partition}",
+            line.number, line.position, r.topic, r.partition
+        )));
+    }
+    r.topic = topic.clone();
+    Ok(r)
 }

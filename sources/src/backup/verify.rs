@@ -8,7 +8,7 @@
 //! in ranged reads and the CRC is computed as they arrive.
 
 use super::catalog::{parse_json, Catalog};
-use super::segment::{ChunkedObject, LineReader, RawReader, DEFAULT_READ_CHUNK};
+use super::segment::{decode_jsonl_line, ChunkedObject, LineReader, RawReader, DEFAULT_READ_CHUNK};
 use ferry_core::{Error, Result, Storage};
 use ferry_formats::layout::{self, Entry, GroupsDocument, SegmentManifest, TopicDocument};
 use futures::StreamExt;
@@ -172,7 +172,9 @@ pub async fn verify_backup(storage: Storage, chunk: Option<u64>) -> Result<Verif
                             ));
                         }
                     }
-                    let next = prev.as_ref().map_or(m.next_offset, |(p, _)| (*p).max(m.next_offset));
+                    let next = prev
+                        .as_ref()
+                        .map_or(m.next_offset, |(p, _)| (*p).max(m.next_offset));
                     prev = Some((next, key.clone()));
                     jobs.push(m);
                 }
@@ -224,7 +226,10 @@ pub async fn verify_segment(storage: Storage, m: SegmentManifest, chunk: u64) ->
         _ => {
             out.problems.push(damage(
                 &manifest_key,
-                format!("names segment '{key}', which is not this partition's segment from offset {}", m.first_offset),
+                format!(
+                    "names segment '{key}', which is not this partition's segment from offset {}",
+                    m.first_offset
+                ),
             ));
             return out;
         }
@@ -232,8 +237,10 @@ pub async fn verify_segment(storage: Storage, m: SegmentManifest, chunk: u64) ->
     let size = match storage.operator().stat(&key).await {
         Ok(meta) => meta.content_length(),
         Err(e) if e.kind() == opendal::ErrorKind::NotFound => {
-            out.problems
-                .push(damage(&key, format!("missing (its manifest {manifest_key} exists)")));
+            out.problems.push(damage(
+                &key,
+                format!("missing (its manifest {manifest_key} exists)"),
+            ));
             return out;
         }
         Err(e) => {
@@ -266,7 +273,9 @@ pub async fn verify_segment(storage: Storage, m: SegmentManifest, chunk: u64) ->
                 ));
             }
         }
-        Err(e) => out.problems.push(damage(&key, message_of(&e, &storage, &key))),
+        Err(e) => out
+            .problems
+            .push(damage(&key, message_of(&e, &storage, &key))),
     }
     out
 }
@@ -317,7 +326,10 @@ async fn check_raw(
     if records != m.record_count {
         out.problems.push(damage(
             key,
-            format!("holds {records} records, its manifest says {}", m.record_count),
+            format!(
+                "holds {records} records, its manifest says {}",
+                m.record_count
+            ),
         ));
     }
     Ok(r.object().crc32c())
@@ -332,17 +344,15 @@ async fn check_jsonl(
 ) -> Result<u32> {
     let key = &m.segment;
     let mut records = 0u64;
-    while let Some((line, pos)) = r.next_line().await? {
-        let v: serde_json::Value = serde_json::from_slice(&line).map_err(|e| {
-            Error::Corrupt(format!("{storage}/{key}: line at byte {pos} is not JSON: {e}"))
-        })?;
-        if let Some(o) = v.get("offset").and_then(serde_json::Value::as_i64) {
-            if o < m.first_offset || o >= m.next_offset {
-                return Err(Error::Corrupt(format!(
-                    "{storage}/{key}: record at byte {pos} has offset {o}, outside the manifest's offsets {}..{}",
-                    m.first_offset, m.next_offset
-                )));
-            }
+    let topic: std::sync::Arc<str> = std::sync::Arc::from(m.topic.as_str());
+    let name = format!("{storage}/{key}");
+    while let Some(line) = r.next_line().await? {
+        let rec = decode_jsonl_line(&name, &line, &topic, m.partition)?;
+        if rec.offset < m.first_offset || rec.offset >= m.next_offset {
+            return Err(Error::Corrupt(format!(
+                "{name}, line {} (byte {}): offset {} is outside the manifest's offsets {}..{}",
+                line.number, line.position, rec.offset, m.first_offset, m.next_offset
+            )));
         }
         records += 1;
     }
@@ -351,7 +361,10 @@ async fn check_jsonl(
     if records != m.record_count {
         out.problems.push(damage(
             key,
-            format!("holds {records} records, its manifest says {}", m.record_count),
+            format!(
+                "holds {records} records, its manifest says {}",
+                m.record_count
+            ),
         ));
     }
     Ok(r.object().crc32c())
