@@ -124,12 +124,19 @@ impl Connection {
             None => Box::new(tcp),
         };
         let conn = Arc::new(Self::start(addr, stream, cfg));
-        conn.negotiate().await?;
-        if let Some(sasl) = &cfg.sasl {
-            security::authenticate(&conn, sasl).await?;
-        }
+        conn.setup(cfg).await?;
         debug!(broker = addr, "connected");
         Ok(conn)
+    }
+
+    /// ApiVersions negotiation, then SASL when configured: what every new connection does
+    /// before it carries requests.
+    pub(crate) async fn setup(&self, cfg: &ConnConfig) -> Result<()> {
+        self.negotiate().await?;
+        if let Some(sasl) = &cfg.sasl {
+            security::authenticate(self, sasl).await?;
+        }
+        Ok(())
     }
 
     /// Starts the reader and writer tasks on an established stream.

@@ -185,10 +185,17 @@ pub(crate) async fn tls_connect(
     tokio_rustls::TlsConnector::from(config)
         .connect(name, tcp)
         .await
-        .map_err(|e| ClientError::Io {
-            addr: addr.to_string(),
-            context: "TLS handshake".into(),
-            source: e,
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::InvalidData {
+                // Certificate problems do not go away by retrying.
+                ClientError::Tls(format!("broker {addr}: TLS handshake: {e}"))
+            } else {
+                ClientError::Io {
+                    addr: addr.to_string(),
+                    context: "TLS handshake".into(),
+                    source: e,
+                }
+            }
         })
 }
 
@@ -521,5 +528,188 @@ mod tests {
             base64::engine::general_purpose::STANDARD.encode(sig),
             "6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4="
         );
+    }
+
+    // --- SASL against an in-process fake broker over an in-memory stream -------------------
+
+    use crate::conn::{ConnConfig, Connection};
+    use bytes::BytesMut;
+    use kafka_protocol::messages::api_versions_response::ApiVersion;
+    use kafka_protocol::messages::{
+        ApiVersionsResponse, ResponseHeader, SaslAuthenticateResponse, SaslHandshakeResponse,
+    };
+    use kafka_protocol::protocol::{decode_request_header_from_buffer, Decodable, Encodable};
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A broker that knows one user and speaks PLAIN and SCRAM; returns whether it authenticated.
+    async fn fake_sasl_broker(
+        mut io: tokio::io::DuplexStream,
+        user: &'static str,
+        password: &'static str,
+    ) -> bool {
+        let mut mechanism = String::new();
+        let mut scram: Option<(ScramHash, String, String)> = None; // hash, client-first-bare, server-first
+        let salt = b"0123456789abcdef";
+        loop {
+            let Ok(len) = io.read_i32().await else {
+                return false;
+            };
+            let mut buf = vec![0u8; len as usize];
+            if io.read_exact(&mut buf).await.is_err() {
+                return false;
+            }
+            let mut frame = Bytes::from(buf);
+            let h = decode_request_header_from_buffer(&mut frame).unwrap();
+            let key = ApiKey::try_from(h.request_api_key).unwrap();
+            let v = h.request_api_version;
+            let mut body = BytesMut::new();
+            let mut done = None;
+            match key {
+                ApiKey::ApiVersions => ApiVersionsResponse::default()
+                    .with_api_keys(vec![
+                        ApiVersion::default().with_api_key(18).with_max_version(3),
+                        ApiVersion::default().with_api_key(17).with_max_version(1),
+                        ApiVersion::default().with_api_key(36).with_max_version(2),
+                    ])
+                    .encode(&mut body, v)
+                    .unwrap(),
+                ApiKey::SaslHandshake => {
+                    let r = SaslHandshakeRequest::decode(&mut frame, v).unwrap();
+                    mechanism = r.mechanism.to_string();
+                    SaslHandshakeResponse::default()
+                        .with_mechanisms(vec![
+                            StrBytes::from_static_str("PLAIN"),
+                            StrBytes::from_static_str("SCRAM-SHA-256"),
+                            StrBytes::from_static_str("SCRAM-SHA-512"),
+                        ])
+                        .encode(&mut body, v)
+                        .unwrap()
+                }
+                ApiKey::SaslAuthenticate => {
+                    let r = SaslAuthenticateRequest::decode(&mut frame, v).unwrap();
+                    let msg = String::from_utf8_lossy(&r.auth_bytes).to_string();
+                    let mut resp = SaslAuthenticateResponse::default();
+                    let fail = |resp: SaslAuthenticateResponse| {
+                        resp.with_error_code(KafkaCode::SASL_AUTHENTICATION_FAILED.0)
+                            .with_error_message(Some(StrBytes::from_static_str(
+                                "Authentication failed: Invalid credentials",
+                            )))
+                    };
+                    match mechanism.as_str() {
+                        "PLAIN" => {
+                            let ok = msg == format!("\0{user}\0{password}");
+                            resp = if ok { resp } else { fail(resp) };
+                            done = Some(ok);
+                        }
+                        _ if scram.is_none() => {
+                            let hash = if mechanism == "SCRAM-SHA-256" {
+                                ScramHash::Sha256
+                            } else {
+                                ScramHash::Sha512
+                            };
+                            let bare = msg.strip_prefix("n,,").unwrap().to_string();
+                            let cnonce = bare.split(",r=").nth(1).unwrap().to_string();
+                            assert!(bare.starts_with(&format!("n={user},")));
+                            let first = format!(
+                                "r={cnonce}SERVERNONCE,s={},i=4096",
+                                base64::engine::general_purpose::STANDARD.encode(salt)
+                            );
+                            resp = resp.with_auth_bytes(Bytes::from(first.clone()));
+                            scram = Some((hash, bare, first));
+                        }
+                        _ => {
+                            let (hash, bare, first) = scram.clone().unwrap();
+                            let (without_proof, proof) = msg.rsplit_once(",p=").unwrap();
+                            let proof = base64::engine::general_purpose::STANDARD
+                                .decode(proof)
+                                .unwrap();
+                            let salted = hash.salted_password(password.as_bytes(), salt, 4096);
+                            let stored = hash.digest(&hash.hmac(&salted, b"Client Key"));
+                            let auth = format!("{bare},{first},{without_proof}");
+                            let sig = hash.hmac(&stored, auth.as_bytes());
+                            let client_key: Vec<u8> =
+                                proof.iter().zip(&sig).map(|(a, b)| a ^ b).collect();
+                            let ok = hash.digest(&client_key) == stored;
+                            if ok {
+                                let server_sig =
+                                    hash.hmac(&hash.hmac(&salted, b"Server Key"), auth.as_bytes());
+                                resp = resp.with_auth_bytes(Bytes::from(format!(
+                                    "v={}",
+                                    base64::engine::general_purpose::STANDARD.encode(server_sig)
+                                )));
+                            } else {
+                                resp = fail(resp);
+                            }
+                            done = Some(ok);
+                        }
+                    }
+                    resp.encode(&mut body, v).unwrap()
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+            let mut out = BytesMut::new();
+            ResponseHeader::default()
+                .with_correlation_id(h.correlation_id)
+                .encode(&mut out, key.response_header_version(v))
+                .unwrap();
+            out.extend_from_slice(&body);
+            let mut framed = (out.len() as i32).to_be_bytes().to_vec();
+            framed.extend_from_slice(&out);
+            io.write_all(&framed).await.unwrap();
+            if let Some(ok) = done {
+                return ok;
+            }
+        }
+    }
+
+    async fn login(mechanism: SaslMechanism, password: &str) -> (Result<()>, bool) {
+        let (client, server) = tokio::io::duplex(64 * 1024);
+        let srv = tokio::spawn(fake_sasl_broker(server, "alice", "s3cret"));
+        let cfg = ConnConfig {
+            client_id: StrBytes::from_static_str("test"),
+            request_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(5),
+            tls: None,
+            sasl: Some(SaslConfig {
+                mechanism,
+                username: "alice".into(),
+                password: password.into(),
+            }),
+        };
+        let conn = Connection::start("fake:9092", Box::new(client), &cfg);
+        let res = conn.setup(&cfg).await;
+        (res, srv.await.unwrap_or(false))
+    }
+
+    #[tokio::test]
+    async fn sasl_mechanisms_authenticate() {
+        for m in [
+            SaslMechanism::Plain,
+            SaslMechanism::ScramSha256,
+            SaslMechanism::ScramSha512,
+        ] {
+            let (res, server_ok) = login(m, "s3cret").await;
+            assert!(res.is_ok(), "{m:?}: {res:?}");
+            assert!(server_ok, "{m:?}: the broker accepted the proof");
+        }
+    }
+
+    #[tokio::test]
+    async fn wrong_password_is_a_clear_error_without_the_password() {
+        for m in [
+            SaslMechanism::Plain,
+            SaslMechanism::ScramSha256,
+            SaslMechanism::ScramSha512,
+        ] {
+            let (res, server_ok) = login(m, "wrong-pw").await;
+            assert!(!server_ok);
+            let e = res.unwrap_err().to_string();
+            assert!(
+                e.contains(m.name()) && e.contains("SASL_AUTHENTICATION_FAILED"),
+                "{e}"
+            );
+            assert!(!e.contains("wrong-pw") && !e.contains("s3cret"), "{e}");
+        }
     }
 }
