@@ -622,3 +622,84 @@ print(json.dumps(out))
     let theirs: serde_json::Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(serde_json::to_value(&ours.partitions).unwrap(), theirs);
 }
+
+/// A transactional producer (confluent-kafka) aborts one transaction and commits another.
+/// Kafka lists aborted transactions only to read_committed fetches (which stop at the last
+/// stable offset but still return the aborted batches); read_uncommitted gets the same
+/// batches without the list. Both come through Ferry's fetch unchanged.
+#[tokio::test]
+async fn transactions_aborted_list_and_control_batches() {
+    let e = env();
+    let c = client(&e.kafka).await;
+    let topic = unique("txn");
+    create(&c, &topic, 1, &[]).await;
+    let script = r#"
+import sys
+from confluent_kafka import Producer
+p = Producer({"bootstrap.servers": sys.argv[1], "transactional.id": sys.argv[2]})
+p.init_transactions(30)
+p.begin_transaction()
+for i in range(3):
+    p.produce(sys.argv[3], value=b"aborted-%d" % i, partition=0)
+p.flush(30)
+p.abort_transaction(30)
+p.begin_transaction()
+for i in range(2):
+    p.produce(sys.argv[3], value=b"committed-%d" % i, partition=0)
+p.commit_transaction(30)
+"#;
+    ferry_testkit::run_python_args(&e, script, &[&e.kafka, &unique("txid"), &topic], b"");
+    let name: Arc<str> = Arc::from(topic.as_str());
+    for iso in [
+        ferry_kafka::Isolation::ReadCommitted,
+        ferry_kafka::Isolation::ReadUncommitted,
+    ] {
+        let opts = FetchOptions {
+            isolation: iso,
+            ..Default::default()
+        };
+        let f = c
+            .fetch(
+                &[FetchRequestPartition {
+                    topic: topic.clone(),
+                    partition: 0,
+                    offset: 0,
+                }],
+                &opts,
+            )
+            .await
+            .unwrap();
+        let p = &f[0];
+        assert_eq!(p.error, None);
+        // 3 aborted + abort marker + 2 committed + commit marker.
+        assert_eq!(p.high_watermark, 7, "{iso:?}");
+        assert_eq!(p.last_stable_offset, 7, "{iso:?}");
+        let d = p.data.as_ref().expect("data");
+        assert!(d.control_batches);
+        assert_eq!(d.next_offset, 7, "{iso:?}");
+        let recs = decode_batches(&d.bytes, &name, 0).unwrap();
+        assert_eq!(
+            recs.len(),
+            7,
+            "{iso:?}: aborted records and markers are returned"
+        );
+        assert!(recs.iter().all(|r| r.is_transactional));
+        assert_eq!(recs.iter().filter(|r| r.is_control).count(), 2);
+        assert!(recs[3].is_control && recs[6].is_control);
+        let pid = recs[0].producer.producer_id;
+        if iso == ferry_kafka::Isolation::ReadCommitted {
+            assert_eq!(
+                p.aborted,
+                vec![ferry_core::AbortedTxn {
+                    producer_id: pid,
+                    first_offset: 0
+                }]
+            );
+        } else {
+            assert!(
+                p.aborted.is_empty(),
+                "Kafka lists aborted transactions to read_committed only"
+            );
+        }
+    }
+}
