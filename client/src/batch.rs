@@ -7,7 +7,7 @@
 use crate::error::{ClientError, Result};
 use bytes::{BufMut, Bytes, BytesMut};
 use ferry_core::{Header, ProducerInfo, RawBatches, RawDecoder, Record, TimestampType};
-use kafka_protocol::compression::{Compressor, Decompressor};
+use kafka_protocol::compression::Compressor;
 use kafka_protocol::records::Compression;
 use std::sync::Arc;
 
@@ -452,28 +452,86 @@ fn varlong_len(v: i64) -> usize {
 // ---------------------------------------------------------------------------------------------
 // Decoding
 
+/// Most bytes one batch may decompress to. A guard against decompression bombs: far above
+/// anything a broker accepts (its limits apply to compressed batches, and real data
+/// compresses less than 100:1), far below what would exhaust memory.
+pub const MAX_DECOMPRESSED_BATCH: usize = 512 * 1024 * 1024;
+
+/// Snappy framing of Java's xerial snappy-java (what Kafka clients write).
+const XERIAL_MAGIC: &[u8; 8] = b"\x82SNAPPY\x00";
+
+fn read_limited(mut r: impl std::io::Read, hint: usize) -> std::io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let mut out = Vec::with_capacity(hint.min(MAX_DECOMPRESSED_BATCH));
+    (&mut r)
+        .take(MAX_DECOMPRESSED_BATCH as u64 + 1)
+        .read_to_end(&mut out)?;
+    if out.len() > MAX_DECOMPRESSED_BATCH {
+        return Err(std::io::Error::other(format!(
+            "decompresses to more than {MAX_DECOMPRESSED_BATCH} bytes"
+        )));
+    }
+    Ok(out)
+}
+
+fn snappy_raw(block: &[u8], out: &mut Vec<u8>) -> std::result::Result<(), String> {
+    let n = snap::raw::decompress_len(block).map_err(|e| e.to_string())?;
+    if out.len().saturating_add(n) > MAX_DECOMPRESSED_BATCH {
+        return Err(format!(
+            "decompresses to more than {MAX_DECOMPRESSED_BATCH} bytes"
+        ));
+    }
+    let start = out.len();
+    out.resize(start + n, 0);
+    snap::raw::Decoder::new()
+        .decompress(block, &mut out[start..])
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+fn snappy(payload: &[u8]) -> std::result::Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    // xerial: 8-byte magic, two 4-byte versions, then (u32 length, raw block)*. Anything
+    // else is raw snappy, as the Java client also accepts.
+    if payload.len() >= 16 && &payload[..8] == XERIAL_MAGIC {
+        let mut rest = &payload[16..];
+        while !rest.is_empty() {
+            if rest.len() < 4 {
+                return Err("truncated snappy block length".into());
+            }
+            let n = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+            rest = &rest[4..];
+            if rest.len() < n {
+                return Err(format!("snappy block of {n} bytes, {} left", rest.len()));
+            }
+            snappy_raw(&rest[..n], &mut out)?;
+            rest = &rest[n..];
+        }
+    } else {
+        snappy_raw(payload, &mut out)?;
+    }
+    Ok(out)
+}
+
 fn decompress(h: &BatchHeader, payload: Bytes) -> Result<Bytes> {
-    let mut p = payload;
-    let out = match h.compression()? {
-        Compression::None => return Ok(p),
-        Compression::Gzip => {
-            kafka_protocol::compression::Gzip::decompress(&mut p, |b: &mut Bytes| Ok(b.clone()))
-        }
-        Compression::Snappy => {
-            kafka_protocol::compression::Snappy::decompress(&mut p, |b: &mut Bytes| Ok(b.clone()))
-        }
-        Compression::Lz4 => {
-            kafka_protocol::compression::Lz4::decompress(&mut p, |b: &mut Bytes| Ok(b.clone()))
-        }
-        Compression::Zstd => {
-            kafka_protocol::compression::Zstd::decompress(&mut p, |b: &mut Bytes| Ok(b.clone()))
-        }
+    let codec = h.compression()?;
+    let hint = payload.len().saturating_mul(4);
+    let out = match codec {
+        Compression::None => return Ok(payload),
+        Compression::Gzip => read_limited(flate2::read::MultiGzDecoder::new(&payload[..]), hint)
+            .map_err(|e| e.to_string()),
+        Compression::Snappy => snappy(&payload),
+        Compression::Lz4 => lz4::Decoder::new(&payload[..])
+            .and_then(|d| read_limited(d, hint))
+            .map_err(|e| e.to_string()),
+        Compression::Zstd => zstd::stream::read::Decoder::new(&payload[..])
+            .and_then(|d| read_limited(d, hint))
+            .map_err(|e| e.to_string()),
     };
-    out.map_err(|e| {
+    out.map(Bytes::from).map_err(|e| {
         ClientError::Corrupt(format!(
-            "batch at offset {}: decompressing {:?}: {e}",
-            h.base_offset,
-            h.compression().unwrap_or(Compression::None)
+            "batch at offset {}: decompressing {codec:?}: {e}",
+            h.base_offset
         ))
     })
 }
