@@ -340,7 +340,7 @@ impl<R: Read> std::fmt::Debug for AvroRecords<'_, R> {
 impl<R: Read> AvroRecords<'_, R> {
     /// Opens an Avro file: reads its header (schema, codec, metadata).
     pub fn new(reader: R) -> Result<Self> {
-        let reader = apache_avro::Reader::new(reader).map_err(|e| corrupt(e))?;
+        let reader = apache_avro::Reader::new(reader).map_err(corrupt)?;
         Ok(AvroRecords {
             reader,
             topic: None,
