@@ -6,9 +6,11 @@
 
 mod components;
 mod logging;
+mod ls;
 mod run;
 mod schema;
 mod validate;
+mod verify;
 
 use clap::{Parser, Subcommand};
 use ferry_core::Registry;
@@ -49,6 +51,10 @@ enum Command {
     Components(components::Args),
     /// Print the JSON Schema of pipeline files (for editors and CI).
     Schema(schema::Args),
+    /// Show what a backup holds: topics, partitions, offsets, times, sizes, gaps.
+    Ls(ls::Args),
+    /// Re-read a backup and check every segment against its manifest.
+    Verify(verify::Args),
 }
 
 /// The registry of every built-in component: what pipeline files can name.
@@ -67,6 +73,8 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Validate(a) => validate::main(a).await,
         Command::Components(a) => components::main(a).await,
         Command::Schema(a) => schema::main(a).await,
+        Command::Ls(a) => ls::main(a).await,
+        Command::Verify(a) => verify::main(a).await,
     }
 }
 

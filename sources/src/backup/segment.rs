@@ -215,11 +215,18 @@ impl RawReader {
                 if self.buf.is_empty() {
                     return Ok(None);
                 }
+                let declared = if self.buf.len() >= LOG_OVERHEAD {
+                    let len =
+                        i32::from_be_bytes([self.buf[8], self.buf[9], self.buf[10], self.buf[11]]);
+                    format!(" declares {} bytes but", LOG_OVERHEAD as i64 + len as i64)
+                } else {
+                    String::new()
+                };
                 return Err(Error::Corrupt(format!(
-                    "{}: {} bytes after the last whole batch (truncated batch at byte {})",
+                    "{}: the batch at byte {}{declared} only {} bytes are left (a truncated segment or a damaged batch length)",
                     self.object.name(),
+                    self.buf_pos,
                     self.buf.len(),
-                    self.buf_pos
                 )));
             }
         }
