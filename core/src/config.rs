@@ -405,7 +405,8 @@ impl fmt::Display for ByteSize {
             ("MiB", 1 << 20),
             ("KiB", 1 << 10),
         ] {
-            if n >= size && n % size == 0 {
+            // Sizes are powers of two: a multiple has no low bits set.
+            if n >= size && n & (size - 1) == 0 {
                 return write!(f, "{}{unit}", n / size);
             }
         }

@@ -807,127 +807,40 @@ impl Registry {
         // One closure per kind would triplicate this; a small generic helper keeps the rules
         // (unknown type, config errors, validation and build errors placed at the component)
         // in one place.
-        fn component<T: ?Sized>(
-            map: &Map<T>,
-            kind: &str,
-            type_name: &str,
-            target: Target,
-            path: Vec<PathSeg>,
-            text: &str,
-            file: &str,
-            describe: &dyn Fn(&[PathSeg]) -> String,
-            at: &dyn Fn(&[PathSeg]) -> Option<Location>,
-            build: Option<&BuildContext>,
-            errors: &mut Vec<Error>,
-        ) -> Option<Box<T>> {
-            let mut type_path = path.clone();
-            type_path.push(PathSeg::Key("type".into()));
-            let Some(factory) = map.get(type_name) else {
-                let known: Vec<&str> = map.keys().copied().collect();
-                errors.push(Error::Config {
-                    location: at(&type_path).or_else(|| at(&path)),
-                    message: format!(
-                        "unknown {kind} type '{type_name}' in {}; known {kind} types: {}",
-                        path_string(&path),
-                        if known.is_empty() {
-                            "none".to_string()
-                        } else {
-                            known.join(", ")
-                        }
-                    ),
-                });
-                return None;
-            };
-            let input = ConfigInput {
-                kind: InputKind::Yaml {
-                    text,
-                    file,
-                    target,
-                    describe,
-                },
-            };
-            let placed = |e: Error| -> Error {
-                match e {
-                    Error::Config {
-                        location: Some(l),
-                        message,
-                    } => Error::Config {
-                        location: Some(l),
-                        message,
-                    },
-                    Error::Config {
-                        location: None,
-                        message,
-                    } => Error::Config {
-                        location: at(&path),
-                        message: format!("{}: {message}", describe(&path)),
-                    },
-                    other => Error::Config {
-                        location: at(&path),
-                        message: format!("{}: {}", describe(&path), error_chain(&other)),
-                    },
-                }
-            };
-            match build {
-                None => {
-                    if let Err(e) = factory.check(&input) {
-                        errors.push(placed(e));
-                    }
-                    None
-                }
-                Some(ctx) => match factory.build(&input, ctx) {
-                    Ok(c) => Some(c),
-                    Err(e) => {
-                        errors.push(placed(e));
-                        None
-                    }
-                },
-            }
-        }
-
-        let build_ctx = if build { Some(&ctx) } else { None };
-        let source = component(
+        let file_ctx = FileCtx {
+            text,
+            file,
+            describe: &describe,
+            at: &at,
+            build: if build { Some(&ctx) } else { None },
+        };
+        let source = file_ctx.component(
             &self.sources,
             "source",
             &head.source.type_name,
             Target::Source,
             vec![key("source")],
-            text,
-            file,
-            &describe,
-            &at,
-            build_ctx,
             errors,
         );
         let mut transforms = Vec::new();
         for (i, t) in head.transforms.iter().enumerate() {
-            if let Some(t) = component(
+            if let Some(t) = file_ctx.component(
                 &self.transforms,
                 "transform",
                 &t.type_name,
                 Target::Transform(i),
                 vec![key("transforms"), PathSeg::Index(i)],
-                text,
-                file,
-                &describe,
-                &at,
-                build_ctx,
                 errors,
             ) {
                 transforms.push(t);
             }
         }
-        let sink = component(
+        let sink = file_ctx.component(
             &self.sinks,
             "sink",
             &head.sink.type_name,
             Target::Sink,
             vec![key("sink")],
-            text,
-            file,
-            &describe,
-            &at,
-            build_ctx,
             errors,
         );
         if !errors.is_empty() || !build {
@@ -943,6 +856,93 @@ impl Registry {
                 prometheus: head.telemetry.prometheus.map(|a| a.0),
             },
         })
+    }
+}
+
+/// What checking one component of a pipeline file needs to know about the file.
+struct FileCtx<'a> {
+    text: &'a str,
+    file: &'a str,
+    describe: &'a dyn Fn(&[PathSeg]) -> String,
+    at: &'a dyn Fn(&[PathSeg]) -> Option<Location>,
+    /// Build too (not only check), with this context.
+    build: Option<&'a BuildContext>,
+}
+
+impl FileCtx<'_> {
+    /// Checks (and builds) one component; problems go to `errors`.
+    fn component<T: ?Sized>(
+        &self,
+        map: &Map<T>,
+        kind: &str,
+        type_name: &str,
+        target: Target,
+        path: Vec<PathSeg>,
+        errors: &mut Vec<Error>,
+    ) -> Option<Box<T>> {
+        let mut type_path = path.clone();
+        type_path.push(PathSeg::Key("type".into()));
+        let Some(factory) = map.get(type_name) else {
+            let known: Vec<&str> = map.keys().copied().collect();
+            errors.push(Error::Config {
+                location: (self.at)(&type_path).or_else(|| (self.at)(&path)),
+                message: format!(
+                    "unknown {kind} type '{type_name}' in {}; known {kind} types: {}",
+                    path_string(&path),
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            });
+            return None;
+        };
+        let input = ConfigInput {
+            kind: InputKind::Yaml {
+                text: self.text,
+                file: self.file,
+                target,
+                describe: self.describe,
+            },
+        };
+        let placed = |e: Error| -> Error {
+            match e {
+                Error::Config {
+                    location: Some(l),
+                    message,
+                } => Error::Config {
+                    location: Some(l),
+                    message,
+                },
+                Error::Config {
+                    location: None,
+                    message,
+                } => Error::Config {
+                    location: (self.at)(&path),
+                    message: format!("{}: {message}", (self.describe)(&path)),
+                },
+                other => Error::Config {
+                    location: (self.at)(&path),
+                    message: format!("{}: {}", (self.describe)(&path), error_chain(&other)),
+                },
+            }
+        };
+        match self.build {
+            None => {
+                if let Err(e) = factory.check(&input) {
+                    errors.push(placed(e));
+                }
+                None
+            }
+            Some(ctx) => match factory.build(&input, ctx) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    errors.push(placed(e));
+                    None
+                }
+            },
+        }
     }
 }
 
