@@ -20,7 +20,7 @@
 use crate::error::{Error, Result};
 use metrics::{counter, gauge, Counter, Gauge};
 use std::net::SocketAddr;
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 
 /// Records per stage.
 pub const RECORDS_TOTAL: &str = "ferry_records_total";
@@ -41,37 +41,36 @@ pub const FILES_WRITTEN_TOTAL: &str = "ferry_files_written_total";
 /// Consumer lag per partition (Kafka sources).
 pub const CONSUMER_LAG: &str = "ferry_consumer_lag";
 
-/// Describes every metric once (help texts for Prometheus).
+/// Describes every metric (help texts for Prometheus) to the installed recorder. Cheap and
+/// idempotent: the runtime calls it at every start, so a recorder installed later still
+/// gets the descriptions.
 pub fn describe() {
-    static ONCE: OnceLock<()> = OnceLock::new();
-    ONCE.get_or_init(|| {
-        metrics::describe_counter!(
-            RECORDS_TOTAL,
-            "Records per pipeline stage (source: read, sink: written)"
-        );
-        metrics::describe_counter!(
-            BYTES_TOTAL,
-            metrics::Unit::Bytes,
-            "Bytes per pipeline stage"
-        );
-        metrics::describe_counter!(BATCHES_TOTAL, "Batches per pipeline stage");
-        metrics::describe_gauge!(
-            IN_FLIGHT_BYTES,
-            metrics::Unit::Bytes,
-            "Bytes read but not yet written"
-        );
-        metrics::describe_gauge!(
-            CHECKPOINT_OFFSET,
-            "Last committed next offset per partition"
-        );
-        metrics::describe_counter!(CHECKPOINTS_TOTAL, "Checkpoints written");
-        metrics::describe_counter!(ERRORS_TOTAL, "Errors by kind");
-        metrics::describe_counter!(FILES_WRITTEN_TOTAL, "Files written by storage sinks");
-        metrics::describe_gauge!(
-            CONSUMER_LAG,
-            "High watermark minus next offset per partition"
-        );
-    });
+    metrics::describe_counter!(
+        RECORDS_TOTAL,
+        "Records per pipeline stage (source: read, sink: written)"
+    );
+    metrics::describe_counter!(
+        BYTES_TOTAL,
+        metrics::Unit::Bytes,
+        "Bytes per pipeline stage"
+    );
+    metrics::describe_counter!(BATCHES_TOTAL, "Batches per pipeline stage");
+    metrics::describe_gauge!(
+        IN_FLIGHT_BYTES,
+        metrics::Unit::Bytes,
+        "Bytes read but not yet written"
+    );
+    metrics::describe_gauge!(
+        CHECKPOINT_OFFSET,
+        "Last committed next offset per partition"
+    );
+    metrics::describe_counter!(CHECKPOINTS_TOTAL, "Checkpoints written");
+    metrics::describe_counter!(ERRORS_TOTAL, "Errors by kind");
+    metrics::describe_counter!(FILES_WRITTEN_TOTAL, "Files written by storage sinks");
+    metrics::describe_gauge!(
+        CONSUMER_LAG,
+        "High watermark minus next offset per partition"
+    );
 }
 
 /// Counts an error of `kind` for `pipeline`.
