@@ -29,6 +29,7 @@
 
 use crate::component::{Sink, Source, Transform};
 use crate::error::{Error, Location, Result};
+use crate::interpolate::Secrets;
 use crate::storage::Storage;
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::de::{DeserializeOwned, DeserializeSeed, Visitor};
@@ -721,6 +722,9 @@ pub struct Pipeline {
     pub delivery: Delivery,
     /// Metrics endpoint.
     pub telemetry: Telemetry,
+    /// Values interpolated from the environment into the pipeline file: the runtime
+    /// redacts them from the errors it returns.
+    pub secrets: Secrets,
 }
 
 impl fmt::Debug for Pipeline {
@@ -749,6 +753,7 @@ impl Pipeline {
             sink,
             delivery: Delivery::default(),
             telemetry: Telemetry::default(),
+            secrets: Secrets::default(),
         }
     }
 
@@ -797,6 +802,12 @@ impl Pipeline {
     /// Capacity of each channel between stages, in batches.
     pub fn with_channel_capacity(mut self, batches: usize) -> Self {
         self.delivery.channel_capacity = batches.max(1);
+        self
+    }
+
+    /// Values to redact from the run's errors (e.g. credentials the embedder put in configs).
+    pub fn with_secrets(mut self, secrets: Secrets) -> Self {
+        self.secrets = secrets;
         self
     }
 

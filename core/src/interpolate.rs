@@ -25,8 +25,8 @@ use crate::error::{Error, Location, Result};
 pub struct Interpolated {
     /// The text with every `${…}` replaced.
     pub text: String,
-    /// Values taken from the environment, longest first (redacted from messages).
-    secrets: Vec<String>,
+    /// Values taken from the environment (redacted from messages).
+    secrets: Secrets,
     /// Every replacement, in text order.
     edits: Vec<Edit>,
 }
@@ -71,25 +71,19 @@ impl Interpolated {
     }
 
     /// Replaces every value that came from the environment with `***`.
-    ///
-    /// Short values (under 4 characters) are replaced only where they stand alone as a
-    /// word, so that a secret like `1` does not turn every digit of a message into `***`,
-    /// while still never appearing as a token of its own.
     pub fn redact(&self, message: &str) -> String {
-        let mut out = message.to_string();
-        for s in &self.secrets {
-            if s.chars().count() >= 4 {
-                out = out.replace(s.as_str(), "***");
-            } else {
-                out = replace_word(&out, s);
-            }
-        }
-        out
+        self.secrets.redact(message)
     }
 
     /// Whether any value came from the environment.
     pub fn has_secrets(&self) -> bool {
         !self.secrets.is_empty()
+    }
+
+    /// The values that came from the environment, to redact later messages (the runtime
+    /// redacts a pipeline's errors with them).
+    pub fn secrets(&self) -> &Secrets {
+        &self.secrets
     }
 
     /// Rewrites a configuration error of the interpolated text so that it points at the
@@ -103,8 +97,65 @@ impl Interpolated {
                 }),
                 message: self.redact(&message),
             },
-            other if self.has_secrets() => Error::Other(self.redact(&error_chain(&other))),
-            other => other,
+            other => self.secrets.redact_error(other),
+        }
+    }
+}
+
+/// Values interpolated from the environment, redacted from messages as `***`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Secrets(Vec<String>);
+
+impl Secrets {
+    /// Secrets from a list of values (empty ones are ignored).
+    pub fn new(values: impl IntoIterator<Item = String>) -> Self {
+        let mut v: Vec<String> = values.into_iter().filter(|s| !s.is_empty()).collect();
+        v.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        v.dedup();
+        Secrets(v)
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// `message` with every secret replaced by `***`.
+    ///
+    /// Short values (under 4 characters) are replaced only where they stand alone as a
+    /// word, so that a secret like `1` does not turn every digit of a message into `***`,
+    /// while still never appearing as a token of its own.
+    pub fn redact(&self, message: &str) -> String {
+        let mut out = message.to_string();
+        for s in &self.0 {
+            if s.chars().count() >= 4 {
+                out = out.replace(s.as_str(), "***");
+            } else {
+                out = replace_word(&out, s);
+            }
+        }
+        out
+    }
+
+    /// An error rewritten so that no secret shows (unchanged when there are none).
+    pub fn redact_error(&self, err: Error) -> Error {
+        if self.is_empty() {
+            return err;
+        }
+        match err {
+            Error::Config { location, message } => Error::Config {
+                location,
+                message: self.redact(&message),
+            },
+            other => {
+                let text = error_chain(&other);
+                let redacted = self.redact(&text);
+                if redacted == text {
+                    other
+                } else {
+                    Error::Other(redacted)
+                }
+            }
         }
     }
 }
@@ -343,10 +394,9 @@ pub fn interpolate_with(
             new_col += 1;
         }
     }
-    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
     Ok(Interpolated {
         text: out,
-        secrets,
+        secrets: Secrets::new(secrets),
         edits,
     })
 }

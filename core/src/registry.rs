@@ -712,7 +712,9 @@ impl Registry {
             Err(e) => return (vec![e], None),
         };
         let mut errors = Vec::new();
-        let pipeline = self.prepare_interpolated(&interp, file, build, &mut errors);
+        let pipeline = self
+            .prepare_interpolated(&interp, file, build, &mut errors)
+            .map(|p| p.with_secrets(interp.secrets().clone()));
         let errors: Vec<Error> = errors.into_iter().map(|e| interp.fix_error(e)).collect();
         if errors.is_empty() {
             (errors, pipeline)
@@ -855,6 +857,7 @@ impl Registry {
             telemetry: Telemetry {
                 prometheus: head.telemetry.prometheus.map(|a| a.0),
             },
+            secrets: Default::default(),
         })
     }
 }

@@ -157,6 +157,20 @@ fn join_error(stage: &str, e: tokio::task::JoinError) -> Error {
 
 /// Runs `pipeline` until its source finishes, `shutdown` completes, or a stage fails.
 pub async fn run(
+    mut pipeline: Pipeline,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<RunSummary> {
+    let secrets = std::mem::take(&mut pipeline.secrets);
+    let name = pipeline.name.clone();
+    // Errors may quote configuration (a URI, a path); values from the environment never show.
+    run_inner(pipeline, shutdown).await.map_err(|e| {
+        let e = secrets.redact_error(e);
+        tracing::error!(pipeline = %name, error = %e, "pipeline failed");
+        e
+    })
+}
+
+async fn run_inner(
     pipeline: Pipeline,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<RunSummary> {
@@ -168,6 +182,7 @@ pub async fn run(
         sink,
         delivery,
         telemetry,
+        secrets: _,
     } = pipeline;
     metrics::describe();
     if let Some(addr) = telemetry.prometheus {
@@ -313,7 +328,6 @@ pub async fn run(
         first_error.get_or_insert(e);
     }
     if let Some(e) = first_error {
-        tracing::error!(pipeline = %name, error = %e, "pipeline failed");
         return Err(e);
     }
     let outcome = outcome.unwrap_or_default();

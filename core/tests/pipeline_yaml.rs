@@ -410,3 +410,85 @@ fn listing_and_schema() {
         assert!(s["$defs"].get(name).is_some(), "dangling $ref {name}");
     }
 }
+
+/// Emits one record, then finishes.
+struct OneSource(bool);
+
+#[async_trait]
+impl Source for OneSource {
+    async fn next_batch(&mut self, ctx: &SourceContext) -> Result<Option<Batch>> {
+        if std::mem::replace(&mut self.0, true) {
+            return Ok(None);
+        }
+        let topic: std::sync::Arc<str> = std::sync::Arc::from("t");
+        let r = ferry_core::Record::new(topic.clone(), 0, 0, None);
+        let ack = ctx.ack(&topic, 0, 0, 1);
+        Ok(Some(Batch::from_records(topic, 0, 0, 1, vec![r], ack)))
+    }
+}
+
+struct OneSourceFactory;
+
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct Empty {}
+
+impl SourceFactory for OneSourceFactory {
+    type Config = Empty;
+    fn name(&self) -> &'static str {
+        "one"
+    }
+    fn description(&self) -> &'static str {
+        "one record"
+    }
+    fn build(&self, _c: Empty, _ctx: &BuildContext) -> Result<Box<dyn Source>> {
+        Ok(Box::new(OneSource(false)))
+    }
+}
+
+/// Fails every write with a message that quotes its URI.
+struct QuotingSink(String);
+
+#[async_trait]
+impl Sink for QuotingSink {
+    async fn write(&mut self, _batch: Batch) -> Result<()> {
+        Err(Error::Other(format!("cannot write to {}", self.0)))
+    }
+    async fn flush(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
+
+struct QuotingSinkFactory;
+
+impl SinkFactory for QuotingSinkFactory {
+    type Config = TestSinkConfig;
+    fn name(&self) -> &'static str {
+        "quoting"
+    }
+    fn description(&self) -> &'static str {
+        "fails, quoting its uri"
+    }
+    fn build(&self, c: TestSinkConfig, _ctx: &BuildContext) -> Result<Box<dyn Sink>> {
+        Ok(Box::new(QuotingSink(c.uri)))
+    }
+}
+
+#[tokio::test]
+async fn runtime_errors_are_redacted_too() {
+    env();
+    let mut r = registry();
+    r.register_source(OneSourceFactory);
+    r.register_sink(QuotingSinkFactory);
+    let p = r
+        .load_pipeline(
+            "name: r\nsource: { type: one }\nsink:\n  type: quoting\n  uri: \"s3://bucket/?key=${FERRY_YAML_TEST_SECRET}\"\ndelivery: { checkpoint: none }\n",
+            "p.yaml",
+        )
+        .unwrap();
+    let e = ferry_core::run(p, std::future::pending())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert_eq!(e, "cannot write to s3://bucket/?key=***");
+}
