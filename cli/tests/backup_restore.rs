@@ -244,7 +244,7 @@ fn verify_catches_a_flipped_byte_and_kafka_reads_the_segment() {
 
     // Kafka's own tool reads a raw segment as a log segment.
     let dump = Command::new(&env.java)
-        .args(["-cp", &format!("{}/*", env.kafka_libs), "kafka.tools.DumpLogSegments", "--files"])
+        .args(["-cp", &format!("{}/*", env.kafka_libs), "org.apache.kafka.tools.DumpLogSegments", "--files"])
         .arg(&segs[0])
         .arg("--print-data-log")
         .output()

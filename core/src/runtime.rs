@@ -27,6 +27,7 @@ use crate::checkpoint::{merge_offsets, CheckpointStore};
 use crate::component::{Sink, Source, SourceContext, Transform};
 use crate::config::{CheckpointTarget, Pipeline};
 use crate::error::{Error, Result};
+use crate::metadata::SourceMetadata;
 use crate::metrics::{self, StageMetrics};
 use crate::storage::Storage;
 use std::future::Future;
@@ -59,9 +60,11 @@ pub struct RunSummary {
 }
 
 /// A batch on its way to the sink, with its share of the in-flight budget.
-struct Item {
-    batch: Batch,
-    budget: InFlight,
+/// What travels between stages: batches with their budget, and metadata ahead of the
+/// batches it describes.
+enum Item {
+    Batch { batch: Batch, budget: InFlight },
+    Metadata(SourceMetadata),
 }
 
 /// Budget taken by one batch; given back when dropped.
@@ -208,10 +211,25 @@ async fn run_inner(
         }
     };
     let store = storage.map(|s| CheckpointStore::new(s, name.clone()));
-    let loaded: Option<Offsets> = match &store {
+    let mut sink = sink;
+    // The sink may already hold data the checkpoint does not cover (a crash between its
+    // write and the checkpoint): resume after whichever is further.
+    let durable = sink.open().await?;
+    let mut loaded: Option<Offsets> = match &store {
         Some(st) => st.load().await?.map(|c| c.offsets),
         None => None,
     };
+    if let Some(d) = durable.filter(|d| !d.is_empty()) {
+        let mut merged = loaded.take().unwrap_or_default();
+        for (topic, parts) in d {
+            let t = merged.entry(topic).or_default();
+            for (p, o) in parts {
+                let e = t.entry(p).or_insert(o);
+                *e = (*e).max(o);
+            }
+        }
+        loaded = Some(merged);
+    }
     match (&store, &loaded) {
         (Some(st), Some(o)) => tracing::info!(
             pipeline = %name,
@@ -253,6 +271,7 @@ async fn run_inner(
         flow.clone(),
         stop_rx.clone(),
         StageMetrics::new(&name, "source"),
+        delivery.checkpoint_interval,
     ));
     let mut transform_tasks = Vec::new();
     for (i, t) in transforms.into_iter().enumerate() {
@@ -360,7 +379,11 @@ async fn source_stage(
     flow: Arc<FlowState>,
     mut stop: watch::Receiver<bool>,
     m: StageMetrics,
+    metadata_interval: Duration,
 ) -> (Box<dyn Source>, Result<()>) {
+    // Metadata is asked for before the first batch goes out and then at most once per
+    // interval, and always travels ahead of the batches that follow it.
+    let mut next_metadata = Instant::now();
     loop {
         let next = tokio::select! {
             biased;
@@ -371,10 +394,30 @@ async fn source_stage(
             Ok(Some(b)) => b,
             Ok(None) => {
                 tracing::debug!(pipeline = %ctx.pipeline, "source finished");
+                // Last look, so a snapshot ends with the metadata of its end.
+                match source.metadata().await {
+                    Ok(Some(md)) => {
+                        let _ = tx.send(Item::Metadata(md)).await;
+                    }
+                    Ok(None) => {}
+                    Err(e) => return (source, Err(e)),
+                }
                 break;
             }
             Err(e) => return (source, Err(e)),
         };
+        if Instant::now() >= next_metadata {
+            next_metadata = Instant::now() + metadata_interval;
+            match source.metadata().await {
+                Ok(Some(md)) => {
+                    if tx.send(Item::Metadata(md)).await.is_err() {
+                        break;
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => return (source, Err(e)),
+            }
+        }
         let bytes = batch.size_bytes() as u64;
         let records = batch.record_count();
         // Waiting for budget can be interrupted too; the batch is then dropped unwritten,
@@ -385,7 +428,7 @@ async fn source_stage(
             b = flow.acquire(bytes) => b,
         };
         m.add(records, bytes);
-        if tx.send(Item { batch, budget }).await.is_err() {
+        if tx.send(Item::Batch { batch, budget }).await.is_err() {
             // Downstream stopped (its error is reported by its own task).
             break;
         }
@@ -399,11 +442,20 @@ async fn transform_stage(
     tx: mpsc::Sender<Item>,
     m: StageMetrics,
 ) -> Result<()> {
-    while let Some(Item { batch, budget }) = rx.recv().await {
+    while let Some(item) = rx.recv().await {
+        let (batch, budget) = match item {
+            Item::Batch { batch, budget } => (batch, budget),
+            Item::Metadata(md) => {
+                if tx.send(Item::Metadata(t.apply_metadata(md))).await.is_err() {
+                    return Ok(());
+                }
+                continue;
+            }
+        };
         match t.apply(batch)? {
             Some(batch) => {
                 m.add(batch.record_count(), batch.size_bytes() as u64);
-                if tx.send(Item { batch, budget }).await.is_err() {
+                if tx.send(Item::Batch { batch, budget }).await.is_err() {
                     return Ok(());
                 }
             }
@@ -447,7 +499,14 @@ impl SinkStage {
                     self.checkpoint(&mut last, &mut failures_seen).await?;
                 }
                 item = self.rx.recv() => {
-                    let Some(Item { batch, budget }) = item else { break };
+                    let (batch, budget) = match item {
+                        None => break,
+                        Some(Item::Batch { batch, budget }) => (batch, budget),
+                        Some(Item::Metadata(md)) => {
+                            sink.write_metadata(md).await.inspect_err(|_| metrics::error(&self.pipeline, "sink"))?;
+                            continue;
+                        }
+                    };
                     let (records, bytes) = (batch.record_count(), batch.size_bytes() as u64);
                     sink.write(batch).await.inspect_err(|_| metrics::error(&self.pipeline, "sink"))?;
                     // The budget comes back only once the sink holds the batch.

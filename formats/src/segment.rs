@@ -13,6 +13,12 @@ pub trait SegmentEncoder: Send + Sync {
     /// Ends the segment: whatever is still buffered plus any footer.
     fn finish(&mut self) -> Result<Bytes>;
 
+    /// Records written so far, when the format leaves some out (control records are not
+    /// data in export formats). `None`: every record of every batch is in the file.
+    fn records_written(&self) -> Option<u64> {
+        None
+    }
+
     /// Bytes buffered inside the encoder and not yet returned (for memory accounting).
     fn buffered_bytes(&self) -> usize {
         0

@@ -82,6 +82,7 @@ pub struct StorageSinkConfig {
 pub fn segment_format(name: &str) -> Option<Arc<dyn SegmentFormat>> {
     match name {
         "raw" => Some(Arc::new(ferry_formats::raw::RawFormat)),
+        "jsonl" => Some(Arc::new(ferry_formats::jsonl_segment::JsonlFormat)),
         ferry_formats::avro::NAME => Some(Arc::new(ferry_formats::avro::AvroFormat::default())),
         ferry_formats::parquet::NAME => {
             Some(Arc::new(ferry_formats::parquet::ParquetFormat::default()))
@@ -91,7 +92,7 @@ pub fn segment_format(name: &str) -> Option<Arc<dyn SegmentFormat>> {
 }
 
 /// Names accepted by [`segment_format`].
-pub const FORMATS: &[&str] = &["raw", "avro", "parquet"];
+pub const FORMATS: &[&str] = &["raw", "jsonl", "avro", "parquet"];
 
 /// Factory of the `storage` sink.
 pub struct StorageSinkFactory;
@@ -270,7 +271,7 @@ impl StorageSink {
             partition,
             first_offset: seg.first_offset,
             next_offset: seg.next_offset,
-            record_count: seg.records,
+            record_count: seg.encoder.records_written().unwrap_or(seg.records),
             min_timestamp: seg.min_ts,
             max_timestamp: seg.max_ts,
             bytes: seg.bytes,
