@@ -27,7 +27,11 @@
 //! encoder writes into an in-memory buffer that it drains after each row group, so bytes
 //! go out as row groups complete; the footer comes with [`SegmentEncoder::finish`].
 //!
-//! [`read_parquet`] and [`ParquetRecords`] read such files back into [`Record`]s.
+//! Optionally ([`ParquetOptions::value`], see [`json`]) JSON values are also decoded into
+//! typed columns of a struct column (`value_json` by default) beside the envelope.
+//!
+//! [`read_parquet`] and [`ParquetRecords`] read such files back into [`Record`]s (extra
+//! columns are ignored).
 
 use crate::segment::{SegmentEncoder, SegmentFormat};
 use ::parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
@@ -45,9 +49,12 @@ use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
 use ferry_core::{Batch, ByteSize, Error, Header, Record, Result, TimestampType};
+use json::{JsonColumns, ValueColumns};
 use serde::Deserialize;
 use std::collections::VecDeque;
 use std::sync::{Arc, LazyLock, Mutex};
+
+pub mod json;
 
 /// File extension of Parquet segment objects.
 pub const EXTENSION: &str = "parquet";
@@ -106,6 +113,10 @@ pub struct ParquetOptions {
     /// zstd level, 1 to 22 (default 3).
     #[serde(default = "default_level")]
     pub compression_level: i32,
+    /// Typed columns decoded from the values (`{as: json, schema: [...]}`), written in a
+    /// struct column beside the envelope; see [`json`].
+    #[serde(default)]
+    pub value: Option<ValueColumns>,
 }
 
 impl Default for ParquetOptions {
@@ -114,6 +125,7 @@ impl Default for ParquetOptions {
             row_group_bytes: default_row_group_bytes(),
             compression: ParquetCompression::default(),
             compression_level: default_level(),
+            value: None,
         }
     }
 }
@@ -132,7 +144,22 @@ impl ParquetOptions {
         if self.row_group_bytes.0 == 0 {
             return Err(Error::config("parquet row_group_bytes must be > 0"));
         }
+        if let Some(v) = &self.value {
+            v.validate()?;
+        }
         Ok(())
+    }
+
+    /// The Arrow schema of the files: the envelope, plus the typed value columns if any.
+    pub fn schema(&self) -> SchemaRef {
+        match &self.value {
+            None => SCHEMA.clone(),
+            Some(v) => {
+                let mut fields: Vec<Arc<Field>> = SCHEMA.fields().iter().cloned().collect();
+                fields.push(Arc::new(v.field()));
+                Arc::new(Schema::new(fields))
+            }
+        }
     }
 
     /// The row group size in bytes the encoder uses: `row_group_bytes` capped at
@@ -256,11 +283,13 @@ struct Columns {
     header_offsets: Vec<i32>,
     header_keys: StringBuilder,
     header_values: BinaryBuilder,
+    json: Option<JsonColumns>,
+    schema: SchemaRef,
     bytes: usize,
 }
 
 impl Columns {
-    fn new() -> Self {
+    fn new(options: &ParquetOptions) -> Self {
         Columns {
             topic: StringBuilder::new(),
             partition: Vec::new(),
@@ -272,6 +301,8 @@ impl Columns {
             header_offsets: vec![0],
             header_keys: StringBuilder::new(),
             header_values: BinaryBuilder::new(),
+            json: options.value.as_ref().map(JsonColumns::new),
+            schema: options.schema(),
             bytes: 0,
         }
     }
@@ -281,6 +312,9 @@ impl Columns {
     }
 
     fn push(&mut self, r: &Record) -> Result<()> {
+        if let Some(json) = &mut self.json {
+            json.push(r)?;
+        }
         self.topic.append_value(&*r.topic);
         self.partition.push(r.partition);
         self.offset.push(r.offset);
@@ -321,7 +355,7 @@ impl Columns {
             None,
         )
         .map_err(arrow_error)?;
-        let columns: Vec<ArrayRef> = vec![
+        let mut columns: Vec<ArrayRef> = vec![
             Arc::new(self.topic.finish()),
             Arc::new(Int32Array::from(std::mem::take(&mut self.partition))),
             Arc::new(Int64Array::from(std::mem::take(&mut self.offset))),
@@ -334,8 +368,11 @@ impl Columns {
             Arc::new(self.value.finish()),
             Arc::new(headers),
         ];
+        if let Some(json) = &mut self.json {
+            columns.push(json.finish()?);
+        }
         self.bytes = 0;
-        RecordBatch::try_new(SCHEMA.clone(), columns).map_err(arrow_error)
+        RecordBatch::try_new(self.schema.clone(), columns).map_err(arrow_error)
     }
 }
 
@@ -368,11 +405,11 @@ impl ParquetEncoder {
         let props = options.properties(topic, partition, first_offset);
         // Creating the writer only fails for a schema Parquet cannot represent; the
         // envelope schema is fixed and covered by the tests.
-        let writer = ArrowWriter::try_new(Vec::new(), SCHEMA.clone(), Some(props))
+        let writer = ArrowWriter::try_new(Vec::new(), options.schema(), Some(props))
             .expect("the Parquet envelope schema is valid");
         ParquetEncoder {
             writer: Mutex::new(writer),
-            columns: Columns::new(),
+            columns: Columns::new(options),
             row_group_bytes: 0,
             limit: options.effective_row_group_bytes(),
             next_offset: None,

@@ -179,7 +179,21 @@ def text(v):
 out = {"parquet": {}, "avro": {}}
 for arg in sys.argv[1:]:
     kind, name, path = arg.split("=", 2)
-    if kind == "parquet":
+    if kind == "typed":
+        t = pq.read_table(path)
+        con = duckdb.connect()
+        con.execute("SET TimeZone = 'UTC'")
+        rows = con.execute(
+            'SELECT "offset", value_json.id, value_json.user, value_json.amount, epoch_ms(value_json.at), value_json IS NULL '
+            'FROM read_parquet(?) ORDER BY "offset"', [path]).fetchall()
+        total = con.execute('SELECT sum(value_json.amount), count(value_json.id) FROM read_parquet(?)', [path]).fetchone()
+        out["typed"] = dict(
+            pyarrow_type=str(t.schema.field("value_json").type),
+            pyarrow_rows=t.column("value_json").to_pylist()[:2],
+            duckdb_rows=[list(r) for r in rows],
+            duckdb_total=list(total),
+        )
+    elif kind == "parquet":
         # pyarrow
         t = pq.read_table(path)
         ts = t.column("timestamp").cast(pa.int64()).to_pylist()
@@ -232,7 +246,7 @@ for arg in sys.argv[1:]:
         with open(path, "rb") as f:
             blocks = sum(1 for _ in fastavro.block_reader(f))
         out["avro"][name] = dict(records=recs, metadata=meta, blocks=blocks)
-print(json.dumps(out))
+print(json.dumps(out, default=str))
 "#;
 
 #[test]
@@ -274,6 +288,32 @@ fn pyarrow_duckdb_and_fastavro_read_what_ferry_writes() {
         write_segment(&format, &records, &path);
         args.push(format!("avro={name}={}", path.display()));
     }
+
+    // Typed columns decoded from JSON values.
+    let typed_path = dir.path().join("typed.parquet");
+    let typed: Vec<Record> = (0..4i64)
+        .map(|i| {
+            let value = match i {
+                3 => None,
+                2 => Some(Bytes::from_static(b"not json")),
+                _ => Some(Bytes::from(format!(
+                    r#"{{"id": {i}, "user": {{"name": "u{i}"}}, "amount": {}.25, "at": "2100-01-01T00:00:0{i}Z"}}"#,
+                    i * 10
+                ))),
+            };
+            Record::new(Arc::from(TOPIC), PARTITION, i, value)
+        })
+        .collect();
+    let typed_options: ParquetOptions = serde_json::from_str(
+        r#"{"value": {"as": "json", "schema": [
+            {"name": "id", "type": "int64"},
+            {"name": "user", "type": "string", "path": "/user/name"},
+            {"name": "amount", "type": "float64"},
+            {"name": "at", "type": "timestamp_ms"}]}}"#,
+    )
+    .expect("typed options");
+    write_segment(&ParquetFormat::new(typed_options), &typed, &typed_path);
+    args.push(format!("typed=typed={}", typed_path.display()));
 
     let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
     let stdout = ferry_testkit::run_python_args(&env, SCRIPT, &arg_refs, b"");
@@ -340,6 +380,23 @@ fn pyarrow_duckdb_and_fastavro_read_what_ferry_writes() {
             "DuckDB footer of {name}.parquet"
         );
     }
+    let typed = &got["typed"];
+    assert_eq!(
+        typed["pyarrow_type"],
+        json!("struct<id: int64, user: string, amount: double, at: timestamp[ms, tz=UTC]>")
+    );
+    assert_eq!(typed["pyarrow_rows"][1]["user"], json!("u1"));
+    assert_eq!(
+        typed["duckdb_rows"],
+        json!([
+            [0, 0, "u0", 0.25, YEAR_2100_MS, false],
+            [1, 1, "u1", 10.25, YEAR_2100_MS + 1000, false],
+            [2, null, null, null, null, true],
+            [3, null, null, null, null, true],
+        ])
+    );
+    assert_eq!(typed["duckdb_total"], json!([10.5, 2]));
+
     for (name, _) in codecs {
         let av = &got["avro"][name];
         assert_eq!(av["records"], want, "fastavro records of {name}.avro");

@@ -223,3 +223,171 @@ fn garbage_is_corrupt_not_a_panic() {
     let bytes = encode(&ParquetOptions::default(), "t", 0, 0, &sample_records()).unwrap();
     assert!(read_parquet(Bytes::copy_from_slice(&bytes[..bytes.len() / 2])).is_err());
 }
+
+fn json_options(on_error: &str) -> ParquetOptions {
+    let yaml = format!(
+        r#"{{"value": {{"as": "json", "on_error": "{on_error}", "schema": [
+            {{"name": "id", "type": "int64"}},
+            {{"name": "user", "type": "string", "path": "/user/name"}},
+            {{"name": "amount", "type": "float64"}},
+            {{"name": "ok", "type": "boolean"}},
+            {{"name": "at", "type": "timestamp_ms"}},
+            {{"name": "small", "type": "int32"}},
+            {{"name": "tags", "type": "json"}}
+        ]}}}}"#
+    );
+    let o: ParquetOptions = serde_json::from_str(&yaml).unwrap();
+    o.validate().unwrap();
+    o
+}
+
+fn json_record(offset: i64, value: Option<&str>) -> Record {
+    Record::new(
+        Arc::from("orders"),
+        3,
+        offset,
+        value.map(|v| Bytes::copy_from_slice(v.as_bytes())),
+    )
+}
+
+#[test]
+fn json_values_become_typed_columns() {
+    use arrow::array::{AsArray, BooleanArray, Float64Array};
+    use arrow::datatypes::{Float64Type, Int32Type, Int64Type, TimestampMillisecondType};
+    let records = vec![
+        json_record(
+            0,
+            Some(
+                r#"{"id": 7, "user": {"name": "ann"}, "amount": 12.5, "ok": true,
+                    "at": 1732442400123, "small": 5, "tags": ["a", {"b": 1}]}"#,
+            ),
+        ),
+        json_record(
+            1,
+            Some(
+                r#"{"id": "8", "user": {"name": 42}, "amount": "1e3", "ok": "yes",
+                    "at": "2024-11-24T10:00:00.5Z", "small": 3000000000, "extra": 1}"#,
+            ),
+        ),
+        json_record(2, Some(r#"{"id": null}"#)),
+        json_record(3, None),
+        json_record(4, Some("not json")),
+        json_record(5, Some("[1, 2]")),
+        json_record(6, Some(r#"{"id": 1.5, "at": "yesterday"}"#)),
+    ];
+    let bytes = encode(&json_options("null"), "orders", 3, 0, &records).unwrap();
+    // The envelope reads back unchanged.
+    assert_same(&read_parquet(Bytes::from(bytes.clone())).unwrap(), &records);
+
+    let reader = ParquetRecordBatchReaderBuilder::try_new(Bytes::from(bytes))
+        .unwrap()
+        .build()
+        .unwrap();
+    let batches: Vec<RecordBatch> = reader.map(|b| b.unwrap()).collect();
+    assert_eq!(batches.len(), 1);
+    let s = batches[0]
+        .column_by_name("value_json")
+        .expect("value_json column")
+        .as_struct();
+    assert_eq!(
+        (0..7).map(|i| s.is_valid(i)).collect::<Vec<_>>(),
+        [true, true, true, false, false, false, true]
+    );
+    let id = s.column_by_name("id").unwrap().as_primitive::<Int64Type>();
+    assert_eq!(
+        (0..7)
+            .map(|i| id.is_valid(i).then(|| id.value(i)))
+            .collect::<Vec<_>>(),
+        [Some(7), Some(8), None, None, None, None, None]
+    );
+    let user = s.column_by_name("user").unwrap().as_string::<i32>();
+    assert_eq!((user.value(0), user.value(1)), ("ann", "42"));
+    let amount = s
+        .column_by_name("amount")
+        .unwrap()
+        .as_any()
+        .downcast_ref::<Float64Array>()
+        .unwrap();
+    assert_eq!((amount.value(0), amount.value(1)), (12.5, 1000.0));
+    let _ = s
+        .column_by_name("amount")
+        .unwrap()
+        .as_primitive::<Float64Type>();
+    let ok = s
+        .column_by_name("ok")
+        .unwrap()
+        .as_any()
+        .downcast_ref::<BooleanArray>()
+        .unwrap();
+    assert!(ok.value(0) && ok.is_null(1));
+    let at = s.column_by_name("at").unwrap();
+    assert_eq!(
+        at.data_type(),
+        &DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()))
+    );
+    let at = at.as_primitive::<TimestampMillisecondType>();
+    assert_eq!(at.value(0), 1_732_442_400_123);
+    assert_eq!(at.value(1), 1_732_442_400_500);
+    assert!(at.is_null(6));
+    let small = s
+        .column_by_name("small")
+        .unwrap()
+        .as_primitive::<Int32Type>();
+    assert_eq!(small.value(0), 5);
+    assert!(small.is_null(1), "out of the int32 range");
+    let tags = s.column_by_name("tags").unwrap().as_string::<i32>();
+    assert_eq!(tags.value(0), r#"["a",{"b":1}]"#);
+    assert!(tags.is_null(1));
+}
+
+#[test]
+fn json_on_error_fail_names_the_offset() {
+    let ok = [json_record(0, Some(r#"{"id": 1}"#)), json_record(1, None)];
+    encode(&json_options("fail"), "orders", 3, 0, &ok).unwrap();
+    for (value, want) in [
+        ("nope", "offset 9 is not JSON"),
+        ("[1]", "offset 9 is not a JSON object"),
+        (r#"{"id": "x"}"#, "field `id` at offset 9"),
+    ] {
+        let e = encode(
+            &json_options("fail"),
+            "orders",
+            3,
+            0,
+            &[json_record(9, Some(value))],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains(want), "{e}");
+    }
+}
+
+#[test]
+fn json_options_are_checked() {
+    let check = |yaml: &str| {
+        serde_json::from_str::<ParquetOptions>(yaml)
+            .map_err(|e| e.to_string())
+            .and_then(|o| o.validate().map_err(|e| e.to_string()))
+    };
+    assert!(
+        check(r#"{"value": {"as": "json", "schema": [{"name": "a", "type": "int64"}]}}"#).is_ok()
+    );
+    let e = check(r#"{"value": {"as": "json", "schema": [{"name": "a", "type": "int64"}, {"name": "a", "type": "string"}]}}"#)
+        .unwrap_err();
+    assert!(e.contains("twice"), "{e}");
+    let e = check(r#"{"value": {"as": "json", "column": "value", "schema": [{"name": "a", "type": "int64"}]}}"#)
+        .unwrap_err();
+    assert!(e.contains("column: value"), "{e}");
+    let e = check(r#"{"value": {"as": "json", "schema": []}}"#).unwrap_err();
+    assert!(e.contains("no field"), "{e}");
+    let e = check(
+        r#"{"value": {"as": "json", "schema": [{"name": "a", "type": "int64", "path": "a"}]}}"#,
+    )
+    .unwrap_err();
+    assert!(e.contains("JSON pointer"), "{e}");
+    assert!(check(r#"{"value": {"as": "avro", "schema": []}}"#).is_err());
+    assert!(
+        check(r#"{"value": {"as": "json", "schema": [{"name": "a", "type": "decimal"}]}}"#)
+            .is_err()
+    );
+}
