@@ -23,6 +23,14 @@
 //! offsets stay covered so the checkpoint moves past them. When every partition is read the
 //! source finishes.
 //!
+//! A transaction's outcome is read from its commit/abort marker in the data (see [`txn`]):
+//! the source reads ahead of the restore position for it, so it is right for backups taken
+//! with either fetch isolation (a `read_uncommitted` fetch carries no aborted-transaction
+//! list) and when a restore resumes inside a transaction. Transactional data whose marker
+//! is not in the backup (the transaction was open when the backup was taken) is not
+//! restored, as a `read_committed` consumer would not have seen it. Partitions with
+//! transactions are read about twice (the look-ahead reads headers and markers only).
+//!
 //! `until` follows Kafka's `offsetsForTimes` rule: a partition is restored up to (not
 //! including) its first record whose timestamp is later than `until`, so each partition is
 //! a clean prefix even when timestamps are out of order. Only records that are restored
@@ -87,8 +95,8 @@ pub struct BackupSourceConfig {
     /// and `to_offset` for that partition.
     #[serde(default)]
     pub offsets: BTreeMap<String, OffsetRange>,
-    /// Keep the data of aborted transactions (default false: dropped, as a `read_committed`
-    /// consumer would). Transaction markers are always dropped.
+    /// Keep the data of aborted (and never finished) transactions (default false: dropped,
+    /// as a `read_committed` consumer would). Transaction markers are always dropped.
     #[serde(default)]
     pub include_aborted: bool,
     /// Bytes per ranged read of a segment (default 4MiB). A batch larger than this is read

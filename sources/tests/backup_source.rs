@@ -594,3 +594,75 @@ async fn jsonl_segments_are_read_too() {
     assert_eq!(values_of(&out, "j", 0), vec!["b"]);
     assert_eq!(spans_of(&out, "j", 0), vec![(2, 3)]);
 }
+
+#[tokio::test]
+async fn markers_decide_even_without_aborted_lists_and_across_segments() {
+    // As a read_uncommitted backup has it: no aborted lists in the manifests. Producer 5's
+    // transaction spans two segments and aborts in the second; producer 6 commits there;
+    // producer 7's transaction has no marker at all (open when the backup was taken).
+    let uri = mem_uri("markers");
+    let s = Storage::from_uri(&uri).unwrap();
+    write_descriptor(&s, 1).await;
+    write_segment(
+        &s,
+        "t",
+        0,
+        &[
+            txn_batch(0, 5, &[("aborted0", 1)]),
+            txn_batch(1, 6, &[("committed1", 1)]),
+            batch(2, &[("plain2", 1)]),
+        ],
+        vec![],
+        vec![],
+        true,
+    )
+    .await;
+    write_segment(
+        &s,
+        "t",
+        0,
+        &[
+            txn_batch(3, 5, &[("aborted3", 1)]),
+            marker(4, 6, true, 1),
+            marker(5, 5, false, 1),
+            txn_batch(6, 7, &[("open6", 1)]),
+            batch(7, &[("plain7", 1)]),
+        ],
+        vec![],
+        vec![],
+        true,
+    )
+    .await;
+    let out = drain(
+        &mut source(json!({ "uri": uri, "read_chunk": 10 })),
+        &ctx_at(&[]),
+    )
+    .await;
+    assert_eq!(
+        values_of(&out, "t", 0),
+        vec!["committed1", "plain2", "plain7"]
+    );
+    let spans = spans_of(&out, "t", 0);
+    assert_eq!((spans[0].0, spans.last().unwrap().1), (0, 8));
+
+    // Resumed inside the aborted transaction: still dropped.
+    let out = drain(&mut source(json!({ "uri": uri })), &ctx_at(&[("t", 0, 3)])).await;
+    assert_eq!(values_of(&out, "t", 0), vec!["plain7"]);
+
+    let out = drain(
+        &mut source(json!({ "uri": uri, "include_aborted": true })),
+        &ctx_at(&[]),
+    )
+    .await;
+    assert_eq!(
+        values_of(&out, "t", 0),
+        vec![
+            "aborted0",
+            "committed1",
+            "plain2",
+            "aborted3",
+            "open6",
+            "plain7"
+        ]
+    );
+}

@@ -4,10 +4,10 @@
 use super::segment::{
     decode_jsonl_line, decode_raw, ChunkedObject, LineReader, RawBatch, RawReader, SegmentFormat,
 };
-use super::txn::{is_abort_marker, AbortFilter, TxnUnit};
+use super::txn::{is_abort_marker, MarkerQueue};
 use ferry_core::{Record, Result, Storage};
 use ferry_formats::layout::SegmentManifest;
-use std::collections::VecDeque;
+use std::collections::HashSet;
 use std::sync::Arc;
 
 /// Where a partition starts and stops.
@@ -43,17 +43,31 @@ enum Piece {
     Record(Record),
 }
 
+/// Reads raw segments ahead of the main position for transaction markers only.
+struct Lookahead {
+    /// Index of the next segment to open.
+    next: usize,
+    reader: Option<RawReader>,
+    done: bool,
+    markers: MarkerQueue,
+}
+
 /// Reads one partition's segments, front to back.
 pub struct PartitionReader {
     storage: Storage,
     topic: Arc<str>,
     partition: i32,
-    segments: VecDeque<SegmentManifest>,
+    segments: Vec<SegmentManifest>,
+    /// Index of the next segment to open.
+    next_segment: usize,
     current: Option<(SegmentManifest, Cursor)>,
     /// Next offset that may be restored; everything below is done or skipped.
     position: i64,
     bounds: Bounds,
-    aborts: Option<AbortFilter>,
+    include_aborted: bool,
+    lookahead: Option<Lookahead>,
+    /// Producers already warned about for a transaction without a marker.
+    warned_open: HashSet<i64>,
     chunk: u64,
     done: bool,
 }
@@ -72,31 +86,25 @@ impl PartitionReader {
     ) -> Self {
         manifests.sort_by_key(|m| m.first_offset);
         let start = bounds.start.unwrap_or(i64::MIN);
-        let aborts = (!include_aborted)
-            .then(|| AbortFilter::new(manifests.iter().flat_map(|m| m.aborted.iter().copied())));
-        // Walk from the earliest aborted transaction that starts before the resume point, so
-        // the abort state is right when the first record to restore comes (its marker may be
-        // before the resume point, or after it).
-        let walk_from = match aborts.as_ref().and_then(AbortFilter::earliest) {
-            Some(a) if a < start => a,
-            _ => start,
-        };
-        let segments: VecDeque<SegmentManifest> = manifests
+        let segments: Vec<SegmentManifest> = manifests
             .into_iter()
-            .filter(|m| m.next_offset > walk_from)
+            .filter(|m| m.next_offset > start)
             .filter(|m| bounds.end.is_none_or(|e| m.first_offset < e))
             .collect();
-        let first = segments.front().map_or(start, |m| m.first_offset);
+        let first = segments.first().map_or(start, |m| m.first_offset);
         PartitionReader {
             storage,
             topic,
             partition,
             done: segments.is_empty() || bounds.end.is_some_and(|e| start >= e),
             segments,
+            next_segment: 0,
             current: None,
             position: start.max(first),
             bounds,
-            aborts,
+            include_aborted,
+            lookahead: None,
+            warned_open: HashSet::new(),
             chunk,
         }
     }
@@ -116,20 +124,19 @@ impl PartitionReader {
         self.done
     }
 
+    fn open(&self, m: &SegmentManifest) -> ChunkedObject {
+        ChunkedObject::new(self.storage.clone(), m.segment.clone(), m.bytes, self.chunk)
+    }
+
     async fn next_piece(&mut self) -> Result<Option<(Piece, String)>> {
         loop {
             if self.current.is_none() {
-                let Some(m) = self.segments.pop_front() else {
+                let Some(m) = self.segments.get(self.next_segment).cloned() else {
                     return Ok(None);
                 };
-                let format = SegmentFormat::of(&self.storage, &m)?;
-                let object = ChunkedObject::new(
-                    self.storage.clone(),
-                    m.segment.clone(),
-                    m.bytes,
-                    self.chunk,
-                );
-                let cursor = match format {
+                self.next_segment += 1;
+                let object = self.open(&m);
+                let cursor = match SegmentFormat::of(&self.storage, &m)? {
                     SegmentFormat::Raw => Cursor::Raw(RawReader::new(object)),
                     SegmentFormat::Jsonl => Cursor::Lines(LineReader::new(object)),
                 };
@@ -164,21 +171,87 @@ impl PartitionReader {
         }
     }
 
-    /// Moves the position forward to `to` (never backward, never past the end bound).
-    fn advance(&mut self, to: i64) {
-        let to = self.bounds.end.map_or(to, |e| to.min(e));
-        self.position = self.position.max(to);
-        if self.bounds.end.is_some_and(|e| self.position >= e) {
-            self.done = true;
-        }
-    }
-
     /// Whether the next piece can be had without reading storage.
     fn piece_buffered(&self) -> bool {
         match &self.current {
             Some((_, Cursor::Raw(r))) => r.has_buffered_batch(),
             Some((_, Cursor::Lines(r))) => r.has_buffered_line(),
             None => false,
+        }
+    }
+
+    /// Whether transactional data of `producer_id` at `offset` is to be restored: its
+    /// transaction committed. Reads ahead for the marker when needed; a transaction with
+    /// no marker in the backup (open when the backup was taken) is not restored, as a
+    /// `read_committed` consumer would not have seen it.
+    async fn committed(&mut self, producer_id: i64, offset: i64) -> Result<bool> {
+        if self.include_aborted || producer_id < 0 {
+            return Ok(true);
+        }
+        let current = self.next_segment.saturating_sub(1);
+        let la = self.lookahead.get_or_insert_with(|| Lookahead {
+            next: current,
+            reader: None,
+            done: false,
+            markers: MarkerQueue::default(),
+        });
+        loop {
+            if let Some(aborted) = la.markers.aborted(producer_id, offset) {
+                return Ok(!aborted);
+            }
+            if la.done {
+                if self.warned_open.insert(producer_id) {
+                    tracing::warn!(
+                        topic = %self.topic,
+                        partition = self.partition,
+                        producer_id,
+                        offset,
+                        "transactional records without a commit or abort marker in the backup \
+                         (the transaction was open when the backup was taken): not restored"
+                    );
+                }
+                return Ok(false);
+            }
+            let Some(reader) = la.reader.as_mut() else {
+                match self.segments.get(la.next) {
+                    None => la.done = true,
+                    Some(m) => {
+                        la.next += 1;
+                        if m.format == "raw" {
+                            let object = ChunkedObject::new(
+                                self.storage.clone(),
+                                m.segment.clone(),
+                                m.bytes,
+                                self.chunk,
+                            );
+                            la.reader = Some(RawReader::new(object));
+                        }
+                    }
+                }
+                continue;
+            };
+            match reader.next_batch().await? {
+                None => la.reader = None,
+                Some(b) if b.header.is_control() && b.header.producer_id >= 0 => {
+                    let recs =
+                        decode_raw(&reader.object().name(), &self.topic, self.partition, &b)?;
+                    let aborted = recs
+                        .first()
+                        .is_some_and(|r| is_abort_marker(r.key.as_deref()));
+                    la.markers
+                        .push(b.header.producer_id, b.header.base_offset, aborted);
+                }
+                Some(_) => {}
+            }
+        }
+    }
+
+    /// Moves the position forward to `to` (never backward, never past the end bound).
+    fn advance(&mut self, to: i64) {
+        let to = self.bounds.end.map_or(to, |e| to.min(e));
+        self.position = self.position.max(to);
+        if self.bounds.end.is_some_and(|e| self.position >= e) {
+            self.done = true;
         }
     }
 
@@ -213,26 +286,13 @@ impl PartitionReader {
                         self.done = true;
                         break;
                     }
-                    let abort_marker = if h.is_control() {
-                        let recs = decode_raw(&name, &self.topic, self.partition, &batch)?;
-                        recs.first()
-                            .is_some_and(|r| is_abort_marker(r.key.as_deref()))
-                    } else {
-                        false
-                    };
-                    let keep = self.aborts.as_mut().is_none_or(|f| {
-                        f.keep(TxnUnit {
-                            last_offset: h.next_offset() - 1,
-                            producer_id: h.producer_id,
-                            transactional: h.is_transactional(),
-                            control: h.is_control(),
-                            abort_marker,
-                        })
-                    });
                     if h.next_offset() <= lower {
-                        continue; // before the resume point: only the abort state mattered
+                        continue; // before the resume point
                     }
-                    if keep && !h.is_control() {
+                    let keep = !h.is_control()
+                        && (!h.is_transactional()
+                            || self.committed(h.producer_id, h.base_offset).await?);
+                    if keep {
                         let recs = decode_raw(&name, &self.topic, self.partition, &batch)?;
                         // A batch entirely at or before `until` needs no per-record check.
                         let until = self.bounds.until.filter(|u| h.max_timestamp > *u);
@@ -257,20 +317,14 @@ impl PartitionReader {
                         self.done = true;
                         break;
                     }
-                    let keep = self.aborts.as_mut().is_none_or(|f| {
-                        f.keep(TxnUnit {
-                            last_offset: r.offset,
-                            producer_id: r.producer.producer_id,
-                            transactional: r.is_transactional,
-                            control: r.is_control,
-                            abort_marker: r.is_control && is_abort_marker(r.key.as_deref()),
-                        })
-                    });
                     if r.offset < lower {
                         continue;
                     }
                     let offset = r.offset;
-                    if keep && !r.is_control {
+                    let keep = !r.is_control
+                        && (!r.is_transactional
+                            || self.committed(r.producer.producer_id, offset).await?);
+                    if keep {
                         if let Some(cut) = self.stop_at(&r, self.bounds.until) {
                             self.cut(cut);
                             break;

@@ -1,81 +1,63 @@
-//! Dropping aborted transactional data the way a `read_committed` Kafka consumer does.
+//! Dropping aborted transactional data, decided by the transaction markers in the data.
 //!
-//! Walking a partition in offset order, a producer id becomes "aborted" when the walk reaches
-//! the first offset of one of its aborted transactions (from the manifests); its
-//! transactional data is dropped until its abort marker (a control batch) is seen.
+//! A transaction's outcome is the first commit/abort marker (control batch) of its producer
+//! at or after its data. The backup source finds it by reading ahead of the restore position
+//! (batch headers and markers only, nothing decoded but markers), so the outcome is right
+//! whatever the backup's fetch isolation was, and when a restore resumes inside a
+//! transaction. The aborted-transaction lists of manifests are not needed for this (a
+//! `read_uncommitted` fetch never returns them).
 
-use ferry_core::AbortedTxn;
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{HashMap, VecDeque};
 
 /// Control record type of an abort marker (the key is `version: i16, type: i16`).
 const ABORT_MARKER: i16 = 0;
+
+/// How many remembered markers trigger a clean-up of the ones already passed.
+const PRUNE_AT: usize = 16_384;
 
 /// Whether a control record key is an abort marker.
 pub fn is_abort_marker(key: Option<&[u8]>) -> bool {
     matches!(key, Some(k) if k.len() >= 4 && i16::from_be_bytes([k[2], k[3]]) == ABORT_MARKER)
 }
 
-/// Tracks which producers are inside an aborted transaction.
+/// Markers seen ahead of the reading position, per producer, in offset order.
 #[derive(Debug, Default, Clone)]
-pub struct AbortFilter {
-    /// Aborted transactions not reached yet, ordered by first offset.
-    pending: BTreeSet<(i64, i64)>,
-    /// Producers whose current transaction was aborted.
-    aborted: HashSet<i64>,
+pub struct MarkerQueue {
+    markers: HashMap<i64, VecDeque<(i64, bool)>>,
+    len: usize,
 }
 
-/// What a unit of data (a batch, or a single record) is, for [`AbortFilter::keep`].
-#[derive(Debug, Clone, Copy)]
-pub struct TxnUnit {
-    /// Last offset of the unit.
-    pub last_offset: i64,
-    /// Producer id (-1 when none).
-    pub producer_id: i64,
-    /// Written inside a transaction.
-    pub transactional: bool,
-    /// A transaction marker.
-    pub control: bool,
-    /// The marker is an abort marker (only meaningful when `control`).
-    pub abort_marker: bool,
-}
-
-impl AbortFilter {
-    /// A filter knowing these aborted transactions (duplicates are fine).
-    pub fn new(aborted: impl IntoIterator<Item = AbortedTxn>) -> Self {
-        AbortFilter {
-            pending: aborted
-                .into_iter()
-                .map(|a| (a.first_offset, a.producer_id))
-                .collect(),
-            aborted: HashSet::new(),
-        }
+impl MarkerQueue {
+    /// Remembers a marker of `producer_id` at `offset` (`aborted` for an abort marker).
+    /// Markers must be pushed in offset order.
+    pub fn push(&mut self, producer_id: i64, offset: i64, aborted: bool) {
+        self.markers
+            .entry(producer_id)
+            .or_default()
+            .push_back((offset, aborted));
+        self.len += 1;
     }
 
-    /// Smallest first offset of a known aborted transaction, if any.
-    pub fn earliest(&self) -> Option<i64> {
-        self.pending.first().map(|(o, _)| *o)
-    }
-
-    /// Observes the next unit in offset order; `false` when its data belongs to an aborted
-    /// transaction. Control units return `true` (they are dropped anyway, as markers).
-    pub fn keep(&mut self, u: TxnUnit) -> bool {
-        if u.producer_id < 0 {
-            return true;
+    /// The outcome of `producer_id`'s transactional data at `offset`: `Some(true)` when the
+    /// first marker after it aborts, `Some(false)` when it commits, `None` when no marker
+    /// after it is known (yet). Reads must come in offset order: markers before `offset`
+    /// are forgotten.
+    pub fn aborted(&mut self, producer_id: i64, offset: i64) -> Option<bool> {
+        if self.len > PRUNE_AT {
+            let mut len = 0;
+            self.markers.retain(|_, q| {
+                q.retain(|(o, _)| *o >= offset);
+                len += q.len();
+                !q.is_empty()
+            });
+            self.len = len;
         }
-        while let Some(&(first, pid)) = self.pending.first() {
-            if first > u.last_offset {
-                break;
-            }
-            self.pending.pop_first();
-            self.aborted.insert(pid);
+        let q = self.markers.get_mut(&producer_id)?;
+        while q.front().is_some_and(|(o, _)| *o < offset) {
+            q.pop_front();
+            self.len -= 1;
         }
-        if u.control {
-            if u.abort_marker {
-                self.aborted.remove(&u.producer_id);
-            }
-            return true;
-        }
-        !(u.transactional && self.aborted.contains(&u.producer_id))
+        q.front().map(|(_, a)| *a)
     }
 }
 
@@ -83,38 +65,18 @@ impl AbortFilter {
 mod tests {
     use super::*;
 
-    fn data(last: i64, pid: i64) -> TxnUnit {
-        TxnUnit {
-            last_offset: last,
-            producer_id: pid,
-            transactional: true,
-            control: false,
-            abort_marker: false,
-        }
-    }
-
-    fn marker(at: i64, pid: i64, abort: bool) -> TxnUnit {
-        TxnUnit {
-            last_offset: at,
-            producer_id: pid,
-            transactional: true,
-            control: true,
-            abort_marker: abort,
-        }
-    }
-
     #[test]
-    fn drops_only_aborted_transactions() {
-        let mut f = AbortFilter::new([AbortedTxn {
-            producer_id: 7,
-            first_offset: 10,
-        }]);
-        assert!(f.keep(data(4, 7)));
-        assert!(f.keep(marker(5, 7, false)));
-        assert!(!f.keep(data(12, 7)));
-        assert!(f.keep(data(13, 8)));
-        assert!(f.keep(marker(14, 7, true)));
-        assert!(f.keep(data(16, 7)));
+    fn the_first_marker_after_the_data_decides() {
+        let mut m = MarkerQueue::default();
+        m.push(7, 4, true);
+        m.push(8, 6, false);
+        m.push(7, 9, false);
+        assert_eq!(m.aborted(7, 1), Some(true));
+        assert_eq!(m.aborted(8, 2), Some(false));
+        assert_eq!(m.aborted(7, 3), Some(true));
+        assert_eq!(m.aborted(7, 7), Some(false));
+        assert_eq!(m.aborted(7, 10), None);
+        assert_eq!(m.aborted(9, 10), None);
     }
 
     #[test]
