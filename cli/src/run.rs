@@ -43,18 +43,16 @@ pub fn load(files: &[PathBuf]) -> anyhow::Result<Vec<Pipeline>> {
 /// Runs the pipelines of `args`.
 pub async fn main(args: Args) -> anyhow::Result<()> {
     let pipelines = load(&args.files)?;
+    run_pipelines(pipelines).await
+}
+
+/// Runs pipelines concurrently until they finish or a signal arrives (a second signal exits
+/// at once); one failure stops the others gracefully.
+pub async fn run_pipelines(pipelines: Vec<Pipeline>) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
 
     // Signals: the first drains every pipeline, a second one exits right away.
-    let signal_tx = stop_tx.clone();
-    let signals = tokio::spawn(async move {
-        ferry_core::shutdown_signal().await;
-        let _ = signal_tx.send(true);
-        tracing::warn!("draining pipelines; send the signal again to exit now");
-        ferry_core::shutdown_signal().await;
-        eprintln!("error: second signal: exiting without draining");
-        std::process::exit(130);
-    });
+    let signals = tokio::spawn(watch_signals(stop_tx.clone()));
 
     let mut set: JoinSet<(String, ferry_core::Result<RunSummary>)> = JoinSet::new();
     for p in pipelines {
@@ -104,4 +102,44 @@ pub async fn main(args: Args) -> anyhow::Result<()> {
             bail!("{n} pipelines failed")
         }
     }
+}
+
+/// Sets the stop flag on the first SIGINT/SIGTERM and exits (code 130) on the second.
+///
+/// The signal streams are created once: a stream created after a signal was delivered may
+/// report that signal again, which would turn one SIGTERM into an immediate exit.
+async fn watch_signals(stop: watch::Sender<bool>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (mut term, mut int) = match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(t), Ok(i)) => (t, i),
+            _ => {
+                tracing::warn!("cannot listen for signals; stop with SIGKILL");
+                return;
+            }
+        };
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        let _ = stop.send(true);
+        tracing::warn!("{name} received: draining pipelines (send it again to exit at once)");
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        let _ = stop.send(true);
+        tracing::warn!("Ctrl-C received: draining pipelines (press it again to exit at once)");
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    eprintln!("error: second signal: exiting without draining");
+    std::process::exit(130);
 }
