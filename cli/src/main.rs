@@ -9,6 +9,8 @@ mod logging;
 mod ls;
 mod run;
 mod schema;
+mod shortcuts;
+mod topics;
 mod validate;
 mod verify;
 
@@ -55,6 +57,12 @@ enum Command {
     Ls(ls::Args),
     /// Re-read a backup and check every segment against its manifest.
     Verify(verify::Args),
+    /// Back up topics to storage (a shortcut for a kafka → storage pipeline).
+    Backup(shortcuts::BackupArgs),
+    /// Restore a backup into a cluster (a shortcut for a backup → kafka pipeline).
+    Restore(shortcuts::RestoreArgs),
+    /// List a cluster's topics with partitions and earliest/latest offsets.
+    Topics(topics::TopicsArgs),
 }
 
 /// The registry of every built-in component: what pipeline files can name.
@@ -75,6 +83,9 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Schema(a) => schema::main(a).await,
         Command::Ls(a) => ls::main(a).await,
         Command::Verify(a) => verify::main(a).await,
+        Command::Backup(a) => shortcuts::backup(a).await,
+        Command::Restore(a) => shortcuts::restore(a).await,
+        Command::Topics(a) => topics::run(a).await,
     }
 }
 

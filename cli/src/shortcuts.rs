@@ -5,6 +5,7 @@
 use anyhow::{bail, Context, Result};
 use ferry_core::registry::Registry;
 use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
 
 /// `ferry backup`: back up topics to storage.
 #[derive(clap::Args, Debug)]
@@ -170,6 +171,112 @@ pub fn print_pipeline(pipeline: &Value) -> Result<()> {
     Ok(())
 }
 
+/// Runs `ferry backup`.
+pub async fn backup(args: BackupArgs) -> Result<()> {
+    let pipeline = backup_pipeline(&args);
+    if args.print_pipeline {
+        return print_pipeline(&pipeline);
+    }
+    let p = load(&crate::registry(), &pipeline, "ferry backup")?;
+    crate::run::run_pipelines(vec![p]).await
+}
+
+/// Runs `ferry restore` (or prints its plan with `--dry-run`).
+pub async fn restore(args: RestoreArgs) -> Result<()> {
+    let pipeline = restore_pipeline(&args)?;
+    if args.print_pipeline {
+        return print_pipeline(&pipeline);
+    }
+    // Build it even for a dry run, so every flag is checked the same way.
+    let p = load(&crate::registry(), &pipeline, "ferry restore")?;
+    if args.dry_run {
+        return dry_run(p).await;
+    }
+    crate::run::run_pipelines(vec![p]).await
+}
+
+/// What a dry run found for one target partition.
+#[derive(Debug, Default, serde::Serialize)]
+struct PlanRow {
+    records: u64,
+    first_offset: Option<i64>,
+    last_offset: Option<i64>,
+    min_timestamp: Option<i64>,
+    max_timestamp: Option<i64>,
+}
+
+/// A sink that only counts: the restore pipeline runs with it instead of the Kafka sink, so
+/// the plan shows exactly what would be produced (after `--until`, offsets, renames,
+/// aborted transactions) and nothing is written anywhere, not even a checkpoint.
+struct PlanSink {
+    rows: std::sync::Arc<std::sync::Mutex<BTreeMap<(String, i32), PlanRow>>>,
+}
+
+#[async_trait::async_trait]
+impl ferry_core::Sink for PlanSink {
+    async fn write(&mut self, batch: ferry_core::Batch) -> ferry_core::Result<()> {
+        {
+            let records = batch.records()?;
+            let mut rows = self.rows.lock().unwrap_or_else(|p| p.into_inner());
+            let row = rows
+                .entry((batch.topic.to_string(), batch.partition))
+                .or_default();
+            for r in records.iter().filter(|r| !r.is_control) {
+                row.records += 1;
+                row.first_offset.get_or_insert(r.offset);
+                row.last_offset = Some(r.offset);
+                row.min_timestamp = Some(
+                    row.min_timestamp
+                        .map_or(r.timestamp, |t| t.min(r.timestamp)),
+                );
+                row.max_timestamp = Some(
+                    row.max_timestamp
+                        .map_or(r.timestamp, |t| t.max(r.timestamp)),
+                );
+            }
+        }
+        batch.ack.resolve();
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> ferry_core::Result<()> {
+        Ok(())
+    }
+}
+
+async fn dry_run(mut p: ferry_core::Pipeline) -> Result<()> {
+    let rows = std::sync::Arc::new(std::sync::Mutex::new(BTreeMap::new()));
+    p.sink = Box::new(PlanSink { rows: rows.clone() });
+    let p = p.without_checkpoint();
+    crate::run::run_pipelines(vec![p]).await?;
+    let rows = std::mem::take(&mut *rows.lock().unwrap_or_else(|p| p.into_inner()));
+    println!("Restore plan (dry run: nothing was written)");
+    println!(
+        "{:<40} {:>9} {:>10} {:>22} {:>26} {:>26}",
+        "TOPIC (on target)", "PARTITION", "RECORDS", "ORIGINAL OFFSETS", "FROM", "TO"
+    );
+    let mut total = 0;
+    for ((topic, partition), r) in &rows {
+        total += r.records;
+        let offsets = match (r.first_offset, r.last_offset) {
+            (Some(a), Some(b)) => format!("{a}..={b}"),
+            _ => "-".to_string(),
+        };
+        let t = |v: Option<i64>| v.map(crate::ls::rfc3339).unwrap_or_else(|| "-".into());
+        println!(
+            "{topic:<40} {partition:>9} {:>10} {offsets:>22} {:>26} {:>26}",
+            r.records,
+            t(r.min_timestamp),
+            t(r.max_timestamp)
+        );
+    }
+    println!(
+        "{total} record(s) in {} partition(s) would be restored",
+        rows.len()
+    );
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,6 +308,9 @@ mod tests {
             renames: vec!["nope".into()],
             ..a
         };
-        assert!(restore_pipeline(&bad).unwrap_err().to_string().contains("--rename"));
+        assert!(restore_pipeline(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("--rename"));
     }
 }

@@ -27,15 +27,24 @@ fn ferry(args: &[&str]) -> Output {
 
 fn ferry_ok(args: &[&str]) -> String {
     let out = ferry(args);
-    assert!(out.status.success(), "ferry {args:?} exited {:?}", out.status);
+    assert!(
+        out.status.success(),
+        "ferry {args:?} exited {:?}",
+        out.status
+    );
     String::from_utf8_lossy(&out.stdout).to_string()
 }
 
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
+/// One runtime for the test's client: its connections live on the runtime that made them.
+fn rt() -> &'static tokio::runtime::Runtime {
+    static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime")
+    })
 }
 
 fn client(env: &TestEnv) -> Client {
@@ -43,10 +52,17 @@ fn client(env: &TestEnv) -> Client {
         .expect("connect to Kafka")
 }
 
+/// Kafka 4 refuses timestamps more than an hour off by default; backups hold any.
+const ANY_TIMESTAMP: [(&str, &str); 2] = [
+    ("message.timestamp.before.max.ms", "9223372036854775807"),
+    ("message.timestamp.after.max.ms", "9223372036854775807"),
+];
+
 fn create_topic(env: &TestEnv, name: &str, partitions: i32, configs: &[(&str, &str)]) {
     let c = client(env);
     let configs: BTreeMap<String, String> = configs
         .iter()
+        .chain(ANY_TIMESTAMP.iter())
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     rt().block_on(c.create_topics(&[NewTopic {
@@ -80,9 +96,9 @@ fn varied_topic(env: &TestEnv, topic: &str) -> usize {
                 let key = format!("key-{}", n % 7);
                 let value = format!("{{\"n\":{n},\"codec\":\"{codec}\"}}");
                 let ts = match j % 4 {
-                    0 => 1,                         // 1970
-                    1 => 4_102_444_800_000 - n,     // 2100
-                    _ => 1_764_547_200_000 + n,     // 2025
+                    0 => 1,                     // 1970
+                    1 => 4_102_444_800_000 - n, // 2100
+                    _ => 1_764_547_200_000 + n, // 2025
                 };
                 let mut m = match j % 5 {
                     0 => KcatMsg::new(None, Some(value.as_bytes())),
@@ -91,7 +107,10 @@ fn varied_topic(env: &TestEnv, topic: &str) -> usize {
                     _ => KcatMsg::new(Some(key.as_bytes()), Some(value.as_bytes())),
                 };
                 if j % 3 == 0 {
-                    m = m.header("h", Some(b"1")).header("h", None).header("e", Some(b""));
+                    m = m
+                        .header("h", Some(b"1"))
+                        .header("h", None)
+                        .header("e", Some(b""));
                 }
                 msgs.push(m.at(ts));
             }
@@ -121,7 +140,16 @@ fn snapshot_backup_and_restore_under_a_new_name_is_identical() {
     let dir = tempfile::tempdir().unwrap();
     let uri = dir.path().to_str().unwrap();
 
-    ferry_ok(&["backup", "--brokers", &env.kafka, "--topic", &topic, "--to", uri, "--snapshot"]);
+    ferry_ok(&[
+        "backup",
+        "--brokers",
+        &env.kafka,
+        "--topic",
+        &topic,
+        "--to",
+        uri,
+        "--snapshot",
+    ]);
     ferry_ok(&["verify", uri]);
     let ls: serde_json::Value = serde_json::from_str(&ferry_ok(&["ls", uri, "--json"])).unwrap();
     let parts = ls["topics"][0]["partitions"].as_array().unwrap();
@@ -129,7 +157,14 @@ fn snapshot_backup_and_restore_under_a_new_name_is_identical() {
     assert_eq!(records as usize, total);
 
     ferry_ok(&[
-        "restore", "--from", uri, "--brokers", &env.kafka, "--topic", &topic, "--rename",
+        "restore",
+        "--from",
+        uri,
+        "--brokers",
+        &env.kafka,
+        "--topic",
+        &topic,
+        "--rename",
         &format!("{topic}={restored}"),
     ]);
     let original = dump_topic(&env, &env.kafka, &topic);
@@ -158,13 +193,29 @@ fn point_in_time_restore_is_the_offsets_for_times_prefix() {
     py_produce_to(&env, &env.kafka, &topic, Some(1), &p1, "lz4", false);
     let dir = tempfile::tempdir().unwrap();
     let uri = dir.path().to_str().unwrap();
-    ferry_ok(&["backup", "--brokers", &env.kafka, "--topic", &topic, "--to", uri, "--snapshot"]);
+    ferry_ok(&[
+        "backup",
+        "--brokers",
+        &env.kafka,
+        "--topic",
+        &topic,
+        "--to",
+        uri,
+        "--snapshot",
+    ]);
 
     let until = base + 4_500; // after 4 s
     let restored = format!("{topic}-pit");
     ferry_ok(&[
-        "restore", "--from", uri, "--brokers", &env.kafka, "--rename",
-        &format!("{topic}={restored}"), "--until", &until.to_string(),
+        "restore",
+        "--from",
+        uri,
+        "--brokers",
+        &env.kafka,
+        "--rename",
+        &format!("{topic}={restored}"),
+        "--until",
+        &until.to_string(),
     ]);
     let copy = content(&dump_topic(&env, &env.kafka, &restored));
     // Partition 0: timestamps 0..=4 s → offsets 0..5.
@@ -191,14 +242,32 @@ fn consumer_group_offsets_come_back_translated() {
 
     let dir = tempfile::tempdir().unwrap();
     let uri = dir.path().to_str().unwrap();
-    ferry_ok(&["backup", "--brokers", &env.kafka, "--topic", &topic, "--to", uri, "--snapshot"]);
+    ferry_ok(&[
+        "backup",
+        "--brokers",
+        &env.kafka,
+        "--topic",
+        &topic,
+        "--to",
+        uri,
+        "--snapshot",
+    ]);
     // Restore only from offset 4: the restored topic holds originals 4..10 at 0..6, so
     // the group committed at 7 must resume at 3.
     let restored = format!("{topic}-r");
     let new_group = format!("{group}-r");
     ferry_ok(&[
-        "restore", "--from", uri, "--brokers", &env.kafka, "--rename",
-        &format!("{topic}={restored}"), "--from-offset", "4", "--groups", "--group-rename",
+        "restore",
+        "--from",
+        uri,
+        "--brokers",
+        &env.kafka,
+        "--rename",
+        &format!("{topic}={restored}"),
+        "--from-offset",
+        "4",
+        "--groups",
+        "--group-rename",
         &format!("{group}={new_group}"),
     ]);
     let got = rt()
@@ -233,24 +302,45 @@ fn verify_catches_a_flipped_byte_and_kafka_reads_the_segment() {
     let topic = unique("verify");
     create_topic(&env, &topic, 1, &[]);
     let msgs: Vec<KcatMsg> = (0..50)
-        .map(|i| KcatMsg::new(Some(b"k"), Some(format!("value-{i}").as_bytes())).at(1_700_000_000_000 + i))
+        .map(|i| {
+            KcatMsg::new(Some(b"k"), Some(format!("value-{i}").as_bytes()))
+                .at(1_700_000_000_000 + i)
+        })
         .collect();
     py_produce_to(&env, &env.kafka, &topic, Some(0), &msgs, "gzip", false);
     let dir = tempfile::tempdir().unwrap();
     let uri = dir.path().to_str().unwrap();
-    ferry_ok(&["backup", "--brokers", &env.kafka, "--topic", &topic, "--to", uri, "--snapshot"]);
+    ferry_ok(&[
+        "backup",
+        "--brokers",
+        &env.kafka,
+        "--topic",
+        &topic,
+        "--to",
+        uri,
+        "--snapshot",
+    ]);
     let segs = segments(dir.path());
     assert_eq!(segs.len(), 1);
 
     // Kafka's own tool reads a raw segment as a log segment.
     let dump = Command::new(&env.java)
-        .args(["-cp", &format!("{}/*", env.kafka_libs), "org.apache.kafka.tools.DumpLogSegments", "--files"])
+        .args([
+            "-cp",
+            &format!("{}/*", env.kafka_libs),
+            "org.apache.kafka.tools.DumpLogSegments",
+            "--files",
+        ])
         .arg(&segs[0])
         .arg("--print-data-log")
         .output()
         .expect("DumpLogSegments runs");
     let text = String::from_utf8_lossy(&dump.stdout);
-    assert!(dump.status.success(), "{}", String::from_utf8_lossy(&dump.stderr));
+    assert!(
+        dump.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dump.stderr)
+    );
     let payloads = text.matches("payload: value-").count();
     assert_eq!(payloads, 50, "DumpLogSegments output:\n{text}");
 
@@ -269,7 +359,11 @@ fn round_trip_through_s3() {
     let topic = unique("s3");
     create_topic(&env, &topic, 2, &[]);
     let msgs: Vec<KcatMsg> = (0..30)
-        .map(|i| KcatMsg::new(Some(format!("k{i}").as_bytes()), Some(b"v")).header("h", None).at(1_700_000_000_000 + i))
+        .map(|i| {
+            KcatMsg::new(Some(format!("k{i}").as_bytes()), Some(b"v"))
+                .header("h", None)
+                .at(1_700_000_000_000 + i)
+        })
         .collect();
     py_produce_to(&env, &env.kafka, &topic, Some(0), &msgs, "zstd", true);
     py_produce_to(&env, &env.kafka, &topic, Some(1), &msgs, "snappy", true);
@@ -279,11 +373,26 @@ fn round_trip_through_s3() {
         unique("backup"),
         env.s3_endpoint
     );
-    ferry_ok(&["backup", "--brokers", &env.kafka, "--topic", &topic, "--to", &uri, "--snapshot"]);
+    ferry_ok(&[
+        "backup",
+        "--brokers",
+        &env.kafka,
+        "--topic",
+        &topic,
+        "--to",
+        &uri,
+        "--snapshot",
+    ]);
     ferry_ok(&["verify", &uri]);
     let restored = format!("{topic}-s3");
     ferry_ok(&[
-        "restore", "--from", &uri, "--brokers", &env.kafka, "--rename", &format!("{topic}={restored}"),
+        "restore",
+        "--from",
+        &uri,
+        "--brokers",
+        &env.kafka,
+        "--rename",
+        &format!("{topic}={restored}"),
     ]);
     assert_eq!(
         content(&dump_topic(&env, &env.kafka, &topic)),

@@ -103,7 +103,9 @@ impl StorageUri {
             )));
         }
         if scheme == "file" && rest.is_empty() {
-            return Err(Error::config("file:// URI has no path: write file:///absolute/folder"));
+            return Err(Error::config(
+                "file:// URI has no path: write file:///absolute/folder",
+            ));
         }
         Ok(StorageUri {
             scheme,
@@ -121,8 +123,9 @@ fn percent_decode(s: &str) -> Result<String> {
     while i < bytes.len() {
         if bytes[i] == b'%' && i + 2 < bytes.len() {
             let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz");
-            let v = u8::from_str_radix(hex, 16)
-                .map_err(|_| Error::config(format!("bad percent escape in storage URI near '{s}'")))?;
+            let v = u8::from_str_radix(hex, 16).map_err(|_| {
+                Error::config(format!("bad percent escape in storage URI near '{s}'"))
+            })?;
             out.push(v);
             i += 3;
         } else {
@@ -154,6 +157,8 @@ impl Storage {
     /// Opens the storage a URI (or plain local path) names. Does not touch the network;
     /// call [`Storage::check`] to fail fast on bad credentials.
     pub fn from_uri(uri: &str) -> Result<Storage> {
+        // Installs the HTTP transport object stores need (idempotent).
+        opendal::install_default();
         let parsed = StorageUri::parse(uri)?;
         let p = &parsed.params;
         let op = match parsed.scheme.as_str() {
@@ -212,9 +217,7 @@ impl Storage {
             }
             "memory" => {
                 let key = format!("{}/{}", parsed.authority, parsed.path);
-                let mut mem = memory_operators()
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner());
+                let mut mem = memory_operators().lock().unwrap_or_else(|p| p.into_inner());
                 match mem.get(&key) {
                     Some(op) => op.clone(),
                     None => {
@@ -267,7 +270,10 @@ impl Storage {
         match self.op.read(path).await {
             Ok(b) => Ok(Some(b.to_bytes())),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::storage(format!("reading {}/{path}", self.display), e)),
+            Err(e) => Err(Error::storage(
+                format!("reading {}/{path}", self.display),
+                e,
+            )),
         }
     }
 
@@ -286,7 +292,10 @@ impl Storage {
         let data: Bytes = data.into();
         match self.op.write_with(path, data).if_not_exists(true).await {
             Ok(_) => Ok(true),
-            Err(e) if e.kind() == ErrorKind::ConditionNotMatch || e.kind() == ErrorKind::AlreadyExists => {
+            Err(e)
+                if e.kind() == ErrorKind::ConditionNotMatch
+                    || e.kind() == ErrorKind::AlreadyExists =>
+            {
                 Ok(false)
             }
             Err(e) => Err(Error::storage(
@@ -340,7 +349,9 @@ mod tests {
 
     #[test]
     fn parses_uris() {
-        let u = StorageUri::parse("s3://b/pre/fix?endpoint=http%3A%2F%2F127.0.0.1%3A9000&region=eu").unwrap();
+        let u =
+            StorageUri::parse("s3://b/pre/fix?endpoint=http%3A%2F%2F127.0.0.1%3A9000&region=eu")
+                .unwrap();
         assert_eq!(u.scheme, "s3");
         assert_eq!(u.authority, "b");
         assert_eq!(u.path, "pre/fix");
@@ -370,6 +381,9 @@ mod tests {
         assert!(s.write_new("a/b.bin", vec![1u8, 2]).await.unwrap());
         assert!(!s.write_new("a/b.bin", vec![3u8]).await.unwrap());
         assert_eq!(s.list("a/").await.unwrap(), vec!["a/b.bin".to_string()]);
-        assert_eq!(std::fs::read(dir.path().join("a/b.bin")).unwrap(), vec![1, 2]);
+        assert_eq!(
+            std::fs::read(dir.path().join("a/b.bin")).unwrap(),
+            vec![1, 2]
+        );
     }
 }

@@ -244,7 +244,11 @@ impl KafkaSink {
         if let Some(c) = &self.client {
             return Ok(c.clone());
         }
-        let cfg = self.config.connection().client_config().map_err(Error::config)?;
+        let cfg = self
+            .config
+            .connection()
+            .client_config()
+            .map_err(Error::config)?;
         let client = Client::connect(cfg).await.map_err(kerr)?;
         let producer = client
             .producer(ProducerConfig {
@@ -409,8 +413,7 @@ impl KafkaSink {
         let client = self.client().await?;
         let groups = std::mem::take(&mut self.groups);
         for g in groups {
-            if !self.config.groups.only.is_empty() && !self.config.groups.only.contains(&g.group)
-            {
+            if !self.config.groups.only.is_empty() && !self.config.groups.only.contains(&g.group) {
                 continue;
             }
             let target = self
@@ -427,17 +430,23 @@ impl KafkaSink {
                         Some((tp, to)) => {
                             offsets.insert((topic.clone(), tp), to);
                         }
-                        None => tracing::warn!(group = %g.group, topic, partition = p, "no restored records to translate this group offset to; left out"),
+                        None => {
+                            tracing::warn!(group = %g.group, topic, partition = p, "no restored records to translate this group offset to; left out")
+                        }
                     }
                 }
             }
             if offsets.is_empty() {
                 continue;
             }
-            let desc = client
-                .describe_groups(std::slice::from_ref(&target))
-                .await
-                .map_err(kerr)?;
+            let desc = match client.describe_groups(std::slice::from_ref(&target)).await {
+                Ok(d) => d,
+                // A group the target has never seen has no members.
+                Err(e) if e.code() == Some(ferry_kafka::KafkaCode::GROUP_ID_NOT_FOUND) => {
+                    Vec::new()
+                }
+                Err(e) => return Err(kerr(e)),
+            };
             if let Some(d) = desc.iter().find(|d| d.group == target && d.members > 0) {
                 return Err(Error::Other(format!(
                     "consumer group '{target}' has {} active member(s) on the target: stop its consumers, \
@@ -459,7 +468,9 @@ impl KafkaSink {
 impl Sink for KafkaSink {
     async fn open(&mut self) -> Result<Option<Offsets>> {
         let Some(state) = self.state.clone() else {
-            tracing::warn!("kafka sink has no `state`: no offset map; a resumed run may produce records twice");
+            tracing::warn!(
+                "kafka sink has no `state`: no offset map; a resumed run may produce records twice"
+            );
             return Ok(None);
         };
         let Some(bytes) = state.read_opt(&self.map_key()).await? else {
@@ -492,7 +503,9 @@ impl Sink for KafkaSink {
         let sp = batch.partition;
         let done_below = self.map.source_next(&topic, sp).unwrap_or(i64::MIN);
         let records = batch.records()?;
-        let needs_topic = records.iter().any(|r| !r.is_control && r.offset >= done_below);
+        let needs_topic = records
+            .iter()
+            .any(|r| !r.is_control && r.offset >= done_below);
         let count = if needs_topic {
             self.ensure_topic(&topic, sp).await?
         } else {
@@ -527,16 +540,19 @@ impl Sink for KafkaSink {
                 }
             }
             self.pending_bytes += r.size_hint();
-            self.pending.entry((topic.clone(), tp)).or_default().push(Pending {
-                source_partition: sp,
-                source_offset: r.offset,
-                record: ProduceRecord {
-                    key: r.key.clone(),
-                    value: r.value.clone(),
-                    headers: r.headers.clone(),
-                    timestamp: r.timestamp,
-                },
-            });
+            self.pending
+                .entry((topic.clone(), tp))
+                .or_default()
+                .push(Pending {
+                    source_partition: sp,
+                    source_offset: r.offset,
+                    record: ProduceRecord {
+                        key: r.key.clone(),
+                        value: r.value.clone(),
+                        headers: r.headers.clone(),
+                        timestamp: r.timestamp,
+                    },
+                });
         }
         drop(records);
         self.map.advance(&topic, sp, batch.next_offset);

@@ -11,7 +11,8 @@ use ferry_core::Registry;
 
 /// Registers every sink of this crate.
 pub fn register(reg: &mut Registry) {
-    reg.register_sink(jsonl::JsonlSinkFactory);
+    reg.register_sink(storage::StorageSinkFactory);
+    reg.register_sink(kafka::KafkaSinkFactory);
     reg.register_sink(stdout::StdoutFactory);
 }
 pub mod kafka;

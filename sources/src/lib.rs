@@ -13,6 +13,7 @@ use ferry_core::Registry;
 /// Registers every source of this crate.
 pub fn register(reg: &mut Registry) {
     reg.register_source(generator::GeneratorFactory);
+    reg.register_source(kafka::KafkaSourceFactory);
     reg.register_source(backup::BackupSourceFactory);
     reg.register_source(jsonl::JsonlSourceFactory);
 }

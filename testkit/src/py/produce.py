@@ -24,6 +24,7 @@ p = Producer({
     "enable.idempotence": idempotent == "1",
     "acks": "all",
     "linger.ms": 20,
+    "message.max.bytes": 16 * 1024 * 1024,
     "message.timeout.ms": 60000,
 })
 results = [None] * len(msgs)
