@@ -65,6 +65,10 @@ const NAME: &str = "backup";
 /// Records (approximate bytes) gathered into one emitted batch.
 const TARGET_BATCH_BYTES: usize = 1 << 20;
 
+/// Partitions read at once (round robin); the others wait their turn. Each holds at most
+/// about one read chunk, so this bounds the source's memory.
+const ACTIVE_PARTITIONS: usize = 32;
+
 /// Configuration of the `backup` source.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -292,8 +296,10 @@ struct Opened {
 pub struct BackupSource {
     config: Resolved,
     opened: Option<Opened>,
-    /// Partitions still to read, in round-robin order; `None` until the first batch.
+    /// Partitions being read, in round-robin order; `None` until the first batch.
     readers: Option<VecDeque<PartitionReader>>,
+    /// Partitions waiting for a place among the active ones.
+    waiting: VecDeque<PartitionReader>,
     metadata_sent: bool,
 }
 
@@ -313,6 +319,7 @@ impl BackupSource {
             config: Resolved::new(&config)?,
             opened: None,
             readers: None,
+            waiting: VecDeque::new(),
             metadata_sent: false,
         })
     }
@@ -335,35 +342,45 @@ impl BackupSource {
         let Some(opened) = self.opened.as_ref() else {
             return Err(Error::Other("backup source: catalog not opened".into()));
         };
+        let selected: Vec<(String, i32)> = opened
+            .topics
+            .iter()
+            .flat_map(|t| {
+                opened
+                    .catalog
+                    .partitions(t)
+                    .into_iter()
+                    .filter(|p| config.partition_selected(*p))
+                    .map(move |p| (t.clone(), p))
+            })
+            .collect();
         let mut readers = VecDeque::new();
-        for topic in &opened.topics {
-            let name: Arc<str> = Arc::from(topic.as_str());
-            for partition in opened.catalog.partitions(topic) {
-                if !config.partition_selected(partition) {
-                    continue;
-                }
-                let range = config.range_of(topic, partition);
-                let start = match (ctx.resume_offset(topic, partition), range.from) {
-                    (Some(a), Some(b)) => Some(a.max(b)),
-                    (a, b) => a.or(b),
-                };
-                let manifests = opened.catalog.manifests(topic, partition).await?;
-                let reader = PartitionReader::new(
-                    config.storage.clone(),
-                    name.clone(),
-                    partition,
-                    manifests,
-                    Bounds {
-                        start,
-                        end: range.to,
-                        until: config.until,
-                    },
-                    config.include_aborted,
-                    config.chunk,
-                );
-                if !reader.is_done() {
-                    readers.push_back(reader);
-                }
+        let mut names: BTreeMap<String, Arc<str>> = BTreeMap::new();
+        for ((topic, partition), manifests) in opened.catalog.manifests_of(selected).await? {
+            let range = config.range_of(&topic, partition);
+            let start = match (ctx.resume_offset(&topic, partition), range.from) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            };
+            let name = names
+                .entry(topic.clone())
+                .or_insert_with(|| Arc::from(topic.as_str()))
+                .clone();
+            let reader = PartitionReader::new(
+                config.storage.clone(),
+                name,
+                partition,
+                manifests,
+                Bounds {
+                    start,
+                    end: range.to,
+                    until: config.until,
+                },
+                config.include_aborted,
+                config.chunk,
+            );
+            if !reader.is_done() {
+                readers.push_back(reader);
             }
         }
         tracing::info!(
@@ -380,8 +397,10 @@ impl BackupSource {
 impl Source for BackupSource {
     async fn next_batch(&mut self, ctx: &SourceContext) -> Result<Option<Batch>> {
         if self.readers.is_none() {
-            let readers = self.build_readers(ctx).await?;
-            self.readers = Some(readers);
+            let mut all = self.build_readers(ctx).await?;
+            let rest = all.split_off(all.len().min(ACTIVE_PARTITIONS));
+            self.waiting = rest;
+            self.readers = Some(all);
         }
         let Some(readers) = self.readers.as_mut() else {
             return Ok(None);
@@ -392,6 +411,8 @@ impl Source for BackupSource {
             let partition = reader.partition();
             if !reader.is_done() {
                 readers.push_back(reader);
+            } else if let Some(next) = self.waiting.pop_front() {
+                readers.push_back(next);
             }
             if let Some(span) = span {
                 let ack = ctx.ack(&topic, partition, span.first_offset, span.next_offset);

@@ -666,3 +666,27 @@ async fn markers_decide_even_without_aborted_lists_and_across_segments() {
         ]
     );
 }
+
+#[tokio::test]
+async fn many_partitions_take_turns() {
+    let uri = mem_uri("many");
+    let s = Storage::from_uri(&uri).unwrap();
+    write_descriptor(&s, 1).await;
+    for p in 0..40 {
+        write_segment(
+            &s,
+            "wide",
+            p,
+            &[batch(0, &[("a", 1), ("b", 2)])],
+            vec![],
+            vec![],
+            true,
+        )
+        .await;
+    }
+    let ctx = ctx_at(&[]);
+    let out = drain(&mut source(json!({ "uri": uri })), &ctx).await;
+    assert_eq!(out.len(), 40);
+    let w = ctx.acks.watermarks();
+    assert!((0..40).all(|p| w["wide"][&p] == 2));
+}

@@ -12,6 +12,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// How many objects are fetched at once when reading many small documents.
 const READ_CONCURRENCY: usize = 16;
+/// How many partitions' manifests are read at once.
+const PARTITION_CONCURRENCY: usize = 8;
 
 /// A backup opened for reading: its descriptor and an inventory of `topics/`.
 #[derive(Debug, Clone)]
@@ -193,14 +195,26 @@ impl Catalog {
             .await
     }
 
+    /// The manifests of several partitions, read a few partitions at a time, in the order
+    /// asked.
+    pub async fn manifests_of(
+        &self,
+        partitions: Vec<(String, i32)>,
+    ) -> Result<Vec<((String, i32), Vec<SegmentManifest>)>> {
+        futures::stream::iter(partitions)
+            .map(|(t, p)| async move {
+                let m = self.manifests(&t, p).await?;
+                Ok::<_, Error>(((t, p), m))
+            })
+            .buffered(PARTITION_CONCURRENCY)
+            .try_collect()
+            .await
+    }
+
     /// Every manifest of every partition, keyed by (topic, partition).
     pub async fn all_manifests(&self) -> Result<BTreeMap<(String, i32), Vec<SegmentManifest>>> {
-        let mut out = BTreeMap::new();
-        for (topic, partition) in self.inventory.manifests.keys() {
-            let m = self.manifests(topic, *partition).await?;
-            out.insert((topic.clone(), *partition), m);
-        }
-        Ok(out)
+        let keys: Vec<(String, i32)> = self.inventory.manifests.keys().cloned().collect();
+        Ok(self.manifests_of(keys).await?.into_iter().collect())
     }
 }
 
