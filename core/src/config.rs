@@ -189,6 +189,26 @@ fn yaml_error(
             Some(k) => format!("duplicate key '{k}' in {}", describe(parent)),
             None => format!("duplicate key in {}", describe(parent)),
         },
+        E::Unexpected { expected, .. } => {
+            let expected = match *expected {
+                "mapping start" => "a map (key: value lines or { … })",
+                "sequence start" => "a list (- item lines or [ … ])",
+                "string scalar" => "a string",
+                other => other,
+            };
+            if path.is_empty() {
+                format!("expected {expected} at the top of the file")
+            } else {
+                format!("wrong type for {}: expected {expected}", here())
+            }
+        }
+        E::Eof { .. } if text.trim().is_empty() => {
+            "the file is empty: a pipeline needs at least name, source and sink".to_string()
+        }
+        E::MultipleDocuments { .. } => {
+            "a pipeline file holds one YAML document, but a second one starts here ('---')"
+                .to_string()
+        }
         E::NullIntoString { .. } => {
             format!("wrong type for {}: found null, expected a string", here())
         }
@@ -910,6 +930,37 @@ mod tests {
         assert!(e.starts_with("x.yaml:2:1: duplicate key 'name'"), "{e}");
         let e = err("items: []\n");
         assert!(e.contains("missing key 'name'"), "{e}");
+    }
+
+    #[test]
+    fn odd_files_get_plain_messages() {
+        assert!(
+            err("").ends_with("the file is empty: a pipeline needs at least name, source and sink")
+        );
+        let e = err("- a\n- b\n");
+        assert!(e.starts_with("x.yaml:1:1: expected a map"), "{e}");
+        let e = err("name: a\nitems: foo\n");
+        assert!(
+            e.starts_with("x.yaml:2:8: wrong type for 'items': expected a list"),
+            "{e}"
+        );
+        let e = err("name: a\n---\nname: b\n");
+        assert!(e.contains("one YAML document"), "{e}");
+    }
+
+    #[test]
+    fn alias_bombs_are_refused() {
+        let mut t = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..10 {
+            let p = i - 1;
+            t.push_str(&format!(
+                "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+            ));
+        }
+        t.push_str("name: x\n");
+        let start = std::time::Instant::now();
+        assert!(parse_yaml::<serde_json::Value>(&t, "bomb.yaml").is_err());
+        assert!(start.elapsed() < Duration::from_secs(5));
     }
 
     #[test]
