@@ -189,6 +189,41 @@ fn smoke_pipeline_writes_exactly_1000_lines() {
 }
 
 #[test]
+fn run_takes_several_files_and_refuses_duplicate_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    for (name, count) in [("one", 300), ("two", 700)] {
+        let f = dir.path().join(format!("{name}.yaml"));
+        std::fs::write(
+            &f,
+            format!(
+                "name: {name}\nsource: {{ type: generator, count: {count}, topic: {name} }}\nsink: {{ type: storage, uri: \"file://{}\", format: jsonl }}\n",
+                dir.path().join(name).display()
+            ),
+        )
+        .unwrap();
+        files.push(f);
+    }
+    let out = ferry().arg("run").args(&files).output().unwrap();
+    ok(&out);
+    assert_eq!(read_records(&dir.path().join("one")).len(), 300);
+    assert_eq!(read_records(&dir.path().join("two")).len(), 700);
+
+    let out = ferry()
+        .arg("run")
+        .arg(&files[0])
+        .arg(&files[0])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("pipeline name 'one' is used by another file"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
 fn storage_files_read_back_through_the_storage_source() {
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = (dir.path().join("a"), dir.path().join("b"));

@@ -15,11 +15,11 @@ use ferry_core::registry::{BuildContext, SinkFactory};
 use ferry_core::{Batch, Error, Result, Sink};
 use ferry_formats::jsonl;
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 /// Formats the `stdout` sink prints.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum StdoutFormat {
     /// One JSON object per record.

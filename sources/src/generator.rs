@@ -33,7 +33,7 @@ use bytes::Bytes;
 use ferry_core::registry::{BuildContext, SourceFactory};
 use ferry_core::{Batch, Error, Record, Result, Source, SourceContext};
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,7 +44,7 @@ pub const FIXED_START_MS: i64 = 1_704_067_200_000;
 pub const MAX_KEY_SPACE: u64 = 10_000_000;
 
 /// How record timestamps are set.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Timestamps {
     /// Deterministic: a fixed start plus 1 ms per record.
@@ -222,6 +222,7 @@ pub struct Generator {
     /// Records emitted by this run, and when it started (for `rate`).
     emitted: u64,
     clock: Option<tokio::time::Instant>,
+    metadata_sent: bool,
 }
 
 impl Generator {
@@ -259,6 +260,7 @@ impl Generator {
             cursor: 0,
             emitted: 0,
             clock: None,
+            metadata_sent: false,
         }
     }
 
@@ -308,6 +310,26 @@ fn now_ms() -> i64 {
 
 #[async_trait]
 impl Source for Generator {
+    /// The generated topic's shape, once, so a Kafka sink can create it with the right
+    /// partition count.
+    async fn metadata(&mut self) -> Result<Option<ferry_core::SourceMetadata>> {
+        if self.metadata_sent {
+            return Ok(None);
+        }
+        self.metadata_sent = true;
+        Ok(Some(ferry_core::SourceMetadata {
+            taken_at_ms: now_ms(),
+            topics: vec![ferry_core::TopicMetadata {
+                name: self.config.topic.clone(),
+                partitions: self.config.partitions as i32,
+                replication_factor: None,
+                configs: Default::default(),
+                topic_id: None,
+            }],
+            groups: Vec::new(),
+        }))
+    }
+
     async fn next_batch(&mut self, ctx: &SourceContext) -> Result<Option<Batch>> {
         if !self.started {
             for lane in &mut self.lanes {
