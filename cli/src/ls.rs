@@ -219,6 +219,68 @@ pub fn render(s: &BackupSummary) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ferry_formats::layout::Gap;
+    use ferry_sources::backup::inspect::{GroupSnapshotSummary, PartitionSummary, TopicSummary};
+
+    #[test]
+    fn renders_partitions_configs_groups_and_incomplete_segments() {
+        let s = BackupSummary {
+            uri: "s3://b/p?…".into(),
+            layout_version: 1,
+            created_by: "ferry 0.1.0".into(),
+            created_at_ms: 0,
+            topics: vec![TopicSummary {
+                topic: "orders".into(),
+                partitions: vec![PartitionSummary {
+                    partition: 0,
+                    first_offset: 10,
+                    next_offset: 110,
+                    records: 95,
+                    bytes: 2048,
+                    segments: 2,
+                    min_timestamp: Some(1_700_000_000_000),
+                    max_timestamp: None,
+                    gaps: vec![Gap { from: 50, to: 55 }],
+                    formats: vec!["raw".into()],
+                }],
+                partition_count: Some(3),
+                configs: [("cleanup.policy".to_string(), "compact".to_string())].into(),
+            }],
+            groups: vec![GroupSnapshotSummary {
+                taken_at_ms: 1_700_000_000_123,
+                groups: vec!["billing".into(), "search".into()],
+            }],
+            incomplete_segments: 2,
+        };
+        let out = render(&s);
+        let row = out.lines().find(|l| l.starts_with("orders")).unwrap();
+        let cells: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(
+            cells,
+            vec![
+                "orders",
+                "0",
+                "10",
+                "110",
+                "95",
+                "2.0",
+                "KiB",
+                "2",
+                "2023-11-14T22:13:20.000Z",
+                "-",
+                "50..55"
+            ]
+        );
+        assert!(
+            out.contains("  orders (3 partitions): cleanup.policy=compact"),
+            "{out}"
+        );
+        assert!(
+            out.contains("  2023-11-14T22:13:20.123Z  billing, search"),
+            "{out}"
+        );
+        assert!(out.contains("2 incomplete segment(s)"), "{out}");
+    }
 
     #[test]
     fn formats_times_and_sizes() {
