@@ -52,10 +52,12 @@ fn client(env: &TestEnv) -> Client {
         .expect("connect to Kafka")
 }
 
-/// Kafka 4 refuses timestamps more than an hour off by default; backups hold any.
-const ANY_TIMESTAMP: [(&str, &str); 2] = [
+/// Kafka 4 refuses timestamps more than an hour off by default, and retention deletes
+/// records stamped long ago right away: these tests use old and future timestamps.
+const ANY_TIMESTAMP: [(&str, &str); 3] = [
     ("message.timestamp.before.max.ms", "9223372036854775807"),
     ("message.timestamp.after.max.ms", "9223372036854775807"),
+    ("retention.ms", "-1"),
 ];
 
 fn create_topic(env: &TestEnv, name: &str, partitions: i32, configs: &[(&str, &str)]) {
@@ -398,4 +400,77 @@ fn round_trip_through_s3() {
         content(&dump_topic(&env, &env.kafka, &topic)),
         content(&dump_topic(&env, &env.kafka, &restored))
     );
+}
+
+#[test]
+fn retention_gap_is_recorded_and_restore_still_works() {
+    let env = env();
+    let topic = unique("gap");
+    create_topic(&env, &topic, 1, &[]);
+    let batch = |from: i64| -> Vec<KcatMsg> {
+        (from..from + 100)
+            .map(|i| KcatMsg::new(None, Some(format!("{i}").as_bytes())).at(1_700_000_000_000 + i))
+            .collect()
+    };
+    py_produce_to(&env, &env.kafka, &topic, Some(0), &batch(0), "none", false);
+    let dir = tempfile::tempdir().unwrap();
+    let uri = dir.path().to_str().unwrap();
+    ferry_ok(&["backup", "--brokers", &env.kafka, "--topic", &topic, "--to", uri, "--snapshot"]);
+    py_produce_to(&env, &env.kafka, &topic, Some(0), &batch(100), "none", false);
+    // Retention (here DeleteRecords) removes 100..150 before the next backup reads them.
+    let c = client(&env);
+    rt().block_on(c.delete_records(&topic, &BTreeMap::from([(0, 150i64)])))
+        .expect("DeleteRecords");
+    ferry_ok(&["backup", "--brokers", &env.kafka, "--topic", &topic, "--to", uri, "--snapshot"]);
+
+    let ls: serde_json::Value = serde_json::from_str(&ferry_ok(&["ls", uri, "--json"])).unwrap();
+    let p = &ls["topics"][0]["partitions"][0];
+    assert_eq!(p["records"], 150);
+    assert_eq!(p["next_offset"], 200);
+    let gaps = p["gaps"].as_array().unwrap();
+    assert_eq!(gaps.len(), 1, "{ls}");
+    assert_eq!((gaps[0]["from"].as_i64(), gaps[0]["to"].as_i64()), (Some(100), Some(150)));
+    ferry_ok(&["verify", uri]);
+
+    let restored = format!("{topic}-r");
+    ferry_ok(&["restore", "--from", uri, "--brokers", &env.kafka, "--rename", &format!("{topic}={restored}")]);
+    let values: Vec<i64> = dump_topic(&env, &env.kafka, &restored)
+        .iter()
+        .map(|r| String::from_utf8(r.value.clone().unwrap()).unwrap().parse().unwrap())
+        .collect();
+    let expected: Vec<i64> = (0..100).chain(150..200).collect();
+    assert_eq!(values, expected);
+}
+
+#[test]
+fn tansu_backup_and_restore_smoke() {
+    // Tansu is a second, independent broker implementation (fast to start, in memory).
+    let env = env();
+    let topic = unique("tansu");
+    let c = rt()
+        .block_on(Client::connect(ClientConfig::new(&[env.tansu.clone()])))
+        .expect("connect to Tansu");
+    rt().block_on(c.create_topics(&[NewTopic {
+        name: topic.clone(),
+        partitions: 2,
+        replication_factor: 1,
+        configs: BTreeMap::new(),
+    }]))
+    .expect("create topic on Tansu");
+    let msgs: Vec<KcatMsg> = (0..25)
+        .map(|i| KcatMsg::new(Some(format!("k{i}").as_bytes()), Some(format!("v{i}").as_bytes())).header("h", None).at(1_700_000_000_000 + i))
+        .collect();
+    py_produce_to(&env, &env.tansu, &topic, Some(0), &msgs, "none", false);
+    py_produce_to(&env, &env.tansu, &topic, Some(1), &msgs[..10], "gzip", false);
+    let dir = tempfile::tempdir().unwrap();
+    let uri = dir.path().to_str().unwrap();
+    ferry_ok(&["backup", "--brokers", &env.tansu, "--topic", &topic, "--to", uri, "--snapshot"]);
+    let restored = format!("{topic}-r");
+    ferry_ok(&["restore", "--from", uri, "--brokers", &env.tansu, "--rename", &format!("{topic}={restored}")]);
+    let strip = |d: Vec<DumpedRecord>| -> Vec<(i32, Option<Vec<u8>>, Option<Vec<u8>>)> {
+        d.into_iter().map(|r| (r.partition, r.key, r.value)).collect()
+    };
+    let original = strip(dump_topic(&env, &env.tansu, &topic));
+    assert_eq!(original.len(), 35);
+    assert_eq!(original, strip(dump_topic(&env, &env.tansu, &restored)));
 }

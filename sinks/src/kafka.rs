@@ -283,12 +283,14 @@ impl KafkaSink {
             Some(n) => n,
             None if self.config.create_topics => {
                 let src = self.source_topics.get(topic);
-                let partitions = self
-                    .config
-                    .partitions
-                    .or(src.map(|s| s.partitions))
-                    .unwrap_or(min_partition + 1)
-                    .max(1);
+                let Some(partitions) = self.config.partitions.or(src.map(|s| s.partitions)) else {
+                    return Err(Error::Other(format!(
+                        "topic '{topic}' does not exist on the target and the source does not say \
+                         how many partitions it had (partition {min_partition} was seen): set \
+                         `partitions` on the kafka sink or create the topic first"
+                    )));
+                };
+                let partitions = partitions.max(1);
                 let mut configs = src.map(|s| s.configs.clone()).unwrap_or_default();
                 for (k, v) in &self.config.topic_configs {
                     if v.is_empty() {

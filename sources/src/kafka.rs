@@ -10,13 +10,13 @@ use async_trait::async_trait;
 use ferry_core::registry::{BuildContext, SourceFactory};
 use ferry_core::transforms::filter::TimeBound;
 use ferry_core::{
-    AbortedTxn, Batch, Error, GroupOffsets, Payload, RawBatches, Result, Source, SourceContext,
+    Batch, Error, GroupOffsets, Payload, RawBatches, Result, Source, SourceContext,
     SourceMetadata, TopicMetadata,
 };
 use ferry_kafka::batch::BatchIter;
 use ferry_kafka::{
-    BatchDecoder, Client, ConnectionOptions, FetchOptions, FetchRequestPartition,
-    FetchedPartition, Isolation, KafkaCode, OffsetSpec, SaslOptions, TlsOptions,
+    BatchDecoder, Client, ConnectionOptions, FetchOptions, FetchRequestPartition, FetchedPartition,
+    Isolation, KafkaCode, OffsetSpec, SaslOptions, TlsOptions,
 };
 use serde::Deserialize;
 use std::collections::{BTreeMap, VecDeque};
@@ -290,7 +290,11 @@ impl KafkaSource {
         if let Some(c) = &self.client {
             return Ok(c.clone());
         }
-        let cfg = self.config.connection().client_config().map_err(Error::config)?;
+        let cfg = self
+            .config
+            .connection()
+            .client_config()
+            .map_err(Error::config)?;
         let client = Client::connect(cfg).await.map_err(kerr)?;
         self.client = Some(client.clone());
         Ok(client)
@@ -340,12 +344,10 @@ impl KafkaSource {
                 let position = match from_checkpoint.or_else(|| starts.get(&p).copied()) {
                     Some(o) => o,
                     None => {
-                        return Err(Error::Other(format!(
-                            "no start offset for {}/{p}",
-                            t.name
-                        )))
+                        return Err(Error::Other(format!("no start offset for {}/{p}", t.name)))
                     }
                 };
+                tracing::debug!(topic = %t.name, partition = p, position, from_checkpoint = from_checkpoint.is_some(), "start position");
                 ctx.acks.seed(&topic, p, position);
                 self.partitions.push(PartitionState {
                     topic: topic.clone(),
@@ -445,15 +447,13 @@ impl KafkaSource {
         }
         let mut produced = false;
         if let Some(data) = resp.data {
-            // Drop whole batches we already have (a fetch returns whole batches, which may
-            // start before the fetch offset); keep the rest untouched.
-            let mut start_byte = None;
-            let mut first_base = None;
-            let mut next = state.position;
-            let mut count = 0u64;
-            let mut min_ts: Option<i64> = None;
-            let mut max_ts: Option<i64> = None;
-            let mut end_byte = 0;
+            let aborted = &resp.aborted;
+            // A fetch returns whole batches, which may start before the fetch offset.
+            // Batches we already have are dropped; a batch straddling the position (a start
+            // by time, or the log start after retention) is decoded and trimmed so the backup
+            // holds exactly the offsets from the position on; the rest stays raw, untouched.
+            let mut straddle: Option<(std::ops::Range<usize>, i64)> = None;
+            let mut raw: Option<RawSpan> = None;
             for item in BatchIter::new(&data.bytes) {
                 let (h, range) = item.map_err(kerr)?;
                 if h.next_offset() <= state.position {
@@ -464,37 +464,49 @@ impl KafkaSource {
                         break;
                     }
                 }
-                start_byte.get_or_insert(range.start);
-                first_base.get_or_insert(h.base_offset);
-                end_byte = range.end;
-                next = h.next_offset();
-                count += h.record_count.max(0) as u64;
-                if h.record_count > 0 {
-                    let lo = h.first_timestamp();
-                    if lo >= 0 {
-                        min_ts = Some(min_ts.map_or(lo, |m| m.min(lo)));
-                    }
-                    if h.max_timestamp >= 0 {
-                        max_ts = Some(max_ts.map_or(h.max_timestamp, |m| m.max(h.max_timestamp)));
-                    }
+                if h.base_offset < state.position && straddle.is_none() && raw.is_none() {
+                    straddle = Some((range, h.next_offset()));
+                    continue;
                 }
+                raw.get_or_insert_with(|| RawSpan::new(range.start, h.base_offset))
+                    .add(&h, range.end);
             }
-            if let (Some(start), Some(base)) = (start_byte, first_base) {
+            if let Some((range, next)) = straddle {
+                let first = state.position;
+                let mut records = ferry_kafka::decode_batches(
+                    &data.bytes.slice(range),
+                    &state.topic,
+                    state.partition,
+                )
+                .map_err(kerr)?;
+                records.retain(|r| r.offset >= first);
+                let ack = ctx.ack(&state.topic, state.partition, first, next);
+                self.ready.push_back(Batch::from_records(
+                    state.topic.clone(),
+                    state.partition,
+                    first,
+                    next,
+                    records,
+                    ack,
+                ));
+                state.position = next;
+                produced = true;
+            }
+            if let Some(span) = raw {
                 // The span starts at our position: Kafka has nothing between it and the
-                // first batch (compaction), unless the first batch straddles the position.
-                let first = base.min(state.position);
-                let aborted: Vec<AbortedTxn> = resp
-                    .aborted
-                    .iter()
-                    .filter(|a| a.first_offset < next)
-                    .copied()
-                    .collect();
+                // first batch (compaction removed it).
+                let first = state.position;
+                let next = span.next;
                 let raw = RawBatches {
-                    bytes: data.bytes.slice(start..end_byte),
-                    record_count: count,
-                    min_timestamp: min_ts,
-                    max_timestamp: max_ts,
-                    aborted,
+                    bytes: data.bytes.slice(span.start..span.end),
+                    record_count: span.count,
+                    min_timestamp: span.min_ts,
+                    max_timestamp: span.max_ts,
+                    aborted: aborted
+                        .iter()
+                        .filter(|a| a.first_offset < next)
+                        .copied()
+                        .collect(),
                     decoder: self.decoder.clone(),
                 };
                 let ack = ctx.ack(&state.topic, state.partition, first, next);
@@ -557,10 +569,7 @@ impl KafkaSource {
 
     async fn collect_metadata(&mut self) -> Result<SourceMetadata> {
         let client = self.client().await?;
-        let md = client
-            .metadata(Some(&self.topics))
-            .await
-            .map_err(kerr)?;
+        let md = client.metadata(Some(&self.topics)).await.map_err(kerr)?;
         let mut topics = Vec::new();
         for name in &self.topics {
             let Some(t) = md.topic(name) else { continue };
@@ -626,6 +635,46 @@ impl KafkaSource {
             topics,
             groups,
         })
+    }
+}
+
+/// Whole raw batches kept from one fetch response, and what their headers say.
+struct RawSpan {
+    start: usize,
+    end: usize,
+    first_base: i64,
+    next: i64,
+    count: u64,
+    min_ts: Option<i64>,
+    max_ts: Option<i64>,
+}
+
+impl RawSpan {
+    fn new(start: usize, first_base: i64) -> Self {
+        RawSpan {
+            start,
+            end: start,
+            first_base,
+            next: first_base,
+            count: 0,
+            min_ts: None,
+            max_ts: None,
+        }
+    }
+
+    fn add(&mut self, h: &ferry_kafka::BatchHeader, end: usize) {
+        self.end = end;
+        self.next = h.next_offset();
+        self.count += h.record_count.max(0) as u64;
+        if h.record_count > 0 {
+            let lo = h.first_timestamp();
+            if lo >= 0 {
+                self.min_ts = Some(self.min_ts.map_or(lo, |m| m.min(lo)));
+            }
+            if h.max_timestamp >= 0 {
+                self.max_ts = Some(self.max_ts.map_or(h.max_timestamp, |m| m.max(h.max_timestamp)));
+            }
+        }
     }
 }
 
