@@ -288,6 +288,17 @@ impl Client {
         group: &str,
         offsets: &BTreeMap<(String, i32), i64>,
     ) -> Result<()> {
+        self.offset_commit_as(group, -1, "", offsets).await
+    }
+
+    /// Commits `offsets` for `group` as the member `member_id` of `generation`.
+    pub(crate) async fn offset_commit_as(
+        &self,
+        group: &str,
+        generation: i32,
+        member_id: &str,
+        offsets: &BTreeMap<(String, i32), i64>,
+    ) -> Result<()> {
         let mut topics: Vec<OffsetCommitRequestTopic> = Vec::new();
         for ((t, p), o) in offsets {
             let part = OffsetCommitRequestPartition::default()
@@ -309,8 +320,8 @@ impl Client {
             let v = conn.version_capped(ApiKey::OffsetCommit, 9)?;
             let mut req = OffsetCommitRequest::default()
                 .with_group_id(group_id(group))
-                .with_generation_id_or_member_epoch(-1)
-                .with_member_id(StrBytes::new())
+                .with_generation_id_or_member_epoch(generation)
+                .with_member_id(StrBytes::from_string(member_id.to_string()))
                 .with_topics(topics.clone());
             if v <= 4 {
                 req.retention_time_ms = -1;

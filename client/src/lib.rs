@@ -14,6 +14,7 @@ pub mod batch;
 pub mod client;
 mod conn;
 pub mod error;
+pub mod group;
 pub mod options;
 pub mod producer;
 pub mod security;
@@ -31,6 +32,7 @@ pub use client::{
     FetchedPartition, Isolation, OffsetSpec, PartitionMetadata, TopicMetadata, Uuid,
 };
 pub use error::{ClientError, KafkaCode, Result};
+pub use group::{Assignor, GroupConfig, GroupMember, Heartbeat};
 pub use kafka_protocol::records::Compression;
 pub use options::{ConnectionOptions, SaslOptions, TlsOptions};
 pub use producer::{ProduceBatch, ProduceResult, Producer, ProducerConfig};

@@ -703,3 +703,78 @@ p.commit_transaction(30)
         }
     }
 }
+
+/// Two Ferry members share a topic's partitions through Kafka's classic group protocol, and
+/// the survivor takes everything over when the other leaves.
+#[tokio::test]
+async fn group_members_split_and_rebalance() {
+    use ferry_kafka::{Assignor, GroupConfig, Heartbeat};
+    let c = client(&kafka()).await;
+    let topic = unique("grp-topic");
+    create(&c, &topic, 4, &[]).await;
+    for assignor in [Assignor::Range, Assignor::RoundRobin] {
+        let group = unique("grp");
+        let mut cfg = GroupConfig::new(group.clone(), vec![topic.clone()]);
+        cfg.assignors = vec![assignor];
+        cfg.rebalance_timeout = Duration::from_secs(20);
+        let mut a = c.join_group(cfg.clone()).await.unwrap();
+        assert_eq!(a.assignment()[&topic], vec![0, 1, 2, 3]);
+        assert!(a.is_leader());
+        // B joins in the background; A learns of the rebalance by heartbeat and rejoins.
+        let c2 = c.clone();
+        let cfg2 = cfg.clone();
+        let b = tokio::spawn(async move { c2.join_group(cfg2).await });
+        let mut rejoined = false;
+        for _ in 0..100 {
+            if a.heartbeat().await.unwrap() == Heartbeat::RebalanceNeeded {
+                a.rejoin().await.unwrap();
+                rejoined = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(rejoined, "A saw the rebalance");
+        let b = b.await.unwrap().unwrap();
+        assert_eq!(a.generation(), b.generation());
+        let mut all: Vec<i32> = a.assignment()[&topic]
+            .iter()
+            .chain(&b.assignment()[&topic])
+            .copied()
+            .collect();
+        all.sort_unstable();
+        assert_eq!(all, vec![0, 1, 2, 3], "{assignor:?}: disjoint and complete");
+        assert_eq!(a.assignment()[&topic].len(), 2);
+        if assignor == Assignor::RoundRobin {
+            let mut both = [
+                a.assignment()[&topic].clone(),
+                b.assignment()[&topic].clone(),
+            ];
+            both.sort();
+            assert_eq!(both, [vec![0, 2], vec![1, 3]]);
+        }
+        // A member commits with its generation.
+        b.commit(&BTreeMap::from([(
+            (topic.clone(), b.assignment()[&topic][0]),
+            1,
+        )]))
+        .await
+        .unwrap();
+        let d = c
+            .describe_groups(std::slice::from_ref(&group))
+            .await
+            .unwrap();
+        assert_eq!((d[0].state.as_str(), d[0].members), ("Stable", 2));
+        b.leave().await.unwrap();
+        let mut took_over = false;
+        for _ in 0..100 {
+            if a.heartbeat().await.unwrap() == Heartbeat::RebalanceNeeded {
+                a.rejoin().await.unwrap();
+                took_over = a.assignment()[&topic] == vec![0, 1, 2, 3];
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(took_over, "A owns every partition after B left");
+        a.leave().await.unwrap();
+    }
+}
