@@ -61,10 +61,7 @@ impl AckTracker {
     /// Seeds a partition's watermark (e.g. from a loaded checkpoint) before any ack is issued.
     pub fn seed(&self, topic: &Arc<str>, partition: i32, next_offset: i64) {
         let mut st = self.lock();
-        let q = st
-            .partitions
-            .entry((topic.clone(), partition))
-            .or_default();
+        let q = st.partitions.entry((topic.clone(), partition)).or_default();
         if q.slots.is_empty() {
             q.watermark = Some(next_offset);
         }
@@ -74,10 +71,7 @@ impl AckTracker {
     /// partition must be issued in offset order.
     pub fn issue(&self, topic: &Arc<str>, partition: i32, first: i64, next: i64) -> Ack {
         let mut st = self.lock();
-        let q = st
-            .partitions
-            .entry((topic.clone(), partition))
-            .or_default();
+        let q = st.partitions.entry((topic.clone(), partition)).or_default();
         q.slots.push_back(Slot {
             first,
             next,
@@ -104,7 +98,11 @@ impl AckTracker {
             return;
         };
         if let Some(slot) = q.slots.iter_mut().find(|s| s.first == first) {
-            slot.state = if ok { SlotState::Done } else { SlotState::Failed };
+            slot.state = if ok {
+                SlotState::Done
+            } else {
+                SlotState::Failed
+            };
         }
         while q.slots.front().map(|s| s.state) == Some(SlotState::Done) {
             if let Some(s) = q.slots.pop_front() {

@@ -20,7 +20,12 @@ pub struct AbortedTxn {
 /// so core never needs to know the wire format.
 pub trait RawDecoder: Send + Sync {
     /// Decodes every record (control records included, flagged) of `raw` for `topic`/`partition`.
-    fn decode(&self, topic: &Arc<str>, partition: i32, raw: &RawBatches) -> Result<Vec<Record>, Error>;
+    fn decode(
+        &self,
+        topic: &Arc<str>,
+        partition: i32,
+        raw: &RawBatches,
+    ) -> Result<Vec<Record>, Error>;
 }
 
 /// Untouched Kafka v2 record batches as fetched, plus what a manifest needs without decoding.

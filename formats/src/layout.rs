@@ -317,7 +317,10 @@ mod tests {
             topic_key("t"),
         ];
         let inv = Inventory::from_keys(&keys);
-        assert_eq!(inv.orphans(), vec![("t".to_string(), 0, 10, "log".to_string())]);
+        assert_eq!(
+            inv.orphans(),
+            vec![("t".to_string(), 0, 10, "log".to_string())]
+        );
         assert_eq!(inv.manifests[&("t".to_string(), 0)], vec![0]);
         assert_eq!(inv.topics_with_document, vec!["t".to_string()]);
     }

@@ -6,6 +6,7 @@
 
 pub mod avro;
 pub mod jsonl;
+pub mod jsonl_segment;
 pub mod layout;
 pub mod parquet;
 pub mod raw;

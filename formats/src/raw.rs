@@ -56,11 +56,19 @@ pub fn encode_records(records: &[Record]) -> Result<Bytes> {
     let mut run_base = 0i64;
     let mut run_type = TimestampType::Create;
     let mut expected = i64::MIN;
-    let flush = |out: &mut BytesMut, run: &mut Vec<ProduceRecord>, base: i64, ty: TimestampType| -> Result<()> {
+    let flush = |out: &mut BytesMut,
+                 run: &mut Vec<ProduceRecord>,
+                 base: i64,
+                 ty: TimestampType|
+     -> Result<()> {
         if run.is_empty() {
             return Ok(());
         }
-        let attrs = if ty == TimestampType::LogAppend { 0x08 } else { 0 };
+        let attrs = if ty == TimestampType::LogAppend {
+            0x08
+        } else {
+            0
+        };
         let b = build_batch(base, run, Compression::None, attrs, None)
             .map_err(|e| Error::component("format raw", e))?;
         out.extend_from_slice(&b);
@@ -97,7 +105,10 @@ mod tests {
         let mut a = Record::new(t.clone(), 0, 10, Some(Bytes::from_static(b"v")));
         a.key = Some(Bytes::new());
         a.timestamp = 1_000;
-        a.headers = vec![Header::new("h", None), Header::new("h", Some(Bytes::from_static(b"")))];
+        a.headers = vec![
+            Header::new("h", None),
+            Header::new("h", Some(Bytes::from_static(b""))),
+        ];
         let mut b = Record::new(t.clone(), 0, 11, None);
         b.timestamp = 4_000_000_000_000;
         let mut c = Record::new(t.clone(), 0, 15, Some(Bytes::from_static(b"after gap")));

@@ -150,7 +150,10 @@ impl OffsetMapper {
     pub fn translate(&self, topic: &str, source_partition: i32, offset: i64) -> Option<(i32, i64)> {
         let p = self.parts.get(&(topic.to_string(), source_partition))?;
         let first = p.runs.first()?;
-        if p.runs.iter().any(|r| r.target_partition != first.target_partition) {
+        if p.runs
+            .iter()
+            .any(|r| r.target_partition != first.target_partition)
+        {
             return None;
         }
         for r in &p.runs {

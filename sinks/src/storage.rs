@@ -118,7 +118,9 @@ impl SinkFactory for StorageSinkFactory {
             )));
         }
         if c.roll.max_records == 0 || c.roll.max_bytes.bytes() == 0 {
-            return Err(Error::config("roll.max_records and roll.max_bytes must be > 0"));
+            return Err(Error::config(
+                "roll.max_records and roll.max_bytes must be > 0",
+            ));
         }
         Ok(())
     }
@@ -256,7 +258,12 @@ impl StorageSink {
     }
 
     /// Closes a segment: rest of the bytes, the object, then its manifest, then the acks.
-    async fn close_segment(&self, topic: &str, partition: i32, mut seg: OpenSegment) -> Result<i64> {
+    async fn close_segment(
+        &self,
+        topic: &str,
+        partition: i32,
+        mut seg: OpenSegment,
+    ) -> Result<i64> {
         let tail = seg.encoder.finish()?;
         self.append(&mut seg, tail).await?;
         seg.writer

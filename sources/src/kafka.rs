@@ -642,7 +642,6 @@ impl KafkaSource {
 struct RawSpan {
     start: usize,
     end: usize,
-    first_base: i64,
     next: i64,
     count: u64,
     min_ts: Option<i64>,
@@ -654,7 +653,6 @@ impl RawSpan {
         RawSpan {
             start,
             end: start,
-            first_base,
             next: first_base,
             count: 0,
             min_ts: None,
