@@ -357,6 +357,10 @@ impl BackupSource {
         let mut readers = VecDeque::new();
         let mut names: BTreeMap<String, Arc<str>> = BTreeMap::new();
         for ((topic, partition), manifests) in opened.catalog.manifests_of(selected).await? {
+            // Refuse a format restore cannot read now, not when the partition gets there.
+            for m in &manifests {
+                segment::SegmentFormat::of(&config.storage, m)?;
+            }
             let range = config.range_of(&topic, partition);
             let start = match (ctx.resume_offset(&topic, partition), range.from) {
                 (Some(a), Some(b)) => Some(a.max(b)),

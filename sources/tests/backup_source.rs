@@ -690,3 +690,24 @@ async fn many_partitions_take_turns() {
     let w = ctx.acks.watermarks();
     assert!((0..40).all(|p| w["wide"][&p] == 2));
 }
+
+#[tokio::test]
+async fn overlapping_segments_never_repeat_offsets() {
+    let uri = mem_uri("overlap");
+    let s = Storage::from_uri(&uri).unwrap();
+    write_descriptor(&s, 1).await;
+    let vs: Vec<String> = (0..8).map(|i| format!("v{i}")).collect();
+    let v = |r: std::ops::Range<usize>| -> Vec<(&str, i64)> {
+        vs[r].iter().map(|x| (x.as_str(), 1)).collect()
+    };
+    write_segment(&s, "t", 0, &[batch(0, &v(0..5))], vec![], vec![], true).await;
+    write_segment(&s, "t", 0, &[batch(3, &v(3..8))], vec![], vec![], true).await;
+    let out = drain(&mut source(json!({ "uri": uri })), &ctx_at(&[])).await;
+    assert_eq!(offsets_of(&out, "t", 0), (0..8).collect::<Vec<i64>>());
+    let r = ferry_sources::backup::verify::verify_backup(s, None)
+        .await
+        .unwrap();
+    assert!(r.is_ok());
+    assert_eq!(r.warnings(), 1, "{:?}", r.problems);
+    assert!(r.problems[0].message.contains("overlap"));
+}

@@ -16,6 +16,8 @@ use serde::Serialize;
 
 /// Segments checked at once.
 const CONCURRENCY: usize = 4;
+/// Manifests read at once.
+const MANIFEST_CONCURRENCY: usize = 16;
 
 /// How bad a problem is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -152,35 +154,53 @@ pub async fn verify_backup(storage: Storage, chunk: Option<u64>) -> Result<Verif
     }
 
     let mut topics = std::collections::BTreeSet::new();
+    let keys: Vec<(String, i32, i64)> = catalog
+        .inventory
+        .manifests
+        .iter()
+        .flat_map(|((t, p), firsts)| firsts.iter().map(move |f| (t.clone(), *p, *f)))
+        .collect();
+    report.partitions = catalog.inventory.manifests.len();
+    let manifests: Vec<_> = futures::stream::iter(keys)
+        .map(|(t, p, f)| {
+            let catalog = &catalog;
+            async move {
+                let m = catalog.read_manifest(&t, p, f).await;
+                (t, p, f, m)
+            }
+        })
+        .buffered(MANIFEST_CONCURRENCY)
+        .collect()
+        .await;
     let mut jobs = Vec::new();
-    for ((topic, partition), firsts) in &catalog.inventory.manifests {
+    let mut prev: Option<(String, i32, i64, String)> = None;
+    for (topic, partition, first, m) in manifests {
         topics.insert(topic.clone());
-        report.partitions += 1;
-        let mut prev: Option<(i64, String)> = None;
-        for first in firsts {
-            let key = layout::manifest_key(topic, *partition, *first);
-            match catalog.read_manifest(topic, *partition, *first).await {
-                Ok(m) => {
-                    if let Some((prev_next, prev_key)) = &prev {
-                        if m.first_offset < *prev_next {
-                            problems.push(warning(
-                                &key,
-                                format!(
-                                    "segment starts at offset {} but {prev_key} already covers up to {prev_next} (overlap; restores skip the repeated offsets)",
-                                    m.first_offset
-                                ),
-                            ));
-                        }
-                    }
-                    let next = prev
-                        .as_ref()
-                        .map_or(m.next_offset, |(p, _)| (*p).max(m.next_offset));
-                    prev = Some((next, key.clone()));
-                    jobs.push(m);
-                }
-                Err(e) => problems.push(damage(&key, message_of(&e, &storage, &key))),
+        let key = layout::manifest_key(&topic, partition, first);
+        let m = match m {
+            Ok(m) => m,
+            Err(e) => {
+                problems.push(damage(&key, message_of(&e, &storage, &key)));
+                continue;
+            }
+        };
+        if let Some((pt, pp, prev_next, prev_key)) = &prev {
+            if *pt == topic && *pp == partition && m.first_offset < *prev_next {
+                problems.push(warning(
+                    &key,
+                    format!(
+                        "segment starts at offset {} but {prev_key} already covers up to {prev_next} (overlap; restores skip the repeated offsets)",
+                        m.first_offset
+                    ),
+                ));
             }
         }
+        let next = match &prev {
+            Some((pt, pp, n, _)) if *pt == topic && *pp == partition => (*n).max(m.next_offset),
+            _ => m.next_offset,
+        };
+        prev = Some((topic, partition, next, key));
+        jobs.push(m);
     }
     report.topics = topics.len();
 
