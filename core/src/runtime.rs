@@ -159,10 +159,12 @@ fn join_error(stage: &str, e: tokio::task::JoinError) -> Error {
 }
 
 /// Runs `pipeline` until its source finishes, `shutdown` completes, or a stage fails.
-pub async fn run(
-    mut pipeline: Pipeline,
-    shutdown: impl Future<Output = ()> + Send,
-) -> Result<RunSummary> {
+///
+/// Must be called inside a tokio runtime (stages are spawned as tasks). The returned future
+/// is `Send` when `shutdown` is, so it can itself be spawned. Returns the run's summary on a
+/// clean finish or a drained shutdown, and the first stage error otherwise, with values
+/// interpolated from the environment redacted.
+pub async fn run(mut pipeline: Pipeline, shutdown: impl Future<Output = ()>) -> Result<RunSummary> {
     let secrets = std::mem::take(&mut pipeline.secrets);
     let name = pipeline.name.clone();
     // Errors may quote configuration (a URI, a path); values from the environment never show.
@@ -173,10 +175,7 @@ pub async fn run(
     })
 }
 
-async fn run_inner(
-    pipeline: Pipeline,
-    shutdown: impl Future<Output = ()> + Send,
-) -> Result<RunSummary> {
+async fn run_inner(pipeline: Pipeline, shutdown: impl Future<Output = ()>) -> Result<RunSummary> {
     let started = Instant::now();
     let Pipeline {
         name,
