@@ -207,6 +207,47 @@ delivery:
 }
 
 #[test]
+fn jsonl_backups_written_by_the_storage_sink_verify_and_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let backup = dir.path().join("backup").to_str().unwrap().to_string();
+    let p = write(
+        dir.path(),
+        "gen.yaml",
+        &format!(
+            "name: gen-jsonl\nsource: {{ type: generator, count: 300, partitions: 3, payload_size: 20, batch_size: 25 }}\nsink: {{ type: storage, uri: \"{backup}\", format: jsonl, roll: {{ max_records: 40 }} }}\n"
+        ),
+    );
+    ferry_ok(&["run", &p]);
+    let out = ferry_ok(&["verify", &backup]);
+    assert!(
+        out.contains("all good") && out.contains("300 record(s)"),
+        "{out}"
+    );
+    let j: Value = serde_json::from_str(&ferry_ok(&["ls", "--json", &backup])).unwrap();
+    let parts = j["topics"][0]["partitions"].as_array().unwrap();
+    assert_eq!(parts.len(), 3);
+    assert!(parts
+        .iter()
+        .all(|p| p["records"] == 100 && p["formats"][0] == "jsonl"));
+
+    let state = dir.path().join("state");
+    let r = write(
+        dir.path(),
+        "read.yaml",
+        &format!(
+            "name: read-jsonl\nsource: {{ type: backup, uri: \"{backup}\", from_offset: 90 }}\nsink: {{ type: stdout }}\ndelivery: {{ checkpoint: \"{}\" }}\n",
+            state.display()
+        ),
+    );
+    let lines: Vec<Value> = ferry_ok(&["run", &r])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 30);
+    assert!(lines.iter().all(|l| l["offset"].as_i64().unwrap() >= 90));
+}
+
+#[test]
 fn no_backup_is_exit_1_with_a_clear_message() {
     let dir = tempfile::tempdir().unwrap();
     let uri = dir.path().to_str().unwrap();
@@ -219,13 +260,11 @@ fn no_backup_is_exit_1_with_a_clear_message() {
 }
 
 /// Real Apache Kafka (dev env): a topic written by librdkafka with committed and aborted
-/// transactions (zstd) and plain records is backed up by Ferry's kafka source and storage
-/// sink; `ferry ls --json` accounts for every offset, `ferry verify` passes, the backup
+/// transactions (zstd) and plain records is backed up with `ferry backup --snapshot`; `ferry ls --json` accounts for every offset, `ferry verify` passes, the backup
 /// source gives back exactly what a read_committed consumer sees (or read_uncommitted with
 /// `include_aborted`), and one flipped byte makes `ferry verify` exit 1.
 #[test]
 fn kafka_backup_with_transactions_lists_verifies_and_reads_back() {
-    use ferry_core::Registry;
     use ferry_kafka::{Client, ClientConfig, NewTopic};
 
     let env = ferry_testkit::env();
@@ -276,30 +315,19 @@ txn('d', 4, False)
 "#;
     ferry_testkit::run_python_args(&env, PRODUCE, &[&env.kafka, &topic], b"");
 
-    // Back up with Ferry's kafka source and storage sink, in process (same components
-    // `ferry backup` runs).
+    // Back up with `ferry backup` (kafka source → storage sink, raw).
     let dir = tempfile::tempdir().unwrap();
     let backup = dir.path().join("backup").to_str().unwrap().to_string();
-    let mut reg = Registry::new();
-    reg.register_source(ferry_sources::kafka::KafkaSourceFactory);
-    reg.register_sink(ferry_sinks::storage::StorageSinkFactory);
-    let yaml = format!(
-        r#"
-name: lsverify-backup
-source: {{ type: kafka, brokers: ["{}"], topics: ["{topic}"], start: earliest, stop: high_watermark }}
-sink: {{ type: storage, uri: "{backup}", format: raw }}
-"#,
-        env.kafka
-    );
-    let mut pipeline = reg.load_pipeline(&yaml, "backup.yaml").unwrap();
-    rt.block_on(async {
-        // Opening writes ferry.json; done here too in case the runtime does not (it is
-        // idempotent).
-        pipeline.sink.open().await.expect("sink opens");
-        ferry_core::run(pipeline, std::future::pending::<()>())
-            .await
-            .expect("backup runs")
-    });
+    ferry_ok(&[
+        "backup",
+        "--brokers",
+        &env.kafka,
+        "--topic",
+        &topic,
+        "--to",
+        &backup,
+        "--snapshot",
+    ]);
 
     // ls: every offset accounted for (10 + 6 + 5 + 10 + 4 data records and 8 markers).
     let j: Value = serde_json::from_str(&ferry_ok(&["ls", "--json", &backup])).unwrap();
