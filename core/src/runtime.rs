@@ -407,7 +407,13 @@ async fn source_stage(
         };
         if Instant::now() >= next_metadata {
             next_metadata = Instant::now() + metadata_interval;
-            match source.metadata().await {
+            // A slow metadata read must not hold up a shutdown.
+            let md = tokio::select! {
+                biased;
+                _ = stopped(&mut stop) => break,
+                r = source.metadata() => r,
+            };
+            match md {
                 Ok(Some(md)) => {
                     if tx.send(Item::Metadata(md)).await.is_err() {
                         break;

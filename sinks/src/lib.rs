@@ -1,9 +1,11 @@
-//! Ferry's sinks: `storage` (rolling files for backups and exports), `stdout`, and `kafka`
-//! (restore).
+//! Ferry's sinks: `storage` (rolling segments with manifests, for backups and exports),
+//! `kafka` (restores and cluster-to-cluster copies) and `stdout`.
 //!
 //! Each module holds one sink and its factory; [`register`] adds them to a registry.
 
-pub mod jsonl;
+pub mod kafka;
+pub mod offset_map;
+pub mod partitioner;
 pub mod stdout;
 pub mod storage;
 
@@ -15,6 +17,3 @@ pub fn register(reg: &mut Registry) {
     reg.register_sink(kafka::KafkaSinkFactory);
     reg.register_sink(stdout::StdoutFactory);
 }
-pub mod kafka;
-pub mod offset_map;
-pub mod partitioner;
