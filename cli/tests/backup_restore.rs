@@ -48,8 +48,10 @@ fn rt() -> &'static tokio::runtime::Runtime {
 }
 
 fn client(env: &TestEnv) -> Client {
-    rt().block_on(Client::connect(ClientConfig::new(&[env.kafka.clone()])))
-        .expect("connect to Kafka")
+    rt().block_on(Client::connect(ClientConfig::new(std::slice::from_ref(
+        &env.kafka,
+    ))))
+    .expect("connect to Kafka")
 }
 
 /// Kafka 4 refuses timestamps more than an hour off by default, and retention deletes
@@ -273,7 +275,7 @@ fn consumer_group_offsets_come_back_translated() {
         &format!("{group}={new_group}"),
     ]);
     let got = rt()
-        .block_on(c.offset_fetch(&new_group, Some(&[restored.clone()])))
+        .block_on(c.offset_fetch(&new_group, Some(std::slice::from_ref(&restored))))
         .unwrap();
     assert_eq!(got.get(&(restored.clone(), 0)), Some(&3));
     let copy = dump_topic(&env, &env.kafka, &restored);
@@ -415,13 +417,39 @@ fn retention_gap_is_recorded_and_restore_still_works() {
     py_produce_to(&env, &env.kafka, &topic, Some(0), &batch(0), "none", false);
     let dir = tempfile::tempdir().unwrap();
     let uri = dir.path().to_str().unwrap();
-    ferry_ok(&["backup", "--brokers", &env.kafka, "--topic", &topic, "--to", uri, "--snapshot"]);
-    py_produce_to(&env, &env.kafka, &topic, Some(0), &batch(100), "none", false);
+    ferry_ok(&[
+        "backup",
+        "--brokers",
+        &env.kafka,
+        "--topic",
+        &topic,
+        "--to",
+        uri,
+        "--snapshot",
+    ]);
+    py_produce_to(
+        &env,
+        &env.kafka,
+        &topic,
+        Some(0),
+        &batch(100),
+        "none",
+        false,
+    );
     // Retention (here DeleteRecords) removes 100..150 before the next backup reads them.
     let c = client(&env);
     rt().block_on(c.delete_records(&topic, &BTreeMap::from([(0, 150i64)])))
         .expect("DeleteRecords");
-    ferry_ok(&["backup", "--brokers", &env.kafka, "--topic", &topic, "--to", uri, "--snapshot"]);
+    ferry_ok(&[
+        "backup",
+        "--brokers",
+        &env.kafka,
+        "--topic",
+        &topic,
+        "--to",
+        uri,
+        "--snapshot",
+    ]);
 
     let ls: serde_json::Value = serde_json::from_str(&ferry_ok(&["ls", uri, "--json"])).unwrap();
     let p = &ls["topics"][0]["partitions"][0];
@@ -429,14 +457,30 @@ fn retention_gap_is_recorded_and_restore_still_works() {
     assert_eq!(p["next_offset"], 200);
     let gaps = p["gaps"].as_array().unwrap();
     assert_eq!(gaps.len(), 1, "{ls}");
-    assert_eq!((gaps[0]["from"].as_i64(), gaps[0]["to"].as_i64()), (Some(100), Some(150)));
+    assert_eq!(
+        (gaps[0]["from"].as_i64(), gaps[0]["to"].as_i64()),
+        (Some(100), Some(150))
+    );
     ferry_ok(&["verify", uri]);
 
     let restored = format!("{topic}-r");
-    ferry_ok(&["restore", "--from", uri, "--brokers", &env.kafka, "--rename", &format!("{topic}={restored}")]);
+    ferry_ok(&[
+        "restore",
+        "--from",
+        uri,
+        "--brokers",
+        &env.kafka,
+        "--rename",
+        &format!("{topic}={restored}"),
+    ]);
     let values: Vec<i64> = dump_topic(&env, &env.kafka, &restored)
         .iter()
-        .map(|r| String::from_utf8(r.value.clone().unwrap()).unwrap().parse().unwrap())
+        .map(|r| {
+            String::from_utf8(r.value.clone().unwrap())
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
         .collect();
     let expected: Vec<i64> = (0..100).chain(150..200).collect();
     assert_eq!(values, expected);
@@ -448,7 +492,9 @@ fn tansu_backup_and_restore_smoke() {
     let env = env();
     let topic = unique("tansu");
     let c = rt()
-        .block_on(Client::connect(ClientConfig::new(&[env.tansu.clone()])))
+        .block_on(Client::connect(ClientConfig::new(std::slice::from_ref(
+            &env.tansu,
+        ))))
         .expect("connect to Tansu");
     rt().block_on(c.create_topics(&[NewTopic {
         name: topic.clone(),
@@ -458,17 +504,52 @@ fn tansu_backup_and_restore_smoke() {
     }]))
     .expect("create topic on Tansu");
     let msgs: Vec<KcatMsg> = (0..25)
-        .map(|i| KcatMsg::new(Some(format!("k{i}").as_bytes()), Some(format!("v{i}").as_bytes())).header("h", None).at(1_700_000_000_000 + i))
+        .map(|i| {
+            KcatMsg::new(
+                Some(format!("k{i}").as_bytes()),
+                Some(format!("v{i}").as_bytes()),
+            )
+            .header("h", None)
+            .at(1_700_000_000_000 + i)
+        })
         .collect();
     py_produce_to(&env, &env.tansu, &topic, Some(0), &msgs, "none", false);
-    py_produce_to(&env, &env.tansu, &topic, Some(1), &msgs[..10], "gzip", false);
+    py_produce_to(
+        &env,
+        &env.tansu,
+        &topic,
+        Some(1),
+        &msgs[..10],
+        "gzip",
+        false,
+    );
     let dir = tempfile::tempdir().unwrap();
     let uri = dir.path().to_str().unwrap();
-    ferry_ok(&["backup", "--brokers", &env.tansu, "--topic", &topic, "--to", uri, "--snapshot"]);
+    ferry_ok(&[
+        "backup",
+        "--brokers",
+        &env.tansu,
+        "--topic",
+        &topic,
+        "--to",
+        uri,
+        "--snapshot",
+    ]);
     let restored = format!("{topic}-r");
-    ferry_ok(&["restore", "--from", uri, "--brokers", &env.tansu, "--rename", &format!("{topic}={restored}")]);
-    let strip = |d: Vec<DumpedRecord>| -> Vec<(i32, Option<Vec<u8>>, Option<Vec<u8>>)> {
-        d.into_iter().map(|r| (r.partition, r.key, r.value)).collect()
+    ferry_ok(&[
+        "restore",
+        "--from",
+        uri,
+        "--brokers",
+        &env.tansu,
+        "--rename",
+        &format!("{topic}={restored}"),
+    ]);
+    type Kv = (i32, Option<Vec<u8>>, Option<Vec<u8>>);
+    let strip = |d: Vec<DumpedRecord>| -> Vec<Kv> {
+        d.into_iter()
+            .map(|r| (r.partition, r.key, r.value))
+            .collect()
     };
     let original = strip(dump_topic(&env, &env.tansu, &topic));
     assert_eq!(original.len(), 35);

@@ -21,7 +21,9 @@ fn rt() -> &'static tokio::runtime::Runtime {
 
 fn create_topic(env: &TestEnv, name: &str, partitions: i32) {
     let c: Client = rt()
-        .block_on(Client::connect(ClientConfig::new(&[env.kafka.clone()])))
+        .block_on(Client::connect(ClientConfig::new(std::slice::from_ref(
+            &env.kafka,
+        ))))
         .expect("connect");
     rt().block_on(c.create_topics(&[NewTopic {
         name: name.to_string(),
@@ -100,7 +102,13 @@ fn assert_manifests_contiguous(dir: &Path, topic: &str, expect_records: u64) {
         // Every segment has its manifest: no orphan left behind by the kills.
         let logs = std::fs::read_dir(&p)
             .unwrap()
-            .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "log"))
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "log")
+            })
             .count();
         assert_eq!(logs, manifests.len(), "orphan segments in {}", p.display());
     }
@@ -174,7 +182,10 @@ delivery:
     )
     .unwrap();
     let killed = run_with_kills(&backup_yaml, &[150, 300, 500, 800]);
-    assert!(killed >= 1, "the backup finished before any kill: make it slower");
+    assert!(
+        killed >= 1,
+        "the backup finished before any kill: make it slower"
+    );
     assert_manifests_contiguous(&backup, &topic, total);
 
     let restored = format!("{topic}-r");
@@ -208,12 +219,21 @@ delivery:
     )
     .unwrap();
     let killed = run_with_kills(&restore_yaml, &[300, 600, 900, 1200]);
-    assert!(killed >= 1, "the restore finished before any kill: make it slower");
+    assert!(
+        killed >= 1,
+        "the restore finished before any kill: make it slower"
+    );
 
     let original = by_partition(&dump_topic(&env, &env.kafka, &topic));
     let copy = by_partition(&dump_topic(&env, &env.kafka, &restored));
     for p in 0..3 {
-        let values = |v: &Vec<DumpedRecord>| -> Vec<Option<Vec<u8>>> { v.iter().map(|r| r.value.clone()).collect() };
-        assert_eq!(values(&copy[&p]), values(&original[&p]), "partition {p} differs after kills");
+        let values = |v: &Vec<DumpedRecord>| -> Vec<Option<Vec<u8>>> {
+            v.iter().map(|r| r.value.clone()).collect()
+        };
+        assert_eq!(
+            values(&copy[&p]),
+            values(&original[&p]),
+            "partition {p} differs after kills"
+        );
     }
 }

@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn example(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../pipelines").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../pipelines")
+        .join(name)
 }
 
 fn run(file: &Path, vars: &[(&str, &str)]) {
@@ -51,7 +53,9 @@ fn backup_restore_copy_and_export_examples_run() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let c = Client::connect(ClientConfig::new(&[env.kafka.clone()])).await.unwrap();
+        let c = Client::connect(ClientConfig::new(std::slice::from_ref(&env.kafka)))
+            .await
+            .unwrap();
         c.create_topics(&[NewTopic {
             name: topic.clone(),
             partitions: 2,
@@ -64,11 +68,28 @@ fn backup_restore_copy_and_export_examples_run() {
     let msgs: Vec<KcatMsg> = (0..40)
         .map(|i| {
             let v = format!("{{\"n\":{i},\"customer\":{{\"email\":\"u{i}@example.com\"}}}}");
-            KcatMsg::new(Some(format!("k{i}").as_bytes()), Some(v.as_bytes())).at(1_700_000_000_000 + i * 1000)
+            KcatMsg::new(Some(format!("k{i}").as_bytes()), Some(v.as_bytes()))
+                .at(1_700_000_000_000 + i * 1000)
         })
         .collect();
-    py_produce_to(&env, &env.kafka, &topic, Some(0), &msgs[..25], "none", false);
-    py_produce_to(&env, &env.kafka, &topic, Some(1), &msgs[25..], "zstd", false);
+    py_produce_to(
+        &env,
+        &env.kafka,
+        &topic,
+        Some(0),
+        &msgs[..25],
+        "none",
+        false,
+    );
+    py_produce_to(
+        &env,
+        &env.kafka,
+        &topic,
+        Some(1),
+        &msgs[25..],
+        "zstd",
+        false,
+    );
 
     let work = tempfile::tempdir().unwrap();
     let backup = work.path().join("backup");
@@ -88,7 +109,11 @@ fn backup_restore_copy_and_export_examples_run() {
     run(&example("backup-snapshot.yaml"), &vars);
     run(&example("restore-point-in-time.yaml"), &vars);
     let restored = dump_topic(&env, &env.kafka, &format!("restored.{topic}"));
-    assert_eq!(restored.len(), 10, "until keeps offsets 0..=9 of partition 0, none of partition 1");
+    assert_eq!(
+        restored.len(),
+        10,
+        "until keeps offsets 0..=9 of partition 0, none of partition 1"
+    );
 
     run(&example("kafka-to-kafka.yaml"), &vars);
     let copy = dump_topic(&env, &env.kafka, &format!("copy.{topic}"));

@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use ferry_core::registry::{BuildContext, SourceFactory};
 use ferry_core::transforms::filter::TimeBound;
 use ferry_core::{
-    Batch, Error, GroupOffsets, Payload, RawBatches, Result, Source, SourceContext,
-    SourceMetadata, TopicMetadata,
+    Batch, Error, GroupOffsets, Payload, RawBatches, Result, Source, SourceContext, SourceMetadata,
+    TopicMetadata,
 };
 use ferry_kafka::batch::BatchIter;
 use ferry_kafka::{
@@ -670,7 +670,10 @@ impl RawSpan {
                 self.min_ts = Some(self.min_ts.map_or(lo, |m| m.min(lo)));
             }
             if h.max_timestamp >= 0 {
-                self.max_ts = Some(self.max_ts.map_or(h.max_timestamp, |m| m.max(h.max_timestamp)));
+                self.max_ts = Some(
+                    self.max_ts
+                        .map_or(h.max_timestamp, |m| m.max(h.max_timestamp)),
+                );
             }
         }
     }
