@@ -6,6 +6,7 @@
 
 mod components;
 mod logging;
+mod progress;
 mod ls;
 mod run;
 mod schema;

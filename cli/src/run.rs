@@ -50,6 +50,7 @@ pub async fn main(args: Args) -> anyhow::Result<()> {
 /// at once); one failure stops the others gracefully.
 pub async fn run_pipelines(pipelines: Vec<Pipeline>) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
+    let progress = crate::progress::start();
 
     // Signals: the first drains every pipeline, a second one exits right away.
     let signals = tokio::spawn(watch_signals(stop_tx.clone()));
@@ -89,6 +90,10 @@ pub async fn run_pipelines(pipelines: Vec<Pipeline>) -> anyhow::Result<()> {
         }
     }
     signals.abort();
+    if let Some(p) = progress {
+        p.abort();
+        eprintln!();
+    }
     match failed.len() {
         0 => Ok(()),
         1 => {

@@ -12,6 +12,7 @@ pub mod config;
 pub mod error;
 pub mod interpolate;
 pub mod metadata;
+pub mod progress;
 pub mod metrics;
 pub mod record;
 pub mod registry;

@@ -517,6 +517,7 @@ impl SinkStage {
                     // The budget comes back only once the sink holds the batch.
                     drop(budget);
                     self.metrics.add(records, bytes);
+                    crate::progress::add(records, bytes);
                     out.records += records;
                     out.bytes += bytes;
                     out.batches += 1;
