@@ -1,10 +1,53 @@
 //! The `storage` sink: writes each partition as rolling segment objects with a manifest,
 //! in the backup layout of `ferry_formats::layout`.
 //!
+//! ```yaml
+//! sink:
+//!   type: storage
+//!   uri: s3://lake/kafka?endpoint=http://127.0.0.1:9000
+//!   format: parquet                 # raw (default), jsonl, avro, parquet
+//!   path: "topic={topic}/date={date}/hour={hour}/{partition}-{first_offset}"
+//!   roll: { max_bytes: 256MiB, max_records: 1000000, max_age: 15m }
+//!   parquet:                        # only with format: parquet
+//!     row_group_bytes: 64MiB
+//!     compression: zstd             # zstd (default), snappy, none
+//!     compression_level: 3
+//!     value:                        # typed columns decoded from JSON values
+//!       as: json
+//!       schema:
+//!         - { name: id, type: int64 }
+//!         - { name: user, type: string, path: /user/name }
+//!       column: value_json
+//!       on_error: "null"            # or: fail
+//!   # avro: { codec: zstd, block_bytes: 1MiB }   # only with format: avro
+//! ```
+//!
 //! Write order is segment, then manifest, then (by the runtime) checkpoint, so a crash
 //! leaves nothing that looks complete but is not. On start the sink reconciles: segments
 //! without a manifest are deleted, and the offsets the manifests cover are reported as
 //! durable so the source resumes after them — each offset is stored exactly once.
+//!
+//! **Object names.** By default segments are `topics/<topic>/<partition>/<first:020>.<ext>`
+//! (the backup layout). `path:` names them with a [`PathTemplate`] instead (placeholders
+//! `{topic}`, `{partition}`, `{first_offset}`, `{date}`, `{hour}`; the extension is
+//! appended), e.g. Hive-style folders for data lakes. `{date}`/`{hour}` are those of the
+//! segment's first record (UTC), and a segment rolls whenever a record's date/hour differs
+//! from its own, so every record sits under its own date (records out of time order make
+//! small segments). Manifests stay at `topics/<topic>/<partition>/<first:020>.json` and name
+//! the object, so `ferry ls`, `verify`, restores and resume work on such exports too.
+//! Because a templated object can be anywhere under the root, the sink writes a marker
+//! `pending/<topic>/<partition>/<first:020>.json` naming it before the object, and removes
+//! the marker after the manifest; on start, an object whose marker has no manifest is
+//! deleted (an interrupted write). Names depend only on topic, partition, first offset and
+//! the first record's time, so a retry after a crash writes the same key.
+//!
+//! **Typed values.** With `parquet.value`, a value that does not fit the declared types
+//! is never dropped: the envelope's raw `value` column always holds it, and
+//! `on_error: null` (the default) only leaves the typed field null; `on_error: fail`
+//! stops the pipeline at that record (nothing after it is acknowledged).
+//!
+//! Only one writer may use a root at a time: reconciling deletes what another writer has
+//! in progress.
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -12,7 +55,9 @@ use ferry_core::registry::{BuildContext, SinkFactory};
 use ferry_core::{
     Ack, Batch, ByteSize, Error, HumanDuration, Offsets, Result, Sink, SourceMetadata, Storage,
 };
-use ferry_formats::layout::{self, Descriptor, Gap, GroupsDocument, SegmentManifest};
+use ferry_formats::layout::{
+    self, Descriptor, Gap, GroupsDocument, PathTemplate, PendingSegment, SegmentManifest,
+};
 use ferry_formats::segment::{SegmentEncoder, SegmentFormat};
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -67,9 +112,26 @@ pub struct StorageSinkConfig {
     /// Where to write: a local path, file://, s3://bucket/prefix?endpoint=…&region=…, gs://,
     /// azblob:// or memory://.
     pub uri: String,
-    /// Segment format: raw (Kafka record batches, the backup format) or jsonl.
+    /// Segment format: raw (Kafka record batches, the backup format), jsonl, avro or
+    /// parquet.
     #[serde(default = "default_format")]
     pub format: String,
+    /// Options of `format: parquet`: row_group_bytes, compression (zstd, snappy, none),
+    /// compression_level, and typed columns decoded from JSON values
+    /// (`value: {as: json, schema: [{name, type, path}], column, on_error}`).
+    #[serde(default)]
+    pub parquet: Option<ferry_formats::parquet::ParquetOptions>,
+    /// Options of `format: avro`: codec (zstd, deflate, snappy, null) and block_bytes.
+    #[serde(default)]
+    pub avro: Option<ferry_formats::avro::AvroOptions>,
+    /// Segment object names: a template with `{topic}`, `{partition}`, `{first_offset}`
+    /// (zero-padded to 20 digits), `{date}` (YYYY-MM-DD) and `{hour}` (HH) of the segment's
+    /// first record in UTC; the format's extension is appended. E.g.
+    /// `topic={topic}/date={date}/{partition}-{first_offset}`. Default: the backup layout
+    /// (`topics/{topic}/{partition}/{first_offset}`). With `{date}` or `{hour}`, a segment
+    /// rolls when a record's date/hour differs from its own.
+    #[serde(default)]
+    pub path: Option<String>,
     /// When segments roll.
     #[serde(default)]
     pub roll: RollConfig,
@@ -78,7 +140,54 @@ pub struct StorageSinkConfig {
     pub chunk_size: ByteSize,
 }
 
-/// Looks up a segment format by name.
+/// The segment format of a sink config, with its options. The option block of another
+/// format than `format` is a config error.
+pub fn configured_format(c: &StorageSinkConfig) -> Result<Arc<dyn SegmentFormat>> {
+    let mismatch = |block: &str| {
+        Error::config(format!(
+            "sink option '{block}:' applies to 'format: {block}', but format is '{}': remove the block or set 'format: {block}'",
+            c.format
+        ))
+    };
+    if c.parquet.is_some() && c.format != ferry_formats::parquet::NAME {
+        return Err(mismatch(ferry_formats::parquet::NAME));
+    }
+    if c.avro.is_some() && c.format != ferry_formats::avro::NAME {
+        return Err(mismatch(ferry_formats::avro::NAME));
+    }
+    if let Some(o) = &c.parquet {
+        o.validate()?;
+        return Ok(Arc::new(ferry_formats::parquet::ParquetFormat::new(
+            o.clone(),
+        )));
+    }
+    if let Some(o) = &c.avro {
+        if o.block_bytes.bytes() == 0 {
+            return Err(Error::config("avro block_bytes must be > 0"));
+        }
+        return Ok(Arc::new(ferry_formats::avro::AvroFormat::new(o.clone())));
+    }
+    segment_format(&c.format).ok_or_else(|| {
+        Error::config(format!(
+            "format '{}' is not one of: {}",
+            c.format,
+            FORMATS.join(", ")
+        ))
+    })
+}
+
+/// The `path:` template of a config; `None` for the backup layout (unset or the default).
+pub fn path_template(c: &StorageSinkConfig) -> Result<Option<PathTemplate>> {
+    match &c.path {
+        None => Ok(None),
+        Some(p) => {
+            let t = PathTemplate::parse(p).map_err(Error::config)?;
+            Ok((!t.is_default()).then_some(t))
+        }
+    }
+}
+
+/// Looks up a segment format by name, with default options.
 pub fn segment_format(name: &str) -> Option<Arc<dyn SegmentFormat>> {
     match name {
         "raw" => Some(Arc::new(ferry_formats::raw::RawFormat)),
@@ -110,12 +219,14 @@ impl SinkFactory for StorageSinkFactory {
 
     fn validate(&self, c: &StorageSinkConfig) -> Result<()> {
         ferry_core::storage::StorageUri::parse(&c.uri)?;
-        if segment_format(&c.format).is_none() {
-            return Err(Error::config(format!(
-                "format '{}' is not one of: {}",
-                c.format,
-                FORMATS.join(", ")
-            )));
+        let format = configured_format(c)?;
+        if let Some(t) = path_template(c)? {
+            if t.uses_time() && format.name() == "raw" {
+                return Err(Error::config(format!(
+                    "path '{}': {{date}} and {{hour}} need a record format (jsonl, avro, parquet); raw segments keep whole Kafka batches and cannot be split by time",
+                    t.as_str()
+                )));
+            }
         }
         if c.roll.max_records == 0 || c.roll.max_bytes.bytes() == 0 {
             return Err(Error::config(
@@ -142,10 +253,23 @@ struct OpenSegment {
     aborted: Vec<ferry_core::AbortedTxn>,
     gaps: Vec<Gap>,
     key: String,
+    /// Time bucket of the object's name (`{date}`/`{hour}` templates only).
+    bucket: Option<i64>,
+    /// Marker written before a templated object, removed after its manifest.
+    pending: Option<String>,
     writer: opendal::Writer,
     encoder: Box<dyn SegmentEncoder>,
     acks: Vec<Ack>,
     opened: Instant,
+}
+
+/// A part of a batch that goes to one segment: records of one time bucket.
+struct Piece {
+    batch: Batch,
+    /// Time bucket of its data records; `None` when it has none (it joins any segment).
+    bucket: Option<i64>,
+    /// Timestamp of its first data record (of its first record when it has no data).
+    first_ts: i64,
 }
 
 /// The `storage` sink.
@@ -153,6 +277,8 @@ pub struct StorageSink {
     config: StorageSinkConfig,
     storage: Storage,
     format: Arc<dyn SegmentFormat>,
+    /// Object names when not the backup layout.
+    template: Option<PathTemplate>,
     open: HashMap<(Arc<str>, i32), OpenSegment>,
     /// Next offset after the last closed segment, per partition.
     last_next: HashMap<(Arc<str>, i32), i64>,
@@ -163,16 +289,28 @@ fn topic_of(t: &str) -> Arc<str> {
     Arc::from(t)
 }
 
+/// Whether records of a format are decoded before encoding (every format but `raw`, which
+/// keeps fetched bytes).
+fn decodes(format: &dyn SegmentFormat) -> bool {
+    format.name() != "raw"
+}
+
 impl StorageSink {
     /// A sink for these options.
     pub fn new(config: StorageSinkConfig) -> Result<Self> {
         let storage = Storage::from_uri(&config.uri)?;
-        let format = segment_format(&config.format)
-            .ok_or_else(|| Error::config(format!("unknown format '{}'", config.format)))?;
+        let format = configured_format(&config)?;
+        let template = path_template(&config)?;
+        if template.as_ref().is_some_and(PathTemplate::uses_time) && !decodes(&*format) {
+            return Err(Error::config(
+                "path: {date} and {hour} need a record format (jsonl, avro, parquet), not raw",
+            ));
+        }
         Ok(StorageSink {
             config,
             storage,
             format,
+            template,
             open: HashMap::new(),
             last_next: HashMap::new(),
             last_groups: None,
@@ -211,13 +349,66 @@ impl StorageSink {
         Ok(())
     }
 
-    async fn open_segment(&mut self, batch: &Batch) -> Result<OpenSegment> {
-        let key = layout::segment_key(
-            &batch.topic,
-            batch.partition,
-            batch.first_offset,
-            self.format.extension(),
-        );
+    /// Deletes what interrupted templated writes left: objects named by a `pending/` marker
+    /// whose manifest is missing (or names another object), then the markers.
+    async fn reconcile_pending(&self) -> Result<()> {
+        for key in self.storage.list(layout::PENDING_PREFIX).await? {
+            let Some((topic, partition, first)) = layout::parse_pending_key(&key) else {
+                continue;
+            };
+            let Some(bytes) = self.storage.read_opt(&key).await? else {
+                continue;
+            };
+            let marker: PendingSegment = serde_json::from_slice(&bytes).map_err(|e| {
+                Error::Corrupt(format!(
+                    "{}/{key}: not a pending-segment marker ({e}); if no Ferry writes to this location, delete it",
+                    self.storage
+                ))
+            })?;
+            let mkey = layout::manifest_key(&topic, partition, first);
+            let committed = match self.storage.read_opt(&mkey).await? {
+                Some(b) => {
+                    let m: SegmentManifest = serde_json::from_slice(&b)
+                        .map_err(|e| Error::Corrupt(format!("{}/{mkey}: {e}", self.storage)))?;
+                    m.segment == marker.segment
+                }
+                None => false,
+            };
+            if !committed {
+                tracing::warn!(segment = %marker.segment, "removing a segment without manifest (an interrupted write)");
+                self.storage.delete(&marker.segment).await?;
+            }
+            self.storage.delete(&key).await?;
+        }
+        Ok(())
+    }
+
+    async fn open_segment(&mut self, piece: &Piece) -> Result<OpenSegment> {
+        let batch = &piece.batch;
+        let ext = self.format.extension();
+        let (key, pending) = match &self.template {
+            None => (
+                layout::segment_key(&batch.topic, batch.partition, batch.first_offset, ext),
+                None,
+            ),
+            Some(t) => {
+                let key = t.render(
+                    &batch.topic,
+                    batch.partition,
+                    batch.first_offset,
+                    piece.first_ts,
+                    ext,
+                );
+                let marker = layout::pending_key(&batch.topic, batch.partition, batch.first_offset);
+                let json = serde_json::to_vec_pretty(&PendingSegment {
+                    segment: key.clone(),
+                    started_at_ms: layout::now_ms(),
+                })
+                .map_err(|e| Error::Other(format!("encoding {marker}: {e}")))?;
+                self.storage.write(&marker, json).await?;
+                (key, Some(marker))
+            }
+        };
         let writer = self
             .storage
             .operator()
@@ -225,6 +416,10 @@ impl StorageSink {
             .chunk(self.config.chunk_size.bytes() as usize)
             .await
             .map_err(|e| Error::storage(format!("opening {}/{key}", self.storage), e))?;
+        let bucket = match (&self.template, piece.bucket) {
+            (Some(t), None) => t.bucket(piece.first_ts),
+            (_, b) => b,
+        };
         Ok(OpenSegment {
             first_offset: batch.first_offset,
             next_offset: batch.first_offset,
@@ -236,6 +431,8 @@ impl StorageSink {
             aborted: Vec::new(),
             gaps: Vec::new(),
             key,
+            bucket,
+            pending,
             writer,
             encoder: self
                 .format
@@ -264,7 +461,13 @@ impl StorageSink {
         partition: i32,
         mut seg: OpenSegment,
     ) -> Result<i64> {
-        let tail = seg.encoder.finish()?;
+        let tail = match seg.encoder.finish() {
+            Ok(t) => t,
+            Err(e) => {
+                let _ = seg.writer.abort().await;
+                return Err(e);
+            }
+        };
         self.append(&mut seg, tail).await?;
         seg.writer
             .close()
@@ -297,6 +500,12 @@ impl StorageSink {
                 self.storage
             )));
         }
+        if let Some(marker) = &seg.pending {
+            // The manifest commits the segment; a marker left behind is removed on start.
+            if let Err(e) = self.storage.delete(marker).await {
+                tracing::warn!(marker = %marker, error = %e, "could not remove a pending-segment marker (removed on next start)");
+            }
+        }
         metrics::counter!("ferry_segments_written_total").increment(1);
         tracing::debug!(segment = %seg.key, records = seg.records, bytes = seg.bytes, "segment written");
         for a in seg.acks {
@@ -326,6 +535,157 @@ impl StorageSink {
             || seg.records >= self.config.roll.max_records
             || seg.opened.elapsed() >= self.config.roll.max_age.get()
     }
+
+    /// Splits a decoded batch into runs of records of one time bucket (of `{date}`/`{hour}`),
+    /// each with its share of the ack. Offsets stay contiguous: each run covers up to the
+    /// next run's first record, the last one up to the batch's end.
+    fn split_by_time(&self, mut batch: Batch) -> Result<Vec<Piece>> {
+        let Some(t) = self.template.as_ref().filter(|t| t.uses_time()) else {
+            let first_ts = batch
+                .records()?
+                .iter()
+                .find(|r| !r.is_control)
+                .map_or(0, |r| r.timestamp);
+            return Ok(vec![Piece {
+                batch,
+                bucket: None,
+                first_ts,
+            }]);
+        };
+        let records = std::mem::take(batch.records_mut()?);
+        // (start index, bucket, first data timestamp) of each run.
+        let mut runs: Vec<(usize, i64, i64)> = Vec::new();
+        for (i, r) in records.iter().enumerate().filter(|(_, r)| !r.is_control) {
+            let Some(b) = t.bucket(r.timestamp) else {
+                continue;
+            };
+            if runs.last().is_none_or(|(_, last, _)| *last != b) {
+                runs.push((if runs.is_empty() { 0 } else { i }, b, r.timestamp));
+            }
+        }
+        let Batch {
+            topic,
+            partition,
+            first_offset,
+            next_offset,
+            ack,
+            ..
+        } = batch;
+        if runs.len() <= 1 {
+            let (bucket, first_ts) = match runs.first() {
+                Some((_, b, ts)) => (Some(*b), *ts),
+                None => (None, records.first().map_or(0, |r| r.timestamp)),
+            };
+            return Ok(vec![Piece {
+                batch: Batch::from_records(
+                    topic,
+                    partition,
+                    first_offset,
+                    next_offset,
+                    records,
+                    ack,
+                ),
+                bucket,
+                first_ts,
+            }]);
+        }
+        let mut acks = ack.split(runs.len());
+        let mut rest = records;
+        let mut pieces = Vec::with_capacity(runs.len());
+        // Cut from the back so each split_off is cheap and indices stay valid.
+        let mut end_offset = next_offset;
+        for (start, bucket, first_ts) in runs.into_iter().rev() {
+            let recs = rest.split_off(start);
+            let first = if start == 0 {
+                first_offset
+            } else {
+                recs.first().map_or(first_offset, |r| r.offset)
+            };
+            let ack = acks.pop().unwrap_or_else(Ack::none);
+            pieces.push(Piece {
+                batch: Batch::from_records(topic.clone(), partition, first, end_offset, recs, ack),
+                bucket: Some(bucket),
+                first_ts,
+            });
+            end_offset = first;
+        }
+        pieces.reverse();
+        Ok(pieces)
+    }
+
+    /// Appends one piece to its partition's segment, rolling first when its time bucket
+    /// differs from the segment's, and after when the segment is full.
+    async fn write_piece(&mut self, piece: Piece, gap: Option<Gap>) -> Result<()> {
+        let key = (piece.batch.topic.clone(), piece.batch.partition);
+        let other_bucket = self
+            .open
+            .get(&key)
+            .is_some_and(|s| piece.bucket.is_some() && s.bucket != piece.bucket);
+        if other_bucket {
+            if let Some(seg) = self.open.remove(&key) {
+                let next = self.close_segment(&key.0, key.1, seg).await?;
+                self.last_next.insert(key.clone(), next);
+            }
+        }
+        let mut seg = match self.open.remove(&key) {
+            Some(seg) => seg,
+            None => self.open_segment(&piece).await?,
+        };
+        if let Some(g) = gap {
+            seg.gaps.push(g);
+        }
+        let batch = piece.batch;
+        let result = async {
+            let bytes = seg.encoder.encode(&batch)?;
+            self.append(&mut seg, bytes).await
+        }
+        .await;
+        if let Err(e) = result {
+            let _ = seg.writer.abort().await;
+            return Err(e);
+        }
+        let (count, min_ts, max_ts, aborted) = match batch.raw() {
+            Some(raw) => (
+                raw.record_count,
+                raw.min_timestamp,
+                raw.max_timestamp,
+                raw.aborted.clone(),
+            ),
+            None => {
+                let recs = batch.records()?;
+                // Decoded formats leave control records out of the file.
+                let data = |r: &&ferry_core::Record| !decodes(&*self.format) || !r.is_control;
+                let count = recs.iter().filter(data).count() as u64;
+                let stamps = || {
+                    recs.iter()
+                        .filter(data)
+                        .map(|r| r.timestamp)
+                        .filter(|t| *t >= 0)
+                };
+                (count, stamps().min(), stamps().max(), Vec::new())
+            }
+        };
+        seg.records += count;
+        seg.min_ts = match (seg.min_ts, min_ts) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        seg.max_ts = match (seg.max_ts, max_ts) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        seg.aborted.extend(aborted);
+        seg.next_offset = batch.next_offset;
+        seg.acks.push(batch.ack);
+        metrics::counter!("ferry_sink_records_total", "sink" => "storage").increment(count);
+        if self.roll_due(&seg) {
+            let next = self.close_segment(&key.0, key.1, seg).await?;
+            self.last_next.insert(key, next);
+        } else {
+            self.open.insert(key, seg);
+        }
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -333,6 +693,7 @@ impl Sink for StorageSink {
     async fn open(&mut self) -> Result<Option<Offsets>> {
         self.storage.check().await?;
         self.write_descriptor().await?;
+        self.reconcile_pending().await?;
         let keys = self.storage.list("topics/").await?;
         let inv = layout::Inventory::from_keys(&keys);
         for (topic, partition, first, ext) in inv.orphans() {
@@ -364,12 +725,17 @@ impl Sink for StorageSink {
             .get(&key)
             .map(|s| s.next_offset)
             .or_else(|| self.last_next.get(&key).copied());
+        if prev.is_some_and(|prev| batch.next_offset <= prev) {
+            // Already stored (a re-delivery after a restart): nothing to write.
+            batch.ack.resolve();
+            return Ok(());
+        }
+        if decodes(&*self.format) {
+            // Decode once here; the encoder and the counts below borrow the records.
+            batch.records_mut()?;
+        }
+        let mut gap = None;
         if let Some(prev) = prev {
-            if batch.next_offset <= prev {
-                // Already stored (a re-delivery after a restart): nothing to write.
-                batch.ack.resolve();
-                return Ok(());
-            }
             if batch.first_offset < prev {
                 // Overlaps what is stored: keep only the new offsets, re-encoded.
                 tracing::warn!(topic = %batch.topic, partition = batch.partition, from = batch.first_offset, stored_up_to = prev, "batch overlaps stored data; storing only new offsets");
@@ -377,64 +743,16 @@ impl Sink for StorageSink {
                 records.retain(|r| r.offset >= prev);
                 batch.first_offset = prev;
             }
-        }
-        if !self.open.contains_key(&key) {
-            let seg = self.open_segment(&batch).await?;
-            self.open.insert(key.clone(), seg);
-        }
-        let Some(mut seg) = self.open.remove(&key) else {
-            return Err(Error::Other("segment vanished".into()));
-        };
-        if let Some(prev) = prev {
             if batch.first_offset > prev {
-                seg.gaps.push(Gap {
+                gap = Some(Gap {
                     from: prev,
                     to: batch.first_offset,
                 });
                 tracing::warn!(topic = %batch.topic, partition = batch.partition, from = prev, to = batch.first_offset, "gap recorded: offsets missing in the source");
             }
         }
-        let result = async {
-            let bytes = seg.encoder.encode(&batch)?;
-            self.append(&mut seg, bytes).await
-        }
-        .await;
-        if let Err(e) = result {
-            let _ = seg.writer.abort().await;
-            return Err(e);
-        }
-        let (count, min_ts, max_ts, aborted) = match batch.raw() {
-            Some(raw) => (
-                raw.record_count,
-                raw.min_timestamp,
-                raw.max_timestamp,
-                raw.aborted.clone(),
-            ),
-            None => {
-                let recs = batch.records()?;
-                let min = recs.iter().map(|r| r.timestamp).filter(|t| *t >= 0).min();
-                let max = recs.iter().map(|r| r.timestamp).filter(|t| *t >= 0).max();
-                (recs.len() as u64, min, max, Vec::new())
-            }
-        };
-        seg.records += count;
-        seg.min_ts = match (seg.min_ts, min_ts) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        seg.max_ts = match (seg.max_ts, max_ts) {
-            (Some(a), Some(b)) => Some(a.max(b)),
-            (a, b) => a.or(b),
-        };
-        seg.aborted.extend(aborted);
-        seg.next_offset = batch.next_offset;
-        seg.acks.push(batch.ack);
-        metrics::counter!("ferry_sink_records_total", "sink" => "storage").increment(count);
-        if self.roll_due(&seg) {
-            let next = self.close_segment(&key.0, key.1, seg).await?;
-            self.last_next.insert(key, next);
-        } else {
-            self.open.insert(key, seg);
+        for piece in self.split_by_time(batch)? {
+            self.write_piece(piece, gap.take()).await?;
         }
         Ok(())
     }
@@ -490,5 +808,239 @@ impl Sink for StorageSink {
 
     fn checkpoint_storage(&self) -> Option<Storage> {
         Some(self.storage.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferry_core::{AckTracker, Record};
+
+    fn config(uri: &str, yaml: serde_json::Value) -> StorageSinkConfig {
+        let mut v = serde_json::json!({ "uri": uri });
+        if let (Some(m), serde_json::Value::Object(extra)) = (v.as_object_mut(), yaml) {
+            m.extend(extra);
+        }
+        serde_json::from_value(v).expect("config parses")
+    }
+
+    fn record(topic: &Arc<str>, offset: i64, ts: i64) -> Record {
+        let mut r = Record::new(
+            topic.clone(),
+            0,
+            offset,
+            Some(Bytes::from(format!("{{\"n\":{offset}}}"))),
+        );
+        r.timestamp = ts;
+        r
+    }
+
+    const DAY: i64 = 86_400_000;
+    const T0: i64 = 1_764_547_200_000; // 2025-12-01T00:00:00Z
+
+    #[test]
+    fn option_blocks_must_match_the_format() {
+        let f = StorageSinkFactory;
+        let ok = config(
+            "memory://o",
+            serde_json::json!({"format": "parquet", "parquet": {"compression": "snappy"}}),
+        );
+        f.validate(&ok).unwrap();
+        let ok = config(
+            "memory://o",
+            serde_json::json!({"format": "avro", "avro": {"codec": "deflate"}}),
+        );
+        f.validate(&ok).unwrap();
+        let bad = config(
+            "memory://o",
+            serde_json::json!({"format": "avro", "parquet": {}}),
+        );
+        let e = f.validate(&bad).unwrap_err().to_string();
+        assert!(
+            e.contains("'parquet:'") && e.contains("format is 'avro'"),
+            "{e}"
+        );
+        let bad = config("memory://o", serde_json::json!({"avro": {}}));
+        assert!(f
+            .validate(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("'avro:'"));
+        let bad = config(
+            "memory://o",
+            serde_json::json!({"format": "parquet", "parquet": {"compression_level": 99}}),
+        );
+        assert!(f.validate(&bad).is_err());
+        let bad = config(
+            "memory://o",
+            serde_json::json!({"format": "parquet", "parquet": {"value": {"as": "json", "schema": []}}}),
+        );
+        assert!(f.validate(&bad).is_err());
+        let bad = serde_json::from_value::<StorageSinkConfig>(
+            serde_json::json!({"uri": "x", "format": "parquet", "parquet": {"row_groups": 1}}),
+        );
+        assert!(bad.is_err(), "unknown option keys are refused");
+    }
+
+    #[test]
+    fn paths_are_checked() {
+        let f = StorageSinkFactory;
+        let raw_dated = config(
+            "memory://p",
+            serde_json::json!({"path": "d/{date}/{topic}/{partition}/{first_offset}"}),
+        );
+        assert!(f
+            .validate(&raw_dated)
+            .unwrap_err()
+            .to_string()
+            .contains("raw"));
+        let raw_plain = config(
+            "memory://p",
+            serde_json::json!({"path": "d/{topic}/{partition}/{first_offset}"}),
+        );
+        f.validate(&raw_plain).unwrap();
+        let missing = config(
+            "memory://p",
+            serde_json::json!({"format": "jsonl", "path": "d/{topic}/{first_offset}"}),
+        );
+        assert!(f
+            .validate(&missing)
+            .unwrap_err()
+            .to_string()
+            .contains("{partition}"));
+        let default = config(
+            "memory://p",
+            serde_json::json!({"path": PathTemplate::DEFAULT}),
+        );
+        assert!(path_template(&default).unwrap().is_none());
+    }
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn dated_paths_roll_per_date_and_keep_manifests_in_the_layout() {
+        rt().block_on(async {
+            let uri = format!("memory://dated-{}", layout::now_ms());
+            let c = config(&uri, serde_json::json!({
+                "format": "jsonl",
+                "path": "topic={topic}/date={date}/{partition}-{first_offset}",
+            }));
+            let mut sink = StorageSink::new(c).unwrap();
+            sink.open().await.unwrap();
+            let topic: Arc<str> = Arc::from("t");
+            let tracker = AckTracker::new();
+            // Day 0: offsets 0..3, day 1: 3..5, back to day 0: 5..6, in one batch and a second.
+            let days = [0, 0, 0, 1, 1, 0];
+            let recs: Vec<Record> = days.iter().enumerate().map(|(i, d)| record(&topic, i as i64, T0 + d * DAY + i as i64)).collect();
+            let ack = tracker.issue(&topic, 0, 0, 4);
+            sink.write(Batch::from_records(topic.clone(), 0, 0, 4, recs[..4].to_vec(), ack)).await.unwrap();
+            let ack = tracker.issue(&topic, 0, 4, 6);
+            sink.write(Batch::from_records(topic.clone(), 0, 4, 6, recs[4..].to_vec(), ack)).await.unwrap();
+            sink.close().await.unwrap();
+            assert_eq!(tracker.watermarks()["t"][&0], 6);
+            let storage = sink.storage().clone();
+            let mut keys = storage.list("topic=t/").await.unwrap();
+            keys.sort();
+            assert_eq!(keys, vec![
+                "topic=t/date=2025-12-01/0-00000000000000000000.jsonl".to_string(),
+                "topic=t/date=2025-12-01/0-00000000000000000005.jsonl".to_string(),
+                "topic=t/date=2025-12-02/0-00000000000000000003.jsonl".to_string(),
+            ]);
+            assert!(storage.list(layout::PENDING_PREFIX).await.unwrap().is_empty());
+            let spans: Vec<(i64, i64, u64)> = {
+                let mut out = Vec::new();
+                for f in [0, 3, 5] {
+                    let m: SegmentManifest = serde_json::from_slice(&storage.read(&layout::manifest_key("t", 0, f)).await.unwrap()).unwrap();
+                    assert!(m.segment.starts_with("topic=t/date="));
+                    out.push((m.first_offset, m.next_offset, m.record_count));
+                }
+                out
+            };
+            assert_eq!(spans, vec![(0, 3, 3), (3, 5, 2), (5, 6, 1)]);
+            // A restart resumes after the manifests.
+            let mut again = StorageSink::new(config(&uri, serde_json::json!({"format": "jsonl", "path": "topic={topic}/date={date}/{partition}-{first_offset}"}))).unwrap();
+            let durable = again.open().await.unwrap().unwrap();
+            assert_eq!(durable["t"][&0], 6);
+        });
+    }
+
+    #[test]
+    fn interrupted_templated_writes_are_removed_on_open() {
+        rt().block_on(async {
+            let uri = format!("memory://pending-{}", layout::now_ms());
+            let c = || config(&uri, serde_json::json!({"format": "jsonl", "path": "data/{topic}/{partition}/{first_offset}"}));
+            let mut sink = StorageSink::new(c()).unwrap();
+            sink.open().await.unwrap();
+            let topic: Arc<str> = Arc::from("t");
+            let recs: Vec<Record> = (0..3).map(|i| record(&topic, i, T0)).collect();
+            sink.write(Batch::from_records(topic.clone(), 0, 0, 3, recs, Ack::none())).await.unwrap();
+            sink.close().await.unwrap();
+            let storage = sink.storage().clone();
+            let done = "data/t/0/00000000000000000000.jsonl";
+            assert!(storage.exists(done).await.unwrap());
+            // A crash after the object, before its manifest; and one after the manifest,
+            // before the marker was removed.
+            let orphan = "data/t/0/00000000000000000003.jsonl";
+            storage.write(orphan, "x").await.unwrap();
+            for (first, seg) in [(3, orphan), (0, done)] {
+                let m = PendingSegment { segment: seg.to_string(), started_at_ms: 0 };
+                storage.write(&layout::pending_key("t", 0, first), serde_json::to_vec(&m).unwrap()).await.unwrap();
+            }
+            let mut again = StorageSink::new(c()).unwrap();
+            let durable = again.open().await.unwrap().unwrap();
+            assert_eq!(durable["t"][&0], 3);
+            assert!(!storage.exists(orphan).await.unwrap(), "orphan removed");
+            assert!(storage.exists(done).await.unwrap(), "committed segment kept");
+            assert!(storage.list(layout::PENDING_PREFIX).await.unwrap().is_empty());
+        });
+    }
+
+    #[test]
+    fn parquet_manifests_count_data_records_only() {
+        rt().block_on(async {
+            let uri = format!("memory://pq-{}", layout::now_ms());
+            let mut sink = StorageSink::new(config(
+                &uri,
+                serde_json::json!({"format": "parquet", "parquet": {"compression": "snappy"}}),
+            ))
+            .unwrap();
+            sink.open().await.unwrap();
+            let topic: Arc<str> = Arc::from("t");
+            let mut recs: Vec<Record> = (0..4).map(|i| record(&topic, i, T0 + i)).collect();
+            recs[3].is_control = true;
+            sink.write(Batch::from_records(
+                topic.clone(),
+                0,
+                0,
+                4,
+                recs,
+                Ack::none(),
+            ))
+            .await
+            .unwrap();
+            sink.close().await.unwrap();
+            let storage = sink.storage().clone();
+            let m: SegmentManifest = serde_json::from_slice(
+                &storage
+                    .read(&layout::manifest_key("t", 0, 0))
+                    .await
+                    .unwrap(),
+            )
+            .unwrap();
+            assert_eq!(
+                (m.format.as_str(), m.record_count, m.next_offset),
+                ("parquet", 3, 4)
+            );
+            assert_eq!(m.max_timestamp, Some(T0 + 2));
+            let back =
+                ferry_formats::parquet::read_parquet(storage.read(&m.segment).await.unwrap())
+                    .unwrap();
+            assert_eq!(back.len(), 3);
+        });
     }
 }
