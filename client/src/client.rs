@@ -134,8 +134,8 @@ pub enum OffsetSpec {
     Earliest,
     /// The high watermark (offset of the next record to be written).
     Latest,
-    /// The first offset whose record timestamp is >= the given milliseconds (the log end
-    /// offset when there is none).
+    /// The first offset whose record timestamp is >= the given milliseconds (-1 when no
+    /// record is that recent).
     Timestamp(i64),
 }
 

@@ -9,6 +9,8 @@
 //! Versions are negotiated with ApiVersions per broker, never hard-coded; see DESIGN.md §8
 //! for the traps this client avoids.
 
+#![warn(missing_docs)]
+
 pub mod admin;
 pub mod batch;
 pub mod client;
