@@ -25,6 +25,9 @@ pub struct Catalog {
     pub inventory: Inventory,
     /// Times of the consumer-group snapshots under `groups/`, oldest first.
     pub group_snapshots: Vec<i64>,
+    /// `(topic, partition, first_offset)` of the markers under `pending/`: templated
+    /// segments (sink `path:`) being written, or left by an interrupted write.
+    pub pending: Vec<(String, i32, i64)>,
 }
 
 /// Parses a JSON document read from storage; errors name the object.
@@ -75,11 +78,18 @@ impl Catalog {
             .filter_map(|k| parse_groups_key(k))
             .collect();
         group_snapshots.sort_unstable();
+        let pending = storage
+            .list(layout::PENDING_PREFIX)
+            .await?
+            .iter()
+            .filter_map(|k| layout::parse_pending_key(k))
+            .collect();
         Ok(Catalog {
             storage,
             descriptor,
             inventory,
             group_snapshots,
+            pending,
         })
     }
 
@@ -113,6 +123,21 @@ impl Catalog {
     /// Segments without a manifest (incomplete writes): `(topic, partition, first, ext)`.
     pub fn orphans(&self) -> Vec<(String, i32, i64, String)> {
         self.inventory.orphans()
+    }
+
+    /// Pending markers without a manifest: templated segments whose write did not finish
+    /// (restores ignore them; the sink removes them on its next start).
+    pub fn incomplete_pending(&self) -> Vec<(String, i32, i64)> {
+        self.pending
+            .iter()
+            .filter(|(t, p, f)| {
+                self.inventory
+                    .manifests
+                    .get(&(t.clone(), *p))
+                    .is_none_or(|m| m.binary_search(f).is_err())
+            })
+            .cloned()
+            .collect()
     }
 
     /// Reads one manifest and checks that it describes the segment its name says.

@@ -170,6 +170,6 @@ pub async fn summarize(catalog: &Catalog) -> Result<BackupSummary> {
         created_at_ms: catalog.descriptor.created_at_ms,
         topics,
         groups,
-        incomplete_segments: catalog.orphans().len(),
+        incomplete_segments: catalog.orphans().len() + catalog.incomplete_pending().len(),
     })
 }

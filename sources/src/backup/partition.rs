@@ -2,7 +2,8 @@
 //! within the offset range and the `until` time, aborted and control records dropped.
 
 use super::segment::{
-    decode_jsonl_line, decode_raw, ChunkedObject, LineReader, RawBatch, RawReader, SegmentFormat,
+    decode_jsonl_line, decode_raw, AvroReader, ChunkedObject, LineReader, ParquetReader, RawBatch,
+    RawReader, SegmentFormat,
 };
 use super::txn::{is_abort_marker, MarkerQueue};
 use ferry_core::{Record, Result, Storage};
@@ -35,6 +36,8 @@ pub struct Span {
 enum Cursor {
     Raw(RawReader),
     Lines(LineReader),
+    Avro(AvroReader),
+    Parquet(ParquetReader),
 }
 
 /// One unit read from a segment.
@@ -139,6 +142,18 @@ impl PartitionReader {
                 let cursor = match SegmentFormat::of(&self.storage, &m)? {
                     SegmentFormat::Raw => Cursor::Raw(RawReader::new(object)),
                     SegmentFormat::Jsonl => Cursor::Lines(LineReader::new(object)),
+                    SegmentFormat::Avro => Cursor::Avro(AvroReader::new(
+                        object,
+                        self.topic.clone(),
+                        self.partition,
+                        Some(m.crc32c),
+                    )),
+                    SegmentFormat::Parquet => Cursor::Parquet(ParquetReader::new(
+                        object,
+                        self.topic.clone(),
+                        self.partition,
+                        Some(m.crc32c),
+                    )),
                 };
                 self.current = Some((m, cursor));
             }
@@ -158,6 +173,14 @@ impl PartitionReader {
                     }
                     None => None,
                 },
+                Cursor::Avro(r) => r
+                    .next_record()
+                    .await?
+                    .map(|rec| (Piece::Record(rec), r.object().name())),
+                Cursor::Parquet(r) => r
+                    .next_record()
+                    .await?
+                    .map(|rec| (Piece::Record(rec), r.object().name())),
             };
             match piece {
                 Some(p) => return Ok(Some(p)),
@@ -172,10 +195,12 @@ impl PartitionReader {
     }
 
     /// Whether the next piece can be had without reading storage.
-    fn piece_buffered(&self) -> bool {
-        match &self.current {
+    fn piece_buffered(&mut self) -> bool {
+        match &mut self.current {
             Some((_, Cursor::Raw(r))) => r.has_buffered_batch(),
             Some((_, Cursor::Lines(r))) => r.has_buffered_line(),
+            Some((_, Cursor::Avro(r))) => r.has_buffered_record(),
+            Some((_, Cursor::Parquet(r))) => r.has_buffered_record(),
             None => false,
         }
     }
