@@ -17,19 +17,19 @@
 //! Per partition, segments are read in offset order from the restore checkpoint (the next
 //! original offset to restore), with ranged reads of `read_chunk` bytes split on whole Kafka
 //! batches, so memory stays bounded whatever the segment size. Every batch's CRC is checked.
-//!
-//! Exports are restorable too: `jsonl` and `avro` segments stream the same way (lines, Avro
-//! blocks); a `parquet` segment is read whole, so it needs memory for one object (at most
-//! the sink's `roll.max_bytes`) per partition being read (up to 32 partitions are read at
-//! once); the whole-object CRC-32C of avro
-//! and parquet segments is checked against the manifest. These formats hold data records
-//! only, with no transaction markers or flags: what the export read is what is restored.
-//! Segments may be named by a sink `path:` template: the manifest names the object.
 //! Partitions are interleaved round-robin. Batches carry decoded records with their original
 //! topic, partition and offsets, and the original offset span they cover; transaction
 //! markers and (unless `include_aborted`) aborted transactional data are dropped, but their
 //! offsets stay covered so the checkpoint moves past them. When every partition is read the
 //! source finishes.
+//!
+//! Exports are restorable too: `jsonl` and `avro` segments stream the same way (lines, Avro
+//! blocks); a `parquet` segment is read whole, so it needs memory for one object (at most
+//! the sink's `roll.max_bytes`) per partition being read (up to 32 partitions are read at
+//! once). The whole-object CRC-32C of avro and parquet segments is checked against the
+//! manifest. These formats hold data records only, with no transaction markers or flags:
+//! what the export read is what is restored. Segments may be named by a sink `path:`
+//! template: the manifest names the object.
 //!
 //! A transaction's outcome is read from its commit/abort marker in the data (see [`txn`]):
 //! the source reads ahead of the restore position for it, so it is right for backups taken
