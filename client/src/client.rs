@@ -790,7 +790,27 @@ impl Client {
             }
             attempt += 1;
             if retry.is_empty() || attempt >= MAX_ATTEMPTS.min(4) {
-                if let Some((_, None, e)) = retry.into_iter().find(|(_, c, _)| c.is_none()) {
+                let mut network = None;
+                for (r, code, e) in retry {
+                    match code {
+                        // Retries ran out: report the partition's last error code.
+                        Some(code) => {
+                            done.entry((r.topic.clone(), r.partition))
+                                .or_insert_with(|| FetchedPartition {
+                                    topic: r.topic.clone(),
+                                    partition: r.partition,
+                                    error: Some(code),
+                                    high_watermark: -1,
+                                    last_stable_offset: -1,
+                                    log_start_offset: -1,
+                                    aborted: Vec::new(),
+                                    data: None,
+                                });
+                        }
+                        None => network = Some(e),
+                    }
+                }
+                if let Some(e) = network {
                     return Err(e);
                 }
                 break;

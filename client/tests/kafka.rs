@@ -778,3 +778,22 @@ async fn group_members_split_and_rebalance() {
         a.leave().await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn fetch_of_an_unknown_topic_reports_the_code() {
+    let c = client(&kafka()).await;
+    let topic = unique("nope");
+    let f = c
+        .fetch(
+            &[FetchRequestPartition {
+                topic: topic.clone(),
+                partition: 0,
+                offset: 0,
+            }],
+            &FetchOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(f[0].error, Some(KafkaCode::UNKNOWN_TOPIC_OR_PARTITION));
+    assert!(f[0].data.is_none());
+}
