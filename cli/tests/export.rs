@@ -51,7 +51,9 @@ const ANY_TIMESTAMP: [(&str, &str); 3] = [
 
 fn create_topic(env: &TestEnv, name: &str, partitions: i32, configs: &[(&str, &str)]) {
     let c = rt()
-        .block_on(Client::connect(ClientConfig::new(&[env.kafka.clone()])))
+        .block_on(Client::connect(ClientConfig::new(std::slice::from_ref(
+            &env.kafka,
+        ))))
         .expect("connect to Kafka");
     let configs: BTreeMap<String, String> = configs
         .iter()
