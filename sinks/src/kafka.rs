@@ -102,7 +102,7 @@ fn default_compression() -> String {
     "none".to_string()
 }
 fn default_buffer() -> ByteSize {
-    ByteSize(8 * 1024 * 1024)
+    ByteSize(16 * 1024 * 1024)
 }
 fn default_client_id() -> String {
     "ferry".to_string()
@@ -192,7 +192,7 @@ pub struct KafkaSink {
     config: KafkaSinkConfig,
     pipeline: String,
     client: Option<Client>,
-    producer: Option<Producer>,
+    producer: Option<std::sync::Arc<Producer>>,
     state: Option<Storage>,
     map: OffsetMapper,
     /// Target partitions of each topic already checked or created.
@@ -206,7 +206,11 @@ pub struct KafkaSink {
     /// Records per target partition known to have landed after the map was last saved.
     skip: HashMap<(String, i32), i64>,
     produced: u64,
+    in_flight: Option<tokio::task::JoinHandle<InFlightResult>>,
 }
+
+/// Where a produce request's batches landed, with the origin of each record.
+type InFlightResult = ferry_kafka::Result<(Vec<ferry_kafka::ProduceResult>, Vec<Vec<(i32, i64)>>)>;
 
 fn kerr(e: ferry_kafka::ClientError) -> Error {
     Error::component("sink kafka", e)
@@ -233,6 +237,7 @@ impl KafkaSink {
             acks: Vec::new(),
             skip: HashMap::new(),
             produced: 0,
+            in_flight: None,
         })
     }
 
@@ -261,7 +266,7 @@ impl KafkaSink {
             })
             .map_err(kerr)?;
         self.client = Some(client.clone());
-        self.producer = Some(producer);
+        self.producer = Some(std::sync::Arc::new(producer));
         Ok(client)
     }
 
@@ -381,10 +386,28 @@ impl KafkaSink {
                 records,
             });
         }
-        let Some(producer) = &self.producer else {
+        let Some(producer) = self.producer.clone() else {
             return Err(Error::Other("producer not started".into()));
         };
-        let results = producer.produce(batches).await.map_err(kerr)?;
+        // One request in flight while the next buffer fills: the previous one must have
+        // landed first (its offsets go into the map in order).
+        self.await_in_flight().await?;
+        self.in_flight = Some(tokio::spawn(async move {
+            let results = producer.produce(batches).await?;
+            Ok((results, origins))
+        }));
+        Ok(())
+    }
+
+    /// Waits for the produce request in flight and records where its records landed.
+    async fn await_in_flight(&mut self) -> Result<()> {
+        let Some(handle) = self.in_flight.take() else {
+            return Ok(());
+        };
+        let (results, origins) = handle
+            .await
+            .map_err(|e| Error::Other(format!("produce task failed: {e}")))?
+            .map_err(kerr)?;
         for (res, origin) in results.iter().zip(origins) {
             for (i, (sp, so)) in origin.iter().enumerate() {
                 if let Some(off) = res.offset_of(i) {
@@ -577,6 +600,7 @@ impl Sink for KafkaSink {
 
     async fn flush(&mut self) -> Result<()> {
         self.produce_pending().await?;
+        self.await_in_flight().await?;
         self.save_map().await?;
         for a in self.acks.drain(..) {
             a.resolve();

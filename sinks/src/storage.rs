@@ -283,6 +283,8 @@ pub struct StorageSink {
     /// Next offset after the last closed segment, per partition.
     last_next: HashMap<(Arc<str>, i32), i64>,
     last_groups: Option<Vec<ferry_core::GroupOffsets>>,
+    /// The storage is a local folder.
+    local: bool,
 }
 
 fn topic_of(t: &str) -> Arc<str> {
@@ -306,6 +308,7 @@ impl StorageSink {
                 "path: {date} and {hour} need a record format (jsonl, avro, parquet), not raw",
             ));
         }
+        let local = ferry_core::storage::StorageUri::parse(&config.uri)?.scheme == "file";
         Ok(StorageSink {
             config,
             storage,
@@ -314,6 +317,7 @@ impl StorageSink {
             open: HashMap::new(),
             last_next: HashMap::new(),
             last_groups: None,
+            local,
         })
     }
 
@@ -409,11 +413,13 @@ impl StorageSink {
                 (key, Some(marker))
             }
         };
-        let writer = self
-            .storage
-            .operator()
-            .writer_with(&key)
-            .chunk(self.config.chunk_size.bytes() as usize)
+        let mut writer = self.storage.operator().writer_with(&key);
+        if !self.local {
+            // Object stores upload in parts of this size; local files are written through
+            // (buffering a chunk per open partition would only cost memory).
+            writer = writer.chunk(self.config.chunk_size.bytes() as usize);
+        }
+        let writer = writer
             .await
             .map_err(|e| Error::storage(format!("opening {}/{key}", self.storage), e))?;
         let bucket = match (&self.template, piece.bucket) {

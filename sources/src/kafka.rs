@@ -134,11 +134,13 @@ pub struct KafkaSourceConfig {
 fn default_start() -> StartAt {
     StartAt::Checkpoint
 }
+// Responses stay in memory while their batches travel (raw batches are slices of them) and
+// one more is prefetched: these sizes keep a backup well under 256 MiB.
 fn default_fetch_max() -> ferry_core::ByteSize {
-    ferry_core::ByteSize(32 * 1024 * 1024)
+    ferry_core::ByteSize(16 * 1024 * 1024)
 }
 fn default_partition_max() -> ferry_core::ByteSize {
-    ferry_core::ByteSize(4 * 1024 * 1024)
+    ferry_core::ByteSize(2 * 1024 * 1024)
 }
 fn default_max_wait() -> i32 {
     500
@@ -262,6 +264,8 @@ pub struct KafkaSource {
     next_metadata: Option<Instant>,
     last_metadata: Option<SourceMetadata>,
     idle_rounds: u32,
+    /// The next fetch, already asked for.
+    prefetch: Option<tokio::task::JoinHandle<ferry_kafka::Result<Vec<FetchedPartition>>>>,
 }
 
 fn kerr(e: ferry_kafka::ClientError) -> Error {
@@ -283,6 +287,7 @@ impl KafkaSource {
             next_metadata: None,
             last_metadata: None,
             idle_rounds: 0,
+            prefetch: None,
         })
     }
 
@@ -370,8 +375,38 @@ impl KafkaSource {
 
     async fn fetch_round(&mut self, ctx: &SourceContext) -> Result<()> {
         let client = self.client().await?;
-        let requests: Vec<FetchRequestPartition> = self
-            .partitions
+        let requests = self.requests();
+        let opts = self.fetch_options();
+        let responses = match self.prefetch.take() {
+            Some(handle) => handle
+                .await
+                .map_err(|e| Error::Other(format!("fetch task failed: {e}")))?
+                .map_err(kerr)?,
+            None => client.fetch(&requests, &opts).await.map_err(kerr)?,
+        };
+        let mut got_data = false;
+        for resp in responses {
+            got_data |= self.take_response(&client, ctx, resp).await?;
+        }
+        if got_data {
+            self.idle_rounds = 0;
+            // Ask for the next round now, from the new positions, so the broker's answer
+            // travels while the batches of this one are written.
+            let next: Vec<FetchRequestPartition> = self.requests();
+            if !next.is_empty() {
+                let client = client.clone();
+                self.prefetch = Some(tokio::spawn(
+                    async move { client.fetch(&next, &opts).await },
+                ));
+            }
+        } else {
+            self.idle_rounds = self.idle_rounds.saturating_add(1);
+        }
+        Ok(())
+    }
+
+    fn requests(&self) -> Vec<FetchRequestPartition> {
+        self.partitions
             .iter()
             .filter(|p| !p.done)
             .map(|p| FetchRequestPartition {
@@ -379,8 +414,11 @@ impl KafkaSource {
                 partition: p.partition,
                 offset: p.position,
             })
-            .collect();
-        let opts = FetchOptions {
+            .collect()
+    }
+
+    fn fetch_options(&self) -> FetchOptions {
+        FetchOptions {
             max_wait_ms: self.config.max_wait_ms,
             min_bytes: 1,
             max_bytes: clamp_i32(self.config.fetch_max_bytes.bytes()),
@@ -389,18 +427,7 @@ impl KafkaSource {
                 IsolationLevel::ReadUncommitted => Isolation::ReadUncommitted,
                 IsolationLevel::ReadCommitted => Isolation::ReadCommitted,
             },
-        };
-        let responses = client.fetch(&requests, &opts).await.map_err(kerr)?;
-        let mut got_data = false;
-        for resp in responses {
-            got_data |= self.take_response(&client, ctx, resp).await?;
         }
-        if got_data {
-            self.idle_rounds = 0;
-        } else {
-            self.idle_rounds = self.idle_rounds.saturating_add(1);
-        }
-        Ok(())
     }
 
     /// Applies one partition's fetch response; returns whether it produced a batch.

@@ -179,7 +179,7 @@ fn row_group_size_is_capped() {
     );
     assert_eq!(
         ParquetOptions::default().effective_row_group_bytes(),
-        64 * 1024 * 1024
+        16 * 1024 * 1024
     );
     assert!(ParquetOptions {
         compression_level: 99,
