@@ -547,15 +547,11 @@ impl StorageSink {
     /// next run's first record, the last one up to the batch's end.
     fn split_by_time(&self, mut batch: Batch) -> Result<Vec<Piece>> {
         let Some(t) = self.template.as_ref().filter(|t| t.uses_time()) else {
-            let first_ts = batch
-                .records()?
-                .iter()
-                .find(|r| !r.is_control)
-                .map_or(0, |r| r.timestamp);
+            // Names do not depend on time: no need to look at (or decode) the records.
             return Ok(vec![Piece {
                 batch,
                 bucket: None,
-                first_ts,
+                first_ts: 0,
             }]);
         };
         let records = std::mem::take(batch.records_mut()?);
