@@ -9,9 +9,9 @@
 //!   path: "topic={topic}/date={date}/hour={hour}/{partition}-{first_offset}"
 //!   roll: { max_bytes: 256MiB, max_records: 1000000, max_age: 15m }
 //!   parquet:                        # only with format: parquet
-//!     row_group_bytes: 64MiB
+//!     row_group_bytes: 16MiB        # default 16MiB, at most 32MiB
 //!     compression: zstd             # zstd (default), snappy, none
-//!     compression_level: 3
+//!     compression_level: 1          # zstd level 1..22 (default 1)
 //!     value:                        # typed columns decoded from JSON values
 //!       as: json
 //!       schema:
@@ -19,7 +19,7 @@
 //!         - { name: user, type: string, path: /user/name }
 //!       column: value_json
 //!       on_error: "null"            # or: fail
-//!   # avro: { codec: zstd, block_bytes: 1MiB }   # only with format: avro
+//!   # avro: { codec: snappy, block_bytes: 1MiB }   # only with format: avro
 //! ```
 //!
 //! Write order is segment, then manifest, then (by the runtime) checkpoint, so a crash
@@ -121,7 +121,7 @@ pub struct StorageSinkConfig {
     /// (`value: {as: json, schema: [{name, type, path}], column, on_error}`).
     #[serde(default)]
     pub parquet: Option<ferry_formats::parquet::ParquetOptions>,
-    /// Options of `format: avro`: codec (zstd, deflate, snappy, null) and block_bytes.
+    /// Options of `format: avro`: codec (snappy, zstd, deflate, null) and block_bytes.
     #[serde(default)]
     pub avro: Option<ferry_formats::avro::AvroOptions>,
     /// Segment object names: a template with `{topic}`, `{partition}`, `{first_offset}`
