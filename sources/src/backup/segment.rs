@@ -388,6 +388,15 @@ fn own_record(name: &str, mut r: Record, topic: &Arc<str>, partition: i32) -> Re
     Ok(r)
 }
 
+/// The message of a decoder's error without the `corrupt data:` prefix (the caller adds
+/// the object's name).
+fn inner(e: Error) -> String {
+    match e {
+        Error::Corrupt(m) => m,
+        other => other.to_string(),
+    }
+}
+
 /// Checks the whole-object CRC-32C once an object is read to its end.
 fn check_crc(object: &ChunkedObject, expected: Option<u32>) -> Result<()> {
     match expected {
@@ -601,9 +610,9 @@ impl AvroReader {
             file.extend_from_slice(&blocks);
             let name = self.object.name();
             let records = AvroRecords::new(&file[..])
-                .map_err(|e| self.corrupt(at, e))?
+                .map_err(|e| self.corrupt(at, inner(e)))?
                 .map(|r| {
-                    r.map_err(|e| self.corrupt(at, e))
+                    r.map_err(|e| self.corrupt(at, inner(e)))
                         .and_then(|r| own_record(&name, r, &self.topic, self.partition))
                 })
                 .collect::<Result<Vec<Record>>>()?;
@@ -657,13 +666,13 @@ impl ParquetReader {
             while self.object.read_more(&mut buf, 0).await? {}
             check_crc(&self.object, self.expected_crc)?;
             let records = ParquetRecords::new(buf.freeze())
-                .map_err(|e| Error::Corrupt(format!("{}: {e}", self.object.name())))?;
+                .map_err(|e| Error::Corrupt(format!("{}: {}", self.object.name(), inner(e))))?;
             self.records = Some(records.peekable());
         }
         let name = self.object.name();
         match self.records.as_mut().and_then(Iterator::next) {
             None => Ok(None),
-            Some(Err(e)) => Err(Error::Corrupt(format!("{name}: {e}"))),
+            Some(Err(e)) => Err(Error::Corrupt(format!("{name}: {}", inner(e)))),
             Some(Ok(r)) => own_record(&name, r, &self.topic, self.partition).map(Some),
         }
     }
