@@ -552,7 +552,7 @@ impl AvroReader {
     }
 
     fn corrupt(&self, at: u64, message: impl std::fmt::Display) -> Error {
-        Error::Corrupt(format!("{} (byte {at}): {message}", self.object.name()))
+        Error::Corrupt(format!("{}: at byte {at}: {message}", self.object.name()))
     }
 
     /// The next record, `None` at the end of the object.
