@@ -897,11 +897,18 @@ impl Client {
             .with_topics(topics);
         let timeout =
             self.inner.cfg.request_timeout + Duration::from_millis(opts.max_wait_ms.max(0) as u64);
-        let resp = conn.send_timeout(&req, v, timeout).await?;
+        let body = conn.send_raw_timeout(&req, v, timeout).await?;
+        let resp = crate::wire::decode_fetch_response(body, v).map_err(|message| {
+            ClientError::Protocol {
+                addr: conn.addr().to_string(),
+                api: "Fetch".into(),
+                message: format!("decoding v{v} response: {message}"),
+            }
+        })?;
         let top_error = KafkaCode::from_code(resp.error_code);
         let by_id: HashMap<Uuid, &String> = ids.iter().map(|(n, i)| (*i, n)).collect();
         let mut answers: HashMap<(String, i32), FetchedPartition> = HashMap::new();
-        for t in resp.responses {
+        for t in resp.topics {
             let name = if v >= 13 {
                 match by_id.get(&t.topic_id) {
                     Some(n) => (*n).clone(),
@@ -911,7 +918,7 @@ impl Client {
                     }
                 }
             } else {
-                t.topic.0.to_string()
+                t.name
             };
             for p in t.partitions {
                 let mut error = KafkaCode::from_code(p.error_code);
@@ -919,7 +926,7 @@ impl Client {
                     Some(bytes) if !bytes.is_empty() => match scan_batches(bytes) {
                         Ok(d) => d,
                         Err(e) => {
-                            warn!(broker = conn.addr(), topic = %name, partition = p.partition_index, error = %e, "corrupt fetch data");
+                            warn!(broker = conn.addr(), topic = %name, partition = p.partition, error = %e, "corrupt fetch data");
                             error.get_or_insert(KafkaCode::CORRUPT_MESSAGE);
                             None
                         }
@@ -927,19 +934,19 @@ impl Client {
                     _ => None,
                 };
                 let aborted = p
-                    .aborted_transactions
+                    .aborted
                     .unwrap_or_default()
                     .into_iter()
-                    .map(|a| AbortedTxn {
-                        producer_id: a.producer_id.0,
-                        first_offset: a.first_offset,
+                    .map(|(producer_id, first_offset)| AbortedTxn {
+                        producer_id,
+                        first_offset,
                     })
                     .collect();
                 answers.insert(
-                    (name.clone(), p.partition_index),
+                    (name.clone(), p.partition),
                     FetchedPartition {
                         topic: name.clone(),
-                        partition: p.partition_index,
+                        partition: p.partition,
                         error,
                         high_watermark: p.high_watermark,
                         last_stable_offset: p.last_stable_offset,

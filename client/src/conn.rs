@@ -300,6 +300,22 @@ impl Connection {
         self.decode_response::<R>(frame, version)
     }
 
+    /// Sends `req` and returns the response body undecoded (after the response header), for
+    /// responses Ferry decodes itself.
+    pub(crate) async fn send_raw_timeout<R: Request>(
+        &self,
+        req: &R,
+        version: i16,
+        timeout: Duration,
+    ) -> Result<Bytes> {
+        let mut frame = self.send_frame(req, version, timeout).await?;
+        let api = R::KEY;
+        let key = ApiKey::try_from(api).map_err(|_| self.proto(api, "unknown api key".into()))?;
+        ResponseHeader::decode(&mut frame, key.response_header_version(version))
+            .map_err(|e| self.proto(api, format!("decoding response header: {e}")))?;
+        Ok(frame)
+    }
+
     /// Sends a request the broker never answers (Produce with acks=0).
     pub(crate) fn send_no_response<R: Request>(&self, req: &R, version: i16) -> Result<()> {
         let corr = self.next_id.fetch_add(1, Ordering::Relaxed);

@@ -20,6 +20,7 @@ pub mod group;
 pub mod options;
 pub mod producer;
 pub mod security;
+pub mod wire;
 
 pub use admin::{
     ConfigEntry, GroupDescription, ListedGroup, NewTopic, PartitionOffsets, TopicOffsets,

@@ -430,11 +430,20 @@ async fn admin_and_group_offsets() {
         .all(|p| p.leader >= 0 && !p.replicas.is_empty()));
 
     c.create_partitions(&topic, 3).await.unwrap();
-    let md = c
-        .metadata(Some(std::slice::from_ref(&topic)))
-        .await
-        .unwrap();
-    assert_eq!(md.topic(&topic).unwrap().partitions.len(), 3);
+    // Metadata catches up with the controller shortly after.
+    let mut n = 0;
+    for _ in 0..50 {
+        let md = c
+            .metadata(Some(std::slice::from_ref(&topic)))
+            .await
+            .unwrap();
+        n = md.topic(&topic).unwrap().partitions.len();
+        if n == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(n, 3);
 
     let group = unique("group");
     let offsets = BTreeMap::from([((topic.clone(), 0), 5i64), ((topic.clone(), 2), 7i64)]);
@@ -458,8 +467,15 @@ async fn admin_and_group_offsets() {
     assert_eq!(d[0].state, "Empty");
 
     c.delete_topics(std::slice::from_ref(&topic)).await.unwrap();
-    let md = c.metadata(None).await.unwrap();
-    assert!(md.topic(&topic).is_none());
+    let mut gone = false;
+    for _ in 0..50 {
+        if c.metadata(None).await.unwrap().topic(&topic).is_none() {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(gone, "deleted topic still listed");
 }
 
 #[tokio::test]
