@@ -166,7 +166,11 @@ impl Storage {
                 let root = std::path::absolute(&parsed.path).map_err(|e| {
                     Error::config(format!("cannot resolve local path '{}': {e}", parsed.path))
                 })?;
-                let b = opendal::services::Fs::default().root(&root.to_string_lossy());
+                // Writes go to a temporary file that is renamed into place when complete, so
+                // a crash never leaves a half-written checkpoint, manifest or segment.
+                let b = opendal::services::Fs::default()
+                    .root(&root.to_string_lossy())
+                    .atomic_write_dir(&root.join(".ferry-tmp").to_string_lossy());
                 Operator::new(b).map_err(|e| build_err(uri, e))?
             }
             "s3" => {

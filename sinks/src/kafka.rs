@@ -207,6 +207,8 @@ pub struct KafkaSink {
     skip: HashMap<(String, i32), i64>,
     produced: u64,
     in_flight: Option<tokio::task::JoinHandle<InFlightResult>>,
+    /// Batches written since the last flush: (topic, source partition, next offset).
+    advances: Vec<(String, i32, i64)>,
 }
 
 /// Where a produce request's batches landed, with the origin of each record.
@@ -238,6 +240,7 @@ impl KafkaSink {
             skip: HashMap::new(),
             produced: 0,
             in_flight: None,
+            advances: Vec::new(),
         })
     }
 
@@ -346,6 +349,20 @@ impl KafkaSink {
                 )))
             }
         };
+        if self.state.is_some() && !self.map.has_base(topic) {
+            // Remember where the target stood before this restore writes to it, and save
+            // that before producing: records that land before the next save are then still
+            // recognised on resume.
+            let partitions: Vec<i32> = (0..count).collect();
+            let ends = client
+                .list_offsets(topic, &partitions, OffsetSpec::Latest)
+                .await
+                .map_err(kerr)?;
+            for (p, end) in ends {
+                self.map.set_base(topic, p, end);
+            }
+            self.save_map().await?;
+        }
         self.topics.insert(topic.to_string(), count);
         Ok(count)
     }
@@ -580,7 +597,8 @@ impl Sink for KafkaSink {
                 });
         }
         drop(records);
-        self.map.advance(&topic, sp, batch.next_offset);
+        // The map may say a batch is done only once all of it has landed (see `flush`).
+        self.advances.push((topic, sp, batch.next_offset));
         self.acks.push(batch.ack);
         if self.pending_bytes >= self.config.buffer_bytes.bytes() as usize {
             self.produce_pending().await?;
@@ -601,6 +619,9 @@ impl Sink for KafkaSink {
     async fn flush(&mut self) -> Result<()> {
         self.produce_pending().await?;
         self.await_in_flight().await?;
+        for (topic, sp, next) in std::mem::take(&mut self.advances) {
+            self.map.advance(&topic, sp, next);
+        }
         self.save_map().await?;
         for a in self.acks.drain(..) {
             a.resolve();

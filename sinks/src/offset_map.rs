@@ -35,6 +35,17 @@ pub struct PartitionMap {
     pub runs: Vec<Run>,
 }
 
+/// The end offset a target partition had before the restore first wrote to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetBase {
+    /// Target topic.
+    pub topic: String,
+    /// Target partition.
+    pub partition: i32,
+    /// Its end offset then.
+    pub offset: i64,
+}
+
 /// The whole offset map, as stored in `offset-maps/<pipeline>.json`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OffsetMap {
@@ -44,12 +55,17 @@ pub struct OffsetMap {
     pub updated_at_ms: i64,
     /// One entry per (topic, original partition).
     pub partitions: Vec<PartitionMap>,
+    /// Where each target partition stood before the restore wrote to it, so records that
+    /// landed before the first map with runs was saved are recognised on resume too.
+    #[serde(default)]
+    pub target_bases: Vec<TargetBase>,
 }
 
 /// In-memory form of the map with fast appends.
 #[derive(Debug, Clone, Default)]
 pub struct OffsetMapper {
     parts: BTreeMap<(String, i32), PartitionMap>,
+    bases: BTreeMap<(String, i32), i64>,
 }
 
 impl OffsetMapper {
@@ -59,7 +75,12 @@ impl OffsetMapper {
         for p in map.partitions {
             parts.insert((p.topic.clone(), p.source_partition), p);
         }
-        OffsetMapper { parts }
+        let bases = map
+            .target_bases
+            .into_iter()
+            .map(|b| ((b.topic, b.partition), b.offset))
+            .collect();
+        OffsetMapper { parts, bases }
     }
 
     /// The storable form.
@@ -68,7 +89,28 @@ impl OffsetMapper {
             pipeline: pipeline.to_string(),
             updated_at_ms: now_ms,
             partitions: self.parts.values().cloned().collect(),
+            target_bases: self
+                .bases
+                .iter()
+                .map(|((topic, partition), offset)| TargetBase {
+                    topic: topic.clone(),
+                    partition: *partition,
+                    offset: *offset,
+                })
+                .collect(),
         }
+    }
+
+    /// Whether the starting end offsets of a target topic are known.
+    pub fn has_base(&self, topic: &str) -> bool {
+        self.bases.keys().any(|(t, _)| t == topic)
+    }
+
+    /// Notes where a target partition stood before the restore wrote to it.
+    pub fn set_base(&mut self, topic: &str, partition: i32, offset: i64) {
+        self.bases
+            .entry((topic.to_string(), partition))
+            .or_insert(offset);
     }
 
     /// Records that original `offset` of `topic`/`source_partition` landed at
@@ -131,7 +173,7 @@ impl OffsetMapper {
 
     /// End (next offset) of what the map says was written to each target partition.
     pub fn target_ends(&self) -> BTreeMap<(String, i32), i64> {
-        let mut out: BTreeMap<(String, i32), i64> = BTreeMap::new();
+        let mut out: BTreeMap<(String, i32), i64> = self.bases.clone();
         for p in self.parts.values() {
             for r in &p.runs {
                 let e = out
