@@ -95,6 +95,15 @@ if ! /usr/bin/time -f '%e' true 2>/dev/null >/dev/null; then
     die "/usr/bin/time (GNU) missing and 'apt-get install time' failed"
 fi
 
+# What is measured: the commit and the work tree's state when the binary is built (other
+# people may commit or edit while the run goes on).
+describe_tree() {
+  local rev dirty
+  rev="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')"
+  dirty="$(git -C "$ROOT" status --porcelain --untracked-files=no -- . ':!benches' 2>/dev/null | wc -l)"
+  if ((dirty)); then echo "$rev + $dirty uncommitted file(s) outside benches/"; else echo "$rev"; fi
+}
+TREE_AT_BUILD="$(describe_tree)"
 if [[ -z "${FERRY_BIN:-}" ]]; then
   if ((BUILD)); then
     log "cargo build --release -p ferry"
@@ -113,6 +122,11 @@ mkdir -p "$BENCH_HOME"
 RUN_ID="$(date -u +%Y%m%d%H%M%S)-$$"
 WORK="$BENCH_HOME/run-$RUN_ID"
 mkdir -p "$WORK"
+# A private copy: a rebuild of the shared target during the run must not change what runs.
+cp "$FERRY_BIN" "$WORK/ferry"
+FERRY_BIN_BUILT="$(date -u -r "$FERRY_BIN" '+%Y-%m-%d %H:%M:%S UTC')"
+FERRY_BIN_ORIG="$FERRY_BIN"
+FERRY_BIN="$WORK/ferry"
 SRC_TOPIC="ferry-bench-src-$RUN_ID"
 TOPICS_CREATED=()
 
@@ -202,7 +216,7 @@ median() { tr ' ' '\n' <<<"$1" | sed '/^$/d' | sort -g | awk '{ a[NR] = $1 } END
 # ------------------------------------------------------------------ the run
 
 LOAD_START="$(cut -d' ' -f1-3 /proc/loadavg)"
-log "ferry: $FERRY_BIN; kafka: $BROKERS; $RECORDS records x $SIZE bytes, $PARTITIONS partitions, repeat $REPEAT"
+log "ferry: $FERRY_BIN_ORIG ($TREE_AT_BUILD); kafka: $BROKERS; $RECORDS records x $SIZE bytes, $PARTITIONS partitions, repeat $REPEAT"
 
 # One round runs every step once, so with --repeat the steps interleave and share whatever
 # else the machine is doing. Round 1's kcat -P fills the source topic; later rounds produce
@@ -291,15 +305,19 @@ REPORT="$WORK/report.md"
     "$MB MB of payload), $PARTITIONS partitions, single-node Kafka on 127.0.0.1, uncompressed;" \
     "each step run $REPEAT× (median wall time, largest peak RSS)."
   echo
-  echo "| step | wall s | MB/s | records/s | peak RSS MiB | CPU s (user+sys) | output MiB |"
-  echo "|---|---:|---:|---:|---:|---:|---:|"
+  runs_h="" runs_sep=""
+  if ((REPEAT > 1)); then runs_h=" wall s of each round |" runs_sep="---|"; fi
+  echo "| step | wall s | MB/s | records/s | peak RSS MiB | CPU s (user+sys) | output MiB |$runs_h"
+  echo "|---|---:|---:|---:|---:|---:|---:|$runs_sep"
   for s in "${STEPS[@]}"; do
     w="${MED[$s]}"
     mbs=$(awk -v m="$MB" -v w="$w" 'BEGIN { if (w > 0) printf "%.1f", m / w; else print "-" }')
     rps=$(awk -v n="$RECORDS" -v w="$w" 'BEGIN { if (w > 0) printf "%d", n / w; else print "-" }')
     out="-"
     [[ -n "${OUTSIZE[$s]:-}" ]] && out=$(fmt_mb "${OUTSIZE[$s]}")
-    echo "| ${LABEL[$s]} | $w | $mbs | $rps | $(fmt_mb $((RSS[$s] * 1024))) | $(median "${CPU[$s]}") | $out |"
+    runs=""
+    ((REPEAT == 1)) || runs=" $(echo ${WALLS[$s]} | sed 's/ /, /g') |"
+    echo "| ${LABEL[$s]} | $w | $mbs | $rps | $(fmt_mb $((RSS[$s] * 1024))) | $(median "${CPU[$s]}") | $out |$runs"
   done
   echo
   echo "Targets (against kcat in this run):"
@@ -325,7 +343,7 @@ REPORT="$WORK/report.md"
   echo "Checks passed: source topic, kcat's file, each backup (\`ferry ls --json\`) and the restored topic hold $RECORDS records."
   echo
   echo "Command: \`benches/e2e.sh${ARGS_GIVEN:+ $ARGS_GIVEN}\`"
-  echo "ferry $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD 2>/dev/null || echo ' (+ uncommitted changes)');" \
+  echo "ferry: $FERRY_BIN_ORIG built $FERRY_BIN_BUILT; tree before the build: $TREE_AT_BUILD;" \
     "$("$KCAT" -V 2>/dev/null | grep -o 'Version [^ ]*' | head -1 | sed 's/Version/kcat/')," \
     "librdkafka $("$KCAT" -V 2>/dev/null | grep -o 'librdkafka [^ ]*' | head -1 | cut -d' ' -f2);" \
     "$(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo); $(uname -sr);" \
