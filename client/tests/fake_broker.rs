@@ -16,10 +16,12 @@ use kafka_protocol::messages::fetch_response::{
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsResponse, BrokerId, FetchRequest, FetchResponse, MetadataResponse,
     ProducerId, ResponseHeader, TopicName,
 };
+use kafka_protocol::messages::{InitProducerIdResponse, ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::{decode_request_header_from_buffer, Decodable, Encodable, StrBytes};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -38,6 +40,10 @@ struct Cluster {
     api_versions_seen: Mutex<Vec<i16>>,
     drop_first_fetch_on_2: AtomicBool,
     fetch_offsets_seen: Mutex<Vec<i64>>,
+    init_producer_calls: AtomicUsize,
+    produced: Mutex<Vec<(i32, Bytes)>>,
+    produce_error_on_2: AtomicI32,
+    next_offset: AtomicI32,
 }
 
 fn batch_bytes() -> Bytes {
@@ -94,7 +100,14 @@ async fn serve(id: i32, listener: TcpListener, cluster: Arc<Cluster>) {
                                 .encode(&mut body, 0)
                                 .unwrap();
                         } else {
-                            let keys = [(18, 0, 3), (3, 0, 12), (1, 4, 12), (2, 1, 7)];
+                            let keys = [
+                                (18, 0, 3),
+                                (3, 0, 12),
+                                (1, 4, 12),
+                                (2, 1, 7),
+                                (0, 3, 9),
+                                (22, 0, 4),
+                            ];
                             ApiVersionsResponse::default()
                                 .with_api_keys(
                                     keys.iter()
@@ -166,6 +179,52 @@ async fn serve(id: i32, listener: TcpListener, cluster: Arc<Cluster>) {
                             .with_responses(vec![FetchableTopicResponse::default()
                                 .with_topic(TopicName(StrBytes::from_static_str("t")))
                                 .with_partitions(vec![p])])
+                            .encode(&mut body, v)
+                            .unwrap();
+                    }
+                    ApiKey::InitProducerId => {
+                        cluster.init_producer_calls.fetch_add(1, Ordering::SeqCst);
+                        let n = cluster.init_producer_calls.load(Ordering::SeqCst) as i64;
+                        InitProducerIdResponse::default()
+                            .with_producer_id(ProducerId(1000 + n))
+                            .with_producer_epoch(0)
+                            .encode(&mut body, v)
+                            .unwrap();
+                    }
+                    ApiKey::Produce => {
+                        let req = ProduceRequest::decode(&mut frame, v).unwrap();
+                        let mut topics = Vec::new();
+                        for t in req.topic_data {
+                            let mut parts = Vec::new();
+                            for p in t.partition_data {
+                                let mut r = PartitionProduceResponse::default().with_index(p.index);
+                                if id == 1 {
+                                    cluster.leader.store(2, Ordering::SeqCst);
+                                    r = r.with_error_code(KafkaCode::NOT_LEADER_OR_FOLLOWER.0);
+                                } else if cluster.produce_error_on_2.load(Ordering::SeqCst) != 0 {
+                                    r = r.with_error_code(
+                                        cluster.produce_error_on_2.load(Ordering::SeqCst) as i16,
+                                    );
+                                } else {
+                                    let bytes = p.records.unwrap();
+                                    let count = i32::from_be_bytes([
+                                        bytes[57], bytes[58], bytes[59], bytes[60],
+                                    ]);
+                                    let base =
+                                        cluster.next_offset.fetch_add(count, Ordering::SeqCst);
+                                    cluster.produced.lock().unwrap().push((id, bytes));
+                                    r = r.with_base_offset(base as i64).with_log_append_time_ms(-1);
+                                }
+                                parts.push(r);
+                            }
+                            topics.push(
+                                TopicProduceResponse::default()
+                                    .with_name(t.name)
+                                    .with_partition_responses(parts),
+                            );
+                        }
+                        ProduceResponse::default()
+                            .with_responses(topics)
                             .encode(&mut body, v)
                             .unwrap();
                     }
@@ -329,4 +388,99 @@ async fn pipelined_requests_share_one_connection() {
         .sum();
     // One per handle: the bootstrap address and the two broker ids.
     assert!(conns <= 3, "{conns} connections for 20 concurrent requests");
+}
+
+fn records(n: usize) -> Vec<ProduceRecord> {
+    (0..n)
+        .map(|i| ProduceRecord {
+            key: Some(Bytes::from(format!("k{i}"))),
+            value: Some(Bytes::from(vec![b'v'; 100])),
+            headers: vec![],
+            timestamp: 1_000 + i as i64,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn produce_follows_the_leader_and_keeps_sequences() {
+    let cluster = start_cluster().await;
+    let client = Client::connect(config(&cluster)).await.unwrap();
+    // Small batches: 10 records of ~110 bytes split into several wire batches.
+    let p = client
+        .producer(ferry_kafka::ProducerConfig {
+            max_batch_bytes: 400,
+            ..Default::default()
+        })
+        .unwrap();
+    let res = p
+        .produce(vec![ferry_kafka::ProduceBatch {
+            topic: "t".into(),
+            partition: 0,
+            records: records(10),
+        }])
+        .await
+        .unwrap();
+    let produced = cluster.produced.lock().unwrap().clone();
+    assert!(produced.len() > 1, "split into several batches");
+    assert!(
+        produced.iter().all(|(id, _)| *id == 2),
+        "written to the new leader only"
+    );
+    // Sequences continue from batch to batch, all with the one producer id.
+    let mut expect_seq = 0;
+    for (_, b) in &produced {
+        let pid = i64::from_be_bytes(b[43..51].try_into().unwrap());
+        let seq = i32::from_be_bytes(b[53..57].try_into().unwrap());
+        let count = i32::from_be_bytes(b[57..61].try_into().unwrap());
+        assert_eq!((pid, seq), (1001, expect_seq));
+        expect_seq += count;
+        ferry_kafka::verify_batches(b).unwrap();
+    }
+    assert_eq!(expect_seq, 10);
+    // Every record's offset is known.
+    assert_eq!(
+        (0..10)
+            .map(|i| res[0].offset_of(i).unwrap())
+            .collect::<Vec<_>>(),
+        (0..10).collect::<Vec<i64>>()
+    );
+    assert_eq!(cluster.init_producer_calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn out_of_order_sequence_is_fatal_and_reinitializes() {
+    let cluster = start_cluster().await;
+    cluster.leader.store(2, Ordering::SeqCst);
+    cluster.produce_error_on_2.store(
+        KafkaCode::OUT_OF_ORDER_SEQUENCE_NUMBER.0 as i32,
+        Ordering::SeqCst,
+    );
+    let client = Client::connect(config(&cluster)).await.unwrap();
+    let p = client
+        .producer(ferry_kafka::ProducerConfig::default())
+        .unwrap();
+    let batch = || {
+        vec![ferry_kafka::ProduceBatch {
+            topic: "t".into(),
+            partition: 0,
+            records: records(3),
+        }]
+    };
+    let err = p.produce(batch()).await.unwrap_err().to_string();
+    assert!(
+        err.contains("t/0")
+            && err.contains("OUT_OF_ORDER_SEQUENCE_NUMBER")
+            && err.contains("sequence"),
+        "{err}"
+    );
+    cluster.produce_error_on_2.store(0, Ordering::SeqCst);
+    p.produce(batch()).await.unwrap();
+    assert_eq!(
+        cluster.init_producer_calls.load(Ordering::SeqCst),
+        2,
+        "a new producer id after the fatal error"
+    );
+    let produced = cluster.produced.lock().unwrap().clone();
+    let seq = i32::from_be_bytes(produced[0].1[53..57].try_into().unwrap());
+    assert_eq!(seq, 0, "sequences restart with the new producer id");
 }
