@@ -6,8 +6,8 @@
 
 mod components;
 mod logging;
-mod progress;
 mod ls;
+mod progress;
 mod run;
 mod schema;
 mod shortcuts;
