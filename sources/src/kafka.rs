@@ -81,7 +81,9 @@ pub enum StopAt {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum IsolationLevel {
-    /// Everything, with the aborted-transaction lists kept so restore can drop aborted data.
+    /// Everything up to the high watermark, transaction markers included (restore drops the
+    /// data of aborted transactions by those markers). Kafka sends aborted-transaction lists
+    /// only to read_committed fetches, so manifests of such backups list none.
     #[default]
     ReadUncommitted,
     /// Committed data only, up to the last stable offset.
@@ -102,7 +104,8 @@ pub struct KafkaSourceConfig {
     /// never (continuous, default) or high_watermark (snapshot).
     #[serde(default)]
     pub stop: StopAt,
-    /// read_uncommitted (default, keeps aborted-transaction lists) or read_committed.
+    /// read_uncommitted (default: everything, markers included) or read_committed (up to the
+    /// last stable offset, with the aborted-transaction lists in the manifests).
     #[serde(default)]
     pub isolation: IsolationLevel,
     /// Bytes per fetch response per broker.
