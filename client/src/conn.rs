@@ -334,6 +334,63 @@ impl Connection {
             })
     }
 
+    /// Puts `req` on the wire now and returns a future of its response. Requests started in
+    /// sequence reach the broker in that order, so a caller can keep several in flight
+    /// (pipelining) without awaiting each answer first.
+    pub(crate) fn start_request<R: Request>(
+        self: &Arc<Self>,
+        req: &R,
+        version: i16,
+        timeout: Duration,
+    ) -> Result<impl std::future::Future<Output = Result<R::Response>> + Send + 'static>
+    where
+        R::Response: Send + 'static,
+    {
+        let corr = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let frame = self.encode_frame(req, version, corr)?;
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut st = lock(&self.state);
+            if let Some(reason) = &st.closed {
+                return Err(ClientError::ConnectionClosed {
+                    addr: self.addr.clone(),
+                    reason: reason.clone(),
+                });
+            }
+            st.pending.insert(corr, tx);
+        }
+        if self.writer.send(frame).is_err() {
+            lock(&self.state).pending.remove(&corr);
+            return Err(ClientError::ConnectionClosed {
+                addr: self.addr.clone(),
+                reason: "writer stopped".into(),
+            });
+        }
+        let conn = self.clone();
+        Ok(async move {
+            match tokio::time::timeout(timeout, rx).await {
+                Err(_) => {
+                    lock(&conn.state).pending.remove(&corr);
+                    let api = api_name(R::KEY);
+                    conn.close(&format!("{api} request timed out"));
+                    Err(ClientError::Timeout {
+                        addr: conn.addr.clone(),
+                        api,
+                        after: timeout,
+                    })
+                }
+                Ok(Err(_)) => Err(ClientError::ConnectionClosed {
+                    addr: conn.addr.clone(),
+                    reason: lock(&conn.state)
+                        .closed
+                        .clone()
+                        .unwrap_or_else(|| "dropped".into()),
+                }),
+                Ok(Ok(frame)) => conn.decode_response::<R>(frame?, version),
+            }
+        })
+    }
+
     async fn send_frame<R: Request>(
         &self,
         req: &R,

@@ -300,6 +300,8 @@ impl Producer {
             }
         }
 
+        self.pipelined_rounds(&mut queues, &mut results).await;
+
         let mut round = 0u32;
         while queues.values().any(|q| !q.is_empty()) {
             // Heads of every partition, grouped by leader.
@@ -346,18 +348,7 @@ impl Producer {
                             match ans {
                                 Ok((base, append_time)) => {
                                     if let Some(w) = q.pop_front() {
-                                        let r = &mut results[w.batch_index];
-                                        if r.runs.is_empty() {
-                                            r.base_offset = base;
-                                        }
-                                        r.runs.push(OffsetRun {
-                                            first_index: w.first_index,
-                                            count: w.count,
-                                            base_offset: base,
-                                        });
-                                        if append_time >= 0 {
-                                            r.log_append_time = Some(append_time);
-                                        }
+                                        landed(&mut results, &w, base, append_time);
                                     }
                                 }
                                 Err(e) if e.is_retriable() => {
@@ -419,13 +410,115 @@ impl Producer {
         }
     }
 
-    /// One Produce request per leader (more if the heads exceed `max_request_bytes`).
-    #[allow(clippy::type_complexity)]
+    /// The fast path: while nothing fails, keeps up to [`PIPELINE_ROUNDS`] rounds of
+    /// requests in flight per broker (round `r` carries the `r`-th waiting batch of each
+    /// partition) instead of waiting for each answer. It stops at the first failure of any
+    /// kind and leaves what did not land — that batch and everything after it in its
+    /// partition — to the careful round-by-round loop with its retries. Batches that land
+    /// twice that way are answered as duplicates by the idempotent broker.
+    async fn pipelined_rounds(
+        &self,
+        queues: &mut BTreeMap<(String, i32), VecDeque<Wire>>,
+        results: &mut [ProduceResult],
+    ) {
+        if self.cfg.acks == 0 {
+            return;
+        }
+        loop {
+            let mut by_leader: BTreeMap<i32, Vec<(String, i32)>> = BTreeMap::new();
+            for (key, q) in queues.iter() {
+                if q.is_empty() {
+                    continue;
+                }
+                match self.client.leader(&key.0, key.1).await {
+                    Ok(l) => by_leader.entry(l).or_default().push(key.clone()),
+                    Err(_) => return,
+                }
+            }
+            if by_leader.is_empty() {
+                return;
+            }
+            let mut in_flight = Vec::new();
+            'enqueue: for depth in 0..PIPELINE_ROUNDS {
+                for (leader, keys) in &by_leader {
+                    let heads: Vec<((String, i32), Bytes)> = keys
+                        .iter()
+                        .filter_map(|k| {
+                            queues
+                                .get(k)
+                                .and_then(|q| q.get(depth))
+                                .map(|w| (k.clone(), w.bytes.clone()))
+                        })
+                        .collect();
+                    if heads.is_empty() {
+                        continue;
+                    }
+                    let keys: Vec<(String, i32)> = heads.iter().map(|(k, _)| k.clone()).collect();
+                    match self.enqueue_leader(*leader, heads).await {
+                        Ok(answers) => in_flight.push((keys, answers)),
+                        Err(_) => break 'enqueue,
+                    }
+                }
+            }
+            if in_flight.is_empty() {
+                return;
+            }
+            // Answers in the order the requests went out: a partition's batches land in order,
+            // and after its first failure nothing more of it counts here.
+            let mut failed: std::collections::HashSet<(String, i32)> = Default::default();
+            for (keys, answers) in in_flight {
+                match answers.await {
+                    Ok(answers) => {
+                        for (key, ans) in answers {
+                            if failed.contains(&key) {
+                                continue;
+                            }
+                            match ans {
+                                Ok((base, append_time)) => {
+                                    if let Some(w) =
+                                        queues.get_mut(&key).and_then(|q| q.pop_front())
+                                    {
+                                        landed(results, &w, base, append_time);
+                                    }
+                                }
+                                Err(e) => {
+                                    debug!(topic = %key.0, partition = key.1, error = %e, "pipelined produce failed; retrying carefully");
+                                    failed.insert(key);
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        debug!(error = %e, "pipelined produce request failed; retrying carefully");
+                        failed.extend(keys);
+                    }
+                }
+            }
+            if !failed.is_empty() {
+                self.client.invalidate_metadata();
+                return;
+            }
+        }
+    }
+
+    /// One Produce request per leader (more if the heads exceed `max_request_bytes`), sent
+    /// and answered.
     async fn send_leader(
         &self,
         leader: i32,
         heads: Vec<((String, i32), Bytes)>,
-    ) -> Result<Vec<((String, i32), Result<(i64, i64)>)>> {
+    ) -> Result<Vec<Answer>> {
+        self.enqueue_leader(leader, heads).await?.await
+    }
+
+    /// Puts the Produce request(s) for `heads` on the leader's connection now and returns
+    /// the future of their answers: requests enqueued one after another reach the broker in
+    /// that order, so several rounds can be in flight at once.
+    async fn enqueue_leader(
+        &self,
+        leader: i32,
+        heads: Vec<((String, i32), Bytes)>,
+    ) -> Result<PendingAnswers> {
         let conn = self.client.conn(leader).await?;
         let mut v = conn.version(ApiKey::Produce)?;
         let mut ids = HashMap::new();
@@ -456,6 +549,7 @@ impl Producer {
             }
         }
         let mut out = Vec::new();
+        let mut started = Vec::new();
         for part in requests {
             let mut topics: Vec<TopicProduceData> = Vec::new();
             for ((t, p), bytes) in &part {
@@ -485,67 +579,103 @@ impl Producer {
                 out.extend(part.into_iter().map(|(k, _)| (k, Ok((-1, -1)))));
                 continue;
             }
-            let resp = conn
-                .send_timeout(&req, v, self.cfg.request_timeout + Duration::from_secs(5))
-                .await?;
-            let mut answered: HashMap<(String, i32), Result<(i64, i64)>> = HashMap::new();
-            for t in resp.responses {
-                let name = if v >= 13 {
-                    ids.iter()
-                        .find(|(_, id)| **id == t.topic_id)
-                        .map(|(n, _)| n.clone())
-                        .unwrap_or_default()
-                } else {
-                    t.name.0.to_string()
-                };
-                for p in t.partition_responses {
-                    let r = match KafkaCode::from_code(p.error_code) {
-                        None => Ok((p.base_offset, p.log_append_time_ms)),
-                        Some(KafkaCode::DUPLICATE_SEQUENCE_NUMBER) => {
-                            warn!(topic = %name, partition = p.index, "broker reports a duplicate batch; already written");
-                            Ok((p.base_offset, p.log_append_time_ms))
-                        }
-                        Some(code) => {
-                            let mut msg = p.error_message.map(|m| m.to_string());
-                            if let Some(first) = p.record_errors.first() {
-                                let detail = format!(
-                                    "record {}: {}",
-                                    first.batch_index,
-                                    first
-                                        .batch_index_error_message
-                                        .as_ref()
-                                        .map(|s| s.to_string())
-                                        .unwrap_or_default()
-                                );
-                                msg =
-                                    Some(msg.map_or(detail.clone(), |m| format!("{m}; {detail}")));
-                            }
-                            Err(ClientError::kafka(
-                                "Produce",
-                                format!("{name}/{}", p.index),
-                                code,
-                                msg,
-                            )
-                            .with_addr(conn.addr()))
-                        }
+            let fut =
+                conn.start_request(&req, v, self.cfg.request_timeout + Duration::from_secs(5))?;
+            started.push((fut, part));
+        }
+        let conn = conn.clone();
+        Ok(Box::pin(async move {
+            for (fut, part) in started {
+                let resp = fut.await?;
+                let mut answered: HashMap<(String, i32), Result<(i64, i64)>> = HashMap::new();
+                for t in resp.responses {
+                    let name = if v >= 13 {
+                        ids.iter()
+                            .find(|(_, id)| **id == t.topic_id)
+                            .map(|(n, _)| n.clone())
+                            .unwrap_or_default()
+                    } else {
+                        t.name.0.to_string()
                     };
-                    answered.insert((name.clone(), p.index), r);
+                    for p in t.partition_responses {
+                        let r = match KafkaCode::from_code(p.error_code) {
+                            None => Ok((p.base_offset, p.log_append_time_ms)),
+                            Some(KafkaCode::DUPLICATE_SEQUENCE_NUMBER) => {
+                                warn!(topic = %name, partition = p.index, "broker reports a duplicate batch; already written");
+                                Ok((p.base_offset, p.log_append_time_ms))
+                            }
+                            Some(code) => {
+                                let mut msg = p.error_message.map(|m| m.to_string());
+                                if let Some(first) = p.record_errors.first() {
+                                    let detail = format!(
+                                        "record {}: {}",
+                                        first.batch_index,
+                                        first
+                                            .batch_index_error_message
+                                            .as_ref()
+                                            .map(|s| s.to_string())
+                                            .unwrap_or_default()
+                                    );
+                                    msg = Some(
+                                        msg.map_or(detail.clone(), |m| format!("{m}; {detail}")),
+                                    );
+                                }
+                                Err(ClientError::kafka(
+                                    "Produce",
+                                    format!("{name}/{}", p.index),
+                                    code,
+                                    msg,
+                                )
+                                .with_addr(conn.addr()))
+                            }
+                        };
+                        answered.insert((name.clone(), p.index), r);
+                    }
+                }
+                for (k, _) in part {
+                    let r = answered.remove(&k).unwrap_or_else(|| {
+                        Err(ClientError::Protocol {
+                            addr: conn.addr().to_string(),
+                            api: "Produce".into(),
+                            message: format!("no answer for {}/{}", k.0, k.1),
+                        })
+                    });
+                    out.push((k, r));
                 }
             }
-            for (k, _) in part {
-                let r = answered.remove(&k).unwrap_or_else(|| {
-                    Err(ClientError::Protocol {
-                        addr: conn.addr().to_string(),
-                        api: "Produce".into(),
-                        message: format!("no answer for {}/{}", k.0, k.1),
-                    })
-                });
-                out.push((k, r));
-            }
-        }
-        Ok(out)
+            Ok(out)
+        }))
     }
 }
+
+/// Produce rounds kept in flight per broker on the fast path (librdkafka allows 5 with
+/// idempotence; Kafka answers a connection's requests in order).
+const PIPELINE_ROUNDS: usize = 4;
+
+/// Records where a batch landed in its [`ProduceResult`].
+fn landed(results: &mut [ProduceResult], w: &Wire, base: i64, append_time: i64) {
+    let Some(r) = results.get_mut(w.batch_index) else {
+        return;
+    };
+    if r.runs.is_empty() {
+        r.base_offset = base;
+    }
+    r.runs.push(OffsetRun {
+        first_index: w.first_index,
+        count: w.count,
+        base_offset: base,
+    });
+    if append_time >= 0 {
+        r.log_append_time = Some(append_time);
+    }
+}
+
+/// One partition's answer: base offset and log-append time, or the error.
+type Answer = ((String, i32), Result<(i64, i64)>);
+
+/// Answers of requests already on the wire.
+type PendingAnswers =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<Answer>>> + Send>>;
 
 #[cfg(test)]
 mod tests {
