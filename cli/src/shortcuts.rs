@@ -152,7 +152,9 @@ pub fn restore_pipeline(a: &RestoreArgs) -> Result<Value> {
             "state": state,
             "groups": { "restore": a.groups, "rename": group_rename },
         },
-        "delivery": { "checkpoint": state },
+        // Decoded records pin the read buffers they were sliced from: a smaller budget keeps
+        // a restore's memory low, and the pipelined producer keeps the broker busy anyway.
+        "delivery": { "checkpoint": state, "max_in_flight_bytes": "32MiB" },
     }))
 }
 

@@ -102,7 +102,7 @@ fn default_compression() -> String {
     "none".to_string()
 }
 fn default_buffer() -> ByteSize {
-    ByteSize(16 * 1024 * 1024)
+    ByteSize(8 * 1024 * 1024)
 }
 fn default_client_id() -> String {
     "ferry".to_string()
