@@ -139,7 +139,8 @@ impl Batch {
         }
         match &mut self.payload {
             Payload::Records(r) => Ok(r),
-            Payload::Raw(_) => unreachable!("raw payload was just replaced by records"),
+            // Just replaced by records above; kept as an error rather than a panic.
+            Payload::Raw(_) => Err(Error::Other("batch could not be decoded".into())),
         }
     }
 
