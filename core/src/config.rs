@@ -723,11 +723,11 @@ pub struct Telemetry {
 ///
 /// ```no_run
 /// # use ferry_core::config::Pipeline;
-/// # fn parts() -> (Box<dyn ferry_core::Source>, Box<dyn ferry_core::Sink>) { unimplemented!() }
-/// let (source, sink) = parts();
+/// # fn copy(source: Box<dyn ferry_core::Source>, sink: Box<dyn ferry_core::Sink>) {
 /// let pipeline = Pipeline::new("copy", source, Vec::new(), sink)
 ///     .with_checkpoint_uri("file:///var/lib/ferry")
 ///     .with_checkpoint_interval(std::time::Duration::from_secs(10));
+/// # }
 /// ```
 pub struct Pipeline {
     /// Name: checkpoint key and metrics label.
