@@ -346,48 +346,11 @@ impl Connection {
     where
         R::Response: Send + 'static,
     {
-        let corr = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let frame = self.encode_frame(req, version, corr)?;
-        let (tx, rx) = oneshot::channel();
-        {
-            let mut st = lock(&self.state);
-            if let Some(reason) = &st.closed {
-                return Err(ClientError::ConnectionClosed {
-                    addr: self.addr.clone(),
-                    reason: reason.clone(),
-                });
-            }
-            st.pending.insert(corr, tx);
-        }
-        if self.writer.send(frame).is_err() {
-            lock(&self.state).pending.remove(&corr);
-            return Err(ClientError::ConnectionClosed {
-                addr: self.addr.clone(),
-                reason: "writer stopped".into(),
-            });
-        }
+        let (corr, rx) = self.enqueue(req, version)?;
         let conn = self.clone();
         Ok(async move {
-            match tokio::time::timeout(timeout, rx).await {
-                Err(_) => {
-                    lock(&conn.state).pending.remove(&corr);
-                    let api = api_name(R::KEY);
-                    conn.close(&format!("{api} request timed out"));
-                    Err(ClientError::Timeout {
-                        addr: conn.addr.clone(),
-                        api,
-                        after: timeout,
-                    })
-                }
-                Ok(Err(_)) => Err(ClientError::ConnectionClosed {
-                    addr: conn.addr.clone(),
-                    reason: lock(&conn.state)
-                        .closed
-                        .clone()
-                        .unwrap_or_else(|| "dropped".into()),
-                }),
-                Ok(Ok(frame)) => conn.decode_response::<R>(frame?, version),
-            }
+            let frame = conn.answer(R::KEY, corr, rx, timeout).await?;
+            conn.decode_response::<R>(frame, version)
         })
     }
 
@@ -397,6 +360,17 @@ impl Connection {
         version: i16,
         timeout: Duration,
     ) -> Result<Bytes> {
+        let (corr, rx) = self.enqueue(req, version)?;
+        self.answer(R::KEY, corr, rx, timeout).await
+    }
+
+    /// Encodes `req`, registers the waiter of its correlation id and hands the frame to the
+    /// writer task: the order of calls is the order on the wire.
+    fn enqueue<R: Request>(
+        &self,
+        req: &R,
+        version: i16,
+    ) -> Result<(i32, oneshot::Receiver<Result<Bytes>>)> {
         let corr = self.next_id.fetch_add(1, Ordering::Relaxed);
         let frame = self.encode_frame(req, version, corr)?;
         let (tx, rx) = oneshot::channel();
@@ -417,12 +391,23 @@ impl Connection {
                 reason: "writer stopped".into(),
             });
         }
+        Ok((corr, rx))
+    }
+
+    /// Waits at most `timeout` for the response frame of request `corr`.
+    async fn answer(
+        &self,
+        api: i16,
+        corr: i32,
+        rx: oneshot::Receiver<Result<Bytes>>,
+        timeout: Duration,
+    ) -> Result<Bytes> {
         match tokio::time::timeout(timeout, rx).await {
             Err(_) => {
                 lock(&self.state).pending.remove(&corr);
                 // Like the Java client: a request that timed out leaves the connection in an
                 // unknown state, so it is closed and re-dialed on next use.
-                let api = api_name(R::KEY);
+                let api = api_name(api);
                 self.close(&format!("{api} request timed out"));
                 Err(ClientError::Timeout {
                     addr: self.addr.clone(),
