@@ -314,10 +314,13 @@ impl Columns {
         self.offset.len()
     }
 
-    fn push(&mut self, r: &Record) -> Result<()> {
-        if let Some(json) = &mut self.json {
-            json.push(r)?;
-        }
+    /// Buffers one record; returns why its value does not fit the typed columns when
+    /// `on_error: dead_letter` rejects it.
+    fn push(&mut self, r: &Record) -> Result<Option<String>> {
+        let rejected = match &mut self.json {
+            Some(json) => json.push(r)?,
+            None => None,
+        };
         self.topic.append_value(&*r.topic);
         self.partition.push(r.partition);
         self.offset.push(r.offset);
@@ -336,7 +339,7 @@ impl Columns {
             .ok_or_else(|| Error::Other("parquet: too many headers in one batch".into()))?;
         self.header_offsets.push(count);
         self.bytes += r.size_hint();
-        Ok(())
+        Ok(rejected)
     }
 
     /// The buffered records as an Arrow batch; the builders start over.
@@ -390,6 +393,11 @@ pub struct ParquetEncoder {
     limit: usize,
     next_offset: Option<i64>,
     finished: bool,
+    /// Records whose values did not fit the typed columns (`on_error: dead_letter`), with
+    /// the reason, not yet taken.
+    rejected: Vec<(Record, String)>,
+    /// Bytes of `rejected` (for memory accounting).
+    rejected_bytes: usize,
 }
 
 impl std::fmt::Debug for ParquetEncoder {
@@ -417,6 +425,8 @@ impl ParquetEncoder {
             limit: options.effective_row_group_bytes(),
             next_offset: None,
             finished: false,
+            rejected: Vec::new(),
+            rejected_bytes: 0,
         }
     }
 
@@ -429,7 +439,10 @@ impl ParquetEncoder {
             return Ok(());
         }
         let before = self.columns.bytes;
-        self.columns.push(record)?;
+        if let Some(reason) = self.columns.push(record)? {
+            self.rejected_bytes += record.size_hint();
+            self.rejected.push((record.clone(), reason));
+        }
         self.row_group_bytes += self.columns.bytes - before;
         if self.row_group_bytes >= self.limit {
             self.write_columns()?;
@@ -457,6 +470,12 @@ impl ParquetEncoder {
         }
         let batch = self.columns.finish()?;
         self.writer().write(&batch).map_err(parquet_error)
+    }
+
+    /// Takes the records rejected so far by `on_error: dead_letter`, with their reasons.
+    pub fn take_rejected(&mut self) -> Vec<(Record, String)> {
+        self.rejected_bytes = 0;
+        std::mem::take(&mut self.rejected)
     }
 
     /// Takes the bytes written so far (complete row groups).
@@ -500,9 +519,13 @@ impl SegmentEncoder for ParquetEncoder {
         self.finish_file()
     }
 
+    fn take_rejected(&mut self) -> Vec<(Record, String)> {
+        ParquetEncoder::take_rejected(self)
+    }
+
     fn buffered_bytes(&self) -> usize {
         let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        self.columns.bytes + writer.memory_size() + writer.inner().len()
+        self.columns.bytes + writer.memory_size() + writer.inner().len() + self.rejected_bytes
     }
 }
 

@@ -2,7 +2,7 @@
 //! batches of one partition into the bytes of one segment object.
 
 use bytes::Bytes;
-use ferry_core::{Batch, Result};
+use ferry_core::{Batch, Record, Result};
 
 /// Encodes the batches of one segment (one topic-partition, offset order) into bytes.
 pub trait SegmentEncoder: Send + Sync {
@@ -17,6 +17,13 @@ pub trait SegmentEncoder: Send + Sync {
     /// data in export formats). `None`: every record of every batch is in the file.
     fn records_written(&self) -> Option<u64> {
         None
+    }
+
+    /// Takes the records the format wrote but flagged as not fitting its schema, each with
+    /// the reason (Parquet typed columns with `on_error: dead_letter`); the storage sink
+    /// writes them to its dead-letter files when the segment closes.
+    fn take_rejected(&mut self) -> Vec<(Record, String)> {
+        Vec::new()
     }
 
     /// Bytes buffered inside the encoder and not yet returned (for memory accounting).

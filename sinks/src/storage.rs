@@ -18,7 +18,8 @@
 //!         - { name: id, type: int64 }
 //!         - { name: user, type: string, path: /user/name }
 //!       column: value_json
-//!       on_error: "null"            # or: fail
+//!       on_error: "null"            # or: fail, dead_letter
+//!   dead_letter: dead-letter        # prefix of the dead-letter files (on_error: dead_letter)
 //!   # avro: { codec: snappy, block_bytes: 1MiB }   # only with format: avro
 //! ```
 //!
@@ -44,7 +45,12 @@
 //! **Typed values.** With `parquet.value`, a value that does not fit the declared types
 //! is never dropped: the envelope's raw `value` column always holds it, and
 //! `on_error: null` (the default) only leaves the typed field null; `on_error: fail`
-//! stops the pipeline at that record (nothing after it is acknowledged).
+//! stops the pipeline at that record (nothing after it is acknowledged);
+//! `on_error: dead_letter` leaves the typed fields null as well and also writes each such
+//! record, as a line `{"reason": "...", "record": <its jsonl object>}`, to
+//! `<dead_letter>/<topic>/<partition>/<first_offset:020>.jsonl` (one file per segment that
+//! had any, in the same storage, written before the segment's manifest: a crash before the
+//! manifest re-writes both on resume).
 //!
 //! Only one writer may use a root at a time: reconciling deletes what another writer has
 //! in progress.
@@ -104,6 +110,12 @@ fn default_format() -> String {
 fn default_chunk() -> ByteSize {
     ByteSize(8 * 1024 * 1024)
 }
+fn default_dead_letter() -> String {
+    "dead-letter".to_string()
+}
+
+/// First path components of the backup layout, which the dead-letter prefix may not use.
+const RESERVED_PREFIXES: [&str; 3] = ["topics", "pending", "groups"];
 
 /// Options of the `storage` sink.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
@@ -138,6 +150,51 @@ pub struct StorageSinkConfig {
     /// Upload part size (multipart uploads on object stores).
     #[serde(default = "default_chunk")]
     pub chunk_size: ByteSize,
+    /// Key prefix (in the same storage) of the dead-letter files of records whose values
+    /// do not fit the Parquet typed columns (`parquet.value.on_error: dead_letter`):
+    /// `<prefix>/<topic>/<partition>/<first_offset:020>.jsonl`. Default `dead-letter`.
+    #[serde(default = "default_dead_letter")]
+    pub dead_letter: String,
+}
+
+impl StorageSinkConfig {
+    /// The dead-letter prefix without surrounding slashes; an error when empty or when it
+    /// would land among the backup layout's own keys.
+    pub fn dead_letter_prefix(&self) -> Result<&str> {
+        let p = self.dead_letter.trim_matches('/');
+        let first = p.split('/').next().unwrap_or_default();
+        if p.is_empty()
+            || RESERVED_PREFIXES.contains(&first)
+            || p.split('/').any(|c| c.is_empty() || c == "." || c == "..")
+        {
+            return Err(Error::config(format!(
+                "dead_letter '{}': must be a key prefix like 'dead-letter', not empty, without '.'/'..'/empty parts, and not under {}",
+                self.dead_letter,
+                RESERVED_PREFIXES.join(", ")
+            )));
+        }
+        Ok(p)
+    }
+}
+
+/// Key of the dead-letter file of a segment.
+pub fn dead_letter_key(prefix: &str, topic: &str, partition: i32, first_offset: i64) -> String {
+    format!("{prefix}/{topic}/{partition}/{first_offset:020}.jsonl")
+}
+
+/// One dead-letter line: `{"reason": "...", "record": <the jsonl object>}` and a newline.
+fn dead_letter_line(record: &ferry_core::Record, reason: &str, out: &mut Vec<u8>) -> Result<()> {
+    out.extend_from_slice(b"{\"reason\":");
+    serde_json::to_writer(&mut *out, reason)
+        .map_err(|e| Error::Other(format!("encoding a dead-letter reason: {e}")))?;
+    out.extend_from_slice(b",\"record\":");
+    // A JSON object and its newline.
+    ferry_formats::jsonl::encode_record(record, out);
+    if out.last() == Some(&b'\n') {
+        out.pop();
+    }
+    out.extend_from_slice(b"}\n");
+    Ok(())
 }
 
 /// The segment format of a sink config, with its options. The option block of another
@@ -228,6 +285,7 @@ impl SinkFactory for StorageSinkFactory {
                 )));
             }
         }
+        c.dead_letter_prefix()?;
         if c.roll.max_records == 0 || c.roll.max_bytes.bytes() == 0 {
             return Err(Error::config(
                 "roll.max_records and roll.max_bytes must be > 0",
@@ -479,6 +537,7 @@ impl StorageSink {
             .close()
             .await
             .map_err(|e| Error::storage(format!("closing {}/{}", self.storage, seg.key), e))?;
+        self.write_dead_letters(topic, partition, &mut seg).await?;
         seg.aborted.sort_by_key(|a| (a.first_offset, a.producer_id));
         seg.aborted.dedup();
         let manifest = SegmentManifest {
@@ -518,6 +577,34 @@ impl StorageSink {
             a.resolve();
         }
         Ok(seg.next_offset)
+    }
+
+    /// Writes the records the encoder rejected (if any) to the segment's dead-letter file,
+    /// before its manifest; a retry after a crash writes the same key again.
+    async fn write_dead_letters(
+        &self,
+        topic: &str,
+        partition: i32,
+        seg: &mut OpenSegment,
+    ) -> Result<()> {
+        let rejected = seg.encoder.take_rejected();
+        if rejected.is_empty() {
+            return Ok(());
+        }
+        let mut out = Vec::new();
+        for (record, reason) in &rejected {
+            dead_letter_line(record, reason, &mut out)?;
+        }
+        let key = dead_letter_key(
+            self.config.dead_letter_prefix()?,
+            topic,
+            partition,
+            seg.first_offset,
+        );
+        self.storage.write(&key, out).await?;
+        metrics::counter!("ferry_dead_letter_records_total").increment(rejected.len() as u64);
+        tracing::warn!(file = %key, records = rejected.len(), "values that do not fit the typed columns written to the dead-letter file");
+        Ok(())
     }
 
     async fn close_where(&mut self, due: impl Fn(&OpenSegment) -> bool) -> Result<()> {
@@ -1044,5 +1131,82 @@ mod tests {
                     .unwrap();
             assert_eq!(back.len(), 3);
         });
+    }
+
+    #[test]
+    fn values_that_do_not_fit_go_to_the_dead_letter_file() {
+        rt().block_on(async {
+            let uri = format!("memory://dl-{}", layout::now_ms());
+            let mut sink = StorageSink::new(config(
+                &uri,
+                serde_json::json!({
+                    "format": "parquet",
+                    "dead_letter": "/rejects/",
+                    "parquet": {"value": {"as": "json", "on_error": "dead_letter",
+                        "schema": [{"name": "n", "type": "int64"}]}},
+                }),
+            ))
+            .unwrap();
+            sink.open().await.unwrap();
+            let topic: Arc<str> = Arc::from("t");
+            let mut recs: Vec<Record> = (0..5).map(|i| record(&topic, 10 + i, T0 + i)).collect();
+            recs[1].value = Some(Bytes::from_static(b"not json"));
+            recs[3].value = Some(Bytes::from_static(br#"{"n": "seven"}"#));
+            sink.write(Batch::from_records(
+                topic.clone(),
+                0,
+                10,
+                15,
+                recs.clone(),
+                Ack::none(),
+            ))
+            .await
+            .unwrap();
+            sink.close().await.unwrap();
+            let storage = sink.storage().clone();
+            let m: SegmentManifest = serde_json::from_slice(
+                &storage
+                    .read(&layout::manifest_key("t", 0, 10))
+                    .await
+                    .unwrap(),
+            )
+            .unwrap();
+            assert_eq!(m.record_count, 5);
+            let back =
+                ferry_formats::parquet::read_parquet(storage.read(&m.segment).await.unwrap())
+                    .unwrap();
+            assert_eq!(back, recs, "every record is in the parquet file");
+
+            let key = dead_letter_key("rejects", "t", 0, 10);
+            assert_eq!(key, "rejects/t/0/00000000000000000010.jsonl");
+            let text = storage.read(&key).await.unwrap();
+            let lines: Vec<serde_json::Value> = std::str::from_utf8(&text)
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
+            assert_eq!(lines.len(), 2);
+            for (line, want) in lines.iter().zip([&recs[1], &recs[3]]) {
+                let mut jsonl = Vec::new();
+                ferry_formats::jsonl::encode_record(want, &mut jsonl);
+                let want_json: serde_json::Value = serde_json::from_slice(&jsonl).unwrap();
+                assert_eq!(line["record"], want_json);
+                assert_eq!(line["record"]["offset"], want.offset);
+            }
+            let reason = |i: usize| lines[i]["reason"].as_str().unwrap().to_string();
+            assert!(reason(0).contains("not JSON"), "{}", reason(0));
+            assert!(reason(1).contains("field `n`"), "{}", reason(1));
+        });
+    }
+
+    #[test]
+    fn dead_letter_prefix_is_checked() {
+        let f = StorageSinkFactory;
+        let c = config("memory://d", serde_json::json!({}));
+        assert_eq!(c.dead_letter_prefix().unwrap(), "dead-letter");
+        for bad in ["", "/", "topics", "pending/x", "a//b", "../x"] {
+            let c = config("memory://d", serde_json::json!({ "dead_letter": bad }));
+            assert!(f.validate(&c).is_err(), "{bad}");
+        }
     }
 }

@@ -11,7 +11,7 @@
 //!       - { name: amount, type: float64 }
 //!       - { name: at, type: timestamp_ms }
 //!       - { name: tags, type: json }
-//!     on_error: "null"            # or: fail
+//!     on_error: "null"            # or: fail, dead_letter
 //! ```
 //!
 //! Each record value is parsed as JSON and the declared fields are written to a nullable
@@ -30,7 +30,10 @@
 //!
 //! A value that is not a JSON object (or is null, a tombstone) gives a null struct. With
 //! `on_error: null` (the default) a field of the wrong type is null; with `on_error: fail`
-//! it fails the segment, naming the offset and the field.
+//! it fails the segment, naming the offset and the field; with `on_error: dead_letter` a
+//! value that does not fit (not JSON, not an object, or a field of the wrong type) gets a
+//! null struct and the encoder keeps the record with the reason for the storage sink's
+//! dead-letter files ([`crate::segment::SegmentEncoder::take_rejected`]).
 
 use arrow::array::timezone::Tz;
 use arrow::array::{
@@ -119,6 +122,8 @@ pub enum OnError {
     Null,
     /// An error that fails the segment.
     Fail,
+    /// A null struct, and the record with the reason goes to the dead-letter files.
+    DeadLetter,
 }
 
 fn default_column() -> String {
@@ -137,7 +142,7 @@ pub struct ValueColumns {
     /// Name of the struct column that holds them (default `value_json`).
     #[serde(default = "default_column")]
     pub column: String,
-    /// What a field of the wrong type gives: `null` (default) or `fail`.
+    /// What a field of the wrong type gives: `null` (default), `fail` or `dead_letter`.
     #[serde(default)]
     pub on_error: OnError,
 }
@@ -308,8 +313,50 @@ impl JsonColumns {
         }
     }
 
-    /// Decodes one record's value.
-    pub(crate) fn push(&mut self, r: &Record) -> Result<()> {
+    /// Why a record's value does not fit the schema (not JSON, not an object, or a field
+    /// of the wrong type); `None` when it fits (a null value fits: a null struct).
+    /// Builders are left alone.
+    pub(crate) fn check(&self, r: &Record) -> Option<String> {
+        let doc = match r.value.as_deref().map(serde_json::from_slice::<Value>) {
+            None => return None,
+            Some(Ok(doc @ Value::Object(_))) => doc,
+            Some(Ok(_)) => return Some("the value is not a JSON object".to_string()),
+            Some(Err(e)) => return Some(format!("the value is not JSON: {e}")),
+        };
+        for (f, pointer) in self.config.schema.iter().zip(&self.pointers) {
+            let v = match doc.pointer(pointer) {
+                None | Some(Value::Null) => continue,
+                Some(v) => v,
+            };
+            let fits = match f.ty {
+                JsonType::String | JsonType::Json => true,
+                JsonType::Int32 => as_i64(v).is_some_and(|n| i32::try_from(n).is_ok()),
+                JsonType::Int64 => as_i64(v).is_some(),
+                JsonType::Float64 => as_f64(v).is_some(),
+                JsonType::Boolean => v.as_bool().is_some(),
+                JsonType::TimestampMs => as_timestamp_ms(v, &self.utc).is_some(),
+            };
+            if !fits {
+                return Some(format!("field `{}`: {v} is not a {:?}", f.name, f.ty));
+            }
+        }
+        None
+    }
+
+    /// Decodes one record's value. With `on_error: dead_letter`, a value that does not
+    /// fit gets a null struct and its reason is returned.
+    pub(crate) fn push(&mut self, r: &Record) -> Result<Option<String>> {
+        if self.config.on_error == OnError::DeadLetter {
+            if let Some(reason) = self.check(r) {
+                self.nulls();
+                return Ok(Some(reason));
+            }
+        }
+        self.push_fitting(r)?;
+        Ok(None)
+    }
+
+    fn push_fitting(&mut self, r: &Record) -> Result<()> {
         let fail = self.config.on_error == OnError::Fail;
         let doc: Value = match r.value.as_deref().map(serde_json::from_slice::<Value>) {
             None => {

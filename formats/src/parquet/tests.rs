@@ -391,3 +391,62 @@ fn json_options_are_checked() {
             .is_err()
     );
 }
+
+#[test]
+fn json_on_error_dead_letter_keeps_rows_and_collects_rejects() {
+    use arrow::array::AsArray;
+    use arrow::datatypes::Int64Type;
+    let options = json_options("dead_letter");
+    let columns = json::JsonColumns::new(options.value.as_ref().unwrap());
+    assert_eq!(columns.check(&json_record(0, Some(r#"{"id": 1}"#))), None);
+    assert_eq!(columns.check(&json_record(0, None)), None);
+    let reason = columns
+        .check(&json_record(0, Some(r#"{"small": 99999999999}"#)))
+        .unwrap();
+    assert!(reason.contains("field `small`"), "{reason}");
+
+    let records = [
+        json_record(0, Some(r#"{"id": 1, "user": {"name": "a"}}"#)),
+        json_record(1, Some("nope")),
+        json_record(2, Some("[1]")),
+        json_record(3, Some(r#"{"id": "x", "user": {"name": "b"}}"#)),
+        json_record(4, None),
+        json_record(5, Some(r#"{"id": 5}"#)),
+    ];
+    let mut enc = ParquetEncoder::new(&options, "orders", 3, 0);
+    let mut file = Vec::new();
+    for r in &records {
+        enc.append(r).unwrap();
+        file.extend_from_slice(&enc.take().unwrap());
+    }
+    assert!(SegmentEncoder::buffered_bytes(&enc) > 0);
+    file.extend_from_slice(&enc.finish_file().unwrap());
+    let rejected = SegmentEncoder::take_rejected(&mut enc);
+    let got: Vec<(i64, &str)> = rejected
+        .iter()
+        .map(|(r, why)| (r.offset, why.as_str()))
+        .collect();
+    assert_eq!(got.len(), 3, "{got:?}");
+    assert_eq!(got[0].0, 1);
+    assert!(got[0].1.contains("not JSON"), "{}", got[0].1);
+    assert_eq!(got[1], (2, "the value is not a JSON object"));
+    assert_eq!(got[2], (3, "field `id`: \"x\" is not a Int64"));
+    assert_eq!(rejected[2].0, records[3]);
+    assert!(SegmentEncoder::take_rejected(&mut enc).is_empty());
+
+    // Every record is in the file; the rejected ones have a null struct.
+    let file = Bytes::from(file);
+    assert_eq!(read_parquet(file.clone()).unwrap(), records.to_vec());
+    let batches: Vec<_> = ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .build()
+        .unwrap()
+        .collect::<std::result::Result<_, _>>()
+        .unwrap();
+    let batch = arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap();
+    let s = batch.column_by_name("value_json").unwrap().as_struct();
+    let nulls: Vec<bool> = (0..6).map(|i| s.is_null(i)).collect();
+    assert_eq!(nulls, [false, true, true, true, true, false]);
+    let id = s.column_by_name("id").unwrap().as_primitive::<Int64Type>();
+    assert_eq!((id.value(0), id.value(5)), (1, 5));
+}
