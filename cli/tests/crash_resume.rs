@@ -1,38 +1,17 @@
 //! kill -9 during a backup and during a restore, then resume: nothing lost, nothing twice.
 //! Against the real Apache Kafka broker of the dev environment.
 
-use ferry_kafka::{Client, ClientConfig, NewTopic};
+mod common;
+
 use ferry_testkit::{dump_topic, env, unique, DumpedRecord, TestEnv};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-fn rt() -> &'static tokio::runtime::Runtime {
-    static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
-    RT.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("runtime")
-    })
-}
-
+/// A topic whose generated records (fixed old timestamps) retention leaves alone.
 fn create_topic(env: &TestEnv, name: &str, partitions: i32) {
-    let c: Client = rt()
-        .block_on(Client::connect(ClientConfig::new(std::slice::from_ref(
-            &env.kafka,
-        ))))
-        .expect("connect");
-    rt().block_on(c.create_topics(&[NewTopic {
-        name: name.to_string(),
-        partitions,
-        replication_factor: 1,
-        // Generated records carry fixed old timestamps: keep retention from deleting them.
-        configs: BTreeMap::from([("retention.ms".to_string(), "-1".to_string())]),
-    }]))
-    .expect("create topic");
+    common::create_topic(env, name, partitions, &[]);
 }
 
 fn spawn_run(file: &Path) -> Child {
