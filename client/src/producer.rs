@@ -10,7 +10,7 @@ use crate::batch::{
 };
 use crate::client::{backoff, opt_uuid, topic_name, Client};
 use crate::error::{ClientError, KafkaCode, Result};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures::future::join_all;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{ApiKey, InitProducerIdRequest, ProduceRequest, ProducerId};
@@ -213,6 +213,14 @@ impl Producer {
     /// Produces `batches` and returns, per batch, where its records landed. All batches to
     /// the same leader share Produce requests; batches of one partition keep their order.
     pub async fn produce(&self, batches: Vec<ProduceBatch>) -> Result<Vec<ProduceResult>> {
+        let prepared = self.prepare(batches)?;
+        self.send_prepared(prepared).await
+    }
+
+    /// Checks and encodes `batches` into wire batches without touching the producer's state,
+    /// so a caller can prepare the next call while the previous one waits for its answers.
+    /// Calls to [`Producer::send_prepared`] must come in the order the data must land.
+    pub fn prepare(&self, batches: Vec<ProduceBatch>) -> Result<Prepared> {
         let limit = self.cfg.max_request_bytes;
         // Refuse what can never be sent before sending anything.
         for b in &batches {
@@ -229,11 +237,19 @@ impl Producer {
                 }
             }
         }
+        let encoded = self.encode_wires(&batches)?;
+        Ok(Prepared { batches, encoded })
+    }
+
+    /// Sends what [`Producer::prepare`] encoded; only sequence numbers are stamped here,
+    /// under the producer's lock.
+    pub async fn send_prepared(&self, prepared: Prepared) -> Result<Vec<ProduceResult>> {
+        let Prepared { batches, encoded } = prepared;
         let mut st = self.state.lock().await;
         if self.cfg.idempotent && !st.initialized {
             self.init(&mut st).await?;
         }
-        let res = self.produce_locked(&mut st, &batches).await;
+        let res = self.produce_locked(&mut st, &batches, encoded).await;
         if res.is_err() && self.cfg.idempotent {
             // Sequences may now disagree with the broker: start over with a new producer id.
             st.initialized = false;
@@ -241,27 +257,15 @@ impl Producer {
         res
     }
 
-    async fn produce_locked(
-        &self,
-        st: &mut State,
-        batches: &[ProduceBatch],
-    ) -> Result<Vec<ProduceResult>> {
+    /// Splits each batch's records into wire batches of at most `max_batch_bytes` and encodes
+    /// them, in order, without producer fields (see [`stamp_producer`]).
+    fn encode_wires(&self, batches: &[ProduceBatch]) -> Result<Vec<((String, i32), Wire)>> {
         let batch_limit = self
             .cfg
             .max_batch_bytes
             .min(self.cfg.max_request_bytes)
             .max(1);
-        let mut results: Vec<ProduceResult> = batches
-            .iter()
-            .map(|b| ProduceResult {
-                topic: b.topic.clone(),
-                partition: b.partition,
-                base_offset: -1,
-                runs: Vec::new(),
-                log_append_time: None,
-            })
-            .collect();
-        let mut queues: BTreeMap<(String, i32), VecDeque<Wire>> = BTreeMap::new();
+        let mut out = Vec::new();
         for (bi, b) in batches.iter().enumerate() {
             let mut start = 0;
             while start < b.records.len() {
@@ -276,28 +280,58 @@ impl Producer {
                     end += 1;
                 }
                 let key = (b.topic.clone(), b.partition);
-                let producer = if self.cfg.idempotent {
-                    let seq = st.sequences.entry(key.clone()).or_insert(0);
-                    let p = BatchProducer {
-                        producer_id: st.producer_id,
-                        producer_epoch: st.epoch,
-                        base_sequence: *seq,
-                    };
-                    *seq = next_sequence(*seq, end - start);
-                    p
-                } else {
-                    BatchProducer::default()
-                };
-                let bytes = encode_batch(&b.records[start..end], self.cfg.compression, producer)?;
-                queues.entry(key).or_default().push_back(Wire {
-                    batch_index: bi,
-                    first_index: start,
-                    count: end - start,
-                    bytes,
-                    retries: 0,
-                });
+                let bytes = encode_batch(
+                    &b.records[start..end],
+                    self.cfg.compression,
+                    BatchProducer::default(),
+                )?;
+                out.push((
+                    key,
+                    Wire {
+                        batch_index: bi,
+                        first_index: start,
+                        count: end - start,
+                        bytes,
+                        retries: 0,
+                    },
+                ));
                 start = end;
             }
+        }
+        Ok(out)
+    }
+
+    async fn produce_locked(
+        &self,
+        st: &mut State,
+        batches: &[ProduceBatch],
+        encoded: Vec<((String, i32), Wire)>,
+    ) -> Result<Vec<ProduceResult>> {
+        let mut results: Vec<ProduceResult> = batches
+            .iter()
+            .map(|b| ProduceResult {
+                topic: b.topic.clone(),
+                partition: b.partition,
+                base_offset: -1,
+                runs: Vec::new(),
+                log_append_time: None,
+            })
+            .collect();
+        // Stamp producer id, epoch and sequence in order (the header fields are outside the
+        // record data; the CRC is computed again).
+        let mut queues: BTreeMap<(String, i32), VecDeque<Wire>> = BTreeMap::new();
+        for (key, mut w) in encoded {
+            if self.cfg.idempotent {
+                let seq = st.sequences.entry(key.clone()).or_insert(0);
+                let producer = BatchProducer {
+                    producer_id: st.producer_id,
+                    producer_epoch: st.epoch,
+                    base_sequence: *seq,
+                };
+                *seq = next_sequence(*seq, w.count);
+                w.bytes = stamp_producer(w.bytes, producer);
+            }
+            queues.entry(key).or_default().push_back(w);
         }
 
         self.pipelined_rounds(&mut queues, &mut results).await;
@@ -651,6 +685,28 @@ impl Producer {
 /// Produce rounds kept in flight per broker on the fast path (librdkafka allows 5 with
 /// idempotence; Kafka answers a connection's requests in order).
 const PIPELINE_ROUNDS: usize = 4;
+
+/// Writes producer id, epoch and base sequence into an encoded batch's header and computes
+/// its CRC again (the fields sit before the records, the CRC covers both).
+fn stamp_producer(bytes: Bytes, p: BatchProducer) -> Bytes {
+    let mut m = bytes
+        .try_into_mut()
+        .unwrap_or_else(|shared| BytesMut::from(&shared[..]));
+    if m.len() >= BATCH_HEADER_LEN {
+        m[43..51].copy_from_slice(&p.producer_id.to_be_bytes());
+        m[51..53].copy_from_slice(&p.producer_epoch.to_be_bytes());
+        m[53..57].copy_from_slice(&p.base_sequence.to_be_bytes());
+        let crc = crc32c::crc32c(&m[21..]);
+        m[17..21].copy_from_slice(&crc.to_be_bytes());
+    }
+    m.freeze()
+}
+
+/// Batches checked and encoded by [`Producer::prepare`], ready for [`Producer::send_prepared`].
+pub struct Prepared {
+    batches: Vec<ProduceBatch>,
+    encoded: Vec<((String, i32), Wire)>,
+}
 
 /// Records where a batch landed in its [`ProduceResult`].
 fn landed(results: &mut [ProduceResult], w: &Wire, base: i64, append_time: i64) {

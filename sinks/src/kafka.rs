@@ -406,11 +406,13 @@ impl KafkaSink {
         let Some(producer) = self.producer.clone() else {
             return Err(Error::Other("producer not started".into()));
         };
-        // One request in flight while the next buffer fills: the previous one must have
-        // landed first (its offsets go into the map in order).
+        // Encode now, while the previous call still waits for its answers; then send once
+        // it has landed (its offsets go into the map in order, and order is what the
+        // broker's sequence numbers check).
+        let prepared = producer.prepare(batches).map_err(kerr)?;
         self.await_in_flight().await?;
         self.in_flight = Some(tokio::spawn(async move {
-            let results = producer.produce(batches).await?;
+            let results = producer.send_prepared(prepared).await?;
             Ok((results, origins))
         }));
         Ok(())
