@@ -200,7 +200,7 @@ pub struct KafkaSink {
     /// Source metadata by (renamed) topic name.
     source_topics: HashMap<String, TopicMetadata>,
     groups: Vec<ferry_core::GroupOffsets>,
-    pending: BTreeMap<(String, i32), Vec<Pending>>,
+    pending: BTreeMap<(std::sync::Arc<str>, i32), Vec<Pending>>,
     pending_bytes: usize,
     acks: Vec<Ack>,
     /// Records per target partition known to have landed after the map was last saved.
@@ -390,6 +390,7 @@ impl KafkaSink {
         let mut origins = Vec::new();
         let mut batches = Vec::new();
         for ((topic, partition), items) in pending {
+            let topic = topic.to_string();
             let mut records = Vec::with_capacity(items.len());
             let mut origin = Vec::with_capacity(items.len());
             for p in items {
@@ -569,7 +570,11 @@ impl Sink for KafkaSink {
                 continue;
             }
             let tp = self.target_partition(sp, r.key.as_deref(), count);
-            if let Some(n) = self.skip.get_mut(&(topic.clone(), tp)) {
+            // Only after a crash: records that landed before it are mapped, not produced.
+            if let Some(n) = (!self.skip.is_empty())
+                .then(|| self.skip.get_mut(&(topic.clone(), tp)))
+                .flatten()
+            {
                 if *n > 0 {
                     // Landed before the crash: map it to where it landed, do not produce.
                     *n -= 1;
@@ -585,7 +590,7 @@ impl Sink for KafkaSink {
             }
             self.pending_bytes += r.size_hint();
             self.pending
-                .entry((topic.clone(), tp))
+                .entry((batch.topic.clone(), tp))
                 .or_default()
                 .push(Pending {
                     source_partition: sp,

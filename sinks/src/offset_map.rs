@@ -64,7 +64,8 @@ pub struct OffsetMap {
 /// In-memory form of the map with fast appends.
 #[derive(Debug, Clone, Default)]
 pub struct OffsetMapper {
-    parts: BTreeMap<(String, i32), PartitionMap>,
+    /// By topic, then original partition (looked up by `&str`: no allocation per record).
+    parts: BTreeMap<String, BTreeMap<i32, PartitionMap>>,
     bases: BTreeMap<(String, i32), i64>,
 }
 
@@ -73,7 +74,10 @@ impl OffsetMapper {
     pub fn from_map(map: OffsetMap) -> Self {
         let mut parts = BTreeMap::new();
         for p in map.partitions {
-            parts.insert((p.topic.clone(), p.source_partition), p);
+            parts
+                .entry(p.topic.clone())
+                .or_insert_with(BTreeMap::new)
+                .insert(p.source_partition, p);
         }
         let bases = map
             .target_bases
@@ -88,7 +92,11 @@ impl OffsetMapper {
         OffsetMap {
             pipeline: pipeline.to_string(),
             updated_at_ms: now_ms,
-            partitions: self.parts.values().cloned().collect(),
+            partitions: self
+                .parts
+                .values()
+                .flat_map(|m| m.values().cloned())
+                .collect(),
             target_bases: self
                 .bases
                 .iter()
@@ -123,15 +131,7 @@ impl OffsetMapper {
         target_partition: i32,
         target_offset: i64,
     ) {
-        let p = self
-            .parts
-            .entry((topic.to_string(), source_partition))
-            .or_insert_with(|| PartitionMap {
-                topic: topic.to_string(),
-                source_partition,
-                source_next: 0,
-                runs: Vec::new(),
-            });
+        let p = self.partition_mut(topic, source_partition);
         p.source_next = p.source_next.max(offset + 1);
         if let Some(last) = p.runs.last_mut() {
             if last.target_partition == target_partition
@@ -150,31 +150,39 @@ impl OffsetMapper {
         });
     }
 
-    /// Notes that original offsets below `next` were dealt with (e.g. skipped control records).
-    pub fn advance(&mut self, topic: &str, source_partition: i32, next: i64) {
-        let p = self
-            .parts
-            .entry((topic.to_string(), source_partition))
+    fn partition_mut(&mut self, topic: &str, source_partition: i32) -> &mut PartitionMap {
+        if !self.parts.contains_key(topic) {
+            self.parts.insert(topic.to_string(), BTreeMap::new());
+        }
+        let by_partition = self.parts.get_mut(topic).expect("inserted just above");
+        by_partition
+            .entry(source_partition)
             .or_insert_with(|| PartitionMap {
                 topic: topic.to_string(),
                 source_partition,
                 source_next: 0,
                 runs: Vec::new(),
-            });
+            })
+    }
+
+    /// Notes that original offsets below `next` were dealt with (e.g. skipped control records).
+    pub fn advance(&mut self, topic: &str, source_partition: i32, next: i64) {
+        let p = self.partition_mut(topic, source_partition);
         p.source_next = p.source_next.max(next);
     }
 
     /// Next original offset not yet restored, for a source partition.
     pub fn source_next(&self, topic: &str, source_partition: i32) -> Option<i64> {
         self.parts
-            .get(&(topic.to_string(), source_partition))
+            .get(topic)
+            .and_then(|m| m.get(&source_partition))
             .map(|p| p.source_next)
     }
 
     /// End (next offset) of what the map says was written to each target partition.
     pub fn target_ends(&self) -> BTreeMap<(String, i32), i64> {
         let mut out: BTreeMap<(String, i32), i64> = self.bases.clone();
-        for p in self.parts.values() {
+        for p in self.parts.values().flat_map(|m| m.values()) {
             for r in &p.runs {
                 let e = out
                     .entry((p.topic.clone(), r.target_partition))
@@ -190,7 +198,7 @@ impl OffsetMapper {
     /// restored when there is none. `None` when nothing of the partition was restored or its
     /// records went to several target partitions (a key-hash restore).
     pub fn translate(&self, topic: &str, source_partition: i32, offset: i64) -> Option<(i32, i64)> {
-        let p = self.parts.get(&(topic.to_string(), source_partition))?;
+        let p = self.parts.get(topic)?.get(&source_partition)?;
         let first = p.runs.first()?;
         if p.runs
             .iter()
