@@ -202,6 +202,27 @@ impl Client {
             // v10 names topics by id only; 9 keeps names.
             let v = conn.version_capped(ApiKey::OffsetFetch, 9)?;
             let mut out = BTreeMap::new();
+            // One partition's answer, the same in both request shapes.
+            let take = |out: &mut BTreeMap<(String, i32), i64>,
+                        topic: &str,
+                        partition: i32,
+                        code: i16,
+                        committed: i64|
+             -> Result<()> {
+                if let Some(e) = kerr(
+                    "OffsetFetch",
+                    format!("{group} {topic}/{partition}"),
+                    code,
+                    None,
+                    &conn,
+                ) {
+                    return Err(e);
+                }
+                if committed >= 0 {
+                    out.insert((topic.to_string(), partition), committed);
+                }
+                Ok(())
+            };
             if v >= 8 {
                 let g = OffsetFetchRequestGroup::default()
                     .with_group_id(group_id(group))
@@ -222,21 +243,13 @@ impl Client {
                     }
                     for t in g.topics {
                         for p in t.partitions {
-                            if let Some(e) = kerr(
-                                "OffsetFetch",
-                                format!("{group} {}/{}", t.name.0, p.partition_index),
+                            take(
+                                &mut out,
+                                &t.name.0,
+                                p.partition_index,
                                 p.error_code,
-                                None,
-                                &conn,
-                            ) {
-                                return Err(e);
-                            }
-                            if p.committed_offset >= 0 {
-                                out.insert(
-                                    (t.name.0.to_string(), p.partition_index),
-                                    p.committed_offset,
-                                );
-                            }
+                                p.committed_offset,
+                            )?;
                         }
                     }
                 }
@@ -258,21 +271,13 @@ impl Client {
                 }
                 for t in resp.topics {
                     for p in t.partitions {
-                        if let Some(e) = kerr(
-                            "OffsetFetch",
-                            format!("{group} {}/{}", t.name.0, p.partition_index),
+                        take(
+                            &mut out,
+                            &t.name.0,
+                            p.partition_index,
                             p.error_code,
-                            None,
-                            &conn,
-                        ) {
-                            return Err(e);
-                        }
-                        if p.committed_offset >= 0 {
-                            out.insert(
-                                (t.name.0.to_string(), p.partition_index),
-                                p.committed_offset,
-                            );
-                        }
+                            p.committed_offset,
+                        )?;
                     }
                 }
             }
