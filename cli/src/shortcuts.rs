@@ -39,7 +39,7 @@ pub struct BackupArgs {
 }
 
 /// `ferry restore`: restore a backup into a cluster.
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct RestoreArgs {
     /// The backup: a local path, file://, s3://…, gs://…, azblob://… or memory://.
     #[arg(long)]
@@ -76,9 +76,12 @@ pub struct RestoreArgs {
     /// give a writable place for read-only backups).
     #[arg(long)]
     pub state: Option<String>,
-    /// Pipeline name (names checkpoint and offset map). Default: `restore`.
-    #[arg(long, default_value = "restore")]
-    pub name: String,
+    /// Pipeline name (names checkpoint and offset map). Default: `restore-<8 hex digits>`,
+    /// a hash of the destination (brokers, topics, renames, range, partitioning): the same
+    /// restore run again resumes (or finds nothing left to do), a restore anywhere else
+    /// starts with its own state.
+    #[arg(long)]
+    pub name: Option<String>,
     /// Print the plan (topics, partitions, offsets, times, records) and write nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -142,7 +145,7 @@ pub fn restore_pipeline(a: &RestoreArgs) -> Result<Value> {
         group_rename.insert(old, json!(new));
     }
     Ok(json!({
-        "name": a.name,
+        "name": a.name.clone().unwrap_or_else(|| default_restore_name(a)),
         "source": source,
         "transforms": transforms,
         "sink": {
@@ -156,6 +159,27 @@ pub fn restore_pipeline(a: &RestoreArgs) -> Result<Value> {
         // a restore's memory low, and the pipelined producer keeps the broker busy anyway.
         "delivery": { "checkpoint": state, "max_in_flight_bytes": "32MiB" },
     }))
+}
+
+/// `restore-<hash>`: the default restore name, a 32-bit FNV-1a hash of what decides where
+/// records go. A restore's checkpoint and offset map are named after it, so they must not be
+/// shared by restores into different places: restoring the same backup a second time into
+/// another topic or cluster would otherwise "resume" the first one and write nothing.
+fn default_restore_name(a: &RestoreArgs) -> String {
+    let mut brokers = a.brokers.clone();
+    brokers.sort();
+    let mut topics = a.topics.clone();
+    topics.sort();
+    let mut renames = a.renames.clone();
+    renames.sort();
+    let identity = format!(
+        "{brokers:?}|{topics:?}|{renames:?}|{:?}|{:?}|{:?}|{}",
+        a.until, a.from_offset, a.to_offset, a.partitioning
+    );
+    let hash = identity.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    format!("restore-{hash:08x}")
 }
 
 /// Loads a generated pipeline through the registry, exactly as a file would be.
@@ -297,7 +321,7 @@ mod tests {
             group_renames: vec!["g=g2".into()],
             partitioning: "preserve".into(),
             state: None,
-            name: "restore".into(),
+            name: None,
             dry_run: false,
             print_pipeline: false,
         };
@@ -306,9 +330,24 @@ mod tests {
         assert_eq!(p["sink"]["groups"]["rename"]["g"], "g2");
         assert_eq!(p["sink"]["state"], "/b");
         assert_eq!(p["source"]["to_offset"], 5);
+        // The default name follows the destination: same flags, same name; another target
+        // topic, another name; an explicit name wins.
+        let name = p["name"].as_str().unwrap().to_string();
+        assert!(name.starts_with("restore-") && name.len() == 16, "{name}");
+        assert_eq!(restore_pipeline(&a).unwrap()["name"], name.as_str());
+        let elsewhere = RestoreArgs {
+            renames: vec!["orders=orders3".into()],
+            ..a.clone()
+        };
+        assert_ne!(restore_pipeline(&elsewhere).unwrap()["name"], name.as_str());
+        let named = RestoreArgs {
+            name: Some("mine".into()),
+            ..a.clone()
+        };
+        assert_eq!(restore_pipeline(&named).unwrap()["name"], "mine");
         let bad = RestoreArgs {
             renames: vec!["nope".into()],
-            ..a
+            ..a.clone()
         };
         assert!(restore_pipeline(&bad)
             .unwrap_err()

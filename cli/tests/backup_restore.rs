@@ -89,6 +89,31 @@ fn snapshot_backup_and_restore_under_a_new_name_is_identical() {
     assert_eq!(copy.len(), total);
     // A fresh topic without transactions keeps even the offsets.
     assert_eq!(content(&original), content(&copy));
+
+    // The same backup restored a second time, elsewhere: its own state, the whole topic
+    // again (it once "resumed" the first restore's checkpoint and wrote nothing).
+    let again = format!("{topic}-again");
+    let restore_to = |target: &str| {
+        ferry_ok(&[
+            "restore",
+            "--from",
+            uri,
+            "--brokers",
+            &env.kafka,
+            "--topic",
+            &topic,
+            "--rename",
+            &format!("{topic}={target}"),
+        ])
+    };
+    restore_to(&again);
+    assert_eq!(
+        content(&original),
+        content(&dump_topic(&env, &env.kafka, &again))
+    );
+    // And the first restore run again finds it done: nothing is produced twice.
+    restore_to(&restored);
+    assert_eq!(dump_topic(&env, &env.kafka, &restored).len(), total);
 }
 
 #[test]

@@ -527,10 +527,25 @@ impl Sink for KafkaSink {
         // Records produced after the map was last saved: the target's end is past the map's.
         let client = self.client().await?;
         for ((topic, partition), end) in self.map.target_ends() {
-            let now = client
+            let now = match client
                 .list_offsets(&topic, &[partition], OffsetSpec::Latest)
                 .await
-                .map_err(kerr)?;
+            {
+                Ok(now) => now,
+                Err(e) if e.code() == Some(ferry_kafka::KafkaCode::UNKNOWN_TOPIC_OR_PARTITION) => {
+                    // Resuming would skip what the map says is done, but it is gone.
+                    return Err(Error::Other(format!(
+                        "{state}/{key} belongs to an earlier run of pipeline '{pipeline}' that \
+                         wrote to topic '{topic}', which no longer exists on the target: that run \
+                         cannot be resumed. Start afresh under another pipeline name (`ferry \
+                         restore --name …`, or `name:` in the pipeline file), or delete \
+                         {key} and checkpoints/{pipeline}.json from {state}",
+                        key = self.map_key(),
+                        pipeline = self.pipeline,
+                    )));
+                }
+                Err(e) => return Err(kerr(e)),
+            };
             let latest = now.get(&partition).copied().unwrap_or(end);
             if latest > end {
                 tracing::warn!(topic, partition, records = latest - end, "records landed after the last saved offset map; they will not be produced again");
