@@ -1,10 +1,12 @@
 //! Ferry's file formats: record batches ⇄ bytes. `raw` Kafka segments, `jsonl` (JSON lines),
-//! and the backup layout.
+//! `avro` and `parquet` exports (optionally with values decoded into typed columns:
+//! JSON, or Confluent Schema-Registry Avro through [`confluent`]), and the backup layout.
 //!
 //! [`register`] lists the format names in a registry (for `ferry components`); sinks and
 //! sources choose their format themselves.
 
 pub mod avro;
+pub mod confluent;
 pub mod jsonl;
 pub mod jsonl_segment;
 pub mod layout;

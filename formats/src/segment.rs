@@ -33,6 +33,7 @@ pub trait SegmentEncoder: Send + Sync {
 }
 
 /// A file format the storage sink can write.
+#[async_trait::async_trait]
 pub trait SegmentFormat: Send + Sync {
     /// Name used in pipeline files and manifests (`raw`, `jsonl`, …).
     fn name(&self) -> &'static str;
@@ -42,4 +43,11 @@ pub trait SegmentFormat: Send + Sync {
 
     /// A fresh encoder for one segment of `topic`/`partition` starting at `first_offset`.
     fn encoder(&self, topic: &str, partition: i32, first_offset: i64) -> Box<dyn SegmentEncoder>;
+
+    /// Loads what encoding `batch` will need and cannot wait for, since encoders are
+    /// synchronous (writer schemas of Schema-Registry Avro values). The storage sink
+    /// awaits it before it opens a segment for the batch or encodes it. Default: nothing.
+    async fn prepare(&self, _batch: &Batch) -> Result<()> {
+        Ok(())
+    }
 }

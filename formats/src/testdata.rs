@@ -149,3 +149,129 @@ pub fn assert_same(got: &[Record], want: &[Record]) {
         assert_eq!(g.headers, w.headers, "headers at {at}");
     }
 }
+
+/// A value in the Confluent wire format: magic byte 0, the schema id, the Avro datum.
+pub fn wire(id: u32, schema: &apache_avro::Schema, value: apache_avro::types::Value) -> Vec<u8> {
+    let mut out = vec![0u8];
+    out.extend_from_slice(&id.to_be_bytes());
+    out.extend_from_slice(&apache_avro::to_avro_datum(schema, value).expect("datum"));
+    out
+}
+
+/// A record of `orders`/3 with this value.
+pub fn value_record(offset: i64, value: Option<Vec<u8>>) -> Record {
+    Record::new(Arc::from("orders"), 3, offset, value.map(Bytes::from))
+}
+
+/// A directory of `<id>.avsc` files.
+pub fn schema_dir(schemas: &[(u32, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (id, text) in schemas {
+        std::fs::write(dir.path().join(format!("{id}.avsc")), text).expect("write schema");
+    }
+    dir
+}
+
+/// What the test registry answers to `GET /schemas/ids/{id}`.
+pub struct FakeRegistry {
+    /// Its base URL.
+    pub url: String,
+    /// Requests received, as `METHOD path`.
+    pub requests: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+/// A Schema Registry on 127.0.0.1 answering `GET /schemas/ids/{id}` like the real one:
+/// `{"schema": …}` (plus `schemaType` when not Avro) for the ids of `schemas`, 404
+/// `{"error_code":40403,…}` for others; 401 without the `auth` basic credentials when
+/// set; 500 for the first `failures` requests.
+pub async fn fake_registry(
+    schemas: Vec<(u32, serde_json::Value)>,
+    auth: Option<(&str, &str)>,
+    failures: usize,
+) -> FakeRegistry {
+    use base64::Engine as _;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let requests = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = requests.clone();
+    let expected = auth.map(|(u, p)| {
+        format!(
+            "authorization: basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
+        )
+        .to_lowercase()
+    });
+    let schemas: std::collections::HashMap<u32, serde_json::Value> = schemas.into_iter().collect();
+    tokio::spawn(async move {
+        let mut failures = failures;
+        loop {
+            let Ok((mut conn, _)) = listener.accept().await else {
+                return;
+            };
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                match conn.read(&mut chunk).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            }
+            let head = String::from_utf8_lossy(&buf).to_string();
+            let line = head.lines().next().unwrap_or("").to_string();
+            let path = line.split(' ').nth(1).unwrap_or("").to_string();
+            seen.lock()
+                .unwrap()
+                .push(format!("{} {path}", line.split(' ').next().unwrap_or("")));
+            let (status, body) = if failures > 0 {
+                failures -= 1;
+                (
+                    500,
+                    r#"{"error_code":50001,"message":"Error in the backend"}"#.to_string(),
+                )
+            } else if expected
+                .as_ref()
+                .is_some_and(|a| !head.to_lowercase().contains(a.as_str()))
+            {
+                (
+                    401,
+                    r#"{"error_code":401,"message":"Unauthorized"}"#.to_string(),
+                )
+            } else {
+                let id = path
+                    .strip_prefix("/schemas/ids/")
+                    .and_then(|i| i.parse::<u32>().ok());
+                match id.and_then(|i| schemas.get(&i)) {
+                    Some(reply) => (200, reply.to_string()),
+                    None => (
+                        404,
+                        format!(
+                            r#"{{"error_code":40403,"message":"Schema {} not found"}}"#,
+                            id.map_or("?".to_string(), |i| i.to_string())
+                        ),
+                    ),
+                }
+            };
+            let reason = match status {
+                200 => "OK",
+                401 => "Unauthorized",
+                404 => "Not Found",
+                _ => "Internal Server Error",
+            };
+            let resp = format!(
+                "HTTP/1.1 {status} {reason}\r\ncontent-type: application/vnd.schemaregistry.v1+json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = conn.write_all(resp.as_bytes()).await;
+            let _ = conn.shutdown().await;
+        }
+    });
+    FakeRegistry { url, requests }
+}
+
+/// The registry's reply for an Avro schema.
+pub fn avro_reply(schema: &str) -> serde_json::Value {
+    serde_json::json!({ "schema": schema })
+}
