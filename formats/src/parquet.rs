@@ -27,12 +27,15 @@
 //! encoder writes into an in-memory buffer that it drains after each row group, so bytes
 //! go out as row groups complete; the footer comes with [`SegmentEncoder::finish`].
 //!
-//! Optionally ([`ParquetOptions::value`], see [`json`]) JSON values are also decoded into
-//! typed columns of a struct column (`value_json` by default) beside the envelope.
+//! Optionally ([`ParquetOptions::value`]) values are also decoded into typed columns of a
+//! struct column beside the envelope: JSON values (`value_json` by default, see [`json`])
+//! or Confluent Schema-Registry Avro values (`value_avro` by default, see [`avro`] and
+//! [`crate::confluent`]).
 //!
 //! [`read_parquet`] and [`ParquetRecords`] read such files back into [`Record`]s (extra
 //! columns are ignored).
 
+use crate::confluent::AvroValues;
 use crate::segment::{SegmentEncoder, SegmentFormat};
 use ::parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use ::parquet::arrow::ArrowWriter;
@@ -47,6 +50,7 @@ use arrow::array::{
 use arrow::buffer::OffsetBuffer;
 use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
+use avro::AvroColumns;
 use bytes::Bytes;
 use ferry_core::{Batch, ByteSize, Error, Header, Record, Result, TimestampType};
 use json::{JsonColumns, ValueColumns};
@@ -54,6 +58,7 @@ use serde::Deserialize;
 use std::collections::VecDeque;
 use std::sync::{Arc, LazyLock, Mutex};
 
+pub mod avro;
 pub mod json;
 
 /// File extension of Parquet segment objects.
@@ -116,8 +121,9 @@ pub struct ParquetOptions {
     /// zstd level, 1 to 22 (default 1).
     #[serde(default = "default_level")]
     pub compression_level: i32,
-    /// Typed columns decoded from the values (`{as: json, schema: [...]}`), written in a
-    /// struct column beside the envelope; see [`json`].
+    /// Typed columns decoded from the values (`{as: json, schema: [...]}`, see [`json`],
+    /// or `{as: avro, registry: {url}}`, see [`avro`]), written in a struct column beside
+    /// the envelope.
     #[serde(default)]
     pub value: Option<ValueColumns>,
 }
@@ -153,15 +159,13 @@ impl ParquetOptions {
         Ok(())
     }
 
-    /// The Arrow schema of the files: the envelope, plus the typed value columns if any.
+    /// The Arrow schema of the files as far as the options tell: the envelope, plus the
+    /// typed JSON columns if any. Typed Avro columns depend on the reader schema, known
+    /// only while encoding ([`avro`]).
     pub fn schema(&self) -> SchemaRef {
         match &self.value {
-            None => SCHEMA.clone(),
-            Some(v) => {
-                let mut fields: Vec<Arc<Field>> = SCHEMA.fields().iter().cloned().collect();
-                fields.push(Arc::new(v.field()));
-                Arc::new(Schema::new(fields))
-            }
+            Some(ValueColumns::Json(v)) => with_typed(v.field()),
+            None | Some(ValueColumns::Avro(_)) => SCHEMA.clone(),
         }
     }
 
@@ -198,6 +202,13 @@ impl ParquetOptions {
             ]))
             .build()
     }
+}
+
+/// The envelope schema plus a typed struct column.
+fn with_typed(field: Field) -> SchemaRef {
+    let mut fields: Vec<Arc<Field>> = SCHEMA.fields().iter().cloned().collect();
+    fields.push(Arc::new(field));
+    Arc::new(Schema::new(fields))
 }
 
 fn header_fields() -> Fields {
@@ -238,15 +249,22 @@ pub static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
 pub struct ParquetFormat {
     /// Its options.
     pub options: ParquetOptions,
+    /// The decoding state of `value: {as: avro}` shared by its encoders.
+    values: Option<Arc<AvroValues>>,
 }
 
 impl ParquetFormat {
     /// The format with these options (see [`ParquetOptions::validate`]).
     pub fn new(options: ParquetOptions) -> Self {
-        ParquetFormat { options }
+        let values = match &options.value {
+            Some(ValueColumns::Avro(a)) => Some(Arc::new(AvroValues::new(a.clone()))),
+            _ => None,
+        };
+        ParquetFormat { options, values }
     }
 }
 
+#[async_trait::async_trait]
 impl SegmentFormat for ParquetFormat {
     fn name(&self) -> &'static str {
         NAME
@@ -257,13 +275,27 @@ impl SegmentFormat for ParquetFormat {
     }
 
     fn encoder(&self, topic: &str, partition: i32, first_offset: i64) -> Box<dyn SegmentEncoder> {
-        Box::new(ParquetEncoder::new(
+        Box::new(ParquetEncoder::with_values(
             &self.options,
+            self.values.clone(),
             topic,
             partition,
             first_offset,
         ))
     }
+
+    async fn prepare(&self, batch: &Batch) -> Result<()> {
+        match &self.values {
+            Some(v) => v.prepare(batch).await,
+            None => Ok(()),
+        }
+    }
+}
+
+/// The builders of the typed struct column.
+enum Typed {
+    Json(JsonColumns),
+    Avro(Box<AvroColumns>),
 }
 
 fn arrow_error(e: arrow::error::ArrowError) -> Error {
@@ -286,13 +318,20 @@ struct Columns {
     header_offsets: Vec<i32>,
     header_keys: StringBuilder,
     header_values: BinaryBuilder,
-    json: Option<JsonColumns>,
-    schema: SchemaRef,
+    typed: Option<Typed>,
     bytes: usize,
 }
 
 impl Columns {
-    fn new(options: &ParquetOptions) -> Self {
+    fn new(options: &ParquetOptions, values: Option<Arc<AvroValues>>, topic: &str) -> Self {
+        let typed = match &options.value {
+            None => None,
+            Some(ValueColumns::Json(j)) => Some(Typed::Json(JsonColumns::new(j))),
+            Some(ValueColumns::Avro(a)) => {
+                let values = values.unwrap_or_else(|| Arc::new(AvroValues::new(a.clone())));
+                Some(Typed::Avro(Box::new(AvroColumns::new(values, topic))))
+            }
+        };
         Columns {
             topic: StringBuilder::new(),
             partition: Vec::new(),
@@ -304,8 +343,7 @@ impl Columns {
             header_offsets: vec![0],
             header_keys: StringBuilder::new(),
             header_values: BinaryBuilder::new(),
-            json: options.value.as_ref().map(JsonColumns::new),
-            schema: options.schema(),
+            typed,
             bytes: 0,
         }
     }
@@ -314,11 +352,39 @@ impl Columns {
         self.offset.len()
     }
 
+    /// Name of the typed struct column, if any.
+    fn typed_column(&self) -> &str {
+        match &self.typed {
+            None => "",
+            Some(Typed::Json(j)) => j.column(),
+            Some(Typed::Avro(a)) => a.column(),
+        }
+    }
+
+    /// Whether the columns' schema is known (typed Avro columns wait for the topic's
+    /// reader schema; until then every row's struct is null).
+    fn ready(&self) -> bool {
+        !matches!(&self.typed, Some(Typed::Avro(a)) if a.is_pending())
+    }
+
+    /// The schema of the batches [`Columns::finish`] returns now.
+    fn schema(&self) -> SchemaRef {
+        match &self.typed {
+            None => SCHEMA.clone(),
+            Some(Typed::Json(j)) => with_typed(j.field()),
+            Some(Typed::Avro(a)) => match a.field() {
+                Some(f) => with_typed(f),
+                None => SCHEMA.clone(),
+            },
+        }
+    }
+
     /// Buffers one record; returns why its value does not fit the typed columns when
     /// `on_error: dead_letter` rejects it.
     fn push(&mut self, r: &Record) -> Result<Option<String>> {
-        let rejected = match &mut self.json {
-            Some(json) => json.push(r)?,
+        let rejected = match &mut self.typed {
+            Some(Typed::Json(json)) => json.push(r)?,
+            Some(Typed::Avro(avro)) => avro.push(r)?,
             None => None,
         };
         self.topic.append_value(&*r.topic);
@@ -374,19 +440,24 @@ impl Columns {
             Arc::new(self.value.finish()),
             Arc::new(headers),
         ];
-        if let Some(json) = &mut self.json {
-            columns.push(json.finish()?);
+        let schema = self.schema();
+        match &mut self.typed {
+            Some(Typed::Json(json)) => columns.push(json.finish()?),
+            Some(Typed::Avro(avro)) => columns.extend(avro.finish()?),
+            None => {}
         }
         self.bytes = 0;
-        RecordBatch::try_new(self.schema.clone(), columns).map_err(arrow_error)
+        RecordBatch::try_new(schema, columns).map_err(arrow_error)
     }
 }
 
 /// Encoder of one Parquet segment: row groups closed by bytes, drained as they complete.
 pub struct ParquetEncoder {
     /// In a mutex only to be `Sync` (the Parquet writer is `Send` only); `&mut self`
-    /// methods reach it without locking.
-    writer: Mutex<ArrowWriter<Vec<u8>>>,
+    /// methods reach it without locking. Made with the first Arrow batch written (its
+    /// schema is then known: typed Avro columns wait for the topic's reader schema).
+    writer: Mutex<Option<ArrowWriter<Vec<u8>>>>,
+    props: WriterProperties,
     columns: Columns,
     /// Record bytes in the open row group (handed to the writer or still in `columns`).
     row_group_bytes: usize,
@@ -411,16 +482,25 @@ impl std::fmt::Debug for ParquetEncoder {
 }
 
 impl ParquetEncoder {
-    /// An encoder for a segment of `topic`/`partition` starting at `first_offset`.
+    /// An encoder for a segment of `topic`/`partition` starting at `first_offset`. With
+    /// `value: {as: avro}` it has its own decoding state, so only `schemas:` files give it
+    /// writer schemas ([`ParquetFormat::encoder`] shares the format's, which
+    /// [`SegmentFormat::prepare`] fills from the registry).
     pub fn new(options: &ParquetOptions, topic: &str, partition: i32, first_offset: i64) -> Self {
-        let props = options.properties(topic, partition, first_offset);
-        // Creating the writer only fails for a schema Parquet cannot represent; the
-        // envelope schema is fixed and covered by the tests.
-        let writer = ArrowWriter::try_new(Vec::new(), options.schema(), Some(props))
-            .expect("the Parquet envelope schema is valid");
+        Self::with_values(options, None, topic, partition, first_offset)
+    }
+
+    fn with_values(
+        options: &ParquetOptions,
+        values: Option<Arc<AvroValues>>,
+        topic: &str,
+        partition: i32,
+        first_offset: i64,
+    ) -> Self {
         ParquetEncoder {
-            writer: Mutex::new(writer),
-            columns: Columns::new(options),
+            writer: Mutex::new(None),
+            props: options.properties(topic, partition, first_offset),
+            columns: Columns::new(options, values, topic),
             row_group_bytes: 0,
             limit: options.effective_row_group_bytes(),
             next_offset: None,
@@ -444,9 +524,15 @@ impl ParquetEncoder {
             self.rejected.push((record.clone(), reason));
         }
         self.row_group_bytes += self.columns.bytes - before;
+        if !self.columns.ready() {
+            // Buffered until the typed columns' schema is known (or the segment ends).
+            return Ok(());
+        }
         if self.row_group_bytes >= self.limit {
             self.write_columns()?;
-            self.writer().flush().map_err(parquet_error)?;
+            if let Some(w) = self.writer() {
+                w.flush().map_err(parquet_error)?;
+            }
             self.row_group_bytes = 0;
         } else if self.columns.bytes >= CHUNK_BYTES.min(self.limit) {
             self.write_columns()?;
@@ -460,8 +546,23 @@ impl ParquetEncoder {
         self.next_offset = Some(self.next_offset.map_or(next_offset, |n| n.max(next_offset)));
     }
 
-    fn writer(&mut self) -> &mut ArrowWriter<Vec<u8>> {
-        self.writer.get_mut().unwrap_or_else(|e| e.into_inner())
+    fn writer(&mut self) -> Option<&mut ArrowWriter<Vec<u8>>> {
+        self.writer
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+    }
+
+    /// The writer, made with `schema` if there is none yet.
+    fn writer_for(&mut self, schema: SchemaRef) -> Result<&mut ArrowWriter<Vec<u8>>> {
+        let slot = self.writer.get_mut().unwrap_or_else(|e| e.into_inner());
+        if slot.is_none() {
+            let w = ArrowWriter::try_new(Vec::new(), schema, Some(self.props.clone()))
+                .map_err(parquet_error)?;
+            *slot = Some(w);
+        }
+        slot.as_mut()
+            .ok_or_else(|| Error::Other("parquet: no writer".into()))
     }
 
     fn write_columns(&mut self) -> Result<()> {
@@ -469,7 +570,9 @@ impl ParquetEncoder {
             return Ok(());
         }
         let batch = self.columns.finish()?;
-        self.writer().write(&batch).map_err(parquet_error)
+        self.writer_for(batch.schema())?
+            .write(&batch)
+            .map_err(parquet_error)
     }
 
     /// Takes the records rejected so far by `on_error: dead_letter`, with their reasons.
@@ -480,10 +583,12 @@ impl ParquetEncoder {
 
     /// Takes the bytes written so far (complete row groups).
     pub fn take(&mut self) -> Result<Bytes> {
-        self.writer()
-            .sync()
+        let Some(w) = self.writer() else {
+            return Ok(Bytes::new());
+        };
+        w.sync()
             .map_err(|e| Error::Other(format!("parquet: {e}")))?;
-        Ok(Bytes::from(std::mem::take(self.writer().inner_mut())))
+        Ok(Bytes::from(std::mem::take(w.inner_mut())))
     }
 
     /// Writes what is buffered as a last row group and the footer; returns the rest of the
@@ -492,14 +597,23 @@ impl ParquetEncoder {
         if self.finished {
             return Ok(Bytes::new());
         }
+        if !self.columns.ready() {
+            tracing::warn!(
+                column = self.columns.typed_column(),
+                "parquet: the segment ends before its topic has a reader schema (no value could be decoded yet): written without the typed column"
+            );
+        }
         self.write_columns()?;
-        if let Some(next) = self.next_offset {
-            self.writer().append_key_value_metadata(KeyValue::new(
+        let schema = self.columns.schema();
+        let next = self.next_offset;
+        let w = self.writer_for(schema)?;
+        if let Some(next) = next {
+            w.append_key_value_metadata(KeyValue::new(
                 META_NEXT_OFFSET.to_string(),
                 next.to_string(),
             ));
         }
-        self.writer().finish().map_err(parquet_error)?;
+        w.finish().map_err(parquet_error)?;
         self.finished = true;
         self.row_group_bytes = 0;
         self.take()
@@ -525,7 +639,10 @@ impl SegmentEncoder for ParquetEncoder {
 
     fn buffered_bytes(&self) -> usize {
         let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        self.columns.bytes + writer.memory_size() + writer.inner().len() + self.rejected_bytes
+        let in_writer = writer
+            .as_ref()
+            .map_or(0, |w| w.memory_size() + w.inner().len());
+        self.columns.bytes + in_writer + self.rejected_bytes
     }
 }
 

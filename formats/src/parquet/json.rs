@@ -35,6 +35,7 @@
 //! null struct and the encoder keeps the record with the reason for the storage sink's
 //! dead-letter files ([`crate::segment::SegmentEncoder::take_rejected`]).
 
+use crate::confluent::AvroValueColumns;
 use arrow::array::timezone::Tz;
 use arrow::array::{
     ArrayRef, BooleanBuilder, Float64Builder, Int32Builder, Int64Builder, StringBuilder,
@@ -48,14 +49,6 @@ use serde_json::Value;
 use std::collections::HashSet;
 use std::str::FromStr;
 use std::sync::Arc;
-
-/// How record values are decoded into typed columns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum ValueEncoding {
-    /// Values are JSON documents (objects).
-    Json,
-}
 
 /// Type of a typed column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
@@ -113,7 +106,7 @@ impl JsonField {
     }
 }
 
-/// What a field of the wrong type gives.
+/// What a value (or a field) that does not fit the typed columns gives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OnError {
@@ -130,13 +123,47 @@ fn default_column() -> String {
     "value_json".to_string()
 }
 
-/// Typed columns decoded from record values.
+/// Typed columns decoded from record values, by encoding of the values (`as:`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[serde(tag = "as", rename_all = "snake_case")]
+pub enum ValueColumns {
+    /// JSON documents (objects): `{as: json, schema: [...]}`, see [this module](self).
+    Json(JsonValueColumns),
+    /// Confluent Schema-Registry Avro: `{as: avro, registry: {url}}`, see
+    /// [`crate::confluent`] and [`super::avro`].
+    Avro(AvroValueColumns),
+}
+
+impl ValueColumns {
+    /// Checks the options.
+    pub fn validate(&self) -> Result<()> {
+        match self {
+            ValueColumns::Json(j) => j.validate(),
+            ValueColumns::Avro(a) => a.validate("parquet value", &ENVELOPE),
+        }
+    }
+
+    /// What a value that does not fit gives.
+    pub fn on_error(&self) -> OnError {
+        match self {
+            ValueColumns::Json(j) => j.on_error,
+            ValueColumns::Avro(a) => a.on_error,
+        }
+    }
+
+    /// Name of the struct column.
+    pub fn column(&self) -> &str {
+        match self {
+            ValueColumns::Json(j) => &j.column,
+            ValueColumns::Avro(a) => &a.column,
+        }
+    }
+}
+
+/// Typed columns decoded from JSON values (`value: {as: json, …}`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct ValueColumns {
-    /// Encoding of the values: `json`.
-    #[serde(rename = "as")]
-    pub encoding: ValueEncoding,
+pub struct JsonValueColumns {
     /// The columns, in order.
     pub schema: Vec<JsonField>,
     /// Name of the struct column that holds them (default `value_json`).
@@ -148,7 +175,7 @@ pub struct ValueColumns {
 }
 
 /// Names of the envelope columns, which the struct column may not take.
-const ENVELOPE: [&str; 8] = [
+pub const ENVELOPE: [&str; 8] = [
     "topic",
     "partition",
     "offset",
@@ -159,7 +186,7 @@ const ENVELOPE: [&str; 8] = [
     "headers",
 ];
 
-impl ValueColumns {
+impl JsonValueColumns {
     /// Checks names (non-empty, unique, not an envelope column) and paths.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Error::config(format!("parquet value columns: {m}"));
@@ -287,7 +314,7 @@ fn as_timestamp_ms(v: &Value, utc: &Tz) -> Option<i64> {
 
 /// Builders of the struct column for the records not yet written.
 pub(crate) struct JsonColumns {
-    config: ValueColumns,
+    config: JsonValueColumns,
     pointers: Vec<String>,
     builders: Vec<Builder>,
     valid: Vec<bool>,
@@ -295,7 +322,7 @@ pub(crate) struct JsonColumns {
 }
 
 impl JsonColumns {
-    pub(crate) fn new(config: &ValueColumns) -> Self {
+    pub(crate) fn new(config: &JsonValueColumns) -> Self {
         JsonColumns {
             pointers: config.schema.iter().map(JsonField::pointer).collect(),
             builders: config.schema.iter().map(|f| Builder::new(f.ty)).collect(),
@@ -304,6 +331,16 @@ impl JsonColumns {
             utc: Tz::from_str("+00:00").expect("+00:00 is a time zone"),
             config: config.clone(),
         }
+    }
+
+    /// Name of the struct column.
+    pub(crate) fn column(&self) -> &str {
+        &self.config.column
+    }
+
+    /// The struct column's field.
+    pub(crate) fn field(&self) -> Field {
+        self.config.field()
     }
 
     fn nulls(&mut self) {

@@ -397,7 +397,10 @@ fn json_on_error_dead_letter_keeps_rows_and_collects_rejects() {
     use arrow::array::AsArray;
     use arrow::datatypes::Int64Type;
     let options = json_options("dead_letter");
-    let columns = json::JsonColumns::new(options.value.as_ref().unwrap());
+    let Some(json::ValueColumns::Json(config)) = &options.value else {
+        panic!("JSON typed columns");
+    };
+    let columns = json::JsonColumns::new(config);
     assert_eq!(columns.check(&json_record(0, Some(r#"{"id": 1}"#))), None);
     assert_eq!(columns.check(&json_record(0, None)), None);
     let reason = columns
