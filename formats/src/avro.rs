@@ -23,8 +23,20 @@
 //! records, so the encoder's memory stays bounded: [`AvroEncoder::encode`] returns the
 //! header and every block that filled up, [`SegmentEncoder::finish`] the last block.
 //!
+//! **Decoded values.** With `value: {as: avro, registry: {url}}` ([`AvroFormatOptions`];
+//! Confluent Schema-Registry Avro values, see [`crate::confluent`]) each record also gets
+//! a field `value_avro` (the name is `column:`) of type `["null", <reader schema>]`: the
+//! value decoded and resolved to the topic's reader schema, natively (not as bytes), or
+//! null for a tombstone or a value that cannot be decoded (`on_error`). The envelope
+//! fields are unchanged, so such files remain restorable ([`AvroRecords`] ignores fields
+//! it does not know). The reader schema is embedded in the envelope schema: its types
+//! without a namespace take the envelope's (`io.ferry`), so it may not define a type
+//! `Header` or `KafkaRecord` without a namespace. A segment written entirely before its
+//! topic had a reader schema has no `value_avro` field.
+//!
 //! [`read_avro`] and [`AvroRecords`] read such files back into [`Record`]s.
 
+use crate::confluent::{AvroValueColumns, AvroValues, IdSchema};
 use crate::segment::{SegmentEncoder, SegmentFormat};
 use apache_avro::types::Value;
 use apache_avro::{Codec, DeflateSettings, Schema, Writer, ZstandardSettings};
@@ -32,8 +44,9 @@ use bytes::Bytes;
 use ferry_core::{Batch, ByteSize, Error, Header, Record, Result, TimestampType};
 use serde::ser::{SerializeSeq, SerializeStruct};
 use serde::{Deserialize, Serialize, Serializer};
+use std::collections::HashMap;
 use std::io::Read;
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, Mutex};
 
 /// File extension of Avro segment objects.
 pub const EXTENSION: &str = "avro";
@@ -135,20 +148,120 @@ impl Default for AvroOptions {
     }
 }
 
+/// Names of the envelope fields, which the decoded-value field may not take.
+pub const ENVELOPE_FIELDS: [&str; 8] = [
+    "topic",
+    "partition",
+    "offset",
+    "timestamp",
+    "timestamp_type",
+    "key",
+    "value",
+    "headers",
+];
+
+/// Decoded values of the `avro` format: `value: {as: avro, …}` (the only encoding it
+/// decodes).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[serde(tag = "as", rename_all = "snake_case")]
+pub enum AvroFormatValue {
+    /// Confluent Schema-Registry Avro values, see [`crate::confluent`].
+    Avro(AvroValueColumns),
+}
+
+/// Options of the `avro` format as pipeline files give them (`avro:` of the storage
+/// sink): the block options and, optionally, decoded values.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AvroFormatOptions {
+    /// Block compression: `snappy` (default), `zstd`, `deflate` or `null`.
+    #[serde(default)]
+    pub codec: AvroCodec,
+    /// A block is written once its encoded records (before compression) reach this size
+    /// (default 1MiB); it bounds the encoder's memory.
+    #[serde(default = "default_block_bytes")]
+    pub block_bytes: ByteSize,
+    /// Confluent Schema-Registry Avro values decoded into a field of each record
+    /// (`{as: avro, registry: {url}}`).
+    #[serde(default)]
+    pub value: Option<AvroFormatValue>,
+}
+
+impl Default for AvroFormatOptions {
+    fn default() -> Self {
+        AvroFormatOptions {
+            codec: AvroCodec::default(),
+            block_bytes: default_block_bytes(),
+            value: None,
+        }
+    }
+}
+
+impl AvroFormatOptions {
+    /// Checks the options (block size, decoded values).
+    pub fn validate(&self) -> Result<()> {
+        if self.block_bytes.bytes() == 0 {
+            return Err(Error::config("avro block_bytes must be > 0"));
+        }
+        if let Some(AvroFormatValue::Avro(v)) = &self.value {
+            v.validate("avro value", &ENVELOPE_FIELDS)?;
+            let name_ok = v
+                .column
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && v.column
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !name_ok {
+                return Err(Error::config(format!(
+                    "avro value (as: avro): `column: {}` is not an Avro field name ([A-Za-z_][A-Za-z0-9_]*)",
+                    v.column
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The encoder options (codec and block size).
+    pub fn options(&self) -> AvroOptions {
+        AvroOptions {
+            codec: self.codec,
+            block_bytes: self.block_bytes,
+        }
+    }
+}
+
 /// The `avro` format.
 #[derive(Debug, Clone, Default)]
 pub struct AvroFormat {
     /// Its options.
     pub options: AvroOptions,
+    /// The decoding state of `value: {as: avro}` shared by its encoders.
+    values: Option<Arc<AvroValues>>,
 }
 
 impl AvroFormat {
     /// The format with these options.
     pub fn new(options: AvroOptions) -> Self {
-        AvroFormat { options }
+        AvroFormat {
+            options,
+            values: None,
+        }
+    }
+
+    /// The format as a pipeline file configures it (see [`AvroFormatOptions::validate`]).
+    pub fn from_config(config: &AvroFormatOptions) -> Self {
+        AvroFormat {
+            options: config.options(),
+            values: config.value.as_ref().map(|v| match v {
+                AvroFormatValue::Avro(a) => Arc::new(AvroValues::new(a.clone())),
+            }),
+        }
     }
 }
 
+#[async_trait::async_trait]
 impl SegmentFormat for AvroFormat {
     fn name(&self) -> &'static str {
         NAME
@@ -159,12 +272,18 @@ impl SegmentFormat for AvroFormat {
     }
 
     fn encoder(&self, topic: &str, partition: i32, first_offset: i64) -> Box<dyn SegmentEncoder> {
-        Box::new(AvroEncoder::new(
-            &self.options,
-            topic,
-            partition,
-            first_offset,
-        ))
+        let mut enc = AvroEncoder::new(&self.options, topic, partition, first_offset);
+        if let Some(values) = &self.values {
+            enc = enc.with_values(values.clone());
+        }
+        Box::new(enc)
+    }
+
+    async fn prepare(&self, batch: &Batch) -> Result<()> {
+        match &self.values {
+            Some(v) => v.prepare(batch).await,
+            None => Ok(()),
+        }
     }
 }
 
@@ -226,17 +345,116 @@ fn avro_error(e: apache_avro::Error) -> Error {
 /// Encoder of one Avro segment: the file header, then a block each time
 /// [`AvroOptions::block_bytes`] of records are buffered.
 pub struct AvroEncoder {
-    writer: Writer<'static, Vec<u8>>,
+    /// Made with the first record (or at the end): with decoded values, the envelope
+    /// schema waits for the topic's reader schema.
+    writer: Option<Writer<'static, Vec<u8>>>,
+    codec: Codec,
+    block: usize,
+    metadata: [(&'static str, String); 3],
     /// Approximate bytes of records appended since the last block was written.
     pending: usize,
+    typed: Option<TypedValues>,
+}
+
+/// The decoded-value field of an encoder.
+struct TypedValues {
+    values: Arc<AvroValues>,
+    topic: String,
+    /// Records appended before the topic had a reader schema (their field is null).
+    waiting: Vec<Record>,
+    /// Records not fitting (`on_error: dead_letter`), with the reason.
+    rejected: Vec<(Record, String)>,
+    /// Bytes of `waiting` and `rejected`.
+    bytes: usize,
 }
 
 impl std::fmt::Debug for AvroEncoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AvroEncoder")
             .field("pending", &self.pending)
-            .finish()
+            .finish_non_exhaustive()
     }
+}
+
+/// Envelope schemas with a decoded-value field, by their JSON: a [`Writer`] borrows its
+/// schema, so each distinct one is kept for the life of the process (one per reader
+/// schema and column name).
+static ENVELOPES: LazyLock<Mutex<HashMap<String, &'static Schema>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// The envelope schema with the field `column: ["null", <reader schema>]`.
+fn envelope_with(reader: &IdSchema, column: &str) -> Result<&'static Schema> {
+    let fail = |m: String| {
+        Error::config(format!(
+            "avro value (as: avro): reader schema id {} cannot be embedded in the envelope schema io.ferry.KafkaRecord: {m}",
+            reader.id
+        ))
+    };
+    let reader_json = serde_json::to_value(&reader.schema).map_err(|e| fail(e.to_string()))?;
+    let mut json: serde_json::Value =
+        serde_json::from_str(SCHEMA_JSON).map_err(|e| fail(e.to_string()))?;
+    if let Some(fields) = json.get_mut("fields").and_then(|f| f.as_array_mut()) {
+        fields.push(serde_json::json!({
+            "name": column,
+            "type": ["null", reader_json],
+            "default": null,
+        }));
+    }
+    let key = json.to_string();
+    let mut cache = ENVELOPES.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(s) = cache.get(&key) {
+        return Ok(s);
+    }
+    let clash = |e: apache_avro::Error| {
+        fail(format!(
+            "{e} (its types without a namespace take io.ferry, so none may be named Header or KafkaRecord)"
+        ))
+    };
+    let schema = Schema::parse(&json).map_err(clash)?;
+    // Parsing does not see names defined twice; resolving them does.
+    apache_avro::schema::ResolvedSchema::try_from(&schema).map_err(clash)?;
+    let schema: &'static Schema = Box::leak(Box::new(schema));
+    cache.insert(key, schema);
+    Ok(schema)
+}
+
+fn bytes_value(b: &Option<Bytes>) -> Value {
+    match b {
+        None => Value::Union(0, Box::new(Value::Null)),
+        Some(b) => Value::Union(1, Box::new(Value::Bytes(b.to_vec()))),
+    }
+}
+
+/// One record as the envelope with its decoded value, as an Avro value.
+fn record_value(r: &Record, column: &str, decoded: Option<Value>) -> Value {
+    let headers = r
+        .headers
+        .iter()
+        .map(|h| {
+            Value::Record(vec![
+                ("key".to_string(), Value::String(h.key.clone())),
+                ("value".to_string(), bytes_value(&h.value)),
+            ])
+        })
+        .collect();
+    let decoded = match decoded {
+        None => Value::Union(0, Box::new(Value::Null)),
+        Some(v) => Value::Union(1, Box::new(v)),
+    };
+    Value::Record(vec![
+        ("topic".to_string(), Value::String(r.topic.to_string())),
+        ("partition".to_string(), Value::Int(r.partition)),
+        ("offset".to_string(), Value::Long(r.offset)),
+        ("timestamp".to_string(), Value::TimestampMillis(r.timestamp)),
+        (
+            "timestamp_type".to_string(),
+            Value::String(r.timestamp_type.as_str().to_string()),
+        ),
+        ("key".to_string(), bytes_value(&r.key)),
+        ("value".to_string(), bytes_value(&r.value)),
+        ("headers".to_string(), Value::Array(headers)),
+        (column.to_string(), decoded),
+    ])
 }
 
 impl AvroEncoder {
@@ -245,22 +463,60 @@ impl AvroEncoder {
         let block = usize::try_from(options.block_bytes.0)
             .unwrap_or(usize::MAX)
             .clamp(1024, 256 * 1024 * 1024);
-        let mut writer = Writer::builder()
-            .schema(&SCHEMA)
-            .writer(Vec::new())
-            .codec(options.codec.codec())
-            .block_size(block)
-            .build();
-        // Metadata can only fail after the header was written or for `avro.` keys:
-        // neither is the case here.
-        for (k, v) in [
-            ("ferry.topic", topic.to_string()),
-            ("ferry.partition", partition.to_string()),
-            ("ferry.first_offset", first_offset.to_string()),
-        ] {
-            let _ = writer.add_user_metadata(k.to_string(), v);
+        AvroEncoder {
+            writer: None,
+            codec: options.codec.codec(),
+            block,
+            metadata: [
+                ("ferry.topic", topic.to_string()),
+                ("ferry.partition", partition.to_string()),
+                ("ferry.first_offset", first_offset.to_string()),
+            ],
+            pending: 0,
+            typed: None,
         }
-        AvroEncoder { writer, pending: 0 }
+    }
+
+    /// Also writes each record's value decoded with `values` (`value: {as: avro}`) in the
+    /// field `column` of its options.
+    pub fn with_values(mut self, values: Arc<AvroValues>) -> Self {
+        self.typed = Some(TypedValues {
+            values,
+            topic: self.metadata[0].1.clone(),
+            waiting: Vec::new(),
+            rejected: Vec::new(),
+            bytes: 0,
+        });
+        self
+    }
+
+    /// The writer, made with `schema` if there is none yet.
+    fn writer_for(&mut self, schema: &'static Schema) -> &mut Writer<'static, Vec<u8>> {
+        let (codec, block) = (self.codec, self.block);
+        let metadata = &self.metadata;
+        self.writer.get_or_insert_with(|| {
+            let mut writer = Writer::builder()
+                .schema(schema)
+                .writer(Vec::new())
+                .codec(codec)
+                .block_size(block)
+                .build();
+            // Metadata can only fail after the header was written or for `avro.` keys:
+            // neither is the case here.
+            for (k, v) in metadata {
+                let _ = writer.add_user_metadata(k.to_string(), v);
+            }
+            writer
+        })
+    }
+
+    fn count(&mut self, record: &Record) {
+        let empty = self.writer.as_ref().is_none_or(|w| w.get_ref().is_empty());
+        if empty {
+            self.pending += record.size_hint();
+        } else {
+            self.pending = 0;
+        }
     }
 
     /// Appends one record (control records are skipped).
@@ -268,20 +524,82 @@ impl AvroEncoder {
         if record.is_control {
             return Ok(());
         }
-        self.writer
-            .append_ser(RecordOut(record))
-            .map_err(avro_error)?;
-        if self.writer.get_ref().is_empty() {
-            self.pending += record.size_hint();
-        } else {
-            self.pending = 0;
+        let Some(typed) = &mut self.typed else {
+            self.writer_for(&SCHEMA)
+                .append_ser(RecordOut(record))
+                .map_err(avro_error)?;
+            self.count(record);
+            return Ok(());
+        };
+        let (reader, decoded) = typed.values.decode(&typed.topic, record)?;
+        let settled = typed.values.settle(record, decoded)?;
+        if let Some(why) = settled.rejected {
+            typed.bytes += record.size_hint();
+            typed.rejected.push((record.clone(), why));
         }
+        let column = typed.values.config().column.clone();
+        if self.writer.is_none() {
+            let Some(reader) = reader else {
+                typed.bytes += record.size_hint();
+                typed.waiting.push(record.clone());
+                return Ok(());
+            };
+            let waiting = std::mem::take(&mut typed.waiting);
+            typed.bytes = typed.rejected.iter().map(|(r, _)| r.size_hint()).sum();
+            let schema = envelope_with(&reader, &column)?;
+            let writer = self.writer_for(schema);
+            for r in &waiting {
+                writer
+                    .append_value_ref(&record_value(r, &column, None))
+                    .map_err(avro_error)?;
+            }
+        }
+        let value = record_value(record, &column, settled.value);
+        self.writer
+            .as_mut()
+            .ok_or_else(|| Error::Other("avro: no writer".into()))?
+            .append_value_ref(&value)
+            .map_err(|e| {
+                Error::Other(format!(
+                    "avro: topic {} partition {} offset {}: the decoded value does not fit the file schema: {e}",
+                    record.topic, record.partition, record.offset
+                ))
+            })?;
+        self.count(record);
         Ok(())
     }
 
     /// Takes the bytes written so far (header and complete blocks).
     pub fn take(&mut self) -> Bytes {
-        Bytes::from(std::mem::take(self.writer.get_mut()))
+        match &mut self.writer {
+            Some(w) => Bytes::from(std::mem::take(w.get_mut())),
+            None => Bytes::new(),
+        }
+    }
+
+    /// Ends the file: the records still waiting for a reader schema (written without the
+    /// decoded-value field) and the last block.
+    fn finish_file(&mut self) -> Result<Bytes> {
+        if self.writer.is_none() {
+            let waiting = match &mut self.typed {
+                Some(t) => std::mem::take(&mut t.waiting),
+                None => Vec::new(),
+            };
+            if !waiting.is_empty() {
+                tracing::warn!(
+                    "avro: the segment ends before its topic has a reader schema (no value could be decoded yet): written without the decoded-value field"
+                );
+            }
+            let writer = self.writer_for(&SCHEMA);
+            for r in &waiting {
+                writer.append_ser(RecordOut(r)).map_err(avro_error)?;
+            }
+        }
+        if let Some(w) = &mut self.writer {
+            w.flush().map_err(avro_error)?;
+        }
+        self.pending = 0;
+        Ok(self.take())
     }
 }
 
@@ -294,13 +612,22 @@ impl SegmentEncoder for AvroEncoder {
     }
 
     fn finish(&mut self) -> Result<Bytes> {
-        self.writer.flush().map_err(avro_error)?;
-        self.pending = 0;
-        Ok(self.take())
+        self.finish_file()
+    }
+
+    fn take_rejected(&mut self) -> Vec<(Record, String)> {
+        match &mut self.typed {
+            Some(t) => {
+                let rejected = std::mem::take(&mut t.rejected);
+                t.bytes = t.waiting.iter().map(Record::size_hint).sum();
+                rejected
+            }
+            None => Vec::new(),
+        }
     }
 
     fn buffered_bytes(&self) -> usize {
-        self.pending
+        self.pending + self.typed.as_ref().map_or(0, |t| t.bytes)
     }
 }
 
@@ -595,6 +922,144 @@ mod tests {
         file.extend_from_slice(&enc.finish().unwrap());
         assert!(file.starts_with(b"Obj\x01"));
         assert!(read_avro(&file).unwrap().is_empty());
+    }
+
+    const ORDER: &str = r#"{"type": "record", "name": "Order", "namespace": "shop", "fields": [
+        {"name": "id", "type": "long"},
+        {"name": "tags", "type": {"type": "array", "items": "string"}},
+        {"name": "note", "type": ["null", "string"], "default": null}
+    ]}"#;
+
+    fn order(id: i64) -> Value {
+        Value::Record(vec![
+            ("id".into(), Value::Long(id)),
+            (
+                "tags".into(),
+                Value::Array(vec![Value::String(format!("t{id}"))]),
+            ),
+            (
+                "note".into(),
+                Value::Union(1, Box::new(Value::String("n".into()))),
+            ),
+        ])
+    }
+
+    fn typed_format(dir: &std::path::Path, on_error: &str) -> AvroFormat {
+        let config: AvroFormatOptions = serde_json::from_value(serde_json::json!({
+            "codec": "null",
+            "value": {"as": "avro", "schemas": dir, "on_error": on_error}
+        }))
+        .unwrap();
+        config.validate().unwrap();
+        AvroFormat::from_config(&config)
+    }
+
+    fn encode_segment(format: &AvroFormat, records: &[Record]) -> (Vec<u8>, Vec<(Record, String)>) {
+        let mut enc = format.encoder("orders", 3, 0);
+        let mut file = enc
+            .encode(&segment_batch(records.to_vec()))
+            .unwrap()
+            .to_vec();
+        file.extend_from_slice(&enc.finish().unwrap());
+        (file, enc.take_rejected())
+    }
+
+    fn field_names(file: &[u8]) -> Vec<String> {
+        let reader = apache_avro::Reader::new(file).unwrap();
+        let Schema::Record(r) = reader.writer_schema() else {
+            panic!("not a record");
+        };
+        r.fields.iter().map(|f| f.name.clone()).collect()
+    }
+
+    #[test]
+    fn decoded_values_are_a_native_field_and_files_still_restore() {
+        use crate::testdata::{schema_dir, value_record, wire};
+        let schema = Schema::parse_str(ORDER).unwrap();
+        let dir = schema_dir(&[(4, ORDER)]);
+        let records = vec![
+            value_record(0, None),
+            value_record(1, Some(b"not avro".to_vec())),
+            value_record(2, Some(wire(4, &schema, order(2)))),
+            value_record(3, Some(wire(4, &schema, order(3)))),
+        ];
+        let (file, rejected) = encode_segment(&typed_format(dir.path(), "dead_letter"), &records);
+        assert_same(&read_avro(&file).unwrap(), &records);
+        assert_eq!(rejected.len(), 1);
+        assert_eq!(rejected[0].0.offset, 1);
+        assert!(rejected[0].1.contains("magic byte"), "{}", rejected[0].1);
+        assert_eq!(
+            field_names(&file).last().map(String::as_str),
+            Some("value_avro")
+        );
+        let values: Vec<Value> = apache_avro::Reader::new(&file[..])
+            .unwrap()
+            .map(|v| match v.unwrap() {
+                Value::Record(fields) => fields
+                    .into_iter()
+                    .find(|(n, _)| n == "value_avro")
+                    .map(|(_, v)| v)
+                    .unwrap(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        let null = Value::Union(0, Box::new(Value::Null));
+        assert_eq!(values[0], null, "a tombstone");
+        assert_eq!(values[1], null, "a rejected value");
+        assert_eq!(values[2], Value::Union(1, Box::new(order(2))));
+        assert_eq!(values[3], Value::Union(1, Box::new(order(3))));
+
+        // A segment that never had a decodable value has no such field, and still reads.
+        let bad = vec![value_record(0, None), value_record(1, Some(b"x".to_vec()))];
+        let (file, _) = encode_segment(&typed_format(dir.path(), "null"), &bad);
+        assert_same(&read_avro(&file).unwrap(), &bad);
+        assert!(!field_names(&file).contains(&"value_avro".to_string()));
+    }
+
+    #[test]
+    fn reader_schemas_that_clash_with_the_envelope_are_clear_errors() {
+        use crate::testdata::{schema_dir, value_record, wire};
+        let text =
+            r#"{"type": "record", "name": "Header", "fields": [{"name": "id", "type": "long"}]}"#;
+        let schema = Schema::parse_str(text).unwrap();
+        let dir = schema_dir(&[(6, text)]);
+        let format = typed_format(dir.path(), "null");
+        let mut enc = format.encoder("orders", 3, 0);
+        let value = Value::Record(vec![("id".into(), Value::Long(1))]);
+        let batch = segment_batch(vec![value_record(0, Some(wire(6, &schema, value)))]);
+        let e = enc.encode(&batch).unwrap_err().to_string();
+        assert!(
+            e.contains("reader schema id 6 cannot be embedded") && e.contains("Header"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn value_options_are_checked() {
+        let check = |v: serde_json::Value| {
+            serde_json::from_value::<AvroFormatOptions>(v)
+                .map_err(|e| e.to_string())
+                .and_then(|o| o.validate().map_err(|e| e.to_string()))
+        };
+        check(serde_json::json!({"value": {"as": "avro", "schemas": "/s"}})).unwrap();
+        let e = check(serde_json::json!({"value": {"as": "json", "schema": []}})).unwrap_err();
+        assert!(e.contains("json"), "{e}");
+        let e = check(serde_json::json!({"value": {"as": "avro"}})).unwrap_err();
+        assert!(e.contains("registry"), "{e}");
+        let e = check(
+            serde_json::json!({"value": {"as": "avro", "schemas": "/s", "column": "headers"}}),
+        )
+        .unwrap_err();
+        assert!(e.contains("column: headers"), "{e}");
+        let e =
+            check(serde_json::json!({"value": {"as": "avro", "schemas": "/s", "column": "a-b"}}))
+                .unwrap_err();
+        assert!(e.contains("not an Avro field name"), "{e}");
+        let e = check(serde_json::json!({"block_bytes": 0})).unwrap_err();
+        assert!(e.contains("block_bytes"), "{e}");
+        let o: AvroFormatOptions = serde_json::from_value(serde_json::json!({})).unwrap();
+        assert_eq!(o, AvroFormatOptions::default());
+        assert_eq!(o.options(), AvroOptions::default());
     }
 
     #[test]

@@ -12,15 +12,16 @@
 //!     row_group_bytes: 16MiB        # default 16MiB, at most 32MiB
 //!     compression: zstd             # zstd (default), snappy, none
 //!     compression_level: 1          # zstd level 1..22 (default 1)
-//!     value:                        # typed columns decoded from JSON values
-//!       as: json
+//!     value:                        # typed columns decoded from JSON values (or `as: avro`:
+//!       as: json                    # Schema-Registry Avro, see ferry_formats::confluent)
 //!       schema:
 //!         - { name: id, type: int64 }
 //!         - { name: user, type: string, path: /user/name }
 //!       column: value_json
 //!       on_error: "null"            # or: fail, dead_letter
 //!   dead_letter: dead-letter        # prefix of the dead-letter files (on_error: dead_letter)
-//!   # avro: { codec: snappy, block_bytes: 1MiB }   # only with format: avro
+//!   # avro: { codec: snappy, block_bytes: 1MiB, value: {as: avro, registry: {url: …}} }
+//!   #                               # only with format: avro
 //! ```
 //!
 //! Write order is segment, then manifest, then (by the runtime) checkpoint, so a crash
@@ -42,8 +43,9 @@
 //! deleted (an interrupted write). Names depend only on topic, partition, first offset and
 //! the first record's time, so a retry after a crash writes the same key.
 //!
-//! **Typed values.** With `parquet.value`, a value that does not fit the declared types
-//! is never dropped: the envelope's raw `value` column always holds it, and
+//! **Typed values.** With `parquet.value` (or `avro.value`), a value that does not fit the
+//! declared types (JSON) or cannot be decoded (Schema-Registry Avro) is never dropped:
+//! the envelope's raw `value` column always holds it, and
 //! `on_error: null` (the default) only leaves the typed field null; `on_error: fail`
 //! stops the pipeline at that record (nothing after it is acknowledged);
 //! `on_error: dead_letter` leaves the typed fields null as well and also writes each such
@@ -130,12 +132,15 @@ pub struct StorageSinkConfig {
     pub format: String,
     /// Options of `format: parquet`: row_group_bytes, compression (zstd, snappy, none),
     /// compression_level, and typed columns decoded from JSON values
-    /// (`value: {as: json, schema: [{name, type, path}], column, on_error}`).
+    /// (`value: {as: json, schema: [{name, type, path}], column, on_error}`) or from
+    /// Schema-Registry Avro values (`value: {as: avro, registry: {url}, schemas, schema_id,
+    /// column, on_error}`).
     #[serde(default)]
     pub parquet: Option<ferry_formats::parquet::ParquetOptions>,
-    /// Options of `format: avro`: codec (snappy, zstd, deflate, null) and block_bytes.
+    /// Options of `format: avro`: codec (snappy, zstd, deflate, null), block_bytes, and
+    /// Schema-Registry Avro values decoded into a field (`value: {as: avro, …}`).
     #[serde(default)]
-    pub avro: Option<ferry_formats::avro::AvroOptions>,
+    pub avro: Option<ferry_formats::avro::AvroFormatOptions>,
     /// Segment object names: a template with `{topic}`, `{partition}`, `{first_offset}`
     /// (zero-padded to 20 digits), `{date}` (YYYY-MM-DD) and `{hour}` (HH) of the segment's
     /// first record in UTC; the format's extension is appended. E.g.
@@ -151,7 +156,7 @@ pub struct StorageSinkConfig {
     #[serde(default = "default_chunk")]
     pub chunk_size: ByteSize,
     /// Key prefix (in the same storage) of the dead-letter files of records whose values
-    /// do not fit the Parquet typed columns (`parquet.value.on_error: dead_letter`):
+    /// do not fit the typed columns (`parquet.value`/`avro.value` `on_error: dead_letter`):
     /// `<prefix>/<topic>/<partition>/<first_offset:020>.jsonl`. Default `dead-letter`.
     #[serde(default = "default_dead_letter")]
     pub dead_letter: String,
@@ -219,10 +224,8 @@ pub fn configured_format(c: &StorageSinkConfig) -> Result<Arc<dyn SegmentFormat>
         )));
     }
     if let Some(o) = &c.avro {
-        if o.block_bytes.bytes() == 0 {
-            return Err(Error::config("avro block_bytes must be > 0"));
-        }
-        return Ok(Arc::new(ferry_formats::avro::AvroFormat::new(o.clone())));
+        o.validate()?;
+        return Ok(Arc::new(ferry_formats::avro::AvroFormat::from_config(o)));
     }
     segment_format(&c.format).ok_or_else(|| {
         Error::config(format!(
@@ -840,6 +843,8 @@ impl Sink for StorageSink {
                 tracing::warn!(topic = %batch.topic, partition = batch.partition, from = prev, to = batch.first_offset, "gap recorded: offsets missing in the source");
             }
         }
+        // E.g. fetch the schemas of Schema-Registry Avro values: encoders are synchronous.
+        self.format.prepare(&batch).await?;
         for piece in self.split_by_time(batch)? {
             self.write_piece(piece, gap.take()).await?;
         }
