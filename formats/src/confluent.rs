@@ -724,13 +724,72 @@ pub fn decode_datum(writer: &IdSchema, reader: &IdSchema, datum: &mut &[u8]) -> 
     if writer.id == reader.id {
         return Decoded::Value(value);
     }
+    let mut value = value;
+    resize_decimals(&mut value, &|b| sign_extend(b, DECIMAL_RESOLVE_BYTES));
     match value.resolve(&reader.schema) {
-        Ok(v) => Decoded::Value(v),
+        Ok(mut v) => {
+            resize_decimals(&mut v, &shortest);
+            Decoded::Value(v)
+        }
         Err(e) => Decoded::Rejected(format!(
             "writer schema id {} does not resolve to reader schema id {}: {e}",
             writer.id, reader.id
         )),
     }
+}
+
+/// apache-avro's resolution refuses a `bytes` decimal whose byte length could not hold
+/// the reader's whole precision, yet writers use the fewest bytes: decimals are
+/// sign-extended to this many bytes (room for precision 76) before resolving, and
+/// shortened again after.
+const DECIMAL_RESOLVE_BYTES: usize = 32;
+
+/// Rewrites the bytes of every decimal inside `v`.
+fn resize_decimals(v: &mut Value, f: &dyn Fn(&[u8]) -> Vec<u8>) {
+    match v {
+        Value::Decimal(d) => {
+            if let Ok(bytes) = Vec::<u8>::try_from(&*d) {
+                *d = apache_avro::Decimal::from(f(&bytes));
+            }
+        }
+        Value::Union(_, inner) => resize_decimals(inner, f),
+        Value::Array(items) => items.iter_mut().for_each(|x| resize_decimals(x, f)),
+        Value::Map(m) => m.values_mut().for_each(|x| resize_decimals(x, f)),
+        Value::Record(fields) => fields.iter_mut().for_each(|(_, x)| resize_decimals(x, f)),
+        _ => {}
+    }
+}
+
+/// Big-endian two's-complement bytes sign-extended to at least `len` bytes.
+fn sign_extend(b: &[u8], len: usize) -> Vec<u8> {
+    if b.len() >= len {
+        return b.to_vec();
+    }
+    let fill = if b.first().is_some_and(|x| x & 0x80 != 0) {
+        0xff
+    } else {
+        0
+    };
+    let mut out = vec![fill; len - b.len()];
+    out.extend_from_slice(b);
+    out
+}
+
+/// The same two's-complement number in the fewest bytes (at least one).
+fn shortest(b: &[u8]) -> Vec<u8> {
+    let mut start = 0;
+    while start + 1 < b.len() {
+        let (x, next) = (b[start], b[start + 1]);
+        let redundant = (x == 0 && next & 0x80 == 0) || (x == 0xff && next & 0x80 != 0);
+        if !redundant {
+            break;
+        }
+        start += 1;
+    }
+    if b.is_empty() {
+        return vec![0];
+    }
+    b[start..].to_vec()
 }
 
 /// A reader schema must be a record: its fields become the columns.

@@ -433,3 +433,51 @@ fn named_types_are_referred_to_by_name_inside_a_schema() {
         .unwrap();
     assert_eq!(d, Decoded::Value(value));
 }
+
+#[test]
+fn minimal_length_decimals_resolve_to_another_schema() {
+    // apache-avro alone refuses to resolve a bytes decimal shorter than the reader's
+    // precision could need; values are written with the fewest bytes.
+    let w = r#"{"type": "record", "name": "P", "fields": [
+        {"name": "amount", "type": {"type": "bytes", "logicalType": "decimal", "precision": 10, "scale": 2}},
+        {"name": "fx", "type": {"type": "fixed", "name": "F", "size": 8, "logicalType": "decimal", "precision": 18, "scale": 0}},
+        {"name": "list", "type": {"type": "array", "items": {"type": "bytes", "logicalType": "decimal", "precision": 4, "scale": 1}}}
+    ]}"#;
+    let r = w.replace(
+        "\n    ]}",
+        ",\n        {\"name\": \"x\", \"type\": \"int\", \"default\": 1}\n    ]}",
+    );
+    let dir = schema_dir(&[(1, w), (2, &r)]);
+    let values = AvroValues::new(config(
+        serde_json::json!({"schemas": dir.path(), "schema_id": 2}),
+    ));
+    let dec = |b: Vec<u8>| Value::Decimal(apache_avro::Decimal::from(b));
+    let value = Value::Record(vec![
+        ("amount".into(), dec(vec![0x7d])),
+        ("fx".into(), dec(vec![0xff; 8])),
+        (
+            "list".into(),
+            Value::Array(vec![dec(vec![0x80]), dec(vec![0x01, 0x00])]),
+        ),
+    ]);
+    let (_, d) = values
+        .decode("orders", &value_record(0, Some(wire(1, &schema(w), value))))
+        .unwrap();
+    let Decoded::Value(Value::Record(fields)) = d else {
+        panic!("{d:?}");
+    };
+    let bytes = |v: &Value| match v {
+        Value::Decimal(d) => Vec::<u8>::try_from(d).unwrap(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(bytes(&fields[0].1), [0x7d]);
+    assert_eq!(bytes(&fields[1].1), [0xff]);
+    let Value::Array(items) = &fields[2].1 else {
+        panic!()
+    };
+    assert_eq!(
+        (bytes(&items[0]), bytes(&items[1])),
+        (vec![0x80], vec![0x01, 0x00])
+    );
+    assert_eq!(fields[3], ("x".to_string(), Value::Int(1)));
+}
