@@ -15,8 +15,11 @@ use futures::future::join_all;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{ApiKey, InitProducerIdRequest, ProduceRequest, ProducerId};
 use kafka_protocol::records::Compression;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::watch;
 use tracing::{debug, warn};
 
 /// Producer settings.
@@ -112,12 +115,67 @@ struct State {
     initialized: bool,
 }
 
-/// Writes records to Kafka. Made by [`Client::producer`]. Calls to [`Producer::produce`] are
-/// serialized (sequence numbers must follow the order batches are sent).
+/// What concurrent calls share: the idempotence state and the order of the calls.
+struct Shared {
+    state: tokio::sync::Mutex<State>,
+    turns: Turns,
+}
+
+/// Writes records to Kafka. Made by [`Client::producer`]; clones share the producer id and
+/// sequences. Calls are ordered by [`Producer::start`]: each call's requests go on the wire
+/// after the previous call's, so several calls can be in flight at once, and their answers
+/// are awaited with [`InFlight::finish`].
+#[derive(Clone)]
 pub struct Producer {
     client: Client,
     cfg: ProducerConfig,
-    state: tokio::sync::Mutex<State>,
+    shared: Arc<Shared>,
+}
+
+/// The order of produce calls: each call takes a ticket when its requests go out, and a call
+/// that must retry waits until every earlier call has finished (its retries must land after
+/// theirs, or the broker's sequence check refuses them).
+struct Turns {
+    next: AtomicU64,
+    /// Tickets finished out of order, and below the watermark every ticket finished.
+    done: std::sync::Mutex<BTreeSet<u64>>,
+    watermark: watch::Sender<u64>,
+    /// Calls with a ticket below this fail instead of retrying: an earlier call failed, so
+    /// their sequence numbers no longer follow what the broker has.
+    poisoned_below: AtomicU64,
+}
+
+impl Turns {
+    fn new() -> Self {
+        Turns {
+            next: AtomicU64::new(0),
+            done: std::sync::Mutex::new(BTreeSet::new()),
+            watermark: watch::Sender::new(0),
+            poisoned_below: AtomicU64::new(0),
+        }
+    }
+
+    fn complete(&self, ticket: u64) {
+        let mut done = self.done.lock().unwrap_or_else(|e| e.into_inner());
+        done.insert(ticket);
+        let mut w = *self.watermark.borrow();
+        while done.remove(&w) {
+            w += 1;
+        }
+        self.watermark.send_replace(w);
+    }
+
+    /// Marks every call started so far as failed.
+    fn poison(&self) {
+        self.poisoned_below
+            .fetch_max(self.next.load(Ordering::SeqCst), Ordering::SeqCst);
+    }
+
+    async fn wait_turn(&self, ticket: u64) {
+        let mut rx = self.watermark.subscribe();
+        // The sender lives in `self`, so waiting cannot fail.
+        let _ = rx.wait_for(|w| *w >= ticket).await;
+    }
 }
 
 impl std::fmt::Debug for Producer {
@@ -156,11 +214,14 @@ impl Client {
         Ok(Producer {
             client: self.clone(),
             cfg,
-            state: tokio::sync::Mutex::new(State {
-                producer_id: -1,
-                epoch: -1,
-                sequences: HashMap::new(),
-                initialized: false,
+            shared: Arc::new(Shared {
+                state: tokio::sync::Mutex::new(State {
+                    producer_id: -1,
+                    epoch: -1,
+                    sequences: HashMap::new(),
+                    initialized: false,
+                }),
+                turns: Turns::new(),
             }),
         })
     }
@@ -174,7 +235,7 @@ impl Producer {
 
     /// The producer id and epoch, once the idempotent producer is initialized.
     pub async fn producer_id(&self) -> Option<(i64, i16)> {
-        let s = self.state.lock().await;
+        let s = self.shared.state.lock().await;
         s.initialized.then_some((s.producer_id, s.epoch))
     }
 
@@ -238,25 +299,74 @@ impl Producer {
             }
         }
         let encoded = self.encode_wires(&batches)?;
-        Ok(Prepared { batches, encoded })
+        // The records are in `encoded` now: let go of them (and of the buffers their bytes
+        // may be slices of) while the call waits.
+        let targets = batches
+            .into_iter()
+            .map(|b| (b.topic, b.partition))
+            .collect();
+        Ok(Prepared { targets, encoded })
     }
 
-    /// Sends what [`Producer::prepare`] encoded; only sequence numbers are stamped here,
-    /// under the producer's lock.
+    /// Sends what [`Producer::prepare`] encoded and waits for the answers.
     pub async fn send_prepared(&self, prepared: Prepared) -> Result<Vec<ProduceResult>> {
-        let Prepared { batches, encoded } = prepared;
-        let mut st = self.state.lock().await;
-        if self.cfg.idempotent && !st.initialized {
-            self.init(&mut st).await?;
-        }
-        let res = self.produce_locked(&mut st, &batches, encoded).await;
-        if res.is_err() && self.cfg.idempotent {
-            // Sequences may now disagree with the broker: start over with a new producer id.
-            st.initialized = false;
-        }
-        res
+        self.start(prepared).await?.finish().await
     }
 
+    /// Stamps producer id, epoch and sequence numbers on what [`Producer::prepare`] encoded
+    /// and puts all of it on the wire, behind every earlier call's requests. The answers are
+    /// awaited with [`InFlight::finish`], so the caller can start the next call meanwhile;
+    /// calls to `start` must come in the order the data must land.
+    pub async fn start(&self, prepared: Prepared) -> Result<InFlight> {
+        let Prepared { targets, encoded } = prepared;
+        let mut guard = self.shared.state.lock().await;
+        let st = &mut *guard;
+        if self.cfg.idempotent && !st.initialized {
+            self.init(st).await?;
+        }
+        let turns = &self.shared.turns;
+        let ticket = turns.next.fetch_add(1, Ordering::SeqCst);
+        let turn = Turn {
+            shared: self.shared.clone(),
+            ticket,
+            finished: false,
+        };
+        let results: Vec<ProduceResult> = targets
+            .into_iter()
+            .map(|(topic, partition)| ProduceResult {
+                topic,
+                partition,
+                base_offset: -1,
+                runs: Vec::new(),
+                log_append_time: None,
+            })
+            .collect();
+        // Stamp producer id, epoch and sequence in order (the header fields are outside the
+        // record data; the CRC is computed again).
+        let mut queues: BTreeMap<(String, i32), VecDeque<Wire>> = BTreeMap::new();
+        for (key, mut w) in encoded {
+            if self.cfg.idempotent {
+                let seq = st.sequences.entry(key.clone()).or_insert(0);
+                let producer = BatchProducer {
+                    producer_id: st.producer_id,
+                    producer_epoch: st.epoch,
+                    base_sequence: *seq,
+                };
+                *seq = next_sequence(*seq, w.count);
+                w.bytes = stamp_producer(w.bytes, producer);
+            }
+            queues.entry(key).or_default().push_back(w);
+        }
+        let sent = self.enqueue_all(&queues).await;
+        drop(guard);
+        Ok(InFlight {
+            producer: self.clone(),
+            turn,
+            results,
+            queues,
+            sent,
+        })
+    }
     /// Splits each batch's records into wire batches of at most `max_batch_bytes` and encodes
     /// them, in order, without producer fields (see [`stamp_producer`]).
     fn encode_wires(&self, batches: &[ProduceBatch]) -> Result<Vec<((String, i32), Wire)>> {
@@ -301,41 +411,13 @@ impl Producer {
         Ok(out)
     }
 
-    async fn produce_locked(
+    /// The careful path for what the pipelined requests did not land: round by round, one
+    /// request per leader holding the head batch of each partition, with retries.
+    async fn careful(
         &self,
-        st: &mut State,
-        batches: &[ProduceBatch],
-        encoded: Vec<((String, i32), Wire)>,
-    ) -> Result<Vec<ProduceResult>> {
-        let mut results: Vec<ProduceResult> = batches
-            .iter()
-            .map(|b| ProduceResult {
-                topic: b.topic.clone(),
-                partition: b.partition,
-                base_offset: -1,
-                runs: Vec::new(),
-                log_append_time: None,
-            })
-            .collect();
-        // Stamp producer id, epoch and sequence in order (the header fields are outside the
-        // record data; the CRC is computed again).
-        let mut queues: BTreeMap<(String, i32), VecDeque<Wire>> = BTreeMap::new();
-        for (key, mut w) in encoded {
-            if self.cfg.idempotent {
-                let seq = st.sequences.entry(key.clone()).or_insert(0);
-                let producer = BatchProducer {
-                    producer_id: st.producer_id,
-                    producer_epoch: st.epoch,
-                    base_sequence: *seq,
-                };
-                *seq = next_sequence(*seq, w.count);
-                w.bytes = stamp_producer(w.bytes, producer);
-            }
-            queues.entry(key).or_default().push_back(w);
-        }
-
-        self.pipelined_rounds(&mut queues, &mut results).await;
-
+        queues: &mut BTreeMap<(String, i32), VecDeque<Wire>>,
+        results: &mut [ProduceResult],
+    ) -> Result<()> {
         let mut round = 0u32;
         while queues.values().any(|q| !q.is_empty()) {
             // Heads of every partition, grouped by leader.
@@ -382,7 +464,7 @@ impl Producer {
                             match ans {
                                 Ok((base, append_time)) => {
                                     if let Some(w) = q.pop_front() {
-                                        landed(&mut results, &w, base, append_time);
+                                        landed(results, &w, base, append_time);
                                     }
                                 }
                                 Err(e) if e.is_retriable() => {
@@ -420,7 +502,7 @@ impl Producer {
                 round += 1;
             }
         }
-        Ok(results)
+        Ok(())
     }
 
     fn fatal(&self, key: &(String, i32), e: ClientError) -> ClientError {
@@ -444,95 +526,55 @@ impl Producer {
         }
     }
 
-    /// The fast path: while nothing fails, keeps up to [`PIPELINE_ROUNDS`] rounds of
-    /// requests in flight per broker (round `r` carries the `r`-th waiting batch of each
-    /// partition) instead of waiting for each answer. It stops at the first failure of any
-    /// kind and leaves what did not land — that batch and everything after it in its
-    /// partition — to the careful round-by-round loop with its retries. Batches that land
-    /// twice that way are answered as duplicates by the idempotent broker.
-    async fn pipelined_rounds(
+    /// The fast path: puts every wire batch on the wire at once, round `r` carrying the
+    /// `r`-th waiting batch of each partition, one request per leader per round (Kafka
+    /// takes one batch per partition per request and answers a connection's requests in
+    /// order). Stops at the first request it cannot enqueue; what was not enqueued stays in
+    /// `queues` for [`Producer::careful`].
+    async fn enqueue_all(
         &self,
-        queues: &mut BTreeMap<(String, i32), VecDeque<Wire>>,
-        results: &mut [ProduceResult],
-    ) {
+        queues: &BTreeMap<(String, i32), VecDeque<Wire>>,
+    ) -> Vec<(Vec<(String, i32)>, PendingAnswers)> {
+        let mut in_flight = Vec::new();
         if self.cfg.acks == 0 {
-            return;
+            return in_flight;
         }
-        loop {
-            let mut by_leader: BTreeMap<i32, Vec<(String, i32)>> = BTreeMap::new();
-            for (key, q) in queues.iter() {
-                if q.is_empty() {
+        let mut by_leader: BTreeMap<i32, Vec<(String, i32)>> = BTreeMap::new();
+        for (key, q) in queues.iter() {
+            if q.is_empty() {
+                continue;
+            }
+            match self.client.leader(&key.0, key.1).await {
+                Ok(l) => by_leader.entry(l).or_default().push(key.clone()),
+                Err(_) => return in_flight,
+            }
+        }
+        let depth = queues.values().map(VecDeque::len).max().unwrap_or(0);
+        for d in 0..depth {
+            for (leader, keys) in &by_leader {
+                let heads: Vec<((String, i32), Bytes)> = keys
+                    .iter()
+                    .filter_map(|k| {
+                        queues
+                            .get(k)
+                            .and_then(|q| q.get(d))
+                            .map(|w| (k.clone(), w.bytes.clone()))
+                    })
+                    .collect();
+                if heads.is_empty() {
                     continue;
                 }
-                match self.client.leader(&key.0, key.1).await {
-                    Ok(l) => by_leader.entry(l).or_default().push(key.clone()),
-                    Err(_) => return,
-                }
-            }
-            if by_leader.is_empty() {
-                return;
-            }
-            let mut in_flight = Vec::new();
-            'enqueue: for depth in 0..PIPELINE_ROUNDS {
-                for (leader, keys) in &by_leader {
-                    let heads: Vec<((String, i32), Bytes)> = keys
-                        .iter()
-                        .filter_map(|k| {
-                            queues
-                                .get(k)
-                                .and_then(|q| q.get(depth))
-                                .map(|w| (k.clone(), w.bytes.clone()))
-                        })
-                        .collect();
-                    if heads.is_empty() {
-                        continue;
-                    }
-                    let keys: Vec<(String, i32)> = heads.iter().map(|(k, _)| k.clone()).collect();
-                    match self.enqueue_leader(*leader, heads).await {
-                        Ok(answers) => in_flight.push((keys, answers)),
-                        Err(_) => break 'enqueue,
-                    }
-                }
-            }
-            if in_flight.is_empty() {
-                return;
-            }
-            // Answers in the order the requests went out: a partition's batches land in order,
-            // and after its first failure nothing more of it counts here.
-            let mut failed: std::collections::HashSet<(String, i32)> = Default::default();
-            for (keys, answers) in in_flight {
-                match answers.await {
-                    Ok(answers) => {
-                        for (key, ans) in answers {
-                            if failed.contains(&key) {
-                                continue;
-                            }
-                            match ans {
-                                Ok((base, append_time)) => {
-                                    if let Some(w) =
-                                        queues.get_mut(&key).and_then(|q| q.pop_front())
-                                    {
-                                        landed(results, &w, base, append_time);
-                                    }
-                                }
-                                Err(e) => {
-                                    debug!(topic = %key.0, partition = key.1, error = %e, "pipelined produce failed; retrying carefully");
-                                    failed.insert(key);
-                                }
-                            }
-                        }
-                    }
+                let keys: Vec<(String, i32)> = heads.iter().map(|(k, _)| k.clone()).collect();
+                match self.enqueue_leader(*leader, heads).await {
+                    Ok(answers) => in_flight.push((keys, answers)),
                     Err(e) => {
-                        debug!(error = %e, "pipelined produce request failed; retrying carefully");
-                        failed.extend(keys);
+                        debug!(error = %e, "could not enqueue a produce request; retrying carefully");
+                        return in_flight;
                     }
                 }
-            }
-            if !failed.is_empty() {
-                self.client.invalidate_metadata();
-                return;
             }
         }
+        in_flight
     }
 
     /// One Produce request per leader (more if the heads exceed `max_request_bytes`), sent
@@ -682,9 +724,117 @@ impl Producer {
     }
 }
 
-/// Produce rounds kept in flight per broker on the fast path (librdkafka allows 5 with
-/// idempotence; Kafka answers a connection's requests in order).
-const PIPELINE_ROUNDS: usize = 4;
+/// A produce call whose requests are on the wire (see [`Producer::start`]).
+#[must_use = "a produce call is only done once `finish` returned"]
+pub struct InFlight {
+    producer: Producer,
+    turn: Turn,
+    results: Vec<ProduceResult>,
+    queues: BTreeMap<(String, i32), VecDeque<Wire>>,
+    sent: Vec<(Vec<(String, i32)>, PendingAnswers)>,
+}
+
+impl std::fmt::Debug for InFlight {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InFlight")
+            .field("ticket", &self.turn.ticket)
+            .field("requests", &self.sent.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl InFlight {
+    /// Waits for the answers; what failed is retried in order once every earlier call has
+    /// finished. Returns, per batch of the call, where its records landed.
+    pub async fn finish(mut self) -> Result<Vec<ProduceResult>> {
+        let res = self.land().await;
+        if res.is_err() {
+            self.producer.shared.turns.poison();
+            if self.producer.cfg.idempotent {
+                // Sequences may now disagree with the broker: start over with a new
+                // producer id on the next call.
+                self.producer.shared.state.lock().await.initialized = false;
+            }
+        }
+        self.turn.finish();
+        res.map(|()| std::mem::take(&mut self.results))
+    }
+
+    async fn land(&mut self) -> Result<()> {
+        // Answers in the order the requests went out: a partition's batches land in order,
+        // and after its first failure nothing more of it counts here.
+        let mut failed: HashSet<(String, i32)> = HashSet::new();
+        for (keys, answers) in std::mem::take(&mut self.sent) {
+            match answers.await {
+                Ok(answers) => {
+                    for (key, ans) in answers {
+                        if failed.contains(&key) {
+                            continue;
+                        }
+                        match ans {
+                            Ok((base, append_time)) => {
+                                if let Some(w) =
+                                    self.queues.get_mut(&key).and_then(|q| q.pop_front())
+                                {
+                                    landed(&mut self.results, &w, base, append_time);
+                                }
+                            }
+                            Err(e) => {
+                                debug!(topic = %key.0, partition = key.1, error = %e, "pipelined produce failed; retrying carefully");
+                                failed.insert(key);
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    debug!(error = %e, "pipelined produce request failed; retrying carefully");
+                    failed.extend(keys);
+                }
+            }
+        }
+        if self.queues.values().all(VecDeque::is_empty) {
+            return Ok(());
+        }
+        // Retries go out after every earlier call's data, in order.
+        let turns = &self.producer.shared.turns;
+        turns.wait_turn(self.turn.ticket).await;
+        if self.turn.ticket < turns.poisoned_below.load(Ordering::SeqCst) {
+            return Err(ClientError::Producer(
+                "an earlier produce call failed, so this one cannot keep its order; the \
+                 producer starts over with a new producer id on the next call"
+                    .into(),
+            ));
+        }
+        self.producer.client.invalidate_metadata();
+        let _order = self.producer.shared.state.lock().await;
+        let (queues, results) = (&mut self.queues, &mut self.results);
+        self.producer.careful(queues, results).await
+    }
+}
+
+/// A call's place in [`Turns`]; a call dropped before it finished fails every call
+/// started so far (their order can no longer be kept).
+struct Turn {
+    shared: Arc<Shared>,
+    ticket: u64,
+    finished: bool,
+}
+
+impl Turn {
+    fn finish(&mut self) {
+        self.finished = true;
+        self.shared.turns.complete(self.ticket);
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.shared.turns.poison();
+            self.shared.turns.complete(self.ticket);
+        }
+    }
+}
 
 /// Writes producer id, epoch and base sequence into an encoded batch's header and computes
 /// its CRC again (the fields sit before the records, the CRC covers both).
@@ -704,7 +854,8 @@ fn stamp_producer(bytes: Bytes, p: BatchProducer) -> Bytes {
 
 /// Batches checked and encoded by [`Producer::prepare`], ready for [`Producer::send_prepared`].
 pub struct Prepared {
-    batches: Vec<ProduceBatch>,
+    /// Topic and partition of each batch, in order.
+    targets: Vec<(String, i32)>,
     encoded: Vec<((String, i32), Wire)>,
 }
 

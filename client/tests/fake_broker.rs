@@ -44,6 +44,36 @@ struct Cluster {
     produced: Mutex<Vec<(i32, Bytes)>>,
     produce_error_on_2: AtomicI32,
     next_offset: AtomicI32,
+    /// Check idempotent sequences like Kafka: next expected sequence per producer id and
+    /// partition; a gap is OUT_OF_ORDER_SEQUENCE_NUMBER, a repeat DUPLICATE_SEQUENCE_NUMBER.
+    check_sequences: AtomicBool,
+    sequences: Mutex<std::collections::HashMap<(i64, i32), i32>>,
+    /// Answer the produce of this (1-based) batch with NOT_ENOUGH_REPLICAS, once.
+    fail_batch_once: AtomicI32,
+    batches_seen: AtomicI32,
+}
+
+impl Cluster {
+    /// Kafka's idempotence check of one batch; accepts it (moving the expected sequence)
+    /// or says why not.
+    fn sequence_error(&self, partition: i32, b: &[u8]) -> Option<KafkaCode> {
+        if !self.check_sequences.load(Ordering::SeqCst) {
+            return None;
+        }
+        let pid = i64::from_be_bytes(b[43..51].try_into().unwrap());
+        let seq = i32::from_be_bytes(b[53..57].try_into().unwrap());
+        let count = i32::from_be_bytes(b[57..61].try_into().unwrap());
+        let mut seqs = self.sequences.lock().unwrap();
+        let next = seqs.entry((pid, partition)).or_insert(0);
+        if seq < *next {
+            return Some(KafkaCode::DUPLICATE_SEQUENCE_NUMBER);
+        }
+        if seq > *next {
+            return Some(KafkaCode::OUT_OF_ORDER_SEQUENCE_NUMBER);
+        }
+        *next += count;
+        None
+    }
 }
 
 fn batch_bytes() -> Bytes {
@@ -205,6 +235,14 @@ async fn serve(id: i32, listener: TcpListener, cluster: Arc<Cluster>) {
                                     r = r.with_error_code(
                                         cluster.produce_error_on_2.load(Ordering::SeqCst) as i16,
                                     );
+                                } else if cluster.batches_seen.fetch_add(1, Ordering::SeqCst) + 1
+                                    == cluster.fail_batch_once.load(Ordering::SeqCst)
+                                {
+                                    r = r.with_error_code(KafkaCode::NOT_ENOUGH_REPLICAS.0);
+                                } else if let Some(code) =
+                                    cluster.sequence_error(p.index, p.records.as_ref().unwrap())
+                                {
+                                    r = r.with_error_code(code.0);
                                 } else {
                                     let bytes = p.records.unwrap();
                                     let count = i32::from_be_bytes([
@@ -483,4 +521,70 @@ async fn out_of_order_sequence_is_fatal_and_reinitializes() {
     let produced = cluster.produced.lock().unwrap().clone();
     let seq = i32::from_be_bytes(produced[0].1[53..57].try_into().unwrap());
     assert_eq!(seq, 0, "sequences restart with the new producer id");
+}
+
+#[tokio::test]
+async fn concurrent_calls_land_in_order_when_an_early_batch_fails() {
+    let cluster = start_cluster().await;
+    cluster.leader.store(2, Ordering::SeqCst);
+    cluster.check_sequences.store(true, Ordering::SeqCst);
+    // The second wire batch fails once: every batch after it, of this call and of the
+    // calls already on the wire behind it, is refused as out of order and must be sent
+    // again, after it, in order.
+    cluster.fail_batch_once.store(2, Ordering::SeqCst);
+    let client = Client::connect(config(&cluster)).await.unwrap();
+    let p = client
+        .producer(ferry_kafka::ProducerConfig {
+            max_batch_bytes: 400,
+            ..Default::default()
+        })
+        .unwrap();
+    let call = |first: usize| {
+        let recs: Vec<ProduceRecord> = (first..first + 10)
+            .map(|i| ProduceRecord {
+                key: None,
+                value: Some(Bytes::from(format!("{i:03}"))),
+                headers: vec![],
+                timestamp: 1_000 + i as i64,
+            })
+            .collect();
+        p.prepare(vec![ferry_kafka::ProduceBatch {
+            topic: "t".into(),
+            partition: 0,
+            records: recs,
+        }])
+        .unwrap()
+    };
+    let mut in_flight = Vec::new();
+    for c in 0..3 {
+        in_flight.push(p.start(call(c * 10)).await.unwrap());
+    }
+    let mut offsets = Vec::new();
+    for f in in_flight {
+        let res = f.finish().await.unwrap();
+        offsets.extend((0..10).map(|i| res[0].offset_of(i).unwrap()));
+    }
+    // Each record once, in order, at consecutive offsets.
+    assert_eq!(offsets, (0..30).collect::<Vec<i64>>());
+    let produced = cluster.produced.lock().unwrap().clone();
+    let topic: std::sync::Arc<str> = "t".into();
+    let values: Vec<String> = produced
+        .iter()
+        .flat_map(|(_, b)| {
+            ferry_kafka::decode_batches(b, &topic, 0)
+                .unwrap()
+                .into_iter()
+                .map(|r| String::from_utf8(r.value.unwrap().to_vec()).unwrap())
+        })
+        .collect();
+    let want: Vec<String> = (0..30).map(|i| format!("{i:03}")).collect();
+    assert_eq!(values, want);
+    // Batches were refused on the way (the failure and the out-of-order ones behind it).
+    let seen = cluster.batches_seen.load(Ordering::SeqCst) as usize;
+    assert!(
+        seen > produced.len() + 1,
+        "{seen} batches seen, {} kept",
+        produced.len()
+    );
+    assert_eq!(cluster.init_producer_calls.load(Ordering::SeqCst), 1);
 }

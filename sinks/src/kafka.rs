@@ -206,7 +206,8 @@ pub struct KafkaSink {
     /// Records per target partition known to have landed after the map was last saved.
     skip: HashMap<(String, i32), i64>,
     produced: u64,
-    in_flight: Option<tokio::task::JoinHandle<InFlightResult>>,
+    /// Produce calls on the wire, oldest first (at most [`CALLS_IN_FLIGHT`]).
+    in_flight: std::collections::VecDeque<tokio::task::JoinHandle<InFlightResult>>,
     /// Batches written since the last flush: (topic, source partition, next offset).
     advances: Vec<(String, i32, i64)>,
 }
@@ -219,6 +220,10 @@ fn kerr(e: ferry_kafka::ClientError) -> Error {
 }
 
 const MAP_PREFIX: &str = "offset-maps/";
+
+/// Produce calls (of `buffer_bytes` each) the sink keeps on the wire at once: enough that
+/// the broker always has the next request waiting while the sink fills the next buffer.
+const CALLS_IN_FLIGHT: usize = 3;
 
 impl KafkaSink {
     /// A sink for these options; connects on first use.
@@ -239,7 +244,7 @@ impl KafkaSink {
             acks: Vec::new(),
             skip: HashMap::new(),
             produced: 0,
-            in_flight: None,
+            in_flight: Default::default(),
             advances: Vec::new(),
         })
     }
@@ -407,21 +412,32 @@ impl KafkaSink {
         let Some(producer) = self.producer.clone() else {
             return Err(Error::Other("producer not started".into()));
         };
-        // Encode now, while the previous call still waits for its answers; then send once
-        // it has landed (its offsets go into the map in order, and order is what the
-        // broker's sequence numbers check).
+        // Encode now, while earlier calls still wait for their answers; put it on the wire
+        // right behind them (the broker's sequence check wants that order), and record
+        // where each call landed in the same order.
         let prepared = producer.prepare(batches).map_err(kerr)?;
-        self.await_in_flight().await?;
-        self.in_flight = Some(tokio::spawn(async move {
-            let results = producer.send_prepared(prepared).await?;
+        while self.in_flight.len() >= CALLS_IN_FLIGHT {
+            self.await_oldest().await?;
+        }
+        let call = producer.start(prepared).await.map_err(kerr)?;
+        self.in_flight.push_back(tokio::spawn(async move {
+            let results = call.finish().await?;
             Ok((results, origins))
         }));
         Ok(())
     }
 
-    /// Waits for the produce request in flight and records where its records landed.
+    /// Waits for every produce call in flight and records where their records landed.
     async fn await_in_flight(&mut self) -> Result<()> {
-        let Some(handle) = self.in_flight.take() else {
+        while !self.in_flight.is_empty() {
+            self.await_oldest().await?;
+        }
+        Ok(())
+    }
+
+    /// Waits for the oldest produce call in flight and records where its records landed.
+    async fn await_oldest(&mut self) -> Result<()> {
+        let Some(handle) = self.in_flight.pop_front() else {
             return Ok(());
         };
         let (results, origins) = handle
