@@ -22,11 +22,11 @@ use ferry_core::Registry;
 pub fn register(reg: &mut Registry) {
     reg.register_format(
         avro::NAME,
-        "Avro object container file: one record per Kafka record (topic, partition, offset, timestamp-millis, timestamp_type, key/value bytes|null, headers); zstd blocks",
+        "Avro object container file: one record per Kafka record (topic, partition, offset, timestamp-millis, timestamp_type, key/value bytes|null, headers); snappy blocks by default; optional `value: {as: avro}` adds the Schema-Registry Avro value decoded (value_avro)",
     );
     reg.register_format(
         parquet::NAME,
-        "Parquet: the Kafka record envelope as columns (timestamp in UTC ms, key/value binary, headers list<struct>); zstd, row groups bounded by bytes, footer metadata ferry.topic/partition/first_offset/next_offset",
+        "Parquet: the Kafka record envelope as columns (timestamp in UTC ms, key/value binary, headers list<struct>); zstd, row groups bounded by bytes, footer metadata ferry.topic/partition/first_offset/next_offset; optional `value:` typed struct column decoded from JSON (`as: json`) or Schema-Registry Avro (`as: avro`) values",
     );
     reg.register_format(
         "jsonl",
