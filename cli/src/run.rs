@@ -91,8 +91,7 @@ pub async fn run_pipelines(pipelines: Vec<Pipeline>) -> anyhow::Result<()> {
     }
     signals.abort();
     if let Some(p) = progress {
-        p.abort();
-        eprintln!();
+        p.finish();
     }
     match failed.len() {
         0 => Ok(()),

@@ -600,3 +600,65 @@ fn compacted_topic_backs_up_and_restores() {
     };
     assert_eq!(kv(&copy), kv(&original));
 }
+
+/// Runs ferry under a pseudo-terminal (`script`), where it shows its progress line, and
+/// returns what the terminal got.
+fn ferry_on_a_terminal(args: &[&str]) -> String {
+    let cmd = std::iter::once(env!("CARGO_BIN_EXE_ferry"))
+        .chain(args.iter().copied())
+        .map(|a| format!("'{a}'"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let out = Command::new("script")
+        .args(["-q", "-e", "-c", &cmd, "/dev/null"])
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("script (util-linux) runs");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "ferry {args:?} failed:\n{text}");
+    text
+}
+
+#[test]
+fn progress_line_knows_the_total_of_a_snapshot_and_of_a_restore() {
+    let env = env();
+    let topic = unique("progress");
+    create_topic(&env, &topic, 2, &[]);
+    for p in 0..2 {
+        let msgs: Vec<KcatMsg> = (0..150)
+            .map(|i| KcatMsg::new(None, Some(format!("v{i}").as_bytes())))
+            .collect();
+        py_produce_to(&env, &env.kafka, &topic, Some(p), &msgs, "none", false);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let uri = dir.path().to_str().unwrap();
+    let backup = ferry_on_a_terminal(&[
+        "backup",
+        "--brokers",
+        &env.kafka,
+        "--topic",
+        &topic,
+        "--to",
+        uri,
+        "--snapshot",
+    ]);
+    // The last line: a full bar, every record of the known total, an ETA of nothing left.
+    assert!(
+        backup.contains("[########################] 100% 300/300 records") && backup.contains("ETA 0s"),
+        "{backup}"
+    );
+    let restore = ferry_on_a_terminal(&[
+        "restore",
+        "--from",
+        uri,
+        "--brokers",
+        &env.kafka,
+        "--rename",
+        &format!("{topic}={topic}-copy"),
+    ]);
+    assert!(
+        restore.contains("100% 300/300 records") && restore.contains("ETA 0s"),
+        "{restore}"
+    );
+    assert_eq!(dump_topic(&env, &env.kafka, &format!("{topic}-copy")).len(), 300);
+}

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 static RECORDS: AtomicU64 = AtomicU64::new(0);
 static BYTES: AtomicU64 = AtomicU64::new(0);
+static EXPECTED: AtomicU64 = AtomicU64::new(0);
 
 /// Counts records and bytes written by a sink.
 pub fn add(records: u64, bytes: u64) {
@@ -18,4 +19,20 @@ pub fn totals() -> (u64, u64) {
         RECORDS.load(Ordering::Relaxed),
         BYTES.load(Ordering::Relaxed),
     )
+}
+
+/// Adds records a source expects to deliver before it ends (a snapshot's offsets up to the
+/// high watermarks, a restore's records in range), so a display can show how far along a
+/// job is. Continuous sources expect nothing.
+pub fn expect(records: u64) {
+    EXPECTED.fetch_add(records, Ordering::Relaxed);
+}
+
+/// Records the sources of this process expect in all, when any said (an estimate: offsets
+/// removed by compaction or transactions are counted but never delivered).
+pub fn expected() -> Option<u64> {
+    match EXPECTED.load(Ordering::Relaxed) {
+        0 => None,
+        n => Some(n),
+    }
 }

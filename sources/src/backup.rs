@@ -378,6 +378,17 @@ impl BackupSource {
                 .entry(topic.clone())
                 .or_insert_with(|| Arc::from(topic.as_str()))
                 .clone();
+            // What the progress display expects: the records of the segments in range.
+            let lo = start.unwrap_or(i64::MIN);
+            let hi = range.to.unwrap_or(i64::MAX);
+            ferry_core::progress::expect(
+                manifests
+                    .iter()
+                    .filter(|m| m.next_offset > lo && m.first_offset < hi)
+                    .filter(|m| config.until.is_none_or(|u| m.min_timestamp.is_none_or(|t| t <= u)))
+                    .map(|m| m.record_count)
+                    .sum(),
+            );
             let reader = PartitionReader::new(
                 config.storage.clone(),
                 name,

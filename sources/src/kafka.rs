@@ -473,6 +473,7 @@ impl KafkaSource {
                 _ => resp.high_watermark,
             };
             state.stop = Some(end.max(0));
+            ferry_core::progress::expect(end.saturating_sub(state.position).max(0) as u64);
             tracing::debug!(topic = %state.topic, partition = state.partition, stop = end, "snapshot end");
         }
         let mut produced = false;
