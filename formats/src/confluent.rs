@@ -266,12 +266,18 @@ impl SchemaRegistry {
         let short: String = text.chars().take(300).collect();
         match status.as_u16() {
             200 => {}
-            404 => {
+            404 if error_code(&body) == Some(40403) => {
                 return Ok(Err(Arc::from(format!(
                     "schema id {id} is not in the schema registry {} ({})",
                     self.base,
                     short.trim()
                 ))))
+            }
+            404 => {
+                return Err(Error::Other(format!(
+                    "schema registry: GET {url}: 404 without error code 40403 (schema not found): is registry.url the registry's base URL? {}",
+                    short.trim()
+                )))
             }
             401 | 403 => {
                 return Err(Error::Other(format!(
@@ -294,6 +300,14 @@ impl SchemaRegistry {
         })?;
         Ok(reply_schema(id, reply, &self.base))
     }
+}
+
+/// The `error_code` of a registry error reply.
+fn error_code(body: &[u8]) -> Option<i64> {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()?
+        .get("error_code")?
+        .as_i64()
 }
 
 /// Turns a registry reply into a schema, or the reason its values cannot be decoded.

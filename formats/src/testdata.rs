@@ -182,7 +182,7 @@ pub struct FakeRegistry {
 
 /// A Schema Registry on 127.0.0.1 answering `GET /schemas/ids/{id}` like the real one:
 /// `{"schema": …}` (plus `schemaType` when not Avro) for the ids of `schemas`, 404
-/// `{"error_code":40403,…}` for others; 401 without the `auth` basic credentials when
+/// `{"error_code":40403,…}` for others, a plain 404 for other paths; 401 without the `auth` basic credentials when
 /// set; 500 for the first `failures` requests.
 pub async fn fake_registry(
     schemas: Vec<(u32, serde_json::Value)>,
@@ -243,14 +243,15 @@ pub async fn fake_registry(
                 let id = path
                     .strip_prefix("/schemas/ids/")
                     .and_then(|i| i.parse::<u32>().ok());
-                match id.and_then(|i| schemas.get(&i)) {
-                    Some(reply) => (200, reply.to_string()),
-                    None => (
+                match (id, id.and_then(|i| schemas.get(&i))) {
+                    (_, Some(reply)) => (200, reply.to_string()),
+                    (Some(id), None) => (
                         404,
-                        format!(
-                            r#"{{"error_code":40403,"message":"Schema {} not found"}}"#,
-                            id.map_or("?".to_string(), |i| i.to_string())
-                        ),
+                        format!(r#"{{"error_code":40403,"message":"Schema {id} not found"}}"#),
+                    ),
+                    (None, None) => (
+                        404,
+                        r#"{"error_code":404,"message":"HTTP 404 Not Found"}"#.to_string(),
                     ),
                 }
             };

@@ -161,6 +161,15 @@ async fn registry_client_fetches_schemas_like_the_real_registry() {
         reg.requests.lock().unwrap()[..2],
         ["GET /schemas/ids/1", "GET /schemas/ids/2"]
     );
+    // A 404 that is not "schema not found" is a wrong URL, not a wrong id.
+    let wrong = SchemaRegistry::new(&RegistryConfig {
+        url: format!("{}/nope/", reg.url),
+        username: None,
+        password: None,
+    })
+    .unwrap();
+    let e = wrong.fetch(1).await.unwrap_err().to_string();
+    assert!(e.contains("is registry.url the registry's base URL"), "{e}");
 }
 
 #[tokio::test]
