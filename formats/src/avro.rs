@@ -360,6 +360,8 @@ pub struct AvroEncoder {
 struct TypedValues {
     values: Arc<AvroValues>,
     topic: String,
+    /// Name of the decoded-value field.
+    column: String,
     /// Records appended before the topic had a reader schema (their field is null).
     waiting: Vec<Record>,
     /// Records not fitting (`on_error: dead_letter`), with the reason.
@@ -481,6 +483,7 @@ impl AvroEncoder {
     /// field `column` of its options.
     pub fn with_values(mut self, values: Arc<AvroValues>) -> Self {
         self.typed = Some(TypedValues {
+            column: values.config().column.clone(),
             values,
             topic: self.metadata[0].1.clone(),
             waiting: Vec::new(),
@@ -537,7 +540,6 @@ impl AvroEncoder {
             typed.bytes += record.size_hint();
             typed.rejected.push((record.clone(), why));
         }
-        let column = typed.values.config().column.clone();
         if self.writer.is_none() {
             let Some(reader) = reader else {
                 typed.bytes += record.size_hint();
@@ -546,6 +548,7 @@ impl AvroEncoder {
             };
             let waiting = std::mem::take(&mut typed.waiting);
             typed.bytes = typed.rejected.iter().map(|(r, _)| r.size_hint()).sum();
+            let column = typed.column.clone();
             let schema = envelope_with(&reader, &column)?;
             let writer = self.writer_for(schema);
             for r in &waiting {
@@ -554,7 +557,8 @@ impl AvroEncoder {
                     .map_err(avro_error)?;
             }
         }
-        let value = record_value(record, &column, settled.value);
+        let column = self.typed.as_ref().map_or("", |t| t.column.as_str());
+        let value = record_value(record, column, settled.value);
         self.writer
             .as_mut()
             .ok_or_else(|| Error::Other("avro: no writer".into()))?
