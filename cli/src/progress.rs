@@ -134,7 +134,10 @@ mod tests {
     fn a_known_total_gives_a_bar_and_an_eta() {
         // A quarter done in 10 s: 30 s left at the same pace.
         let l = line(250, 1 << 20, Some(1000), 25.0, 0.1, Duration::from_secs(10));
-        assert!(l.starts_with("[######------------------]  25% 250/1000 records"), "{l}");
+        assert!(
+            l.starts_with("[######------------------]  25% 250/1000 records"),
+            "{l}"
+        );
         assert!(l.ends_with("10s elapsed, ETA 30s"), "{l}");
         // Done, or past an estimate that counted offsets compaction removed: never over 100%.
         let l = line(1200, 0, Some(1000), 0.0, 0.0, Duration::from_secs(5));

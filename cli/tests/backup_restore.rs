@@ -38,6 +38,40 @@ fn ferry_ok(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).to_string()
 }
 
+/// Headers of every batch of a partition, in offset order, read with Ferry's client.
+fn batches(
+    env: &ferry_testkit::TestEnv,
+    topic: &str,
+    partition: i32,
+) -> Vec<ferry_kafka::BatchHeader> {
+    let c = client(env);
+    let mut out = Vec::new();
+    let mut offset = 0;
+    loop {
+        let req = [ferry_kafka::FetchRequestPartition {
+            topic: topic.to_string(),
+            partition,
+            offset,
+        }];
+        let fetched = rt()
+            .block_on(c.fetch(&req, &ferry_kafka::FetchOptions::default()))
+            .unwrap();
+        let f = &fetched[0];
+        let Some(d) = f.data.as_ref() else { break };
+        for item in ferry_kafka::batch::BatchIter::new(&d.bytes) {
+            let (h, _) = item.unwrap();
+            if h.base_offset >= offset {
+                out.push(h);
+            }
+            offset = offset.max(h.next_offset());
+        }
+        if offset >= f.high_watermark {
+            break;
+        }
+    }
+    out
+}
+
 /// Records by partition without offsets: what must survive a restore exactly.
 fn content(dump: &[DumpedRecord]) -> BTreeMap<i32, Vec<DumpedRecord>> {
     let mut out: BTreeMap<i32, Vec<DumpedRecord>> = BTreeMap::new();
@@ -89,6 +123,30 @@ fn snapshot_backup_and_restore_under_a_new_name_is_identical() {
     assert_eq!(copy.len(), total);
     // A fresh topic without transactions keeps even the offsets.
     assert_eq!(content(&original), content(&copy));
+    // Batches outside transactions went to Kafka as they were backed up: same records,
+    // same codec (transactional ones were decoded and written anew, uncompressed).
+    for p in 0..3 {
+        let src: Vec<(String, i32)> = batches(&env, &topic, p)
+            .into_iter()
+            .filter(|h| !h.is_transactional() && !h.is_control())
+            .map(|h| (format!("{:?}", h.compression().unwrap()), h.record_count))
+            .collect();
+        let dst: Vec<(String, i32)> = batches(&env, &restored, p)
+            .into_iter()
+            .map(|h| (format!("{:?}", h.compression().unwrap()), h.record_count))
+            .collect();
+        let mut rest = dst.iter();
+        assert!(
+            src.iter().all(|b| rest.any(|d| d == b)),
+            "partition {p}: source batches {src:?} not all in the restored {dst:?}"
+        );
+        for codec in ["Gzip", "Snappy", "Lz4", "Zstd"] {
+            assert!(
+                dst.iter().any(|(c, _)| c == codec),
+                "no {codec} batch in {dst:?}"
+            );
+        }
+    }
 
     // The same backup restored a second time, elsewhere: its own state, the whole topic
     // again (it once "resumed" the first restore's checkpoint and wrote nothing).
@@ -644,7 +702,8 @@ fn progress_line_knows_the_total_of_a_snapshot_and_of_a_restore() {
     ]);
     // The last line: a full bar, every record of the known total, an ETA of nothing left.
     assert!(
-        backup.contains("[########################] 100% 300/300 records") && backup.contains("ETA 0s"),
+        backup.contains("[########################] 100% 300/300 records")
+            && backup.contains("ETA 0s"),
         "{backup}"
     );
     let restore = ferry_on_a_terminal(&[
@@ -660,5 +719,8 @@ fn progress_line_knows_the_total_of_a_snapshot_and_of_a_restore() {
         restore.contains("100% 300/300 records") && restore.contains("ETA 0s"),
         "{restore}"
     );
-    assert_eq!(dump_topic(&env, &env.kafka, &format!("{topic}-copy")).len(), 300);
+    assert_eq!(
+        dump_topic(&env, &env.kafka, &format!("{topic}-copy")).len(),
+        300
+    );
 }

@@ -38,5 +38,8 @@ pub use error::{ClientError, KafkaCode, Result};
 pub use group::{Assignor, GroupConfig, GroupMember, Heartbeat};
 pub use kafka_protocol::records::Compression;
 pub use options::{ConnectionOptions, SaslOptions, TlsOptions};
-pub use producer::{Prepared, ProduceBatch, ProduceResult, Producer, ProducerConfig};
+pub use producer::{
+    EncodedBatch, InFlight, Prepared, ProduceBatch, ProduceItem, ProduceResult, Producer,
+    ProducerConfig,
+};
 pub use security::{SaslConfig, SaslMechanism, TlsConfig};

@@ -66,6 +66,55 @@ pub struct ProduceBatch {
     pub records: Vec<ProduceRecord>,
 }
 
+/// A v2 record batch encoded elsewhere (read from a backup), produced as it is: only the
+/// fields a producer owns change (base offset, leader epoch, producer id, epoch and
+/// sequence, the transactional flag) and the CRC with them. Its records, timestamps and
+/// compression stay byte for byte. [`EncodedBatch::new`] checks it and takes its own copy,
+/// so the buffer the batch was read into is not held while it waits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodedBatch {
+    topic: String,
+    partition: i32,
+    /// The batch with the producer's fields cleared.
+    bytes: Bytes,
+    count: usize,
+}
+
+impl EncodedBatch {
+    /// Checks a batch for `topic`/`partition`: a data batch (not control) with
+    /// consecutive offsets (record count = last offset delta + 1: no compaction holes,
+    /// which the broker would refuse).
+    pub fn new(topic: impl Into<String>, partition: i32, bytes: &[u8]) -> Result<Self> {
+        let (bytes, count) = producer_owned_fields_cleared(bytes)?;
+        Ok(EncodedBatch {
+            topic: topic.into(),
+            partition,
+            bytes,
+            count,
+        })
+    }
+
+    /// Bytes of the batch.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Whether the batch has no bytes (never, for a checked batch).
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+}
+
+/// What one produce call carries for a partition: records to encode, or a batch encoded
+/// already. Items of a partition land in the order given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProduceItem {
+    /// Records, encoded into batches by the producer.
+    Records(ProduceBatch),
+    /// A batch sent as it is (see [`EncodedBatch`]).
+    Encoded(EncodedBatch),
+}
+
 /// Offsets given to a run of consecutive records of a [`ProduceBatch`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OffsetRun {
@@ -192,6 +241,15 @@ struct Wire {
     retries: u32,
 }
 
+impl std::fmt::Debug for Wire {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Wire")
+            .field("records", &self.count)
+            .field("bytes", &self.bytes.len())
+            .finish_non_exhaustive()
+    }
+}
+
 /// Kafka's sequence arithmetic: wraps from i32::MAX to 0.
 fn next_sequence(seq: i32, n: usize) -> i32 {
     ((seq as i64 + n as i64) % (i32::MAX as i64 + 1)) as i32
@@ -282,29 +340,74 @@ impl Producer {
     /// so a caller can prepare the next call while the previous one waits for its answers.
     /// Calls to [`Producer::send_prepared`] must come in the order the data must land.
     pub fn prepare(&self, batches: Vec<ProduceBatch>) -> Result<Prepared> {
+        self.prepare_items(batches.into_iter().map(ProduceItem::Records).collect())
+    }
+
+    /// [`Producer::prepare`] for records and already encoded batches; the result of an
+    /// [`ProduceItem::Encoded`] item counts its records from index 0.
+    pub fn prepare_items(&self, items: Vec<ProduceItem>) -> Result<Prepared> {
         let limit = self.cfg.max_request_bytes;
         // Refuse what can never be sent before sending anything.
-        for b in &batches {
-            let overhead = BATCH_HEADER_LEN + 128 + b.topic.len();
-            for r in &b.records {
-                let size = record_size_estimate(r) + overhead;
-                if size > limit {
-                    return Err(ClientError::RecordTooLarge {
-                        topic: b.topic.clone(),
-                        partition: b.partition,
-                        size,
-                        max: limit,
-                    });
+        for item in &items {
+            match item {
+                ProduceItem::Records(b) => {
+                    let overhead = BATCH_HEADER_LEN + 128 + b.topic.len();
+                    for r in &b.records {
+                        let size = record_size_estimate(r) + overhead;
+                        if size > limit {
+                            return Err(ClientError::RecordTooLarge {
+                                topic: b.topic.clone(),
+                                partition: b.partition,
+                                size,
+                                max: limit,
+                            });
+                        }
+                    }
+                }
+                ProduceItem::Encoded(e) => {
+                    let size = e.bytes.len() + 128 + e.topic.len();
+                    if size > limit {
+                        return Err(ClientError::RecordTooLarge {
+                            topic: e.topic.clone(),
+                            partition: e.partition,
+                            size,
+                            max: limit,
+                        });
+                    }
                 }
             }
         }
-        let encoded = self.encode_wires(&batches)?;
-        // The records are in `encoded` now: let go of them (and of the buffers their bytes
-        // may be slices of) while the call waits.
-        let targets = batches
-            .into_iter()
-            .map(|b| (b.topic, b.partition))
-            .collect();
+        let mut encoded = Vec::new();
+        let mut targets = Vec::with_capacity(items.len());
+        for (bi, item) in items.into_iter().enumerate() {
+            match item {
+                ProduceItem::Records(b) => {
+                    self.encode_wires(bi, &b, &mut encoded)?;
+                    // The records are in `encoded` now: let go of them (and of the buffers
+                    // their bytes may be slices of) while the call waits.
+                    targets.push((b.topic, b.partition));
+                }
+                ProduceItem::Encoded(e) => {
+                    // An idempotent producer stamps its fields and the CRC when it sends.
+                    let bytes = if self.cfg.idempotent {
+                        e.bytes
+                    } else {
+                        stamp_producer(e.bytes, BatchProducer::default())
+                    };
+                    encoded.push((
+                        (e.topic.clone(), e.partition),
+                        Wire {
+                            batch_index: bi,
+                            first_index: 0,
+                            count: e.count,
+                            bytes,
+                            retries: 0,
+                        },
+                    ));
+                    targets.push((e.topic, e.partition));
+                }
+            }
+        }
         Ok(Prepared { targets, encoded })
     }
 
@@ -367,48 +470,50 @@ impl Producer {
             sent,
         })
     }
-    /// Splits each batch's records into wire batches of at most `max_batch_bytes` and encodes
+    /// Splits a batch's records into wire batches of at most `max_batch_bytes` and encodes
     /// them, in order, without producer fields (see [`stamp_producer`]).
-    fn encode_wires(&self, batches: &[ProduceBatch]) -> Result<Vec<((String, i32), Wire)>> {
+    fn encode_wires(
+        &self,
+        bi: usize,
+        b: &ProduceBatch,
+        out: &mut Vec<((String, i32), Wire)>,
+    ) -> Result<()> {
         let batch_limit = self
             .cfg
             .max_batch_bytes
             .min(self.cfg.max_request_bytes)
             .max(1);
-        let mut out = Vec::new();
-        for (bi, b) in batches.iter().enumerate() {
-            let mut start = 0;
-            while start < b.records.len() {
-                let mut size = 0;
-                let mut end = start;
-                while end < b.records.len() {
-                    let s = record_size_estimate(&b.records[end]);
-                    if end > start && size + s > batch_limit {
-                        break;
-                    }
-                    size += s;
-                    end += 1;
+        let mut start = 0;
+        while start < b.records.len() {
+            let mut size = 0;
+            let mut end = start;
+            while end < b.records.len() {
+                let s = record_size_estimate(&b.records[end]);
+                if end > start && size + s > batch_limit {
+                    break;
                 }
-                let key = (b.topic.clone(), b.partition);
-                let bytes = encode_batch(
-                    &b.records[start..end],
-                    self.cfg.compression,
-                    BatchProducer::default(),
-                )?;
-                out.push((
-                    key,
-                    Wire {
-                        batch_index: bi,
-                        first_index: start,
-                        count: end - start,
-                        bytes,
-                        retries: 0,
-                    },
-                ));
-                start = end;
+                size += s;
+                end += 1;
             }
+            let key = (b.topic.clone(), b.partition);
+            let bytes = encode_batch(
+                &b.records[start..end],
+                self.cfg.compression,
+                BatchProducer::default(),
+            )?;
+            out.push((
+                key,
+                Wire {
+                    batch_index: bi,
+                    first_index: start,
+                    count: end - start,
+                    bytes,
+                    retries: 0,
+                },
+            ));
+            start = end;
         }
-        Ok(out)
+        Ok(())
     }
 
     /// The careful path for what the pipelined requests did not land: round by round, one
@@ -852,7 +957,52 @@ fn stamp_producer(bytes: Bytes, p: BatchProducer) -> Bytes {
     m.freeze()
 }
 
+/// Checks a batch encoded elsewhere and clears what a producer owns: base offset 0, leader
+/// epoch -1, producer id/epoch/sequence -1 and the transactional flag (this producer is
+/// idempotent, not transactional; [`stamp_producer`] sets its own fields and the CRC).
+/// Returns a copy of the batch (its CRC left stale: [`stamp_producer`] computes it) and its
+/// record count.
+fn producer_owned_fields_cleared(bytes: &[u8]) -> Result<(Bytes, usize)> {
+    let h = crate::batch::BatchHeader::parse(bytes)?;
+    if h.total_len() != bytes.len() {
+        return Err(ClientError::Corrupt(format!(
+            "an encoded batch of {} bytes declares {}",
+            bytes.len(),
+            h.total_len()
+        )));
+    }
+    if h.is_control() || h.record_count != h.last_offset_delta.saturating_add(1) {
+        return Err(ClientError::Config(format!(
+            "the batch at offset {} cannot be produced as it is ({}): decode its records instead",
+            h.base_offset,
+            if h.is_control() {
+                "a control batch".to_string()
+            } else {
+                format!(
+                    "{} records over {} offsets",
+                    h.record_count,
+                    h.last_offset_delta.saturating_add(1)
+                )
+            }
+        )));
+    }
+    let mut m = BytesMut::from(bytes);
+    m[0..8].copy_from_slice(&0i64.to_be_bytes());
+    m[12..16].copy_from_slice(&(-1i32).to_be_bytes());
+    let attributes = h.attributes & !ATTR_TRANSACTIONAL;
+    m[21..23].copy_from_slice(&attributes.to_be_bytes());
+    let p = BatchProducer::default();
+    m[43..51].copy_from_slice(&p.producer_id.to_be_bytes());
+    m[51..53].copy_from_slice(&p.producer_epoch.to_be_bytes());
+    m[53..57].copy_from_slice(&p.base_sequence.to_be_bytes());
+    Ok((m.freeze(), h.record_count as usize))
+}
+
+/// The transactional bit of a batch's attributes.
+const ATTR_TRANSACTIONAL: i16 = 0x10;
+
 /// Batches checked and encoded by [`Producer::prepare`], ready for [`Producer::send_prepared`].
+#[derive(Debug)]
 pub struct Prepared {
     /// Topic and partition of each batch, in order.
     targets: Vec<(String, i32)>,

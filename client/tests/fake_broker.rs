@@ -588,3 +588,73 @@ async fn concurrent_calls_land_in_order_when_an_early_batch_fails() {
     );
     assert_eq!(cluster.init_producer_calls.load(Ordering::SeqCst), 1);
 }
+
+#[tokio::test]
+async fn encoded_batches_go_out_as_they_are_with_this_producers_fields() {
+    let cluster = start_cluster().await;
+    cluster.leader.store(2, Ordering::SeqCst);
+    cluster.check_sequences.store(true, Ordering::SeqCst);
+    let client = Client::connect(config(&cluster)).await.unwrap();
+    let p = client
+        .producer(ferry_kafka::ProducerConfig::default())
+        .unwrap();
+    // A transactional lz4 batch from another producer, at offset 500 of its old topic.
+    let recs = records(4);
+    let original = build_batch(
+        500,
+        &recs,
+        Compression::Lz4,
+        0x10,
+        Some(ferry_core::ProducerInfo {
+            producer_id: 77,
+            producer_epoch: 3,
+            sequence: 40,
+        }),
+    )
+    .unwrap();
+    let items = vec![
+        ferry_kafka::ProduceItem::Records(ferry_kafka::ProduceBatch {
+            topic: "t".into(),
+            partition: 0,
+            records: records(2),
+        }),
+        ferry_kafka::ProduceItem::Encoded(
+            ferry_kafka::EncodedBatch::new("t", 0, &original).unwrap(),
+        ),
+    ];
+    let res = p
+        .send_prepared(p.prepare_items(items).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(res[0].offset_of(1), Some(1));
+    assert_eq!(res[1].offset_of(0), Some(2));
+    assert_eq!(res[1].offset_of(3), Some(5));
+    let produced = cluster.produced.lock().unwrap().clone();
+    assert_eq!(produced.len(), 2);
+    let sent = &produced[1].1;
+    ferry_kafka::verify_batches(sent).unwrap();
+    let h = ferry_kafka::BatchHeader::parse(sent).unwrap();
+    let o = ferry_kafka::BatchHeader::parse(&original).unwrap();
+    // This producer's id and the sequence after the first batch's 2 records; no longer
+    // transactional; base offset and leader epoch cleared; everything else as it was.
+    assert_eq!(
+        (h.producer_id, h.producer_epoch, h.base_sequence),
+        (1001, 0, 2)
+    );
+    assert_eq!(h.attributes, o.attributes & !0x10);
+    assert_eq!((h.base_offset, h.partition_leader_epoch), (0, -1));
+    assert_eq!(h.compression().unwrap(), Compression::Lz4);
+    assert_eq!(
+        (h.base_timestamp, h.max_timestamp, h.record_count),
+        (o.base_timestamp, o.max_timestamp, o.record_count)
+    );
+    assert_eq!(sent[61..], original[61..], "records untouched");
+
+    // A batch with a compaction hole (4 records over 6 offsets) cannot keep its offsets.
+    let mut holed = BytesMut::from(&original[..]);
+    holed[23..27].copy_from_slice(&5i32.to_be_bytes());
+    let err = ferry_kafka::EncodedBatch::new("t", 0, &holed)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("4 records over 6 offsets"), "{err}");
+}

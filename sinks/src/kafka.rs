@@ -13,9 +13,10 @@ use ferry_core::registry::{BuildContext, SinkFactory};
 use ferry_core::{
     Ack, Batch, ByteSize, Error, Offsets, Result, Sink, SourceMetadata, Storage, TopicMetadata,
 };
+use ferry_kafka::batch::BatchIter;
 use ferry_kafka::{
-    Client, Compression, ConnectionOptions, NewTopic, OffsetSpec, ProduceBatch, ProduceRecord,
-    Producer, ProducerConfig, SaslOptions, TlsOptions, TopicResult,
+    Client, Compression, ConnectionOptions, EncodedBatch, NewTopic, OffsetSpec, ProduceBatch,
+    ProduceItem, ProduceRecord, Producer, ProducerConfig, SaslOptions, TlsOptions, TopicResult,
 };
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
@@ -180,11 +181,21 @@ impl SinkFactory for KafkaSinkFactory {
     }
 }
 
-/// A record waiting to be produced, with where it came from.
-struct Pending {
-    source_partition: i32,
-    source_offset: i64,
-    record: ProduceRecord,
+/// What waits to be produced to a partition, with where it came from.
+enum Pending {
+    /// A record, encoded into a batch by the producer.
+    Record {
+        source_partition: i32,
+        source_offset: i64,
+        record: ProduceRecord,
+    },
+    /// A backed-up batch produced as it is (see [`KafkaSink::passes_through`]).
+    Encoded {
+        source_partition: i32,
+        base_offset: i64,
+        count: i64,
+        batch: EncodedBatch,
+    },
 }
 
 /// The `kafka` sink.
@@ -384,6 +395,73 @@ impl KafkaSink {
         }
     }
 
+    /// Whether `batch` can be produced as the raw Kafka batches it carries, skipping the
+    /// decoding and encoding of every record: raw bytes (no transform changed a record), no
+    /// aborted transactions among them, each source partition going to one target partition
+    /// (`preserve`), no `compression` asked for (batches keep their own codec), nothing of
+    /// it already produced, and no crash reconciliation under way. Batches that cannot keep
+    /// their offsets or timestamps are still decoded, one by one (see `take_raw`).
+    fn passes_through(&self, batch: &Batch, done_below: i64) -> bool {
+        batch
+            .raw()
+            .is_some_and(|raw| raw.aborted.is_empty() && batch.first_offset >= done_below)
+            && self.config.partitioning == Partitioning::Preserve
+            && compression(&self.config.compression) == Some(Compression::None)
+            && self.skip.is_empty()
+    }
+
+    /// Queues the batches of a raw payload: as they are where Kafka will keep them byte for
+    /// byte (CreateTime, consecutive offsets), decoded otherwise; control batches dropped.
+    fn take_raw(
+        &mut self,
+        topic: &std::sync::Arc<str>,
+        sp: i32,
+        raw: &ferry_core::RawBatches,
+    ) -> Result<()> {
+        let tp = self.target_partition(sp, None, i32::MAX);
+        let queue = self.pending.entry((topic.clone(), tp)).or_default();
+        for item in BatchIter::new(&raw.bytes) {
+            let (h, range) = item.map_err(kerr)?;
+            if h.is_control() {
+                continue;
+            }
+            let whole = h.record_count == h.last_offset_delta.saturating_add(1);
+            if whole && h.timestamp_type() == ferry_core::TimestampType::Create {
+                // A copy now, so the read buffer it sits in is not held while it waits.
+                let batch = EncodedBatch::new(&**topic, tp, &raw.bytes[range]).map_err(kerr)?;
+                self.pending_bytes += batch.len();
+                queue.push(Pending::Encoded {
+                    source_partition: sp,
+                    base_offset: h.base_offset,
+                    count: i64::from(h.record_count),
+                    batch,
+                });
+                continue;
+            }
+            // Compaction holes (the broker wants consecutive offsets in a batch) or
+            // LogAppendTime (the append time becomes the record's CreateTime): re-encode.
+            for r in
+                ferry_kafka::decode_batches(&raw.bytes.slice(range), topic, sp).map_err(kerr)?
+            {
+                if r.is_control {
+                    continue;
+                }
+                self.pending_bytes += r.size_hint();
+                queue.push(Pending::Record {
+                    source_partition: sp,
+                    source_offset: r.offset,
+                    record: ProduceRecord {
+                        key: r.key,
+                        value: r.value,
+                        headers: r.headers,
+                        timestamp: r.timestamp,
+                    },
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Produces everything buffered and records where it landed.
     async fn produce_pending(&mut self) -> Result<()> {
         if self.pending.is_empty() {
@@ -393,21 +471,52 @@ impl KafkaSink {
         let pending = std::mem::take(&mut self.pending);
         self.pending_bytes = 0;
         let mut origins = Vec::new();
-        let mut batches = Vec::new();
-        for ((topic, partition), items) in pending {
+        let mut items = Vec::new();
+        for ((topic, partition), pending) in pending {
             let topic = topic.to_string();
-            let mut records = Vec::with_capacity(items.len());
-            let mut origin = Vec::with_capacity(items.len());
-            for p in items {
-                origin.push((p.source_partition, p.source_offset));
-                records.push(p.record);
+            let mut records = Vec::new();
+            let mut origin = Vec::new();
+            for p in pending {
+                match p {
+                    Pending::Record {
+                        source_partition,
+                        source_offset,
+                        record,
+                    } => {
+                        origin.push((source_partition, source_offset));
+                        records.push(record);
+                    }
+                    Pending::Encoded {
+                        source_partition,
+                        base_offset,
+                        count,
+                        batch,
+                    } => {
+                        if !records.is_empty() {
+                            items.push(ProduceItem::Records(ProduceBatch {
+                                topic: topic.clone(),
+                                partition,
+                                records: std::mem::take(&mut records),
+                            }));
+                            origins.push(std::mem::take(&mut origin));
+                        }
+                        items.push(ProduceItem::Encoded(batch));
+                        origins.push(
+                            (base_offset..base_offset + count)
+                                .map(|o| (source_partition, o))
+                                .collect(),
+                        );
+                    }
+                }
             }
-            origins.push(origin);
-            batches.push(ProduceBatch {
-                topic,
-                partition,
-                records,
-            });
+            if !records.is_empty() {
+                items.push(ProduceItem::Records(ProduceBatch {
+                    topic,
+                    partition,
+                    records,
+                }));
+                origins.push(origin);
+            }
         }
         let Some(producer) = self.producer.clone() else {
             return Err(Error::Other("producer not started".into()));
@@ -415,7 +524,7 @@ impl KafkaSink {
         // Encode now, while earlier calls still wait for their answers; put it on the wire
         // right behind them (the broker's sequence check wants that order), and record
         // where each call landed in the same order.
-        let prepared = producer.prepare(batches).map_err(kerr)?;
+        let prepared = producer.prepare_items(items).map_err(kerr)?;
         while self.in_flight.len() >= CALLS_IN_FLIGHT {
             self.await_oldest().await?;
         }
@@ -578,10 +687,18 @@ impl Sink for KafkaSink {
         let topic = batch.topic.to_string();
         let sp = batch.partition;
         let done_below = self.map.source_next(&topic, sp).unwrap_or(i64::MIN);
-        let records = batch.records()?;
-        let needs_topic = records
-            .iter()
-            .any(|r| !r.is_control && r.offset >= done_below);
+        let needs_topic = match batch.raw() {
+            // Batch headers say it without decoding.
+            Some(raw) => BatchIter::new(&raw.bytes).any(|item| {
+                item.map_or(true, |(h, _)| {
+                    !h.is_control() && h.next_offset() > done_below
+                })
+            }),
+            None => batch
+                .records()?
+                .iter()
+                .any(|r| !r.is_control && r.offset >= done_below),
+        };
         let count = if needs_topic {
             self.ensure_topic(&topic, sp).await?
         } else {
@@ -596,6 +713,18 @@ impl Sink for KafkaSink {
                 )));
             }
         }
+        if needs_topic && self.passes_through(&batch, done_below) {
+            if let Some(raw) = batch.raw() {
+                self.take_raw(&batch.topic, sp, raw)?;
+            }
+            self.advances.push((topic, sp, batch.next_offset));
+            self.acks.push(batch.ack);
+            if self.pending_bytes >= self.config.buffer_bytes.bytes() as usize {
+                self.produce_pending().await?;
+            }
+            return Ok(());
+        }
+        let records = batch.records()?;
         for r in records.iter() {
             if r.is_control || r.offset < done_below {
                 continue;
@@ -623,7 +752,7 @@ impl Sink for KafkaSink {
             self.pending
                 .entry((batch.topic.clone(), tp))
                 .or_default()
-                .push(Pending {
+                .push(Pending::Record {
                     source_partition: sp,
                     source_offset: r.offset,
                     record: ProduceRecord {

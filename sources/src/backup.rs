@@ -61,7 +61,8 @@ use async_trait::async_trait;
 use ferry_core::registry::{BuildContext, SourceFactory};
 use ferry_core::transforms::filter::TimeBound;
 use ferry_core::{
-    Batch, ByteSize, Error, GroupOffsets, Result, Source, SourceContext, SourceMetadata, Storage,
+    Batch, ByteSize, Error, GroupOffsets, Payload, RawBatches, Result, Source, SourceContext,
+    SourceMetadata, Storage,
 };
 use regex::Regex;
 use serde::Deserialize;
@@ -309,6 +310,8 @@ pub struct BackupSource {
     /// Partitions waiting for a place among the active ones.
     waiting: VecDeque<PartitionReader>,
     metadata_sent: bool,
+    /// Decodes raw batches handed on undecoded, for sinks and transforms that need records.
+    decoder: Arc<ferry_kafka::BatchDecoder>,
 }
 
 impl std::fmt::Debug for BackupSource {
@@ -329,6 +332,7 @@ impl BackupSource {
             readers: None,
             waiting: VecDeque::new(),
             metadata_sent: false,
+            decoder: Arc::new(ferry_kafka::BatchDecoder),
         })
     }
 
@@ -385,7 +389,11 @@ impl BackupSource {
                 manifests
                     .iter()
                     .filter(|m| m.next_offset > lo && m.first_offset < hi)
-                    .filter(|m| config.until.is_none_or(|u| m.min_timestamp.is_none_or(|t| t <= u)))
+                    .filter(|m| {
+                        config
+                            .until
+                            .is_none_or(|u| m.min_timestamp.is_none_or(|t| t <= u))
+                    })
                     .map(|m| m.record_count)
                     .sum(),
             );
@@ -439,6 +447,26 @@ impl Source for BackupSource {
             }
             if let Some(span) = span {
                 let ack = ctx.ack(&topic, partition, span.first_offset, span.next_offset);
+                if let Some(b) = span.raw {
+                    // A whole batch as it was backed up: sinks that can take it raw (a
+                    // restore keeping partitions, a raw copy of the backup) skip decoding.
+                    let h = b.header;
+                    return Ok(Some(Batch {
+                        topic,
+                        partition,
+                        first_offset: span.first_offset,
+                        next_offset: span.next_offset,
+                        payload: Payload::Raw(RawBatches {
+                            bytes: b.bytes,
+                            record_count: u64::try_from(h.record_count).unwrap_or(0),
+                            min_timestamp: Some(h.first_timestamp()),
+                            max_timestamp: Some(h.max_timestamp),
+                            aborted: Vec::new(),
+                            decoder: self.decoder.clone(),
+                        }),
+                        ack,
+                    }));
+                }
                 return Ok(Some(Batch::from_records(
                     topic,
                     partition,

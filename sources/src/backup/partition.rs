@@ -31,6 +31,10 @@ pub struct Span {
     pub next_offset: i64,
     /// Records kept (control and aborted records removed).
     pub records: Vec<Record>,
+    /// Instead of records: one Kafka batch of a raw segment, kept whole (in range, not
+    /// transactional, not control), as it was backed up, so a sink can write it without
+    /// decoding it. `records` is then empty.
+    pub raw: Option<RawBatch>,
 }
 
 enum Cursor {
@@ -73,6 +77,8 @@ pub struct PartitionReader {
     warned_open: HashSet<i64>,
     chunk: u64,
     done: bool,
+    /// A piece read but left for the next span.
+    pushed_back: Option<(Piece, String)>,
 }
 
 impl PartitionReader {
@@ -108,6 +114,7 @@ impl PartitionReader {
             include_aborted,
             lookahead: None,
             warned_open: HashSet::new(),
+            pushed_back: None,
             chunk,
         }
     }
@@ -132,6 +139,9 @@ impl PartitionReader {
     }
 
     async fn next_piece(&mut self) -> Result<Option<(Piece, String)>> {
+        if let Some(p) = self.pushed_back.take() {
+            return Ok(Some(p));
+        }
         loop {
             if self.current.is_none() {
                 let Some(m) = self.segments.get(self.next_segment).cloned() else {
@@ -196,6 +206,9 @@ impl PartitionReader {
 
     /// Whether the next piece can be had without reading storage.
     fn piece_buffered(&mut self) -> bool {
+        if self.pushed_back.is_some() {
+            return true;
+        }
         match &mut self.current {
             Some((_, Cursor::Raw(r))) => r.has_buffered_batch(),
             Some((_, Cursor::Lines(r))) => r.has_buffered_line(),
@@ -314,6 +327,25 @@ impl PartitionReader {
                     if h.next_offset() <= lower {
                         continue; // before the resume point
                     }
+                    let whole = !h.is_control()
+                        && !h.is_transactional()
+                        && h.base_offset >= lower
+                        && self.bounds.end.is_none_or(|e| h.next_offset() <= e)
+                        && self.bounds.until.is_none_or(|u| h.max_timestamp <= u);
+                    if whole {
+                        if !records.is_empty() {
+                            // Not mixed with decoded records: it starts the next span.
+                            self.pushed_back = Some((Piece::Raw(batch), name));
+                            break;
+                        }
+                        self.advance(h.next_offset());
+                        return Ok(Some(Span {
+                            first_offset: span_start,
+                            next_offset: self.position,
+                            records,
+                            raw: Some(batch),
+                        }));
+                    }
                     let keep = !h.is_control()
                         && (!h.is_transactional()
                             || self.committed(h.producer_id, h.base_offset).await?);
@@ -371,6 +403,7 @@ impl PartitionReader {
             first_offset: span_start,
             next_offset: self.position,
             records,
+            raw: None,
         }))
     }
 

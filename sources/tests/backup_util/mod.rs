@@ -153,7 +153,13 @@ pub fn take(b: Batch) -> (String, i32, i64, i64, Vec<Record>) {
     ack.resolve();
     let records = match payload {
         Payload::Records(r) => r,
-        Payload::Raw(_) => panic!("backup source must emit decoded records"),
+        // A whole batch handed on undecoded: never a control or transactional one.
+        Payload::Raw(raw) => {
+            let records = raw.decoder.decode(&topic, partition, &raw).unwrap();
+            assert!(records.iter().all(|r| !r.is_control && !r.is_transactional));
+            assert_eq!(records.len() as u64, raw.record_count);
+            records
+        }
     };
     (
         topic.to_string(),
