@@ -39,6 +39,15 @@ pub(crate) struct ConnConfig {
 
 type Waiter = oneshot::Sender<Result<Bytes>>;
 
+/// A request frame as it goes to the writer task: slices written one after the other (big
+/// ones as they are, small ones gathered), so large payloads need not be copied into one
+/// buffer first.
+type Frame = Vec<Bytes>;
+
+/// Slices below this size are gathered into one buffer before writing; bigger ones are
+/// written from where they are.
+const GATHER_BELOW: usize = 64 * 1024;
+
 struct State {
     pending: HashMap<i32, Waiter>,
     /// Set once the connection is dead; the reason every later request fails with.
@@ -50,7 +59,7 @@ struct State {
 pub(crate) struct Connection {
     addr: String,
     state: Arc<Mutex<State>>,
-    writer: mpsc::UnboundedSender<Bytes>,
+    writer: mpsc::UnboundedSender<Frame>,
     next_id: AtomicI32,
     client_id: StrBytes,
     request_timeout: Duration,
@@ -147,17 +156,38 @@ impl Connection {
             closed: None,
             tasks: Vec::new(),
         }));
-        let (tx, mut rx) = mpsc::unbounded_channel::<Bytes>();
+        let (tx, mut rx) = mpsc::unbounded_channel::<Frame>();
 
         let wstate = state.clone();
         let waddr = addr.to_string();
         let writer = tokio::spawn(async move {
             let res: std::io::Result<()> = async {
+                let mut gathered = BytesMut::with_capacity(GATHER_BELOW);
                 while let Some(frame) = rx.recv().await {
-                    wr.write_all(&frame).await?;
+                    let mut frame = Some(frame);
                     // Drain what is queued before flushing: fewer syscalls under load.
-                    while let Ok(more) = rx.try_recv() {
-                        wr.write_all(&more).await?;
+                    while let Some(parts) = frame.take().or_else(|| rx.try_recv().ok()) {
+                        for part in parts {
+                            if part.len() < GATHER_BELOW {
+                                gathered.extend_from_slice(&part);
+                                if gathered.len() < GATHER_BELOW {
+                                    continue;
+                                }
+                            } else if !gathered.is_empty() {
+                                wr.write_all(&gathered).await?;
+                                gathered.clear();
+                            }
+                            if gathered.is_empty() {
+                                wr.write_all(&part).await?;
+                            } else {
+                                wr.write_all(&gathered).await?;
+                                gathered.clear();
+                            }
+                        }
+                    }
+                    if !gathered.is_empty() {
+                        wr.write_all(&gathered).await?;
+                        gathered.clear();
                     }
                     wr.flush().await?;
                 }
@@ -255,8 +285,8 @@ impl Connection {
         Ok(v.min(max))
     }
 
-    fn encode_frame<R: Request>(&self, req: &R, version: i16, corr: i32) -> Result<Bytes> {
-        let api = R::KEY;
+    /// The length prefix (left 0) and request header of a request.
+    fn frame_start(&self, api: i16, version: i16, corr: i32) -> Result<BytesMut> {
         let key = ApiKey::try_from(api).map_err(|_| self.proto(api, "unknown api key".into()))?;
         let header = RequestHeader::default()
             .with_request_api_key(api)
@@ -268,12 +298,31 @@ impl Connection {
         header
             .encode(&mut buf, key.request_header_version(version))
             .map_err(|e| self.proto(api, format!("encoding request header: {e}")))?;
+        Ok(buf)
+    }
+
+    fn encode_frame<R: Request>(&self, req: &R, version: i16, corr: i32) -> Result<Frame> {
+        let api = R::KEY;
+        let mut buf = self.frame_start(api, version, corr)?;
         req.encode(&mut buf, version)
             .map_err(|e| self.proto(api, format!("encoding v{version} request: {e}")))?;
         let len = buf.len() - 4;
         let len = i32::try_from(len).map_err(|_| self.proto(api, "request too large".into()))?;
         buf[0..4].copy_from_slice(&len.to_be_bytes());
-        Ok(buf.freeze())
+        Ok(vec![buf.freeze()])
+    }
+
+    /// A frame whose body `R` the caller encoded itself, as slices.
+    fn parts_frame<R: Request>(&self, body: Vec<Bytes>, version: i16, corr: i32) -> Result<Frame> {
+        let api = R::KEY;
+        let mut start = self.frame_start(api, version, corr)?;
+        let len = start.len() - 4 + body.iter().map(Bytes::len).sum::<usize>();
+        let len = i32::try_from(len).map_err(|_| self.proto(api, "request too large".into()))?;
+        start[0..4].copy_from_slice(&len.to_be_bytes());
+        let mut frame = Vec::with_capacity(body.len() + 1);
+        frame.push(start.freeze());
+        frame.extend(body);
+        Ok(frame)
     }
 
     fn proto(&self, api: i16, message: String) -> ClientError {
@@ -334,26 +383,6 @@ impl Connection {
             })
     }
 
-    /// Puts `req` on the wire now and returns a future of its response. Requests started in
-    /// sequence reach the broker in that order, so a caller can keep several in flight
-    /// (pipelining) without awaiting each answer first.
-    pub(crate) fn start_request<R: Request>(
-        self: &Arc<Self>,
-        req: &R,
-        version: i16,
-        timeout: Duration,
-    ) -> Result<impl std::future::Future<Output = Result<R::Response>> + Send + 'static>
-    where
-        R::Response: Send + 'static,
-    {
-        let (corr, rx) = self.enqueue(req, version)?;
-        let conn = self.clone();
-        Ok(async move {
-            let frame = conn.answer(R::KEY, corr, rx, timeout).await?;
-            conn.decode_response::<R>(frame, version)
-        })
-    }
-
     async fn send_frame<R: Request>(
         &self,
         req: &R,
@@ -373,6 +402,15 @@ impl Connection {
     ) -> Result<(i32, oneshot::Receiver<Result<Bytes>>)> {
         let corr = self.next_id.fetch_add(1, Ordering::Relaxed);
         let frame = self.encode_frame(req, version, corr)?;
+        self.enqueue_frame(corr, frame)
+    }
+
+    /// Registers the waiter of `corr` and hands `frame` to the writer task.
+    fn enqueue_frame(
+        &self,
+        corr: i32,
+        frame: Frame,
+    ) -> Result<(i32, oneshot::Receiver<Result<Bytes>>)> {
         let (tx, rx) = oneshot::channel();
         {
             let mut st = lock(&self.state);
@@ -392,6 +430,30 @@ impl Connection {
             });
         }
         Ok((corr, rx))
+    }
+
+    /// Puts a request on the wire now, its body of type `R` encoded by the caller as slices
+    /// (see `produce_frame`) that go to the socket without being copied into one frame, and
+    /// returns a future of its response. Requests started in sequence reach the broker in
+    /// that order, so a caller can keep several in flight (pipelining) without awaiting each
+    /// answer first.
+    pub(crate) fn start_request_parts<R: Request>(
+        self: &Arc<Self>,
+        body: Vec<Bytes>,
+        version: i16,
+        timeout: Duration,
+    ) -> Result<impl std::future::Future<Output = Result<R::Response>> + Send + 'static>
+    where
+        R::Response: Send + 'static,
+    {
+        let corr = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let frame = self.parts_frame::<R>(body, version, corr)?;
+        let (corr, rx) = self.enqueue_frame(corr, frame)?;
+        let conn = self.clone();
+        Ok(async move {
+            let frame = conn.answer(R::KEY, corr, rx, timeout).await?;
+            conn.decode_response::<R>(frame, version)
+        })
     }
 
     /// Waits at most `timeout` for the response frame of request `corr`.

@@ -18,6 +18,7 @@ mod conn;
 pub mod error;
 pub mod group;
 pub mod options;
+mod produce_frame;
 pub mod producer;
 pub mod security;
 pub mod wire;

@@ -10,6 +10,7 @@ use crate::batch::{
 };
 use crate::client::{backoff, opt_uuid, topic_name, Client};
 use crate::error::{ClientError, KafkaCode, Result};
+use crate::produce_frame;
 use bytes::{Bytes, BytesMut};
 use futures::future::join_all;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
@@ -731,37 +732,47 @@ impl Producer {
         }
         let mut out = Vec::new();
         let mut started = Vec::new();
+        let timeout_ms = self.cfg.request_timeout.as_millis().min(i32::MAX as u128) as i32;
         for part in requests {
-            let mut topics: Vec<TopicProduceData> = Vec::new();
-            for ((t, p), bytes) in &part {
-                let pd = PartitionProduceData::default()
-                    .with_index(*p)
-                    .with_records(Some(bytes.clone()));
-                match topics.iter_mut().find(|x| x.name.0.as_str() == t) {
-                    Some(x) => x.partition_data.push(pd),
-                    None => {
-                        let mut x = TopicProduceData::default()
-                            .with_name(topic_name(t))
-                            .with_partition_data(vec![pd]);
-                        if v >= 13 {
-                            x.topic_id = ids.get(t).copied().unwrap_or_default();
-                        }
-                        topics.push(x);
-                    }
-                }
-            }
-            let req = ProduceRequest::default()
-                .with_transactional_id(None)
-                .with_acks(self.cfg.acks)
-                .with_timeout_ms(self.cfg.request_timeout.as_millis().min(i32::MAX as u128) as i32)
-                .with_topic_data(topics);
             if self.cfg.acks == 0 {
+                let req = ProduceRequest::default()
+                    .with_transactional_id(None)
+                    .with_acks(self.cfg.acks)
+                    .with_timeout_ms(timeout_ms)
+                    .with_topic_data(produce_topics(&part, &ids, v));
                 conn.send_no_response(&req, v)?;
                 out.extend(part.into_iter().map(|(k, _)| (k, Ok((-1, -1)))));
                 continue;
             }
-            let fut =
-                conn.start_request(&req, v, self.cfg.request_timeout + Duration::from_secs(5))?;
+            // The batches go to the socket as they are, not copied into a request buffer.
+            let mut topics: Vec<produce_frame::TopicData> = Vec::new();
+            for ((t, p), bytes) in &part {
+                let pd = produce_frame::PartitionData {
+                    index: *p,
+                    records: bytes.clone(),
+                };
+                match topics.iter_mut().find(|x| x.name == *t) {
+                    Some(x) => x.partitions.push(pd),
+                    None => topics.push(produce_frame::TopicData {
+                        name: t.clone(),
+                        topic_id: ids.get(t).copied().unwrap_or_default(),
+                        partitions: vec![pd],
+                    }),
+                }
+            }
+            let body =
+                produce_frame::encode_body(v, self.cfg.acks, timeout_ms, &topics).map_err(|m| {
+                    ClientError::Protocol {
+                        addr: conn.addr().to_string(),
+                        api: "Produce".into(),
+                        message: m,
+                    }
+                })?;
+            let fut = conn.start_request_parts::<ProduceRequest>(
+                body,
+                v,
+                self.cfg.request_timeout + Duration::from_secs(5),
+            )?;
             started.push((fut, part));
         }
         let conn = conn.clone();
@@ -827,6 +838,34 @@ impl Producer {
             Ok(out)
         }))
     }
+}
+
+/// The topics of a Produce request built with `kafka-protocol` (acks=0, which has no
+/// answer to wait for and is rare enough not to need the copy-free path).
+fn produce_topics(
+    part: &[((String, i32), Bytes)],
+    ids: &HashMap<String, crate::client::Uuid>,
+    v: i16,
+) -> Vec<TopicProduceData> {
+    let mut topics: Vec<TopicProduceData> = Vec::new();
+    for ((t, p), bytes) in part {
+        let pd = PartitionProduceData::default()
+            .with_index(*p)
+            .with_records(Some(bytes.clone()));
+        match topics.iter_mut().find(|x| x.name.0.as_str() == t) {
+            Some(x) => x.partition_data.push(pd),
+            None => {
+                let mut x = TopicProduceData::default()
+                    .with_name(topic_name(t))
+                    .with_partition_data(vec![pd]);
+                if v >= 13 {
+                    x.topic_id = ids.get(t).copied().unwrap_or_default();
+                }
+                topics.push(x);
+            }
+        }
+    }
+    topics
 }
 
 /// A produce call whose requests are on the wire (see [`Producer::start`]).
