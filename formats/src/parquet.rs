@@ -28,7 +28,8 @@
 //! go out as row groups complete; the footer comes with [`SegmentEncoder::finish`].
 //!
 //! Optionally ([`ParquetOptions::value`]) values are also decoded into typed columns of a
-//! struct column beside the envelope: JSON values (`value_json` by default, see [`json`])
+//! struct column beside the envelope: JSON values (`value_json` by default, with given or
+//! inferred columns, see [`json`])
 //! or Confluent Schema-Registry Avro values (`value_avro` by default, see [`avro`] and
 //! [`crate::confluent`]).
 //!
@@ -53,7 +54,8 @@ use arrow::record_batch::RecordBatch;
 use avro::AvroColumns;
 use bytes::Bytes;
 use ferry_core::{Batch, ByteSize, Error, Header, Record, Result, TimestampType};
-use json::{JsonColumns, ValueColumns};
+use json::infer::JsonInference;
+use json::{JsonTyped, ValueColumns};
 use serde::Deserialize;
 use std::collections::VecDeque;
 use std::sync::{Arc, LazyLock, Mutex};
@@ -121,9 +123,9 @@ pub struct ParquetOptions {
     /// zstd level, 1 to 22 (default 1).
     #[serde(default = "default_level")]
     pub compression_level: i32,
-    /// Typed columns decoded from the values (`{as: json, schema: [...]}`, see [`json`],
-    /// or `{as: avro, registry: {url}}`, see [`avro`]), written in a struct column beside
-    /// the envelope.
+    /// Typed columns decoded from the values (`{as: json, schema: [...]}`, or `{as: json}`
+    /// to infer the columns from the first values, see [`json`]; or `{as: avro, registry:
+    /// {url}}`, see [`avro`]), written in a struct column beside the envelope.
     #[serde(default)]
     pub value: Option<ValueColumns>,
 }
@@ -160,11 +162,14 @@ impl ParquetOptions {
     }
 
     /// The Arrow schema of the files as far as the options tell: the envelope, plus the
-    /// typed JSON columns if any. Typed Avro columns depend on the reader schema, known
-    /// only while encoding ([`avro`]).
+    /// typed JSON columns if given. Inferred JSON columns ([`json`]) and typed Avro
+    /// columns (they depend on the reader schema, [`avro`]) are known only while encoding.
     pub fn schema(&self) -> SchemaRef {
         match &self.value {
-            Some(ValueColumns::Json(v)) => with_typed(v.field()),
+            Some(ValueColumns::Json(v)) => match v.field() {
+                Some(f) => with_typed(f),
+                None => SCHEMA.clone(),
+            },
             None | Some(ValueColumns::Avro(_)) => SCHEMA.clone(),
         }
     }
@@ -251,6 +256,9 @@ pub struct ParquetFormat {
     pub options: ParquetOptions,
     /// The decoding state of `value: {as: avro}` shared by its encoders.
     values: Option<Arc<AvroValues>>,
+    /// The inferred columns of `value: {as: json}` without `schema`, shared by its
+    /// encoders (one set of columns per topic for the run).
+    inference: Option<Arc<JsonInference>>,
 }
 
 impl ParquetFormat {
@@ -260,7 +268,17 @@ impl ParquetFormat {
             Some(ValueColumns::Avro(a)) => Some(Arc::new(AvroValues::new(a.clone()))),
             _ => None,
         };
-        ParquetFormat { options, values }
+        let inference = match &options.value {
+            Some(ValueColumns::Json(j)) if j.schema.is_none() => {
+                Some(Arc::new(JsonInference::new(j)))
+            }
+            _ => None,
+        };
+        ParquetFormat {
+            options,
+            values,
+            inference,
+        }
     }
 }
 
@@ -275,9 +293,12 @@ impl SegmentFormat for ParquetFormat {
     }
 
     fn encoder(&self, topic: &str, partition: i32, first_offset: i64) -> Box<dyn SegmentEncoder> {
-        Box::new(ParquetEncoder::with_values(
+        Box::new(ParquetEncoder::with_shared(
             &self.options,
-            self.values.clone(),
+            Shared {
+                avro: self.values.clone(),
+                json: self.inference.clone(),
+            },
             topic,
             partition,
             first_offset,
@@ -294,8 +315,17 @@ impl SegmentFormat for ParquetFormat {
 
 /// The builders of the typed struct column.
 enum Typed {
-    Json(JsonColumns),
+    Json(Box<JsonTyped>),
     Avro(Box<AvroColumns>),
+}
+
+/// State shared by the encoders of a format (each encoder makes its own without one).
+#[derive(Default)]
+struct Shared {
+    /// Decoding state of `value: {as: avro}`.
+    avro: Option<Arc<AvroValues>>,
+    /// Inferred columns of `value: {as: json}` without `schema`.
+    json: Option<Arc<JsonInference>>,
 }
 
 fn arrow_error(e: arrow::error::ArrowError) -> Error {
@@ -323,12 +353,16 @@ struct Columns {
 }
 
 impl Columns {
-    fn new(options: &ParquetOptions, values: Option<Arc<AvroValues>>, topic: &str) -> Self {
+    fn new(options: &ParquetOptions, shared: Shared, topic: &str) -> Self {
         let typed = match &options.value {
             None => None,
-            Some(ValueColumns::Json(j)) => Some(Typed::Json(JsonColumns::new(j))),
+            Some(ValueColumns::Json(j)) => {
+                Some(Typed::Json(Box::new(JsonTyped::new(j, shared.json, topic))))
+            }
             Some(ValueColumns::Avro(a)) => {
-                let values = values.unwrap_or_else(|| Arc::new(AvroValues::new(a.clone())));
+                let values = shared
+                    .avro
+                    .unwrap_or_else(|| Arc::new(AvroValues::new(a.clone())));
                 Some(Typed::Avro(Box::new(AvroColumns::new(values, topic))))
             }
         };
@@ -362,20 +396,56 @@ impl Columns {
     }
 
     /// Whether the columns' schema is known (typed Avro columns wait for the topic's
-    /// reader schema; until then every row's struct is null).
+    /// reader schema, until then every row's struct is null; inferred JSON columns wait
+    /// for the topic's sample, until then rows are buffered).
     fn ready(&self) -> bool {
-        !matches!(&self.typed, Some(Typed::Avro(a)) if a.is_pending())
+        match &self.typed {
+            Some(Typed::Avro(a)) => !a.is_pending(),
+            Some(Typed::Json(j)) => !j.is_pending(),
+            None => true,
+        }
+    }
+
+    /// Whether the typed columns wait for a topic's Avro reader schema.
+    fn avro_pending(&self) -> bool {
+        matches!(&self.typed, Some(Typed::Avro(a)) if a.is_pending())
+    }
+
+    /// At the end of a segment: fixes inferred JSON columns from what the sample holds.
+    fn settle(&mut self) -> Result<()> {
+        match &mut self.typed {
+            Some(Typed::Json(j)) => j.settle(),
+            _ => Ok(()),
+        }
+    }
+
+    /// Records rejected by `on_error: dead_letter` for rows buffered earlier (inferred
+    /// JSON columns), with the reasons.
+    fn take_rejected(&mut self) -> Vec<(Record, String)> {
+        match &mut self.typed {
+            Some(Typed::Json(j)) => j.take_rejected(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Bytes the typed columns hold beyond `bytes` (buffered JSON values).
+    fn typed_buffered_bytes(&self) -> usize {
+        match &self.typed {
+            Some(Typed::Json(j)) => j.buffered_bytes(),
+            _ => 0,
+        }
     }
 
     /// The schema of the batches [`Columns::finish`] returns now.
     fn schema(&self) -> SchemaRef {
-        match &self.typed {
+        let field = match &self.typed {
+            None => None,
+            Some(Typed::Json(j)) => j.field(),
+            Some(Typed::Avro(a)) => a.field(),
+        };
+        match field {
+            Some(f) => with_typed(f),
             None => SCHEMA.clone(),
-            Some(Typed::Json(j)) => with_typed(j.field()),
-            Some(Typed::Avro(a)) => match a.field() {
-                Some(f) => with_typed(f),
-                None => SCHEMA.clone(),
-            },
         }
     }
 
@@ -442,7 +512,7 @@ impl Columns {
         ];
         let schema = self.schema();
         match &mut self.typed {
-            Some(Typed::Json(json)) => columns.push(json.finish()?),
+            Some(Typed::Json(json)) => columns.extend(json.finish()?),
             Some(Typed::Avro(avro)) => columns.extend(avro.finish()?),
             None => {}
         }
@@ -485,14 +555,16 @@ impl ParquetEncoder {
     /// An encoder for a segment of `topic`/`partition` starting at `first_offset`. With
     /// `value: {as: avro}` it has its own decoding state, so only `schemas:` files give it
     /// writer schemas ([`ParquetFormat::encoder`] shares the format's, which
-    /// [`SegmentFormat::prepare`] fills from the registry).
+    /// [`SegmentFormat::prepare`] fills from the registry). With `value: {as: json}`
+    /// without `schema` it infers the columns alone (the format's encoders share one
+    /// inference per topic).
     pub fn new(options: &ParquetOptions, topic: &str, partition: i32, first_offset: i64) -> Self {
-        Self::with_values(options, None, topic, partition, first_offset)
+        Self::with_shared(options, Shared::default(), topic, partition, first_offset)
     }
 
-    fn with_values(
+    fn with_shared(
         options: &ParquetOptions,
-        values: Option<Arc<AvroValues>>,
+        shared: Shared,
         topic: &str,
         partition: i32,
         first_offset: i64,
@@ -500,7 +572,7 @@ impl ParquetEncoder {
         ParquetEncoder {
             writer: Mutex::new(None),
             props: options.properties(topic, partition, first_offset),
-            columns: Columns::new(options, values, topic),
+            columns: Columns::new(options, shared, topic),
             row_group_bytes: 0,
             limit: options.effective_row_group_bytes(),
             next_offset: None,
@@ -519,7 +591,9 @@ impl ParquetEncoder {
             return Ok(());
         }
         let before = self.columns.bytes;
-        if let Some(reason) = self.columns.push(record)? {
+        let rejected = self.columns.push(record)?;
+        self.take_typed_rejected();
+        if let Some(reason) = rejected {
             self.rejected_bytes += record.size_hint();
             self.rejected.push((record.clone(), reason));
         }
@@ -538,6 +612,14 @@ impl ParquetEncoder {
             self.write_columns()?;
         }
         Ok(())
+    }
+
+    /// Moves the typed columns' rejections of earlier rows to `rejected`.
+    fn take_typed_rejected(&mut self) {
+        for (r, reason) in self.columns.take_rejected() {
+            self.rejected_bytes += r.size_hint();
+            self.rejected.push((r, reason));
+        }
     }
 
     /// Sets the offset after the last one the segment covers (footer `ferry.next_offset`);
@@ -597,7 +679,9 @@ impl ParquetEncoder {
         if self.finished {
             return Ok(Bytes::new());
         }
-        if !self.columns.ready() {
+        self.columns.settle()?;
+        self.take_typed_rejected();
+        if self.columns.avro_pending() {
             tracing::warn!(
                 column = self.columns.typed_column(),
                 "parquet: the segment ends before its topic has a reader schema (no value could be decoded yet): written without the typed column"
@@ -642,7 +726,7 @@ impl SegmentEncoder for ParquetEncoder {
         let in_writer = writer
             .as_ref()
             .map_or(0, |w| w.memory_size() + w.inner().len());
-        self.columns.bytes + in_writer + self.rejected_bytes
+        self.columns.bytes + self.columns.typed_buffered_bytes() + in_writer + self.rejected_bytes
     }
 }
 

@@ -1,4 +1,5 @@
-//! Typed columns decoded from JSON values (`value: {as: json, schema: …}`).
+//! Typed columns decoded from JSON values (`value: {as: json}`), with the columns given
+//! (`schema: …`) or inferred from the first values (see [Inferred columns](#inferred-columns)).
 //!
 //! ```yaml
 //! format: parquet
@@ -34,6 +35,46 @@
 //! value that does not fit (not JSON, not an object, or a field of the wrong type) gets a
 //! null struct and the encoder keeps the record with the reason for the storage sink's
 //! dead-letter files ([`crate::segment::SegmentEncoder::take_rejected`]).
+//!
+//! ## Inferred columns
+//!
+//! Without `schema`, the columns of each topic are inferred from its first values of the
+//! run:
+//!
+//! ```yaml
+//! value:
+//!   as: json
+//!   infer_records: 1000           # the default: values looked at per topic
+//!   on_error: dead_letter
+//! ```
+//!
+//! - The columns are the top-level fields of the sampled values that are JSON objects, in
+//!   first-seen order (a field named `""` is skipped). Null values (tombstones), values
+//!   that are not JSON and JSON that is not an object give no column.
+//! - A field's type comes from all its sampled non-null values: only integers → `int64`;
+//!   integers and floats (or only floats) → `float64`; only booleans → `boolean`; only
+//!   strings that are all RFC 3339 timestamps (`2024-11-24T10:00:00.5Z`, with `Z` or an
+//!   offset; a space may replace the `T`) → `timestamp_ms`; other strings → `string`;
+//!   objects, arrays, or a mix of kinds (numbers and strings, …) → `json` (the JSON text);
+//!   a field only ever null → `string`. Integers beyond the int64 range count as floats;
+//!   epoch numbers stay `int64` (give `schema` to read them as `timestamp_ms`).
+//! - The sample of a topic is shared by the encoders of all its partitions (through the
+//!   format) and ends after `infer_records` non-null values ([`infer::DEFAULT_INFER_RECORDS`])
+//!   or once its records reach [`infer::INFER_MAX_BYTES`] (16 MiB), whichever comes first.
+//!   Until then the encoders buffer their records (nothing of the segment is written yet).
+//!   A segment that closes before the sample is complete fixes the columns from what the
+//!   sample holds then (an empty segment, e.g. only transaction markers, does not).
+//! - Once fixed, the columns of a topic stay the same for the whole run, so every file of
+//!   the topic in the run has the same schema. They are logged at info as YAML to paste
+//!   into the pipeline as `schema:` (e.g. `inferred schema for topic orders: [{name: id,
+//!   type: int64}, {name: at, type: timestamp_ms}]`); they may differ from run to run,
+//!   since they come from each run's first values: pin them for stable columns.
+//! - Values that do not fit the inferred columns (a field of another type, a value that
+//!   is not JSON or not an object, sampled or not) are handled by `on_error` exactly as
+//!   with a given schema.
+//! - If no sampled value is a JSON object with a field, the topic's files have no typed
+//!   struct column in this run (Parquet has no struct without fields), with a warning;
+//!   its values are then not checked (no `on_error`).
 
 use crate::confluent::AvroValueColumns;
 use arrow::array::timezone::Tz;
@@ -43,12 +84,16 @@ use arrow::array::{
 };
 use arrow::buffer::NullBuffer;
 use arrow::datatypes::{DataType, Field, Fields, TimeUnit};
+use bytes::Bytes;
 use ferry_core::{Error, Record, Result};
+use infer::{InferredFields, JsonInference, Sampled};
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::HashSet;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
+
+pub mod infer;
 
 /// Type of a typed column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
@@ -164,8 +209,17 @@ impl ValueColumns {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JsonValueColumns {
-    /// The columns, in order.
-    pub schema: Vec<JsonField>,
+    /// The columns, in order. Without it they are inferred per topic from the first
+    /// `infer_records` values of the run (top-level fields of JSON objects; all integers:
+    /// int64, integers and floats: float64, booleans: boolean, RFC 3339 strings:
+    /// timestamp_ms, other strings: string, objects/arrays/mixed kinds: json) and logged
+    /// at info as YAML to paste here.
+    #[serde(default)]
+    pub schema: Option<Vec<JsonField>>,
+    /// Without `schema`: how many non-null values of each topic to infer the columns from
+    /// (default 1000, > 0; the sample also ends at 16MiB of records).
+    #[serde(default)]
+    pub infer_records: Option<u64>,
     /// Name of the struct column that holds them (default `value_json`).
     #[serde(default = "default_column")]
     pub column: String,
@@ -197,11 +251,22 @@ impl JsonValueColumns {
                 ENVELOPE.join(", ")
             )));
         }
-        if self.schema.is_empty() {
+        if self.infer_records == Some(0) {
+            return Err(bad("`infer_records` must be > 0".into()));
+        }
+        let Some(schema) = &self.schema else {
+            return Ok(());
+        };
+        if self.infer_records.is_some() {
+            return Err(bad(
+                "`infer_records` is for inferring the columns: drop it, or drop `schema`".into(),
+            ));
+        }
+        if schema.is_empty() {
             return Err(bad("`schema` lists no field".into()));
         }
         let mut seen = HashSet::new();
-        for f in &self.schema {
+        for f in schema {
             if f.name.is_empty() {
                 return Err(bad("a field has an empty name".into()));
             }
@@ -220,20 +285,28 @@ impl JsonValueColumns {
         Ok(())
     }
 
-    /// The struct column's fields.
-    pub fn fields(&self) -> Fields {
-        Fields::from(
-            self.schema
-                .iter()
-                .map(|f| Field::new(&f.name, f.ty.data_type(), true))
-                .collect::<Vec<_>>(),
-        )
+    /// The struct column of the given schema (`None` when the columns are inferred while
+    /// encoding).
+    pub fn field(&self) -> Option<Field> {
+        self.schema
+            .as_deref()
+            .map(|schema| struct_field(&self.column, schema))
     }
+}
 
-    /// The struct column of the schema.
-    pub fn field(&self) -> Field {
-        Field::new(&self.column, DataType::Struct(self.fields()), true)
-    }
+/// The fields of the struct column of `schema`.
+fn struct_fields(schema: &[JsonField]) -> Fields {
+    Fields::from(
+        schema
+            .iter()
+            .map(|f| Field::new(&f.name, f.ty.data_type(), true))
+            .collect::<Vec<_>>(),
+    )
+}
+
+/// The struct column `column` of `schema`.
+fn struct_field(column: &str, schema: &[JsonField]) -> Field {
+    Field::new(column, DataType::Struct(struct_fields(schema)), true)
 }
 
 enum Builder {
@@ -312,9 +385,56 @@ fn as_timestamp_ms(v: &Value, utc: &Tz) -> Option<i64> {
     }
 }
 
-/// Builders of the struct column for the records not yet written.
+/// UTC as an offset (an offset always parses; names would need chrono-tz).
+fn utc() -> Tz {
+    static UTC: LazyLock<Tz> =
+        LazyLock::new(|| Tz::from_str("+00:00").expect("+00:00 is a time zone"));
+    *UTC
+}
+
+/// Why a value is not a JSON object (so it cannot fill the typed columns).
+enum Misfit {
+    NotJson(String),
+    NotObject,
+}
+
+impl Misfit {
+    /// The reason given to the dead-letter files.
+    fn reason(&self) -> String {
+        match self {
+            Misfit::NotJson(e) => format!("the value is not JSON: {e}"),
+            Misfit::NotObject => "the value is not a JSON object".to_string(),
+        }
+    }
+
+    /// The error of `on_error: fail`.
+    fn error(&self, offset: i64) -> Error {
+        Error::Other(match self {
+            Misfit::NotJson(e) => {
+                format!("parquet value columns: the value at offset {offset} is not JSON: {e}")
+            }
+            Misfit::NotObject => {
+                format!("parquet value columns: the value at offset {offset} is not a JSON object")
+            }
+        })
+    }
+}
+
+/// A value parsed as a JSON object (`Ok(None)`: a null value).
+fn parse_object(value: Option<&[u8]>) -> std::result::Result<Option<Value>, Misfit> {
+    match value.map(serde_json::from_slice::<Value>) {
+        None => Ok(None),
+        Some(Ok(doc @ Value::Object(_))) => Ok(Some(doc)),
+        Some(Ok(_)) => Err(Misfit::NotObject),
+        Some(Err(e)) => Err(Misfit::NotJson(e.to_string())),
+    }
+}
+
+/// Builders of the struct column for the records not yet written, for a known schema.
 pub(crate) struct JsonColumns {
-    config: JsonValueColumns,
+    schema: Vec<JsonField>,
+    column: String,
+    on_error: OnError,
     pointers: Vec<String>,
     builders: Vec<Builder>,
     valid: Vec<bool>,
@@ -322,25 +442,22 @@ pub(crate) struct JsonColumns {
 }
 
 impl JsonColumns {
-    pub(crate) fn new(config: &JsonValueColumns) -> Self {
+    /// Builders of the struct column `column` holding `schema`.
+    pub(crate) fn new(schema: &[JsonField], column: &str, on_error: OnError) -> Self {
         JsonColumns {
-            pointers: config.schema.iter().map(JsonField::pointer).collect(),
-            builders: config.schema.iter().map(|f| Builder::new(f.ty)).collect(),
+            pointers: schema.iter().map(JsonField::pointer).collect(),
+            builders: schema.iter().map(|f| Builder::new(f.ty)).collect(),
             valid: Vec::new(),
-            // An offset always parses (names need chrono-tz).
-            utc: Tz::from_str("+00:00").expect("+00:00 is a time zone"),
-            config: config.clone(),
+            utc: utc(),
+            schema: schema.to_vec(),
+            column: column.to_string(),
+            on_error,
         }
-    }
-
-    /// Name of the struct column.
-    pub(crate) fn column(&self) -> &str {
-        &self.config.column
     }
 
     /// The struct column's field.
     pub(crate) fn field(&self) -> Field {
-        self.config.field()
+        struct_field(&self.column, &self.schema)
     }
 
     fn nulls(&mut self) {
@@ -354,13 +471,12 @@ impl JsonColumns {
     /// of the wrong type); `None` when it fits (a null value fits: a null struct).
     /// Builders are left alone.
     pub(crate) fn check(&self, r: &Record) -> Option<String> {
-        let doc = match r.value.as_deref().map(serde_json::from_slice::<Value>) {
-            None => return None,
-            Some(Ok(doc @ Value::Object(_))) => doc,
-            Some(Ok(_)) => return Some("the value is not a JSON object".to_string()),
-            Some(Err(e)) => return Some(format!("the value is not JSON: {e}")),
+        let doc = match parse_object(r.value.as_deref()) {
+            Ok(None) => return None,
+            Ok(Some(doc)) => doc,
+            Err(m) => return Some(m.reason()),
         };
-        for (f, pointer) in self.config.schema.iter().zip(&self.pointers) {
+        for (f, pointer) in self.schema.iter().zip(&self.pointers) {
             let v = match doc.pointer(pointer) {
                 None | Some(Value::Null) => continue,
                 Some(v) => v,
@@ -383,37 +499,23 @@ impl JsonColumns {
     /// Decodes one record's value. With `on_error: dead_letter`, a value that does not
     /// fit gets a null struct and its reason is returned.
     pub(crate) fn push(&mut self, r: &Record) -> Result<Option<String>> {
-        if self.config.on_error == OnError::DeadLetter {
+        if self.on_error == OnError::DeadLetter {
             if let Some(reason) = self.check(r) {
                 self.nulls();
                 return Ok(Some(reason));
             }
         }
-        self.push_fitting(r)?;
+        self.push_value(r.value.as_deref(), r.offset, self.on_error == OnError::Fail)?;
         Ok(None)
     }
 
-    fn push_fitting(&mut self, r: &Record) -> Result<()> {
-        let fail = self.config.on_error == OnError::Fail;
-        let doc: Value = match r.value.as_deref().map(serde_json::from_slice::<Value>) {
-            None => {
-                self.nulls();
-                return Ok(());
-            }
-            Some(Ok(doc @ Value::Object(_))) => doc,
-            Some(Ok(_)) if fail => {
-                return Err(Error::Other(format!(
-                    "parquet value columns: the value at offset {} is not a JSON object",
-                    r.offset
-                )))
-            }
-            Some(Err(e)) if fail => {
-                return Err(Error::Other(format!(
-                    "parquet value columns: the value at offset {} is not JSON: {e}",
-                    r.offset
-                )))
-            }
-            Some(_) => {
+    /// Decodes a value; with `fail`, a value or field that does not fit is an error (else
+    /// a null).
+    fn push_value(&mut self, value: Option<&[u8]>, offset: i64, fail: bool) -> Result<()> {
+        let doc = match parse_object(value) {
+            Ok(Some(doc)) => doc,
+            Err(m) if fail => return Err(m.error(offset)),
+            Ok(None) | Err(_) => {
                 self.nulls();
                 return Ok(());
             }
@@ -429,7 +531,7 @@ impl JsonColumns {
             };
             let ok = match b {
                 Builder::Str(s) => {
-                    match (self.config.schema[i].ty, v) {
+                    match (self.schema[i].ty, v) {
                         (JsonType::String, Value::String(t)) => s.append_value(t),
                         (_, v) => s.append_value(v.to_string()),
                     }
@@ -463,8 +565,8 @@ impl JsonColumns {
             };
             if !ok && fail {
                 return Err(Error::Other(format!(
-                    "parquet value columns: field `{}` at offset {}: {v} is not a {:?}",
-                    self.config.schema[i].name, r.offset, self.config.schema[i].ty
+                    "parquet value columns: field `{}` at offset {offset}: {v} is not a {:?}",
+                    self.schema[i].name, self.schema[i].ty
                 )));
             }
         }
@@ -477,8 +579,216 @@ impl JsonColumns {
         let valid = std::mem::take(&mut self.valid);
         let nulls = NullBuffer::from(valid);
         let nulls = (nulls.null_count() > 0).then_some(nulls);
-        let a = StructArray::try_new(self.config.fields(), columns, nulls)
+        let a = StructArray::try_new(struct_fields(&self.schema), columns, nulls)
             .map_err(|e| Error::component("format parquet", e))?;
         Ok(Arc::new(a))
+    }
+}
+
+/// A record buffered while its topic's columns are being inferred.
+enum PendingRow {
+    /// A null struct (a null value).
+    Null,
+    /// A JSON object of the sample (a copy of the value: the batch's buffer is not kept).
+    Object(i64, Bytes),
+    /// A value that is not a JSON object: `on_error` applies once the columns are fixed.
+    Misfit(Box<Record>, Misfit),
+}
+
+enum JsonState {
+    /// The columns of the topic are not fixed yet: the rows so far.
+    Pending {
+        inference: Arc<JsonInference>,
+        rows: Vec<PendingRow>,
+        /// Bytes of the value copies in `rows`.
+        bytes: usize,
+    },
+    /// The struct column of the given or inferred columns.
+    Ready(JsonColumns),
+    /// The inferred columns are empty (no sampled value was an object): no typed column.
+    Absent,
+}
+
+/// The typed JSON struct column of one encoder: given columns, or inferred ones (buffered
+/// until the topic's columns are fixed, see [Inferred columns](self#inferred-columns)).
+pub(crate) struct JsonTyped {
+    column: String,
+    on_error: OnError,
+    topic: String,
+    state: JsonState,
+    /// Records of earlier rows that `on_error: dead_letter` rejected when the columns were
+    /// fixed, with the reasons, not yet taken.
+    rejected: Vec<(Record, String)>,
+}
+
+impl JsonTyped {
+    /// The column of `config` for records of `topic`; inferred columns come from
+    /// `inference` (shared by a format's encoders), or from a state of its own.
+    pub(crate) fn new(
+        config: &JsonValueColumns,
+        inference: Option<Arc<JsonInference>>,
+        topic: &str,
+    ) -> Self {
+        let state = match &config.schema {
+            Some(schema) => {
+                JsonState::Ready(JsonColumns::new(schema, &config.column, config.on_error))
+            }
+            None => JsonState::Pending {
+                inference: inference.unwrap_or_else(|| Arc::new(JsonInference::new(config))),
+                rows: Vec::new(),
+                bytes: 0,
+            },
+        };
+        JsonTyped {
+            column: config.column.clone(),
+            on_error: config.on_error,
+            topic: topic.to_string(),
+            state,
+            rejected: Vec::new(),
+        }
+    }
+
+    /// Name of the struct column.
+    pub(crate) fn column(&self) -> &str {
+        &self.column
+    }
+
+    /// Whether the columns are still being inferred (rows are then buffered).
+    pub(crate) fn is_pending(&self) -> bool {
+        matches!(self.state, JsonState::Pending { .. })
+    }
+
+    /// The struct column's field, once known (`None` while pending, or when the topic has
+    /// no typed column in this run).
+    pub(crate) fn field(&self) -> Option<Field> {
+        match &self.state {
+            JsonState::Ready(c) => Some(c.field()),
+            JsonState::Pending { .. } | JsonState::Absent => None,
+        }
+    }
+
+    /// Bytes held for rows not yet decoded (value copies and records of deferred
+    /// rejections).
+    pub(crate) fn buffered_bytes(&self) -> usize {
+        let rejected: usize = self.rejected.iter().map(|(r, _)| r.size_hint()).sum();
+        match &self.state {
+            JsonState::Pending { bytes, .. } => bytes + rejected,
+            _ => rejected,
+        }
+    }
+
+    /// Decodes (or buffers) one record's value; returns why it goes to the dead-letter
+    /// files (`on_error: dead_letter`). Rejections of rows buffered earlier are collected
+    /// for [`JsonTyped::take_rejected`].
+    pub(crate) fn push(&mut self, r: &Record) -> Result<Option<String>> {
+        let (inference, rows, bytes) = match &mut self.state {
+            JsonState::Ready(c) => return c.push(r),
+            JsonState::Absent => return Ok(None),
+            JsonState::Pending {
+                inference,
+                rows,
+                bytes,
+            } => (inference, rows, bytes),
+        };
+        let sampled = r.value.as_deref().map(Sampled::parse);
+        let observed = match &sampled {
+            None => None,
+            Some(Ok(s)) => Some(s),
+            Some(Err(_)) => Some(&Sampled::Other),
+        };
+        if let Some(fields) = inference.observe(&self.topic, observed, r.size_hint()) {
+            // The columns are fixed (by this record completing the sample, or earlier by
+            // another encoder): the rows buffered here are decoded, then this record like
+            // any later one, with `on_error`.
+            self.resolve(fields)?;
+            return self.push(r);
+        }
+        let row = match (r.value.as_deref(), sampled) {
+            (Some(v), Some(Ok(Sampled::Object(_)))) => {
+                *bytes += v.len();
+                PendingRow::Object(r.offset, Bytes::copy_from_slice(v))
+            }
+            (_, Some(Ok(_))) => PendingRow::Misfit(Box::new(r.clone()), Misfit::NotObject),
+            (_, Some(Err(e))) => PendingRow::Misfit(Box::new(r.clone()), Misfit::NotJson(e)),
+            (_, None) => PendingRow::Null,
+        };
+        rows.push(row);
+        Ok(None)
+    }
+
+    /// Decodes the buffered rows with the topic's fixed columns (rows that are not JSON
+    /// objects get `on_error` now); later records are decoded as they come.
+    fn resolve(&mut self, fields: InferredFields) -> Result<()> {
+        let rows = match std::mem::replace(&mut self.state, JsonState::Absent) {
+            JsonState::Pending { rows, .. } => rows,
+            other => {
+                self.state = other;
+                return Ok(());
+            }
+        };
+        if fields.is_empty() {
+            // No typed column: nothing is decoded or checked (the state stays Absent).
+            return Ok(());
+        }
+        let mut cols = JsonColumns::new(&fields, &self.column, self.on_error);
+        for row in rows {
+            match row {
+                PendingRow::Null => cols.nulls(),
+                // Sampled objects fit the columns inferred from them.
+                PendingRow::Object(offset, v) => cols.push_value(Some(&v), offset, false)?,
+                PendingRow::Misfit(record, why) => match self.on_error {
+                    OnError::Null => cols.nulls(),
+                    OnError::Fail => return Err(why.error(record.offset)),
+                    OnError::DeadLetter => {
+                        cols.nulls();
+                        self.rejected.push((*record, why.reason()));
+                    }
+                },
+            }
+        }
+        self.state = JsonState::Ready(cols);
+        Ok(())
+    }
+
+    /// At the end of a segment: fixes the topic's columns from its sample so far if this
+    /// segment has buffered rows (an empty segment only takes columns already fixed), and
+    /// decodes the rows.
+    pub(crate) fn settle(&mut self) -> Result<()> {
+        let JsonState::Pending {
+            inference, rows, ..
+        } = &self.state
+        else {
+            return Ok(());
+        };
+        let fields = if rows.is_empty() {
+            inference.fixed(&self.topic)
+        } else {
+            Some(inference.fix(&self.topic))
+        };
+        match fields {
+            Some(f) => self.resolve(f),
+            None => Ok(()),
+        }
+    }
+
+    /// Takes the records rejected (`on_error: dead_letter`) when buffered rows were
+    /// decoded, with their reasons.
+    pub(crate) fn take_rejected(&mut self) -> Vec<(Record, String)> {
+        std::mem::take(&mut self.rejected)
+    }
+
+    /// The struct column of the rows pushed since the last call: `None` without a typed
+    /// column (not fixed yet: only called then for a segment without rows; or none for
+    /// this topic in this run).
+    pub(crate) fn finish(&mut self) -> Result<Option<ArrayRef>> {
+        match &mut self.state {
+            JsonState::Ready(c) => c.finish().map(Some),
+            JsonState::Absent => Ok(None),
+            JsonState::Pending { rows, bytes, .. } => {
+                rows.clear();
+                *bytes = 0;
+                Ok(None)
+            }
+        }
     }
 }

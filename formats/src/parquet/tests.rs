@@ -400,7 +400,11 @@ fn json_on_error_dead_letter_keeps_rows_and_collects_rejects() {
     let Some(json::ValueColumns::Json(config)) = &options.value else {
         panic!("JSON typed columns");
     };
-    let columns = json::JsonColumns::new(config);
+    let columns = json::JsonColumns::new(
+        config.schema.as_deref().unwrap(),
+        &config.column,
+        config.on_error,
+    );
     assert_eq!(columns.check(&json_record(0, Some(r#"{"id": 1}"#))), None);
     assert_eq!(columns.check(&json_record(0, None)), None);
     let reason = columns
@@ -452,4 +456,342 @@ fn json_on_error_dead_letter_keeps_rows_and_collects_rejects() {
     assert_eq!(nulls, [false, true, true, true, true, false]);
     let id = s.column_by_name("id").unwrap().as_primitive::<Int64Type>();
     assert_eq!((id.value(0), id.value(5)), (1, 5));
+}
+
+fn infer_options(on_error: &str, infer_records: u64) -> ParquetOptions {
+    let o: ParquetOptions = serde_json::from_str(&format!(
+        r#"{{"value": {{"as": "json", "on_error": "{on_error}", "infer_records": {infer_records}}}}}"#
+    ))
+    .unwrap();
+    o.validate().unwrap();
+    o
+}
+
+fn topic_record(topic: &str, partition: i32, offset: i64, value: Option<&str>) -> Record {
+    Record::new(
+        Arc::from(topic),
+        partition,
+        offset,
+        value.map(|v| Bytes::copy_from_slice(v.as_bytes())),
+    )
+}
+
+/// Every row of a Parquet file as one Arrow batch.
+fn file_batch(file: &[u8]) -> RecordBatch {
+    let batches: Vec<RecordBatch> =
+        ParquetRecordBatchReaderBuilder::try_new(Bytes::copy_from_slice(file))
+            .unwrap()
+            .build()
+            .unwrap()
+            .collect::<std::result::Result<_, _>>()
+            .unwrap();
+    let schema = ParquetRecordBatchReaderBuilder::try_new(Bytes::copy_from_slice(file))
+        .unwrap()
+        .schema()
+        .clone();
+    arrow::compute::concat_batches(&schema, &batches).unwrap()
+}
+
+/// `(name, Arrow type)` of the fields of the `value_json` struct column, `None` without one.
+fn value_json_fields(file: &[u8]) -> Option<Vec<(String, DataType)>> {
+    let batch = file_batch(file);
+    let col = batch.schema().field_with_name("value_json").ok()?.clone();
+    let DataType::Struct(fields) = col.data_type() else {
+        panic!("value_json is {}", col.data_type());
+    };
+    Some(
+        fields
+            .iter()
+            .map(|f| (f.name().clone(), f.data_type().clone()))
+            .collect(),
+    )
+}
+
+fn ts_ms() -> DataType {
+    DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()))
+}
+
+/// Appends records one by one, collecting the bytes; then finishes.
+fn encode_all(enc: &mut dyn SegmentEncoder, records: &[Record]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for r in records {
+        let batch = Batch::from_records(
+            r.topic.clone(),
+            r.partition,
+            r.offset,
+            r.offset + 1,
+            vec![r.clone()],
+            ferry_core::Ack::none(),
+        );
+        out.extend_from_slice(&enc.encode(&batch).unwrap());
+    }
+    out.extend_from_slice(&enc.finish().unwrap());
+    out
+}
+
+#[test]
+fn inferred_columns_are_fixed_after_infer_records_values() {
+    use arrow::array::AsArray;
+    use arrow::datatypes::{Float64Type, Int64Type, TimestampMillisecondType};
+    let format = ParquetFormat::new(infer_options("dead_letter", 3));
+    let mut enc = format.encoder("orders", 0, 0);
+    let r = |o: i64, v: Option<&str>| topic_record("orders", 0, o, v);
+    let sample = [
+        r(
+            0,
+            Some(r#"{"id": 1, "amount": 2, "at": "2025-12-01T05:00:00Z", "tags": [1]}"#),
+        ),
+        r(1, None),
+        r(2, Some("not json")),
+        r(
+            3,
+            Some(r#"{"id": 2, "amount": 2.5, "user": "ann", "tags": {"a": 1}}"#),
+        ),
+    ];
+    // Three values (the tombstone is not one) are looked at: nothing is written before.
+    for rec in &sample[..3] {
+        let batch = segment_batch(vec![rec.clone()]);
+        assert!(enc.encode(&batch).unwrap().is_empty());
+    }
+    assert!(enc.buffered_bytes() > 0);
+    let later = [
+        r(4, Some(r#"{"id": "x", "amount": 1}"#)),
+        r(
+            5,
+            Some(r#"{"id": 5, "amount": 1, "at": "2025-12-01T06:00:00.250+01:00", "new": 1}"#),
+        ),
+        r(6, Some("[1, 2]")),
+        r(7, Some(r#"{"at": "yesterday"}"#)),
+    ];
+    let mut file = Vec::new();
+    for rec in sample[3..].iter().chain(&later) {
+        file.extend_from_slice(&enc.encode(&segment_batch(vec![rec.clone()])).unwrap());
+    }
+    file.extend_from_slice(&enc.finish().unwrap());
+    let rejected: Vec<(i64, String)> = enc
+        .take_rejected()
+        .into_iter()
+        .map(|(r, why)| (r.offset, why))
+        .collect();
+    // The sampled value that is not JSON is dead-lettered once the columns are fixed, like
+    // later values that do not fit.
+    assert_eq!(rejected.len(), 4, "{rejected:?}");
+    assert_eq!(rejected[0].0, 2);
+    assert!(
+        rejected[0].1.starts_with("the value is not JSON"),
+        "{rejected:?}"
+    );
+    assert_eq!(
+        rejected[1..],
+        [
+            (4, "field `id`: \"x\" is not a Int64".to_string()),
+            (6, "the value is not a JSON object".to_string()),
+            (
+                7,
+                "field `at`: \"yesterday\" is not a TimestampMs".to_string()
+            ),
+        ]
+    );
+
+    let all: Vec<Record> = sample.iter().chain(&later).cloned().collect();
+    assert_eq!(read_parquet(Bytes::from(file.clone())).unwrap(), all);
+    assert_eq!(
+        value_json_fields(&file).unwrap(),
+        [
+            ("id".to_string(), DataType::Int64),
+            ("amount".to_string(), DataType::Float64),
+            ("at".to_string(), ts_ms()),
+            ("tags".to_string(), DataType::Utf8),
+            ("user".to_string(), DataType::Utf8),
+        ]
+    );
+    let batch = file_batch(&file);
+    let s = batch.column_by_name("value_json").unwrap().as_struct();
+    let valid: Vec<bool> = (0..8).map(|i| s.is_valid(i)).collect();
+    assert_eq!(valid, [true, false, false, true, false, true, false, false]);
+    let id = s.column(0).as_primitive::<Int64Type>();
+    assert_eq!((id.value(0), id.value(3), id.value(5)), (1, 2, 5));
+    let amount = s.column(1).as_primitive::<Float64Type>();
+    assert_eq!((amount.value(0), amount.value(3)), (2.0, 2.5));
+    let at = s.column(2).as_primitive::<TimestampMillisecondType>();
+    assert_eq!(at.value(0), 1_764_565_200_000);
+    assert_eq!(at.value(5), 1_764_565_200_250);
+    let tags = s.column(3).as_string::<i32>();
+    assert_eq!((tags.value(0), tags.value(3)), ("[1]", r#"{"a":1}"#));
+    assert_eq!(s.column(4).as_string::<i32>().value(3), "ann");
+}
+
+#[test]
+fn inferred_columns_are_shared_by_the_partitions_of_a_topic() {
+    let format = ParquetFormat::new(infer_options("null", 4));
+    let mut p0 = format.encoder("orders", 0, 0);
+    let mut p1 = format.encoder("orders", 1, 0);
+    let mut other = format.encoder("audit", 0, 0);
+    let rec = |p: i32, o: i64, v: &str| topic_record("orders", p, o, Some(v));
+    let encode_one = |enc: &mut Box<dyn SegmentEncoder>, r: Record| {
+        let batch = Batch::from_records(
+            r.topic.clone(),
+            r.partition,
+            r.offset,
+            r.offset + 1,
+            vec![r],
+            ferry_core::Ack::none(),
+        );
+        enc.encode(&batch).unwrap()
+    };
+    // Partition 0 and 1 sample together: two values each.
+    encode_one(&mut p0, rec(0, 0, r#"{"id": 1}"#));
+    encode_one(&mut p1, rec(1, 0, r#"{"id": 2, "note": "x"}"#));
+    encode_one(&mut p0, rec(0, 1, r#"{"id": 3, "score": 1}"#));
+    // Another topic has its own sample (not complete: it ends with its segment).
+    encode_one(
+        &mut other,
+        topic_record("audit", 0, 0, Some(r#"{"who": "ann"}"#)),
+    );
+    // The fourth value of `orders` completes the sample: `score` is float64 from both
+    // partitions' values.
+    encode_one(&mut p1, rec(1, 1, r#"{"id": 4, "score": 1.5}"#));
+    // Later values do not change the columns.
+    encode_one(&mut p0, rec(0, 2, r#"{"id": 5, "extra": true}"#));
+    let f0 = [p0.finish().unwrap()].concat();
+    let f1 = [p1.finish().unwrap()].concat();
+    let want = vec![
+        ("id".to_string(), DataType::Int64),
+        ("note".to_string(), DataType::Utf8),
+        ("score".to_string(), DataType::Float64),
+    ];
+    assert_eq!(value_json_fields(&f0).unwrap(), want);
+    assert_eq!(value_json_fields(&f1).unwrap(), want);
+    assert_eq!(read_parquet(Bytes::from(f0)).unwrap().len(), 3);
+    // A later segment of the topic keeps the run's columns, whatever its values.
+    let mut p0b = format.encoder("orders", 0, 3);
+    let f = encode_all(
+        p0b.as_mut(),
+        &[rec(0, 3, r#"{"other": "2025-01-01T00:00:00Z"}"#)],
+    );
+    assert_eq!(value_json_fields(&f).unwrap(), want);
+    let audit = [other.finish().unwrap()].concat();
+    assert_eq!(
+        value_json_fields(&audit).unwrap(),
+        [("who".to_string(), DataType::Utf8)]
+    );
+}
+
+#[test]
+fn a_segment_closing_early_fixes_the_columns_from_what_it_has() {
+    let format = ParquetFormat::new(infer_options("null", 1000));
+    let first = encode_all(
+        format.encoder("orders", 0, 0).as_mut(),
+        &[
+            topic_record("orders", 0, 0, Some(r#"{"id": 1, "on": true}"#)),
+            topic_record(
+                "orders",
+                0,
+                1,
+                Some(r#"{"id": null, "on": false, "gone": null}"#),
+            ),
+        ],
+    );
+    let want = vec![
+        ("id".to_string(), DataType::Int64),
+        ("on".to_string(), DataType::Boolean),
+        ("gone".to_string(), DataType::Utf8),
+    ];
+    assert_eq!(value_json_fields(&first).unwrap(), want);
+    // Fixed for the run: another partition's values get these columns; a float for an
+    // int64 field is a null (on_error: null).
+    let second = encode_all(
+        format.encoder("orders", 1, 0).as_mut(),
+        &[topic_record("orders", 1, 0, Some(r#"{"id": 1.5, "x": 1}"#))],
+    );
+    assert_eq!(value_json_fields(&second).unwrap(), want);
+}
+
+#[test]
+fn an_empty_segment_does_not_fix_the_columns() {
+    let format = ParquetFormat::new(infer_options("null", 1000));
+    // Only a transaction marker: no row, no typed column, nothing fixed.
+    let mut marker = control(5);
+    marker.topic = Arc::from("orders");
+    let empty = encode_all(format.encoder("orders", 3, 5).as_mut(), &[marker]);
+    assert_eq!(value_json_fields(&empty), None);
+    assert!(read_parquet(Bytes::from(empty)).unwrap().is_empty());
+    let f = encode_all(
+        format.encoder("orders", 3, 6).as_mut(),
+        &[topic_record("orders", 3, 6, Some(r#"{"id": 1}"#))],
+    );
+    assert_eq!(
+        value_json_fields(&f).unwrap(),
+        [("id".to_string(), DataType::Int64)]
+    );
+}
+
+#[test]
+fn without_json_objects_a_topic_has_no_typed_column_in_the_run() {
+    let format = ParquetFormat::new(infer_options("fail", 3));
+    let records = [
+        topic_record("logs", 0, 0, Some("plain text")),
+        topic_record("logs", 0, 1, None),
+        topic_record("logs", 0, 2, Some("[1]")),
+        topic_record("logs", 0, 3, Some("{}")),
+        // After the sample: not checked (there are no columns to fit), even with `fail`.
+        topic_record("logs", 0, 4, Some(r#"{"id": 1}"#)),
+        topic_record("logs", 0, 5, Some("more text")),
+    ];
+    let mut enc = format.encoder("logs", 0, 0);
+    let file = encode_all(enc.as_mut(), &records);
+    assert!(enc.take_rejected().is_empty());
+    assert_eq!(value_json_fields(&file), None);
+    assert_eq!(read_parquet(Bytes::from(file)).unwrap(), records.to_vec());
+    // The next segment of the run has no typed column either.
+    let next = encode_all(
+        format.encoder("logs", 0, 6).as_mut(),
+        &[topic_record("logs", 0, 6, Some(r#"{"id": 2}"#))],
+    );
+    assert_eq!(value_json_fields(&next), None);
+}
+
+#[test]
+fn inferred_columns_fail_on_a_sampled_misfit_once_fixed() {
+    let options = infer_options("fail", 2);
+    let mut enc = ParquetEncoder::new(&options, "orders", 3, 0);
+    // Buffered while sampling…
+    enc.append(&json_record(7, Some("nope"))).unwrap();
+    // …and an error naming the offset once the columns are fixed.
+    let e = enc
+        .append(&json_record(8, Some(r#"{"id": 1}"#)))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("offset 7 is not JSON"), "{e}");
+    // Later values are checked against the columns as they come.
+    let mut enc = ParquetEncoder::new(&options, "orders", 3, 0);
+    enc.append(&json_record(0, Some(r#"{"id": 1}"#))).unwrap();
+    enc.append(&json_record(1, Some(r#"{"id": 2}"#))).unwrap();
+    let e = enc
+        .append(&json_record(2, Some(r#"{"id": "two"}"#)))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("field `id` at offset 2"), "{e}");
+}
+
+#[test]
+fn inference_options_are_checked() {
+    let check = |json: &str| {
+        serde_json::from_str::<ParquetOptions>(json)
+            .map_err(|e| e.to_string())
+            .and_then(|o| o.validate().map_err(|e| e.to_string()))
+    };
+    check(r#"{"value": {"as": "json"}}"#).unwrap();
+    check(r#"{"value": {"as": "json", "infer_records": 10, "column": "doc"}}"#).unwrap();
+    let e = check(r#"{"value": {"as": "json", "infer_records": 0}}"#).unwrap_err();
+    assert!(e.contains("must be > 0"), "{e}");
+    let e = check(
+        r#"{"value": {"as": "json", "infer_records": 5, "schema": [{"name": "a", "type": "int64"}]}}"#,
+    )
+    .unwrap_err();
+    assert!(e.contains("drop `schema`"), "{e}");
+    assert!(check(r#"{"value": {"as": "json", "infer_records": -1}}"#).is_err());
+    // Without `schema` the options do not tell the typed columns.
+    let o: ParquetOptions = serde_json::from_str(r#"{"value": {"as": "json"}}"#).unwrap();
+    assert_eq!(o.schema(), SCHEMA.clone());
 }
