@@ -450,7 +450,6 @@ impl JsonInference {
                 topic = %topic,
                 values,
                 objects,
-                schema = %yaml,
                 "value (as: json): inferred schema for topic {topic} (from {why}): {yaml} — put it in the pipeline as `schema:` to pin it"
             );
         }
