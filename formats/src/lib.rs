@@ -26,7 +26,7 @@ pub fn register(reg: &mut Registry) {
     );
     reg.register_format(
         parquet::NAME,
-        "Parquet: the Kafka record envelope as columns (timestamp in UTC ms, key/value binary, headers list<struct>); zstd, row groups bounded by bytes, footer metadata ferry.topic/partition/first_offset/next_offset; optional `value:` typed struct column decoded from JSON (`as: json`) or Schema-Registry Avro (`as: avro`) values",
+        "Parquet: the Kafka record envelope as columns (timestamp in UTC ms, key/value binary, headers list<struct>); zstd, row groups bounded by bytes, footer metadata ferry.topic/partition/first_offset/next_offset; optional `value:` typed struct column decoded from JSON (`as: json`, columns given or inferred from the first values) or Schema-Registry Avro (`as: avro`) values",
     );
     reg.register_format(
         "jsonl",

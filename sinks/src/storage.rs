@@ -14,9 +14,10 @@
 //!     compression_level: 1          # zstd level 1..22 (default 1)
 //!     value:                        # typed columns decoded from JSON values (or `as: avro`:
 //!       as: json                    # Schema-Registry Avro, see ferry_formats::confluent)
-//!       schema:
+//!       schema:                     # without it: inferred per topic from the first values
 //!         - { name: id, type: int64 }
 //!         - { name: user, type: string, path: /user/name }
+//!       # infer_records: 1000       # (without `schema`) values looked at per topic
 //!       column: value_json
 //!       on_error: "null"            # or: fail, dead_letter
 //!   dead_letter: dead-letter        # prefix of the dead-letter files (on_error: dead_letter)
@@ -132,7 +133,9 @@ pub struct StorageSinkConfig {
     pub format: String,
     /// Options of `format: parquet`: row_group_bytes, compression (zstd, snappy, none),
     /// compression_level, and typed columns decoded from JSON values
-    /// (`value: {as: json, schema: [{name, type, path}], column, on_error}`) or from
+    /// (`value: {as: json, schema: [{name, type, path}], column, on_error}`; without
+    /// `schema` the columns are inferred per topic from the first `infer_records` values,
+    /// default 1000, and logged as YAML to paste as `schema`) or from
     /// Schema-Registry Avro values (`value: {as: avro, registry: {url}, schemas, schema_id,
     /// column, on_error}`).
     #[serde(default)]
