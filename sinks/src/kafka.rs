@@ -338,7 +338,7 @@ impl KafkaSink {
                 client.invalidate_metadata();
                 // Leaders take a moment to be elected after creation.
                 let mut n = 0;
-                for _ in 0..50 {
+                for _ in 0..250 {
                     let md = client
                         .metadata(Some(&[topic.to_string()]))
                         .await
@@ -350,7 +350,7 @@ impl KafkaSink {
                         }
                     }
                     client.invalidate_metadata();
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
                 }
                 if n == 0 {
                     return Err(Error::Other(format!(
