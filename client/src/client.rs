@@ -226,7 +226,9 @@ pub(crate) struct Inner {
     pub cfg: ClientConfig,
     pub conn_cfg: Arc<ConnConfig>,
     bootstrap: Vec<Arc<BrokerHandle>>,
-    handles: RwLock<HashMap<i32, Arc<BrokerHandle>>>,
+    /// Connection handles by broker id and lane (lane 0 for everything; producers spread
+    /// partitions over more lanes, see [`Client::conn_lane`]).
+    handles: RwLock<HashMap<(i32, u8), Arc<BrokerHandle>>>,
     pub cache: RwLock<Cache>,
     refresh: tokio::sync::Mutex<()>,
 }
@@ -321,6 +323,10 @@ impl Client {
 
     /// The connection handle for broker `id` (from the metadata cache).
     pub(crate) fn broker(&self, id: i32) -> Result<Arc<BrokerHandle>> {
+        self.broker_lane(id, 0)
+    }
+
+    fn broker_lane(&self, id: i32, lane: u8) -> Result<Arc<BrokerHandle>> {
         let addr = read(&self.inner.cache)
             .brokers
             .get(&id)
@@ -328,14 +334,14 @@ impl Client {
             .ok_or_else(|| {
                 ClientError::Metadata(format!("broker {id} is not in the cluster metadata"))
             })?;
-        if let Some(h) = read(&self.inner.handles).get(&id) {
+        if let Some(h) = read(&self.inner.handles).get(&(id, lane)) {
             if h.addr() == addr {
                 return Ok(h.clone());
             }
         }
         let mut handles = write(&self.inner.handles);
         let h = handles
-            .entry(id)
+            .entry((id, lane))
             .and_modify(|h| {
                 if h.addr() != addr {
                     *h = Arc::new(BrokerHandle::new(addr.clone(), self.inner.conn_cfg.clone()));
@@ -350,6 +356,14 @@ impl Client {
     /// A connection to broker `id`.
     pub(crate) async fn conn(&self, id: i32) -> Result<Arc<Connection>> {
         self.broker(id)?.get().await
+    }
+
+    /// Connection `lane` to broker `id`: lane 0 is [`Client::conn`]'s, others are opened on
+    /// first use. Kafka handles one request of a connection at a time, so a producer that
+    /// keeps each partition on one lane (its order kept) lets the broker work on several
+    /// requests at once.
+    pub(crate) async fn conn_lane(&self, id: i32, lane: u8) -> Result<Arc<Connection>> {
+        self.broker_lane(id, lane)?.get().await
     }
 
     /// A connection to any broker: known brokers first, then the bootstrap list.

@@ -638,9 +638,9 @@ impl Producer {
     }
 
     /// The fast path: puts every wire batch on the wire at once, round `r` carrying the
-    /// `r`-th waiting batch of each partition, one request per leader per round (Kafka
-    /// takes one batch per partition per request and answers a connection's requests in
-    /// order). Stops at the first request it cannot enqueue; what was not enqueued stays in
+    /// `r`-th waiting batch of each partition, one request per leader and lane per round
+    /// (Kafka takes one batch per partition per request and answers a connection's requests
+    /// in order; a partition always uses the same lane, so its batches stay in order). Stops at the first request it cannot enqueue; what was not enqueued stays in
     /// `queues` for [`Producer::careful`].
     async fn enqueue_all(
         &self,
@@ -650,19 +650,24 @@ impl Producer {
         if self.cfg.acks == 0 {
             return in_flight;
         }
-        let mut by_leader: BTreeMap<i32, Vec<(String, i32)>> = BTreeMap::new();
+        // Each partition keeps to one connection lane of its leader, so its batches stay in
+        // order while the broker works on the lanes' requests side by side.
+        let mut by_lane: BTreeMap<(i32, u8), Vec<(String, i32)>> = BTreeMap::new();
         for (key, q) in queues.iter() {
             if q.is_empty() {
                 continue;
             }
             match self.client.leader(&key.0, key.1).await {
-                Ok(l) => by_leader.entry(l).or_default().push(key.clone()),
+                Ok(l) => by_lane
+                    .entry((l, lane_of(key.1)))
+                    .or_default()
+                    .push(key.clone()),
                 Err(_) => return in_flight,
             }
         }
         let depth = queues.values().map(VecDeque::len).max().unwrap_or(0);
         for d in 0..depth {
-            for (leader, keys) in &by_leader {
+            for ((leader, lane), keys) in &by_lane {
                 let heads: Vec<((String, i32), Bytes)> = keys
                     .iter()
                     .filter_map(|k| {
@@ -676,7 +681,7 @@ impl Producer {
                     continue;
                 }
                 let keys: Vec<(String, i32)> = heads.iter().map(|(k, _)| k.clone()).collect();
-                match self.enqueue_leader(*leader, heads).await {
+                match self.enqueue_leader(*leader, *lane, heads).await {
                     Ok(answers) => in_flight.push((keys, answers)),
                     Err(e) => {
                         debug!(error = %e, "could not enqueue a produce request; retrying carefully");
@@ -695,7 +700,7 @@ impl Producer {
         leader: i32,
         heads: Vec<((String, i32), Bytes)>,
     ) -> Result<Vec<Answer>> {
-        self.enqueue_leader(leader, heads).await?.await
+        self.enqueue_leader(leader, 0, heads).await?.await
     }
 
     /// Puts the Produce request(s) for `heads` on the leader's connection now and returns
@@ -704,9 +709,10 @@ impl Producer {
     async fn enqueue_leader(
         &self,
         leader: i32,
+        lane: u8,
         heads: Vec<((String, i32), Bytes)>,
     ) -> Result<PendingAnswers> {
-        let conn = self.client.conn(leader).await?;
+        let conn = self.client.conn_lane(leader, lane).await?;
         let mut v = conn.version(ApiKey::Produce)?;
         let mut ids = HashMap::new();
         for ((t, _), _) in &heads {
@@ -729,9 +735,7 @@ impl Producer {
         let mut size = 0;
         for h in heads {
             let s = h.1.len() + h.0 .0.len() + 32;
-            if size + s > limit
-                && requests.last().is_some_and(|r| !r.is_empty())
-            {
+            if size + s > limit && requests.last().is_some_and(|r| !r.is_empty()) {
                 requests.push(Vec::new());
                 size = 0;
             }
@@ -848,6 +852,14 @@ impl Producer {
             Ok(out)
         }))
     }
+}
+
+/// Connections per broker the fast path spreads partitions over.
+const PRODUCE_LANES: i32 = 2;
+
+/// The connection lane of a partition (see [`Client::conn_lane`]).
+fn lane_of(partition: i32) -> u8 {
+    partition.rem_euclid(PRODUCE_LANES) as u8
 }
 
 /// The topics of a Produce request built with `kafka-protocol` (acks=0, which has no
