@@ -11,7 +11,8 @@
 # the cached input file and the run's scratch folder), FERRY_KAFKA / FERRY_KCAT /
 # FERRY_PYTHON (default: from /var/tmp/ferry-dev/env.sh, written by `scripts/dev-env up`).
 #
-# Steps, each timed with /usr/bin/time (wall seconds, peak RSS, user+sys CPU); with
+# Steps, each timed with /usr/bin/time (wall seconds, peak RSS, user+sys CPU) after a `sync`
+# (so no step pays for writing back the previous step's output); with
 # --repeat R the whole sequence runs R times (interleaved, so the steps share the machine's
 # other load alike) and the table shows the median wall time and the largest RSS:
 #   kcat -P          produce the input file (one record a line) into a fresh source topic
@@ -195,6 +196,9 @@ timed() {
   shift
   local tf="$WORK/time.$step"
   [[ -v "WALLS[$step]" ]] || STEPS+=("$step")
+  # Each step starts with nothing left to write back: the previous step's output (a 1 GB
+  # backup) flushing to disk meanwhile would slow whichever step comes next.
+  sync
   local t0=$SECONDS
   if ! /usr/bin/time -f '%e %M %U %S' -o "$tf" "$@" 2>>"$WORK/$step.log"; then
     echo "---- $WORK/$step.log (tail)" >&2
