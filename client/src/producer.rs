@@ -1002,27 +1002,45 @@ impl Drop for Turn {
     }
 }
 
-/// Writes producer id, epoch and base sequence into an encoded batch's header and computes
-/// its CRC again (the fields sit before the records, the CRC covers both).
+/// Writes producer id, epoch and base sequence into an encoded batch's header and updates
+/// its CRC (see [`edit_header`]).
 fn stamp_producer(bytes: Bytes, p: BatchProducer) -> Bytes {
     let mut m = bytes
         .try_into_mut()
         .unwrap_or_else(|shared| BytesMut::from(&shared[..]));
-    if m.len() >= BATCH_HEADER_LEN {
-        m[43..51].copy_from_slice(&p.producer_id.to_be_bytes());
-        m[51..53].copy_from_slice(&p.producer_epoch.to_be_bytes());
-        m[53..57].copy_from_slice(&p.base_sequence.to_be_bytes());
-        let crc = crc32c::crc32c(&m[21..]);
-        m[17..21].copy_from_slice(&crc.to_be_bytes());
-    }
+    edit_header(&mut m, |h| {
+        h[43..51].copy_from_slice(&p.producer_id.to_be_bytes());
+        h[51..53].copy_from_slice(&p.producer_epoch.to_be_bytes());
+        h[53..57].copy_from_slice(&p.base_sequence.to_be_bytes());
+    });
     m.freeze()
+}
+
+/// Where the CRC-covered header fields end (attributes to base sequence: 21..57).
+const CRC_HEADER_END: usize = 57;
+
+/// Lets `edit` change a batch's header and updates its CRC without reading the records
+/// again: CRC-32C is linear, so the CRC of the edited batch is the old one XOR the CRC
+/// difference of the edited header bytes shifted over the bytes that follow them
+/// (`crc32c_combine` with a zero second part does the shift). The old CRC must be right;
+/// the batch's own bytes after byte 57 must not change.
+fn edit_header(m: &mut [u8], edit: impl FnOnce(&mut [u8])) {
+    if m.len() < BATCH_HEADER_LEN {
+        edit(m);
+        return;
+    }
+    let before = crc32c::crc32c(&m[21..CRC_HEADER_END]);
+    edit(m);
+    let after = crc32c::crc32c(&m[21..CRC_HEADER_END]);
+    let old = u32::from_be_bytes([m[17], m[18], m[19], m[20]]);
+    let shifted = crc32c::crc32c_combine(before ^ after, 0, m.len() - CRC_HEADER_END);
+    m[17..21].copy_from_slice(&(old ^ shifted).to_be_bytes());
 }
 
 /// Checks a batch encoded elsewhere and clears what a producer owns: base offset 0, leader
 /// epoch -1, producer id/epoch/sequence -1 and the transactional flag (this producer is
 /// idempotent, not transactional; [`stamp_producer`] sets its own fields and the CRC).
-/// Returns a copy of the batch (its CRC left stale: [`stamp_producer`] computes it) and its
-/// record count.
+/// Returns a copy of the batch and its record count.
 fn producer_owned_fields_cleared(bytes: &[u8]) -> Result<(Bytes, usize)> {
     let h = crate::batch::BatchHeader::parse(bytes)?;
     if h.total_len() != bytes.len() {
@@ -1051,11 +1069,14 @@ fn producer_owned_fields_cleared(bytes: &[u8]) -> Result<(Bytes, usize)> {
     m[0..8].copy_from_slice(&0i64.to_be_bytes());
     m[12..16].copy_from_slice(&(-1i32).to_be_bytes());
     let attributes = h.attributes & !ATTR_TRANSACTIONAL;
-    m[21..23].copy_from_slice(&attributes.to_be_bytes());
     let p = BatchProducer::default();
-    m[43..51].copy_from_slice(&p.producer_id.to_be_bytes());
-    m[51..53].copy_from_slice(&p.producer_epoch.to_be_bytes());
-    m[53..57].copy_from_slice(&p.base_sequence.to_be_bytes());
+    // The batch's CRC was checked when it was read: keep it right for the new header.
+    edit_header(&mut m, |m| {
+        m[21..23].copy_from_slice(&attributes.to_be_bytes());
+        m[43..51].copy_from_slice(&p.producer_id.to_be_bytes());
+        m[51..53].copy_from_slice(&p.producer_epoch.to_be_bytes());
+        m[53..57].copy_from_slice(&p.base_sequence.to_be_bytes());
+    });
     Ok((m.freeze(), h.record_count as usize))
 }
 
@@ -1098,6 +1119,53 @@ type PendingAnswers =
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn header_edits_keep_the_crc_right_without_reading_the_records() {
+        for (n, codec) in [
+            (1, Compression::None),
+            (50, Compression::None),
+            (7, Compression::Lz4),
+            (300, Compression::Zstd),
+        ] {
+            let records: Vec<ProduceRecord> = (0..n)
+                .map(|i| ProduceRecord {
+                    key: (i % 3 != 0).then(|| Bytes::from(format!("k{i}"))),
+                    value: Some(Bytes::from(vec![b'a' + (i % 26) as u8; 10 + i * 37])),
+                    headers: vec![],
+                    timestamp: 1_000 + i as i64,
+                })
+                .collect();
+            let bytes = encode_batch(&records, codec, BatchProducer::default()).unwrap();
+            crate::batch::verify_batches(&bytes).unwrap();
+            let stamped = stamp_producer(
+                bytes.clone(),
+                BatchProducer {
+                    producer_id: 123_456_789,
+                    producer_epoch: 7,
+                    base_sequence: i32::MAX - 3,
+                },
+            );
+            crate::batch::verify_batches(&stamped).unwrap();
+            let full = crc32c::crc32c(&stamped[21..]);
+            assert_eq!(
+                u32::from_be_bytes(stamped[17..21].try_into().unwrap()),
+                full
+            );
+            // Clearing the fields of a transactional batch read from a backup.
+            let mut txn = BytesMut::from(&stamped[..]);
+            edit_header(&mut txn, |h| {
+                h[21..23].copy_from_slice(&0x10i16.to_be_bytes())
+            });
+            crate::batch::verify_batches(&txn).unwrap();
+            let (cleared, count) = producer_owned_fields_cleared(&txn).unwrap();
+            assert_eq!(count, n);
+            crate::batch::verify_batches(&cleared).unwrap();
+            let h = crate::batch::BatchHeader::parse(&cleared).unwrap();
+            assert!(!h.is_transactional());
+            assert_eq!((h.producer_id, h.base_sequence), (-1, -1));
+        }
+    }
 
     #[test]
     fn sequence_wraps_like_kafka() {
