@@ -724,3 +724,64 @@ fn progress_line_knows_the_total_of_a_snapshot_and_of_a_restore() {
         300
     );
 }
+
+#[test]
+fn log_append_time_batches_are_rewritten_with_their_append_times() {
+    // Batches stamped by the broker cannot go out as they were (their records' own times
+    // are not the ones consumers saw): the kafka sink decodes them and writes each record
+    // with the append time as its CreateTime.
+    let env = env();
+    let topic = unique("append-time");
+    create_topic(
+        &env,
+        &topic,
+        1,
+        &[("message.timestamp.type", "LogAppendTime")],
+    );
+    let msgs: Vec<KcatMsg> = (0..50)
+        .map(|i| KcatMsg::new(Some(b"k"), Some(format!("v{i}").as_bytes())).at(1_000 + i))
+        .collect();
+    py_produce_to(&env, &env.kafka, &topic, Some(0), &msgs, "lz4", false);
+    let original = dump_topic(&env, &env.kafka, &topic);
+    assert!(original
+        .iter()
+        .all(|r| r.timestamp_type == "log_append" && r.timestamp > 1_000_000));
+    let dir = tempfile::tempdir().unwrap();
+    let uri = dir.path().to_str().unwrap();
+    ferry_ok(&[
+        "backup",
+        "--brokers",
+        &env.kafka,
+        "--topic",
+        &topic,
+        "--to",
+        uri,
+        "--snapshot",
+    ]);
+    // A CreateTime target keeps what the restore writes.
+    let restored = format!("{topic}-create-time");
+    create_topic(
+        &env,
+        &restored,
+        1,
+        &[("message.timestamp.type", "CreateTime")],
+    );
+    ferry_ok(&[
+        "restore",
+        "--from",
+        uri,
+        "--brokers",
+        &env.kafka,
+        "--rename",
+        &format!("{topic}={restored}"),
+    ]);
+    let copy = dump_topic(&env, &env.kafka, &restored);
+    assert_eq!(copy.len(), original.len());
+    for (o, c) in original.iter().zip(&copy) {
+        assert_eq!(
+            (c.timestamp, c.timestamp_type.as_str()),
+            (o.timestamp, "create")
+        );
+        assert_eq!((&c.key, &c.value, c.offset), (&o.key, &o.value, o.offset));
+    }
+}
