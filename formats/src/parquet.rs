@@ -23,7 +23,9 @@
 //!
 //! Row groups are bounded by bytes: a row group is closed once the records it holds reach
 //! [`ParquetOptions::row_group_bytes`] (counted as [`Record::size_hint`], capped at
-//! [`MAX_ROW_GROUP_BYTES`] whatever is asked, so the encoder's memory stays bounded). The
+//! [`MAX_ROW_GROUP_BYTES`] whatever is asked, and shrunk so that the open encoders of one
+//! format buffer at most [`ROW_GROUP_BUDGET_BYTES`] together: an export's memory stays
+//! bounded however many partitions it writes at once). The
 //! encoder writes into an in-memory buffer that it drains after each row group, so bytes
 //! go out as row groups complete; the footer comes with [`SegmentEncoder::finish`].
 //!
@@ -58,6 +60,7 @@ use json::infer::JsonInference;
 use json::{JsonTyped, ValueColumns};
 use serde::Deserialize;
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 
 pub mod avro;
@@ -72,6 +75,14 @@ pub const NAME: &str = "parquet";
 /// Upper bound of the bytes buffered for one row group, whatever
 /// [`ParquetOptions::row_group_bytes`] asks for.
 pub const MAX_ROW_GROUP_BYTES: u64 = 32 * 1024 * 1024;
+
+/// Row-group bytes all the open encoders of one [`ParquetFormat`] buffer together at most:
+/// with many partitions open, each one's row groups get smaller (down to
+/// [`MIN_ROW_GROUP_BYTES`]) so the export's memory stays bounded whatever is asked.
+pub const ROW_GROUP_BUDGET_BYTES: usize = 48 * 1024 * 1024;
+
+/// Smallest row group the budget shrinks an encoder's to.
+pub const MIN_ROW_GROUP_BYTES: usize = 1024 * 1024;
 
 /// Records are handed to the Parquet writer in Arrow batches of at most this many bytes.
 const CHUNK_BYTES: usize = 4 * 1024 * 1024;
@@ -259,6 +270,8 @@ pub struct ParquetFormat {
     /// The inferred columns of `value: {as: json}` without `schema`, shared by its
     /// encoders (one set of columns per topic for the run).
     inference: Option<Arc<JsonInference>>,
+    /// Encoders of this format alive now (they share [`ROW_GROUP_BUDGET_BYTES`]).
+    open: Arc<AtomicUsize>,
 }
 
 impl ParquetFormat {
@@ -278,6 +291,7 @@ impl ParquetFormat {
             options,
             values,
             inference,
+            open: Arc::new(AtomicUsize::new(0)),
         }
     }
 }
@@ -298,6 +312,7 @@ impl SegmentFormat for ParquetFormat {
             Shared {
                 avro: self.values.clone(),
                 json: self.inference.clone(),
+                open: Some(self.open.clone()),
             },
             topic,
             partition,
@@ -326,6 +341,8 @@ struct Shared {
     avro: Option<Arc<AvroValues>>,
     /// Inferred columns of `value: {as: json}` without `schema`.
     json: Option<Arc<JsonInference>>,
+    /// The format's count of open encoders.
+    open: Option<Arc<AtomicUsize>>,
 }
 
 fn arrow_error(e: arrow::error::ArrowError) -> Error {
@@ -531,7 +548,11 @@ pub struct ParquetEncoder {
     columns: Columns,
     /// Record bytes in the open row group (handed to the writer or still in `columns`).
     row_group_bytes: usize,
+    /// The row group size asked for (capped at [`MAX_ROW_GROUP_BYTES`]); see
+    /// [`ParquetEncoder::limit`].
     limit: usize,
+    /// Encoders open alongside this one (itself included).
+    open: Arc<AtomicUsize>,
     next_offset: Option<i64>,
     finished: bool,
     /// Records whose values did not fit the typed columns (`on_error: dead_letter`), with
@@ -548,6 +569,12 @@ impl std::fmt::Debug for ParquetEncoder {
             .field("limit", &self.limit)
             .field("next_offset", &self.next_offset)
             .finish_non_exhaustive()
+    }
+}
+
+impl Drop for ParquetEncoder {
+    fn drop(&mut self) {
+        self.open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -569,12 +596,18 @@ impl ParquetEncoder {
         partition: i32,
         first_offset: i64,
     ) -> Self {
+        let open = shared
+            .open
+            .clone()
+            .unwrap_or_else(|| Arc::new(AtomicUsize::new(0)));
+        open.fetch_add(1, Ordering::Relaxed);
         ParquetEncoder {
             writer: Mutex::new(None),
             props: options.properties(topic, partition, first_offset),
             columns: Columns::new(options, shared, topic),
             row_group_bytes: 0,
             limit: options.effective_row_group_bytes(),
+            open,
             next_offset: None,
             finished: false,
             rejected: Vec::new(),
@@ -602,16 +635,25 @@ impl ParquetEncoder {
             // Buffered until the typed columns' schema is known (or the segment ends).
             return Ok(());
         }
-        if self.row_group_bytes >= self.limit {
+        let limit = self.limit();
+        if self.row_group_bytes >= limit {
             self.write_columns()?;
             if let Some(w) = self.writer() {
                 w.flush().map_err(parquet_error)?;
             }
             self.row_group_bytes = 0;
-        } else if self.columns.bytes >= CHUNK_BYTES.min(self.limit) {
+        } else if self.columns.bytes >= CHUNK_BYTES.min(limit) {
             self.write_columns()?;
         }
         Ok(())
+    }
+
+    /// The row group size now: the one asked for, or this encoder's share of
+    /// [`ROW_GROUP_BUDGET_BYTES`] when that is smaller (never under [`MIN_ROW_GROUP_BYTES`]).
+    fn limit(&self) -> usize {
+        let open = self.open.load(Ordering::Relaxed).max(1);
+        self.limit
+            .min((ROW_GROUP_BUDGET_BYTES / open).max(MIN_ROW_GROUP_BYTES))
     }
 
     /// Moves the typed columns' rejections of earlier rows to `rejected`.

@@ -795,3 +795,47 @@ fn inference_options_are_checked() {
     let o: ParquetOptions = serde_json::from_str(r#"{"value": {"as": "json"}}"#).unwrap();
     assert_eq!(o.schema(), SCHEMA.clone());
 }
+
+/// Row groups of one encoder writing `mib` MiB of 64 KiB records while `others` more
+/// encoders of the same format are open.
+fn row_groups_with_others_open(asked: u64, others: usize, mib: i64) -> usize {
+    let format = ParquetFormat::new(ParquetOptions {
+        row_group_bytes: ByteSize(asked),
+        compression: ParquetCompression::None,
+        ..ParquetOptions::default()
+    });
+    let _others: Vec<_> = (0..others)
+        .map(|p| format.encoder("t", p as i32 + 1, 0))
+        .collect();
+    let mut enc = format.encoder("t", 0, 0);
+    let t: Arc<str> = Arc::from("t");
+    let mut file = Vec::new();
+    for b in 0..mib {
+        let records: Vec<Record> = (0..16)
+            .map(|i| {
+                let offset = b * 16 + i;
+                Record::new(
+                    t.clone(),
+                    0,
+                    offset,
+                    Some(Bytes::from(vec![(offset % 251) as u8; 64 * 1024])),
+                )
+            })
+            .collect();
+        file.extend_from_slice(&enc.encode(&segment_batch(records)).unwrap());
+    }
+    file.extend_from_slice(&enc.finish().unwrap());
+    file_reader(&file).metadata().num_row_groups()
+}
+
+#[test]
+fn open_encoders_share_one_row_group_budget() {
+    // Alone, an encoder keeps the 16 MiB asked: 40 MiB make 3 row groups.
+    assert_eq!(row_groups_with_others_open(16 << 20, 0, 40), 3);
+    // With 5 more open, its share of the 48 MiB budget is 8 MiB: 5 row groups.
+    assert_eq!(row_groups_with_others_open(16 << 20, 5, 40), 5);
+    // Asking for much more changes nothing (capped, then shared).
+    assert_eq!(row_groups_with_others_open(1 << 40, 5, 40), 5);
+    // Never under 1 MiB, however many are open.
+    assert_eq!(row_groups_with_others_open(16 << 20, 200, 4), 4);
+}
