@@ -12,30 +12,11 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 fn ferry(args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(args)
-        .env("RUST_LOG", "info")
-        .output()
-        .expect("ferry runs");
-    if !out.status.success() {
-        eprintln!(
-            "ferry {:?} failed:\n{}\n{}",
-            args,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    out
+    common::ferry_output(args, &[])
 }
 
 fn ferry_ok(args: &[&str]) -> String {
-    let out = ferry(args);
-    assert!(
-        out.status.success(),
-        "ferry {args:?} exited {:?}",
-        out.status
-    );
-    String::from_utf8_lossy(&out.stdout).to_string()
+    common::ferry_success(args, &[]).0
 }
 
 /// Headers of every batch of a partition, in offset order, read with Ferry's client.

@@ -11,23 +11,9 @@ use ferry_testkit::{
     dump_topic, env, py_produce_to, run_python_args, unique, DumpedRecord, KcatMsg, TestEnv,
 };
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 fn ferry_ok(args: &[&str], vars: &[(&str, &str)]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(args)
-        .envs(vars.iter().copied())
-        .env("RUST_LOG", "info")
-        .output()
-        .expect("ferry runs");
-    assert!(
-        out.status.success(),
-        "ferry {args:?} failed ({:?}):\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).to_string()
+    common::ferry_success(args, vars).0
 }
 
 /// Reads every Parquet or Avro file under a folder with an independent reader and prints

@@ -12,7 +12,6 @@ use ferry_testkit::{dump_topic, env, py_produce_to, run_python_args, unique, Kca
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 const V1: &str = r#"{"type": "record", "name": "Order", "namespace": "com.example.shop", "fields": [
@@ -161,20 +160,7 @@ fn produce(env: &TestEnv, topic: &str) {
 
 /// Runs `ferry`; returns its stdout and stderr.
 fn ferry(args: &[&str], vars: &[(&str, &str)]) -> (String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(args)
-        .envs(vars.iter().copied())
-        .env("RUST_LOG", "info")
-        .output()
-        .expect("ferry runs");
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(
-        out.status.success(),
-        "ferry {args:?} failed ({:?}):\n{}\n{stderr}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-    );
-    (String::from_utf8_lossy(&out.stdout).to_string(), stderr)
+    common::ferry_success(args, vars)
 }
 
 fn pipeline(

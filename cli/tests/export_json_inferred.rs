@@ -11,23 +11,10 @@ use common::create_topic;
 use ferry_testkit::{env, py_produce_to, run_python_args, unique, KcatMsg, TestEnv};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// Runs `ferry`; returns its stderr (the log).
 fn ferry(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(args)
-        .env("RUST_LOG", "info")
-        .output()
-        .expect("ferry runs");
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(
-        out.status.success(),
-        "ferry {args:?} failed ({:?}):\n{}\n{stderr}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-    );
-    stderr
+    common::ferry_success(args, &[]).1
 }
 
 /// A pipeline exporting `topic` to `lake` as Parquet with `value` as the typed columns

@@ -95,3 +95,38 @@ pub fn varied_topic(env: &TestEnv, topic: &str) -> usize {
     );
     total + 1
 }
+
+/// Runs this build's `ferry` binary with `args` and the extra environment `vars`
+/// (`RUST_LOG=info` unless `vars` sets it); prints what it wrote when it fails.
+pub fn ferry_output(args: &[&str], vars: &[(&str, &str)]) -> std::process::Output {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(args)
+        .env("RUST_LOG", "info")
+        .envs(vars.iter().copied())
+        .output()
+        .expect("ferry runs");
+    if !out.status.success() {
+        eprintln!(
+            "ferry {args:?} failed ({:?}):\n{}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    out
+}
+
+/// Runs `ferry` (see [`ferry_output`]), asserts it succeeded and returns its stdout and
+/// stderr.
+pub fn ferry_success(args: &[&str], vars: &[(&str, &str)]) -> (String, String) {
+    let out = ferry_output(args, vars);
+    assert!(
+        out.status.success(),
+        "ferry {args:?} exited {:?}",
+        out.status
+    );
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
