@@ -353,33 +353,28 @@ impl Producer {
     /// [`ProduceItem::Encoded`] item counts its records from index 0.
     pub fn prepare_items(&self, items: Vec<ProduceItem>) -> Result<Prepared> {
         let limit = self.cfg.max_request_bytes;
+        let fits = |topic: &str, partition: i32, size: usize| {
+            if size > limit {
+                return Err(ClientError::RecordTooLarge {
+                    topic: topic.to_string(),
+                    partition,
+                    size,
+                    max: limit,
+                });
+            }
+            Ok(())
+        };
         // Refuse what can never be sent before sending anything.
         for item in &items {
             match item {
                 ProduceItem::Records(b) => {
                     let overhead = BATCH_HEADER_LEN + 128 + b.topic.len();
                     for r in &b.records {
-                        let size = record_size_estimate(r) + overhead;
-                        if size > limit {
-                            return Err(ClientError::RecordTooLarge {
-                                topic: b.topic.clone(),
-                                partition: b.partition,
-                                size,
-                                max: limit,
-                            });
-                        }
+                        fits(&b.topic, b.partition, record_size_estimate(r) + overhead)?;
                     }
                 }
                 ProduceItem::Encoded(e) => {
-                    let size = e.bytes.len() + 128 + e.topic.len();
-                    if size > limit {
-                        return Err(ClientError::RecordTooLarge {
-                            topic: e.topic.clone(),
-                            partition: e.partition,
-                            size,
-                            max: limit,
-                        });
-                    }
+                    fits(&e.topic, e.partition, e.bytes.len() + 128 + e.topic.len())?;
                 }
             }
         }

@@ -228,17 +228,9 @@ pub struct JsonValueColumns {
     pub on_error: OnError,
 }
 
-/// Names of the envelope columns, which the struct column may not take.
-pub const ENVELOPE: [&str; 8] = [
-    "topic",
-    "partition",
-    "offset",
-    "timestamp",
-    "timestamp_type",
-    "key",
-    "value",
-    "headers",
-];
+/// Names of the envelope columns, which the struct column may not take (the same names as
+/// the Avro envelope's fields).
+pub use crate::avro::ENVELOPE_FIELDS as ENVELOPE;
 
 impl JsonValueColumns {
     /// Checks names (non-empty, unique, not an envelope column) and paths.
