@@ -327,6 +327,12 @@ struct OpenSegment {
     opened: Instant,
 }
 
+/// Pieces encoded on blocking threads at once (see `StorageSink::encoding`).
+const ENCODING_IN_PARALLEL: usize = 3;
+
+/// A segment back from a blocking thread with the piece it encoded and the bytes to append.
+type Encoded = (OpenSegment, Batch, Result<Bytes>);
+
 /// A part of a batch that goes to one segment: records of one time bucket.
 struct Piece {
     batch: Batch,
@@ -344,6 +350,13 @@ pub struct StorageSink {
     /// Object names when not the backup layout.
     template: Option<PathTemplate>,
     open: HashMap<(Arc<str>, i32), OpenSegment>,
+    /// Segments whose latest piece a blocking thread is encoding, per partition: with a
+    /// decoded format (Parquet, Avro, JSON lines: encoding is most of an export's work) the
+    /// partitions encode in parallel while the sink goes on. A partition's next write,
+    /// `flush` and `close` wait for it ([`StorageSink::settle`]).
+    encoding: HashMap<(Arc<str>, i32), tokio::task::JoinHandle<Encoded>>,
+    /// Keys of `encoding`, oldest first (settled ones may linger: settling is idempotent).
+    encoding_order: std::collections::VecDeque<(Arc<str>, i32)>,
     /// Next offset after the last closed segment, per partition.
     last_next: HashMap<(Arc<str>, i32), i64>,
     last_groups: Option<Vec<ferry_core::GroupOffsets>>,
@@ -379,6 +392,8 @@ impl StorageSink {
             format,
             template,
             open: HashMap::new(),
+            encoding: HashMap::new(),
+            encoding_order: Default::default(),
             last_next: HashMap::new(),
             last_groups: None,
             local,
@@ -712,6 +727,8 @@ impl StorageSink {
     /// differs from the segment's, and after when the segment is full.
     async fn write_piece(&mut self, piece: Piece, gap: Option<Gap>) -> Result<()> {
         let key = (piece.batch.topic.clone(), piece.batch.partition);
+        // The previous piece (of this batch, with time buckets) must be in the segment first.
+        self.settle(&key).await?;
         let other_bucket = self
             .open
             .get(&key)
@@ -729,12 +746,69 @@ impl StorageSink {
         if let Some(g) = gap {
             seg.gaps.push(g);
         }
-        let batch = piece.batch;
-        let result = async {
-            let bytes = seg.encoder.encode(&batch)?;
-            self.append(&mut seg, bytes).await
+        let mut batch = piece.batch;
+        if decodes(&*self.format) {
+            // A few at a time: each piece in flight holds its batch and the buffers its
+            // records are slices of.
+            while self.encoding.len() >= ENCODING_IN_PARALLEL {
+                // The oldest first: it is the likeliest to be done.
+                let Some(k) = self.encoding_order.pop_front() else {
+                    break;
+                };
+                self.settle(&k).await?;
+            }
+            let task = tokio::task::spawn_blocking(move || {
+                let bytes = match batch.records_mut() {
+                    Ok(_) => seg.encoder.encode(&batch),
+                    Err(e) => Err(e),
+                };
+                (seg, batch, bytes)
+            });
+            self.encoding_order.retain(|k| *k != key);
+            self.encoding_order.push_back(key.clone());
+            self.encoding.insert(key, task);
+            return Ok(());
         }
-        .await;
+        let bytes = seg.encoder.encode(&batch);
+        self.complete_piece(key, seg, batch, bytes).await
+    }
+
+    /// Waits for the piece of `key` being encoded, if any, and completes it.
+    async fn settle(&mut self, key: &(Arc<str>, i32)) -> Result<()> {
+        let Some(task) = self.encoding.remove(key) else {
+            return Ok(());
+        };
+        let (seg, batch, bytes) = task.await.map_err(|e| {
+            Error::Other(format!(
+                "encoding a segment of {}/{} failed: {e}",
+                key.0, key.1
+            ))
+        })?;
+        self.complete_piece(key.clone(), seg, batch, bytes).await
+    }
+
+    /// [`StorageSink::settle`] for every partition.
+    async fn settle_all(&mut self) -> Result<()> {
+        let keys: Vec<(Arc<str>, i32)> = self.encoding.keys().cloned().collect();
+        for k in keys {
+            self.settle(&k).await?;
+        }
+        Ok(())
+    }
+
+    /// Appends an encoded piece to its segment and counts it; closes the segment when it
+    /// is full.
+    async fn complete_piece(
+        &mut self,
+        key: (Arc<str>, i32),
+        mut seg: OpenSegment,
+        batch: Batch,
+        bytes: Result<Bytes>,
+    ) -> Result<()> {
+        let result = match bytes {
+            Ok(bytes) => self.append(&mut seg, bytes).await,
+            Err(e) => Err(e),
+        };
         if let Err(e) = result {
             let _ = seg.writer.abort().await;
             return Err(e);
@@ -815,6 +889,8 @@ impl Sink for StorageSink {
 
     async fn write(&mut self, mut batch: Batch) -> Result<()> {
         let key = (batch.topic.clone(), batch.partition);
+        // The partition's previous piece must be in its segment before this one.
+        self.settle(&key).await?;
         let prev = self
             .open
             .get(&key)
@@ -825,10 +901,8 @@ impl Sink for StorageSink {
             batch.ack.resolve();
             return Ok(());
         }
-        if decodes(&*self.format) {
-            // Decode once here; the encoder and the counts below borrow the records.
-            batch.records_mut()?;
-        }
+        // Decoded formats decode on the encoding thread (`write_piece`), once: the encoder
+        // and the counts borrow the records.
         let mut gap = None;
         if let Some(prev) = prev {
             if batch.first_offset < prev {
@@ -895,11 +969,13 @@ impl Sink for StorageSink {
     /// Closes segments that reached their age; younger ones keep filling (so frequent
     /// checkpoints do not make tiny files). `close` writes everything.
     async fn flush(&mut self) -> Result<()> {
+        self.settle_all().await?;
         let max_age = self.config.roll.max_age.get();
         self.close_where(|s| s.opened.elapsed() >= max_age).await
     }
 
     async fn close(&mut self) -> Result<()> {
+        self.settle_all().await?;
         self.close_where(|_| true).await
     }
 
