@@ -766,3 +766,77 @@ fn log_append_time_batches_are_rewritten_with_their_append_times() {
         assert_eq!((&c.key, &c.value, c.offset), (&o.key, &o.value, o.offset));
     }
 }
+
+#[test]
+fn backup_and_restore_through_a_sasl_listener() {
+    // The dev broker's SASL_PLAINTEXT listener (PLAIN): every request of the backup and of
+    // the restore, metadata included, goes over authenticated connections.
+    let env = env();
+    let topic = unique("sasl");
+    create_topic(&env, &topic, 2, &[]);
+    for p in 0..2 {
+        let msgs: Vec<KcatMsg> = (0..40)
+            .map(|i| {
+                KcatMsg::new(Some(format!("k{i}").as_bytes()), Some(b"v"))
+                    .header("h", None)
+                    .at(1_764_547_200_000 + i)
+            })
+            .collect();
+        py_produce_to(&env, &env.kafka, &topic, Some(p), &msgs, "zstd", false);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let backup = dir.path().join("backup");
+    let sasl =
+        |password: &str| format!("{{mechanism: PLAIN, username: ferry, password: \"{password}\"}}");
+    let backup_yaml = |name: &str, password: &str| {
+        let path = dir.path().join(format!("{name}.yaml"));
+        std::fs::write(
+            &path,
+            format!(
+                "name: {name}\nsource:\n  type: kafka\n  brokers: [\"{}\"]\n  topics: [\"{topic}\"]\n  \
+                 stop: high_watermark\n  sasl: {}\nsink:\n  type: storage\n  uri: \"{}\"\n",
+                env.kafka_sasl,
+                sasl(password),
+                backup.display()
+            ),
+        )
+        .unwrap();
+        path
+    };
+    // A wrong password is refused with a clear error, and nothing is written.
+    let wrong = ferry(&["run", backup_yaml("wrong", "nope").to_str().unwrap()]);
+    assert!(!wrong.status.success());
+    let err = String::from_utf8_lossy(&wrong.stderr).to_lowercase();
+    assert!(
+        err.contains("sasl") || err.contains("authentication"),
+        "{err}"
+    );
+    assert!(!backup.join("topics").exists());
+
+    ferry_ok(&[
+        "run",
+        backup_yaml("sasl-backup", "ferry-secret").to_str().unwrap(),
+    ]);
+    let restored = format!("{topic}-restored");
+    let restore_yaml = dir.path().join("restore.yaml");
+    std::fs::write(
+        &restore_yaml,
+        format!(
+            "name: sasl-restore\nsource:\n  type: backup\n  uri: \"{}\"\ntransforms:\n  - type: rename_topic\n    \
+             map: {{\"{topic}\": \"{restored}\"}}\nsink:\n  type: kafka\n  brokers: [\"{}\"]\n  sasl: {}\n  \
+             state: \"{}\"\n",
+            backup.display(),
+            env.kafka_sasl,
+            sasl("ferry-secret"),
+            dir.path().join("state").display()
+        ),
+    )
+    .unwrap();
+    ferry_ok(&["run", restore_yaml.to_str().unwrap()]);
+    let original = dump_topic(&env, &env.kafka, &topic);
+    assert_eq!(original.len(), 80);
+    assert_eq!(
+        content(&original),
+        content(&dump_topic(&env, &env.kafka, &restored))
+    );
+}

@@ -47,6 +47,9 @@ pub const NO_ENV_MESSAGE: &str =
 pub struct TestEnv {
     /// Apache Kafka bootstrap address, `host:port` (`FERRY_KAFKA`).
     pub kafka: String,
+    /// The same Kafka's SASL_PLAINTEXT listener (`FERRY_KAFKA_SASL`, `127.0.0.1:19094` by
+    /// default): mechanism PLAIN, user `ferry`, password `ferry-secret`.
+    pub kafka_sasl: String,
     /// Tansu bootstrap address, `host:port` (`FERRY_TANSU`).
     pub tansu: String,
     /// S3-compatible endpoint URL (`FERRY_S3_ENDPOINT`), e.g. `http://127.0.0.1:19000`.
@@ -104,6 +107,7 @@ fn env_from(var: impl Fn(&str) -> Option<String>, file: &HashMap<String, String>
     let need = |k: &str| get(k).unwrap_or_else(|| panic!("{NO_ENV_MESSAGE} ({k} is not set)"));
     TestEnv {
         kafka: need("FERRY_KAFKA"),
+        kafka_sasl: get("FERRY_KAFKA_SASL").unwrap_or_else(|| "127.0.0.1:19094".into()),
         tansu: need("FERRY_TANSU"),
         s3_endpoint: need("FERRY_S3_ENDPOINT"),
         s3_bucket: need("FERRY_S3_BUCKET"),
