@@ -769,12 +769,13 @@ fn log_append_time_batches_are_rewritten_with_their_append_times() {
     }
 }
 
-/// A backup and a restore through the dev broker's SASL_PLAINTEXT listener as `user`:
-/// every request, metadata included, goes over authenticated connections; a wrong
-/// password is refused with a clear error before anything is written.
-fn sasl_round_trip(mechanism: &str, user: &str, password: &str) {
+/// A backup and a restore through one of the dev broker's secured listeners (`brokers`),
+/// the connection settings given as a YAML line (`sasl: {…}` or `tls: {…}`): every
+/// request, metadata included, goes over those connections. With the `refused` settings
+/// the backup fails with an error naming one of `refusal_words`, before anything is written.
+fn secured_round_trip(brokers: &str, settings: &str, refused: &str, refusal_words: &[&str]) {
     let env = env();
-    let topic = unique("sasl");
+    let topic = unique("secured");
     create_topic(&env, &topic, 2, &[]);
     for p in 0..2 {
         let msgs: Vec<KcatMsg> = (0..40)
@@ -788,49 +789,38 @@ fn sasl_round_trip(mechanism: &str, user: &str, password: &str) {
     }
     let dir = tempfile::tempdir().unwrap();
     let backup = dir.path().join("backup");
-    let sasl = |password: &str| {
-        format!("{{mechanism: {mechanism}, username: {user}, password: \"{password}\"}}")
-    };
-    let backup_yaml = |name: &str, password: &str| {
+    let backup_yaml = |name: &str, settings: &str| {
         let path = dir.path().join(format!("{name}.yaml"));
         std::fs::write(
             &path,
             format!(
-                "name: {name}\nsource:\n  type: kafka\n  brokers: [\"{}\"]\n  topics: [\"{topic}\"]\n  \
-                 stop: high_watermark\n  sasl: {}\nsink:\n  type: storage\n  uri: \"{}\"\n",
-                env.kafka_sasl,
-                sasl(password),
+                "name: {name}\nsource:\n  type: kafka\n  brokers: [\"{brokers}\"]\n  topics: [\"{topic}\"]\n  \
+                 stop: high_watermark\n  {settings}\nsink:\n  type: storage\n  uri: \"{}\"\n",
                 backup.display()
             ),
         )
         .unwrap();
         path
     };
-    // A wrong password is refused with a clear error, and nothing is written.
-    let wrong = ferry(&["run", backup_yaml("wrong", "nope").to_str().unwrap()]);
+    let wrong = ferry(&["run", backup_yaml("refused", refused).to_str().unwrap()]);
     assert!(!wrong.status.success());
     let err = String::from_utf8_lossy(&wrong.stderr).to_lowercase();
-    assert!(
-        err.contains("sasl") || err.contains("authentication"),
-        "{err}"
-    );
+    assert!(refusal_words.iter().any(|w| err.contains(w)), "{err}");
     assert!(!backup.join("topics").exists());
 
     ferry_ok(&[
         "run",
-        backup_yaml("sasl-backup", password).to_str().unwrap(),
+        backup_yaml("secured-backup", settings).to_str().unwrap(),
     ]);
     let restored = format!("{topic}-restored");
     let restore_yaml = dir.path().join("restore.yaml");
     std::fs::write(
         &restore_yaml,
         format!(
-            "name: sasl-restore\nsource:\n  type: backup\n  uri: \"{}\"\ntransforms:\n  - type: rename_topic\n    \
-             map: {{\"{topic}\": \"{restored}\"}}\nsink:\n  type: kafka\n  brokers: [\"{}\"]\n  sasl: {}\n  \
+            "name: secured-restore\nsource:\n  type: backup\n  uri: \"{}\"\ntransforms:\n  - type: rename_topic\n    \
+             map: {{\"{topic}\": \"{restored}\"}}\nsink:\n  type: kafka\n  brokers: [\"{brokers}\"]\n  {settings}\n  \
              state: \"{}\"\n",
             backup.display(),
-            env.kafka_sasl,
-            sasl(password),
             dir.path().join("state").display()
         ),
     )
@@ -841,6 +831,20 @@ fn sasl_round_trip(mechanism: &str, user: &str, password: &str) {
     assert_eq!(
         content(&original),
         content(&dump_topic(&env, &env.kafka, &restored))
+    );
+}
+
+/// [`secured_round_trip`] through the SASL_PLAINTEXT listener as `user`; a wrong password
+/// is refused.
+fn sasl_round_trip(mechanism: &str, user: &str, password: &str) {
+    let sasl = |password: &str| {
+        format!("sasl: {{mechanism: {mechanism}, username: {user}, password: \"{password}\"}}")
+    };
+    secured_round_trip(
+        &env().kafka_sasl,
+        &sasl(password),
+        &sasl("nope"),
+        &["sasl", "authentication"],
     );
 }
 
@@ -886,4 +890,17 @@ for m in ("SCRAM-SHA-256", "SCRAM-SHA-512"):
     );
     sasl_round_trip("SCRAM-SHA-256", &user, "scram-secret");
     sasl_round_trip("SCRAM-SHA-512", &user, "scram-secret");
+}
+
+#[test]
+fn backup_and_restore_through_tls() {
+    // The SSL listener's certificate is signed by the dev CA: trusted with `ca_file`; the
+    // system roots alone do not know it, and the connection is refused.
+    let env = env();
+    secured_round_trip(
+        &env.kafka_tls,
+        &format!("tls: {{ca_file: \"{}\"}}", env.kafka_tls_ca),
+        "tls: {}",
+        &["certificate", "tls"],
+    );
 }

@@ -50,6 +50,10 @@ pub struct TestEnv {
     /// The same Kafka's SASL_PLAINTEXT listener (`FERRY_KAFKA_SASL`, `127.0.0.1:19094` by
     /// default): mechanism PLAIN, user `ferry`, password `ferry-secret`.
     pub kafka_sasl: String,
+    /// The same Kafka's SSL listener (`FERRY_KAFKA_TLS`, `127.0.0.1:19095` by default).
+    pub kafka_tls: String,
+    /// The CA that signed that listener's certificate, PEM (`FERRY_KAFKA_TLS_CA`).
+    pub kafka_tls_ca: String,
     /// Tansu bootstrap address, `host:port` (`FERRY_TANSU`).
     pub tansu: String,
     /// S3-compatible endpoint URL (`FERRY_S3_ENDPOINT`), e.g. `http://127.0.0.1:19000`.
@@ -108,6 +112,9 @@ fn env_from(var: impl Fn(&str) -> Option<String>, file: &HashMap<String, String>
     TestEnv {
         kafka: need("FERRY_KAFKA"),
         kafka_sasl: get("FERRY_KAFKA_SASL").unwrap_or_else(|| "127.0.0.1:19094".into()),
+        kafka_tls: get("FERRY_KAFKA_TLS").unwrap_or_else(|| "127.0.0.1:19095".into()),
+        kafka_tls_ca: get("FERRY_KAFKA_TLS_CA")
+            .unwrap_or_else(|| "/var/tmp/ferry-dev/kafka/tls/ca.pem".into()),
         tansu: need("FERRY_TANSU"),
         s3_endpoint: need("FERRY_S3_ENDPOINT"),
         s3_bucket: need("FERRY_S3_BUCKET"),
