@@ -61,13 +61,25 @@ fn registry(schemas: Vec<(u32, String)>) -> (String, Arc<Mutex<Vec<String>>>) {
             let id = path
                 .strip_prefix("/schemas/ids/")
                 .and_then(|i| i.parse::<u32>().ok());
-            let (status, body) = match id.and_then(|i| schemas.iter().find(|(s, _)| *s == i)) {
+            // Every subject's latest version is the highest id.
+            let latest = path
+                .strip_prefix("/subjects/")
+                .filter(|p| p.ends_with("/versions/latest"))
+                .and_then(|_| schemas.iter().max_by_key(|(s, _)| *s));
+            let (status, body) = if let Some((id, schema)) = latest {
+                (
+                    "200 OK",
+                    json!({ "id": id, "version": 1, "schema": schema }).to_string(),
+                )
+            } else {
+                match id.and_then(|i| schemas.iter().find(|(s, _)| *s == i)) {
                 Some((_, schema)) => ("200 OK", json!({ "schema": schema }).to_string()),
                 None => (
                     "404 Not Found",
                     json!({"error_code": 40403, "message": format!("Schema {} not found", id.unwrap_or(0))})
                         .to_string(),
                 ),
+                }
             };
             let _ = write!(
                 conn,
@@ -450,8 +462,51 @@ fn schema_files_and_schema_id_choose_the_reader_schema() {
     );
     let (_, log) = ferry(&["run", file.to_str().unwrap()], &[]);
     assert!(log.contains("reader schema from schema_id"), "{log}");
-    let out = run_python_args(
+    let bad = assert_read_with_v2(&env, &lake, &topic);
+    assert!(bad[1].1.contains("no file 99.avsc"), "{}", bad[1].1);
+}
+
+#[test]
+fn a_registry_subject_chooses_the_reader_schema() {
+    let env = env();
+    let topic = unique("avro-subject");
+    produce(&env, &topic);
+    let (url, requests) = registry(vec![(1, V1.to_string()), (2, v2())]);
+    let work = tempfile::tempdir().unwrap();
+    let lake = work.path().join("lake");
+    let file = pipeline(
+        work.path(),
+        "avro-subject",
         &env,
+        &topic,
+        &lake,
+        json!({"format": "parquet", "parquet": {"value": {
+            "as": "avro", "registry": {"url": url}, "subject": "orders-value",
+            "on_error": "dead_letter"
+        }}}),
+    );
+    let (_, log) = ferry(&["run", file.to_str().unwrap()], &[]);
+    assert!(log.contains("latest version of the subject"), "{log}");
+    assert_eq!(
+        requests.lock().unwrap()[0],
+        "/subjects/orders-value/versions/latest"
+    );
+    let bad = assert_read_with_v2(&env, &lake, &topic);
+    assert!(
+        bad[1]
+            .1
+            .contains("schema id 99 is not in the schema registry"),
+        "{}",
+        bad[1].1
+    );
+}
+
+/// The export of [`produce`]'s values read with the v2 schema (which adds `channel`): v1
+/// values get its default, the v2 value keeps its own, the two bad values are dead letters
+/// (returned: offset and reason).
+fn assert_read_with_v2(env: &TestEnv, lake: &Path, topic: &str) -> Vec<(i64, String)> {
+    let out = run_python_args(
+        env,
         DUCKDB_PY,
         &[lake.to_str().unwrap(), "value_avro.channel"],
         b"",
@@ -484,7 +539,7 @@ fn schema_files_and_schema_id_choose_the_reader_schema() {
         ]
     );
     assert_eq!(rows[6][4], 10);
-    let bad = dead_letters(&lake, &topic);
+    let bad = dead_letters(lake, topic);
     assert_eq!(bad.len(), 2, "{bad:?}");
-    assert!(bad[1].1.contains("no file 99.avsc"), "{}", bad[1].1);
+    bad
 }

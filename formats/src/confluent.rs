@@ -11,6 +11,7 @@
 //!     password: ${REGISTRY_PASSWORD}
 //!   schemas: /etc/ferry/schemas    # and/or writer schemas as <id>.avsc files (air-gapped)
 //!   schema_id: 42                  # optional: the reader schema (default: see below)
+//!   # subject: orders-value        # or: the latest version of a registry subject
 //!   column: value_avro             # the default
 //!   on_error: "null"               # or: fail, dead_letter
 //! ```
@@ -31,7 +32,9 @@
 //! it encodes a batch (encoders are synchronous); `schemas:` files are also read by the
 //! encoders themselves when a schema is missing from the cache.
 //!
-//! **Reader schema.** `schema_id: N` names it; without it, the reader schema of a topic is
+//! **Reader schema.** `schema_id: N` names it, or `subject: S`: the latest version of the
+//! registry subject S (`GET {url}/subjects/S/versions/latest`, once per run; an unknown
+//! subject stops the pipeline); without either, the reader schema of a topic is
 //! the writer schema of the first value of that topic this run decodes, and stays fixed for
 //! the run (logged at info). Its fields become the typed columns (it must be a record), so
 //! setting `schema_id` keeps the columns the same from run to run. A segment written
@@ -100,6 +103,10 @@ pub struct AvroValueColumns {
     /// schema of the first value of each topic decoded in the run.
     #[serde(default)]
     pub schema_id: Option<u32>,
+    /// Instead of `schema_id`: a registry subject (e.g. `orders-value`) whose latest
+    /// version is the reader schema, looked up once per run.
+    #[serde(default)]
+    pub subject: Option<String>,
     /// Name of the column (Parquet struct column, Avro field) that holds the decoded
     /// values (default `value_avro`).
     #[serde(default = "default_column")]
@@ -120,6 +127,19 @@ impl AvroValueColumns {
             return Err(bad(
                 "needs `registry: {url: http://…}` (a Confluent Schema Registry) or `schemas: <dir>` (writer schemas as <id>.avsc files), or both".into(),
             ));
+        }
+        if self.schema_id.is_some() && self.subject.is_some() {
+            return Err(bad(
+                "`schema_id` and `subject` both name the reader schema: keep one".into(),
+            ));
+        }
+        if self.subject.is_some() && self.registry.is_none() {
+            return Err(bad(
+                "`subject` is looked up in the registry: it needs `registry: {url: …}`".into(),
+            ));
+        }
+        if self.subject.as_deref() == Some("") {
+            return Err(bad("`subject` is empty".into()));
         }
         if let Some(r) = &self.registry {
             let url = reqwest::Url::parse(&r.url)
@@ -223,6 +243,53 @@ impl SchemaRegistry {
     /// The registry's base URL.
     pub fn url(&self) -> &str {
         &self.base
+    }
+
+    /// The schema id of the latest version of `subject` (`GET
+    /// {url}/subjects/{subject}/versions/latest`).
+    pub async fn latest_id(&self, subject: &str) -> Result<u32> {
+        let url = format!(
+            "{}/subjects/{}/versions/latest",
+            self.base,
+            subject.replace('%', "%25").replace('/', "%2F")
+        );
+        let mut req = self.client.get(&url).header(
+            reqwest::header::ACCEPT,
+            "application/vnd.schemaregistry.v1+json, application/json",
+        );
+        if let Some(user) = &self.username {
+            req = req.basic_auth(user, self.password.as_ref());
+        }
+        let resp = req.send().await.map_err(|e| {
+            Error::Other(format!("schema registry: GET {url}: {}", error_chain(&e)))
+        })?;
+        let status = resp.status();
+        let body = resp.bytes().await.map_err(|e| {
+            Error::Other(format!("schema registry: GET {url}: {}", error_chain(&e)))
+        })?;
+        let text: String = String::from_utf8_lossy(&body).chars().take(300).collect();
+        if status.as_u16() == 404 && error_code(&body) == Some(40401) {
+            return Err(Error::config(format!(
+                "value (as: avro): subject `{subject}` is not in the schema registry {}: check `subject`",
+                self.base
+            )));
+        }
+        if !status.is_success() {
+            return Err(Error::Other(format!(
+                "schema registry: GET {url}: {status}: {}",
+                text.trim()
+            )));
+        }
+        serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v.get("id")?.as_u64())
+            .and_then(|id| u32::try_from(id).ok())
+            .ok_or_else(|| {
+                Error::Other(format!(
+                    "schema registry: GET {url}: the answer has no schema id: {}",
+                    text.trim()
+                ))
+            })
     }
 
     /// Fetches and parses the schema of `id`. `Ok(Err(reason))`: the registry answered but
@@ -386,6 +453,8 @@ pub struct AvroValues {
     writers: RwLock<HashMap<u32, Lookup>>,
     readers: RwLock<HashMap<String, Arc<IdSchema>>>,
     fixed: OnceLock<Arc<IdSchema>>,
+    /// The schema id `subject` resolved to.
+    subject_id: OnceLock<u32>,
     dir_checked: OnceLock<()>,
 }
 
@@ -410,6 +479,7 @@ impl AvroValues {
             writers: RwLock::new(HashMap::new()),
             readers: RwLock::new(HashMap::new()),
             fixed: OnceLock::new(),
+            subject_id: OnceLock::new(),
             dir_checked: OnceLock::new(),
         }
     }
@@ -559,9 +629,25 @@ impl AvroValues {
         Ok(())
     }
 
-    /// Loads the `schema_id` reader schema (once).
+    /// The id of the reader schema the options name: `schema_id`, or what `subject`
+    /// resolved to.
+    fn fixed_id(&self) -> Option<u32> {
+        self.config
+            .schema_id
+            .or_else(|| self.subject_id.get().copied())
+    }
+
+    /// Loads the `schema_id` (or `subject`) reader schema (once).
     async fn fixed_reader(&self) -> Result<Option<Arc<IdSchema>>> {
-        let Some(id) = self.config.schema_id else {
+        if let (Some(subject), None) = (&self.config.subject, self.subject_id.get()) {
+            if let Some(registry) = self.registry()? {
+                let id = registry.latest_id(subject).await?;
+                if self.subject_id.set(id).is_ok() {
+                    tracing::info!(subject = %subject, schema_id = id, "value (as: avro): reader schema is the latest version of the subject");
+                }
+            }
+        }
+        let Some(id) = self.fixed_id() else {
             return Ok(None);
         };
         if let Some(r) = self.fixed.get() {
@@ -621,7 +707,12 @@ impl AvroValues {
     /// The reader schema of `topic` if known, else the one `r` establishes (its writer
     /// schema, when known and usable).
     fn reader_for(&self, topic: &str, r: &Record) -> Result<Option<Arc<IdSchema>>> {
-        if let Some(id) = self.config.schema_id {
+        if self.config.subject.is_some() && self.fixed_id().is_none() {
+            return Err(Error::Other(
+                "value (as: avro): `subject` was not looked up in the registry (the format's prepare step did not run)".into(),
+            ));
+        }
+        if let Some(id) = self.fixed_id() {
             if let Some(f) = self.fixed.get() {
                 return Ok(Some(f.clone()));
             }

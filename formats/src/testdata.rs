@@ -182,7 +182,9 @@ pub struct FakeRegistry {
 
 /// A Schema Registry on 127.0.0.1 answering `GET /schemas/ids/{id}` like the real one:
 /// `{"schema": …}` (plus `schemaType` when not Avro) for the ids of `schemas`, 404
-/// `{"error_code":40403,…}` for others, a plain 404 for other paths; 401 without the `auth` basic credentials when
+/// `{"error_code":40403,…}` for others; `GET /subjects/{s}/versions/latest` with the highest
+/// id of `schemas` (404 `40401` for subjects starting with `missing`); a plain 404 for other
+/// paths; 401 without the `auth` basic credentials when
 /// set; 500 for the first `failures` requests.
 pub async fn fake_registry(
     schemas: Vec<(u32, serde_json::Value)>,
@@ -239,6 +241,25 @@ pub async fn fake_registry(
                     401,
                     r#"{"error_code":401,"message":"Unauthorized"}"#.to_string(),
                 )
+            } else if let Some(subject) = path
+                .strip_prefix("/subjects/")
+                .and_then(|p| p.strip_suffix("/versions/latest"))
+            {
+                // Every subject's latest version is the highest id, but `missing…` ones.
+                match schemas.keys().max() {
+                    Some(id) if !subject.starts_with("missing") => (
+                        200,
+                        serde_json::json!({"subject": subject, "version": 1, "id": id,
+                            "schema": schemas[id]["schema"]})
+                        .to_string(),
+                    ),
+                    _ => (
+                        404,
+                        format!(
+                            r#"{{"error_code":40401,"message":"Subject '{subject}' not found."}}"#
+                        ),
+                    ),
+                }
             } else {
                 let id = path
                     .strip_prefix("/schemas/ids/")

@@ -490,3 +490,55 @@ fn minimal_length_decimals_resolve_to_another_schema() {
     );
     assert_eq!(fields[3], ("x".to_string(), Value::Int(1)));
 }
+
+#[tokio::test]
+async fn subject_names_the_reader_schema_by_its_latest_version() {
+    let reg = fake_registry(vec![(1, avro_reply(V1)), (2, avro_reply(V2))], None, 0).await;
+    let values = AvroValues::new(config(
+        serde_json::json!({"registry": {"url": reg.url}, "subject": "orders-value"}),
+    ));
+    // A v1 value read with the latest version (v2): the new field takes its default.
+    let records = vec![value_record(0, Some(v1(7, "a")))];
+    values.prepare(&batch(records.clone())).await.unwrap();
+    let (reader, d) = values.decode("orders", &records[0]).unwrap();
+    assert_eq!(reader.unwrap().id, 2);
+    assert_eq!(
+        d,
+        Decoded::Value(Value::Record(vec![
+            ("id".into(), Value::Long(7)),
+            ("name".into(), Value::String("a".into())),
+            ("channel".into(), Value::String("web".into())),
+        ]))
+    );
+    let requests = reg.requests.lock().unwrap().clone();
+    assert_eq!(requests[0], "GET /subjects/orders-value/versions/latest");
+
+    // An unknown subject stops the pipeline with a message naming it.
+    let missing = AvroValues::new(config(
+        serde_json::json!({"registry": {"url": reg.url}, "subject": "missing-value"}),
+    ));
+    let e = missing
+        .prepare(&batch(records))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("subject `missing-value` is not in the schema registry"),
+        "{e}"
+    );
+
+    // `subject` and `schema_id` together, or `subject` without a registry: config errors.
+    let both =
+        config(serde_json::json!({"registry": {"url": reg.url}, "subject": "s", "schema_id": 1}));
+    assert!(both
+        .validate("parquet value", &[])
+        .unwrap_err()
+        .to_string()
+        .contains("keep one"));
+    let alone = config(serde_json::json!({"schemas": "/tmp", "subject": "s"}));
+    assert!(alone
+        .validate("parquet value", &[])
+        .unwrap_err()
+        .to_string()
+        .contains("needs `registry"));
+}
