@@ -7,12 +7,79 @@ use ferry_core::registry::Registry;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
+/// How to reach a secured cluster: the `tls:` and `sasl:` options of the kafka source and
+/// sink, as flags (shared by `backup`, `restore` and `topics`).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct SecurityArgs {
+    /// Connect with TLS (implied by the other --tls-* flags); the system's root
+    /// certificates are trusted unless --tls-ca-file is given.
+    #[arg(long)]
+    pub tls: bool,
+    /// CA certificates (PEM) to trust instead of the system's.
+    #[arg(long, value_name = "PEM")]
+    pub tls_ca_file: Option<String>,
+    /// Client certificate (PEM) for mutual TLS.
+    #[arg(long, value_name = "PEM", requires = "tls_key_file")]
+    pub tls_cert_file: Option<String>,
+    /// Client private key (PEM) for mutual TLS.
+    #[arg(long, value_name = "PEM", requires = "tls_cert_file")]
+    pub tls_key_file: Option<String>,
+    /// SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
+    #[arg(long, value_name = "MECHANISM", requires = "sasl_username")]
+    pub sasl_mechanism: Option<String>,
+    /// SASL user name.
+    #[arg(long, value_name = "USER", requires = "sasl_mechanism")]
+    pub sasl_username: Option<String>,
+    /// SASL password; better from the environment (FERRY_SASL_PASSWORD) than on the
+    /// command line, where other users of the machine can see it.
+    #[arg(
+        long,
+        value_name = "PASSWORD",
+        env = "FERRY_SASL_PASSWORD",
+        hide_env_values = true
+    )]
+    pub sasl_password: Option<String>,
+}
+
+impl SecurityArgs {
+    /// Adds `tls:` and `sasl:` blocks to a kafka source or sink block.
+    pub fn apply(&self, block: &mut Map<String, Value>) {
+        let tls_files = [
+            ("ca_file", &self.tls_ca_file),
+            ("cert_file", &self.tls_cert_file),
+            ("key_file", &self.tls_key_file),
+        ];
+        if self.tls || tls_files.iter().any(|(_, f)| f.is_some()) {
+            let mut tls = Map::new();
+            for (k, f) in tls_files {
+                if let Some(f) = f {
+                    tls.insert(k.into(), json!(f));
+                }
+            }
+            block.insert("tls".into(), Value::Object(tls));
+        }
+        if let (Some(mechanism), Some(username)) = (&self.sasl_mechanism, &self.sasl_username) {
+            block.insert(
+                "sasl".into(),
+                json!({
+                    "mechanism": mechanism,
+                    "username": username,
+                    "password": self.sasl_password.clone().unwrap_or_default(),
+                }),
+            );
+        }
+    }
+}
+
 /// `ferry backup`: back up topics to storage.
 #[derive(clap::Args, Debug)]
 pub struct BackupArgs {
     /// Brokers of the source cluster, host:port (repeat or comma-separate).
     #[arg(long, required = true, value_delimiter = ',')]
     pub brokers: Vec<String>,
+    /// TLS and SASL settings of the source cluster.
+    #[command(flatten)]
+    pub security: SecurityArgs,
     /// Topic to back up: a name or /regex/ (repeat for several).
     #[arg(long = "topic", required = true)]
     pub topics: Vec<String>,
@@ -47,6 +114,9 @@ pub struct RestoreArgs {
     /// Brokers of the target cluster, host:port (repeat or comma-separate).
     #[arg(long, required = true, value_delimiter = ',')]
     pub brokers: Vec<String>,
+    /// TLS and SASL settings of the target cluster.
+    #[command(flatten)]
+    pub security: SecurityArgs,
     /// Topic to restore: a name or /regex/ (repeat; default all topics of the backup).
     #[arg(long = "topic")]
     pub topics: Vec<String>,
@@ -99,15 +169,19 @@ fn split_pair(flag: &str, s: &str) -> Result<(String, String)> {
 
 /// The pipeline `ferry backup` runs.
 pub fn backup_pipeline(a: &BackupArgs) -> Value {
+    let mut source = json!({
+        "type": "kafka",
+        "brokers": a.brokers,
+        "topics": a.topics,
+        "start": a.start,
+        "stop": if a.snapshot { "high_watermark" } else { "never" },
+    });
+    if let Value::Object(block) = &mut source {
+        a.security.apply(block);
+    }
     json!({
         "name": a.name,
-        "source": {
-            "type": "kafka",
-            "brokers": a.brokers,
-            "topics": a.topics,
-            "start": a.start,
-            "stop": if a.snapshot { "high_watermark" } else { "never" },
-        },
+        "source": source,
         "sink": { "type": "storage", "uri": a.to, "format": a.format },
     })
 }
@@ -144,11 +218,7 @@ pub fn restore_pipeline(a: &RestoreArgs) -> Result<Value> {
         let (old, new) = split_pair("--group-rename", r)?;
         group_rename.insert(old, json!(new));
     }
-    Ok(json!({
-        "name": a.name.clone().unwrap_or_else(|| default_restore_name(a)),
-        "source": source,
-        "transforms": transforms,
-        "sink": {
+    let mut sink = json!({
             "type": "kafka",
             "brokers": a.brokers,
             "partitioning": a.partitioning,
@@ -156,7 +226,15 @@ pub fn restore_pipeline(a: &RestoreArgs) -> Result<Value> {
             // Smaller produce calls (3 stay in flight) cost no speed here and ~35 MiB of RSS.
             "buffer_bytes": "4MiB",
             "groups": { "restore": a.groups, "rename": group_rename },
-        },
+    });
+    if let Value::Object(block) = &mut sink {
+        a.security.apply(block);
+    }
+    Ok(json!({
+        "name": a.name.clone().unwrap_or_else(|| default_restore_name(a)),
+        "source": source,
+        "transforms": transforms,
+        "sink": sink,
         // Decoded records pin the read buffers they were sliced from: a smaller budget keeps
         // a restore's memory low, and the pipelined producer keeps the broker busy anyway.
         "delivery": { "checkpoint": state, "max_in_flight_bytes": "32MiB" },
@@ -193,9 +271,16 @@ pub fn load(registry: &Registry, pipeline: &Value, origin: &str) -> Result<ferry
         .with_context(|| format!("building the pipeline of {origin}"))
 }
 
-/// Prints a generated pipeline as YAML-compatible JSON.
+/// Prints a generated pipeline as YAML-compatible JSON, passwords replaced by a reference
+/// to `FERRY_SASL_PASSWORD` (so the printed pipeline can be saved and run as it is).
 pub fn print_pipeline(pipeline: &Value) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(pipeline)?);
+    let mut shown = pipeline.clone();
+    for stage in ["source", "sink"] {
+        if let Some(p) = shown.pointer_mut(&format!("/{stage}/sasl/password")) {
+            *p = json!("${FERRY_SASL_PASSWORD}");
+        }
+    }
+    println!("{}", serde_json::to_string_pretty(&shown)?);
     Ok(())
 }
 
@@ -314,6 +399,7 @@ mod tests {
         let a = RestoreArgs {
             from: "/b".into(),
             brokers: vec!["h:1".into()],
+            security: SecurityArgs::default(),
             topics: vec!["orders".into()],
             renames: vec!["orders=orders2".into()],
             until: Some("2026-11-24T10:00:00Z".into()),

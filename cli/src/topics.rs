@@ -4,7 +4,7 @@
 //! (internal topics are listed too, with `"internal":true`).
 
 use anyhow::Context;
-use ferry_kafka::{Client, ClientConfig, TopicOffsets};
+use ferry_kafka::{Client, ClientConfig, ConnectionOptions, TopicOffsets};
 
 /// Arguments of `ferry topics`.
 #[derive(clap::Args, Debug)]
@@ -12,6 +12,9 @@ pub struct TopicsArgs {
     /// Brokers to bootstrap from, `host:port` (repeat the flag or separate with commas).
     #[arg(long, required = true, value_delimiter = ',')]
     pub brokers: Vec<String>,
+    /// TLS and SASL settings of the cluster.
+    #[command(flatten)]
+    pub security: crate::shortcuts::SecurityArgs,
     /// Print one JSON array instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -53,7 +56,14 @@ pub fn render_table(topics: &[TopicOffsets]) -> String {
 
 /// `ferry topics`.
 pub async fn run(args: TopicsArgs) -> anyhow::Result<()> {
-    let client = Client::connect(ClientConfig::new(&args.brokers))
+    let mut options = serde_json::Map::new();
+    options.insert("brokers".into(), serde_json::json!(args.brokers));
+    args.security.apply(&mut options);
+    let config: ClientConfig = serde_json::from_value::<ConnectionOptions>(options.into())
+        .context("connection flags")?
+        .client_config()
+        .map_err(anyhow::Error::msg)?;
+    let client = Client::connect(config)
         .await
         .with_context(|| format!("connecting to {}", args.brokers.join(",")))?;
     let topics = client

@@ -904,3 +904,67 @@ fn backup_and_restore_through_tls() {
         &["certificate", "tls"],
     );
 }
+
+#[test]
+fn cli_flags_reach_secured_listeners() {
+    // `ferry topics` and `ferry backup` over TLS with the dev CA, `ferry restore` over SASL
+    // PLAIN with the password from FERRY_SASL_PASSWORD (not on the command line).
+    let env = env();
+    let topic = unique("cli-secured");
+    create_topic(&env, &topic, 1, &[]);
+    let msgs: Vec<KcatMsg> = (0..25)
+        .map(|i| KcatMsg::new(None, Some(format!("v{i}").as_bytes())).at(1_764_547_200_000 + i))
+        .collect();
+    py_produce_to(&env, &env.kafka, &topic, Some(0), &msgs, "none", false);
+    let tls = ["--tls-ca-file", env.kafka_tls_ca.as_str()];
+    let listed = ferry_ok(
+        &[
+            &["topics", "--brokers", env.kafka_tls.as_str(), "--json"][..],
+            &tls[..],
+        ]
+        .concat(),
+    );
+    assert!(listed.contains(&topic), "{listed}");
+    let dir = tempfile::tempdir().unwrap();
+    let uri = dir.path().to_str().unwrap();
+    ferry_ok(
+        &[
+            &[
+                "backup",
+                "--brokers",
+                env.kafka_tls.as_str(),
+                "--topic",
+                &topic,
+            ][..],
+            &["--to", uri, "--snapshot"][..],
+            &tls[..],
+        ]
+        .concat(),
+    );
+    let restored = format!("{topic}-restored");
+    let restore = [
+        "restore",
+        "--from",
+        uri,
+        "--brokers",
+        env.kafka_sasl.as_str(),
+        "--rename",
+        &format!("{topic}={restored}"),
+        "--sasl-mechanism",
+        "PLAIN",
+        "--sasl-username",
+        "ferry",
+    ];
+    // The printed pipeline refers to the password, it does not show it.
+    let printed = common::ferry_success(
+        &[&restore[..], &["--print-pipeline"][..]].concat(),
+        &[("FERRY_SASL_PASSWORD", "ferry-secret")],
+    )
+    .0;
+    assert!(
+        printed.contains("${FERRY_SASL_PASSWORD}") && !printed.contains("ferry-secret"),
+        "{printed}"
+    );
+    common::ferry_success(&restore, &[("FERRY_SASL_PASSWORD", "ferry-secret")]);
+    assert_eq!(dump_topic(&env, &env.kafka, &restored).len(), 25);
+}
