@@ -333,6 +333,9 @@ const ENCODING_IN_PARALLEL: usize = 3;
 /// A segment back from a blocking thread with the piece it encoded and the bytes to append.
 type Encoded = (OpenSegment, Batch, Result<Bytes>);
 
+/// A partition's piece being encoded on a blocking thread.
+type Encoding = ((Arc<str>, i32), tokio::task::JoinHandle<Encoded>);
+
 /// A part of a batch that goes to one segment: records of one time bucket.
 struct Piece {
     batch: Batch,
@@ -354,9 +357,8 @@ pub struct StorageSink {
     /// decoded format (Parquet, Avro, JSON lines: encoding is most of an export's work) the
     /// partitions encode in parallel while the sink goes on. A partition's next write,
     /// `flush` and `close` wait for it ([`StorageSink::settle`]).
-    encoding: HashMap<(Arc<str>, i32), tokio::task::JoinHandle<Encoded>>,
-    /// Keys of `encoding`, oldest first (settled ones may linger: settling is idempotent).
-    encoding_order: std::collections::VecDeque<(Arc<str>, i32)>,
+    /// Oldest first, at most [`ENCODING_IN_PARALLEL`], one per partition.
+    encoding: std::collections::VecDeque<Encoding>,
     /// Next offset after the last closed segment, per partition.
     last_next: HashMap<(Arc<str>, i32), i64>,
     last_groups: Option<Vec<ferry_core::GroupOffsets>>,
@@ -392,8 +394,7 @@ impl StorageSink {
             format,
             template,
             open: HashMap::new(),
-            encoding: HashMap::new(),
-            encoding_order: Default::default(),
+            encoding: Default::default(),
             last_next: HashMap::new(),
             last_groups: None,
             local,
@@ -752,10 +753,7 @@ impl StorageSink {
             // records are slices of.
             while self.encoding.len() >= ENCODING_IN_PARALLEL {
                 // The oldest first: it is the likeliest to be done.
-                let Some(k) = self.encoding_order.pop_front() else {
-                    break;
-                };
-                self.settle(&k).await?;
+                self.settle_oldest().await?;
             }
             let task = tokio::task::spawn_blocking(move || {
                 let bytes = match batch.records_mut() {
@@ -764,9 +762,8 @@ impl StorageSink {
                 };
                 (seg, batch, bytes)
             });
-            self.encoding_order.retain(|k| *k != key);
-            self.encoding_order.push_back(key.clone());
-            self.encoding.insert(key, task);
+            // `write_piece` settled this partition first: it is not in the queue.
+            self.encoding.push_back((key, task));
             return Ok(());
         }
         let bytes = seg.encoder.encode(&batch);
@@ -775,7 +772,22 @@ impl StorageSink {
 
     /// Waits for the piece of `key` being encoded, if any, and completes it.
     async fn settle(&mut self, key: &(Arc<str>, i32)) -> Result<()> {
-        let Some(task) = self.encoding.remove(key) else {
+        match self.encoding.iter().position(|(k, _)| k == key) {
+            Some(i) => self.settle_at(i).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Completes the oldest piece being encoded, if any.
+    async fn settle_oldest(&mut self) -> Result<()> {
+        if self.encoding.is_empty() {
+            return Ok(());
+        }
+        self.settle_at(0).await
+    }
+
+    async fn settle_at(&mut self, i: usize) -> Result<()> {
+        let Some((key, task)) = self.encoding.remove(i) else {
             return Ok(());
         };
         let (seg, batch, bytes) = task.await.map_err(|e| {
@@ -784,14 +796,13 @@ impl StorageSink {
                 key.0, key.1
             ))
         })?;
-        self.complete_piece(key.clone(), seg, batch, bytes).await
+        self.complete_piece(key, seg, batch, bytes).await
     }
 
     /// [`StorageSink::settle`] for every partition.
     async fn settle_all(&mut self) -> Result<()> {
-        let keys: Vec<(Arc<str>, i32)> = self.encoding.keys().cloned().collect();
-        for k in keys {
-            self.settle(&k).await?;
+        while !self.encoding.is_empty() {
+            self.settle_oldest().await?;
         }
         Ok(())
     }
