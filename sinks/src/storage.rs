@@ -449,15 +449,10 @@ impl StorageSink {
                     self.storage
                 ))
             })?;
-            let mkey = layout::manifest_key(&topic, partition, first);
-            let committed = match self.storage.read_opt(&mkey).await? {
-                Some(b) => {
-                    let m: SegmentManifest = serde_json::from_slice(&b)
-                        .map_err(|e| Error::Corrupt(format!("{}/{mkey}: {e}", self.storage)))?;
-                    m.segment == marker.segment
-                }
-                None => false,
-            };
+            let committed = self
+                .read_manifest(&topic, partition, first)
+                .await?
+                .is_some_and(|m| m.segment == marker.segment);
             if !committed {
                 tracing::warn!(segment = %marker.segment, "removing a segment without manifest (an interrupted write)");
                 self.storage.delete(&marker.segment).await?;
@@ -770,6 +765,22 @@ impl StorageSink {
         self.complete_piece(key, seg, batch, bytes).await
     }
 
+    /// The manifest of a partition's segment starting at `first`, if there is one.
+    async fn read_manifest(
+        &self,
+        topic: &str,
+        partition: i32,
+        first: i64,
+    ) -> Result<Option<SegmentManifest>> {
+        let key = layout::manifest_key(topic, partition, first);
+        let Some(bytes) = self.storage.read_opt(&key).await? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| Error::Corrupt(format!("{}/{key}: {e}", self.storage)))
+    }
+
     /// Waits for the piece of `key` being encoded, if any, and completes it.
     async fn settle(&mut self, key: &(Arc<str>, i32)) -> Result<()> {
         match self.encoding.iter().position(|(k, _)| k == key) {
@@ -884,10 +895,13 @@ impl Sink for StorageSink {
         let mut durable = Offsets::new();
         for ((topic, partition), firsts) in &inv.manifests {
             let Some(last) = firsts.last() else { continue };
-            let mkey = layout::manifest_key(topic, *partition, *last);
-            let bytes = self.storage.read(&mkey).await?;
-            let m: SegmentManifest = serde_json::from_slice(&bytes)
-                .map_err(|e| Error::Corrupt(format!("{}/{mkey}: {e}", self.storage)))?;
+            let Some(m) = self.read_manifest(topic, *partition, *last).await? else {
+                return Err(Error::Corrupt(format!(
+                    "{}/{}: listed but gone",
+                    self.storage,
+                    layout::manifest_key(topic, *partition, *last)
+                )));
+            };
             self.last_next
                 .insert((topic_of(topic), *partition), m.next_offset);
             durable
@@ -1006,6 +1020,15 @@ mod tests {
             m.extend(extra);
         }
         serde_json::from_value(v).expect("config parses")
+    }
+
+    /// The manifest of partition 0 of topic `t` starting at `first`.
+    async fn manifest(storage: &Storage, first: i64) -> SegmentManifest {
+        let bytes = storage
+            .read(&layout::manifest_key("t", 0, first))
+            .await
+            .unwrap();
+        serde_json::from_slice(&bytes).unwrap()
     }
 
     fn record(topic: &Arc<str>, offset: i64, ts: i64) -> Record {
@@ -1139,7 +1162,7 @@ mod tests {
             let spans: Vec<(i64, i64, u64)> = {
                 let mut out = Vec::new();
                 for f in [0, 3, 5] {
-                    let m: SegmentManifest = serde_json::from_slice(&storage.read(&layout::manifest_key("t", 0, f)).await.unwrap()).unwrap();
+                    let m = manifest(&storage, f).await;
                     assert!(m.segment.starts_with("topic=t/date="));
                     out.push((m.first_offset, m.next_offset, m.record_count));
                 }
@@ -1209,13 +1232,7 @@ mod tests {
             .unwrap();
             sink.close().await.unwrap();
             let storage = sink.storage().clone();
-            let m: SegmentManifest = serde_json::from_slice(
-                &storage
-                    .read(&layout::manifest_key("t", 0, 0))
-                    .await
-                    .unwrap(),
-            )
-            .unwrap();
+            let m = manifest(&storage, 0).await;
             assert_eq!(
                 (m.format.as_str(), m.record_count, m.next_offset),
                 ("parquet", 3, 4)
@@ -1259,13 +1276,7 @@ mod tests {
             .unwrap();
             sink.close().await.unwrap();
             let storage = sink.storage().clone();
-            let m: SegmentManifest = serde_json::from_slice(
-                &storage
-                    .read(&layout::manifest_key("t", 0, 10))
-                    .await
-                    .unwrap(),
-            )
-            .unwrap();
+            let m = manifest(&storage, 10).await;
             assert_eq!(m.record_count, 5);
             let back =
                 ferry_formats::parquet::read_parquet(storage.read(&m.segment).await.unwrap())
