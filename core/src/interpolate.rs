@@ -17,7 +17,7 @@
 //! original ([`Interpolated::original_column`]). Values that came from the environment are
 //! treated as secrets: [`Interpolated::redact`] replaces them with `***` in any message.
 
-use crate::error::{Error, Location, Result};
+use crate::error::{error_chain, Error, Location, Result};
 
 /// The interpolated text of one file, with what is needed to report errors against the
 /// original text without revealing secrets.
@@ -153,26 +153,15 @@ impl Secrets {
                 if redacted == text {
                     other
                 } else {
-                    Error::Other(redacted)
+                    Error::Redacted {
+                        kind: other.kind(),
+                        retriable: other.is_retriable(),
+                        text: redacted,
+                    }
                 }
             }
         }
     }
-}
-
-/// An error and its sources, `a: b: c`, for messages that must be rewritten as text.
-pub fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut s = err.to_string();
-    let mut cur = err.source();
-    while let Some(e) = cur {
-        let m = e.to_string();
-        if !s.contains(&m) {
-            s.push_str(": ");
-            s.push_str(&m);
-        }
-        cur = e.source();
-    }
-    s
 }
 
 fn replace_word(text: &str, word: &str) -> String {

@@ -18,13 +18,15 @@ pub mod record;
 pub mod registry;
 pub mod runtime;
 pub mod storage;
+pub mod tls;
+pub mod topic_pattern;
 pub mod transforms;
 
 pub use ack::{Ack, AckTracker, Offsets};
 pub use batch::{AbortedTxn, Batch, Payload, RawBatches, RawDecoder};
 pub use component::{Sink, Source, SourceContext, Transform};
 pub use config::{parse_yaml, ByteSize, Delivery, HumanDuration, Pipeline, Telemetry};
-pub use error::{Error, Location, Result};
+pub use error::{error_chain, Error, ErrorKind, Location, Result};
 pub use metadata::{GroupOffsets, SourceMetadata, TopicMetadata};
 pub use record::{Header, ProducerInfo, Record, TimestampType};
 pub use registry::{
@@ -32,3 +34,4 @@ pub use registry::{
 };
 pub use runtime::{run, run_until_signal, shutdown_signal, RunSummary};
 pub use storage::Storage;
+pub use topic_pattern::{TopicPattern, TopicSelection};

@@ -157,8 +157,8 @@ impl Storage {
     /// Opens the storage a URI (or plain local path) names. Does not touch the network;
     /// call [`Storage::check`] to fail fast on bad credentials.
     pub fn from_uri(uri: &str) -> Result<Storage> {
-        // Installs the HTTP transport object stores need (idempotent).
-        opendal::install_default();
+        // Installs the TLS provider and the HTTP transport object stores need (idempotent).
+        crate::tls::init();
         let parsed = StorageUri::parse(uri)?;
         let p = &parsed.params;
         let op = match parsed.scheme.as_str() {

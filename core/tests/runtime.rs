@@ -63,7 +63,7 @@ impl Source for TestSource {
             .next
             .get_or_insert_with(|| ctx.resume_offset("t", 0).unwrap_or(0));
         if Some(next) == self.fail_at {
-            return Err(Error::Other("source broke".into()));
+            return Err(Error::internal("source broke"));
         }
         if next >= self.batches * self.per_batch {
             if self.endless {
@@ -137,7 +137,7 @@ impl TestSink {
 impl Sink for TestSink {
     async fn write(&mut self, batch: Batch) -> Result<()> {
         if Some(batch.first_offset) == self.fail_on_write {
-            return Err(Error::Other("sink broke".into()));
+            return Err(Error::internal("sink broke"));
         }
         if !self.delay.is_zero() {
             tokio::time::sleep(self.delay).await;
@@ -381,7 +381,7 @@ impl ferry_core::Transform for Picky {
                 batch.ack.resolve();
                 Ok(None)
             }
-            70 => Err(Error::Other("transform broke".into())),
+            70 => Err(Error::internal("transform broke")),
             _ => Ok(Some(batch)),
         }
     }

@@ -263,12 +263,8 @@ impl AvroFormat {
 
 #[async_trait::async_trait]
 impl SegmentFormat for AvroFormat {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
-    fn extension(&self) -> &'static str {
-        EXTENSION
+    fn kind(&self) -> crate::kind::FormatKind {
+        crate::kind::FormatKind::Avro
     }
 
     fn encoder(&self, topic: &str, partition: i32, first_offset: i64) -> Box<dyn SegmentEncoder> {
@@ -561,10 +557,10 @@ impl AvroEncoder {
         let value = record_value(record, column, settled.value);
         self.writer
             .as_mut()
-            .ok_or_else(|| Error::Other("avro: no writer".into()))?
+            .ok_or_else(|| Error::internal("avro: no writer"))?
             .append_value_ref(&value)
             .map_err(|e| {
-                Error::Other(format!(
+                Error::invalid_data(format!(
                     "avro: topic {} partition {} offset {}: the decoded value does not fit the file schema: {e}",
                     record.topic, record.partition, record.offset
                 ))

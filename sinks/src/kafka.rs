@@ -308,7 +308,7 @@ impl KafkaSink {
             None if self.config.create_topics => {
                 let src = self.source_topics.get(topic);
                 let Some(partitions) = self.config.partitions.or(src.map(|s| s.partitions)) else {
-                    return Err(Error::Other(format!(
+                    return Err(Error::config(format!(
                         "topic '{topic}' does not exist on the target and the source does not say \
                          how many partitions it had (partition {min_partition} was seen): set \
                          `partitions` on the kafka sink or create the topic first"
@@ -353,14 +353,14 @@ impl KafkaSink {
                     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
                 }
                 if n == 0 {
-                    return Err(Error::Other(format!(
+                    return Err(Error::connection("kafka", true, format!(
                         "topic '{topic}' was created but has no leaders yet"
                     )));
                 }
                 n
             }
             None => {
-                return Err(Error::Other(format!(
+                return Err(Error::config(format!(
                     "topic '{topic}' does not exist on the target and create_topics is off: create it first"
                 )))
             }
@@ -519,7 +519,7 @@ impl KafkaSink {
             }
         }
         let Some(producer) = self.producer.clone() else {
-            return Err(Error::Other("producer not started".into()));
+            return Err(Error::internal("producer not started"));
         };
         // Encode now, while earlier calls still wait for their answers; put it on the wire
         // right behind them (the broker's sequence check wants that order), and record
@@ -551,7 +551,7 @@ impl KafkaSink {
         };
         let (results, origins) = handle
             .await
-            .map_err(|e| Error::Other(format!("produce task failed: {e}")))?
+            .map_err(|e| Error::internal(format!("produce task failed: {e}")))?
             .map_err(kerr)?;
         for (res, origin) in results.iter().zip(origins) {
             for (i, (sp, so)) in origin.iter().enumerate() {
@@ -570,7 +570,7 @@ impl KafkaSink {
                 .map
                 .to_map(&self.pipeline, ferry_formats::layout::now_ms());
             let json = serde_json::to_vec(&map)
-                .map_err(|e| Error::Other(format!("encoding offset map: {e}")))?;
+                .map_err(|e| Error::internal(format!("encoding offset map: {e}")))?;
             state.write(&self.map_key(), json).await?;
         }
         Ok(())
@@ -618,7 +618,7 @@ impl KafkaSink {
                 Err(e) => return Err(kerr(e)),
             };
             if let Some(d) = desc.iter().find(|d| d.group == target && d.members > 0) {
-                return Err(Error::Other(format!(
+                return Err(Error::refused(format!(
                     "consumer group '{target}' has {} active member(s) on the target: stop its consumers, \
                      or restore it under another name (groups.rename / --group-rename)",
                     d.members
@@ -659,7 +659,7 @@ impl Sink for KafkaSink {
                 Ok(now) => now,
                 Err(e) if e.code() == Some(ferry_kafka::KafkaCode::UNKNOWN_TOPIC_OR_PARTITION) => {
                     // Resuming would skip what the map says is done, but it is gone.
-                    return Err(Error::Other(format!(
+                    return Err(Error::refused(format!(
                         "{state}/{key} belongs to an earlier run of pipeline '{pipeline}' that \
                          wrote to topic '{topic}', which no longer exists on the target: that run \
                          cannot be resumed. Start afresh under another pipeline name (`ferry \
@@ -707,7 +707,7 @@ impl Sink for KafkaSink {
         if self.config.partitioning == Partitioning::Preserve && needs_topic {
             let tp = self.target_partition(sp, None, count);
             if tp >= count || tp < 0 {
-                return Err(Error::Other(format!(
+                return Err(Error::config(format!(
                     "{topic}: partition {sp} maps to {tp}, but the target topic has {count} partition(s): \
                      add partitions, set partition_map, or use partitioning: murmur2"
                 )));

@@ -194,7 +194,7 @@ pub fn dead_letter_key(prefix: &str, topic: &str, partition: i32, first_offset: 
 fn dead_letter_line(record: &ferry_core::Record, reason: &str, out: &mut Vec<u8>) -> Result<()> {
     out.extend_from_slice(b"{\"reason\":");
     serde_json::to_writer(&mut *out, reason)
-        .map_err(|e| Error::Other(format!("encoding a dead-letter reason: {e}")))?;
+        .map_err(|e| Error::internal(format!("encoding a dead-letter reason: {e}")))?;
     out.extend_from_slice(b",\"record\":");
     // A JSON object and its newline.
     ferry_formats::jsonl::encode_record(record, out);
@@ -413,7 +413,7 @@ impl StorageSink {
                     Error::Corrupt(format!("{}/{}: {e}", self.storage, layout::DESCRIPTOR))
                 })?;
                 if d.layout_version > layout::LAYOUT_VERSION {
-                    return Err(Error::Other(format!(
+                    return Err(Error::config(format!(
                         "{} was written by a newer Ferry (layout {}); this build writes layout {}: upgrade Ferry",
                         self.storage, d.layout_version, layout::LAYOUT_VERSION
                     )));
@@ -426,7 +426,7 @@ impl StorageSink {
                     created_at_ms: layout::now_ms(),
                 };
                 let json = serde_json::to_vec_pretty(&d)
-                    .map_err(|e| Error::Other(format!("encoding descriptor: {e}")))?;
+                    .map_err(|e| Error::internal(format!("encoding descriptor: {e}")))?;
                 self.storage.write_new(layout::DESCRIPTOR, json).await?;
             }
         }
@@ -483,7 +483,7 @@ impl StorageSink {
                     segment: key.clone(),
                     started_at_ms: layout::now_ms(),
                 })
-                .map_err(|e| Error::Other(format!("encoding {marker}: {e}")))?;
+                .map_err(|e| Error::internal(format!("encoding {marker}: {e}")))?;
                 self.storage.write(&marker, json).await?;
                 (key, Some(marker))
             }
@@ -574,10 +574,10 @@ impl StorageSink {
             written_at_ms: layout::now_ms(),
         };
         let json = serde_json::to_vec_pretty(&manifest)
-            .map_err(|e| Error::Other(format!("encoding manifest: {e}")))?;
+            .map_err(|e| Error::internal(format!("encoding manifest: {e}")))?;
         let mkey = layout::manifest_key(topic, partition, seg.first_offset);
         if !self.storage.write_new(&mkey, json).await? {
-            return Err(Error::Other(format!(
+            return Err(Error::refused(format!(
                 "{}/{mkey} already exists: another writer is using this backup location",
                 self.storage
             )));
@@ -802,7 +802,7 @@ impl StorageSink {
             return Ok(());
         };
         let (seg, batch, bytes) = task.await.map_err(|e| {
-            Error::Other(format!(
+            Error::internal(format!(
                 "encoding a segment of {}/{} failed: {e}",
                 key.0, key.1
             ))
@@ -972,7 +972,7 @@ impl Sink for StorageSink {
                     metadata: t.clone(),
                 });
                 let json = serde_json::to_vec_pretty(&doc)
-                    .map_err(|e| Error::Other(format!("encoding topic document: {e}")))?;
+                    .map_err(|e| Error::internal(format!("encoding topic document: {e}")))?;
                 self.storage.write(&key, json).await?;
             }
         }
@@ -982,7 +982,7 @@ impl Sink for StorageSink {
                 groups: meta.groups.clone(),
             };
             let json = serde_json::to_vec_pretty(&doc)
-                .map_err(|e| Error::Other(format!("encoding groups: {e}")))?;
+                .map_err(|e| Error::internal(format!("encoding groups: {e}")))?;
             self.storage
                 .write_new(&layout::groups_key(meta.taken_at_ms), json)
                 .await?;

@@ -313,7 +313,7 @@ impl KafkaSource {
         let md = client.metadata(None).await.map_err(kerr)?;
         for name in self.selector.literal_names() {
             if md.topic(name).is_none() {
-                return Err(Error::Other(format!(
+                return Err(Error::config(format!(
                     "topic '{name}' does not exist on {}: check the name or create it",
                     self.config.brokers.join(",")
                 )));
@@ -326,7 +326,7 @@ impl KafkaSource {
             .collect();
         topics.sort_by(|a, b| a.name.cmp(&b.name));
         if topics.is_empty() {
-            return Err(Error::Other(format!(
+            return Err(Error::config(format!(
                 "no topic on {} matches {:?}",
                 self.config.brokers.join(","),
                 self.config.topics
@@ -352,7 +352,10 @@ impl KafkaSource {
                 let position = match from_checkpoint.or_else(|| starts.get(&p).copied()) {
                     Some(o) => o,
                     None => {
-                        return Err(Error::Other(format!("no start offset for {}/{p}", t.name)))
+                        return Err(Error::internal(format!(
+                            "no start offset for {}/{p}",
+                            t.name
+                        )))
                     }
                 };
                 tracing::debug!(topic = %t.name, partition = p, position, from_checkpoint = from_checkpoint.is_some(), "start position");
@@ -383,7 +386,7 @@ impl KafkaSource {
         let responses = match self.prefetch.take() {
             Some(handle) => handle
                 .await
-                .map_err(|e| Error::Other(format!("fetch task failed: {e}")))?
+                .map_err(|e| Error::internal(format!("fetch task failed: {e}")))?
                 .map_err(kerr)?,
             None => client.fetch(&requests, &opts).await.map_err(kerr)?,
         };
@@ -457,12 +460,16 @@ impl KafkaSource {
                 client.invalidate_metadata();
                 return Ok(false);
             }
-            return Err(Error::Other(format!(
-                "fetching {}/{} failed: {}",
-                resp.topic,
-                resp.partition,
-                code.name()
-            )));
+            return Err(Error::connection(
+                "kafka",
+                true,
+                format!(
+                    "fetching {}/{} failed: {}",
+                    resp.topic,
+                    resp.partition,
+                    code.name()
+                ),
+            ));
         }
         let state = &mut self.partitions[idx];
         if snapshot && state.stop.is_none() {
@@ -590,7 +597,7 @@ impl KafkaSource {
             self.partitions[idx].position = lo;
             Ok(())
         } else {
-            Err(Error::Other(format!(
+            Err(Error::refused(format!(
                 "{topic}/{partition}: offset {position} is beyond the log end {hi}: \
                  the topic was recreated or truncated; start a new backup (start: earliest) \
                  to a new location"
