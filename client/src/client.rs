@@ -4,7 +4,7 @@ use crate::batch::{scan_batches, FetchedBatches};
 use crate::conn::{BrokerHandle, ConnConfig, Connection};
 use crate::error::{ClientError, KafkaCode, Result};
 use crate::security::{build_tls, SaslConfig, TlsConfig};
-use ferry_core::AbortedTxn;
+use ferry_model::AbortedTxn;
 use futures::future::join_all;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};

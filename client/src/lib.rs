@@ -4,7 +4,7 @@
 //!   Fetch (one multi-partition request per leader), groups and admin APIs.
 //! - [`Producer`]: idempotent produce of exact records (keys, values, headers, timestamps).
 //! - [`batch`]: Kafka v2 record batches: whole-batch scanning of fetched bytes, CRC
-//!   verification, decoding of every codec into [`ferry_core::Record`], encoding.
+//!   verification, decoding of every codec into [`ferry_model::Record`], encoding.
 //!
 //! Versions are negotiated with ApiVersions per broker, never hard-coded; see docs/ARCHITECTURE.md §10
 //! for the traps this client avoids.

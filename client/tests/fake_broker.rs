@@ -345,7 +345,7 @@ async fn leader_change_refreshes_metadata_and_fetches_from_the_new_leader() {
     );
     assert_eq!(
         p.aborted,
-        vec![ferry_core::AbortedTxn {
+        vec![ferry_model::AbortedTxn {
             producer_id: 42,
             first_offset: 5
         }]
@@ -605,7 +605,7 @@ async fn encoded_batches_go_out_as_they_are_with_this_producers_fields() {
         &recs,
         Compression::Lz4,
         0x10,
-        Some(ferry_core::ProducerInfo {
+        Some(ferry_model::ProducerInfo {
             producer_id: 77,
             producer_epoch: 3,
             sequence: 40,

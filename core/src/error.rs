@@ -251,6 +251,21 @@ pub fn chain_of<'a>(
     out
 }
 
+impl From<ferry_model::Error> for Error {
+    /// A decoder's failure keeps the decoder's name as the component (`kafka: corrupt record
+    /// batch: ...`), as when the client's error converted directly.
+    fn from(e: ferry_model::Error) -> Self {
+        match e {
+            ferry_model::Error::Decode { decoder, source } => Error::Component {
+                component: decoder,
+                kind: ErrorKind::Corrupt,
+                source,
+            },
+            ferry_model::Error::Corrupt(message) => Error::Corrupt(message),
+        }
+    }
+}
+
 /// Result with Ferry's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 

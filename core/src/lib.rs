@@ -4,8 +4,6 @@
 //! Core knows nothing of Kafka's wire format, Parquet or S3 specifics: those live in the
 //! client, formats, sources and sinks crates, which plug in through the traits here.
 
-pub mod ack;
-pub mod batch;
 pub mod checkpoint;
 pub mod component;
 pub mod config;
@@ -14,13 +12,16 @@ pub mod interpolate;
 pub mod metadata;
 pub mod metrics;
 pub mod progress;
-pub mod record;
 pub mod registry;
 pub mod runtime;
 pub mod storage;
 pub mod tls;
 pub mod topic_pattern;
 pub mod transforms;
+
+// The record model lives in its own crate (the Kafka client shares it); its modules stay
+// reachable under their old paths (`ferry_core::batch::Batch`, `ferry_core::Record`).
+pub use ferry_model::{ack, batch, record};
 
 pub use ack::{Ack, AckTracker, Offsets};
 pub use batch::{AbortedTxn, Batch, Payload, RawBatches, RawDecoder};

@@ -226,8 +226,9 @@ pub struct KafkaSink {
 /// Where a produce request's batches landed, with the origin of each record.
 type InFlightResult = ferry_kafka::Result<(Vec<ferry_kafka::ProduceResult>, Vec<Vec<(i32, i64)>>)>;
 
+/// A client error as Ferry's: a connection error (retriable when the client says so).
 fn kerr(e: ferry_kafka::ClientError) -> Error {
-    Error::component("sink kafka", e)
+    Error::connection("sink kafka", e.is_retriable(), e)
 }
 
 const MAP_PREFIX: &str = "offset-maps/";

@@ -753,7 +753,7 @@ impl StorageSink {
             let task = tokio::task::spawn_blocking(move || {
                 let bytes = match batch.records_mut() {
                     Ok(_) => seg.encoder.encode(&batch),
-                    Err(e) => Err(e),
+                    Err(e) => Err(e.into()),
                 };
                 (seg, batch, bytes)
             });

@@ -271,8 +271,9 @@ pub struct KafkaSource {
     prefetch: Option<tokio::task::JoinHandle<ferry_kafka::Result<Vec<FetchedPartition>>>>,
 }
 
+/// A client error as Ferry's: a connection error (retriable when the client says so).
 fn kerr(e: ferry_kafka::ClientError) -> Error {
-    Error::component("source kafka", e)
+    Error::connection("source kafka", e.is_retriable(), e)
 }
 
 impl KafkaSource {
