@@ -96,7 +96,9 @@ fn assert_manifests_contiguous(dir: &Path, topic: &str, expect_records: u64) {
 
 #[test]
 fn killed_backup_and_restore_resume_exactly_once() {
-    let Some(env) = ferry_testkit::env_or_skip() else { return };
+    let Some(env) = ferry_testkit::env_or_skip() else {
+        return;
+    };
     let topic = unique("crash");
     create_topic(&env, &topic, 3);
     let per_partition = 6000;

@@ -46,7 +46,9 @@ fn files_with(dir: &Path, ext: &str) -> usize {
 
 #[test]
 fn backup_restore_copy_and_export_examples_run() {
-    let Some(env) = ferry_testkit::env_or_skip() else { return };
+    let Some(env) = ferry_testkit::env_or_skip() else {
+        return;
+    };
     let topic = unique("example");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -127,7 +127,9 @@ fn logged_schema(log: &str, topic: &str) -> String {
 
 #[test]
 fn json_values_get_inferred_typed_columns_that_duckdb_reads() {
-    let Some(env) = ferry_testkit::env_or_skip() else { return };
+    let Some(env) = ferry_testkit::env_or_skip() else {
+        return;
+    };
     let topic = unique("inferred");
     create_topic(&env, &topic, 2, &[]);
     // Partition 0: two orders (amount an integer, then a float), a tombstone, four more

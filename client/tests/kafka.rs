@@ -133,7 +133,9 @@ fn now_ms() -> i64 {
 
 #[tokio::test]
 async fn reads_what_confluent_kafka_wrote_in_every_codec() {
-    let Some(e) = ferry_testkit::env_or_skip() else { return };
+    let Some(e) = ferry_testkit::env_or_skip() else {
+        return;
+    };
     let c = client(&e.kafka).await;
     let now = now_ms();
     for (i, codec) in ["none", "gzip", "snappy", "lz4", "zstd"].iter().enumerate() {
@@ -214,7 +216,9 @@ fn assert_dumped(got: &DumpedRecord, want: &ProduceRecord, what: &str) {
 
 #[tokio::test]
 async fn what_ferry_produces_an_independent_client_reads_exactly() {
-    let Some(e) = ferry_testkit::env_or_skip() else { return };
+    let Some(e) = ferry_testkit::env_or_skip() else {
+        return;
+    };
     let c = client(&e.kafka).await;
     let now = now_ms();
     for codec in [
@@ -275,7 +279,9 @@ async fn what_ferry_produces_an_independent_client_reads_exactly() {
 
 #[tokio::test]
 async fn five_mib_record_round_trips() {
-    let Some(e) = ferry_testkit::env_or_skip() else { return };
+    let Some(e) = ferry_testkit::env_or_skip() else {
+        return;
+    };
     let c = client(&e.kafka).await;
     let topic = unique("big");
     create(&c, &topic, 1, &[("max.message.bytes", "8388608")]).await;
@@ -571,7 +577,9 @@ async fn unknown_topic_is_a_clear_error() {
 
 #[tokio::test]
 async fn tansu_smoke() {
-    let Some(e) = ferry_testkit::env_or_skip() else { return };
+    let Some(e) = ferry_testkit::env_or_skip() else {
+        return;
+    };
     let c = client(&e.tansu).await;
     let topic = unique("tansu");
     create(&c, &topic, 1, &[]).await;
@@ -599,7 +607,9 @@ async fn tansu_smoke() {
 /// batch by kcat, with a retention gap at the start of one partition.
 #[tokio::test]
 async fn topic_offsets_agree_with_librdkafka() {
-    let Some(e) = ferry_testkit::env_or_skip() else { return };
+    let Some(e) = ferry_testkit::env_or_skip() else {
+        return;
+    };
     let c = client(&e.kafka).await;
     let topic = unique("topics-cmd");
     create(&c, &topic, 2, &[]).await;
@@ -650,7 +660,9 @@ print(json.dumps(out))
 /// batches without the list. Both come through Ferry's fetch unchanged.
 #[tokio::test]
 async fn transactions_aborted_list_and_control_batches() {
-    let Some(e) = ferry_testkit::env_or_skip() else { return };
+    let Some(e) = ferry_testkit::env_or_skip() else {
+        return;
+    };
     let c = client(&e.kafka).await;
     let topic = unique("txn");
     create(&c, &topic, 1, &[]).await;

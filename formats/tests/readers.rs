@@ -251,7 +251,9 @@ print(json.dumps(out, default=str))
 
 #[test]
 fn pyarrow_duckdb_and_fastavro_read_what_ferry_writes() {
-    let Some(env) = ferry_testkit::env_or_skip() else { return };
+    let Some(env) = ferry_testkit::env_or_skip() else {
+        return;
+    };
     let dir = tempfile::tempdir().expect("temp dir");
     let records = records();
     let want = expected(&records);

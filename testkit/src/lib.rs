@@ -32,9 +32,9 @@ use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::STANDARD as B64;
@@ -172,7 +172,10 @@ fn unusable_parts(env: &TestEnv) -> Vec<String> {
     let services = [
         ("Kafka (FERRY_KAFKA)", env.kafka.as_str()),
         ("Tansu (FERRY_TANSU)", env.tansu.as_str()),
-        ("the S3 server (FERRY_S3_ENDPOINT)", env.s3_endpoint.as_str()),
+        (
+            "the S3 server (FERRY_S3_ENDPOINT)",
+            env.s3_endpoint.as_str(),
+        ),
     ];
     for (what, address) in services {
         if let Err(e) = probe_tcp(address) {
@@ -247,10 +250,7 @@ fn env_from(
     ];
     let missing: Vec<&str> = required.into_iter().filter(|k| get(k).is_none()).collect();
     if !missing.is_empty() {
-        return Err(format!(
-            "{NO_ENV_MESSAGE} ({} not set)",
-            missing.join(", ")
-        ));
+        return Err(format!("{NO_ENV_MESSAGE} ({} not set)", missing.join(", ")));
     }
     let need = |k: &str| get(k).unwrap_or_default();
     Ok(TestEnv {
@@ -774,22 +774,37 @@ mod tests {
             &HashMap::new(),
         )
         .expect_err("partial env");
-        assert!(partial.contains("FERRY_TANSU, FERRY_S3_ENDPOINT"), "{partial}");
+        assert!(
+            partial.contains("FERRY_TANSU, FERRY_S3_ENDPOINT"),
+            "{partial}"
+        );
     }
 
     #[test]
     fn unusable_parts_name_the_service_and_the_tool() {
         // Port 1 on loopback: nothing listens there on a test machine.
         let file = parse_env_file(FILE);
-        let mut e = env_from(|k| (k == "FERRY_KAFKA").then(|| "127.0.0.1:1".into()), &file)
-            .expect("complete env");
+        let mut e = env_from(
+            |k| (k == "FERRY_KAFKA").then(|| "127.0.0.1:1".into()),
+            &file,
+        )
+        .expect("complete env");
         e.tansu = "127.0.0.1:1".into();
         e.s3_endpoint = "http://127.0.0.1:1/".into();
         e.python = "/nonexistent/python".into();
         let parts = unusable_parts(&e).join("; ");
-        assert!(parts.contains("Kafka (FERRY_KAFKA) at 127.0.0.1:1: connect"), "{parts}");
-        assert!(parts.contains("S3 server (FERRY_S3_ENDPOINT) at http://127.0.0.1:1/"), "{parts}");
-        assert!(parts.contains("FERRY_PYTHON=/nonexistent/python does not exist"), "{parts}");
+        assert!(
+            parts.contains("Kafka (FERRY_KAFKA) at 127.0.0.1:1: connect"),
+            "{parts}"
+        );
+        assert!(
+            parts.contains("S3 server (FERRY_S3_ENDPOINT) at http://127.0.0.1:1/"),
+            "{parts}"
+        );
+        assert!(
+            parts.contains("FERRY_PYTHON=/nonexistent/python does not exist"),
+            "{parts}"
+        );
     }
 
     #[test]
@@ -797,7 +812,10 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = listener.local_addr().expect("addr").port();
         assert_eq!(probe_tcp(&format!("127.0.0.1:{port}")), Ok(()));
-        assert_eq!(probe_tcp(&format!("http://127.0.0.1:{port}/bucket")), Ok(()));
+        assert_eq!(
+            probe_tcp(&format!("http://127.0.0.1:{port}/bucket")),
+            Ok(())
+        );
     }
 
     #[test]
