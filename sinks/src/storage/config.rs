@@ -222,4 +222,3 @@ impl SinkFactory for StorageSinkFactory {
         Ok(Box::new(StorageSink::new(c)?))
     }
 }
-

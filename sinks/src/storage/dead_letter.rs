@@ -11,7 +11,11 @@ pub fn dead_letter_key(prefix: &str, topic: &str, partition: i32, first_offset: 
 }
 
 /// One dead-letter line: `{"reason": "...", "record": <the jsonl object>}` and a newline.
-pub(super) fn dead_letter_line(record: &ferry_core::Record, reason: &str, out: &mut Vec<u8>) -> Result<()> {
+pub(super) fn dead_letter_line(
+    record: &ferry_core::Record,
+    reason: &str,
+    out: &mut Vec<u8>,
+) -> Result<()> {
     out.extend_from_slice(b"{\"reason\":");
     serde_json::to_writer(&mut *out, reason)
         .map_err(|e| Error::Other(format!("encoding a dead-letter reason: {e}")))?;
@@ -28,7 +32,7 @@ pub(super) fn dead_letter_line(record: &ferry_core::Record, reason: &str, out: &
 impl StorageSink {
     /// Writes the records the encoder rejected (if any) to the segment's dead-letter file,
     /// before its manifest; a retry after a crash writes the same key again.
-    async fn write_dead_letters(
+    pub(super) async fn write_dead_letters(
         &self,
         topic: &str,
         partition: i32,

@@ -57,7 +57,13 @@
 //!
 //! Only one writer may use a root at a time: reconciling deletes what another writer has
 //! in progress.
-
+//!
+//! **Where things are.** `config.rs`: the options, their checks and the factory;
+//! `reconcile.rs`: what `open` does (descriptor, interrupted writes, durable offsets);
+//! `pieces.rs`: a batch cut by time bucket and encoded on blocking threads;
+//! `segment.rs`: a segment opened, appended to and closed with its manifest;
+//! `dead_letter.rs`: the dead-letter files; `tests.rs`: unit tests. The behaviour suite
+//! every backend and format runs is `sinks/tests/storage_behaviour.rs`.
 
 mod config;
 mod dead_letter;
@@ -77,6 +83,8 @@ use async_trait::async_trait;
 use ferry_core::{Batch, Error, Offsets, Result, Sink, SourceMetadata, Storage};
 use ferry_formats::layout::{self, Gap, GroupsDocument, PathTemplate};
 use ferry_formats::segment::SegmentFormat;
+use pieces::Encoding;
+use segment::OpenSegment;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -92,7 +100,7 @@ pub struct StorageSink {
     /// decoded format (Parquet, Avro, JSON lines: encoding is most of an export's work) the
     /// partitions encode in parallel while the sink goes on. A partition's next write,
     /// `flush` and `close` wait for it ([`StorageSink::settle`]).
-    /// Oldest first, at most [`ENCODING_IN_PARALLEL`], one per partition.
+    /// Oldest first, at most [`pieces::ENCODING_IN_PARALLEL`], one per partition.
     encoding: std::collections::VecDeque<Encoding>,
     /// Next offset after the last closed segment, per partition.
     last_next: HashMap<(Arc<str>, i32), i64>,

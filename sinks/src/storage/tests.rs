@@ -1,7 +1,10 @@
 //! Unit tests of the `storage` sink on the memory and local-folder backends.
 
 use super::*;
-use ferry_core::{AckTracker, Record};
+use bytes::Bytes;
+use ferry_core::registry::SinkFactory;
+use ferry_core::{Ack, AckTracker, Record};
+use ferry_formats::layout::{PendingSegment, SegmentManifest};
 
 fn config(uri: &str, yaml: serde_json::Value) -> StorageSinkConfig {
     let mut v = serde_json::json!({ "uri": uri });
@@ -228,8 +231,7 @@ fn parquet_manifests_count_data_records_only() {
         );
         assert_eq!(m.max_timestamp, Some(T0 + 2));
         let back =
-            ferry_formats::parquet::read_parquet(storage.read(&m.segment).await.unwrap())
-                .unwrap();
+            ferry_formats::parquet::read_parquet(storage.read(&m.segment).await.unwrap()).unwrap();
         assert_eq!(back.len(), 3);
     });
 }
@@ -268,8 +270,7 @@ fn values_that_do_not_fit_go_to_the_dead_letter_file() {
         let m = manifest(&storage, 10).await;
         assert_eq!(m.record_count, 5);
         let back =
-            ferry_formats::parquet::read_parquet(storage.read(&m.segment).await.unwrap())
-                .unwrap();
+            ferry_formats::parquet::read_parquet(storage.read(&m.segment).await.unwrap()).unwrap();
         assert_eq!(back, recs, "every record is in the parquet file");
 
         let key = dead_letter_key("rejects", "t", 0, 10);
