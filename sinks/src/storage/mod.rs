@@ -74,8 +74,7 @@ mod segment;
 mod tests;
 
 pub use config::{
-    configured_format, path_template, segment_format, RollConfig, StorageSinkConfig,
-    StorageSinkFactory, FORMATS,
+    configured_format, path_template, RollConfig, StorageSinkConfig, StorageSinkFactory,
 };
 pub use dead_letter::dead_letter_key;
 
@@ -116,7 +115,7 @@ fn topic_of(t: &str) -> Arc<str> {
 /// Whether records of a format are decoded before encoding (every format but `raw`, which
 /// keeps fetched bytes).
 fn decodes(format: &dyn SegmentFormat) -> bool {
-    format.name() != "raw"
+    format.kind().decodes_records()
 }
 
 impl StorageSink {
@@ -125,7 +124,8 @@ impl StorageSink {
         let storage = Storage::from_uri(&config.uri)?;
         let format = configured_format(&config)?;
         let template = path_template(&config)?;
-        if template.as_ref().is_some_and(PathTemplate::uses_time) && !decodes(&*format) {
+        if template.as_ref().is_some_and(PathTemplate::uses_time) && !format.kind().splits_by_time()
+        {
             return Err(Error::config(
                 "path: {date} and {hour} need a record format (jsonl, avro, parquet), not raw",
             ));
