@@ -11,7 +11,7 @@ use crate::partitioner::java_partition;
 use async_trait::async_trait;
 use ferry_core::registry::{BuildContext, SinkFactory};
 use ferry_core::{
-    Ack, Batch, ByteSize, Error, Offsets, Result, Sink, SourceMetadata, Storage, TopicMetadata,
+    Ack, Batch, ByteSize, Error, Offsets, Result, Sink, SourceMetadata, Storage, TopicSettings,
 };
 use ferry_kafka::batch::BatchIter;
 use ferry_kafka::{
@@ -209,7 +209,7 @@ pub struct KafkaSink {
     /// Target partitions of each topic already checked or created.
     topics: HashMap<String, i32>,
     /// Source metadata by (renamed) topic name.
-    source_topics: HashMap<String, TopicMetadata>,
+    source_topics: HashMap<String, TopicSettings>,
     groups: Vec<ferry_core::GroupOffsets>,
     pending: BTreeMap<(std::sync::Arc<str>, i32), Vec<Pending>>,
     pending_bytes: usize,

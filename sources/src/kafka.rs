@@ -11,7 +11,7 @@ use ferry_core::registry::{BuildContext, SourceFactory};
 use ferry_core::transforms::filter::TimeBound;
 use ferry_core::{
     Batch, Error, GroupOffsets, Payload, RawBatches, Result, Source, SourceContext, SourceMetadata,
-    TopicMetadata,
+    TopicSettings,
 };
 use ferry_kafka::batch::BatchIter;
 use ferry_kafka::{
@@ -623,7 +623,7 @@ impl KafkaSource {
                     BTreeMap::new()
                 }
             };
-            topics.push(TopicMetadata {
+            topics.push(TopicSettings {
                 name: name.clone(),
                 partitions: t.partitions.len() as i32,
                 replication_factor: t

@@ -4,7 +4,7 @@ mod backup_util;
 
 use backup_util::*;
 use ferry_core::{
-    AbortedTxn, ConfigInput, GroupOffsets, Registry, Source, SourceContext, Storage, TopicMetadata,
+    AbortedTxn, ConfigInput, GroupOffsets, Registry, Source, SourceContext, Storage, TopicSettings,
 };
 use ferry_formats::layout::{self, GroupsDocument, TopicDocument};
 use ferry_sources::backup::{BackupSource, BackupSourceConfig, BackupSourceFactory};
@@ -473,7 +473,7 @@ async fn metadata_gives_topic_settings_and_the_groups_snapshot_before_until() {
         true,
     )
     .await;
-    let meta = |name: &str| TopicMetadata {
+    let meta = |name: &str| TopicSettings {
         name: name.into(),
         partitions: 2,
         replication_factor: Some(1),
