@@ -3,6 +3,7 @@
 use crate::batch::{scan_batches, FetchedBatches};
 use crate::conn::{BrokerHandle, ConnConfig, Connection};
 use crate::error::{ClientError, KafkaCode, Result};
+use crate::retry::RetryPolicy;
 use crate::security::{build_tls, SaslConfig, TlsConfig};
 use ferry_model::AbortedTxn;
 use futures::future::join_all;
@@ -29,6 +30,10 @@ pub struct ClientConfig {
     pub client_id: String,
     /// How long to wait for any response (Fetch waits this plus its `max_wait_ms`).
     pub request_timeout: Duration,
+    /// How long to wait for a TCP connection (and the TLS handshake) to a broker.
+    pub connect_timeout: Duration,
+    /// How every retry loop of the client waits and when it gives up.
+    pub retry: RetryPolicy,
     /// TLS, when the listener needs it.
     pub tls: Option<TlsConfig>,
     /// SASL credentials, when the listener needs them.
@@ -41,6 +46,8 @@ impl Default for ClientConfig {
             bootstrap: Vec::new(),
             client_id: "ferry".to_string(),
             request_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+            retry: RetryPolicy::default(),
             tls: None,
             sasl: None,
         }
@@ -215,9 +222,35 @@ pub struct FetchedPartition {
     pub data: Option<FetchedBatches>,
 }
 
+/// A topic's metadata and the generation it was fetched in.
+pub(crate) struct CachedTopic {
+    pub meta: TopicMetadata,
+    pub generation: u64,
+}
+
+impl FetchedPartition {
+    /// An answer without data or offsets, with `error`.
+    pub fn empty(topic: &str, partition: i32, error: Option<KafkaCode>) -> Self {
+        FetchedPartition {
+            topic: topic.to_string(),
+            partition,
+            error,
+            high_watermark: -1,
+            last_stable_offset: -1,
+            log_start_offset: -1,
+            aborted: Vec::new(),
+            data: None,
+        }
+    }
+}
+
 pub(crate) struct Cache {
     pub brokers: HashMap<i32, String>,
-    pub topics: HashMap<String, TopicMetadata>,
+    /// Topics by name. A retry loop drops only the topics its errors were about, and only
+    /// if the entry is still the generation it used: a concurrent refresh is not thrown away.
+    pub topics: HashMap<String, CachedTopic>,
+    /// Incremented by every metadata answer stored.
+    pub generation: u64,
     pub by_id: HashMap<Uuid, String>,
     pub controller: i32,
 }
@@ -247,14 +280,6 @@ impl std::fmt::Debug for Client {
     }
 }
 
-/// Attempts for one operation before its last error is returned.
-pub(crate) const MAX_ATTEMPTS: u32 = 6;
-
-pub(crate) fn backoff(attempt: u32) -> Duration {
-    let base = 100u64.saturating_mul(1 << attempt.min(4)).min(1500);
-    Duration::from_millis(base + rand::random::<u64>() % (base / 4 + 1))
-}
-
 pub(crate) fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
     l.read().unwrap_or_else(|p| p.into_inner())
 }
@@ -274,7 +299,9 @@ impl Client {
     /// Builds a client and checks that a bootstrap broker answers (fetching cluster metadata).
     pub async fn connect(config: ClientConfig) -> Result<Client> {
         let client = Self::new(config)?;
-        client.metadata(None).await?;
+        // One try through the bootstrap list, no retry loop: a cluster unreachable at start
+        // is reported within the connect timeout.
+        client.metadata_once(None).await?;
         Ok(client)
     }
 
@@ -283,11 +310,13 @@ impl Client {
         if config.bootstrap.is_empty() {
             return Err(ClientError::Config("no bootstrap brokers given".into()));
         }
+        config.retry.validate().map_err(ClientError::Config)?;
         let tls = config.tls.as_ref().map(build_tls).transpose()?;
         let conn_cfg = Arc::new(ConnConfig {
             client_id: StrBytes::from_string(config.client_id.clone()),
             request_timeout: config.request_timeout,
-            connect_timeout: config.request_timeout.min(Duration::from_secs(10)),
+            connect_timeout: config.connect_timeout,
+            retry: config.retry.clone(),
             tls,
             sasl: config.sasl.clone(),
         });
@@ -306,6 +335,7 @@ impl Client {
                     brokers: HashMap::new(),
                     topics: HashMap::new(),
                     by_id: HashMap::new(),
+                    generation: 0,
                     controller: -1,
                 }),
                 refresh: tokio::sync::Mutex::new(()),
@@ -390,40 +420,69 @@ impl Client {
         Err(last.unwrap_or_else(|| ClientError::Config("no brokers".into())))
     }
 
-    /// Runs `op` until it succeeds, fails with a non-retriable error, or attempts run out.
-    /// Retriable errors back off; errors that mean stale metadata drop the cache first.
+    /// Runs `op` until it succeeds, fails with a non-retriable error, or the retry policy
+    /// gives up. Errors that mean the cluster changed refresh the broker list and controller
+    /// (a metadata request for no topics) before the next try; the topic cache is kept.
     pub(crate) async fn retry<T, F, Fut>(&self, what: &str, mut op: F) -> Result<T>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T>>,
     {
-        let mut attempt = 0;
+        let mut backoff = self.inner.cfg.retry.start();
         loop {
-            match op().await {
+            let e = match op().await {
                 Ok(v) => return Ok(v),
-                Err(e) if e.is_retriable() && attempt + 1 < MAX_ATTEMPTS => {
-                    debug!(what, attempt, error = %e, "retrying");
-                    if e.is_network()
-                        || e.code().is_some_and(|c| c.needs_metadata_refresh())
-                        || matches!(e, ClientError::Metadata(_))
-                    {
-                        self.invalidate_metadata();
-                    }
-                    tokio::time::sleep(backoff(attempt)).await;
-                    attempt += 1;
-                }
+                Err(e) if e.is_retriable() => e,
                 Err(e) => return Err(e),
+            };
+            let Some(delay) = backoff.next_delay() else {
+                return Err(e);
+            };
+            debug!(what, failures = backoff.failures(), ?delay, error = %e, "retrying");
+            if e.code().is_some_and(|c| c.needs_metadata_refresh())
+                || matches!(e, ClientError::Metadata(_))
+            {
+                self.refresh_brokers().await;
             }
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// Asks any broker for the broker list and controller (no topics), best effort.
+    async fn refresh_brokers(&self) {
+        if let Err(e) = self.metadata_once(Some(&[])).await {
+            debug!(error = %e, "refreshing the broker list failed");
         }
     }
 
     // -----------------------------------------------------------------------------------------
     // Metadata
 
-    /// Forgets cached topic metadata so the next lookup asks the cluster again.
+    /// Forgets all cached topic metadata so the next lookup asks the cluster again.
     pub fn invalidate_metadata(&self) {
         let mut c = write(&self.inner.cache);
         c.topics.clear();
+    }
+
+    /// Forgets `topic`'s cached metadata if it is still of `generation` (or older): the
+    /// generation a failed request was routed with. A newer entry, stored by a refresh since,
+    /// stays.
+    pub fn invalidate_topic(&self, topic: &str, generation: u64) {
+        let mut c = write(&self.inner.cache);
+        if c.topics
+            .get(topic)
+            .is_some_and(|t| t.generation <= generation)
+        {
+            c.topics.remove(topic);
+        }
+    }
+
+    /// The generation of `topic`'s cached metadata, `None` when it is not cached.
+    pub fn metadata_generation(&self, topic: &str) -> Option<u64> {
+        read(&self.inner.cache)
+            .topics
+            .get(topic)
+            .map(|t| t.generation)
     }
 
     /// Fetches cluster metadata for `topics` (all topics when `None`) and refreshes the cache.
@@ -448,6 +507,7 @@ impl Client {
             req.allow_auto_topic_creation = false;
         }
         let resp = conn.send(&req, v).await?;
+        conn.throttle(resp.throttle_time_ms);
         if let Some(code) = KafkaCode::from_code(resp.error_code) {
             return Err(ClientError::kafka("Metadata", "", code, None).with_addr(conn.addr()));
         }
@@ -504,6 +564,8 @@ impl Client {
                 .collect();
         }
         c.controller = md.controller_id;
+        c.generation += 1;
+        let generation = c.generation;
         if all_topics {
             c.topics.clear();
             c.by_id.clear();
@@ -519,7 +581,13 @@ impl Client {
                     if let Some(id) = t.id {
                         c.by_id.insert(id, t.name.clone());
                     }
-                    c.topics.insert(t.name.clone(), t.clone());
+                    c.topics.insert(
+                        t.name.clone(),
+                        CachedTopic {
+                            meta: t.clone(),
+                            generation,
+                        },
+                    );
                 }
             }
         }
@@ -527,17 +595,30 @@ impl Client {
 
     /// Cached metadata of `topic`, fetched when missing.
     pub(crate) async fn topic_meta(&self, topic: &str) -> Result<TopicMetadata> {
-        if let Some(t) = read(&self.inner.cache).topics.get(topic) {
-            return Ok(t.clone());
+        Ok(self.topic_meta_gen(topic).await?.0)
+    }
+
+    fn cached_topic(&self, topic: &str) -> Option<(TopicMetadata, u64)> {
+        read(&self.inner.cache)
+            .topics
+            .get(topic)
+            .map(|t| (t.meta.clone(), t.generation))
+    }
+
+    /// Cached metadata of `topic` and its generation, fetched when missing.
+    pub(crate) async fn topic_meta_gen(&self, topic: &str) -> Result<(TopicMetadata, u64)> {
+        if let Some(t) = self.cached_topic(topic) {
+            return Ok(t);
         }
         let _guard = self.inner.refresh.lock().await;
         // Another task may have refreshed while this one waited.
-        if let Some(t) = read(&self.inner.cache).topics.get(topic) {
-            return Ok(t.clone());
+        if let Some(t) = self.cached_topic(topic) {
+            return Ok(t);
         }
         let md = self.metadata_once(Some(&[topic.to_string()])).await?;
+        let generation = read(&self.inner.cache).generation;
         match md.topic(topic) {
-            Some(t) if t.error.is_none() || !t.partitions.is_empty() => Ok(t.clone()),
+            Some(t) if t.error.is_none() || !t.partitions.is_empty() => Ok((t.clone(), generation)),
             Some(t) => Err(ClientError::kafka(
                 "Metadata",
                 topic,
@@ -555,7 +636,12 @@ impl Client {
 
     /// Leader broker id of `topic`/`partition`.
     pub(crate) async fn leader(&self, topic: &str, partition: i32) -> Result<i32> {
-        let t = self.topic_meta(topic).await?;
+        Ok(self.leader_gen(topic, partition).await?.0)
+    }
+
+    /// Leader broker id of `topic`/`partition` and the metadata generation it came from.
+    pub(crate) async fn leader_gen(&self, topic: &str, partition: i32) -> Result<(i32, u64)> {
+        let (t, generation) = self.topic_meta_gen(topic).await?;
         let p = t
             .partitions
             .iter()
@@ -569,6 +655,8 @@ impl Client {
                 )
             })?;
         if p.leader < 0 {
+            // No leader right now (an election): ask again on the next lookup.
+            self.invalidate_topic(topic, generation);
             return Err(ClientError::kafka(
                 "Metadata",
                 format!("{topic}/{partition}"),
@@ -576,7 +664,7 @@ impl Client {
                 None,
             ));
         }
-        Ok(p.leader)
+        Ok((p.leader, generation))
     }
 
     /// Topic id of `topic` (`None` if the cluster has no topic ids).
@@ -595,17 +683,35 @@ impl Client {
         &self,
         items: &[T],
         key: impl Fn(&T) -> (&str, i32),
-    ) -> (BTreeMap<i32, Vec<T>>, Vec<(T, ClientError)>) {
-        let mut groups: BTreeMap<i32, Vec<T>> = BTreeMap::new();
-        let mut failed = Vec::new();
+    ) -> Routing<T> {
+        let mut routing = Routing {
+            groups: BTreeMap::new(),
+            failed: Vec::new(),
+            seen: HashMap::new(),
+        };
         for it in items {
             let (t, p) = key(it);
-            match self.leader(t, p).await {
-                Ok(l) => groups.entry(l).or_default().push(it.clone()),
-                Err(e) => failed.push((it.clone(), e)),
+            match self.leader_gen(t, p).await {
+                Ok((l, generation)) => {
+                    routing.seen.insert(t.to_string(), generation);
+                    routing.groups.entry(l).or_default().push(it.clone());
+                }
+                Err(e) => routing.failed.push((it.clone(), e)),
             }
         }
-        (groups, failed)
+        routing
+    }
+
+    /// Drops the cached metadata of `topics` that a round routed with `seen` generations
+    /// (topics it could not route at all are dropped whatever their generation).
+    fn invalidate_routed<'a>(
+        &self,
+        topics: impl IntoIterator<Item = &'a str>,
+        seen: &HashMap<String, u64>,
+    ) {
+        for t in topics {
+            self.invalidate_topic(t, seen.get(t).copied().unwrap_or(u64::MAX));
+        }
     }
 
     // -----------------------------------------------------------------------------------------
@@ -621,13 +727,16 @@ impl Client {
     ) -> Result<BTreeMap<i32, i64>> {
         let mut out = BTreeMap::new();
         let mut todo: Vec<i32> = partitions.to_vec();
-        let mut attempt = 0;
+        let mut backoff = self.inner.cfg.retry.start();
         loop {
             let items: Vec<(String, i32)> = todo.iter().map(|p| (topic.to_string(), *p)).collect();
-            let (groups, failed) = self.by_leader(&items, |(t, p)| (t.as_str(), *p)).await;
-            let mut retry: Vec<(i32, ClientError)> =
-                failed.into_iter().map(|((_, p), e)| (p, e)).collect();
-            let futs = groups.into_iter().map(|(leader, items)| {
+            let routing = self.by_leader(&items, |(t, p)| (t.as_str(), *p)).await;
+            let mut retry: Vec<(i32, ClientError)> = routing
+                .failed
+                .into_iter()
+                .map(|((_, p), e)| (p, e))
+                .collect();
+            let futs = routing.groups.into_iter().map(|(leader, items)| {
                 let parts: Vec<i32> = items.iter().map(|(_, p)| *p).collect();
                 async move {
                     (
@@ -663,13 +772,13 @@ impl Client {
             if let Some((_, e)) = retry.iter().find(|(_, e)| !e.is_retriable()) {
                 return Err(clone_err(e));
             }
-            attempt += 1;
-            if attempt >= MAX_ATTEMPTS {
+            let Some(delay) = backoff.next_delay() else {
                 let (_, e) = retry.swap_remove(0);
                 return Err(e);
-            }
-            self.invalidate_metadata();
-            tokio::time::sleep(backoff(attempt)).await;
+            };
+            debug!(topic, partitions = retry.len(), ?delay, error = %retry[0].1, "list offsets retry");
+            self.invalidate_routed([topic], &routing.seen);
+            tokio::time::sleep(delay).await;
             todo = retry.into_iter().map(|(p, _)| p).collect();
         }
     }
@@ -705,6 +814,7 @@ impl Client {
                         .collect(),
                 )]);
         let resp = conn.send(&req, v).await?;
+        conn.throttle(resp.throttle_time_ms);
         let mut out = Vec::new();
         for t in resp.topics {
             for p in t.partitions {
@@ -750,49 +860,29 @@ impl Client {
     ) -> Result<Vec<FetchedPartition>> {
         let mut done: HashMap<(String, i32), FetchedPartition> = HashMap::new();
         let mut todo: Vec<FetchRequestPartition> = requests.to_vec();
-        let mut attempt = 0u32;
+        let mut backoff = self.inner.cfg.retry.start();
         loop {
-            let (groups, failed) = self
+            let routing = self
                 .by_leader(&todo, |r| (r.topic.as_str(), r.partition))
                 .await;
-            let mut retry: Vec<(FetchRequestPartition, Option<KafkaCode>, ClientError)> =
-                Vec::new();
-            for (r, e) in failed {
+            let mut retry: Vec<FetchRetry> = Vec::new();
+            for (r, e) in routing.failed {
                 if !e.is_retriable() {
                     return Err(e);
                 }
                 let code = e.code();
                 retry.push((r, code, e));
             }
-            let futs = groups.into_iter().map(|(leader, parts)| async move {
-                let res = self.fetch_leader(leader, &parts, opts).await;
-                (parts, res)
-            });
+            let futs = routing
+                .groups
+                .into_iter()
+                .map(|(leader, parts)| async move {
+                    let res = self.fetch_leader(leader, &parts, opts).await;
+                    (parts, res)
+                });
             for (parts, res) in join_all(futs).await {
                 match res {
-                    Ok(results) => {
-                        for (req, fp) in parts.into_iter().zip(results) {
-                            match fp.error {
-                                Some(code)
-                                    if code.needs_metadata_refresh()
-                                        || code == KafkaCode::REQUEST_TIMED_OUT =>
-                                {
-                                    let e = ClientError::kafka(
-                                        "Fetch",
-                                        format!("{}/{}", req.topic, req.partition),
-                                        code,
-                                        None,
-                                    );
-                                    // Keep the answer: if retries run out it is reported as is.
-                                    done.insert((req.topic.clone(), req.partition), fp);
-                                    retry.push((req, Some(code), e));
-                                }
-                                _ => {
-                                    done.insert((req.topic.clone(), req.partition), fp);
-                                }
-                            }
-                        }
-                    }
+                    Ok(results) => sort_fetch_answers(parts, results, &mut done, &mut retry),
                     Err(e) if e.is_retriable() => {
                         let msg = e.to_string();
                         for r in parts {
@@ -802,54 +892,28 @@ impl Client {
                     Err(e) => return Err(e),
                 }
             }
-            attempt += 1;
-            if retry.is_empty() || attempt >= MAX_ATTEMPTS.min(4) {
-                let mut network = None;
-                for (r, code, e) in retry {
-                    match code {
-                        // Retries ran out: report the partition's last error code.
-                        Some(code) => {
-                            done.entry((r.topic.clone(), r.partition))
-                                .or_insert_with(|| FetchedPartition {
-                                    topic: r.topic.clone(),
-                                    partition: r.partition,
-                                    error: Some(code),
-                                    high_watermark: -1,
-                                    last_stable_offset: -1,
-                                    log_start_offset: -1,
-                                    aborted: Vec::new(),
-                                    data: None,
-                                });
-                        }
-                        None => network = Some(e),
-                    }
-                }
-                if let Some(e) = network {
-                    return Err(e);
-                }
+            if retry.is_empty() {
                 break;
             }
+            let Some(delay) = backoff.next_delay() else {
+                give_up_fetch(retry, &mut done)?;
+                break;
+            };
             for (r, _, e) in &retry {
-                debug!(topic = %r.topic, partition = r.partition, error = %e, "fetch retry");
+                debug!(topic = %r.topic, partition = r.partition, error = %e, ?delay, "fetch retry");
             }
-            self.invalidate_metadata();
-            tokio::time::sleep(backoff(attempt - 1)).await;
+            self.invalidate_routed(
+                retry.iter().map(|(r, _, _)| r.topic.as_str()),
+                &routing.seen,
+            );
+            tokio::time::sleep(delay).await;
             todo = retry.into_iter().map(|(r, _, _)| r).collect();
         }
         Ok(requests
             .iter()
             .map(|r| {
                 done.remove(&(r.topic.clone(), r.partition))
-                    .unwrap_or_else(|| FetchedPartition {
-                        topic: r.topic.clone(),
-                        partition: r.partition,
-                        error: None,
-                        high_watermark: -1,
-                        last_stable_offset: -1,
-                        log_start_offset: -1,
-                        aborted: Vec::new(),
-                        data: None,
-                    })
+                    .unwrap_or_else(|| FetchedPartition::empty(&r.topic, r.partition, None))
             })
             .collect())
     }
@@ -919,6 +983,7 @@ impl Client {
                 message: format!("decoding v{v} response: {message}"),
             }
         })?;
+        conn.throttle(resp.throttle_time_ms);
         let top_error = KafkaCode::from_code(resp.error_code);
         let by_id: HashMap<Uuid, &String> = ids.iter().map(|(n, i)| (*i, n)).collect();
         let mut answers: HashMap<(String, i32), FetchedPartition> = HashMap::new();
@@ -998,6 +1063,69 @@ pub(crate) fn format_addr(host: &str, port: i32) -> String {
     } else {
         format!("{host}:{port}")
     }
+}
+
+/// A partition to fetch again, the error code its leader answered (`None`: the request
+/// failed as a whole) and the error to report if retries run out.
+type FetchRetry = (FetchRequestPartition, Option<KafkaCode>, ClientError);
+
+/// Files one leader's answers: done, or to be retried after a metadata refresh (leader
+/// moved, epoch fenced or unknown, request timed out on the broker).
+fn sort_fetch_answers(
+    parts: Vec<FetchRequestPartition>,
+    results: Vec<FetchedPartition>,
+    done: &mut HashMap<(String, i32), FetchedPartition>,
+    retry: &mut Vec<FetchRetry>,
+) {
+    for (req, fp) in parts.into_iter().zip(results) {
+        let key = (req.topic.clone(), req.partition);
+        match fp.error {
+            Some(code) if code.needs_metadata_refresh() || code == KafkaCode::REQUEST_TIMED_OUT => {
+                let e = ClientError::kafka(
+                    "Fetch",
+                    format!("{}/{}", req.topic, req.partition),
+                    code,
+                    None,
+                );
+                // Keep the answer: if retries run out it is reported as is.
+                done.insert(key, fp);
+                retry.push((req, Some(code), e));
+            }
+            _ => {
+                done.insert(key, fp);
+            }
+        }
+    }
+}
+
+/// Retries ran out: partitions whose leader answered with an error code report it in
+/// their answer; a request that failed as a whole (network) is the error.
+fn give_up_fetch(
+    retry: Vec<FetchRetry>,
+    done: &mut HashMap<(String, i32), FetchedPartition>,
+) -> Result<()> {
+    let mut network = None;
+    for (r, code, e) in retry {
+        match code {
+            Some(code) => {
+                done.entry((r.topic.clone(), r.partition))
+                    .or_insert_with(|| FetchedPartition::empty(&r.topic, r.partition, Some(code)));
+            }
+            None => network = Some(e),
+        }
+    }
+    match network {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Items grouped by the leader of their partition, what could not be routed, and the
+/// metadata generation each topic was routed with.
+struct Routing<T> {
+    groups: BTreeMap<i32, Vec<T>>,
+    failed: Vec<(T, ClientError)>,
+    seen: HashMap<String, u64>,
 }
 
 /// A copy of an error for reporting (errors are not `Clone` because of `io::Error`).

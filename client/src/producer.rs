@@ -8,7 +8,7 @@
 use crate::batch::{
     encode_batch, record_size_estimate, BatchProducer, ProduceRecord, BATCH_HEADER_LEN,
 };
-use crate::client::{backoff, opt_uuid, topic_name, Client};
+use crate::client::{clone_err, opt_uuid, topic_name, Client};
 use crate::error::{ClientError, KafkaCode, Result};
 use crate::produce_frame;
 use bytes::{Bytes, BytesMut};
@@ -42,8 +42,6 @@ pub struct ProducerConfig {
     pub target_request_bytes: usize,
     /// Target size of one record batch before compression (a bigger record gets its own).
     pub max_batch_bytes: usize,
-    /// Retries of one batch on retriable errors before giving up.
-    pub max_retries: u32,
 }
 
 impl Default for ProducerConfig {
@@ -56,7 +54,6 @@ impl Default for ProducerConfig {
             max_request_bytes: 1024 * 1024,
             target_request_bytes: 1024 * 1024,
             max_batch_bytes: 1024 * 1024,
-            max_retries: 10,
         }
     }
 }
@@ -244,7 +241,6 @@ struct Wire {
     first_index: usize,
     count: usize,
     bytes: Bytes,
-    retries: u32,
 }
 
 impl std::fmt::Debug for Wire {
@@ -402,7 +398,6 @@ impl Producer {
                             first_index: 0,
                             count: e.count,
                             bytes,
-                            retries: 0,
                         },
                     ));
                     targets.push((e.topic, e.partition));
@@ -509,7 +504,6 @@ impl Producer {
                     first_index: start,
                     count: end - start,
                     bytes,
-                    retries: 0,
                 },
             ));
             start = end;
@@ -524,26 +518,23 @@ impl Producer {
         queues: &mut BTreeMap<(String, i32), VecDeque<Wire>>,
         results: &mut [ProduceResult],
     ) -> Result<()> {
-        let mut round = 0u32;
+        // Rounds until every queue is empty; retriable errors wait out the client's retry
+        // policy, which gives up with the last of them.
+        let mut backoff = self.client.config().retry.start();
         while queues.values().any(|q| !q.is_empty()) {
+            let mut round = CarefulRound::default();
             // Heads of every partition, grouped by leader.
             let mut by_leader: BTreeMap<i32, Vec<(String, i32)>> = BTreeMap::new();
-            let mut had_retry = false;
-            for (key, q) in queues.iter_mut() {
+            for (key, q) in queues.iter() {
                 if q.is_empty() {
                     continue;
                 }
-                match self.client.leader(&key.0, key.1).await {
-                    Ok(l) => by_leader.entry(l).or_default().push(key.clone()),
-                    Err(e) if e.is_retriable() => {
-                        had_retry = true;
-                        if let Some(head) = q.front_mut() {
-                            head.retries += 1;
-                            if head.retries > self.cfg.max_retries {
-                                return Err(e);
-                            }
-                        }
+                match self.client.leader_gen(&key.0, key.1).await {
+                    Ok((l, generation)) => {
+                        round.seen.insert(key.0.clone(), generation);
+                        by_leader.entry(l).or_default().push(key.clone());
                     }
+                    Err(e) if e.is_retriable() => round.retry(key, e),
                     Err(e) => return Err(e),
                 }
             }
@@ -559,8 +550,7 @@ impl Producer {
                     .collect();
                 async move { (self.send_leader(leader, heads.clone()).await, heads) }
             });
-            let outcomes = join_all(sends).await;
-            for (outcome, heads) in outcomes {
+            for (outcome, heads) in join_all(sends).await {
                 match outcome {
                     Ok(answers) => {
                         for (key, ans) in answers {
@@ -573,40 +563,31 @@ impl Producer {
                                         landed(results, &w, base, append_time);
                                     }
                                 }
-                                Err(e) if e.is_retriable() => {
-                                    had_retry = true;
-                                    if let Some(w) = q.front_mut() {
-                                        w.retries += 1;
-                                        if w.retries > self.cfg.max_retries {
-                                            return Err(e);
-                                        }
-                                    }
-                                    debug!(topic = %key.0, partition = key.1, error = %e, "produce retry");
-                                }
+                                Err(e) if e.is_retriable() => round.retry(&key, e),
                                 Err(e) => return Err(self.fatal(&key, e)),
                             }
                         }
                     }
                     Err(e) if e.is_retriable() => {
-                        had_retry = true;
                         warn!(error = %e, "produce request failed; retrying");
-                        for (key, _) in heads {
-                            if let Some(w) = queues.get_mut(&key).and_then(|q| q.front_mut()) {
-                                w.retries += 1;
-                                if w.retries > self.cfg.max_retries {
-                                    return Err(e);
-                                }
-                            }
+                        for (key, _) in &heads {
+                            round.retry(key, clone_err(&e));
                         }
                     }
                     Err(e) => return Err(e),
                 }
             }
-            if had_retry {
-                self.client.invalidate_metadata();
-                tokio::time::sleep(backoff(round.min(5))).await;
-                round += 1;
+            let Some(last) = round.last else {
+                continue;
+            };
+            let Some(delay) = backoff.next_delay() else {
+                return Err(last);
+            };
+            for t in &round.topics {
+                self.client
+                    .invalidate_topic(t, round.seen.get(t).copied().unwrap_or(u64::MAX));
             }
+            tokio::time::sleep(delay).await;
         }
         Ok(())
     }
@@ -708,6 +689,8 @@ impl Producer {
         heads: Vec<((String, i32), Bytes)>,
     ) -> Result<PendingAnswers> {
         let conn = self.client.conn_lane(leader, lane).await?;
+        // A throttled broker gets nothing new until its throttle time has passed (KIP-219).
+        conn.wait_throttle().await;
         let mut v = conn.version(ApiKey::Produce)?;
         let mut ids = HashMap::new();
         for ((t, _), _) in &heads {
@@ -788,6 +771,7 @@ impl Producer {
         Ok(Box::pin(async move {
             for (fut, part) in started {
                 let resp = fut.await?;
+                conn.throttle(resp.throttle_time_ms);
                 let mut answered: HashMap<(String, i32), Result<(i64, i64)>> = HashMap::new();
                 for t in resp.responses {
                     let name = if v >= 13 {
@@ -966,7 +950,10 @@ impl InFlight {
                     .into(),
             ));
         }
-        self.producer.client.invalidate_metadata();
+        for (key, _) in self.queues.iter().filter(|(_, q)| !q.is_empty()) {
+            // Routed with whatever was cached then: the careful path looks the leader up again.
+            self.producer.client.invalidate_topic(&key.0, u64::MAX);
+        }
         let _order = self.producer.shared.state.lock().await;
         let (queues, results) = (&mut self.queues, &mut self.results);
         self.producer.careful(queues, results).await
@@ -1105,6 +1092,23 @@ fn landed(results: &mut [ProduceResult], w: &Wire, base: i64, append_time: i64) 
 }
 
 /// One partition's answer: base offset and log-append time, or the error.
+/// What one round of [`Producer::careful`] must retry: the topics to look up again (with
+/// the metadata generation they were routed with) and the last retriable error.
+#[derive(Default)]
+struct CarefulRound {
+    seen: HashMap<String, u64>,
+    topics: std::collections::BTreeSet<String>,
+    last: Option<ClientError>,
+}
+
+impl CarefulRound {
+    fn retry(&mut self, key: &(String, i32), e: ClientError) {
+        debug!(topic = %key.0, partition = key.1, error = %e, "produce retry");
+        self.topics.insert(key.0.clone());
+        self.last = Some(e);
+    }
+}
+
 type Answer = ((String, i32), Result<(i64, i64)>);
 
 /// Answers of requests already on the wire.
