@@ -926,53 +926,10 @@ impl Client {
         opts: &FetchOptions,
     ) -> Result<Vec<FetchedPartition>> {
         let conn = self.conn(leader).await?;
-        let mut v = conn.version(ApiKey::Fetch)?;
-        // Topic ids (Fetch v13+) need an id for every topic in the request.
-        let mut ids: HashMap<String, Uuid> = HashMap::new();
-        for r in parts {
-            if !ids.contains_key(&r.topic) {
-                match self.topic_meta(&r.topic).await?.id {
-                    Some(id) => {
-                        ids.insert(r.topic.clone(), id);
-                    }
-                    None => v = v.min(12),
-                }
-            }
-        }
-        let mut topics: Vec<FetchTopic> = Vec::new();
-        for r in parts {
-            let fp = FetchPartition::default()
-                .with_partition(r.partition)
-                .with_fetch_offset(r.offset)
-                .with_current_leader_epoch(-1)
-                .with_last_fetched_epoch(-1)
-                .with_log_start_offset(-1)
-                .with_partition_max_bytes(opts.partition_max_bytes);
-            match topics.iter_mut().find(|t| t.topic.0.as_str() == r.topic) {
-                Some(t) => t.partitions.push(fp),
-                None => {
-                    let mut t = FetchTopic::default()
-                        .with_topic(topic_name(&r.topic))
-                        .with_partitions(vec![fp]);
-                    if v >= 13 {
-                        t.topic_id = ids.get(&r.topic).copied().unwrap_or_default();
-                    }
-                    topics.push(t);
-                }
-            }
-        }
-        let req = FetchRequest::default()
-            .with_replica_id(BrokerId(-1))
-            .with_max_wait_ms(opts.max_wait_ms)
-            .with_min_bytes(opts.min_bytes)
-            .with_max_bytes(opts.max_bytes)
-            .with_isolation_level(match opts.isolation {
-                Isolation::ReadUncommitted => 0,
-                Isolation::ReadCommitted => 1,
-            })
-            .with_session_id(0)
-            .with_session_epoch(-1)
-            .with_topics(topics);
+        let (ids, v) = self
+            .fetch_topic_ids(parts, conn.version(ApiKey::Fetch)?)
+            .await?;
+        let req = build_fetch_request(parts, opts, &ids, v);
         let timeout =
             self.inner.cfg.request_timeout + Duration::from_millis(opts.max_wait_ms.max(0) as u64);
         let body = conn.send_raw_timeout(&req, v, timeout).await?;
@@ -984,76 +941,153 @@ impl Client {
             }
         })?;
         conn.throttle(resp.throttle_time_ms);
-        let top_error = KafkaCode::from_code(resp.error_code);
-        let by_id: HashMap<Uuid, &String> = ids.iter().map(|(n, i)| (*i, n)).collect();
-        let mut answers: HashMap<(String, i32), FetchedPartition> = HashMap::new();
-        for t in resp.topics {
-            let name = if v >= 13 {
-                match by_id.get(&t.topic_id) {
-                    Some(n) => (*n).clone(),
-                    None => {
-                        warn!(broker = conn.addr(), topic_id = %t.topic_id, "fetch answer for a topic id not asked for");
-                        continue;
+        Ok(fetch_answers(resp, v, &ids, parts, conn.addr()))
+    }
+
+    /// Topic ids of the topics in `parts` for Fetch v13+, and the version to use: v12 at
+    /// most when a topic has no id (an older cluster).
+    async fn fetch_topic_ids(
+        &self,
+        parts: &[FetchRequestPartition],
+        mut v: i16,
+    ) -> Result<(HashMap<String, Uuid>, i16)> {
+        let mut ids: HashMap<String, Uuid> = HashMap::new();
+        for r in parts {
+            if !ids.contains_key(&r.topic) {
+                match self.topic_meta(&r.topic).await?.id {
+                    Some(id) => {
+                        ids.insert(r.topic.clone(), id);
                     }
+                    None => v = v.min(12),
                 }
-            } else {
-                t.name
-            };
-            for p in t.partitions {
-                let mut error = KafkaCode::from_code(p.error_code);
-                let data = match &p.records {
-                    Some(bytes) if !bytes.is_empty() => match scan_batches(bytes) {
-                        Ok(d) => d,
-                        Err(e) => {
-                            warn!(broker = conn.addr(), topic = %name, partition = p.partition, error = %e, "corrupt fetch data");
-                            error.get_or_insert(KafkaCode::CORRUPT_MESSAGE);
-                            None
-                        }
-                    },
-                    _ => None,
-                };
-                let aborted = p
-                    .aborted
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|(producer_id, first_offset)| AbortedTxn {
-                        producer_id,
-                        first_offset,
-                    })
-                    .collect();
-                answers.insert(
-                    (name.clone(), p.partition),
-                    FetchedPartition {
-                        topic: name.clone(),
-                        partition: p.partition,
-                        error,
-                        high_watermark: p.high_watermark,
-                        last_stable_offset: p.last_stable_offset,
-                        log_start_offset: p.log_start_offset,
-                        aborted,
-                        data,
-                    },
-                );
             }
         }
-        Ok(parts
-            .iter()
-            .map(|r| {
-                answers
-                    .remove(&(r.topic.clone(), r.partition))
-                    .unwrap_or_else(|| FetchedPartition {
-                        topic: r.topic.clone(),
-                        partition: r.partition,
-                        error: top_error,
-                        high_watermark: -1,
-                        last_stable_offset: -1,
-                        log_start_offset: -1,
-                        aborted: Vec::new(),
-                        data: None,
-                    })
-            })
-            .collect())
+        Ok((ids, v))
     }
+}
+
+/// The Fetch request of `version` for `parts` (partitions grouped by topic, in order; topic
+/// ids from `ids` for v13+). Sessions are not used: every request names every partition.
+pub(crate) fn build_fetch_request(
+    parts: &[FetchRequestPartition],
+    opts: &FetchOptions,
+    ids: &HashMap<String, Uuid>,
+    version: i16,
+) -> FetchRequest {
+    let mut topics: Vec<FetchTopic> = Vec::new();
+    for r in parts {
+        let fp = FetchPartition::default()
+            .with_partition(r.partition)
+            .with_fetch_offset(r.offset)
+            .with_current_leader_epoch(-1)
+            .with_last_fetched_epoch(-1)
+            .with_log_start_offset(-1)
+            .with_partition_max_bytes(opts.partition_max_bytes);
+        match topics.iter_mut().find(|t| t.topic.0.as_str() == r.topic) {
+            Some(t) => t.partitions.push(fp),
+            None => {
+                let mut t = FetchTopic::default()
+                    .with_topic(topic_name(&r.topic))
+                    .with_partitions(vec![fp]);
+                if version >= 13 {
+                    t.topic_id = ids.get(&r.topic).copied().unwrap_or_default();
+                }
+                topics.push(t);
+            }
+        }
+    }
+    FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(opts.max_wait_ms)
+        .with_min_bytes(opts.min_bytes)
+        .with_max_bytes(opts.max_bytes)
+        .with_isolation_level(match opts.isolation {
+            Isolation::ReadUncommitted => 0,
+            Isolation::ReadCommitted => 1,
+        })
+        .with_session_id(0)
+        .with_session_epoch(-1)
+        .with_topics(topics)
+}
+
+/// One partition of a Fetch response as [`FetchedPartition`]: whole batches scanned (a
+/// corrupt one becomes CORRUPT_MESSAGE), aborted transactions listed.
+fn fetched_partition(
+    topic: &str,
+    p: crate::wire::FetchPartitionResponse,
+    addr: &str,
+) -> FetchedPartition {
+    let mut error = KafkaCode::from_code(p.error_code);
+    let data = match &p.records {
+        Some(bytes) if !bytes.is_empty() => match scan_batches(bytes) {
+            Ok(d) => d,
+            Err(e) => {
+                warn!(broker = addr, topic, partition = p.partition, error = %e, "corrupt fetch data");
+                error.get_or_insert(KafkaCode::CORRUPT_MESSAGE);
+                None
+            }
+        },
+        _ => None,
+    };
+    let aborted = p
+        .aborted
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(producer_id, first_offset)| AbortedTxn {
+            producer_id,
+            first_offset,
+        })
+        .collect();
+    FetchedPartition {
+        topic: topic.to_string(),
+        partition: p.partition,
+        error,
+        high_watermark: p.high_watermark,
+        last_stable_offset: p.last_stable_offset,
+        log_start_offset: p.log_start_offset,
+        aborted,
+        data,
+    }
+}
+
+/// The answers of a decoded Fetch response for `parts`, in `parts` order. Topics are named
+/// by id for v13+ (an id not asked for is skipped); a partition the broker left out gets the
+/// response's top-level error.
+pub(crate) fn fetch_answers(
+    resp: crate::wire::FetchResponseData,
+    version: i16,
+    ids: &HashMap<String, Uuid>,
+    parts: &[FetchRequestPartition],
+    addr: &str,
+) -> Vec<FetchedPartition> {
+    let top_error = KafkaCode::from_code(resp.error_code);
+    let by_id: HashMap<Uuid, &String> = ids.iter().map(|(n, i)| (*i, n)).collect();
+    let mut answers: HashMap<(String, i32), FetchedPartition> = HashMap::new();
+    for t in resp.topics {
+        let name = if version >= 13 {
+            match by_id.get(&t.topic_id) {
+                Some(n) => (*n).clone(),
+                None => {
+                    warn!(broker = addr, topic_id = %t.topic_id, "fetch answer for a topic id not asked for");
+                    continue;
+                }
+            }
+        } else {
+            t.name
+        };
+        for p in t.partitions {
+            let fp = fetched_partition(&name, p, addr);
+            answers.insert((name.clone(), fp.partition), fp);
+        }
+    }
+    parts
+        .iter()
+        .map(|r| {
+            answers
+                .remove(&(r.topic.clone(), r.partition))
+                .unwrap_or_else(|| FetchedPartition::empty(&r.topic, r.partition, top_error))
+        })
+        .collect()
 }
 
 /// `host:port`, with brackets for IPv6 hosts.
@@ -1145,5 +1179,134 @@ pub(crate) fn clone_err(e: &ClientError) -> ClientError {
             message: message.clone(),
         },
         other => ClientError::Metadata(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Request building and response handling of Fetch, without a broker.
+
+    use super::*;
+    use crate::batch::{build_batch, ProduceRecord};
+    use crate::wire::{FetchPartitionResponse, FetchResponseData, FetchTopicResponse};
+    use bytes::Bytes;
+    use kafka_protocol::records::Compression;
+
+    fn part(topic: &str, partition: i32, offset: i64) -> FetchRequestPartition {
+        FetchRequestPartition {
+            topic: topic.into(),
+            partition,
+            offset,
+        }
+    }
+
+    fn answer(partition: i32, error_code: i16, records: Option<Bytes>) -> FetchPartitionResponse {
+        FetchPartitionResponse {
+            partition,
+            error_code,
+            high_watermark: 10,
+            last_stable_offset: 9,
+            log_start_offset: 1,
+            aborted: Some(vec![(7, 3)]),
+            records,
+        }
+    }
+
+    #[test]
+    fn fetch_request_groups_partitions_by_topic_and_names_ids_from_v13() {
+        let parts = [part("a", 0, 5), part("b", 1, 7), part("a", 2, 9)];
+        let id = Uuid::from_u128(42);
+        let ids = HashMap::from([("a".to_string(), id)]);
+        let opts = FetchOptions {
+            isolation: Isolation::ReadCommitted,
+            ..FetchOptions::default()
+        };
+        let req = build_fetch_request(&parts, &opts, &ids, 13);
+        assert_eq!(req.isolation_level, 1);
+        assert_eq!(req.max_wait_ms, opts.max_wait_ms);
+        assert_eq!(req.topics.len(), 2);
+        assert_eq!(req.topics[0].topic.0.as_str(), "a");
+        assert_eq!(req.topics[0].topic_id, id);
+        let a: Vec<(i32, i64)> = req.topics[0]
+            .partitions
+            .iter()
+            .map(|p| (p.partition, p.fetch_offset))
+            .collect();
+        assert_eq!(a, vec![(0, 5), (2, 9)]);
+        assert_eq!(req.topics[1].topic_id, Uuid::nil(), "b has no id");
+        // Before v13 no topic id is sent.
+        let req = build_fetch_request(&parts, &opts, &ids, 12);
+        assert_eq!(req.topics[0].topic_id, Uuid::nil());
+    }
+
+    #[test]
+    fn fetch_answers_come_back_in_request_order_with_the_top_error_for_missing_ones() {
+        let batch = build_batch(
+            3,
+            &[ProduceRecord {
+                value: Some(Bytes::from_static(b"v")),
+                ..ProduceRecord::default()
+            }],
+            Compression::None,
+            0,
+            None,
+        )
+        .unwrap();
+        let resp = FetchResponseData {
+            throttle_time_ms: 0,
+            error_code: KafkaCode::UNKNOWN_SERVER_ERROR.0,
+            topics: vec![FetchTopicResponse {
+                name: "a".into(),
+                topic_id: Uuid::nil(),
+                partitions: vec![
+                    answer(2, 0, Some(batch)),
+                    answer(0, KafkaCode::NOT_LEADER_OR_FOLLOWER.0, None),
+                ],
+            }],
+        };
+        let parts = [part("a", 0, 0), part("a", 2, 3), part("a", 5, 0)];
+        let got = fetch_answers(resp, 12, &HashMap::new(), &parts, "b:1");
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[0].error, Some(KafkaCode::NOT_LEADER_OR_FOLLOWER));
+        assert_eq!(got[1].partition, 2);
+        assert_eq!(got[1].error, None);
+        assert_eq!(got[1].high_watermark, 10);
+        assert_eq!(
+            got[1].aborted,
+            vec![AbortedTxn {
+                producer_id: 7,
+                first_offset: 3
+            }]
+        );
+        let d = got[1].data.as_ref().expect("the batch");
+        assert_eq!((d.first_offset, d.next_offset), (3, 4));
+        assert_eq!(got[2].error, Some(KafkaCode::UNKNOWN_SERVER_ERROR));
+        assert_eq!(got[2].high_watermark, -1);
+    }
+
+    #[test]
+    fn fetch_answers_name_topics_by_id_from_v13_and_flag_corrupt_data() {
+        let id = Uuid::from_u128(7);
+        let ids = HashMap::from([("a".to_string(), id)]);
+        let resp = FetchResponseData {
+            throttle_time_ms: 0,
+            error_code: 0,
+            topics: vec![
+                FetchTopicResponse {
+                    name: String::new(),
+                    topic_id: id,
+                    partitions: vec![answer(0, 0, Some(Bytes::from(vec![0u8; 80])))],
+                },
+                FetchTopicResponse {
+                    name: String::new(),
+                    topic_id: Uuid::from_u128(99),
+                    partitions: vec![answer(1, 0, None)],
+                },
+            ],
+        };
+        let got = fetch_answers(resp, 13, &ids, &[part("a", 0, 0)], "b:1");
+        assert_eq!(got[0].topic, "a");
+        assert_eq!(got[0].error, Some(KafkaCode::CORRUPT_MESSAGE));
+        assert!(got[0].data.is_none());
     }
 }
