@@ -20,6 +20,7 @@ pub mod group;
 pub mod options;
 mod produce_frame;
 pub mod producer;
+pub mod retry;
 pub mod security;
 pub mod wire;
 
@@ -38,9 +39,10 @@ pub use client::{
 pub use error::{ClientError, KafkaCode, Result};
 pub use group::{Assignor, GroupConfig, GroupMember, Heartbeat};
 pub use kafka_protocol::records::Compression;
-pub use options::{ConnectionOptions, SaslOptions, TlsOptions};
+pub use options::{CompressionCodec, ConnectionOptions, SaslOptions, TlsOptions};
 pub use producer::{
     EncodedBatch, InFlight, Prepared, ProduceBatch, ProduceItem, ProduceResult, Producer,
     ProducerConfig,
 };
+pub use retry::{Backoff, RetryPolicy};
 pub use security::{SaslConfig, SaslMechanism, TlsConfig};

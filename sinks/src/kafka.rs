@@ -15,8 +15,8 @@ use ferry_core::{
 };
 use ferry_kafka::batch::BatchIter;
 use ferry_kafka::{
-    Client, Compression, ConnectionOptions, EncodedBatch, NewTopic, OffsetSpec, ProduceBatch,
-    ProduceItem, ProduceRecord, Producer, ProducerConfig, SaslOptions, TlsOptions, TopicResult,
+    Client, CompressionCodec, ConnectionOptions, EncodedBatch, NewTopic, OffsetSpec, ProduceBatch,
+    ProduceItem, ProduceRecord, Producer, ProducerConfig, TopicResult,
 };
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
@@ -52,8 +52,9 @@ pub struct GroupOptions {
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaSinkConfig {
-    /// Brokers of the target cluster, `host:port`.
-    pub brokers: Vec<String>,
+    /// Brokers of the target cluster, client id, TLS, SASL, timeouts and the retry policy.
+    #[serde(flatten)]
+    pub connection: ConnectionOptions,
     /// preserve (default) or murmur2.
     #[serde(default)]
     pub partitioning: Partitioning,
@@ -72,9 +73,9 @@ pub struct KafkaSinkConfig {
     /// Topic configs to set on created topics over the source's; an empty value drops one.
     #[serde(default)]
     pub topic_configs: BTreeMap<String, String>,
-    /// Codec of produced batches: none, gzip, snappy, lz4 or zstd.
-    #[serde(default = "default_compression")]
-    pub compression: String,
+    /// Codec of produced batches: none (default), gzip, snappy, lz4 or zstd.
+    #[serde(default)]
+    pub compression: CompressionCodec,
     /// Records buffered before a produce request.
     #[serde(default = "default_buffer")]
     pub buffer_bytes: ByteSize,
@@ -85,52 +86,13 @@ pub struct KafkaSinkConfig {
     /// Consumer-group offsets to restore.
     #[serde(default)]
     pub groups: GroupOptions,
-    /// Client id sent to the brokers.
-    #[serde(default = "default_client_id")]
-    pub client_id: String,
-    /// TLS settings; plaintext when absent.
-    #[serde(default)]
-    pub tls: Option<TlsOptions>,
-    /// SASL authentication.
-    #[serde(default)]
-    pub sasl: Option<SaslOptions>,
 }
 
 fn default_true() -> bool {
     true
 }
-fn default_compression() -> String {
-    "none".to_string()
-}
 fn default_buffer() -> ByteSize {
     ByteSize(8 * 1024 * 1024)
-}
-fn default_client_id() -> String {
-    "ferry".to_string()
-}
-
-fn compression(name: &str) -> Option<Compression> {
-    Some(match name {
-        "none" => Compression::None,
-        "gzip" => Compression::Gzip,
-        "snappy" => Compression::Snappy,
-        "lz4" => Compression::Lz4,
-        "zstd" => Compression::Zstd,
-        _ => return None,
-    })
-}
-
-impl KafkaSinkConfig {
-    /// The connection part of the options.
-    pub fn connection(&self) -> ConnectionOptions {
-        ConnectionOptions {
-            brokers: self.brokers.clone(),
-            client_id: self.client_id.clone(),
-            request_timeout_secs: 30,
-            tls: self.tls.clone(),
-            sasl: self.sasl.clone(),
-        }
-    }
 }
 
 /// Factory of the `kafka` sink.
@@ -148,13 +110,7 @@ impl SinkFactory for KafkaSinkFactory {
     }
 
     fn validate(&self, c: &KafkaSinkConfig) -> Result<()> {
-        c.connection().validate().map_err(Error::config)?;
-        if compression(&c.compression).is_none() {
-            return Err(Error::config(format!(
-                "compression '{}' is not one of none, gzip, snappy, lz4, zstd",
-                c.compression
-            )));
-        }
+        c.connection.validate().map_err(Error::config)?;
         if let Some(s) = &c.state {
             ferry_core::storage::StorageUri::parse(s)?;
         }
@@ -271,7 +227,7 @@ impl KafkaSink {
         }
         let cfg = self
             .config
-            .connection()
+            .connection
             .client_config()
             .map_err(Error::config)?;
         let client = Client::connect(cfg).await.map_err(kerr)?;
@@ -279,7 +235,7 @@ impl KafkaSink {
             .producer(ProducerConfig {
                 idempotent: true,
                 acks: -1,
-                compression: compression(&self.config.compression).unwrap_or(Compression::None),
+                compression: self.config.compression.codec(),
                 max_request_bytes: 64 * 1024 * 1024,
                 max_batch_bytes: 1024 * 1024,
                 ..Default::default()
@@ -407,7 +363,7 @@ impl KafkaSink {
             .raw()
             .is_some_and(|raw| raw.aborted.is_empty() && batch.first_offset >= done_below)
             && self.config.partitioning == Partitioning::Preserve
-            && compression(&self.config.compression) == Some(Compression::None)
+            && self.config.compression == CompressionCodec::None
             && self.skip.is_empty()
     }
 

@@ -16,7 +16,7 @@ use ferry_core::{
 use ferry_kafka::batch::BatchIter;
 use ferry_kafka::{
     BatchDecoder, Client, ConnectionOptions, FetchOptions, FetchRequestPartition, FetchedPartition,
-    Isolation, KafkaCode, OffsetSpec, SaslOptions, TlsOptions,
+    Isolation, KafkaCode, OffsetSpec,
 };
 use serde::Deserialize;
 use std::collections::{BTreeMap, VecDeque};
@@ -94,8 +94,9 @@ pub enum IsolationLevel {
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaSourceConfig {
-    /// Brokers to bootstrap from, `host:port`.
-    pub brokers: Vec<String>,
+    /// Brokers, client id, TLS, SASL, timeouts and the retry policy.
+    #[serde(flatten)]
+    pub connection: ConnectionOptions,
     /// Topics by name, or `/regex/` matching names (internal `__` topics only by name).
     pub topics: Vec<String>,
     /// checkpoint (default), earliest, latest, or a time.
@@ -123,15 +124,6 @@ pub struct KafkaSourceConfig {
     /// How often topic settings and group offsets are read again.
     #[serde(default = "default_metadata_interval")]
     pub metadata_interval: ferry_core::HumanDuration,
-    /// Client id sent to the brokers.
-    #[serde(default = "default_client_id")]
-    pub client_id: String,
-    /// TLS settings; plaintext when absent.
-    #[serde(default)]
-    pub tls: Option<TlsOptions>,
-    /// SASL authentication.
-    #[serde(default)]
-    pub sasl: Option<SaslOptions>,
 }
 
 fn default_start() -> StartAt {
@@ -154,20 +146,17 @@ fn default_true() -> bool {
 fn default_metadata_interval() -> ferry_core::HumanDuration {
     ferry_core::HumanDuration(Duration::from_secs(300))
 }
-fn default_client_id() -> String {
-    "ferry".to_string()
-}
-
 impl KafkaSourceConfig {
-    /// The connection part of the options.
-    pub fn connection(&self) -> ConnectionOptions {
-        ConnectionOptions {
-            brokers: self.brokers.clone(),
-            client_id: self.client_id.clone(),
-            request_timeout_secs: 30,
-            tls: self.tls.clone(),
-            sasl: self.sasl.clone(),
+    /// The client configuration. A continuous backup (`stop: never`) is a service: its
+    /// client retries retriable errors for as long as they last (the policy's delays, no
+    /// deadline), so a broker outage of any length is ridden out. A snapshot gives up after
+    /// the policy's deadline.
+    pub fn client_config(&self) -> std::result::Result<ferry_kafka::ClientConfig, String> {
+        let mut cfg = self.connection.client_config()?;
+        if self.stop == StopAt::Never {
+            cfg.retry = cfg.retry.forever();
         }
+        Ok(cfg)
     }
 }
 
@@ -227,7 +216,7 @@ impl SourceFactory for KafkaSourceFactory {
     }
 
     fn validate(&self, c: &KafkaSourceConfig) -> Result<()> {
-        c.connection().validate().map_err(Error::config)?;
+        c.connection.validate().map_err(Error::config)?;
         TopicSelector::parse(&c.topics).map_err(Error::config)?;
         if c.partition_max_bytes.bytes() > c.fetch_max_bytes.bytes() {
             return Err(Error::config(
@@ -299,11 +288,7 @@ impl KafkaSource {
         if let Some(c) = &self.client {
             return Ok(c.clone());
         }
-        let cfg = self
-            .config
-            .connection()
-            .client_config()
-            .map_err(Error::config)?;
+        let cfg = self.config.client_config().map_err(Error::config)?;
         let client = Client::connect(cfg).await.map_err(kerr)?;
         self.client = Some(client.clone());
         Ok(client)
@@ -316,7 +301,7 @@ impl KafkaSource {
             if md.topic(name).is_none() {
                 return Err(Error::config(format!(
                     "topic '{name}' does not exist on {}: check the name or create it",
-                    self.config.brokers.join(",")
+                    self.config.connection.brokers.join(",")
                 )));
             }
         }
@@ -329,7 +314,7 @@ impl KafkaSource {
         if topics.is_empty() {
             return Err(Error::config(format!(
                 "no topic on {} matches {:?}",
-                self.config.brokers.join(","),
+                self.config.connection.brokers.join(","),
                 self.config.topics
             )));
         }
