@@ -172,7 +172,7 @@ fn continuous_s3_example_follows_serves_metrics_and_drains_on_sigterm() {
     py_produce_to(&env, &env.kafka, &topic, None, &msgs[..20], "none", false);
     let prefix = unique("continuous-example");
     let metrics_addr = format!("127.0.0.1:{}", free_port());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ferry"))
+    let child = Command::new(env!("CARGO_BIN_EXE_ferry"))
         .arg("run")
         .arg(example("backup-continuous-s3.yaml"))
         .envs([
