@@ -60,7 +60,7 @@ const VERIFY_CONCURRENCY: usize = 4;
 #[derive(clap::Args, Debug, Clone)]
 pub struct RestoreArgs {
     /// The backup: a local path, file://, s3://…, gs://…, azblob://… or memory://.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::shortcuts::parse_uri, value_name = "URI")]
     pub from: String,
     /// Brokers of the target cluster, host:port (repeat or comma-separate).
     #[arg(long, required = true, value_delimiter = ',')]
@@ -105,7 +105,7 @@ pub struct RestoreArgs {
     pub skip_damaged: bool,
     /// Where the restore keeps its checkpoint and offset map (default: the backup itself;
     /// give a writable place for read-only backups).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::shortcuts::parse_uri, value_name = "URI")]
     pub state: Option<String>,
     /// Pipeline name (names checkpoint and offset map). Default: `restore-<16 hex digits>`,
     /// named by what is restored (the backup, topics, renames, range, target brokers,

@@ -84,17 +84,19 @@ pub struct BackupArgs {
     pub topics: Vec<String>,
     /// Where to write: a local path, file://, s3://bucket/prefix?endpoint=…&region=…, gs://,
     /// azblob:// or memory://.
-    #[arg(long)]
+    #[arg(long, value_parser = parse_uri, value_name = "URI")]
     pub to: String,
-    /// Segment format: raw (Kafka batches, for restore), or an export format.
-    #[arg(long, default_value = "raw")]
+    /// Segment format: raw (Kafka batches as fetched, what restore reads best), or an export
+    /// format (JSON lines, Avro or Parquet files; restorable too).
+    #[arg(long, default_value = "raw", value_parser = FORMATS)]
     pub format: String,
     /// Back up to the high watermarks and exit; without it the backup runs until
     /// SIGINT/SIGTERM, then flushes and exits 0.
     #[arg(long)]
     pub snapshot: bool,
-    /// Where to start when no checkpoint exists: checkpoint (default), earliest, latest, or a time.
-    #[arg(long, default_value = "checkpoint")]
+    /// Where to start: checkpoint (the stored one, else the earliest offsets), earliest,
+    /// latest, or a time (RFC 3339 or epoch ms).
+    #[arg(long, default_value = "checkpoint", value_parser = parse_start, value_name = "WHERE")]
     pub start: String,
     /// Pipeline name (names the checkpoint in the backup). Default: `backup`.
     #[arg(long, default_value = "backup")]
@@ -102,6 +104,30 @@ pub struct BackupArgs {
     /// Print the pipeline this command runs, as YAML, and exit.
     #[arg(long)]
     pub print_pipeline: bool,
+}
+
+/// The segment formats `--format` takes (the registry's formats; a test keeps them equal).
+pub const FORMATS: [&str; 4] = ["raw", "jsonl", "avro", "parquet"];
+
+/// Checks a storage URI flag (`--to`, `--from`, `--state`), so a mistake is reported
+/// against the flag rather than inside the generated pipeline.
+pub fn parse_uri(s: &str) -> std::result::Result<String, String> {
+    ferry_core::storage::StorageUri::parse(s)
+        .map(|_| s.to_string())
+        .map_err(|e| format!("'{s}' is not a storage location: {e}"))
+}
+
+/// Checks a `--start` value.
+fn parse_start(s: &str) -> std::result::Result<String, String> {
+    if matches!(s, "checkpoint" | "earliest" | "latest")
+        || ferry_core::transforms::filter::TimeBound::parse(s).is_ok()
+    {
+        return Ok(s.to_string());
+    }
+    Err(format!(
+        "'{s}' is not checkpoint, earliest, latest, an RFC 3339 time or epoch milliseconds, \
+         e.g. 2026-12-01T00:00:00Z"
+    ))
 }
 
 /// Splits an `OLD=NEW` flag value.
