@@ -448,7 +448,7 @@ impl KafkaSink {
 
     /// Why the sink must not write to these target topics (every reason of every topic).
     pub fn refusals(&self, targets: &[TargetTopic]) -> Vec<String> {
-        let brokers = self.config.brokers.join(",");
+        let brokers = self.config.connection.brokers.join(",");
         targets
             .iter()
             .flat_map(|t| t.refusals(self.config.allow_existing, &brokers))
@@ -457,7 +457,7 @@ impl KafkaSink {
 
     /// Learns the source's topics (partition counts, configs) without checking the target;
     /// a dry run uses it before [`KafkaSink::inspect_targets`].
-    pub fn note_source_topics(&mut self, topics: impl IntoIterator<Item = TopicMetadata>) {
+    pub fn note_source_topics(&mut self, topics: impl IntoIterator<Item = TopicSettings>) {
         for t in topics {
             self.source_topics.insert(t.name.clone(), t);
         }
