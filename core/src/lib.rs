@@ -18,6 +18,8 @@ pub mod record;
 pub mod registry;
 pub mod runtime;
 pub mod storage;
+#[cfg(any(test, feature = "test-util"))]
+pub mod testing;
 pub mod transforms;
 
 pub use ack::{Ack, AckTracker, Offsets};
