@@ -367,12 +367,12 @@ async fn find_damaged(
     Ok(damaged)
 }
 
+/// Offset ranges (`from`, `to`) by `"topic/partition"`, as the backup source's `offsets:`.
+type PartitionRanges = BTreeMap<String, (Option<i64>, Option<i64>)>;
+
 /// Refuses a restore with damaged segments, or (with `--skip-damaged`) narrows each damaged
 /// partition to the records before its first damaged segment.
-fn handle_damaged(
-    a: &RestoreArgs,
-    damaged: &[Damaged],
-) -> Result<BTreeMap<String, (Option<i64>, Option<i64>)>> {
+fn handle_damaged(a: &RestoreArgs, damaged: &[Damaged]) -> Result<PartitionRanges> {
     let describe = |d: &Damaged| {
         format!(
             "segment {} (topic '{}', partition {}, offsets {}..{}) is damaged: {}",

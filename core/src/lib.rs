@@ -15,6 +15,8 @@ pub mod progress;
 pub mod registry;
 pub mod runtime;
 pub mod storage;
+#[cfg(any(test, feature = "test-util"))]
+pub mod testing;
 pub mod tls;
 pub mod topic_pattern;
 pub mod transforms;
