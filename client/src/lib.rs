@@ -6,7 +6,7 @@
 //! - [`batch`]: Kafka v2 record batches: whole-batch scanning of fetched bytes, CRC
 //!   verification, decoding of every codec into [`ferry_model::Record`], encoding.
 //!
-//! Versions are negotiated with ApiVersions per broker, never hard-coded; see DESIGN.md §8
+//! Versions are negotiated with ApiVersions per broker, never hard-coded; see docs/ARCHITECTURE.md §10
 //! for the traps this client avoids.
 
 #![warn(missing_docs)]

@@ -15,6 +15,10 @@ pub mod progress;
 pub mod registry;
 pub mod runtime;
 pub mod storage;
+#[cfg(any(test, feature = "test-util"))]
+pub mod testing;
+pub mod tls;
+pub mod topic_pattern;
 pub mod transforms;
 
 // The record model lives in its own crate (the Kafka client shares it); its modules stay
@@ -25,11 +29,12 @@ pub use ack::{Ack, AckTracker, Offsets};
 pub use batch::{AbortedTxn, Batch, Payload, RawBatches, RawDecoder};
 pub use component::{Sink, Source, SourceContext, Transform};
 pub use config::{parse_yaml, ByteSize, Delivery, HumanDuration, Pipeline, Telemetry};
-pub use error::{Error, Location, Result};
-pub use metadata::{GroupOffsets, SourceMetadata, TopicMetadata};
+pub use error::{error_chain, Error, ErrorKind, Location, Result};
+pub use metadata::{GroupOffsets, SourceMetadata, TopicSettings};
 pub use record::{Header, ProducerInfo, Record, TimestampType};
 pub use registry::{
     BuildContext, ConfigInput, Registry, SinkFactory, SourceFactory, TransformFactory,
 };
 pub use runtime::{run, run_until_signal, shutdown_signal, RunSummary};
 pub use storage::Storage;
+pub use topic_pattern::{TopicPattern, TopicSelection};

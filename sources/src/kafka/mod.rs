@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use ferry_core::registry::{BuildContext, SourceFactory};
 use ferry_core::{
     Batch, Error, GroupOffsets, Payload, RawBatches, Result, Source, SourceContext, SourceMetadata,
-    TopicMetadata,
+    TopicSelection, TopicSettings,
 };
 use ferry_kafka::batch::BatchIter;
 use ferry_kafka::{
@@ -27,7 +27,7 @@ mod config;
 #[cfg(test)]
 mod tests;
 
-pub use config::{IsolationLevel, KafkaSourceConfig, StartAt, StopAt, TopicSelector};
+pub use config::{IsolationLevel, KafkaSourceConfig, StartAt, StopAt};
 
 /// Factory of the `kafka` source.
 pub struct KafkaSourceFactory;
@@ -45,7 +45,7 @@ impl SourceFactory for KafkaSourceFactory {
 
     fn validate(&self, c: &KafkaSourceConfig) -> Result<()> {
         c.connection.validate().map_err(Error::config)?;
-        TopicSelector::parse(&c.topics).map_err(Error::config)?;
+        TopicSelection::parse(&c.topics).map_err(Error::config)?;
         if c.partition_max_bytes.bytes() > c.fetch_max_bytes.bytes() {
             return Err(Error::config(
                 "partition_max_bytes must not exceed fetch_max_bytes",
@@ -75,7 +75,7 @@ struct PartitionState {
 /// The `kafka` source.
 pub struct KafkaSource {
     config: KafkaSourceConfig,
-    selector: TopicSelector,
+    selector: TopicSelection,
     client: Option<Client>,
     partitions: Vec<PartitionState>,
     topics: Vec<String>,
@@ -88,14 +88,15 @@ pub struct KafkaSource {
     prefetch: Option<tokio::task::JoinHandle<ferry_kafka::Result<Vec<FetchedPartition>>>>,
 }
 
+/// A client error as Ferry's: a connection error (retriable when the client says so).
 fn kerr(e: ferry_kafka::ClientError) -> Error {
-    Error::component("source kafka", e)
+    Error::connection("source kafka", e.is_retriable(), e)
 }
 
 impl KafkaSource {
     /// A source for these options; connects on first use.
     pub fn new(config: KafkaSourceConfig) -> Result<Self> {
-        let selector = TopicSelector::parse(&config.topics).map_err(Error::config)?;
+        let selector = TopicSelection::parse(&config.topics).map_err(Error::config)?;
         Ok(KafkaSource {
             config,
             selector,
@@ -124,9 +125,9 @@ impl KafkaSource {
     async fn init(&mut self, ctx: &SourceContext) -> Result<()> {
         let client = self.client().await?;
         let md = client.metadata(None).await.map_err(kerr)?;
-        for name in self.selector.literal_names() {
+        for name in self.selector.exact_names() {
             if md.topic(name).is_none() {
-                return Err(Error::Other(format!(
+                return Err(Error::config(format!(
                     "topic '{name}' does not exist on {}: check the name or create it",
                     self.config.connection.brokers.join(",")
                 )));
@@ -139,7 +140,7 @@ impl KafkaSource {
             .collect();
         topics.sort_by(|a, b| a.name.cmp(&b.name));
         if topics.is_empty() {
-            return Err(Error::Other(format!(
+            return Err(Error::config(format!(
                 "no topic on {} matches {:?}",
                 self.config.connection.brokers.join(","),
                 self.config.topics
@@ -165,7 +166,10 @@ impl KafkaSource {
                 let position = match from_checkpoint.or_else(|| starts.get(&p).copied()) {
                     Some(o) => o,
                     None => {
-                        return Err(Error::Other(format!("no start offset for {}/{p}", t.name)))
+                        return Err(Error::internal(format!(
+                            "no start offset for {}/{p}",
+                            t.name
+                        )))
                     }
                 };
                 tracing::debug!(topic = %t.name, partition = p, position, from_checkpoint = from_checkpoint.is_some(), "start position");
@@ -196,7 +200,7 @@ impl KafkaSource {
         let responses = match self.prefetch.take() {
             Some(handle) => handle
                 .await
-                .map_err(|e| Error::Other(format!("fetch task failed: {e}")))?
+                .map_err(|e| Error::internal(format!("fetch task failed: {e}")))?
                 .map_err(kerr)?,
             None => client.fetch(&requests, &opts).await.map_err(kerr)?,
         };
@@ -270,12 +274,16 @@ impl KafkaSource {
                 client.invalidate_metadata();
                 return Ok(false);
             }
-            return Err(Error::Other(format!(
-                "fetching {}/{} failed: {}",
-                resp.topic,
-                resp.partition,
-                code.name()
-            )));
+            return Err(Error::connection(
+                "kafka",
+                true,
+                format!(
+                    "fetching {}/{} failed: {}",
+                    resp.topic,
+                    resp.partition,
+                    code.name()
+                ),
+            ));
         }
         let state = &mut self.partitions[idx];
         if snapshot && state.stop.is_none() {
@@ -403,7 +411,7 @@ impl KafkaSource {
             self.partitions[idx].position = lo;
             Ok(())
         } else {
-            Err(Error::Other(format!(
+            Err(Error::refused(format!(
                 "{topic}/{partition}: offset {position} is beyond the log end {hi}: \
                  the topic was recreated or truncated; start a new backup (start: earliest) \
                  to a new location"
@@ -428,7 +436,7 @@ impl KafkaSource {
                     BTreeMap::new()
                 }
             };
-            topics.push(TopicMetadata {
+            topics.push(TopicSettings {
                 name: name.clone(),
                 partitions: t.partitions.len() as i32,
                 replication_factor: t
