@@ -142,8 +142,9 @@ pub struct RestoreArgs {
     /// preserve (default) or murmur2 (re-partition by key like the Java client).
     #[arg(long, default_value = "preserve")]
     pub partitioning: String,
-    /// Where the restore keeps its checkpoint and offset map (default: the backup itself;
-    /// give a writable place for read-only backups).
+    /// Where the restore keeps its checkpoint and offset map (default: a folder named after
+    /// the backup under $FERRY_STATE_DIR, $XDG_STATE_HOME/ferry or ~/.local/state/ferry;
+    /// never the backup, which a restore only reads).
     #[arg(long)]
     pub state: Option<String>,
     /// Pipeline name (names checkpoint and offset map). Default: `restore-<8 hex digits>`,
@@ -188,7 +189,10 @@ pub fn backup_pipeline(a: &BackupArgs) -> Value {
 
 /// The pipeline `ferry restore` runs.
 pub fn restore_pipeline(a: &RestoreArgs) -> Result<Value> {
-    let state = a.state.clone().unwrap_or_else(|| a.from.clone());
+    let state = match &a.state {
+        Some(s) => s.clone(),
+        None => ferry_core::checkpoint::default_restore_state(&a.from)?,
+    };
     let mut source = Map::new();
     source.insert("type".into(), json!("backup"));
     source.insert("uri".into(), json!(a.from));
@@ -416,7 +420,12 @@ mod tests {
         let p = restore_pipeline(&a).unwrap();
         assert_eq!(p["transforms"][0]["map"]["orders"], "orders2");
         assert_eq!(p["sink"]["groups"]["rename"]["g"], "g2");
-        assert_eq!(p["sink"]["state"], "/b");
+        let state = p["sink"]["state"].as_str().unwrap();
+        assert_eq!(
+            state,
+            ferry_core::checkpoint::default_restore_state("/b").unwrap()
+        );
+        assert_eq!(p["delivery"]["checkpoint"], state);
         assert_eq!(p["source"]["to_offset"], 5);
         // The default name follows the destination: same flags, same name; another target
         // topic, another name; an explicit name wins.

@@ -107,6 +107,8 @@ pub struct StorageSink {
     last_groups: Option<Vec<ferry_core::GroupOffsets>>,
     /// The storage is a local folder.
     local: bool,
+    /// `ferry.json` exists (found on open, or written before the first object).
+    descriptor_written: bool,
 }
 
 fn topic_of(t: &str) -> Arc<str> {
@@ -141,6 +143,7 @@ impl StorageSink {
             last_next: HashMap::new(),
             last_groups: None,
             local,
+            descriptor_written: false,
         })
     }
 
@@ -198,6 +201,7 @@ impl Sink for StorageSink {
     }
 
     async fn write_metadata(&mut self, meta: SourceMetadata) -> Result<()> {
+        self.ensure_descriptor().await?;
         for t in &meta.topics {
             let key = layout::topic_key(&t.name);
             let mut doc = match self.storage.read_opt(&key).await? {

@@ -6,12 +6,12 @@ use ferry_core::{Error, Offsets, Result};
 use ferry_formats::layout::{self, Descriptor, PendingSegment, SegmentManifest};
 
 impl StorageSink {
-    /// Makes the location ready and reports what it durably holds: checks the storage,
-    /// writes (or checks) the descriptor, removes what interrupted writes left, and
+    /// Makes the location ready and reports what it durably holds: checks the storage and
+    /// the descriptor (written later, with the first object), removes what interrupted writes left, and
     /// returns the next offset after the last manifest of each partition.
     pub(super) async fn reconcile(&mut self) -> Result<Offsets> {
         self.storage.check().await?;
-        self.write_descriptor().await?;
+        self.check_descriptor().await?;
         self.reconcile_pending().await?;
         let keys = self.storage.list("topics/").await?;
         let inv = layout::Inventory::from_keys(&keys);
@@ -40,30 +40,42 @@ impl StorageSink {
         Ok(durable)
     }
 
-    async fn write_descriptor(&self) -> Result<()> {
-        match self.storage.read_opt(layout::DESCRIPTOR).await? {
-            Some(bytes) => {
-                let d: Descriptor = serde_json::from_slice(&bytes).map_err(|e| {
-                    Error::Corrupt(format!("{}/{}: {e}", self.storage, layout::DESCRIPTOR))
-                })?;
-                if d.layout_version > layout::LAYOUT_VERSION {
-                    return Err(Error::Other(format!(
-                        "{} was written by a newer Ferry (layout {}); this build writes layout {}: upgrade Ferry",
-                        self.storage, d.layout_version, layout::LAYOUT_VERSION
-                    )));
-                }
-            }
-            None => {
-                let d = Descriptor {
-                    layout_version: layout::LAYOUT_VERSION,
-                    created_by: format!("ferry {}", env!("CARGO_PKG_VERSION")),
-                    created_at_ms: layout::now_ms(),
-                };
-                let json = serde_json::to_vec_pretty(&d)
-                    .map_err(|e| Error::Other(format!("encoding descriptor: {e}")))?;
-                self.storage.write_new(layout::DESCRIPTOR, json).await?;
-            }
+    /// Checks the descriptor of a location that has one (a newer layout is refused) and
+    /// notes whether it exists: a new location gets it with its first object
+    /// ([`StorageSink::ensure_descriptor`]), so a run that fails before writing anything
+    /// leaves nothing behind.
+    async fn check_descriptor(&mut self) -> Result<()> {
+        let Some(bytes) = self.storage.read_opt(layout::DESCRIPTOR).await? else {
+            self.descriptor_written = false;
+            return Ok(());
+        };
+        let d: Descriptor = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::Corrupt(format!("{}/{}: {e}", self.storage, layout::DESCRIPTOR)))?;
+        if d.layout_version > layout::LAYOUT_VERSION {
+            return Err(Error::Other(format!(
+                "{} was written by a newer Ferry (layout {}); this build writes layout {}: upgrade Ferry",
+                self.storage, d.layout_version, layout::LAYOUT_VERSION
+            )));
         }
+        self.descriptor_written = true;
+        Ok(())
+    }
+
+    /// Writes the descriptor (`ferry.json`) before the first object of a new location.
+    pub(super) async fn ensure_descriptor(&mut self) -> Result<()> {
+        if self.descriptor_written {
+            return Ok(());
+        }
+        let d = Descriptor {
+            layout_version: layout::LAYOUT_VERSION,
+            created_by: format!("ferry {}", env!("CARGO_PKG_VERSION")),
+            created_at_ms: layout::now_ms(),
+        };
+        let json = serde_json::to_vec_pretty(&d)
+            .map_err(|e| Error::Other(format!("encoding descriptor: {e}")))?;
+        // Create-only: another writer's descriptor (the same layout) is as good as ours.
+        self.storage.write_new(layout::DESCRIPTOR, json).await?;
+        self.descriptor_written = true;
         Ok(())
     }
 
