@@ -363,6 +363,9 @@ fn round_trip_through_s3() {
         unique("backup"),
         env.s3_endpoint
     );
+    // Credentials from the environment, as a user gives them.
+    let aws = env.aws_vars();
+    let ferry_ok = |args: &[&str]| common::ferry_success(args, &aws).0;
     ferry_ok(&[
         "backup",
         "--brokers",

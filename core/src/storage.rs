@@ -32,6 +32,8 @@ pub struct Storage {
     op: Arc<OnceLock<Operator>>,
     /// A local folder's path and mode (`None` for every other scheme).
     local: Option<Arc<LocalRoot>>,
+    /// An S3 location (its errors may need a word on credentials).
+    s3: bool,
     /// The URI with its query string removed, safe to print.
     display: String,
 }
@@ -268,6 +270,7 @@ impl Storage {
             return Ok(Storage {
                 op: Arc::default(),
                 local: Some(Arc::new(LocalRoot { root, read_only })),
+                s3: false,
                 display,
             });
         }
@@ -275,6 +278,7 @@ impl Storage {
         Ok(Storage {
             op: Arc::new(OnceLock::from(op)),
             local: None,
+            s3: parsed.scheme == "s3",
             display,
         })
     }
@@ -318,7 +322,7 @@ impl Storage {
         }
         let op = local
             .build()
-            .map_err(|e| Error::storage(format!("opening {}", self.display), e))?;
+            .map_err(|e| self.fail(format!("opening {}", self.display), e))?;
         Ok(self.op.get_or_init(|| op))
     }
 
@@ -329,6 +333,17 @@ impl Storage {
             Some(l) if l.read_only => self.built(),
             _ => self.writable(),
         }
+    }
+
+    /// The error of a failed operation. A missing S3 credential becomes a config error that
+    /// says how to give one (opendal's says only that signing failed).
+    fn fail(&self, context: String, e: opendal::Error) -> Error {
+        if self.s3 && e.to_string().contains("signing credential") {
+            return Error::config(format!(
+                "{context}: no S3 credentials found: give access_key_id=…&secret_access_key=… in the URI, set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or name a profile of ~/.aws/credentials (profile=NAME or AWS_PROFILE); add credentials=instance to the URI to ask the cloud's instance-metadata endpoint"
+            ));
+        }
+        Error::storage(context, e)
     }
 
     /// The local folder this storage is, if it is one.
@@ -344,7 +359,7 @@ impl Storage {
             Reach::Operator(op) => op
                 .check()
                 .await
-                .map_err(|e| Error::storage(format!("checking {}", self.display), e)),
+                .map_err(|e| self.fail(format!("checking {}", self.display), e)),
         }
     }
 
@@ -357,7 +372,7 @@ impl Storage {
                 "the folder does not exist",
             )),
         };
-        result.map_err(|e| Error::storage(format!("reading {}/{path}", self.display), e))
+        result.map_err(|e| self.fail(format!("reading {}/{path}", self.display), e))
     }
 
     /// Reads an object, or `None` if it does not exist.
@@ -368,10 +383,7 @@ impl Storage {
         match op.read(path).await {
             Ok(b) => Ok(Some(b.to_bytes())),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::storage(
-                format!("reading {}/{path}", self.display),
-                e,
-            )),
+            Err(e) => Err(self.fail(format!("reading {}/{path}", self.display), e)),
         }
     }
 
@@ -382,7 +394,7 @@ impl Storage {
             .write(path, data)
             .await
             .map(|_| ())
-            .map_err(|e| Error::storage(format!("writing {}/{path}", self.display), e))
+            .map_err(|e| self.fail(format!("writing {}/{path}", self.display), e))
     }
 
     /// Writes an object only if none exists under that name. Returns `false` when one does.
@@ -401,10 +413,7 @@ impl Storage {
             {
                 Ok(false)
             }
-            Err(e) => Err(Error::storage(
-                format!("creating {}/{path}", self.display),
-                e,
-            )),
+            Err(e) => Err(self.fail(format!("creating {}/{path}", self.display), e)),
         }
     }
 
@@ -415,7 +424,7 @@ impl Storage {
         };
         op.exists(path)
             .await
-            .map_err(|e| Error::storage(format!("checking {}/{path}", self.display), e))
+            .map_err(|e| self.fail(format!("checking {}/{path}", self.display), e))
     }
 
     /// Deletes an object (no error if it is already gone).
@@ -426,7 +435,7 @@ impl Storage {
         self.writable()?
             .delete(path)
             .await
-            .map_err(|e| Error::storage(format!("deleting {}/{path}", self.display), e))
+            .map_err(|e| self.fail(format!("deleting {}/{path}", self.display), e))
     }
 
     /// Every object under a folder prefix (ending in `/`), recursively, as full paths, sorted.
@@ -437,12 +446,7 @@ impl Storage {
         let entries = match op.list_with(prefix).recursive(true).await {
             Ok(e) => e,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => {
-                return Err(Error::storage(
-                    format!("listing {}/{prefix}", self.display),
-                    e,
-                ))
-            }
+            Err(e) => return Err(self.fail(format!("listing {}/{prefix}", self.display), e)),
         };
         let mut out: Vec<String> = entries
             .into_iter()
