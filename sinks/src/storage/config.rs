@@ -53,9 +53,12 @@ fn default_chunk() -> ByteSize {
 fn default_dead_letter() -> String {
     "dead-letter".to_string()
 }
+fn default_lease_ttl() -> HumanDuration {
+    HumanDuration(Duration::from_secs(60))
+}
 
 /// First path components of the backup layout, which the dead-letter prefix may not use.
-const RESERVED_PREFIXES: [&str; 3] = ["topics", "pending", "groups"];
+const RESERVED_PREFIXES: [&str; 5] = ["topics", "pending", "groups", "lease", "checkpoints"];
 
 /// Options of the `storage` sink.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
@@ -100,6 +103,11 @@ pub struct StorageSinkConfig {
     /// `<prefix>/<topic>/<partition>/<first_offset:020>.jsonl`. Default `dead-letter`.
     #[serde(default = "default_dead_letter")]
     pub dead_letter: String,
+    /// How long this writer's lease on the location lasts without renewal (it is renewed
+    /// every third of it): a second writer is refused while it holds, and may take over
+    /// once a crashed writer's lease expired. Default 60s.
+    #[serde(default = "default_lease_ttl")]
+    pub lease_ttl: HumanDuration,
 }
 
 impl StorageSinkConfig {

@@ -55,8 +55,9 @@
 //! had any, in the same storage, written before the segment's manifest: a crash before the
 //! manifest re-writes both on resume).
 //!
-//! Only one writer may use a root at a time: reconciling deletes what another writer has
-//! in progress.
+//! Only one writer may use a root at a time (reconciling deletes what another writer has
+//! in progress): the sink holds a lease in the root ([`lease`]), taken on open when the
+//! root exists (before reconciling) and before the first object otherwise.
 //!
 //! **Where things are.** `config.rs`: the options, their checks and the factory;
 //! `reconcile.rs`: what `open` does (descriptor, interrupted writes, durable offsets);
@@ -67,6 +68,7 @@
 
 mod config;
 mod dead_letter;
+pub mod lease;
 mod pieces;
 mod reconcile;
 mod segment;
@@ -109,6 +111,9 @@ pub struct StorageSink {
     local: bool,
     /// `ferry.json` exists (found on open, or written before the first object).
     descriptor_written: bool,
+    /// This writer's lease on the location: taken on open when the location exists, else
+    /// before its first object.
+    lease: Option<lease::Lease>,
 }
 
 fn topic_of(t: &str) -> Arc<str> {
@@ -144,6 +149,7 @@ impl StorageSink {
             last_groups: None,
             local,
             descriptor_written: false,
+            lease: None,
         })
     }
 
@@ -249,7 +255,11 @@ impl Sink for StorageSink {
 
     async fn close(&mut self) -> Result<()> {
         self.settle_all().await?;
-        self.close_where(|_| true).await
+        self.close_where(|_| true).await?;
+        if let Some(lease) = self.lease.take() {
+            lease.release().await?;
+        }
+        Ok(())
     }
 
     fn checkpoint_storage(&self) -> Option<Storage> {

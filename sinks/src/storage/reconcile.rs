@@ -12,6 +12,10 @@ impl StorageSink {
     pub(super) async fn reconcile(&mut self) -> Result<Offsets> {
         self.storage.check().await?;
         self.check_descriptor().await?;
+        if self.descriptor_written {
+            // Before deleting anything: what looks interrupted may be another writer's.
+            self.take_lease().await?;
+        }
         self.reconcile_pending().await?;
         let keys = self.storage.list("topics/").await?;
         let inv = layout::Inventory::from_keys(&keys);
@@ -61,8 +65,26 @@ impl StorageSink {
         Ok(())
     }
 
-    /// Writes the descriptor (`ferry.json`) before the first object of a new location.
+    /// Takes this location's lease (see [`super::lease`]) unless held already.
+    async fn take_lease(&mut self) -> Result<()> {
+        if self.lease.is_none() {
+            let ttl = self.config.lease_ttl.get();
+            self.lease = Some(super::lease::Lease::acquire(&self.storage, ttl).await?);
+        }
+        Ok(())
+    }
+
+    /// An error when this writer lost its lease: nothing more may be committed.
+    pub(super) fn check_lease(&self) -> Result<()> {
+        self.lease
+            .as_ref()
+            .map_or(Ok(()), super::lease::Lease::check)
+    }
+
+    /// Takes the lease and writes the descriptor (`ferry.json`) before the first object of
+    /// a new location.
     pub(super) async fn ensure_descriptor(&mut self) -> Result<()> {
+        self.take_lease().await?;
         if self.descriptor_written {
             return Ok(());
         }

@@ -148,6 +148,7 @@ impl StorageSink {
         let json = serde_json::to_vec_pretty(&manifest)
             .map_err(|e| Error::Other(format!("encoding manifest: {e}")))?;
         let mkey = layout::manifest_key(topic, partition, seg.first_offset);
+        self.check_lease()?;
         if !self.storage.write_new(&mkey, json).await? {
             return Err(Error::Other(format!(
                 "{}/{mkey} already exists: another writer is using this backup location",
