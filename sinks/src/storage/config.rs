@@ -53,6 +53,9 @@ fn default_chunk() -> ByteSize {
 fn default_dead_letter() -> String {
     "dead-letter".to_string()
 }
+fn default_commit_interval() -> HumanDuration {
+    HumanDuration(Duration::from_secs(60))
+}
 fn default_lease_ttl() -> HumanDuration {
     HumanDuration(Duration::from_secs(60))
 }
@@ -108,6 +111,12 @@ pub struct StorageSinkConfig {
     /// once a crashed writer's lease expired. Default 60s.
     #[serde(default = "default_lease_ttl")]
     pub lease_ttl: HumanDuration,
+    /// The longest a segment stays open across checkpoints: each checkpoint (every
+    /// `delivery.checkpoint_interval`) closes and commits segments open at least this long,
+    /// even when they are not full, so a crash loses at most this much of what was already
+    /// fetched. Default 60s (`roll.max_age` still rolls a segment while records arrive).
+    #[serde(default = "default_commit_interval")]
+    pub commit_interval: HumanDuration,
 }
 
 impl StorageSinkConfig {

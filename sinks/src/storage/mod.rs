@@ -245,12 +245,18 @@ impl Sink for StorageSink {
         Ok(())
     }
 
-    /// Closes segments that reached their age; younger ones keep filling (so frequent
-    /// checkpoints do not make tiny files). `close` writes everything.
+    /// Closes segments open for `commit_interval` (or `roll.max_age`, if shorter); younger
+    /// ones keep filling (so frequent checkpoints do not make tiny files). `close` writes
+    /// everything.
     async fn flush(&mut self) -> Result<()> {
         self.settle_all().await?;
-        let max_age = self.config.roll.max_age.get();
-        self.close_where(|s| s.opened.elapsed() >= max_age).await
+        let due = self
+            .config
+            .roll
+            .max_age
+            .get()
+            .min(self.config.commit_interval.get());
+        self.close_where(|s| s.opened.elapsed() >= due).await
     }
 
     async fn close(&mut self) -> Result<()> {

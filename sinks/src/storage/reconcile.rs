@@ -70,8 +70,40 @@ impl StorageSink {
         if self.lease.is_none() {
             let ttl = self.config.lease_ttl.get();
             self.lease = Some(super::lease::Lease::acquire(&self.storage, ttl).await?);
+            // Under the lease, what is staged in `.ferry-tmp/` is no other writer's: it is
+            // what a crashed run of this location left.
+            self.remove_staged_leftovers();
         }
         Ok(())
+    }
+
+    /// Deletes the files of `.ferry-tmp/` (writes a crashed run staged but never renamed
+    /// into place). Best effort: a file that cannot be removed is logged.
+    fn remove_staged_leftovers(&self) {
+        let Some(root) = self.storage.local_root() else {
+            return;
+        };
+        let tmp = root.join(ferry_core::storage::TMP_DIR);
+        let Ok(entries) = std::fs::read_dir(&tmp) else {
+            return;
+        };
+        let (mut files, mut bytes) = (0u64, 0u64);
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+            match std::fs::remove_file(&path) {
+                Ok(()) => {
+                    files += 1;
+                    bytes += size;
+                }
+                Err(e) => {
+                    tracing::warn!(file = %path.display(), error = %e, "could not remove a staged file of a crashed run")
+                }
+            }
+        }
+        if files > 0 {
+            tracing::info!(folder = %tmp.display(), files, bytes, "removed staged files of a crashed run");
+        }
     }
 
     /// An error when this writer lost its lease: nothing more may be committed.
