@@ -119,3 +119,69 @@ fn no_credentials_means_no_metadata_lookup_and_a_clear_error() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Errors no retry fixes fail at once with one line naming the location, the cause and what
+/// to do: a bucket that does not exist (moto) and a folder that cannot be created (under
+/// `/sys`, which not even root may write).
+#[test]
+fn persistent_storage_errors_fail_fast_in_one_line() {
+    let Some(env) = ferry_testkit::env_or_skip() else {
+        return;
+    };
+    let topic = ferry_testkit::unique("persistent");
+    ferry_testkit::py_produce_to(
+        &env,
+        &env.kafka,
+        &topic,
+        Some(0),
+        &[ferry_testkit::KcatMsg::new(Some(b"k"), Some(b"v"))],
+        "none",
+        false,
+    );
+    let bucket = ferry_testkit::unique("no-such-bucket");
+    let cases = [
+        (
+            format!(
+                "s3://{bucket}/x?endpoint={}&region=us-east-1&access_key_id=test&secret_access_key=test",
+                env.s3_endpoint
+            ),
+            "the bucket does not exist: create it",
+        ),
+        (
+            format!("/sys/{}", ferry_testkit::unique("ferry")),
+            "permission denied: make the folder writable",
+        ),
+    ];
+    for (uri, cause) in cases {
+        let started = std::time::Instant::now();
+        let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .args([
+                "backup",
+                "--brokers",
+                &env.kafka,
+                "--topic",
+                &topic,
+                "--to",
+                &uri,
+                "--snapshot",
+            ])
+            .env("FERRY_LOG", "off")
+            .output()
+            .expect("ferry runs");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{uri}: the backup succeeded");
+        assert!(
+            err.contains(cause),
+            "{uri}: the error does not say {cause:?}:\n{err}"
+        );
+        assert!(
+            err.trim().lines().count() == 1,
+            "{uri}: not one line:\n{err}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "{uri}: took {:?} (retried as if temporary?)",
+            started.elapsed()
+        );
+    }
+}

@@ -337,13 +337,15 @@ impl Storage {
 
     /// The error of a failed operation. A missing S3 credential becomes a config error that
     /// says how to give one (opendal's says only that signing failed).
+    ///
+    /// Errors that retrying cannot fix (a missing bucket, no permission, a read-only or full
+    /// disk) become one line naming the object, the cause and what to do, instead of the
+    /// operator's dump of request details.
     fn fail(&self, context: String, e: opendal::Error) -> Error {
-        if self.s3 && e.to_string().contains("signing credential") {
-            return Error::config(format!(
-                "{context}: no S3 credentials found: give access_key_id=…&secret_access_key=… in the URI, set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or name a profile of ~/.aws/credentials (profile=NAME or AWS_PROFILE); add credentials=instance to the URI to ask the cloud's instance-metadata endpoint"
-            ));
+        match persistent_cause(&e.to_string(), self.s3) {
+            Some(cause) => Error::config(format!("{context}: {cause}")),
+            None => Error::storage(context, e),
         }
-        Error::storage(context, e)
     }
 
     /// The local folder this storage is, if it is one.
@@ -458,6 +460,35 @@ impl Storage {
     }
 }
 
+/// What to tell the user about an error no retry fixes, from the operator's message;
+/// `None` for any other error (it keeps its details).
+fn persistent_cause(message: &str, s3: bool) -> Option<&'static str> {
+    let has = |needle: &str| message.contains(needle);
+    if s3 && has("signing credential") {
+        return Some("no S3 credentials found: give access_key_id=…&secret_access_key=… in the URI, set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or name a profile of ~/.aws/credentials (profile=NAME or AWS_PROFILE); add credentials=instance to the URI to ask the cloud's instance-metadata endpoint");
+    }
+    if has("NoSuchBucket") {
+        return Some("the bucket does not exist: create it, or fix the bucket name in the URI");
+    }
+    if has("AccessDenied") || has("InvalidAccessKeyId") || has("SignatureDoesNotMatch") {
+        return Some("access denied by the object store: check the credentials and that they may read and write this bucket and prefix");
+    }
+    if has("No space left on device") || has("os error 28") {
+        return Some("the disk is full: free space there, or write to another location");
+    }
+    if has("Read-only file system") || has("os error 30") {
+        return Some("the file system is read-only: write to a writable location");
+    }
+    if has("Permission denied")
+        || has("Operation not permitted")
+        || has("os error 13")
+        || has("os error 1)")
+    {
+        return Some("permission denied: make the folder writable for this user, or write to another location");
+    }
+    None
+}
+
 /// The operator of an object store (or the in-process memory store).
 fn remote_operator(parsed: &StorageUri, uri: &str) -> Result<Operator> {
     let p = &parsed.params;
@@ -556,6 +587,54 @@ mod tests {
         assert_eq!(b.read("x/1.json").await.unwrap(), Bytes::from("one"));
         assert_eq!(b.list("x/").await.unwrap(), vec!["x/1.json".to_string()]);
         assert_eq!(a.read_opt("nope").await.unwrap(), None);
+    }
+
+    #[test]
+    fn persistent_errors_get_one_line_with_what_to_do() {
+        let bucket = "ConfigInvalid (persistent) at list, context: { uri: http://h/b } => S3Error { code: \"NoSuchBucket\" }";
+        assert!(persistent_cause(bucket, true)
+            .unwrap()
+            .contains("create it"));
+        let full = "Unexpected at write => io error, source: No space left on device (os error 28)";
+        assert!(persistent_cause(full, false)
+            .unwrap()
+            .contains("disk is full"));
+        let ro =
+            "Unexpected => create root dir failed, source: Read-only file system (os error 30)";
+        assert!(persistent_cause(ro, false).unwrap().contains("read-only"));
+        let perm =
+            "Unexpected => create root dir failed, source: Operation not permitted (os error 1)";
+        assert!(persistent_cause(perm, false)
+            .unwrap()
+            .contains("permission denied"));
+        let creds = "PermissionDenied => failed to load signing credential";
+        assert!(persistent_cause(creds, true)
+            .unwrap()
+            .contains("AWS_ACCESS_KEY_ID"));
+        assert_eq!(
+            persistent_cause("Unexpected (temporary) => 503 Slow Down", true),
+            None
+        );
+    }
+
+    #[tokio::test]
+    async fn reading_a_missing_folder_creates_nothing_and_writing_creates_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("later");
+        let s = Storage::from_uri(root.to_str().unwrap()).unwrap();
+        s.check().await.unwrap();
+        assert_eq!(s.read_opt("ferry.json").await.unwrap(), None);
+        assert!(s.list("topics/").await.unwrap().is_empty());
+        assert!(!root.exists(), "reading created the folder");
+        let ro = Storage::open_read_only(root.to_str().unwrap()).unwrap();
+        assert!(
+            ro.write("x", "y").await.is_err(),
+            "a read-only storage wrote"
+        );
+        assert!(!root.exists());
+        s.write("a/b", "c").await.unwrap();
+        assert!(root.join("a/b").is_file() && root.join(TMP_DIR).is_dir());
+        assert_eq!(ro.read("a/b").await.unwrap(), Bytes::from("c"));
     }
 
     #[tokio::test]
