@@ -8,6 +8,7 @@ mod components;
 mod logging;
 mod ls;
 mod progress;
+mod restore;
 mod run;
 mod schema;
 mod shortcuts;
@@ -61,7 +62,7 @@ enum Command {
     /// Back up topics to storage (a shortcut for a kafka → storage pipeline).
     Backup(shortcuts::BackupArgs),
     /// Restore a backup into a cluster (a shortcut for a backup → kafka pipeline).
-    Restore(shortcuts::RestoreArgs),
+    Restore(restore::RestoreArgs),
     /// List a cluster's topics with partitions and earliest/latest offsets.
     Topics(topics::TopicsArgs),
 }
@@ -85,7 +86,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Ls(a) => ls::main(a).await,
         Command::Verify(a) => verify::main(a).await,
         Command::Backup(a) => shortcuts::backup(a).await,
-        Command::Restore(a) => shortcuts::restore(a).await,
+        Command::Restore(a) => restore::main(a).await,
         Command::Topics(a) => topics::run(a).await,
     }
 }
@@ -115,20 +116,7 @@ fn main() -> ExitCode {
     }
 }
 
-/// The error and its causes joined by `: ` (`loading x.yaml: x.yaml:3:5: …`), leaving out a
-/// cause whose text the message before it already carries (many library errors print their
-/// source themselves).
+/// The error and its causes on one line (core's one formatter).
 fn error_chain(e: &anyhow::Error) -> String {
-    let mut out = String::new();
-    for cause in e.chain() {
-        let text = cause.to_string();
-        if out.contains(&text) {
-            continue;
-        }
-        if !out.is_empty() {
-            out.push_str(": ");
-        }
-        out.push_str(&text);
-    }
-    out
+    ferry_core::error::chain_of(e.chain())
 }

@@ -538,14 +538,28 @@ fn tansu_backup_and_restore_smoke() {
         "--rename",
         &format!("{topic}={restored}"),
     ]);
-    type Kv = (i32, Option<Vec<u8>>, Option<Vec<u8>>);
-    let strip = |d: Vec<DumpedRecord>| -> Vec<Kv> {
+    type Seen = (
+        i32,
+        Option<Vec<u8>>,
+        Option<Vec<u8>>,
+        Vec<(String, Option<Vec<u8>>)>,
+        i64,
+    );
+    let strip = |d: Vec<DumpedRecord>| -> Vec<Seen> {
         d.into_iter()
-            .map(|r| (r.partition, r.key, r.value))
+            .map(|r| (r.partition, r.key, r.value, r.headers, r.timestamp))
             .collect()
     };
     let original = strip(dump_topic(&env, &env.tansu, &topic));
     assert_eq!(original.len(), 35);
+    // What was produced, independently of any reader: keys, values, the null-valued header
+    // and the timestamps given.
+    for (i, r) in original.iter().filter(|r| r.0 == 0).enumerate() {
+        assert_eq!(r.1.as_deref(), Some(format!("k{i}").as_bytes()));
+        assert_eq!(r.2.as_deref(), Some(format!("v{i}").as_bytes()));
+        assert_eq!(r.3, vec![("h".to_string(), None)]);
+        assert_eq!(r.4, 1_700_000_000_000 + i as i64);
+    }
     assert_eq!(original, strip(dump_topic(&env, &env.tansu, &restored)));
 }
 
@@ -636,6 +650,14 @@ fn compacted_topic_backs_up_and_restores() {
         original.last().unwrap().offset + 1
     );
     assert_eq!(p["records"].as_u64().unwrap() as usize, original.len());
+    // Compaction holes are not retention gaps: every offset of the span was read.
+    assert_eq!(
+        p["gaps"]
+            .as_array()
+            .expect("ls lists the gaps of every partition"),
+        &Vec::<serde_json::Value>::new(),
+        "no gap expected in a compacted topic: {ls}"
+    );
     assert!(
         original.first().unwrap().offset > 0,
         "offsets below the first kept record were compacted away"
@@ -669,7 +691,7 @@ fn ferry_on_a_terminal(args: &[&str]) -> String {
         .join(" ");
     let out = Command::new("script")
         .args(["-q", "-e", "-c", &cmd, "/dev/null"])
-        .env("RUST_LOG", "warn")
+        .env("FERRY_LOG", "warn")
         .output()
         .expect("script (util-linux) runs");
     let text = String::from_utf8_lossy(&out.stdout).to_string();

@@ -2,12 +2,12 @@
 //! They skip, printing why, when it is not there (and fail with `FERRY_REQUIRE_ENV=1`).
 
 use bytes::Bytes;
-use ferry_core::{Header, Record, TimestampType};
 use ferry_kafka::{
     decode_batches, records_from, verify_batches, Client, ClientConfig, Compression, FetchOptions,
     FetchRequestPartition, KafkaCode, NewTopic, OffsetSpec, ProduceBatch, ProduceRecord,
     ProducerConfig, TopicResult,
 };
+use ferry_model::{Header, Record, TimestampType};
 use ferry_testkit::{dump_topic, py_produce_to, unique, DumpedRecord, KcatMsg};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -723,7 +723,7 @@ p.commit_transaction(30)
         if iso == ferry_kafka::Isolation::ReadCommitted {
             assert_eq!(
                 p.aborted,
-                vec![ferry_core::AbortedTxn {
+                vec![ferry_model::AbortedTxn {
                     producer_id: pid,
                     first_offset: 0
                 }]

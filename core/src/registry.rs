@@ -46,8 +46,9 @@ use crate::config::{
     locate_path, parse_yaml_seed, path_string, DeliveryConfig, PathSeg, Pipeline, Telemetry,
     TelemetryConfig,
 };
+use crate::error::error_chain;
 use crate::error::{Error, Location, Result};
-use crate::interpolate::{error_chain, interpolate, Interpolated};
+use crate::interpolate::{interpolate, Interpolated};
 use schemars::generate::SchemaSettings;
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::de::{
@@ -687,7 +688,7 @@ impl Registry {
         match (errors.into_iter().next(), pipeline) {
             (Some(e), _) => Err(e),
             (None, Some(p)) => Ok(p),
-            (None, None) => Err(Error::Other(format!("{file}: pipeline was not built"))),
+            (None, None) => Err(Error::internal(format!("{file}: pipeline was not built"))),
         }
     }
 
@@ -922,7 +923,15 @@ impl FileCtx<'_> {
                     location: None,
                     message,
                 } => Error::Config {
-                    location: (self.at)(&path),
+                    // A check that names its field first (`sasl.mechanism 'X' is not …`)
+                    // points at that field's line, not at the component above it.
+                    location: field_named_by(&message)
+                        .and_then(|field| {
+                            let mut p = path.clone();
+                            p.extend(field.into_iter().map(PathSeg::Key));
+                            (self.at)(&p)
+                        })
+                        .or_else(|| (self.at)(&path)),
                     message: format!("{}: {message}", (self.describe)(&path)),
                 },
                 other => Error::Config {
@@ -933,9 +942,7 @@ impl FileCtx<'_> {
         };
         match self.build {
             None => {
-                if let Err(e) = factory.check(&input) {
-                    errors.push(placed(e));
-                }
+                self.check_all(factory.as_ref(), target, &path, &placed, errors);
                 None
             }
             Some(ctx) => match factory.build(&input, ctx) {
@@ -947,6 +954,119 @@ impl FileCtx<'_> {
             },
         }
     }
+}
+
+impl FileCtx<'_> {
+    /// Checks one component and reports every problem in it, not only the first: after an
+    /// error at a key's line, that key (with whatever is nested under it) is blanked out of a
+    /// copy of the text — lines and columns stay where they were — and the component is
+    /// checked again, until it passes, an error has no line of its own, or a line repeats.
+    fn check_all<T: ?Sized>(
+        &self,
+        factory: &dyn Erased<T>,
+        target: Target,
+        path: &[PathSeg],
+        placed: &dyn Fn(Error) -> Error,
+        errors: &mut Vec<Error>,
+    ) {
+        /// More problems than this in one component are not worth a longer wait.
+        const MAX_PER_COMPONENT: usize = 20;
+        let component_line = (self.at)(path).map(|l| l.line);
+        let mut text = self.text.to_string();
+        let mut seen_lines = Vec::new();
+        for _ in 0..MAX_PER_COMPONENT {
+            let input = ConfigInput {
+                kind: InputKind::Yaml {
+                    text: &text,
+                    file: self.file,
+                    target,
+                    describe: self.describe,
+                },
+            };
+            let Err(e) = factory.check(&input) else {
+                return;
+            };
+            // Only the parser's errors carry a line; a failed check after a clean parse is
+            // the component's last word (blanking its field would only add "missing key").
+            let line = match &e {
+                Error::Config {
+                    location: Some(l), ..
+                } => Some(l.line),
+                _ => None,
+            };
+            errors.push(placed(e));
+            let Some(line) = line.filter(|l| Some(*l) != component_line) else {
+                return;
+            };
+            if seen_lines.contains(&line) || !blank_key_at(&mut text, line) {
+                return;
+            }
+            seen_lines.push(line);
+        }
+    }
+}
+
+/// The field a validation message starts with (`sasl.mechanism 'X' is not …` →
+/// `["sasl", "mechanism"]`), when its first word looks like a key path.
+fn field_named_by(message: &str) -> Option<Vec<String>> {
+    let first = message.split_whitespace().next()?;
+    let first = first.trim_matches(|c| c == '\'' || c == '`' || c == ':');
+    let valid = !first.is_empty()
+        && first
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '.');
+    valid.then(|| first.split('.').map(str::to_string).collect())
+}
+
+/// Replaces with spaces the key whose line (1-based) is `line` — or, when that line holds
+/// only a value, the key above it — together with the lines nested under it. Returns false
+/// when no key line is found.
+fn blank_key_at(text: &mut String, line: u64) -> bool {
+    let mut lines: Vec<String> = text.split('\n').map(str::to_string).collect();
+    let indent = |l: &str| l.len() - l.trim_start().len();
+    let is_key = |l: &str| {
+        l.trim_start().split_once(':').is_some_and(|(k, _)| {
+            !k.is_empty()
+                && k.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '"' | '\''))
+        })
+    };
+    let Some(mut at) = usize::try_from(line).ok().and_then(|l| l.checked_sub(1)) else {
+        return false;
+    };
+    if at >= lines.len() {
+        return false;
+    }
+    // A value on its own line (`key:\n    value`): the key is the nearest line above that is
+    // indented less.
+    while !is_key(&lines[at]) && !lines[at].trim_start().starts_with("- ") {
+        let own = indent(&lines[at]);
+        match (0..at)
+            .rev()
+            .find(|i| !lines[*i].trim().is_empty() && indent(&lines[*i]) < own)
+        {
+            Some(i) => at = i,
+            None => return false,
+        }
+    }
+    // A key inside a sequence item: blanking it could leave an empty item, a new error of
+    // its own; stop at the first error there.
+    if lines[at].trim_start().starts_with("- ") {
+        return false;
+    }
+    let own = indent(&lines[at]);
+    lines[at] = " ".repeat(lines[at].len());
+    for l in lines.iter_mut().skip(at + 1) {
+        if l.trim().is_empty() {
+            continue;
+        }
+        if indent(l) <= own {
+            break;
+        }
+        *l = " ".repeat(l.len());
+    }
+    *text = lines.join("\n");
+    true
 }
 
 fn lookup<'m, T: ?Sized>(m: &'m Map<T>, kind: &str, name: &str) -> Result<&'m Arc<dyn Erased<T>>> {
@@ -1044,5 +1164,38 @@ impl<'de> Deserialize<'de> for Head {
             }
         }
         d.deserialize_map(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_faulty_key_is_blanked_with_what_is_nested_under_it() {
+        let mut text = "sink:\n  a: 1\n  roll:\n    x: 2\n    y: 3\n  b: 4\n".to_string();
+        assert!(blank_key_at(&mut text, 3));
+        assert_eq!(text, "sink:\n  a: 1\n       \n        \n        \n  b: 4\n");
+        // A value on its own line: its key goes.
+        let mut text = "sink:\n  p:\n    presrve\n  b: 4\n".to_string();
+        assert!(blank_key_at(&mut text, 3));
+        assert_eq!(text, "sink:\n    \n           \n  b: 4\n");
+        // Inside a sequence item: not touched.
+        let mut text = "t:\n  - type: x\n".to_string();
+        assert!(!blank_key_at(&mut text, 2));
+        assert!(!blank_key_at(&mut text, 9));
+    }
+
+    #[test]
+    fn a_check_naming_its_field_first_is_placed_there() {
+        assert_eq!(
+            field_named_by("sasl.mechanism 'PLAN' is not one of PLAIN"),
+            Some(vec!["sasl".to_string(), "mechanism".to_string()])
+        );
+        assert_eq!(
+            field_named_by("compression 'x' is not one of none"),
+            Some(vec!["compression".to_string()])
+        );
+        assert_eq!(field_named_by("Topic 'x' is wrong"), None);
     }
 }

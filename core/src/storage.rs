@@ -259,8 +259,8 @@ impl Storage {
     }
 
     fn open(uri: &str, read_only: bool) -> Result<Storage> {
-        // Installs the HTTP transport object stores need (idempotent).
-        opendal::install_default();
+        // Installs the TLS provider and the HTTP transport object stores need (idempotent).
+        crate::tls::init();
         let parsed = StorageUri::parse(uri)?;
         let display = redact_query(uri);
         if parsed.scheme == "file" {
@@ -311,7 +311,7 @@ impl Storage {
             return Ok(op);
         }
         let Some(local) = &self.local else {
-            return Err(Error::Other(format!("{}: no operator", self.display)));
+            return Err(Error::internal(format!("{}: no operator", self.display)));
         };
         if local.read_only && !local.root.exists() {
             // opendal would create it: a reading command must not.

@@ -177,7 +177,7 @@ impl Source for TestSource {
         };
         let next = self.next_of(partition, ctx);
         if partition == 0 && Some(next) == self.fail_at {
-            return Err(Error::Other("source broke".into()));
+            return Err(Error::internal("source broke"));
         }
         let end = (next + self.per_batch).min(self.end_offset());
         let records: Vec<Record> = (next..end)
@@ -259,7 +259,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Sink for TestSink {
     async fn write(&mut self, mut batch: Batch) -> Result<()> {
         if Some(batch.first_offset) == self.fail_on_write {
-            return Err(Error::Other("sink broke".into()));
+            return Err(Error::internal("sink broke"));
         }
         if !self.delay.is_zero() {
             tokio::time::sleep(self.delay).await;

@@ -424,7 +424,7 @@ struct QuotingSink(String);
 #[async_trait]
 impl Sink for QuotingSink {
     async fn write(&mut self, _batch: Batch) -> Result<()> {
-        Err(Error::Other(format!("cannot write to {}", self.0)))
+        Err(Error::internal(format!("cannot write to {}", self.0)))
     }
     async fn flush(&mut self) -> Result<()> {
         Ok(())

@@ -220,7 +220,7 @@ impl ferry_core::Transform for Picky {
                 batch.ack.resolve();
                 Ok(None)
             }
-            70 => Err(Error::Other("transform broke".into())),
+            70 => Err(Error::internal("transform broke")),
             _ => Ok(Some(batch)),
         }
     }

@@ -6,20 +6,24 @@
 //! saved, so a checkpoint never gets ahead of the map; on restart the map and the target's
 //! end offsets tell which records already landed, and those are not produced again.
 
+mod target;
+
+pub use target::TargetTopic;
+
 use crate::offset_map::{OffsetMap, OffsetMapper};
 use crate::partitioner::java_partition;
 use async_trait::async_trait;
 use ferry_core::registry::{BuildContext, SinkFactory};
 use ferry_core::{
-    Ack, Batch, ByteSize, Error, Offsets, Result, Sink, SourceMetadata, Storage, TopicMetadata,
+    Ack, Batch, ByteSize, Error, Offsets, Result, Sink, SourceMetadata, Storage, TopicSettings,
 };
 use ferry_kafka::batch::BatchIter;
 use ferry_kafka::{
-    Client, Compression, ConnectionOptions, EncodedBatch, NewTopic, OffsetSpec, ProduceBatch,
-    ProduceItem, ProduceRecord, Producer, ProducerConfig, SaslOptions, TlsOptions, TopicResult,
+    Client, CompressionCodec, ConnectionOptions, EncodedBatch, NewTopic, OffsetSpec, ProduceBatch,
+    ProduceItem, ProduceRecord, Producer, ProducerConfig, TopicResult,
 };
 use serde::Deserialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// How records choose their target partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, schemars::JsonSchema)]
@@ -52,17 +56,24 @@ pub struct GroupOptions {
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaSinkConfig {
-    /// Brokers of the target cluster, `host:port`.
-    pub brokers: Vec<String>,
+    /// Brokers of the target cluster, client id, TLS, SASL, timeouts and the retry policy.
+    #[serde(flatten)]
+    pub connection: ConnectionOptions,
     /// preserve (default) or murmur2.
     #[serde(default)]
     pub partitioning: Partitioning,
     /// Explicit partition moves `{"0": 2}` applied with `preserve`.
     #[serde(default)]
     pub partition_map: BTreeMap<i32, i32>,
-    /// Create missing topics with the source's partition count and configs.
+    /// Create missing topics with the source's partition count and configs (a
+    /// LogAppendTime topic is created as CreateTime, so the original times survive).
     #[serde(default = "default_true")]
     pub create_topics: bool,
+    /// Write into target topics that already hold records this sink did not write,
+    /// appending after them. Off by default: such a topic stops the pipeline before
+    /// anything is written (its own earlier records, known from the offset map, are fine).
+    #[serde(default)]
+    pub allow_existing: bool,
     /// Partition count for created topics (default: the source's).
     #[serde(default)]
     pub partitions: Option<i32>,
@@ -72,9 +83,9 @@ pub struct KafkaSinkConfig {
     /// Topic configs to set on created topics over the source's; an empty value drops one.
     #[serde(default)]
     pub topic_configs: BTreeMap<String, String>,
-    /// Codec of produced batches: none, gzip, snappy, lz4 or zstd.
-    #[serde(default = "default_compression")]
-    pub compression: String,
+    /// Codec of produced batches: none (default), gzip, snappy, lz4 or zstd.
+    #[serde(default)]
+    pub compression: CompressionCodec,
     /// Records buffered before a produce request.
     #[serde(default = "default_buffer")]
     pub buffer_bytes: ByteSize,
@@ -85,52 +96,13 @@ pub struct KafkaSinkConfig {
     /// Consumer-group offsets to restore.
     #[serde(default)]
     pub groups: GroupOptions,
-    /// Client id sent to the brokers.
-    #[serde(default = "default_client_id")]
-    pub client_id: String,
-    /// TLS settings; plaintext when absent.
-    #[serde(default)]
-    pub tls: Option<TlsOptions>,
-    /// SASL authentication.
-    #[serde(default)]
-    pub sasl: Option<SaslOptions>,
 }
 
 fn default_true() -> bool {
     true
 }
-fn default_compression() -> String {
-    "none".to_string()
-}
 fn default_buffer() -> ByteSize {
     ByteSize(8 * 1024 * 1024)
-}
-fn default_client_id() -> String {
-    "ferry".to_string()
-}
-
-fn compression(name: &str) -> Option<Compression> {
-    Some(match name {
-        "none" => Compression::None,
-        "gzip" => Compression::Gzip,
-        "snappy" => Compression::Snappy,
-        "lz4" => Compression::Lz4,
-        "zstd" => Compression::Zstd,
-        _ => return None,
-    })
-}
-
-impl KafkaSinkConfig {
-    /// The connection part of the options.
-    pub fn connection(&self) -> ConnectionOptions {
-        ConnectionOptions {
-            brokers: self.brokers.clone(),
-            client_id: self.client_id.clone(),
-            request_timeout_secs: 30,
-            tls: self.tls.clone(),
-            sasl: self.sasl.clone(),
-        }
-    }
 }
 
 /// Factory of the `kafka` sink.
@@ -148,13 +120,7 @@ impl SinkFactory for KafkaSinkFactory {
     }
 
     fn validate(&self, c: &KafkaSinkConfig) -> Result<()> {
-        c.connection().validate().map_err(Error::config)?;
-        if compression(&c.compression).is_none() {
-            return Err(Error::config(format!(
-                "compression '{}' is not one of none, gzip, snappy, lz4, zstd",
-                c.compression
-            )));
-        }
+        c.connection.validate().map_err(Error::config)?;
         if let Some(s) = &c.state {
             ferry_core::storage::StorageUri::parse(s)?;
         }
@@ -208,8 +174,10 @@ pub struct KafkaSink {
     map: OffsetMapper,
     /// Target partitions of each topic already checked or created.
     topics: HashMap<String, i32>,
+    /// Target topics whose existing content was checked (see [`target`]).
+    checked: HashSet<String>,
     /// Source metadata by (renamed) topic name.
-    source_topics: HashMap<String, TopicMetadata>,
+    source_topics: HashMap<String, TopicSettings>,
     groups: Vec<ferry_core::GroupOffsets>,
     pending: BTreeMap<(std::sync::Arc<str>, i32), Vec<Pending>>,
     pending_bytes: usize,
@@ -226,8 +194,9 @@ pub struct KafkaSink {
 /// Where a produce request's batches landed, with the origin of each record.
 type InFlightResult = ferry_kafka::Result<(Vec<ferry_kafka::ProduceResult>, Vec<Vec<(i32, i64)>>)>;
 
+/// A client error as Ferry's: a connection error (retriable when the client says so).
 fn kerr(e: ferry_kafka::ClientError) -> Error {
-    Error::component("sink kafka", e)
+    Error::connection("sink kafka", e.is_retriable(), e)
 }
 
 const MAP_PREFIX: &str = "offset-maps/";
@@ -248,6 +217,7 @@ impl KafkaSink {
             state,
             map: OffsetMapper::default(),
             topics: HashMap::new(),
+            checked: HashSet::new(),
             source_topics: HashMap::new(),
             groups: Vec::new(),
             pending: BTreeMap::new(),
@@ -270,7 +240,7 @@ impl KafkaSink {
         }
         let cfg = self
             .config
-            .connection()
+            .connection
             .client_config()
             .map_err(Error::config)?;
         let client = Client::connect(cfg).await.map_err(kerr)?;
@@ -278,7 +248,7 @@ impl KafkaSink {
             .producer(ProducerConfig {
                 idempotent: true,
                 acks: -1,
-                compression: compression(&self.config.compression).unwrap_or(Compression::None),
+                compression: self.config.compression.codec(),
                 max_request_bytes: 64 * 1024 * 1024,
                 max_batch_bytes: 1024 * 1024,
                 ..Default::default()
@@ -294,6 +264,9 @@ impl KafkaSink {
         if let Some(n) = self.topics.get(topic) {
             return Ok(*n);
         }
+        if !self.checked.contains(topic) {
+            self.check_targets(&[topic.to_string()]).await?;
+        }
         let client = self.client().await?;
         let md = client
             .metadata(Some(&[topic.to_string()]))
@@ -308,7 +281,7 @@ impl KafkaSink {
             None if self.config.create_topics => {
                 let src = self.source_topics.get(topic);
                 let Some(partitions) = self.config.partitions.or(src.map(|s| s.partitions)) else {
-                    return Err(Error::Other(format!(
+                    return Err(Error::config(format!(
                         "topic '{topic}' does not exist on the target and the source does not say \
                          how many partitions it had (partition {min_partition} was seen): set \
                          `partitions` on the kafka sink or create the topic first"
@@ -316,6 +289,14 @@ impl KafkaSink {
                 };
                 let partitions = partitions.max(1);
                 let mut configs = src.map(|s| s.configs.clone()).unwrap_or_default();
+                if self.creates_as_create_time(topic) {
+                    tracing::info!(
+                        topic,
+                        "the backed-up topic was LogAppendTime: creating it as CreateTime, so \
+                         records keep their original append times"
+                    );
+                    configs.insert(target::TIMESTAMP_TYPE.into(), "CreateTime".into());
+                }
                 for (k, v) in &self.config.topic_configs {
                     if v.is_empty() {
                         configs.remove(k);
@@ -353,14 +334,14 @@ impl KafkaSink {
                     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
                 }
                 if n == 0 {
-                    return Err(Error::Other(format!(
+                    return Err(Error::connection("kafka", true, format!(
                         "topic '{topic}' was created but has no leaders yet"
                     )));
                 }
                 n
             }
             None => {
-                return Err(Error::Other(format!(
+                return Err(Error::config(format!(
                     "topic '{topic}' does not exist on the target and create_topics is off: create it first"
                 )))
             }
@@ -381,6 +362,127 @@ impl KafkaSink {
         }
         self.topics.insert(topic.to_string(), count);
         Ok(count)
+    }
+
+    /// Whether a topic the sink creates gets CreateTime instead of the source's
+    /// LogAppendTime (unless `topic_configs` sets the timestamp type itself): under
+    /// LogAppendTime the broker would stamp every restored record with the time of the
+    /// restore.
+    fn creates_as_create_time(&self, topic: &str) -> bool {
+        !self
+            .config
+            .topic_configs
+            .contains_key(target::TIMESTAMP_TYPE)
+            && self.source_topics.get(topic).is_some_and(|s| {
+                s.configs.get(target::TIMESTAMP_TYPE).map(String::as_str)
+                    == Some(target::LOG_APPEND_TIME)
+            })
+    }
+
+    /// Partitions a target topic needs under `preserve`: the highest partition the
+    /// source's partitions map to, plus one (`None` when the source's count is unknown).
+    fn needed_partitions(&self, topic: &str) -> Option<i32> {
+        if self.config.partitioning != Partitioning::Preserve {
+            return None;
+        }
+        let n = self.source_topics.get(topic)?.partitions;
+        (0..n).map(|p| self.target_partition(p, None, n) + 1).max()
+    }
+
+    /// What the target holds for each of `topics` and what the sink would do there:
+    /// existence, partitions, records (this sink's own, per its offset map, and others'),
+    /// timestamp type. Reads only; a dry run prints it.
+    pub async fn inspect_targets(&mut self, topics: &[String]) -> Result<Vec<TargetTopic>> {
+        let client = self.client().await?;
+        let md = client.metadata(Some(topics)).await.map_err(kerr)?;
+        let mut out = Vec::new();
+        for topic in topics {
+            let mut t = TargetTopic {
+                topic: topic.clone(),
+                source_partitions: self.source_topics.get(topic).map(|s| s.partitions),
+                needed_partitions: self.needed_partitions(topic),
+                ..Default::default()
+            };
+            let partitions = md
+                .topic(topic)
+                .filter(|t| t.error.is_none() && !t.partitions.is_empty())
+                .map(|t| t.partitions.len() as i32);
+            match partitions {
+                None => {
+                    t.create_partitions = self.config.partitions.or(t.source_partitions);
+                    t.created_as_create_time = self.creates_as_create_time(topic);
+                }
+                Some(n) => {
+                    t.exists = true;
+                    t.partitions = n;
+                    let all: Vec<i32> = (0..n).collect();
+                    let starts = client
+                        .list_offsets(topic, &all, OffsetSpec::Earliest)
+                        .await
+                        .map_err(kerr)?;
+                    let ends = client
+                        .list_offsets(topic, &all, OffsetSpec::Latest)
+                        .await
+                        .map_err(kerr)?;
+                    let bases = self.map.bases_of(topic);
+                    let (records, foreign, own) =
+                        target::split_records(&starts, &ends, bases.as_ref());
+                    t.records = records;
+                    t.foreign_records = foreign;
+                    t.own_records = own;
+                    t.log_append_time = client
+                        .describe_configs(topic)
+                        .await
+                        .map_err(kerr)?
+                        .iter()
+                        .any(|c| {
+                            c.name == target::TIMESTAMP_TYPE
+                                && c.value.as_deref() == Some(target::LOG_APPEND_TIME)
+                        });
+                }
+            }
+            out.push(t);
+        }
+        Ok(out)
+    }
+
+    /// Why the sink must not write to these target topics (every reason of every topic).
+    pub fn refusals(&self, targets: &[TargetTopic]) -> Vec<String> {
+        let brokers = self.config.connection.brokers.join(",");
+        targets
+            .iter()
+            .flat_map(|t| t.refusals(self.config.allow_existing, &brokers))
+            .collect()
+    }
+
+    /// Learns the source's topics (partition counts, configs) without checking the target;
+    /// a dry run uses it before [`KafkaSink::inspect_targets`].
+    pub fn note_source_topics(&mut self, topics: impl IntoIterator<Item = TopicSettings>) {
+        for t in topics {
+            self.source_topics.insert(t.name.clone(), t);
+        }
+    }
+
+    /// Whether this sink appends to topics holding records it did not write.
+    pub fn allows_existing(&self) -> bool {
+        self.config.allow_existing
+    }
+
+    /// Checks target topics before anything is written to them (see [`target`]); refuses
+    /// with every reason at once.
+    async fn check_targets(&mut self, topics: &[String]) -> Result<()> {
+        let targets = self.inspect_targets(topics).await?;
+        let refusals = self.refusals(&targets);
+        if !refusals.is_empty() {
+            return Err(Error::config(format!(
+                "nothing was written: {}",
+                refusals.join("; and ")
+            )));
+        }
+        for t in targets {
+            self.checked.insert(t.topic);
+        }
+        Ok(())
     }
 
     fn target_partition(&self, source_partition: i32, key: Option<&[u8]>, count: i32) -> i32 {
@@ -406,7 +508,7 @@ impl KafkaSink {
             .raw()
             .is_some_and(|raw| raw.aborted.is_empty() && batch.first_offset >= done_below)
             && self.config.partitioning == Partitioning::Preserve
-            && compression(&self.config.compression) == Some(Compression::None)
+            && self.config.compression == CompressionCodec::None
             && self.skip.is_empty()
     }
 
@@ -519,7 +621,7 @@ impl KafkaSink {
             }
         }
         let Some(producer) = self.producer.clone() else {
-            return Err(Error::Other("producer not started".into()));
+            return Err(Error::internal("producer not started"));
         };
         // Encode now, while earlier calls still wait for their answers; put it on the wire
         // right behind them (the broker's sequence check wants that order), and record
@@ -551,7 +653,7 @@ impl KafkaSink {
         };
         let (results, origins) = handle
             .await
-            .map_err(|e| Error::Other(format!("produce task failed: {e}")))?
+            .map_err(|e| Error::internal(format!("produce task failed: {e}")))?
             .map_err(kerr)?;
         for (res, origin) in results.iter().zip(origins) {
             for (i, (sp, so)) in origin.iter().enumerate() {
@@ -570,7 +672,7 @@ impl KafkaSink {
                 .map
                 .to_map(&self.pipeline, ferry_formats::layout::now_ms());
             let json = serde_json::to_vec(&map)
-                .map_err(|e| Error::Other(format!("encoding offset map: {e}")))?;
+                .map_err(|e| Error::internal(format!("encoding offset map: {e}")))?;
             state.write(&self.map_key(), json).await?;
         }
         Ok(())
@@ -618,7 +720,7 @@ impl KafkaSink {
                 Err(e) => return Err(kerr(e)),
             };
             if let Some(d) = desc.iter().find(|d| d.group == target && d.members > 0) {
-                return Err(Error::Other(format!(
+                return Err(Error::refused(format!(
                     "consumer group '{target}' has {} active member(s) on the target: stop its consumers, \
                      or restore it under another name (groups.rename / --group-rename)",
                     d.members
@@ -638,9 +740,10 @@ impl KafkaSink {
 impl Sink for KafkaSink {
     async fn open(&mut self) -> Result<Option<Offsets>> {
         let Some(state) = self.state.clone() else {
-            tracing::warn!(
-                "kafka sink has no `state`: no offset map; a resumed run may produce records twice"
-            );
+            // Without a map a rerun cannot tell its own records from others': a target that
+            // holds records is refused then (unless allow_existing), so nothing is doubled
+            // silently.
+            tracing::debug!("kafka sink has no `state`: no offset map");
             return Ok(None);
         };
         let Some(bytes) = state.read_opt(&self.map_key()).await? else {
@@ -659,7 +762,7 @@ impl Sink for KafkaSink {
                 Ok(now) => now,
                 Err(e) if e.code() == Some(ferry_kafka::KafkaCode::UNKNOWN_TOPIC_OR_PARTITION) => {
                     // Resuming would skip what the map says is done, but it is gone.
-                    return Err(Error::Other(format!(
+                    return Err(Error::refused(format!(
                         "{state}/{key} belongs to an earlier run of pipeline '{pipeline}' that \
                          wrote to topic '{topic}', which no longer exists on the target: that run \
                          cannot be resumed. Start afresh under another pipeline name (`ferry \
@@ -707,7 +810,7 @@ impl Sink for KafkaSink {
         if self.config.partitioning == Partitioning::Preserve && needs_topic {
             let tp = self.target_partition(sp, None, count);
             if tp >= count || tp < 0 {
-                return Err(Error::Other(format!(
+                return Err(Error::config(format!(
                     "{topic}: partition {sp} maps to {tp}, but the target topic has {count} partition(s): \
                      add partitions, set partition_map, or use partitioning: murmur2"
                 )));
@@ -774,8 +877,17 @@ impl Sink for KafkaSink {
     }
 
     async fn write_metadata(&mut self, meta: SourceMetadata) -> Result<()> {
-        for t in meta.topics {
-            self.source_topics.insert(t.name.clone(), t);
+        let unchecked: Vec<String> = meta
+            .topics
+            .iter()
+            .filter(|t| !self.checked.contains(&t.name))
+            .map(|t| t.name.clone())
+            .collect();
+        self.note_source_topics(meta.topics);
+        // Every topic the source announces is checked before its first batch arrives, so a
+        // refusal of one topic comes before anything is written to another.
+        if !unchecked.is_empty() {
+            self.check_targets(&unchecked).await?;
         }
         if !meta.groups.is_empty() {
             self.groups = meta.groups;

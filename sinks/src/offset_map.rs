@@ -114,6 +114,18 @@ impl OffsetMapper {
         self.bases.keys().any(|(t, _)| t == topic)
     }
 
+    /// Where each partition of a target topic stood before the restore first wrote to it;
+    /// `None` when it never did.
+    pub fn bases_of(&self, topic: &str) -> Option<BTreeMap<i32, i64>> {
+        let bases: BTreeMap<i32, i64> = self
+            .bases
+            .iter()
+            .filter(|((t, _), _)| t == topic)
+            .map(|((_, p), o)| (*p, *o))
+            .collect();
+        (!bases.is_empty()).then_some(bases)
+    }
+
     /// Notes where a target partition stood before the restore wrote to it.
     pub fn set_base(&mut self, topic: &str, partition: i32, offset: i64) {
         self.bases

@@ -9,7 +9,8 @@
 
 use ferry_core::testing::{varied_record, TestSink, TestSource};
 use ferry_core::{run, Offsets, Pipeline, Record, Sink};
-use ferry_sinks::storage::{StorageSink, StorageSinkConfig, FORMATS};
+use ferry_formats::FormatKind;
+use ferry_sinks::storage::{StorageSink, StorageSinkConfig};
 use ferry_sources::backup::{BackupSource, BackupSourceConfig};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -162,7 +163,7 @@ async fn behaves(uri: &str, format: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_backend_with_every_format() {
-    for format in FORMATS {
+    for format in FormatKind::ALL.map(FormatKind::name) {
         let uri = format!(
             "memory://{}",
             ferry_testkit::unique(&format!("behaviour-{format}"))
@@ -173,7 +174,7 @@ async fn memory_backend_with_every_format() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_folder_with_every_format() {
-    for format in FORMATS {
+    for format in FormatKind::ALL.map(FormatKind::name) {
         let dir = tempfile::tempdir().expect("temp dir");
         let uri = dir.path().join("backup").display().to_string();
         behaves(&uri, format).await;
@@ -185,7 +186,7 @@ async fn s3_with_every_format() {
     let Some(env) = ferry_testkit::env_or_skip() else {
         return;
     };
-    for format in FORMATS {
+    for format in FormatKind::ALL.map(FormatKind::name) {
         let uri = format!(
             "s3://{}/{}?endpoint={}&region={}&access_key_id={}&secret_access_key={}",
             env.s3_bucket,

@@ -27,6 +27,8 @@
 //! when compressing does not make it smaller, so a test that needs a compressed
 //! batch on the wire must send compressible data (e.g. a few KiB of repeats).
 
+pub mod proxy;
+
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::io::{Read, Write};

@@ -6,6 +6,7 @@ use ferry_core::registry::{BuildContext, SinkFactory};
 use ferry_core::{ByteSize, Error, HumanDuration, Result, Sink};
 use ferry_formats::layout::PathTemplate;
 use ferry_formats::segment::SegmentFormat;
+use ferry_formats::FormatKind;
 use serde::Deserialize;
 use std::sync::Arc;
 use std::time::Duration;
@@ -164,13 +165,15 @@ pub fn configured_format(c: &StorageSinkConfig) -> Result<Arc<dyn SegmentFormat>
         o.validate()?;
         return Ok(Arc::new(ferry_formats::avro::AvroFormat::from_config(o)));
     }
-    segment_format(&c.format).ok_or_else(|| {
-        Error::config(format!(
-            "format '{}' is not one of: {}",
-            c.format,
-            FORMATS.join(", ")
-        ))
-    })
+    FormatKind::from_name(&c.format)
+        .map(FormatKind::with_defaults)
+        .ok_or_else(|| {
+            Error::config(format!(
+                "format '{}' is not one of: {}",
+                c.format,
+                FormatKind::names()
+            ))
+        })
 }
 
 /// The `path:` template of a config; `None` for the backup layout (unset or the default).
@@ -183,22 +186,6 @@ pub fn path_template(c: &StorageSinkConfig) -> Result<Option<PathTemplate>> {
         }
     }
 }
-
-/// Looks up a segment format by name, with default options.
-pub fn segment_format(name: &str) -> Option<Arc<dyn SegmentFormat>> {
-    match name {
-        "raw" => Some(Arc::new(ferry_formats::raw::RawFormat)),
-        "jsonl" => Some(Arc::new(ferry_formats::jsonl_segment::JsonlFormat)),
-        ferry_formats::avro::NAME => Some(Arc::new(ferry_formats::avro::AvroFormat::default())),
-        ferry_formats::parquet::NAME => {
-            Some(Arc::new(ferry_formats::parquet::ParquetFormat::default()))
-        }
-        _ => None,
-    }
-}
-
-/// Names accepted by [`segment_format`].
-pub const FORMATS: &[&str] = &["raw", "jsonl", "avro", "parquet"];
 
 /// Factory of the `storage` sink.
 pub struct StorageSinkFactory;
@@ -218,7 +205,7 @@ impl SinkFactory for StorageSinkFactory {
         ferry_core::storage::StorageUri::parse(&c.uri)?;
         let format = configured_format(c)?;
         if let Some(t) = path_template(c)? {
-            if t.uses_time() && format.name() == "raw" {
+            if t.uses_time() && !format.kind().splits_by_time() {
                 return Err(Error::config(format!(
                     "path '{}': {{date}} and {{hour}} need a record format (jsonl, avro, parquet); raw segments keep whole Kafka batches and cannot be split by time",
                     t.as_str()

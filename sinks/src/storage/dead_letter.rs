@@ -18,7 +18,7 @@ pub(super) fn dead_letter_line(
 ) -> Result<()> {
     out.extend_from_slice(b"{\"reason\":");
     serde_json::to_writer(&mut *out, reason)
-        .map_err(|e| Error::Other(format!("encoding a dead-letter reason: {e}")))?;
+        .map_err(|e| Error::internal(format!("encoding a dead-letter reason: {e}")))?;
     out.extend_from_slice(b",\"record\":");
     // A JSON object and its newline.
     ferry_formats::jsonl::encode_record(record, out);

@@ -116,7 +116,7 @@ impl Lease {
                 if let Some(held) = read_lease(storage, &key).await? {
                     let now = now_ms();
                     if held.expires_ms > now {
-                        return Err(Error::config(format!(
+                        return Err(Error::refused(format!(
                             "{storage}/{key}: another Ferry is writing to this backup location: {}; stop it first, or wait for its lease to expire if it crashed",
                             held.describe(now)
                         )));
@@ -139,7 +139,7 @@ impl Lease {
             let holder = read_lease(storage, &key)
                 .await?
                 .map_or_else(|| "unknown".to_string(), |h| h.describe(now));
-            return Err(Error::config(format!(
+            return Err(Error::refused(format!(
                 "{storage}/{key}: another Ferry took this backup location's lease at the same moment: {holder}"
             )));
         }
@@ -171,7 +171,7 @@ impl Lease {
     pub fn check(&self) -> Result<()> {
         match self.lost.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
             None => Ok(()),
-            Some(why) => Err(Error::Other(format!(
+            Some(why) => Err(Error::refused(format!(
                 "{}/{}: this run lost the backup location's lease ({why}); stopping before committing more",
                 self.storage, self.key
             ))),
@@ -198,7 +198,7 @@ impl Lease {
 }
 
 fn encode(doc: &LeaseDocument) -> Result<Vec<u8>> {
-    serde_json::to_vec_pretty(doc).map_err(|e| Error::Other(format!("encoding the lease: {e}")))
+    serde_json::to_vec_pretty(doc).map_err(|e| Error::internal(format!("encoding the lease: {e}")))
 }
 
 async fn read_lease(storage: &Storage, key: &str) -> Result<Option<LeaseDocument>> {

@@ -76,8 +76,7 @@ mod segment;
 mod tests;
 
 pub use config::{
-    configured_format, path_template, segment_format, RollConfig, StorageSinkConfig,
-    StorageSinkFactory, FORMATS,
+    configured_format, path_template, RollConfig, StorageSinkConfig, StorageSinkFactory,
 };
 pub use dead_letter::dead_letter_key;
 
@@ -123,7 +122,7 @@ fn topic_of(t: &str) -> Arc<str> {
 /// Whether records of a format are decoded before encoding (every format but `raw`, which
 /// keeps fetched bytes).
 fn decodes(format: &dyn SegmentFormat) -> bool {
-    format.name() != "raw"
+    format.kind().decodes_records()
 }
 
 impl StorageSink {
@@ -132,7 +131,8 @@ impl StorageSink {
         let storage = Storage::from_uri(&config.uri)?;
         let format = configured_format(&config)?;
         let template = path_template(&config)?;
-        if template.as_ref().is_some_and(PathTemplate::uses_time) && !decodes(&*format) {
+        if template.as_ref().is_some_and(PathTemplate::uses_time) && !format.kind().splits_by_time()
+        {
             return Err(Error::config(
                 "path: {date} and {hour} need a record format (jsonl, avro, parquet), not raw",
             ));
@@ -226,7 +226,7 @@ impl Sink for StorageSink {
                     metadata: t.clone(),
                 });
                 let json = serde_json::to_vec_pretty(&doc)
-                    .map_err(|e| Error::Other(format!("encoding topic document: {e}")))?;
+                    .map_err(|e| Error::internal(format!("encoding topic document: {e}")))?;
                 self.storage.write(&key, json).await?;
             }
         }
@@ -236,7 +236,7 @@ impl Sink for StorageSink {
                 groups: meta.groups.clone(),
             };
             let json = serde_json::to_vec_pretty(&doc)
-                .map_err(|e| Error::Other(format!("encoding groups: {e}")))?;
+                .map_err(|e| Error::internal(format!("encoding groups: {e}")))?;
             self.storage
                 .write_new(&layout::groups_key(meta.taken_at_ms), json)
                 .await?;

@@ -134,7 +134,7 @@ impl StorageSink {
             let task = tokio::task::spawn_blocking(move || {
                 let bytes = match batch.records_mut() {
                     Ok(_) => seg.encoder.encode(&batch),
-                    Err(e) => Err(e),
+                    Err(e) => Err(e.into()),
                 };
                 (seg, batch, bytes)
             });
@@ -167,7 +167,7 @@ impl StorageSink {
             return Ok(());
         };
         let (seg, batch, bytes) = task.await.map_err(|e| {
-            Error::Other(format!(
+            Error::internal(format!(
                 "encoding a segment of {}/{} failed: {e}",
                 key.0, key.1
             ))

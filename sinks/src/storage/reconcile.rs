@@ -56,7 +56,7 @@ impl StorageSink {
         let d: Descriptor = serde_json::from_slice(&bytes)
             .map_err(|e| Error::Corrupt(format!("{}/{}: {e}", self.storage, layout::DESCRIPTOR)))?;
         if d.layout_version > layout::LAYOUT_VERSION {
-            return Err(Error::Other(format!(
+            return Err(Error::config(format!(
                 "{} was written by a newer Ferry (layout {}); this build writes layout {}: upgrade Ferry",
                 self.storage, d.layout_version, layout::LAYOUT_VERSION
             )));
@@ -126,7 +126,7 @@ impl StorageSink {
             created_at_ms: layout::now_ms(),
         };
         let json = serde_json::to_vec_pretty(&d)
-            .map_err(|e| Error::Other(format!("encoding descriptor: {e}")))?;
+            .map_err(|e| Error::internal(format!("encoding descriptor: {e}")))?;
         // Create-only: another writer's descriptor (the same layout) is as good as ours.
         self.storage.write_new(layout::DESCRIPTOR, json).await?;
         self.descriptor_written = true;

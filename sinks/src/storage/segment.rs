@@ -55,7 +55,7 @@ impl StorageSink {
                     segment: key.clone(),
                     started_at_ms: layout::now_ms(),
                 })
-                .map_err(|e| Error::Other(format!("encoding {marker}: {e}")))?;
+                .map_err(|e| Error::internal(format!("encoding {marker}: {e}")))?;
                 self.storage.write(&marker, json).await?;
                 (key, Some(marker))
             }
@@ -146,11 +146,11 @@ impl StorageSink {
             written_at_ms: layout::now_ms(),
         };
         let json = serde_json::to_vec_pretty(&manifest)
-            .map_err(|e| Error::Other(format!("encoding manifest: {e}")))?;
+            .map_err(|e| Error::internal(format!("encoding manifest: {e}")))?;
         let mkey = layout::manifest_key(topic, partition, seg.first_offset);
         self.check_lease()?;
         if !self.storage.write_new(&mkey, json).await? {
-            return Err(Error::Other(format!(
+            return Err(Error::refused(format!(
                 "{}/{mkey} already exists: another writer is using this backup location",
                 self.storage
             )));

@@ -1,0 +1,233 @@
+//! What the target cluster already holds for the topics a restore writes, looked at before
+//! anything is produced, and the rules that refuse a restore which would silently mix its
+//! records with data it did not write.
+//!
+//! The rules (each refusal names the topic and what to do):
+//! - a target topic that exists and holds records this restore did not write is refused
+//!   unless `allow_existing` (`--allow-existing`) says to append after them; the restore's
+//!   own records (its offset map says where it started) never count against it, so a
+//!   resumed restore continues;
+//! - under `partitioning: preserve`, a target topic with fewer partitions than the backup's
+//!   partitions need is refused, naming both counts;
+//! - a target topic that stamps records with the broker's clock
+//!   (`message.timestamp.type=LogAppendTime`) is refused: every restored record would get
+//!   the time of the restore. Topics the sink creates are created as CreateTime instead
+//!   (carrying the original times, append times included), which the plan says.
+
+use std::collections::BTreeMap;
+
+/// Kafka's topic config naming whose clock stamps records.
+pub const TIMESTAMP_TYPE: &str = "message.timestamp.type";
+/// The value of [`TIMESTAMP_TYPE`] under which the broker stamps records itself.
+pub const LOG_APPEND_TIME: &str = "LogAppendTime";
+
+/// What the target holds for one topic the restore writes, and what the restore would do.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct TargetTopic {
+    /// Topic name on the target (after any rename).
+    pub topic: String,
+    /// Whether the topic exists on the target.
+    pub exists: bool,
+    /// Its partition count on the target (0 when it does not exist).
+    pub partitions: i32,
+    /// Records (offsets between the log start and the end) per target partition.
+    pub records: BTreeMap<i32, i64>,
+    /// Of those, the records this restore did not write (its offset map knows the rest).
+    pub foreign_records: i64,
+    /// The records this restore wrote in an earlier run (resumed now).
+    pub own_records: i64,
+    /// The target topic stamps records with the broker's clock.
+    pub log_append_time: bool,
+    /// Partition count of the backed-up topic, when the backup says.
+    pub source_partitions: Option<i32>,
+    /// Partitions the target needs under `preserve` (highest mapped partition + 1).
+    pub needed_partitions: Option<i32>,
+    /// Partitions the sink would create the topic with (when it does not exist).
+    pub create_partitions: Option<i32>,
+    /// The backed-up topic was LogAppendTime: the created topic is CreateTime instead,
+    /// carrying the original append times.
+    pub created_as_create_time: bool,
+}
+
+impl TargetTopic {
+    /// Records on the target in all partitions.
+    pub fn total_records(&self) -> i64 {
+        self.records.values().sum()
+    }
+
+    /// `partition 0: 10, partition 1: 12` (partitions holding records only).
+    pub fn records_by_partition(&self) -> String {
+        let parts: Vec<String> = self
+            .records
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(p, n)| format!("partition {p}: {n}"))
+            .collect();
+        parts.join(", ")
+    }
+
+    /// One line for a restore plan: what the restore finds and will do with this topic.
+    pub fn plan_note(&self, allow_existing: bool) -> String {
+        if !self.exists {
+            let mut note = match self.create_partitions {
+                Some(n) => format!("new: created with {n} partition(s)"),
+                None => "new: created".to_string(),
+            };
+            if self.created_as_create_time {
+                note.push_str(
+                    ", as CreateTime carrying the original append times (the backed-up topic was LogAppendTime)",
+                );
+            }
+            return note;
+        }
+        let mut parts = Vec::new();
+        if self.own_records > 0 {
+            parts.push(format!(
+                "resuming: {} record(s) written by this restore",
+                self.own_records
+            ));
+        }
+        if self.foreign_records > 0 {
+            parts.push(if allow_existing {
+                format!("appending to {} existing record(s)", self.foreign_records)
+            } else {
+                format!(
+                    "REFUSED: holds {} record(s) this restore did not write",
+                    self.foreign_records
+                )
+            });
+        }
+        if parts.is_empty() {
+            parts.push("exists, empty".to_string());
+        }
+        parts.join("; ")
+    }
+
+    /// Why the restore must not write to this topic, if it must not (every reason).
+    pub fn refusals(&self, allow_existing: bool, brokers: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let topic = &self.topic;
+        if self.exists && self.foreign_records > 0 && !allow_existing {
+            out.push(format!(
+                "target topic '{topic}' already exists on {brokers} and holds {} record(s) this \
+                 restore did not write ({}): the restore would append the backup after them. \
+                 Restore under another name (--rename {topic}=NEW), delete the topic, or \
+                 append on purpose with --allow-existing (`allow_existing: true` on the kafka \
+                 sink). If an earlier restore wrote them, run it again with the same backup, \
+                 topics, renames, range, target and partitioning (or the same --name and \
+                 --state) to resume it",
+                self.foreign_records,
+                self.records_by_partition()
+            ));
+        }
+        if let Some(needed) = self.needed_partitions {
+            if self.exists && self.partitions < needed {
+                out.push(format!(
+                    "target topic '{topic}' has {} partition(s), but the backup's topic has {} \
+                     and partitioning is preserve (records keep their partition): add \
+                     partitions to the target (to {needed}), map them (partition_map), or \
+                     re-partition by key (--partitioning murmur2)",
+                    self.partitions,
+                    self.source_partitions
+                        .map_or_else(|| needed.to_string(), |n| n.to_string()),
+                ));
+            }
+        }
+        if self.exists && self.log_append_time {
+            out.push(format!(
+                "target topic '{topic}' has {TIMESTAMP_TYPE}={LOG_APPEND_TIME}: the broker would \
+                 stamp every restored record with the time of the restore and the original times \
+                 would be lost. Set it to CreateTime first (kafka-configs --alter --entity-type \
+                 topics --entity-name {topic} --add-config {TIMESTAMP_TYPE}=CreateTime), or \
+                 restore into a topic Ferry creates (--rename {topic}=NEW), which it creates as \
+                 CreateTime"
+            ));
+        }
+        out
+    }
+}
+
+/// Records per partition between the log start and the end, and how many of them this
+/// restore wrote, given where it found each partition's end when it first wrote to it
+/// (`bases`, empty when it never did).
+pub fn split_records(
+    starts: &BTreeMap<i32, i64>,
+    ends: &BTreeMap<i32, i64>,
+    bases: Option<&BTreeMap<i32, i64>>,
+) -> (BTreeMap<i32, i64>, i64, i64) {
+    let mut records = BTreeMap::new();
+    let (mut foreign, mut own) = (0, 0);
+    for (p, end) in ends {
+        let start = starts.get(p).copied().unwrap_or(0).min(*end);
+        records.insert(*p, end - start);
+        match bases {
+            // Below the base: there before this restore began; from it on: this restore's.
+            Some(b) => {
+                let base = b.get(p).copied().unwrap_or(start).clamp(start, *end);
+                foreign += base - start;
+                own += end - base;
+            }
+            None => foreign += end - start,
+        }
+    }
+    (records, foreign, own)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(pairs: &[(i32, i64)]) -> BTreeMap<i32, i64> {
+        pairs.iter().copied().collect()
+    }
+
+    #[test]
+    fn records_this_restore_did_not_write_are_foreign() {
+        let starts = m(&[(0, 5), (1, 0)]);
+        let ends = m(&[(0, 15), (1, 7)]);
+        // Never written by this restore: everything is foreign.
+        let (records, foreign, own) = split_records(&starts, &ends, None);
+        assert_eq!(records, m(&[(0, 10), (1, 7)]));
+        assert_eq!((foreign, own), (17, 0));
+        // It began writing partition 0 at 15 and partition 1 at 0: nothing foreign.
+        let bases = m(&[(0, 15), (1, 0)]);
+        assert_eq!(split_records(&starts, &ends, Some(&bases)).1, 10);
+        let bases = m(&[(0, 5), (1, 0)]);
+        let (_, foreign, own) = split_records(&starts, &ends, Some(&bases));
+        assert_eq!((foreign, own), (0, 17));
+    }
+
+    #[test]
+    fn each_rule_refuses_with_what_to_do() {
+        let t = TargetTopic {
+            topic: "orders".into(),
+            exists: true,
+            partitions: 2,
+            records: m(&[(0, 4), (1, 0)]),
+            foreign_records: 4,
+            log_append_time: true,
+            source_partitions: Some(3),
+            needed_partitions: Some(3),
+            ..Default::default()
+        };
+        let r = t.refusals(false, "h:9092");
+        assert_eq!(r.len(), 3, "{r:?}");
+        assert!(r[0].contains("4 record(s)") && r[0].contains("partition 0: 4"));
+        assert!(r[0].contains("--allow-existing"));
+        assert!(r[1].contains("has 2 partition(s)") && r[1].contains("has 3"));
+        assert!(r[2].contains("LogAppendTime"));
+        // Allowed: only the other two rules remain, and the plan says it appends.
+        assert_eq!(t.refusals(true, "h:9092").len(), 2);
+        assert_eq!(t.plan_note(true), "appending to 4 existing record(s)");
+        let new = TargetTopic {
+            topic: "n".into(),
+            create_partitions: Some(3),
+            created_as_create_time: true,
+            ..Default::default()
+        };
+        assert!(new.refusals(false, "h").is_empty());
+        assert!(new
+            .plan_note(false)
+            .contains("CreateTime carrying the original append times"));
+    }
+}
