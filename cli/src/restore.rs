@@ -666,7 +666,10 @@ mod tests {
         assert_eq!(p["transforms"][0]["map"]["orders"], "orders2");
         assert_eq!(p["sink"]["groups"]["rename"]["g"], "g2");
         let state = p["sink"]["state"].as_str().unwrap();
-        assert_eq!(state, ferry_core::checkpoint::default_restore_state("/b").unwrap());
+        assert_eq!(
+            state,
+            ferry_core::checkpoint::default_restore_state("/b").unwrap()
+        );
         assert_eq!(p["delivery"]["checkpoint"], state);
         assert_eq!(p["sink"]["allow_existing"], false);
         assert_eq!(p["source"]["to_offset"], 5);
