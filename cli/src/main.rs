@@ -7,6 +7,7 @@
 mod components;
 mod logging;
 mod ls;
+mod output;
 mod progress;
 mod restore;
 mod run;
