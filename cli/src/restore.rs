@@ -372,10 +372,7 @@ async fn find_damaged(
 
 /// Refuses a restore with damaged segments, or (with `--skip-damaged`) narrows each damaged
 /// partition to the records before its first damaged segment.
-fn handle_damaged(
-    a: &RestoreArgs,
-    damaged: &[Damaged],
-) -> Result<Ranges> {
+fn handle_damaged(a: &RestoreArgs, damaged: &[Damaged]) -> Result<Ranges> {
     let describe = |d: &Damaged| {
         format!(
             "segment {} (topic '{}', partition {}, offsets {}..{}) is damaged: {}",

@@ -356,3 +356,36 @@ fn backing_up_a_topic_that_does_not_exist_fails_and_leaves_nothing() {
     );
     assert!(!to.exists());
 }
+
+#[test]
+fn completions_and_man_pages_come_from_the_cli_definition() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = ferry(&["completions", shell]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let script = stdout(&out);
+        for word in ["restore", "allow-existing", "skip-damaged", "completions"] {
+            assert!(script.contains(word), "{shell}: {word} missing");
+        }
+    }
+    // bash loads the script and registers the completion.
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("ferry.bash");
+    std::fs::write(&script, stdout(&ferry(&["completions", "bash"]))).unwrap();
+    let loaded = Command::new("bash")
+        .arg("-c")
+        .arg(format!("source {} && complete -p ferry", script.display()))
+        .output()
+        .unwrap();
+    assert!(loaded.status.success(), "{}", stderr(&loaded));
+    assert!(stdout(&loaded).contains("ferry"));
+
+    let page = stdout(&ferry(&["man"]));
+    assert!(page.contains(".TH ferry 1"), "{page}");
+    assert!(page.contains("restore"));
+    let pages = dir.path().join("man1");
+    let out = ferry(&["man", "--out-dir", pages.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let restore = std::fs::read_to_string(pages.join("ferry-restore.1")).unwrap();
+    assert!(restore.contains("allow\\-existing"), "{restore}");
+    assert!(pages.join("ferry-backup.1").exists() && pages.join("ferry.1").exists());
+}
