@@ -124,20 +124,7 @@ fn main() -> ExitCode {
     }
 }
 
-/// The error and its causes joined by `: ` (`loading x.yaml: x.yaml:3:5: …`), leaving out a
-/// cause whose text the message before it already carries (many library errors print their
-/// source themselves).
+/// The error and its causes on one line (core's one formatter).
 fn error_chain(e: &anyhow::Error) -> String {
-    let mut out = String::new();
-    for cause in e.chain() {
-        let text = cause.to_string();
-        if out.contains(&text) {
-            continue;
-        }
-        if !out.is_empty() {
-            out.push_str(": ");
-        }
-        out.push_str(&text);
-    }
-    out
+    ferry_core::error::chain_of(e.chain())
 }

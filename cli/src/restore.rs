@@ -468,7 +468,7 @@ struct PlanRow {
 #[derive(Default)]
 struct Seen {
     rows: BTreeMap<(String, i32), PlanRow>,
-    topics: BTreeMap<String, ferry_core::TopicMetadata>,
+    topics: BTreeMap<String, ferry_core::TopicSettings>,
 }
 
 /// A sink that only counts: the restore pipeline runs with it instead of the Kafka sink, so

@@ -84,7 +84,7 @@ pub async fn run_pipelines(pipelines: Vec<Pipeline>) -> anyhow::Result<()> {
                 let _ = stop_tx.send(true);
                 failed.push((
                     "?".into(),
-                    ferry_core::Error::Other(format!("pipeline task failed: {e}")),
+                    ferry_core::Error::internal(format!("pipeline task failed: {e}")),
                 ));
             }
         }

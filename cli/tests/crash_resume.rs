@@ -3,11 +3,11 @@
 
 mod common;
 
-use ferry_testkit::{dump_topic, env, unique, DumpedRecord, TestEnv};
+use ferry_testkit::{dump_topic, unique, DumpedRecord, TestEnv};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A topic whose generated records (fixed old timestamps) retention leaves alone.
 fn create_topic(env: &TestEnv, name: &str, partitions: i32) {
@@ -25,24 +25,87 @@ fn spawn_run(file: &Path) -> Child {
         .expect("ferry runs")
 }
 
-/// Starts the pipeline, kills it with SIGKILL after each delay, then lets it finish.
-fn run_with_kills(file: &Path, delays_ms: &[u64]) -> usize {
-    let mut killed = 0;
-    for d in delays_ms {
+/// Runs the pipeline up to `kills` times, each time killing it with SIGKILL as soon as it has
+/// committed progress of its own (`progress` grew since the run started) plus `extra_ms`, then
+/// lets a last run finish. Returns how many kills landed after such a commit while the run was
+/// still working (a run that finished first is not counted), so the caller can assert that
+/// the kills interrupted real work rather than a start-up.
+fn run_with_kills(
+    file: &Path,
+    kills: usize,
+    extra_ms: &[u64],
+    progress: impl Fn() -> u64,
+) -> usize {
+    let mut landed = 0;
+    for i in 0..kills {
+        let before = progress();
         let mut child = spawn_run(file);
-        std::thread::sleep(Duration::from_millis(*d));
-        match child.try_wait().expect("wait") {
-            Some(_) => break, // finished before the kill: nothing left to interrupt
-            None => {
-                child.kill().expect("kill -9");
-                child.wait().expect("reap");
-                killed += 1;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let finished = loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                assert!(
+                    status.success(),
+                    "run {i} failed before its kill: {status:?}"
+                );
+                break true;
             }
+            if progress() > before {
+                break false;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "run {i} made no progress in 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        };
+        if finished {
+            break;
         }
+        std::thread::sleep(Duration::from_millis(extra_ms[i % extra_ms.len()]));
+        if child.try_wait().expect("wait").is_some() {
+            break; // finished in the extra time: nothing left to interrupt
+        }
+        child.kill().expect("kill -9");
+        child.wait().expect("reap");
+        landed += 1;
     }
     let status = spawn_run(file).wait().expect("final run");
     assert!(status.success(), "the resumed run failed: {status:?}");
-    killed
+    landed
+}
+
+/// Records the manifests of a backup's topic account for (what the storage sink committed).
+fn committed_in_backup(dir: &Path, topic: &str) -> u64 {
+    let Ok(parts) = std::fs::read_dir(dir.join("topics").join(topic)) else {
+        return 0;
+    };
+    parts
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .flat_map(|e| std::fs::read_dir(e.path()).into_iter().flatten().flatten())
+        .filter(|f| f.path().extension().is_some_and(|x| x == "json"))
+        .filter_map(|f| std::fs::read(f.path()).ok())
+        .filter_map(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .filter_map(|m| m["record_count"].as_u64())
+        .sum()
+}
+
+/// The sum of a checkpoint's next offsets (what a restore committed), 0 before the first.
+fn committed_in_checkpoint(path: &Path) -> u64 {
+    std::fs::read(path)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|c| {
+            c["offsets"].as_object().map(|topics| {
+                topics
+                    .values()
+                    .filter_map(|parts| parts.as_object())
+                    .flat_map(|parts| parts.values())
+                    .filter_map(|o| o.as_u64())
+                    .sum()
+            })
+        })
+        .unwrap_or(0)
 }
 
 fn by_partition(dump: &[DumpedRecord]) -> BTreeMap<i32, Vec<DumpedRecord>> {
@@ -96,7 +159,9 @@ fn assert_manifests_contiguous(dir: &Path, topic: &str, expect_records: u64) {
 
 #[test]
 fn killed_backup_and_restore_resume_exactly_once() {
-    let env = env();
+    let Some(env) = ferry_testkit::env_or_skip() else {
+        return;
+    };
     let topic = unique("crash");
     create_topic(&env, &topic, 3);
     let per_partition = 6000;
@@ -160,10 +225,12 @@ delivery:
         ),
     )
     .unwrap();
-    let killed = run_with_kills(&backup_yaml, &[150, 300, 500, 800]);
+    let killed = run_with_kills(&backup_yaml, 4, &[0, 15, 40, 5], || {
+        committed_in_backup(&backup, &topic)
+    });
     assert!(
-        killed >= 1,
-        "the backup finished before any kill: make it slower"
+        killed >= 2,
+        "only {killed} kill(s) landed after a commit and before the backup finished: make it slower"
     );
     assert_manifests_contiguous(&backup, &topic, total);
 
@@ -197,10 +264,13 @@ delivery:
         ),
     )
     .unwrap();
-    let killed = run_with_kills(&restore_yaml, &[80, 160, 260, 400, 600]);
+    let checkpoint = state.join("checkpoints").join("crash-restore.json");
+    let killed = run_with_kills(&restore_yaml, 5, &[0, 10, 25, 3, 50], || {
+        committed_in_checkpoint(&checkpoint)
+    });
     assert!(
-        killed >= 1,
-        "the restore finished before any kill: make it slower"
+        killed >= 2,
+        "only {killed} kill(s) landed after a checkpoint and before the restore finished: make it slower"
     );
 
     let original = by_partition(&dump_topic(&env, &env.kafka, &topic));

@@ -5,9 +5,9 @@
 
 use bytes::{Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use ferry_core::Header;
 use ferry_kafka::batch::build_batch;
 use ferry_kafka::{decode_batches, scan_batches, verify_batches, Compression, ProduceRecord};
+use ferry_model::Header;
 use std::sync::Arc;
 
 /// 10 batches x 1000 records of ~1 KiB semi-random text (compressible like real JSON).

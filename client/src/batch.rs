@@ -6,7 +6,7 @@
 
 use crate::error::{ClientError, Result};
 use bytes::{BufMut, Bytes, BytesMut};
-use ferry_core::{Header, ProducerInfo, RawBatches, RawDecoder, Record, TimestampType};
+use ferry_model::{Header, ProducerInfo, RawBatches, RawDecoder, Record, TimestampType};
 use kafka_protocol::compression::Compressor;
 use kafka_protocol::records::Compression;
 use std::sync::Arc;
@@ -665,8 +665,9 @@ impl RawDecoder for BatchDecoder {
         topic: &Arc<str>,
         partition: i32,
         raw: &RawBatches,
-    ) -> std::result::Result<Vec<Record>, ferry_core::Error> {
-        decode_batches(&raw.bytes, topic, partition).map_err(Into::into)
+    ) -> std::result::Result<Vec<Record>, ferry_model::Error> {
+        decode_batches(&raw.bytes, topic, partition)
+            .map_err(|e| ferry_model::Error::decode("kafka", e))
     }
 }
 

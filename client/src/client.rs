@@ -3,8 +3,9 @@
 use crate::batch::{scan_batches, FetchedBatches};
 use crate::conn::{BrokerHandle, ConnConfig, Connection};
 use crate::error::{ClientError, KafkaCode, Result};
+use crate::retry::RetryPolicy;
 use crate::security::{build_tls, SaslConfig, TlsConfig};
-use ferry_core::AbortedTxn;
+use ferry_model::AbortedTxn;
 use futures::future::join_all;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
@@ -29,6 +30,10 @@ pub struct ClientConfig {
     pub client_id: String,
     /// How long to wait for any response (Fetch waits this plus its `max_wait_ms`).
     pub request_timeout: Duration,
+    /// How long to wait for a TCP connection (and the TLS handshake) to a broker.
+    pub connect_timeout: Duration,
+    /// How every retry loop of the client waits and when it gives up.
+    pub retry: RetryPolicy,
     /// TLS, when the listener needs it.
     pub tls: Option<TlsConfig>,
     /// SASL credentials, when the listener needs them.
@@ -41,6 +46,8 @@ impl Default for ClientConfig {
             bootstrap: Vec::new(),
             client_id: "ferry".to_string(),
             request_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+            retry: RetryPolicy::default(),
             tls: None,
             sasl: None,
         }
@@ -215,9 +222,35 @@ pub struct FetchedPartition {
     pub data: Option<FetchedBatches>,
 }
 
+/// A topic's metadata and the generation it was fetched in.
+pub(crate) struct CachedTopic {
+    pub meta: TopicMetadata,
+    pub generation: u64,
+}
+
+impl FetchedPartition {
+    /// An answer without data or offsets, with `error`.
+    pub fn empty(topic: &str, partition: i32, error: Option<KafkaCode>) -> Self {
+        FetchedPartition {
+            topic: topic.to_string(),
+            partition,
+            error,
+            high_watermark: -1,
+            last_stable_offset: -1,
+            log_start_offset: -1,
+            aborted: Vec::new(),
+            data: None,
+        }
+    }
+}
+
 pub(crate) struct Cache {
     pub brokers: HashMap<i32, String>,
-    pub topics: HashMap<String, TopicMetadata>,
+    /// Topics by name. A retry loop drops only the topics its errors were about, and only
+    /// if the entry is still the generation it used: a concurrent refresh is not thrown away.
+    pub topics: HashMap<String, CachedTopic>,
+    /// Incremented by every metadata answer stored.
+    pub generation: u64,
     pub by_id: HashMap<Uuid, String>,
     pub controller: i32,
 }
@@ -247,14 +280,6 @@ impl std::fmt::Debug for Client {
     }
 }
 
-/// Attempts for one operation before its last error is returned.
-pub(crate) const MAX_ATTEMPTS: u32 = 6;
-
-pub(crate) fn backoff(attempt: u32) -> Duration {
-    let base = 100u64.saturating_mul(1 << attempt.min(4)).min(1500);
-    Duration::from_millis(base + rand::random::<u64>() % (base / 4 + 1))
-}
-
 pub(crate) fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
     l.read().unwrap_or_else(|p| p.into_inner())
 }
@@ -274,7 +299,9 @@ impl Client {
     /// Builds a client and checks that a bootstrap broker answers (fetching cluster metadata).
     pub async fn connect(config: ClientConfig) -> Result<Client> {
         let client = Self::new(config)?;
-        client.metadata(None).await?;
+        // One try through the bootstrap list, no retry loop: a cluster unreachable at start
+        // is reported within the connect timeout.
+        client.metadata_once(None).await?;
         Ok(client)
     }
 
@@ -283,11 +310,13 @@ impl Client {
         if config.bootstrap.is_empty() {
             return Err(ClientError::Config("no bootstrap brokers given".into()));
         }
+        config.retry.validate().map_err(ClientError::Config)?;
         let tls = config.tls.as_ref().map(build_tls).transpose()?;
         let conn_cfg = Arc::new(ConnConfig {
             client_id: StrBytes::from_string(config.client_id.clone()),
             request_timeout: config.request_timeout,
-            connect_timeout: config.request_timeout.min(Duration::from_secs(10)),
+            connect_timeout: config.connect_timeout,
+            retry: config.retry.clone(),
             tls,
             sasl: config.sasl.clone(),
         });
@@ -306,6 +335,7 @@ impl Client {
                     brokers: HashMap::new(),
                     topics: HashMap::new(),
                     by_id: HashMap::new(),
+                    generation: 0,
                     controller: -1,
                 }),
                 refresh: tokio::sync::Mutex::new(()),
@@ -390,40 +420,69 @@ impl Client {
         Err(last.unwrap_or_else(|| ClientError::Config("no brokers".into())))
     }
 
-    /// Runs `op` until it succeeds, fails with a non-retriable error, or attempts run out.
-    /// Retriable errors back off; errors that mean stale metadata drop the cache first.
+    /// Runs `op` until it succeeds, fails with a non-retriable error, or the retry policy
+    /// gives up. Errors that mean the cluster changed refresh the broker list and controller
+    /// (a metadata request for no topics) before the next try; the topic cache is kept.
     pub(crate) async fn retry<T, F, Fut>(&self, what: &str, mut op: F) -> Result<T>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T>>,
     {
-        let mut attempt = 0;
+        let mut backoff = self.inner.cfg.retry.start();
         loop {
-            match op().await {
+            let e = match op().await {
                 Ok(v) => return Ok(v),
-                Err(e) if e.is_retriable() && attempt + 1 < MAX_ATTEMPTS => {
-                    debug!(what, attempt, error = %e, "retrying");
-                    if e.is_network()
-                        || e.code().is_some_and(|c| c.needs_metadata_refresh())
-                        || matches!(e, ClientError::Metadata(_))
-                    {
-                        self.invalidate_metadata();
-                    }
-                    tokio::time::sleep(backoff(attempt)).await;
-                    attempt += 1;
-                }
+                Err(e) if e.is_retriable() => e,
                 Err(e) => return Err(e),
+            };
+            let Some(delay) = backoff.next_delay() else {
+                return Err(e);
+            };
+            debug!(what, failures = backoff.failures(), ?delay, error = %e, "retrying");
+            if e.code().is_some_and(|c| c.needs_metadata_refresh())
+                || matches!(e, ClientError::Metadata(_))
+            {
+                self.refresh_brokers().await;
             }
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// Asks any broker for the broker list and controller (no topics), best effort.
+    async fn refresh_brokers(&self) {
+        if let Err(e) = self.metadata_once(Some(&[])).await {
+            debug!(error = %e, "refreshing the broker list failed");
         }
     }
 
     // -----------------------------------------------------------------------------------------
     // Metadata
 
-    /// Forgets cached topic metadata so the next lookup asks the cluster again.
+    /// Forgets all cached topic metadata so the next lookup asks the cluster again.
     pub fn invalidate_metadata(&self) {
         let mut c = write(&self.inner.cache);
         c.topics.clear();
+    }
+
+    /// Forgets `topic`'s cached metadata if it is still of `generation` (or older): the
+    /// generation a failed request was routed with. A newer entry, stored by a refresh since,
+    /// stays.
+    pub fn invalidate_topic(&self, topic: &str, generation: u64) {
+        let mut c = write(&self.inner.cache);
+        if c.topics
+            .get(topic)
+            .is_some_and(|t| t.generation <= generation)
+        {
+            c.topics.remove(topic);
+        }
+    }
+
+    /// The generation of `topic`'s cached metadata, `None` when it is not cached.
+    pub fn metadata_generation(&self, topic: &str) -> Option<u64> {
+        read(&self.inner.cache)
+            .topics
+            .get(topic)
+            .map(|t| t.generation)
     }
 
     /// Fetches cluster metadata for `topics` (all topics when `None`) and refreshes the cache.
@@ -448,6 +507,7 @@ impl Client {
             req.allow_auto_topic_creation = false;
         }
         let resp = conn.send(&req, v).await?;
+        conn.throttle(resp.throttle_time_ms);
         if let Some(code) = KafkaCode::from_code(resp.error_code) {
             return Err(ClientError::kafka("Metadata", "", code, None).with_addr(conn.addr()));
         }
@@ -504,6 +564,8 @@ impl Client {
                 .collect();
         }
         c.controller = md.controller_id;
+        c.generation += 1;
+        let generation = c.generation;
         if all_topics {
             c.topics.clear();
             c.by_id.clear();
@@ -519,7 +581,13 @@ impl Client {
                     if let Some(id) = t.id {
                         c.by_id.insert(id, t.name.clone());
                     }
-                    c.topics.insert(t.name.clone(), t.clone());
+                    c.topics.insert(
+                        t.name.clone(),
+                        CachedTopic {
+                            meta: t.clone(),
+                            generation,
+                        },
+                    );
                 }
             }
         }
@@ -527,17 +595,30 @@ impl Client {
 
     /// Cached metadata of `topic`, fetched when missing.
     pub(crate) async fn topic_meta(&self, topic: &str) -> Result<TopicMetadata> {
-        if let Some(t) = read(&self.inner.cache).topics.get(topic) {
-            return Ok(t.clone());
+        Ok(self.topic_meta_gen(topic).await?.0)
+    }
+
+    fn cached_topic(&self, topic: &str) -> Option<(TopicMetadata, u64)> {
+        read(&self.inner.cache)
+            .topics
+            .get(topic)
+            .map(|t| (t.meta.clone(), t.generation))
+    }
+
+    /// Cached metadata of `topic` and its generation, fetched when missing.
+    pub(crate) async fn topic_meta_gen(&self, topic: &str) -> Result<(TopicMetadata, u64)> {
+        if let Some(t) = self.cached_topic(topic) {
+            return Ok(t);
         }
         let _guard = self.inner.refresh.lock().await;
         // Another task may have refreshed while this one waited.
-        if let Some(t) = read(&self.inner.cache).topics.get(topic) {
-            return Ok(t.clone());
+        if let Some(t) = self.cached_topic(topic) {
+            return Ok(t);
         }
         let md = self.metadata_once(Some(&[topic.to_string()])).await?;
+        let generation = read(&self.inner.cache).generation;
         match md.topic(topic) {
-            Some(t) if t.error.is_none() || !t.partitions.is_empty() => Ok(t.clone()),
+            Some(t) if t.error.is_none() || !t.partitions.is_empty() => Ok((t.clone(), generation)),
             Some(t) => Err(ClientError::kafka(
                 "Metadata",
                 topic,
@@ -555,7 +636,12 @@ impl Client {
 
     /// Leader broker id of `topic`/`partition`.
     pub(crate) async fn leader(&self, topic: &str, partition: i32) -> Result<i32> {
-        let t = self.topic_meta(topic).await?;
+        Ok(self.leader_gen(topic, partition).await?.0)
+    }
+
+    /// Leader broker id of `topic`/`partition` and the metadata generation it came from.
+    pub(crate) async fn leader_gen(&self, topic: &str, partition: i32) -> Result<(i32, u64)> {
+        let (t, generation) = self.topic_meta_gen(topic).await?;
         let p = t
             .partitions
             .iter()
@@ -569,6 +655,8 @@ impl Client {
                 )
             })?;
         if p.leader < 0 {
+            // No leader right now (an election): ask again on the next lookup.
+            self.invalidate_topic(topic, generation);
             return Err(ClientError::kafka(
                 "Metadata",
                 format!("{topic}/{partition}"),
@@ -576,7 +664,7 @@ impl Client {
                 None,
             ));
         }
-        Ok(p.leader)
+        Ok((p.leader, generation))
     }
 
     /// Topic id of `topic` (`None` if the cluster has no topic ids).
@@ -595,17 +683,35 @@ impl Client {
         &self,
         items: &[T],
         key: impl Fn(&T) -> (&str, i32),
-    ) -> (BTreeMap<i32, Vec<T>>, Vec<(T, ClientError)>) {
-        let mut groups: BTreeMap<i32, Vec<T>> = BTreeMap::new();
-        let mut failed = Vec::new();
+    ) -> Routing<T> {
+        let mut routing = Routing {
+            groups: BTreeMap::new(),
+            failed: Vec::new(),
+            seen: HashMap::new(),
+        };
         for it in items {
             let (t, p) = key(it);
-            match self.leader(t, p).await {
-                Ok(l) => groups.entry(l).or_default().push(it.clone()),
-                Err(e) => failed.push((it.clone(), e)),
+            match self.leader_gen(t, p).await {
+                Ok((l, generation)) => {
+                    routing.seen.insert(t.to_string(), generation);
+                    routing.groups.entry(l).or_default().push(it.clone());
+                }
+                Err(e) => routing.failed.push((it.clone(), e)),
             }
         }
-        (groups, failed)
+        routing
+    }
+
+    /// Drops the cached metadata of `topics` that a round routed with `seen` generations
+    /// (topics it could not route at all are dropped whatever their generation).
+    fn invalidate_routed<'a>(
+        &self,
+        topics: impl IntoIterator<Item = &'a str>,
+        seen: &HashMap<String, u64>,
+    ) {
+        for t in topics {
+            self.invalidate_topic(t, seen.get(t).copied().unwrap_or(u64::MAX));
+        }
     }
 
     // -----------------------------------------------------------------------------------------
@@ -621,13 +727,16 @@ impl Client {
     ) -> Result<BTreeMap<i32, i64>> {
         let mut out = BTreeMap::new();
         let mut todo: Vec<i32> = partitions.to_vec();
-        let mut attempt = 0;
+        let mut backoff = self.inner.cfg.retry.start();
         loop {
             let items: Vec<(String, i32)> = todo.iter().map(|p| (topic.to_string(), *p)).collect();
-            let (groups, failed) = self.by_leader(&items, |(t, p)| (t.as_str(), *p)).await;
-            let mut retry: Vec<(i32, ClientError)> =
-                failed.into_iter().map(|((_, p), e)| (p, e)).collect();
-            let futs = groups.into_iter().map(|(leader, items)| {
+            let routing = self.by_leader(&items, |(t, p)| (t.as_str(), *p)).await;
+            let mut retry: Vec<(i32, ClientError)> = routing
+                .failed
+                .into_iter()
+                .map(|((_, p), e)| (p, e))
+                .collect();
+            let futs = routing.groups.into_iter().map(|(leader, items)| {
                 let parts: Vec<i32> = items.iter().map(|(_, p)| *p).collect();
                 async move {
                     (
@@ -663,13 +772,13 @@ impl Client {
             if let Some((_, e)) = retry.iter().find(|(_, e)| !e.is_retriable()) {
                 return Err(clone_err(e));
             }
-            attempt += 1;
-            if attempt >= MAX_ATTEMPTS {
+            let Some(delay) = backoff.next_delay() else {
                 let (_, e) = retry.swap_remove(0);
                 return Err(e);
-            }
-            self.invalidate_metadata();
-            tokio::time::sleep(backoff(attempt)).await;
+            };
+            debug!(topic, partitions = retry.len(), ?delay, error = %retry[0].1, "list offsets retry");
+            self.invalidate_routed([topic], &routing.seen);
+            tokio::time::sleep(delay).await;
             todo = retry.into_iter().map(|(p, _)| p).collect();
         }
     }
@@ -705,6 +814,7 @@ impl Client {
                         .collect(),
                 )]);
         let resp = conn.send(&req, v).await?;
+        conn.throttle(resp.throttle_time_ms);
         let mut out = Vec::new();
         for t in resp.topics {
             for p in t.partitions {
@@ -750,49 +860,29 @@ impl Client {
     ) -> Result<Vec<FetchedPartition>> {
         let mut done: HashMap<(String, i32), FetchedPartition> = HashMap::new();
         let mut todo: Vec<FetchRequestPartition> = requests.to_vec();
-        let mut attempt = 0u32;
+        let mut backoff = self.inner.cfg.retry.start();
         loop {
-            let (groups, failed) = self
+            let routing = self
                 .by_leader(&todo, |r| (r.topic.as_str(), r.partition))
                 .await;
-            let mut retry: Vec<(FetchRequestPartition, Option<KafkaCode>, ClientError)> =
-                Vec::new();
-            for (r, e) in failed {
+            let mut retry: Vec<FetchRetry> = Vec::new();
+            for (r, e) in routing.failed {
                 if !e.is_retriable() {
                     return Err(e);
                 }
                 let code = e.code();
                 retry.push((r, code, e));
             }
-            let futs = groups.into_iter().map(|(leader, parts)| async move {
-                let res = self.fetch_leader(leader, &parts, opts).await;
-                (parts, res)
-            });
+            let futs = routing
+                .groups
+                .into_iter()
+                .map(|(leader, parts)| async move {
+                    let res = self.fetch_leader(leader, &parts, opts).await;
+                    (parts, res)
+                });
             for (parts, res) in join_all(futs).await {
                 match res {
-                    Ok(results) => {
-                        for (req, fp) in parts.into_iter().zip(results) {
-                            match fp.error {
-                                Some(code)
-                                    if code.needs_metadata_refresh()
-                                        || code == KafkaCode::REQUEST_TIMED_OUT =>
-                                {
-                                    let e = ClientError::kafka(
-                                        "Fetch",
-                                        format!("{}/{}", req.topic, req.partition),
-                                        code,
-                                        None,
-                                    );
-                                    // Keep the answer: if retries run out it is reported as is.
-                                    done.insert((req.topic.clone(), req.partition), fp);
-                                    retry.push((req, Some(code), e));
-                                }
-                                _ => {
-                                    done.insert((req.topic.clone(), req.partition), fp);
-                                }
-                            }
-                        }
-                    }
+                    Ok(results) => sort_fetch_answers(parts, results, &mut done, &mut retry),
                     Err(e) if e.is_retriable() => {
                         let msg = e.to_string();
                         for r in parts {
@@ -802,54 +892,28 @@ impl Client {
                     Err(e) => return Err(e),
                 }
             }
-            attempt += 1;
-            if retry.is_empty() || attempt >= MAX_ATTEMPTS.min(4) {
-                let mut network = None;
-                for (r, code, e) in retry {
-                    match code {
-                        // Retries ran out: report the partition's last error code.
-                        Some(code) => {
-                            done.entry((r.topic.clone(), r.partition))
-                                .or_insert_with(|| FetchedPartition {
-                                    topic: r.topic.clone(),
-                                    partition: r.partition,
-                                    error: Some(code),
-                                    high_watermark: -1,
-                                    last_stable_offset: -1,
-                                    log_start_offset: -1,
-                                    aborted: Vec::new(),
-                                    data: None,
-                                });
-                        }
-                        None => network = Some(e),
-                    }
-                }
-                if let Some(e) = network {
-                    return Err(e);
-                }
+            if retry.is_empty() {
                 break;
             }
+            let Some(delay) = backoff.next_delay() else {
+                give_up_fetch(retry, &mut done)?;
+                break;
+            };
             for (r, _, e) in &retry {
-                debug!(topic = %r.topic, partition = r.partition, error = %e, "fetch retry");
+                debug!(topic = %r.topic, partition = r.partition, error = %e, ?delay, "fetch retry");
             }
-            self.invalidate_metadata();
-            tokio::time::sleep(backoff(attempt - 1)).await;
+            self.invalidate_routed(
+                retry.iter().map(|(r, _, _)| r.topic.as_str()),
+                &routing.seen,
+            );
+            tokio::time::sleep(delay).await;
             todo = retry.into_iter().map(|(r, _, _)| r).collect();
         }
         Ok(requests
             .iter()
             .map(|r| {
                 done.remove(&(r.topic.clone(), r.partition))
-                    .unwrap_or_else(|| FetchedPartition {
-                        topic: r.topic.clone(),
-                        partition: r.partition,
-                        error: None,
-                        high_watermark: -1,
-                        last_stable_offset: -1,
-                        log_start_offset: -1,
-                        aborted: Vec::new(),
-                        data: None,
-                    })
+                    .unwrap_or_else(|| FetchedPartition::empty(&r.topic, r.partition, None))
             })
             .collect())
     }
@@ -862,8 +926,31 @@ impl Client {
         opts: &FetchOptions,
     ) -> Result<Vec<FetchedPartition>> {
         let conn = self.conn(leader).await?;
-        let mut v = conn.version(ApiKey::Fetch)?;
-        // Topic ids (Fetch v13+) need an id for every topic in the request.
+        let (ids, v) = self
+            .fetch_topic_ids(parts, conn.version(ApiKey::Fetch)?)
+            .await?;
+        let req = build_fetch_request(parts, opts, &ids, v);
+        let timeout =
+            self.inner.cfg.request_timeout + Duration::from_millis(opts.max_wait_ms.max(0) as u64);
+        let body = conn.send_raw_timeout(&req, v, timeout).await?;
+        let resp = crate::wire::decode_fetch_response(body, v).map_err(|message| {
+            ClientError::Protocol {
+                addr: conn.addr().to_string(),
+                api: "Fetch".into(),
+                message: format!("decoding v{v} response: {message}"),
+            }
+        })?;
+        conn.throttle(resp.throttle_time_ms);
+        Ok(fetch_answers(resp, v, &ids, parts, conn.addr()))
+    }
+
+    /// Topic ids of the topics in `parts` for Fetch v13+, and the version to use: v12 at
+    /// most when a topic has no id (an older cluster).
+    async fn fetch_topic_ids(
+        &self,
+        parts: &[FetchRequestPartition],
+        mut v: i16,
+    ) -> Result<(HashMap<String, Uuid>, i16)> {
         let mut ids: HashMap<String, Uuid> = HashMap::new();
         for r in parts {
             if !ids.contains_key(&r.topic) {
@@ -875,120 +962,132 @@ impl Client {
                 }
             }
         }
-        let mut topics: Vec<FetchTopic> = Vec::new();
-        for r in parts {
-            let fp = FetchPartition::default()
-                .with_partition(r.partition)
-                .with_fetch_offset(r.offset)
-                .with_current_leader_epoch(-1)
-                .with_last_fetched_epoch(-1)
-                .with_log_start_offset(-1)
-                .with_partition_max_bytes(opts.partition_max_bytes);
-            match topics.iter_mut().find(|t| t.topic.0.as_str() == r.topic) {
-                Some(t) => t.partitions.push(fp),
-                None => {
-                    let mut t = FetchTopic::default()
-                        .with_topic(topic_name(&r.topic))
-                        .with_partitions(vec![fp]);
-                    if v >= 13 {
-                        t.topic_id = ids.get(&r.topic).copied().unwrap_or_default();
-                    }
-                    topics.push(t);
-                }
-            }
-        }
-        let req = FetchRequest::default()
-            .with_replica_id(BrokerId(-1))
-            .with_max_wait_ms(opts.max_wait_ms)
-            .with_min_bytes(opts.min_bytes)
-            .with_max_bytes(opts.max_bytes)
-            .with_isolation_level(match opts.isolation {
-                Isolation::ReadUncommitted => 0,
-                Isolation::ReadCommitted => 1,
-            })
-            .with_session_id(0)
-            .with_session_epoch(-1)
-            .with_topics(topics);
-        let timeout =
-            self.inner.cfg.request_timeout + Duration::from_millis(opts.max_wait_ms.max(0) as u64);
-        let body = conn.send_raw_timeout(&req, v, timeout).await?;
-        let resp = crate::wire::decode_fetch_response(body, v).map_err(|message| {
-            ClientError::Protocol {
-                addr: conn.addr().to_string(),
-                api: "Fetch".into(),
-                message: format!("decoding v{v} response: {message}"),
-            }
-        })?;
-        let top_error = KafkaCode::from_code(resp.error_code);
-        let by_id: HashMap<Uuid, &String> = ids.iter().map(|(n, i)| (*i, n)).collect();
-        let mut answers: HashMap<(String, i32), FetchedPartition> = HashMap::new();
-        for t in resp.topics {
-            let name = if v >= 13 {
-                match by_id.get(&t.topic_id) {
-                    Some(n) => (*n).clone(),
-                    None => {
-                        warn!(broker = conn.addr(), topic_id = %t.topic_id, "fetch answer for a topic id not asked for");
-                        continue;
-                    }
-                }
-            } else {
-                t.name
-            };
-            for p in t.partitions {
-                let mut error = KafkaCode::from_code(p.error_code);
-                let data = match &p.records {
-                    Some(bytes) if !bytes.is_empty() => match scan_batches(bytes) {
-                        Ok(d) => d,
-                        Err(e) => {
-                            warn!(broker = conn.addr(), topic = %name, partition = p.partition, error = %e, "corrupt fetch data");
-                            error.get_or_insert(KafkaCode::CORRUPT_MESSAGE);
-                            None
-                        }
-                    },
-                    _ => None,
-                };
-                let aborted = p
-                    .aborted
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|(producer_id, first_offset)| AbortedTxn {
-                        producer_id,
-                        first_offset,
-                    })
-                    .collect();
-                answers.insert(
-                    (name.clone(), p.partition),
-                    FetchedPartition {
-                        topic: name.clone(),
-                        partition: p.partition,
-                        error,
-                        high_watermark: p.high_watermark,
-                        last_stable_offset: p.last_stable_offset,
-                        log_start_offset: p.log_start_offset,
-                        aborted,
-                        data,
-                    },
-                );
-            }
-        }
-        Ok(parts
-            .iter()
-            .map(|r| {
-                answers
-                    .remove(&(r.topic.clone(), r.partition))
-                    .unwrap_or_else(|| FetchedPartition {
-                        topic: r.topic.clone(),
-                        partition: r.partition,
-                        error: top_error,
-                        high_watermark: -1,
-                        last_stable_offset: -1,
-                        log_start_offset: -1,
-                        aborted: Vec::new(),
-                        data: None,
-                    })
-            })
-            .collect())
+        Ok((ids, v))
     }
+}
+
+/// The Fetch request of `version` for `parts` (partitions grouped by topic, in order; topic
+/// ids from `ids` for v13+). Sessions are not used: every request names every partition.
+pub(crate) fn build_fetch_request(
+    parts: &[FetchRequestPartition],
+    opts: &FetchOptions,
+    ids: &HashMap<String, Uuid>,
+    version: i16,
+) -> FetchRequest {
+    let mut topics: Vec<FetchTopic> = Vec::new();
+    for r in parts {
+        let fp = FetchPartition::default()
+            .with_partition(r.partition)
+            .with_fetch_offset(r.offset)
+            .with_current_leader_epoch(-1)
+            .with_last_fetched_epoch(-1)
+            .with_log_start_offset(-1)
+            .with_partition_max_bytes(opts.partition_max_bytes);
+        match topics.iter_mut().find(|t| t.topic.0.as_str() == r.topic) {
+            Some(t) => t.partitions.push(fp),
+            None => {
+                let mut t = FetchTopic::default()
+                    .with_topic(topic_name(&r.topic))
+                    .with_partitions(vec![fp]);
+                if version >= 13 {
+                    t.topic_id = ids.get(&r.topic).copied().unwrap_or_default();
+                }
+                topics.push(t);
+            }
+        }
+    }
+    FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(opts.max_wait_ms)
+        .with_min_bytes(opts.min_bytes)
+        .with_max_bytes(opts.max_bytes)
+        .with_isolation_level(match opts.isolation {
+            Isolation::ReadUncommitted => 0,
+            Isolation::ReadCommitted => 1,
+        })
+        .with_session_id(0)
+        .with_session_epoch(-1)
+        .with_topics(topics)
+}
+
+/// One partition of a Fetch response as [`FetchedPartition`]: whole batches scanned (a
+/// corrupt one becomes CORRUPT_MESSAGE), aborted transactions listed.
+fn fetched_partition(
+    topic: &str,
+    p: crate::wire::FetchPartitionResponse,
+    addr: &str,
+) -> FetchedPartition {
+    let mut error = KafkaCode::from_code(p.error_code);
+    let data = match &p.records {
+        Some(bytes) if !bytes.is_empty() => match scan_batches(bytes) {
+            Ok(d) => d,
+            Err(e) => {
+                warn!(broker = addr, topic, partition = p.partition, error = %e, "corrupt fetch data");
+                error.get_or_insert(KafkaCode::CORRUPT_MESSAGE);
+                None
+            }
+        },
+        _ => None,
+    };
+    let aborted = p
+        .aborted
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(producer_id, first_offset)| AbortedTxn {
+            producer_id,
+            first_offset,
+        })
+        .collect();
+    FetchedPartition {
+        topic: topic.to_string(),
+        partition: p.partition,
+        error,
+        high_watermark: p.high_watermark,
+        last_stable_offset: p.last_stable_offset,
+        log_start_offset: p.log_start_offset,
+        aborted,
+        data,
+    }
+}
+
+/// The answers of a decoded Fetch response for `parts`, in `parts` order. Topics are named
+/// by id for v13+ (an id not asked for is skipped); a partition the broker left out gets the
+/// response's top-level error.
+pub(crate) fn fetch_answers(
+    resp: crate::wire::FetchResponseData,
+    version: i16,
+    ids: &HashMap<String, Uuid>,
+    parts: &[FetchRequestPartition],
+    addr: &str,
+) -> Vec<FetchedPartition> {
+    let top_error = KafkaCode::from_code(resp.error_code);
+    let by_id: HashMap<Uuid, &String> = ids.iter().map(|(n, i)| (*i, n)).collect();
+    let mut answers: HashMap<(String, i32), FetchedPartition> = HashMap::new();
+    for t in resp.topics {
+        let name = if version >= 13 {
+            match by_id.get(&t.topic_id) {
+                Some(n) => (*n).clone(),
+                None => {
+                    warn!(broker = addr, topic_id = %t.topic_id, "fetch answer for a topic id not asked for");
+                    continue;
+                }
+            }
+        } else {
+            t.name
+        };
+        for p in t.partitions {
+            let fp = fetched_partition(&name, p, addr);
+            answers.insert((name.clone(), fp.partition), fp);
+        }
+    }
+    parts
+        .iter()
+        .map(|r| {
+            answers
+                .remove(&(r.topic.clone(), r.partition))
+                .unwrap_or_else(|| FetchedPartition::empty(&r.topic, r.partition, top_error))
+        })
+        .collect()
 }
 
 /// `host:port`, with brackets for IPv6 hosts.
@@ -998,6 +1097,69 @@ pub(crate) fn format_addr(host: &str, port: i32) -> String {
     } else {
         format!("{host}:{port}")
     }
+}
+
+/// A partition to fetch again, the error code its leader answered (`None`: the request
+/// failed as a whole) and the error to report if retries run out.
+type FetchRetry = (FetchRequestPartition, Option<KafkaCode>, ClientError);
+
+/// Files one leader's answers: done, or to be retried after a metadata refresh (leader
+/// moved, epoch fenced or unknown, request timed out on the broker).
+fn sort_fetch_answers(
+    parts: Vec<FetchRequestPartition>,
+    results: Vec<FetchedPartition>,
+    done: &mut HashMap<(String, i32), FetchedPartition>,
+    retry: &mut Vec<FetchRetry>,
+) {
+    for (req, fp) in parts.into_iter().zip(results) {
+        let key = (req.topic.clone(), req.partition);
+        match fp.error {
+            Some(code) if code.needs_metadata_refresh() || code == KafkaCode::REQUEST_TIMED_OUT => {
+                let e = ClientError::kafka(
+                    "Fetch",
+                    format!("{}/{}", req.topic, req.partition),
+                    code,
+                    None,
+                );
+                // Keep the answer: if retries run out it is reported as is.
+                done.insert(key, fp);
+                retry.push((req, Some(code), e));
+            }
+            _ => {
+                done.insert(key, fp);
+            }
+        }
+    }
+}
+
+/// Retries ran out: partitions whose leader answered with an error code report it in
+/// their answer; a request that failed as a whole (network) is the error.
+fn give_up_fetch(
+    retry: Vec<FetchRetry>,
+    done: &mut HashMap<(String, i32), FetchedPartition>,
+) -> Result<()> {
+    let mut network = None;
+    for (r, code, e) in retry {
+        match code {
+            Some(code) => {
+                done.entry((r.topic.clone(), r.partition))
+                    .or_insert_with(|| FetchedPartition::empty(&r.topic, r.partition, Some(code)));
+            }
+            None => network = Some(e),
+        }
+    }
+    match network {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Items grouped by the leader of their partition, what could not be routed, and the
+/// metadata generation each topic was routed with.
+struct Routing<T> {
+    groups: BTreeMap<i32, Vec<T>>,
+    failed: Vec<(T, ClientError)>,
+    seen: HashMap<String, u64>,
 }
 
 /// A copy of an error for reporting (errors are not `Clone` because of `io::Error`).
@@ -1017,5 +1179,134 @@ pub(crate) fn clone_err(e: &ClientError) -> ClientError {
             message: message.clone(),
         },
         other => ClientError::Metadata(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Request building and response handling of Fetch, without a broker.
+
+    use super::*;
+    use crate::batch::{build_batch, ProduceRecord};
+    use crate::wire::{FetchPartitionResponse, FetchResponseData, FetchTopicResponse};
+    use bytes::Bytes;
+    use kafka_protocol::records::Compression;
+
+    fn part(topic: &str, partition: i32, offset: i64) -> FetchRequestPartition {
+        FetchRequestPartition {
+            topic: topic.into(),
+            partition,
+            offset,
+        }
+    }
+
+    fn answer(partition: i32, error_code: i16, records: Option<Bytes>) -> FetchPartitionResponse {
+        FetchPartitionResponse {
+            partition,
+            error_code,
+            high_watermark: 10,
+            last_stable_offset: 9,
+            log_start_offset: 1,
+            aborted: Some(vec![(7, 3)]),
+            records,
+        }
+    }
+
+    #[test]
+    fn fetch_request_groups_partitions_by_topic_and_names_ids_from_v13() {
+        let parts = [part("a", 0, 5), part("b", 1, 7), part("a", 2, 9)];
+        let id = Uuid::from_u128(42);
+        let ids = HashMap::from([("a".to_string(), id)]);
+        let opts = FetchOptions {
+            isolation: Isolation::ReadCommitted,
+            ..FetchOptions::default()
+        };
+        let req = build_fetch_request(&parts, &opts, &ids, 13);
+        assert_eq!(req.isolation_level, 1);
+        assert_eq!(req.max_wait_ms, opts.max_wait_ms);
+        assert_eq!(req.topics.len(), 2);
+        assert_eq!(req.topics[0].topic.0.as_str(), "a");
+        assert_eq!(req.topics[0].topic_id, id);
+        let a: Vec<(i32, i64)> = req.topics[0]
+            .partitions
+            .iter()
+            .map(|p| (p.partition, p.fetch_offset))
+            .collect();
+        assert_eq!(a, vec![(0, 5), (2, 9)]);
+        assert_eq!(req.topics[1].topic_id, Uuid::nil(), "b has no id");
+        // Before v13 no topic id is sent.
+        let req = build_fetch_request(&parts, &opts, &ids, 12);
+        assert_eq!(req.topics[0].topic_id, Uuid::nil());
+    }
+
+    #[test]
+    fn fetch_answers_come_back_in_request_order_with_the_top_error_for_missing_ones() {
+        let batch = build_batch(
+            3,
+            &[ProduceRecord {
+                value: Some(Bytes::from_static(b"v")),
+                ..ProduceRecord::default()
+            }],
+            Compression::None,
+            0,
+            None,
+        )
+        .unwrap();
+        let resp = FetchResponseData {
+            throttle_time_ms: 0,
+            error_code: KafkaCode::UNKNOWN_SERVER_ERROR.0,
+            topics: vec![FetchTopicResponse {
+                name: "a".into(),
+                topic_id: Uuid::nil(),
+                partitions: vec![
+                    answer(2, 0, Some(batch)),
+                    answer(0, KafkaCode::NOT_LEADER_OR_FOLLOWER.0, None),
+                ],
+            }],
+        };
+        let parts = [part("a", 0, 0), part("a", 2, 3), part("a", 5, 0)];
+        let got = fetch_answers(resp, 12, &HashMap::new(), &parts, "b:1");
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[0].error, Some(KafkaCode::NOT_LEADER_OR_FOLLOWER));
+        assert_eq!(got[1].partition, 2);
+        assert_eq!(got[1].error, None);
+        assert_eq!(got[1].high_watermark, 10);
+        assert_eq!(
+            got[1].aborted,
+            vec![AbortedTxn {
+                producer_id: 7,
+                first_offset: 3
+            }]
+        );
+        let d = got[1].data.as_ref().expect("the batch");
+        assert_eq!((d.first_offset, d.next_offset), (3, 4));
+        assert_eq!(got[2].error, Some(KafkaCode::UNKNOWN_SERVER_ERROR));
+        assert_eq!(got[2].high_watermark, -1);
+    }
+
+    #[test]
+    fn fetch_answers_name_topics_by_id_from_v13_and_flag_corrupt_data() {
+        let id = Uuid::from_u128(7);
+        let ids = HashMap::from([("a".to_string(), id)]);
+        let resp = FetchResponseData {
+            throttle_time_ms: 0,
+            error_code: 0,
+            topics: vec![
+                FetchTopicResponse {
+                    name: String::new(),
+                    topic_id: id,
+                    partitions: vec![answer(0, 0, Some(Bytes::from(vec![0u8; 80])))],
+                },
+                FetchTopicResponse {
+                    name: String::new(),
+                    topic_id: Uuid::from_u128(99),
+                    partitions: vec![answer(1, 0, None)],
+                },
+            ],
+        };
+        let got = fetch_answers(resp, 13, &ids, &[part("a", 0, 0)], "b:1");
+        assert_eq!(got[0].topic, "a");
+        assert_eq!(got[0].error, Some(KafkaCode::CORRUPT_MESSAGE));
+        assert!(got[0].data.is_none());
     }
 }

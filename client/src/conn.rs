@@ -4,6 +4,7 @@
 //! backoff, when it broke.
 
 use crate::error::{ClientError, KafkaCode, Result};
+use crate::retry::RetryPolicy;
 use crate::security::{self, SaslConfig};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
@@ -33,6 +34,8 @@ pub(crate) struct ConnConfig {
     pub client_id: StrBytes,
     pub request_timeout: Duration,
     pub connect_timeout: Duration,
+    /// Delays between dials of a broker that could not be reached.
+    pub retry: RetryPolicy,
     pub tls: Option<Arc<rustls::ClientConfig>>,
     pub sasl: Option<SaslConfig>,
 }
@@ -65,6 +68,8 @@ pub(crate) struct Connection {
     request_timeout: Duration,
     /// Highest version per API key usable with this broker (both sides support it).
     versions: OnceLock<HashMap<i16, i16>>,
+    /// Until when the broker asked (throttle_time_ms, a quota) not to be sent requests.
+    throttled_until: Mutex<Option<Instant>>,
 }
 
 fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
@@ -243,12 +248,41 @@ impl Connection {
             client_id: cfg.client_id.clone(),
             request_timeout: cfg.request_timeout,
             versions: OnceLock::new(),
+            throttled_until: Mutex::new(None),
         }
     }
 
     /// The broker's address.
     pub(crate) fn addr(&self) -> &str {
         &self.addr
+    }
+
+    /// Notes a response's `throttle_time_ms`: the broker (over its quota) wants no request on
+    /// this connection for that long (KIP-219), so the next one waits.
+    pub(crate) fn throttle(&self, throttle_time_ms: i32) {
+        if throttle_time_ms <= 0 {
+            return;
+        }
+        let until = Instant::now() + Duration::from_millis(throttle_time_ms as u64);
+        let mut t = self
+            .throttled_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if t.is_none_or(|old| old < until) {
+            *t = Some(until);
+        }
+        debug!(broker = %self.addr, throttle_time_ms, "broker throttled this client");
+    }
+
+    /// Waits until the broker's last throttle has passed.
+    pub(crate) async fn wait_throttle(&self) {
+        let until = *self
+            .throttled_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(until) = until {
+            tokio::time::sleep_until(until.into()).await;
+        }
     }
 
     /// Whether the connection can still carry requests.
@@ -389,6 +423,7 @@ impl Connection {
         version: i16,
         timeout: Duration,
     ) -> Result<Bytes> {
+        self.wait_throttle().await;
         let (corr, rx) = self.enqueue(req, version)?;
         self.answer(R::KEY, corr, rx, timeout).await
     }
@@ -590,11 +625,9 @@ impl BrokerHandle {
         *cur = None;
         let (n, last) = *self.failures.lock().unwrap_or_else(|p| p.into_inner());
         if n > 0 {
-            let base = Duration::from_millis(50u64.saturating_mul(1u64 << n.min(7)))
-                .min(Duration::from_secs(5));
-            let jitter =
-                Duration::from_millis(rand::random::<u64>() % (base.as_millis() as u64 / 4 + 1));
-            let wait = base + jitter;
+            // Dials of an unreachable broker are spaced by the retry policy, so the loops
+            // above (each with their own backoff) never hammer a dead address.
+            let wait = self.cfg.retry.delay(n - 1);
             let elapsed = last.map(|t| t.elapsed()).unwrap_or(wait);
             if elapsed < wait {
                 tokio::time::sleep(wait - elapsed).await;

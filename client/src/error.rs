@@ -286,12 +286,6 @@ impl ClientError {
     }
 }
 
-impl From<ClientError> for ferry_core::Error {
-    fn from(e: ClientError) -> Self {
-        ferry_core::Error::component("kafka", e)
-    }
-}
-
 /// Result with [`ClientError`].
 pub type Result<T, E = ClientError> = std::result::Result<T, E>;
 

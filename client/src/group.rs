@@ -297,18 +297,19 @@ impl GroupMember {
     /// (Re)joins the group: JoinGroup (twice when the coordinator first hands out a member
     /// id), the leader's assignment, SyncGroup.
     pub async fn rejoin(&mut self) -> Result<()> {
-        let mut attempt = 0u32;
+        let mut backoff = self.client.config().retry.start();
         loop {
-            match self.join_once().await {
+            let e = match self.join_once().await {
                 Ok(()) => return Ok(()),
-                Err(e) if attempt < 8 && self.retry_join(&e) => {
-                    self.forget_coordinator(&e).await;
-                    debug!(group = %self.cfg.group, error = %e, "rejoining");
-                    attempt += 1;
-                    tokio::time::sleep(crate::client::backoff(attempt.min(3))).await;
-                }
+                Err(e) if self.retry_join(&e) => e,
                 Err(e) => return Err(e),
-            }
+            };
+            let Some(delay) = backoff.next_delay() else {
+                return Err(e);
+            };
+            self.forget_coordinator(&e).await;
+            debug!(group = %self.cfg.group, error = %e, ?delay, "rejoining");
+            tokio::time::sleep(delay).await;
         }
     }
 

@@ -4,9 +4,9 @@
 //!   Fetch (one multi-partition request per leader), groups and admin APIs.
 //! - [`Producer`]: idempotent produce of exact records (keys, values, headers, timestamps).
 //! - [`batch`]: Kafka v2 record batches: whole-batch scanning of fetched bytes, CRC
-//!   verification, decoding of every codec into [`ferry_core::Record`], encoding.
+//!   verification, decoding of every codec into [`ferry_model::Record`], encoding.
 //!
-//! Versions are negotiated with ApiVersions per broker, never hard-coded; see DESIGN.md §8
+//! Versions are negotiated with ApiVersions per broker, never hard-coded; see docs/ARCHITECTURE.md §10
 //! for the traps this client avoids.
 
 #![warn(missing_docs)]
@@ -20,6 +20,7 @@ pub mod group;
 pub mod options;
 mod produce_frame;
 pub mod producer;
+pub mod retry;
 pub mod security;
 pub mod wire;
 
@@ -38,9 +39,10 @@ pub use client::{
 pub use error::{ClientError, KafkaCode, Result};
 pub use group::{Assignor, GroupConfig, GroupMember, Heartbeat};
 pub use kafka_protocol::records::Compression;
-pub use options::{ConnectionOptions, SaslOptions, TlsOptions};
+pub use options::{CompressionCodec, ConnectionOptions, SaslOptions, TlsOptions};
 pub use producer::{
     EncodedBatch, InFlight, Prepared, ProduceBatch, ProduceItem, ProduceResult, Producer,
     ProducerConfig,
 };
+pub use retry::{Backoff, RetryPolicy};
 pub use security::{SaslConfig, SaslMechanism, TlsConfig};

@@ -1,24 +1,39 @@
-//! Connection settings as pipeline files and CLI flags give them, shared by the `kafka`
-//! source and the `kafka` sink.
+//! Connection settings as pipeline files and CLI flags give them: one struct shared by the
+//! `kafka` source, the `kafka` sink and the CLI.
+//!
+//! The source and sink configs take it with `#[serde(flatten)]`, so its keys (`brokers`,
+//! `client_id`, `tls`, `sasl`, `request_timeout`, `connect_timeout`, `retry`) sit next to
+//! theirs in a pipeline file. It must not deny unknown fields itself: the outer config
+//! does, for all its keys and these.
 
 use crate::client::ClientConfig;
+use crate::retry::{duration, RetryPolicy};
 use crate::security::{SaslConfig, SaslMechanism, TlsConfig};
-use serde::Deserialize;
+use kafka_protocol::records::Compression;
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// How to reach a cluster: brokers, client id, TLS and SASL.
+/// How to reach a cluster: brokers, client id, TLS, SASL, timeouts and the retry policy.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct ConnectionOptions {
     /// Brokers to bootstrap from, `host:port` (entries may be comma-separated).
     pub brokers: Vec<String>,
     /// Client id sent to the brokers.
     #[serde(default = "default_client_id")]
     pub client_id: String,
-    /// Seconds to wait for any broker response.
-    #[serde(default = "default_timeout")]
-    pub request_timeout_secs: u64,
+    /// How long to wait for any broker response (e.g. `30s`); a broker that accepts
+    /// connections but never answers is reported after this.
+    #[serde(default = "default_request_timeout", with = "duration")]
+    #[schemars(with = "String")]
+    pub request_timeout: Duration,
+    /// How long to wait for a TCP connection and TLS handshake (e.g. `10s`).
+    #[serde(default = "default_connect_timeout", with = "duration")]
+    #[schemars(with = "String")]
+    pub connect_timeout: Duration,
+    /// How retriable errors are retried and when the client gives up.
+    #[serde(default)]
+    pub retry: RetryPolicy,
     /// TLS settings; plaintext when absent.
     #[serde(default)]
     pub tls: Option<TlsOptions>,
@@ -31,8 +46,44 @@ fn default_client_id() -> String {
     "ferry".to_string()
 }
 
-fn default_timeout() -> u64 {
-    30
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+/// Codec of produced record batches, as pipeline files name it.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum CompressionCodec {
+    /// No compression.
+    #[default]
+    None,
+    /// gzip.
+    Gzip,
+    /// Snappy.
+    Snappy,
+    /// LZ4.
+    Lz4,
+    /// Zstandard.
+    Zstd,
+}
+
+impl CompressionCodec {
+    /// The codec of the batch encoder.
+    pub fn codec(self) -> Compression {
+        match self {
+            CompressionCodec::None => Compression::None,
+            CompressionCodec::Gzip => Compression::Gzip,
+            CompressionCodec::Snappy => Compression::Snappy,
+            CompressionCodec::Lz4 => Compression::Lz4,
+            CompressionCodec::Zstd => Compression::Zstd,
+        }
+    }
 }
 
 /// TLS through rustls.
@@ -84,7 +135,9 @@ impl ConnectionOptions {
         ConnectionOptions {
             brokers,
             client_id: default_client_id(),
-            request_timeout_secs: default_timeout(),
+            request_timeout: default_request_timeout(),
+            connect_timeout: default_connect_timeout(),
+            retry: RetryPolicy::default(),
             tls: None,
             sasl: None,
         }
@@ -102,6 +155,13 @@ impl ConnectionOptions {
                 _ => return Err(format!("broker '{b}' is not host:port")),
             }
         }
+        if self.request_timeout.is_zero() {
+            return Err("`request_timeout` must be above 0 (e.g. 30s)".into());
+        }
+        if self.connect_timeout.is_zero() {
+            return Err("`connect_timeout` must be above 0 (e.g. 10s)".into());
+        }
+        self.retry.validate()?;
         if let Some(s) = &self.sasl {
             if SaslMechanism::parse(&s.mechanism).is_none() {
                 return Err(format!(
@@ -118,7 +178,9 @@ impl ConnectionOptions {
         self.validate()?;
         let mut cfg = ClientConfig::new(&self.brokers);
         cfg.client_id = self.client_id.clone();
-        cfg.request_timeout = Duration::from_secs(self.request_timeout_secs.max(1));
+        cfg.request_timeout = self.request_timeout;
+        cfg.connect_timeout = self.connect_timeout;
+        cfg.retry = self.retry.clone();
         cfg.tls = self.tls.as_ref().map(|t| TlsConfig {
             ca_file: t.ca_file.clone(),
             cert_file: t.cert_file.clone(),
@@ -161,5 +223,59 @@ mod tests {
         });
         assert!(o.validate().unwrap_err().contains("GSSAPI"));
         assert!(!format!("{:?}", o).contains("secret"));
+    }
+
+    /// What a component config looks like with the options flattened in.
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Outer {
+        #[serde(flatten)]
+        connection: ConnectionOptions,
+        #[serde(default)]
+        topics: Vec<String>,
+    }
+
+    #[test]
+    fn flattened_keys_read_and_unknown_keys_are_refused() {
+        let o: Outer = serde_json::from_value(serde_json::json!({
+            "brokers": ["a:1"], "topics": ["t"], "request_timeout": "5s",
+            "retry": {"attempts": 3, "deadline": null}
+        }))
+        .unwrap();
+        assert_eq!(o.topics, vec!["t"]);
+        let cfg = o.connection.client_config().unwrap();
+        assert_eq!(cfg.request_timeout, Duration::from_secs(5));
+        assert_eq!(cfg.connect_timeout, Duration::from_secs(10));
+        assert_eq!(cfg.retry.attempts, Some(3));
+        assert_eq!(cfg.retry.deadline, None);
+        // Today's keys alone keep working.
+        let o: Outer = serde_json::from_value(serde_json::json!({
+            "brokers": ["a:1"], "client_id": "x", "tls": {}, "sasl": null
+        }))
+        .unwrap();
+        assert_eq!(o.connection.client_id, "x");
+        assert!(o.connection.tls.is_some());
+        let e = serde_json::from_value::<Outer>(serde_json::json!({
+            "brokers": ["a:1"], "request_timeout_secs": 5
+        }))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("request_timeout_secs"), "{e}");
+        let e = serde_json::from_value::<Outer>(serde_json::json!({
+            "brokers": ["a:1"], "request_timeout": 5
+        }))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("has no unit"), "{e}");
+    }
+
+    #[test]
+    fn compression_names() {
+        let c: CompressionCodec = serde_json::from_str("\"zstd\"").unwrap();
+        assert_eq!(c.codec(), Compression::Zstd);
+        let e = serde_json::from_str::<CompressionCodec>("\"brotli\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("brotli") && e.contains("zstd"), "{e}");
     }
 }

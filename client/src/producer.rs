@@ -8,7 +8,7 @@
 use crate::batch::{
     encode_batch, record_size_estimate, BatchProducer, ProduceRecord, BATCH_HEADER_LEN,
 };
-use crate::client::{backoff, opt_uuid, topic_name, Client};
+use crate::client::{clone_err, opt_uuid, topic_name, Client};
 use crate::error::{ClientError, KafkaCode, Result};
 use crate::produce_frame;
 use bytes::{Bytes, BytesMut};
@@ -42,8 +42,6 @@ pub struct ProducerConfig {
     pub target_request_bytes: usize,
     /// Target size of one record batch before compression (a bigger record gets its own).
     pub max_batch_bytes: usize,
-    /// Retries of one batch on retriable errors before giving up.
-    pub max_retries: u32,
 }
 
 impl Default for ProducerConfig {
@@ -56,7 +54,6 @@ impl Default for ProducerConfig {
             max_request_bytes: 1024 * 1024,
             target_request_bytes: 1024 * 1024,
             max_batch_bytes: 1024 * 1024,
-            max_retries: 10,
         }
     }
 }
@@ -244,7 +241,6 @@ struct Wire {
     first_index: usize,
     count: usize,
     bytes: Bytes,
-    retries: u32,
 }
 
 impl std::fmt::Debug for Wire {
@@ -402,7 +398,6 @@ impl Producer {
                             first_index: 0,
                             count: e.count,
                             bytes,
-                            retries: 0,
                         },
                     ));
                     targets.push((e.topic, e.partition));
@@ -509,7 +504,6 @@ impl Producer {
                     first_index: start,
                     count: end - start,
                     bytes,
-                    retries: 0,
                 },
             ));
             start = end;
@@ -524,26 +518,23 @@ impl Producer {
         queues: &mut BTreeMap<(String, i32), VecDeque<Wire>>,
         results: &mut [ProduceResult],
     ) -> Result<()> {
-        let mut round = 0u32;
+        // Rounds until every queue is empty; retriable errors wait out the client's retry
+        // policy, which gives up with the last of them.
+        let mut backoff = self.client.config().retry.start();
         while queues.values().any(|q| !q.is_empty()) {
+            let mut round = CarefulRound::default();
             // Heads of every partition, grouped by leader.
             let mut by_leader: BTreeMap<i32, Vec<(String, i32)>> = BTreeMap::new();
-            let mut had_retry = false;
-            for (key, q) in queues.iter_mut() {
+            for (key, q) in queues.iter() {
                 if q.is_empty() {
                     continue;
                 }
-                match self.client.leader(&key.0, key.1).await {
-                    Ok(l) => by_leader.entry(l).or_default().push(key.clone()),
-                    Err(e) if e.is_retriable() => {
-                        had_retry = true;
-                        if let Some(head) = q.front_mut() {
-                            head.retries += 1;
-                            if head.retries > self.cfg.max_retries {
-                                return Err(e);
-                            }
-                        }
+                match self.client.leader_gen(&key.0, key.1).await {
+                    Ok((l, generation)) => {
+                        round.seen.insert(key.0.clone(), generation);
+                        by_leader.entry(l).or_default().push(key.clone());
                     }
+                    Err(e) if e.is_retriable() => round.retry(key, e),
                     Err(e) => return Err(e),
                 }
             }
@@ -559,8 +550,7 @@ impl Producer {
                     .collect();
                 async move { (self.send_leader(leader, heads.clone()).await, heads) }
             });
-            let outcomes = join_all(sends).await;
-            for (outcome, heads) in outcomes {
+            for (outcome, heads) in join_all(sends).await {
                 match outcome {
                     Ok(answers) => {
                         for (key, ans) in answers {
@@ -573,40 +563,31 @@ impl Producer {
                                         landed(results, &w, base, append_time);
                                     }
                                 }
-                                Err(e) if e.is_retriable() => {
-                                    had_retry = true;
-                                    if let Some(w) = q.front_mut() {
-                                        w.retries += 1;
-                                        if w.retries > self.cfg.max_retries {
-                                            return Err(e);
-                                        }
-                                    }
-                                    debug!(topic = %key.0, partition = key.1, error = %e, "produce retry");
-                                }
+                                Err(e) if e.is_retriable() => round.retry(&key, e),
                                 Err(e) => return Err(self.fatal(&key, e)),
                             }
                         }
                     }
                     Err(e) if e.is_retriable() => {
-                        had_retry = true;
                         warn!(error = %e, "produce request failed; retrying");
-                        for (key, _) in heads {
-                            if let Some(w) = queues.get_mut(&key).and_then(|q| q.front_mut()) {
-                                w.retries += 1;
-                                if w.retries > self.cfg.max_retries {
-                                    return Err(e);
-                                }
-                            }
+                        for (key, _) in &heads {
+                            round.retry(key, clone_err(&e));
                         }
                     }
                     Err(e) => return Err(e),
                 }
             }
-            if had_retry {
-                self.client.invalidate_metadata();
-                tokio::time::sleep(backoff(round.min(5))).await;
-                round += 1;
+            let Some(last) = round.last else {
+                continue;
+            };
+            let Some(delay) = backoff.next_delay() else {
+                return Err(last);
+            };
+            for t in &round.topics {
+                self.client
+                    .invalidate_topic(t, round.seen.get(t).copied().unwrap_or(u64::MAX));
             }
+            tokio::time::sleep(delay).await;
         }
         Ok(())
     }
@@ -708,41 +689,20 @@ impl Producer {
         heads: Vec<((String, i32), Bytes)>,
     ) -> Result<PendingAnswers> {
         let conn = self.client.conn_lane(leader, lane).await?;
-        let mut v = conn.version(ApiKey::Produce)?;
-        let mut ids = HashMap::new();
-        for ((t, _), _) in &heads {
-            if !ids.contains_key(t) {
-                match self.client.topic_meta(t).await?.id.and_then(opt_uuid) {
-                    Some(id) => {
-                        ids.insert(t.clone(), id);
-                    }
-                    None => v = v.min(12),
-                }
-            }
-        }
-        // Pack heads into requests of about target_request_bytes (at most max_request_bytes).
+        // A throttled broker gets nothing new until its throttle time has passed (KIP-219).
+        conn.wait_throttle().await;
+        let (ids, v) = self
+            .topic_ids(&heads, conn.version(ApiKey::Produce)?)
+            .await?;
         let limit = self
             .cfg
             .target_request_bytes
             .min(self.cfg.max_request_bytes)
             .max(1);
-        let mut requests: Vec<Vec<((String, i32), Bytes)>> = vec![Vec::new()];
-        let mut size = 0;
-        for h in heads {
-            let s = h.1.len() + h.0 .0.len() + 32;
-            if size + s > limit && requests.last().is_some_and(|r| !r.is_empty()) {
-                requests.push(Vec::new());
-                size = 0;
-            }
-            size += s;
-            if let Some(last) = requests.last_mut() {
-                last.push(h);
-            }
-        }
-        let mut out = Vec::new();
-        let mut started = Vec::new();
         let timeout_ms = self.cfg.request_timeout.as_millis().min(i32::MAX as u128) as i32;
-        for part in requests {
+        let mut unanswered = Vec::new();
+        let mut started = Vec::new();
+        for part in pack_requests(heads, limit) {
             if self.cfg.acks == 0 {
                 let req = ProduceRequest::default()
                     .with_transactional_id(None)
@@ -750,33 +710,21 @@ impl Producer {
                     .with_timeout_ms(timeout_ms)
                     .with_topic_data(produce_topics(&part, &ids, v));
                 conn.send_no_response(&req, v)?;
-                out.extend(part.into_iter().map(|(k, _)| (k, Ok((-1, -1)))));
+                unanswered.extend(part.into_iter().map(|(k, _)| (k, Ok((-1, -1)))));
                 continue;
             }
             // The batches go to the socket as they are, not copied into a request buffer.
-            let mut topics: Vec<produce_frame::TopicData> = Vec::new();
-            for ((t, p), bytes) in &part {
-                let pd = produce_frame::PartitionData {
-                    index: *p,
-                    records: bytes.clone(),
-                };
-                match topics.iter_mut().find(|x| x.name == *t) {
-                    Some(x) => x.partitions.push(pd),
-                    None => topics.push(produce_frame::TopicData {
-                        name: t.clone(),
-                        topic_id: ids.get(t).copied().unwrap_or_default(),
-                        partitions: vec![pd],
-                    }),
-                }
-            }
-            let body =
-                produce_frame::encode_body(v, self.cfg.acks, timeout_ms, &topics).map_err(|m| {
-                    ClientError::Protocol {
-                        addr: conn.addr().to_string(),
-                        api: "Produce".into(),
-                        message: m,
-                    }
-                })?;
+            let body = produce_frame::encode_body(
+                v,
+                self.cfg.acks,
+                timeout_ms,
+                &frame_topics(&part, &ids),
+            )
+            .map_err(|m| ClientError::Protocol {
+                addr: conn.addr().to_string(),
+                api: "Produce".into(),
+                message: m,
+            })?;
             let fut = conn.start_request_parts::<ProduceRequest>(
                 body,
                 v,
@@ -786,67 +734,156 @@ impl Producer {
         }
         let conn = conn.clone();
         Ok(Box::pin(async move {
+            let mut out = unanswered;
             for (fut, part) in started {
                 let resp = fut.await?;
-                let mut answered: HashMap<(String, i32), Result<(i64, i64)>> = HashMap::new();
-                for t in resp.responses {
-                    let name = if v >= 13 {
-                        ids.iter()
-                            .find(|(_, id)| **id == t.topic_id)
-                            .map(|(n, _)| n.clone())
-                            .unwrap_or_default()
-                    } else {
-                        t.name.0.to_string()
-                    };
-                    for p in t.partition_responses {
-                        let r = match KafkaCode::from_code(p.error_code) {
-                            None => Ok((p.base_offset, p.log_append_time_ms)),
-                            Some(KafkaCode::DUPLICATE_SEQUENCE_NUMBER) => {
-                                warn!(topic = %name, partition = p.index, "broker reports a duplicate batch; already written");
-                                Ok((p.base_offset, p.log_append_time_ms))
-                            }
-                            Some(code) => {
-                                let mut msg = p.error_message.map(|m| m.to_string());
-                                if let Some(first) = p.record_errors.first() {
-                                    let detail = format!(
-                                        "record {}: {}",
-                                        first.batch_index,
-                                        first
-                                            .batch_index_error_message
-                                            .as_ref()
-                                            .map(|s| s.to_string())
-                                            .unwrap_or_default()
-                                    );
-                                    msg = Some(
-                                        msg.map_or(detail.clone(), |m| format!("{m}; {detail}")),
-                                    );
-                                }
-                                Err(ClientError::kafka(
-                                    "Produce",
-                                    format!("{name}/{}", p.index),
-                                    code,
-                                    msg,
-                                )
-                                .with_addr(conn.addr()))
-                            }
-                        };
-                        answered.insert((name.clone(), p.index), r);
-                    }
-                }
-                for (k, _) in part {
-                    let r = answered.remove(&k).unwrap_or_else(|| {
-                        Err(ClientError::Protocol {
-                            addr: conn.addr().to_string(),
-                            api: "Produce".into(),
-                            message: format!("no answer for {}/{}", k.0, k.1),
-                        })
-                    });
-                    out.push((k, r));
-                }
+                conn.throttle(resp.throttle_time_ms);
+                out.extend(produce_answers(resp, v, &ids, part, conn.addr()));
             }
             Ok(out)
         }))
     }
+
+    /// Topic ids of the topics in `heads` for Produce v13+, and the version to use: v12 at
+    /// most when a topic has no id (an older cluster).
+    async fn topic_ids(
+        &self,
+        heads: &[((String, i32), Bytes)],
+        mut v: i16,
+    ) -> Result<(HashMap<String, crate::client::Uuid>, i16)> {
+        let mut ids = HashMap::new();
+        for ((t, _), _) in heads {
+            if !ids.contains_key(t) {
+                match self.client.topic_meta(t).await?.id.and_then(opt_uuid) {
+                    Some(id) => {
+                        ids.insert(t.clone(), id);
+                    }
+                    None => v = v.min(12),
+                }
+            }
+        }
+        Ok((ids, v))
+    }
+}
+
+/// Packs `heads` into requests of about `limit` bytes each (at least one batch each), in
+/// order.
+fn pack_requests(
+    heads: Vec<((String, i32), Bytes)>,
+    limit: usize,
+) -> Vec<Vec<((String, i32), Bytes)>> {
+    let mut requests: Vec<Vec<((String, i32), Bytes)>> = vec![Vec::new()];
+    let mut size = 0;
+    for h in heads {
+        let s = h.1.len() + h.0 .0.len() + 32;
+        if size + s > limit && requests.last().is_some_and(|r| !r.is_empty()) {
+            requests.push(Vec::new());
+            size = 0;
+        }
+        size += s;
+        if let Some(last) = requests.last_mut() {
+            last.push(h);
+        }
+    }
+    requests.retain(|r| !r.is_empty());
+    requests
+}
+
+/// The topics of one copy-free Produce request: partitions grouped by topic, in order.
+fn frame_topics(
+    part: &[((String, i32), Bytes)],
+    ids: &HashMap<String, crate::client::Uuid>,
+) -> Vec<produce_frame::TopicData> {
+    let mut topics: Vec<produce_frame::TopicData> = Vec::new();
+    for ((t, p), bytes) in part {
+        let pd = produce_frame::PartitionData {
+            index: *p,
+            records: bytes.clone(),
+        };
+        match topics.iter_mut().find(|x| x.name == *t) {
+            Some(x) => x.partitions.push(pd),
+            None => topics.push(produce_frame::TopicData {
+                name: t.clone(),
+                topic_id: ids.get(t).copied().unwrap_or_default(),
+                partitions: vec![pd],
+            }),
+        }
+    }
+    topics
+}
+
+/// One partition's answer: base offset and log-append time, DUPLICATE_SEQUENCE_NUMBER
+/// counted as written (the idempotent producer's retry of a batch that had landed), any
+/// other code an error with the broker's messages.
+fn partition_answer(
+    name: &str,
+    p: kafka_protocol::messages::produce_response::PartitionProduceResponse,
+    addr: &str,
+) -> Result<(i64, i64)> {
+    match KafkaCode::from_code(p.error_code) {
+        None => Ok((p.base_offset, p.log_append_time_ms)),
+        Some(KafkaCode::DUPLICATE_SEQUENCE_NUMBER) => {
+            warn!(topic = %name, partition = p.index, "broker reports a duplicate batch; already written");
+            Ok((p.base_offset, p.log_append_time_ms))
+        }
+        Some(code) => {
+            let mut msg = p.error_message.map(|m| m.to_string());
+            if let Some(first) = p.record_errors.first() {
+                let detail = format!(
+                    "record {}: {}",
+                    first.batch_index,
+                    first
+                        .batch_index_error_message
+                        .as_ref()
+                        .map(|s| s.to_string())
+                        .unwrap_or_default()
+                );
+                msg = Some(msg.map_or(detail.clone(), |m| format!("{m}; {detail}")));
+            }
+            Err(
+                ClientError::kafka("Produce", format!("{name}/{}", p.index), code, msg)
+                    .with_addr(addr),
+            )
+        }
+    }
+}
+
+/// The answers of one Produce request for the partitions of `part`, in `part` order; a
+/// partition the broker did not answer is a protocol error.
+fn produce_answers(
+    resp: kafka_protocol::messages::ProduceResponse,
+    v: i16,
+    ids: &HashMap<String, crate::client::Uuid>,
+    part: Vec<((String, i32), Bytes)>,
+    addr: &str,
+) -> Vec<Answer> {
+    let mut answered: HashMap<(String, i32), Result<(i64, i64)>> = HashMap::new();
+    for t in resp.responses {
+        let name = if v >= 13 {
+            ids.iter()
+                .find(|(_, id)| **id == t.topic_id)
+                .map(|(n, _)| n.clone())
+                .unwrap_or_default()
+        } else {
+            t.name.0.to_string()
+        };
+        for p in t.partition_responses {
+            let key = (name.clone(), p.index);
+            answered.insert(key, partition_answer(&name, p, addr));
+        }
+    }
+    part.into_iter()
+        .map(|(k, _)| {
+            let r = answered.remove(&k).unwrap_or_else(|| {
+                Err(ClientError::Protocol {
+                    addr: addr.to_string(),
+                    api: "Produce".into(),
+                    message: format!("no answer for {}/{}", k.0, k.1),
+                })
+            });
+            (k, r)
+        })
+        .collect()
 }
 
 /// Connections per broker the fast path spreads partitions over.
@@ -966,7 +1003,10 @@ impl InFlight {
                     .into(),
             ));
         }
-        self.producer.client.invalidate_metadata();
+        for (key, _) in self.queues.iter().filter(|(_, q)| !q.is_empty()) {
+            // Routed with whatever was cached then: the careful path looks the leader up again.
+            self.producer.client.invalidate_topic(&key.0, u64::MAX);
+        }
         let _order = self.producer.shared.state.lock().await;
         let (queues, results) = (&mut self.queues, &mut self.results);
         self.producer.careful(queues, results).await
@@ -1105,6 +1145,23 @@ fn landed(results: &mut [ProduceResult], w: &Wire, base: i64, append_time: i64) 
 }
 
 /// One partition's answer: base offset and log-append time, or the error.
+/// What one round of [`Producer::careful`] must retry: the topics to look up again (with
+/// the metadata generation they were routed with) and the last retriable error.
+#[derive(Default)]
+struct CarefulRound {
+    seen: HashMap<String, u64>,
+    topics: std::collections::BTreeSet<String>,
+    last: Option<ClientError>,
+}
+
+impl CarefulRound {
+    fn retry(&mut self, key: &(String, i32), e: ClientError) {
+        debug!(topic = %key.0, partition = key.1, error = %e, "produce retry");
+        self.topics.insert(key.0.clone());
+        self.last = Some(e);
+    }
+}
+
 type Answer = ((String, i32), Result<(i64, i64)>);
 
 /// Answers of requests already on the wire.
@@ -1114,6 +1171,94 @@ type PendingAnswers =
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kafka_protocol::messages::produce_response::{
+        BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+    };
+    use kafka_protocol::messages::ProduceResponse;
+    use kafka_protocol::protocol::StrBytes;
+
+    fn head(topic: &str, partition: i32, size: usize) -> ((String, i32), Bytes) {
+        ((topic.to_string(), partition), Bytes::from(vec![0u8; size]))
+    }
+
+    #[test]
+    fn requests_are_packed_up_to_the_limit_in_order_at_least_one_batch_each() {
+        let heads = vec![
+            head("t", 0, 100),
+            head("t", 1, 100),
+            head("t", 2, 500),
+            head("u", 0, 10),
+        ];
+        let packed = pack_requests(heads, 300);
+        let keys: Vec<Vec<i32>> = packed
+            .iter()
+            .map(|r| r.iter().map(|(k, _)| k.1).collect())
+            .collect();
+        // 133 + 133 fit in 300; the 533-byte batch goes alone; the small one after it.
+        assert_eq!(keys, vec![vec![0, 1], vec![2], vec![0]]);
+        assert!(pack_requests(Vec::new(), 300).is_empty());
+    }
+
+    #[test]
+    fn frame_topics_group_partitions_and_carry_ids() {
+        let id = crate::client::Uuid::from_u128(5);
+        let ids = HashMap::from([("a".to_string(), id)]);
+        let part = vec![head("a", 0, 1), head("b", 3, 1), head("a", 1, 1)];
+        let topics = frame_topics(&part, &ids);
+        assert_eq!(topics.len(), 2);
+        assert_eq!(topics[0].name, "a");
+        assert_eq!(topics[0].topic_id, id);
+        let idx: Vec<i32> = topics[0].partitions.iter().map(|p| p.index).collect();
+        assert_eq!(idx, vec![0, 1]);
+        assert_eq!(topics[1].topic_id, crate::client::Uuid::nil());
+    }
+
+    #[test]
+    fn produce_answers_map_codes_and_report_missing_partitions() {
+        let ok = PartitionProduceResponse::default()
+            .with_index(0)
+            .with_base_offset(40)
+            .with_log_append_time_ms(-1);
+        let dup = PartitionProduceResponse::default()
+            .with_index(1)
+            .with_error_code(KafkaCode::DUPLICATE_SEQUENCE_NUMBER.0)
+            .with_base_offset(12);
+        let bad = PartitionProduceResponse::default()
+            .with_index(2)
+            .with_error_code(KafkaCode::NOT_ENOUGH_REPLICAS.0)
+            .with_error_message(Some(StrBytes::from_static_str("isr too small")))
+            .with_record_errors(vec![BatchIndexAndErrorMessage::default()
+                .with_batch_index(3)
+                .with_batch_index_error_message(Some(StrBytes::from_static_str("why")))]);
+        let resp = ProduceResponse::default().with_responses(vec![TopicProduceResponse::default()
+            .with_name(topic_name("t"))
+            .with_partition_responses(vec![ok, dup, bad])]);
+        let part = vec![
+            head("t", 0, 1),
+            head("t", 1, 1),
+            head("t", 2, 1),
+            head("t", 9, 1),
+        ];
+        let got = produce_answers(resp, 9, &HashMap::new(), part, "b:1");
+        assert_eq!(got[0].1.as_ref().unwrap(), &(40, -1));
+        assert_eq!(
+            got[1].1.as_ref().unwrap().0,
+            12,
+            "a duplicate counts as written"
+        );
+        let e = got[2].1.as_ref().unwrap_err();
+        assert_eq!(e.code(), Some(KafkaCode::NOT_ENOUGH_REPLICAS));
+        assert!(e.is_retriable());
+        let msg = e.to_string();
+        assert!(
+            msg.contains("b:1")
+                && msg.contains("t/2")
+                && msg.contains("isr too small; record 3: why"),
+            "{msg}"
+        );
+        let missing = got[3].1.as_ref().unwrap_err().to_string();
+        assert!(missing.contains("no answer for t/9"), "{missing}");
+    }
 
     #[test]
     fn header_edits_keep_the_crc_right_without_reading_the_records() {

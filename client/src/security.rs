@@ -670,6 +670,7 @@ mod tests {
             client_id: StrBytes::from_static_str("test"),
             request_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
+            retry: crate::retry::RetryPolicy::default(),
             tls: None,
             sasl: Some(SaslConfig {
                 mechanism,

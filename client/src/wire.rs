@@ -43,6 +43,8 @@ pub struct FetchTopicResponse {
 /// A decoded Fetch response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FetchResponseData {
+    /// How long the broker asks the client to wait before its next request (quota).
+    pub throttle_time_ms: i32,
     /// Top-level error code (v7+).
     pub error_code: i16,
     /// Topics.
@@ -181,7 +183,7 @@ pub fn decode_fetch_response(body: Bytes, version: i16) -> Result<FetchResponseD
     }
     let flexible = version >= 12;
     let mut r = Reader { buf: body, pos: 0 };
-    let _throttle = r.i32()?;
+    let throttle_time_ms = r.i32()?;
     let (error_code, _session) = if version >= 7 {
         (r.i16()?, r.i32()?)
     } else {
@@ -256,7 +258,11 @@ pub fn decode_fetch_response(body: Bytes, version: i16) -> Result<FetchResponseD
     if flexible {
         r.skip_tagged()?;
     }
-    Ok(FetchResponseData { error_code, topics })
+    Ok(FetchResponseData {
+        throttle_time_ms,
+        error_code,
+        topics,
+    })
 }
 
 #[cfg(test)]

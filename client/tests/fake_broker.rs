@@ -51,6 +51,14 @@ struct Cluster {
     /// Answer the produce of this (1-based) batch with NOT_ENOUGH_REPLICAS, once.
     fail_batch_once: AtomicI32,
     batches_seen: AtomicI32,
+    /// Answer every fetch with this partition error code (0: none).
+    fetch_error_always: AtomicI32,
+    /// Answer the next fetch with this partition error code, once (0: none).
+    fetch_error_once: AtomicI32,
+    /// throttle_time_ms of every fetch answer.
+    fetch_throttle_ms: AtomicI32,
+    /// When each fetch arrived.
+    fetch_arrivals: Mutex<Vec<std::time::Instant>>,
 }
 
 impl Cluster {
@@ -189,8 +197,19 @@ async fn serve(id: i32, listener: TcpListener, cluster: Arc<Cluster>) {
                         if id == 2 && cluster.drop_first_fetch_on_2.swap(false, Ordering::SeqCst) {
                             return; // drop the connection mid-request
                         }
+                        cluster
+                            .fetch_arrivals
+                            .lock()
+                            .unwrap()
+                            .push(std::time::Instant::now());
                         let mut p = PartitionData::default().with_partition_index(0);
-                        if id != cluster.leader.load(Ordering::SeqCst) || id == 1 {
+                        let forced = match cluster.fetch_error_always.load(Ordering::SeqCst) {
+                            0 => cluster.fetch_error_once.swap(0, Ordering::SeqCst),
+                            code => code,
+                        };
+                        if forced != 0 {
+                            p = p.with_error_code(forced as i16);
+                        } else if id != cluster.leader.load(Ordering::SeqCst) || id == 1 {
                             // Broker 1 lost leadership: the client must look it up again.
                             cluster.leader.store(2, Ordering::SeqCst);
                             p = p.with_error_code(KafkaCode::NOT_LEADER_OR_FOLLOWER.0);
@@ -206,6 +225,7 @@ async fn serve(id: i32, listener: TcpListener, cluster: Arc<Cluster>) {
                                 .with_records(Some(batch_bytes()));
                         }
                         FetchResponse::default()
+                            .with_throttle_time_ms(cluster.fetch_throttle_ms.load(Ordering::SeqCst))
                             .with_responses(vec![FetchableTopicResponse::default()
                                 .with_topic(TopicName(StrBytes::from_static_str("t")))
                                 .with_partitions(vec![p])])
@@ -345,7 +365,7 @@ async fn leader_change_refreshes_metadata_and_fetches_from_the_new_leader() {
     );
     assert_eq!(
         p.aborted,
-        vec![ferry_core::AbortedTxn {
+        vec![ferry_model::AbortedTxn {
             producer_id: 42,
             first_offset: 5
         }]
@@ -605,7 +625,7 @@ async fn encoded_batches_go_out_as_they_are_with_this_producers_fields() {
         &recs,
         Compression::Lz4,
         0x10,
-        Some(ferry_core::ProducerInfo {
+        Some(ferry_model::ProducerInfo {
             producer_id: 77,
             producer_epoch: 3,
             sequence: 40,
@@ -657,4 +677,211 @@ async fn encoded_batches_go_out_as_they_are_with_this_producers_fields() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("4 records over 6 offsets"), "{err}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The retry policy, throttling, metadata generations and the errors a cluster answers while
+// its leaders move.
+
+/// A policy with fixed delays (no jitter) so the timings below are exact.
+fn policy(attempts: Option<u32>, delay_ms: u64) -> ferry_kafka::RetryPolicy {
+    ferry_kafka::RetryPolicy {
+        initial_delay: Duration::from_millis(delay_ms),
+        max_delay: Duration::from_millis(delay_ms * 4),
+        factor: 2.0,
+        jitter: 0.0,
+        attempts,
+        deadline: None,
+    }
+}
+
+#[tokio::test]
+async fn fetch_gives_up_when_the_retry_policy_says_so() {
+    let cluster = start_cluster().await;
+    cluster.leader.store(2, Ordering::SeqCst);
+    cluster
+        .fetch_error_always
+        .store(KafkaCode::REQUEST_TIMED_OUT.0 as i32, Ordering::SeqCst);
+    let mut cfg = config(&cluster);
+    cfg.retry = policy(Some(3), 50);
+    let client = Client::connect(cfg).await.unwrap();
+    let started = std::time::Instant::now();
+    let got = client
+        .fetch(&req(), &FetchOptions::default())
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    assert_eq!(got[0].error, Some(KafkaCode::REQUEST_TIMED_OUT));
+    assert_eq!(
+        cluster.fetch_calls[2].load(Ordering::SeqCst),
+        3,
+        "3 tries in all"
+    );
+    // Waits of 50 ms then 100 ms between the three tries.
+    assert!(took >= Duration::from_millis(150), "{took:?}");
+    assert!(took < Duration::from_secs(3), "{took:?}");
+}
+
+#[tokio::test]
+async fn fetch_retries_until_the_deadline() {
+    let cluster = start_cluster().await;
+    cluster.leader.store(2, Ordering::SeqCst);
+    cluster
+        .fetch_error_always
+        .store(KafkaCode::NOT_LEADER_OR_FOLLOWER.0 as i32, Ordering::SeqCst);
+    let mut cfg = config(&cluster);
+    cfg.retry = ferry_kafka::RetryPolicy {
+        deadline: Some(Duration::from_millis(600)),
+        ..policy(None, 50)
+    };
+    let client = Client::connect(cfg).await.unwrap();
+    let started = std::time::Instant::now();
+    let got = client
+        .fetch(&req(), &FetchOptions::default())
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    assert_eq!(got[0].error, Some(KafkaCode::NOT_LEADER_OR_FOLLOWER));
+    assert!(
+        took >= Duration::from_millis(600) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+    // 50, 100, 200, 200 ms ... until 600 ms: at least 4 tries.
+    assert!(cluster.fetch_calls[2].load(Ordering::SeqCst) >= 4);
+}
+
+#[tokio::test]
+async fn throttle_time_delays_the_next_request_to_that_broker() {
+    let cluster = start_cluster().await;
+    cluster.leader.store(2, Ordering::SeqCst);
+    cluster.fetch_throttle_ms.store(400, Ordering::SeqCst);
+    let client = Client::connect(config(&cluster)).await.unwrap();
+    for _ in 0..2 {
+        let got = client
+            .fetch(&req(), &FetchOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(got[0].error, None);
+    }
+    let arrivals = cluster.fetch_arrivals.lock().unwrap().clone();
+    assert_eq!(arrivals.len(), 2);
+    let gap = arrivals[1] - arrivals[0];
+    assert!(
+        gap >= Duration::from_millis(390),
+        "the second fetch came {gap:?} after the first, inside the 400 ms throttle"
+    );
+}
+
+#[tokio::test]
+async fn no_throttle_means_no_wait() {
+    let cluster = start_cluster().await;
+    cluster.leader.store(2, Ordering::SeqCst);
+    let client = Client::connect(config(&cluster)).await.unwrap();
+    for _ in 0..2 {
+        client
+            .fetch(&req(), &FetchOptions::default())
+            .await
+            .unwrap();
+    }
+    let arrivals = cluster.fetch_arrivals.lock().unwrap().clone();
+    assert!(arrivals[1] - arrivals[0] < Duration::from_millis(300));
+}
+
+#[tokio::test]
+async fn an_old_generation_does_not_drop_newer_metadata() {
+    let cluster = start_cluster().await;
+    cluster.leader.store(2, Ordering::SeqCst);
+    let client = Client::connect(config(&cluster)).await.unwrap();
+    let g1 = client.metadata_generation("t").expect("cached by connect");
+    client.metadata(None).await.unwrap();
+    let g2 = client.metadata_generation("t").unwrap();
+    assert!(g2 > g1);
+    // A request routed with g1 failed: the entry is g2 by now, so it stays.
+    client.invalidate_topic("t", g1);
+    assert_eq!(client.metadata_generation("t"), Some(g2));
+    let calls = cluster.metadata_calls.load(Ordering::SeqCst);
+    client
+        .fetch(&req(), &FetchOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        cluster.metadata_calls.load(Ordering::SeqCst),
+        calls,
+        "the cached leader was used"
+    );
+    client.invalidate_topic("t", g2);
+    assert_eq!(client.metadata_generation("t"), None);
+}
+
+#[tokio::test]
+async fn concurrent_leader_errors_refresh_the_topic_once() {
+    let cluster = start_cluster().await;
+    let client = Client::connect(config(&cluster)).await.unwrap();
+    let before = cluster.metadata_calls.load(Ordering::SeqCst);
+    let (r, opts) = (req(), FetchOptions::default());
+    let futs = (0..8).map(|_| client.fetch(&r, &opts));
+    for got in futures::future::join_all(futs).await {
+        assert_eq!(got.unwrap()[0].error, None);
+    }
+    assert_eq!(
+        cluster.metadata_calls.load(Ordering::SeqCst) - before,
+        1,
+        "eight fetches failed on the old leader with one generation: one refresh"
+    );
+}
+
+/// FENCED_LEADER_EPOCH, UNKNOWN_LEADER_EPOCH and REQUEST_TIMED_OUT on a fetch: the topic's
+/// metadata is looked up again and the fetch retried, which then gets the data.
+#[tokio::test]
+async fn fetch_errors_of_a_moving_leader_are_retried() {
+    for code in [
+        KafkaCode::FENCED_LEADER_EPOCH,
+        KafkaCode::UNKNOWN_LEADER_EPOCH,
+        KafkaCode::REQUEST_TIMED_OUT,
+        KafkaCode::NOT_LEADER_OR_FOLLOWER,
+    ] {
+        let cluster = start_cluster().await;
+        cluster.leader.store(2, Ordering::SeqCst);
+        let client = Client::connect(config(&cluster)).await.unwrap();
+        cluster
+            .fetch_error_once
+            .store(code.0 as i32, Ordering::SeqCst);
+        let before = cluster.metadata_calls.load(Ordering::SeqCst);
+        let got = client
+            .fetch(&req(), &FetchOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(got[0].error, None, "{code}");
+        assert!(got[0].data.is_some(), "{code}");
+        assert_eq!(cluster.fetch_calls[2].load(Ordering::SeqCst), 2, "{code}");
+        assert_eq!(
+            cluster.metadata_calls.load(Ordering::SeqCst) - before,
+            1,
+            "{code}: the topic was looked up again"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_broker_that_never_answers_is_reported_within_the_request_timeout() {
+    // Accepts connections, reads, never writes.
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((sock, _)) = l.accept().await {
+            held.push(sock);
+        }
+    });
+    let mut cfg = ClientConfig::new(&[format!("127.0.0.1:{port}")]);
+    cfg.request_timeout = Duration::from_millis(700);
+    let started = std::time::Instant::now();
+    let err = Client::connect(cfg).await.unwrap_err();
+    let took = started.elapsed();
+    assert!(
+        matches!(err, ferry_kafka::ClientError::Timeout { .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("timed out after"), "{err}");
+    assert!(took < Duration::from_secs(3), "reported after {took:?}");
 }

@@ -101,7 +101,7 @@ impl CheckpointStore {
     pub async fn save(&self, offsets: &Offsets) -> Result<Checkpoint> {
         let cp = Checkpoint::now(&self.pipeline, offsets.clone());
         let mut json = serde_json::to_vec_pretty(&cp)
-            .map_err(|e| Error::Other(format!("serializing checkpoint: {e}")))?;
+            .map_err(|e| Error::internal(format!("serializing checkpoint: {e}")))?;
         json.push(b'\n');
         self.storage.write(&self.key(), json).await?;
         Ok(cp)

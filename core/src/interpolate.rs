@@ -17,7 +17,7 @@
 //! original ([`Interpolated::original_column`]). Values that came from the environment are
 //! treated as secrets: [`Interpolated::redact`] replaces them with `***` in any message.
 
-use crate::error::{Error, Location, Result};
+use crate::error::{error_chain, Error, Location, Result};
 
 /// The interpolated text of one file, with what is needed to report errors against the
 /// original text without revealing secrets.
@@ -153,26 +153,15 @@ impl Secrets {
                 if redacted == text {
                     other
                 } else {
-                    Error::Other(redacted)
+                    Error::Redacted {
+                        kind: other.kind(),
+                        retriable: other.is_retriable(),
+                        text: redacted,
+                    }
                 }
             }
         }
     }
-}
-
-/// An error and its sources, `a: b: c`, for messages that must be rewritten as text.
-pub fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut s = err.to_string();
-    let mut cur = err.source();
-    while let Some(e) = cur {
-        let m = e.to_string();
-        if !s.contains(&m) {
-            s.push_str(": ");
-            s.push_str(&m);
-        }
-        cur = e.source();
-    }
-    s
 }
 
 fn replace_word(text: &str, word: &str) -> String {
@@ -201,6 +190,7 @@ pub fn interpolate(text: &str, file: &str) -> Result<Interpolated> {
     interpolate_with(text, file, |name| std::env::var(name).ok())
 }
 
+/// Where the scanner is in the YAML text: what a quote, `#` or backslash means there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Ctx {
     Plain,
@@ -209,196 +199,233 @@ enum Ctx {
     Comment,
 }
 
+const UNTERMINATED: &str =
+    "unterminated '${': write ${NAME} or ${NAME:-default} (or $${ for a literal '${')";
+
 /// Interpolates `text` with variables from `lookup` (tests and embedders pass their own).
 pub fn interpolate_with(
     text: &str,
     file: &str,
     lookup: impl Fn(&str) -> Option<String>,
 ) -> Result<Interpolated> {
-    let mut out = String::with_capacity(text.len());
-    let mut secrets: Vec<String> = Vec::new();
-    let mut edits = Vec::new();
-    let chars: Vec<char> = text.chars().collect();
-    let (mut line, mut col, mut new_col) = (1u64, 1u64, 1u64);
-    let mut ctx = Ctx::Plain;
-    // The last non-blank character of the current line outside quotes, to tell a quote that
-    // opens a scalar (`key: "x"`) from an apostrophe inside a plain one (`it's`).
-    let mut last_sig: Option<char> = None;
-    let loc = |line: u64, column: u64| Location {
-        file: file.to_string(),
-        line,
-        column,
-    };
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        // `$${` → literal `${`.
-        if ctx != Ctx::Comment
-            && c == '$'
-            && chars.get(i + 1) == Some(&'$')
-            && chars.get(i + 2) == Some(&'{')
-        {
-            out.push_str("${");
-            edits.push(Edit {
-                line,
-                orig_col: col,
-                orig_len: 3,
-                new_col,
-                new_len: 2,
-            });
-            i += 3;
-            col += 3;
-            new_col += 2;
-            last_sig = Some('{');
-            continue;
-        }
-        if ctx != Ctx::Comment && c == '$' && chars.get(i + 1) == Some(&'{') {
-            let start_col = col;
-            let Some(close) = chars[i + 2..]
-                .iter()
-                .position(|&ch| ch == '}' || ch == '\n')
-            else {
-                return Err(Error::Config {
-                    location: Some(loc(line, start_col)),
-                    message: "unterminated '${': write ${NAME} or ${NAME:-default} (or $${ for a literal '${')".into(),
-                });
-            };
-            let close = i + 2 + close;
-            if chars[close] == '\n' {
-                return Err(Error::Config {
-                    location: Some(loc(line, start_col)),
-                    message: "unterminated '${': write ${NAME} or ${NAME:-default} (or $${ for a literal '${')".into(),
-                });
-            }
-            let inner: String = chars[i + 2..close].iter().collect();
-            let (name, default) = match inner.split_once(":-") {
-                Some((n, d)) => (n, Some(d)),
-                None => (inner.as_str(), None),
-            };
-            if !valid_name(name) {
-                return Err(Error::Config {
-                    location: Some(loc(line, start_col)),
-                    message: format!(
-                        "invalid variable reference '${{{inner}}}': write ${{NAME}} or ${{NAME:-default}}, NAME being letters, digits and '_'"
-                    ),
-                });
-            }
-            let env = lookup(name).filter(|v| !(default.is_some() && v.is_empty()));
-            let value = match (env, default) {
-                (Some(v), _) => {
-                    if !v.is_empty() && !secrets.contains(&v) {
-                        secrets.push(v.clone());
-                    }
-                    escape_for(ctx, &v).map_err(|why| Error::Config {
-                        location: Some(loc(line, start_col)),
-                        message: format!("environment variable '{name}' {why}"),
-                    })?
-                }
-                (None, Some(d)) => d.to_string(),
-                (None, None) => {
-                    return Err(Error::Config {
-                        location: Some(loc(line, start_col)),
-                        message: format!(
-                            "environment variable '{name}' is not set (set it, or give a default: ${{{name}:-default}})"
-                        ),
-                    })
-                }
-            };
-            let orig_len = (close + 1 - i) as u64;
-            let new_len = value.chars().count() as u64;
-            out.push_str(&value);
-            edits.push(Edit {
-                line,
-                orig_col: start_col,
-                orig_len,
-                new_col,
-                new_len,
-            });
-            i = close + 1;
-            col += orig_len;
-            new_col += new_len;
-            if ctx == Ctx::Plain {
-                last_sig = Some('x');
-            }
-            continue;
-        }
+    Scanner {
+        chars: text.chars().collect(),
+        file,
+        lookup,
+        out: String::with_capacity(text.len()),
+        secrets: Vec::new(),
+        edits: Vec::new(),
+        i: 0,
+        line: 1,
+        col: 1,
+        new_col: 1,
+        ctx: Ctx::Plain,
+        last_sig: None,
+    }
+    .run()
+}
 
-        // Track the YAML context.
-        match ctx {
+/// One pass over a pipeline file, copying it and replacing `${…}` references, while keeping
+/// track of positions (for error locations and [`Edit`]s) and of the YAML context (a
+/// substituted value is escaped for the quotes it lands in).
+struct Scanner<'a, F> {
+    chars: Vec<char>,
+    file: &'a str,
+    lookup: F,
+    out: String,
+    secrets: Vec<String>,
+    edits: Vec<Edit>,
+    /// Index into `chars`.
+    i: usize,
+    line: u64,
+    /// Column in the original text.
+    col: u64,
+    /// Column in the interpolated text.
+    new_col: u64,
+    ctx: Ctx,
+    /// The last non-blank character of the current line outside quotes, to tell a quote that
+    /// opens a scalar (`key: "x"`) from an apostrophe inside a plain one (`it's`).
+    last_sig: Option<char>,
+}
+
+impl<F: Fn(&str) -> Option<String>> Scanner<'_, F> {
+    fn run(mut self) -> Result<Interpolated> {
+        while self.i < self.chars.len() {
+            if self.ctx != Ctx::Comment && self.at("$${") {
+                self.literal_dollar_brace();
+            } else if self.ctx != Ctx::Comment && self.at("${") {
+                self.substitute()?;
+            } else {
+                self.copy_with_context();
+            }
+        }
+        Ok(Interpolated {
+            text: self.out,
+            secrets: Secrets::new(self.secrets),
+            edits: self.edits,
+        })
+    }
+
+    /// Whether the text at the cursor starts with `s`.
+    fn at(&self, s: &str) -> bool {
+        s.chars()
+            .enumerate()
+            .all(|(k, c)| self.chars.get(self.i + k) == Some(&c))
+    }
+
+    fn error_at(&self, column: u64, message: impl Into<String>) -> Error {
+        Error::Config {
+            location: Some(Location {
+                file: self.file.to_string(),
+                line: self.line,
+                column,
+            }),
+            message: message.into(),
+        }
+    }
+
+    /// Writes `replacement` for `orig_len` characters of the original, recording the edit.
+    fn replace(&mut self, orig_len: u64, replacement: &str) {
+        let new_len = replacement.chars().count() as u64;
+        self.out.push_str(replacement);
+        self.edits.push(Edit {
+            line: self.line,
+            orig_col: self.col,
+            orig_len,
+            new_col: self.new_col,
+            new_len,
+        });
+        self.i += orig_len as usize;
+        self.col += orig_len;
+        self.new_col += new_len;
+    }
+
+    /// `$${` → a literal `${`.
+    fn literal_dollar_brace(&mut self) {
+        self.replace(3, "${");
+        self.last_sig = Some('{');
+    }
+
+    /// `${NAME}` or `${NAME:-default}` → its value, escaped for the context it lands in.
+    fn substitute(&mut self) -> Result<()> {
+        let start_col = self.col;
+        let close = self
+            .chars
+            .get(self.i + 2..)
+            .and_then(|rest| rest.iter().position(|&ch| ch == '}' || ch == '\n'))
+            .map(|p| self.i + 2 + p)
+            .filter(|&c| self.chars[c] == '}')
+            .ok_or_else(|| self.error_at(start_col, UNTERMINATED))?;
+        let inner: String = self.chars[self.i + 2..close].iter().collect();
+        let value = self.resolve(&inner, start_col)?;
+        self.replace((close + 1 - self.i) as u64, &value);
+        if self.ctx == Ctx::Plain {
+            self.last_sig = Some('x');
+        }
+        Ok(())
+    }
+
+    /// The value of a reference's inside (`NAME` or `NAME:-default`); a value from the
+    /// environment is remembered as a secret.
+    fn resolve(&mut self, inner: &str, column: u64) -> Result<String> {
+        let (name, default) = match inner.split_once(":-") {
+            Some((n, d)) => (n, Some(d)),
+            None => (inner, None),
+        };
+        if !valid_name(name) {
+            return Err(self.error_at(
+                column,
+                format!(
+                    "invalid variable reference '${{{inner}}}': write ${{NAME}} or ${{NAME:-default}}, NAME being letters, digits and '_'"
+                ),
+            ));
+        }
+        let env = (self.lookup)(name).filter(|v| !(default.is_some() && v.is_empty()));
+        match (env, default) {
+            (Some(v), _) => {
+                if !v.is_empty() && !self.secrets.contains(&v) {
+                    self.secrets.push(v.clone());
+                }
+                escape_for(self.ctx, &v).map_err(|why| {
+                    self.error_at(column, format!("environment variable '{name}' {why}"))
+                })
+            }
+            (None, Some(d)) => Ok(d.to_string()),
+            (None, None) => Err(self.error_at(
+                column,
+                format!(
+                    "environment variable '{name}' is not set (set it, or give a default: ${{{name}:-default}})"
+                ),
+            )),
+        }
+    }
+
+    /// Copies one character (two for an escape or a doubled quote) and updates the YAML
+    /// context it leaves the scanner in.
+    fn copy_with_context(&mut self) {
+        let c = self.chars[self.i];
+        match self.ctx {
             Ctx::Comment => {
                 if c == '\n' {
-                    ctx = Ctx::Plain;
+                    self.ctx = Ctx::Plain;
                 }
             }
             Ctx::Double => {
                 if c == '\\' {
                     // Copy the escaped character too, so `\"` does not close the string.
-                    out.push(c);
-                    i += 1;
-                    col += 1;
-                    new_col += 1;
-                    if let Some(&n) = chars.get(i) {
-                        if n == '\n' {
-                            line += 1;
-                            col = 1;
-                            new_col = 1;
-                            out.push(n);
-                            i += 1;
-                            continue;
-                        }
-                        out.push(n);
-                        i += 1;
-                        col += 1;
-                        new_col += 1;
+                    self.copy(c);
+                    if let Some(&n) = self.chars.get(self.i) {
+                        self.copy(n);
                     }
-                    continue;
+                    return;
                 } else if c == '"' {
-                    ctx = Ctx::Plain;
-                    last_sig = Some('"');
+                    self.ctx = Ctx::Plain;
+                    self.last_sig = Some('"');
                 }
             }
             Ctx::Single => {
                 if c == '\'' {
-                    if chars.get(i + 1) == Some(&'\'') {
-                        out.push_str("''");
-                        i += 2;
-                        col += 2;
-                        new_col += 2;
-                        continue;
+                    if self.chars.get(self.i + 1) == Some(&'\'') {
+                        self.copy(c);
+                        self.copy(c);
+                        return;
                     }
-                    ctx = Ctx::Plain;
-                    last_sig = Some('\'');
+                    self.ctx = Ctx::Plain;
+                    self.last_sig = Some('\'');
                 }
             }
             Ctx::Plain => {
-                if c == '#' && (i == 0 || chars[i - 1].is_whitespace()) {
-                    ctx = Ctx::Comment;
+                if c == '#' && (self.i == 0 || self.chars[self.i - 1].is_whitespace()) {
+                    self.ctx = Ctx::Comment;
                 } else if (c == '"' || c == '\'')
-                    && matches!(last_sig, None | Some(':' | '-' | '[' | '{' | ',' | '?'))
+                    && matches!(
+                        self.last_sig,
+                        None | Some(':' | '-' | '[' | '{' | ',' | '?')
+                    )
                 {
-                    ctx = if c == '"' { Ctx::Double } else { Ctx::Single };
+                    self.ctx = if c == '"' { Ctx::Double } else { Ctx::Single };
                 } else if !c.is_whitespace() {
-                    last_sig = Some(c);
+                    self.last_sig = Some(c);
                 }
             }
         }
-        out.push(c);
-        i += 1;
+        self.copy(c);
+    }
+
+    /// Copies `c` (the character at the cursor) unchanged and moves past it.
+    fn copy(&mut self, c: char) {
+        self.out.push(c);
+        self.i += 1;
         if c == '\n' {
-            line += 1;
-            col = 1;
-            new_col = 1;
-            last_sig = None;
+            self.line += 1;
+            self.col = 1;
+            self.new_col = 1;
+            self.last_sig = None;
         } else {
-            col += 1;
-            new_col += 1;
+            self.col += 1;
+            self.new_col += 1;
         }
     }
-    Ok(Interpolated {
-        text: out,
-        secrets: Secrets::new(secrets),
-        edits,
-    })
 }
 
 fn valid_name(name: &str) -> bool {

@@ -4,8 +4,6 @@
 //! Core knows nothing of Kafka's wire format, Parquet or S3 specifics: those live in the
 //! client, formats, sources and sinks crates, which plug in through the traits here.
 
-pub mod ack;
-pub mod batch;
 pub mod checkpoint;
 pub mod component;
 pub mod config;
@@ -14,21 +12,29 @@ pub mod interpolate;
 pub mod metadata;
 pub mod metrics;
 pub mod progress;
-pub mod record;
 pub mod registry;
 pub mod runtime;
 pub mod storage;
+#[cfg(any(test, feature = "test-util"))]
+pub mod testing;
+pub mod tls;
+pub mod topic_pattern;
 pub mod transforms;
+
+// The record model lives in its own crate (the Kafka client shares it); its modules stay
+// reachable under their old paths (`ferry_core::batch::Batch`, `ferry_core::Record`).
+pub use ferry_model::{ack, batch, record};
 
 pub use ack::{Ack, AckTracker, Offsets};
 pub use batch::{AbortedTxn, Batch, Payload, RawBatches, RawDecoder};
 pub use component::{Sink, Source, SourceContext, Transform};
 pub use config::{parse_yaml, ByteSize, Delivery, HumanDuration, Pipeline, Telemetry};
-pub use error::{Error, Location, Result};
-pub use metadata::{GroupOffsets, SourceMetadata, TopicMetadata};
+pub use error::{error_chain, Error, ErrorKind, Location, Result};
+pub use metadata::{GroupOffsets, SourceMetadata, TopicSettings};
 pub use record::{Header, ProducerInfo, Record, TimestampType};
 pub use registry::{
     BuildContext, ConfigInput, Registry, SinkFactory, SourceFactory, TransformFactory,
 };
 pub use runtime::{run, run_until_signal, shutdown_signal, RunSummary};
 pub use storage::Storage;
+pub use topic_pattern::{TopicPattern, TopicSelection};

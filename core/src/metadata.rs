@@ -7,9 +7,10 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// One topic's shape and settings.
+/// One topic's shape and settings as a backup keeps them (not the client's
+/// `ferry_kafka::TopicMetadata`, which is what a Metadata response says).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TopicMetadata {
+pub struct TopicSettings {
     /// Topic name.
     pub name: String,
     /// Number of partitions.
@@ -41,7 +42,7 @@ pub struct SourceMetadata {
     pub taken_at_ms: i64,
     /// Topics the source reads.
     #[serde(default)]
-    pub topics: Vec<TopicMetadata>,
+    pub topics: Vec<TopicSettings>,
     /// Consumer groups with offsets on those topics.
     #[serde(default)]
     pub groups: Vec<GroupOffsets>,

@@ -139,7 +139,7 @@ pub fn install_prometheus(addr: SocketAddr) -> Result<()> {
     metrics_exporter_prometheus::PrometheusBuilder::new()
         .with_http_listener(addr)
         .install()
-        .map_err(|e| Error::Other(format!("cannot serve Prometheus metrics on {addr}: {e}")))?;
+        .map_err(|e| Error::internal(format!("cannot serve Prometheus metrics on {addr}: {e}")))?;
     describe();
     *installed = Some(addr);
     tracing::info!(%addr, "serving Prometheus metrics on http://{addr}/metrics");

@@ -46,8 +46,9 @@ use crate::config::{
     locate_path, parse_yaml_seed, path_string, DeliveryConfig, PathSeg, Pipeline, Telemetry,
     TelemetryConfig,
 };
+use crate::error::error_chain;
 use crate::error::{Error, Location, Result};
-use crate::interpolate::{error_chain, interpolate, Interpolated};
+use crate::interpolate::{interpolate, Interpolated};
 use schemars::generate::SchemaSettings;
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::de::{
@@ -687,7 +688,7 @@ impl Registry {
         match (errors.into_iter().next(), pipeline) {
             (Some(e), _) => Err(e),
             (None, Some(p)) => Ok(p),
-            (None, None) => Err(Error::Other(format!("{file}: pipeline was not built"))),
+            (None, None) => Err(Error::internal(format!("{file}: pipeline was not built"))),
         }
     }
 

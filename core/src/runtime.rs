@@ -155,7 +155,7 @@ async fn stopped(rx: &mut watch::Receiver<bool>) {
 }
 
 fn join_error(stage: &str, e: tokio::task::JoinError) -> Error {
-    Error::Other(format!("{stage} task failed: {e}"))
+    Error::internal(format!("{stage} task failed: {e}"))
 }
 
 /// Runs `pipeline` until its source finishes, `shutdown` completes, or a stage fails.
@@ -190,59 +190,10 @@ async fn run_inner(pipeline: Pipeline, shutdown: impl Future<Output = ()>) -> Re
     if let Some(addr) = telemetry.prometheus {
         metrics::install_prometheus(addr)?;
     }
-
-    // Where the checkpoint lives, and where to resume.
-    let storage: Option<Storage> = match &delivery.checkpoint {
-        CheckpointTarget::Disabled => None,
-        CheckpointTarget::Storage(s) => Some(s.clone()),
-        CheckpointTarget::Uri(u) => Some(Storage::from_uri(u)?),
-        CheckpointTarget::Auto => {
-            let s = sink
-                .checkpoint_storage()
-                .or_else(|| source.checkpoint_storage());
-            if s.is_none() {
-                tracing::warn!(
-                    pipeline = %name,
-                    "no checkpoint storage: neither the sink nor the source offers one and delivery.checkpoint is not set; progress will not be saved"
-                );
-            }
-            s
-        }
-    };
-    let store = storage.map(|s| CheckpointStore::new(s, name.clone()));
+    let store = checkpoint_storage(&name, &delivery.checkpoint, sink.as_ref(), source.as_ref())?
+        .map(|s| CheckpointStore::new(s, name.clone()));
     let mut sink = sink;
-    // The sink may already hold data the checkpoint does not cover (a crash between its
-    // write and the checkpoint): resume after whichever is further.
-    let durable = sink.open().await?;
-    let mut loaded: Option<Offsets> = match &store {
-        Some(st) => st.load().await?.map(|c| c.offsets),
-        None => None,
-    };
-    if let Some(d) = durable.filter(|d| !d.is_empty()) {
-        let mut merged = loaded.take().unwrap_or_default();
-        for (topic, parts) in d {
-            let t = merged.entry(topic).or_default();
-            for (p, o) in parts {
-                let e = t.entry(p).or_insert(o);
-                *e = (*e).max(o);
-            }
-        }
-        loaded = Some(merged);
-    }
-    match (&store, &loaded) {
-        (Some(st), Some(o)) => tracing::info!(
-            pipeline = %name,
-            checkpoint = %format!("{}/{}", st.storage(), st.key()),
-            partitions = o.values().map(|p| p.len()).sum::<usize>(),
-            "resuming from checkpoint"
-        ),
-        (Some(st), None) => tracing::info!(
-            pipeline = %name,
-            checkpoint = %format!("{}/{}", st.storage(), st.key()),
-            "no checkpoint yet: starting fresh"
-        ),
-        _ => {}
-    }
+    let loaded = resume_point(&name, sink.as_mut(), store.as_ref()).await?;
 
     let tracker = AckTracker::new();
     let ctx = SourceContext {
@@ -262,7 +213,7 @@ async fn run_inner(pipeline: Pipeline, shutdown: impl Future<Output = ()>) -> Re
     let cap = delivery.channel_capacity.max(1);
 
     // Stages, last to first, so each knows its output channel.
-    let (tx, mut rx) = mpsc::channel::<Item>(cap);
+    let (tx, rx) = mpsc::channel::<Item>(cap);
     let source_task: JoinHandle<(Box<dyn Source>, Result<()>)> = tokio::spawn(source_stage(
         source,
         ctx,
@@ -272,25 +223,12 @@ async fn run_inner(pipeline: Pipeline, shutdown: impl Future<Output = ()>) -> Re
         StageMetrics::new(&name, "source"),
         delivery.checkpoint_interval,
     ));
-    let mut transform_tasks = Vec::new();
-    for (i, t) in transforms.into_iter().enumerate() {
-        let (tx, next_rx) = mpsc::channel::<Item>(cap);
-        transform_tasks.push((
-            i,
-            tokio::spawn(transform_stage(
-                t,
-                rx,
-                tx,
-                StageMetrics::new(&name, "transform"),
-            )),
-        ));
-        rx = next_rx;
-    }
+    let (transform_tasks, rx) = spawn_transforms(&name, transforms, rx, cap);
     let sink_state = SinkStage {
         pipeline: name.clone(),
         rx,
         store: store.clone(),
-        loaded: loaded.clone().unwrap_or_default(),
+        loaded: loaded.unwrap_or_default(),
         tracker: tracker.clone(),
         interval: delivery.checkpoint_interval,
         metrics: StageMetrics::new(&name, "sink"),
@@ -310,45 +248,7 @@ async fn run_inner(pipeline: Pipeline, shutdown: impl Future<Output = ()>) -> Re
     };
     // The sink is done (or failed): make sure the source stops too, then collect.
     let _ = stop_tx.send(true);
-
-    let mut first_error: Option<Error> = None;
-    let (mut source, source_result) = source_task.await.map_err(|e| join_error("source", e))?;
-    if let Err(e) = source_result {
-        metrics::error(&name, "source");
-        first_error.get_or_insert(e);
-    }
-    for (i, t) in transform_tasks {
-        match t.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                metrics::error(&name, "transform");
-                first_error.get_or_insert(Error::Other(format!("transform #{}: {e}", i + 1)));
-            }
-            Err(e) => {
-                first_error.get_or_insert(join_error("transform", e));
-            }
-        }
-    }
-    let outcome = match sink_result {
-        Ok(Ok(o)) => Some(o),
-        Ok(Err(e)) => {
-            // The sink's own error comes first: it is usually why upstream stopped.
-            first_error = Some(e);
-            None
-        }
-        Err(e) => {
-            first_error = Some(join_error("sink", e));
-            None
-        }
-    };
-    if let Err(e) = source.close().await {
-        tracing::warn!(pipeline = %name, error = %e, "closing the source failed");
-        first_error.get_or_insert(e);
-    }
-    if let Some(e) = first_error {
-        return Err(e);
-    }
-    let outcome = outcome.unwrap_or_default();
+    let outcome = collect_stages(&name, source_task, transform_tasks, sink_result).await?;
     let summary = RunSummary {
         pipeline: name.clone(),
         records: outcome.records,
@@ -369,6 +269,148 @@ async fn run_inner(pipeline: Pipeline, shutdown: impl Future<Output = ()>) -> Re
         "pipeline finished"
     );
     Ok(summary)
+}
+
+/// Where the checkpoint lives: disabled, given, or (by default) the sink's storage, else the
+/// source's.
+fn checkpoint_storage(
+    name: &str,
+    target: &CheckpointTarget,
+    sink: &dyn Sink,
+    source: &dyn Source,
+) -> Result<Option<Storage>> {
+    Ok(match target {
+        CheckpointTarget::Disabled => None,
+        CheckpointTarget::Storage(s) => Some(s.clone()),
+        CheckpointTarget::Uri(u) => Some(Storage::from_uri(u)?),
+        CheckpointTarget::Auto => {
+            let s = sink
+                .checkpoint_storage()
+                .or_else(|| source.checkpoint_storage());
+            if s.is_none() {
+                tracing::warn!(
+                    pipeline = %name,
+                    "no checkpoint storage: neither the sink nor the source offers one and delivery.checkpoint is not set; progress will not be saved"
+                );
+            }
+            s
+        }
+    })
+}
+
+/// Opens the sink and loads the checkpoint; resumes after whichever is further per
+/// partition, since the sink may hold data the checkpoint does not cover (a crash between
+/// its write and the checkpoint).
+async fn resume_point(
+    name: &str,
+    sink: &mut dyn Sink,
+    store: Option<&CheckpointStore>,
+) -> Result<Option<Offsets>> {
+    let durable = sink.open().await?;
+    let mut loaded: Option<Offsets> = match store {
+        Some(st) => st.load().await?.map(|c| c.offsets),
+        None => None,
+    };
+    if let Some(d) = durable.filter(|d| !d.is_empty()) {
+        let mut merged = loaded.take().unwrap_or_default();
+        for (topic, parts) in d {
+            let t = merged.entry(topic).or_default();
+            for (p, o) in parts {
+                let e = t.entry(p).or_insert(o);
+                *e = (*e).max(o);
+            }
+        }
+        loaded = Some(merged);
+    }
+    if let Some(st) = store {
+        let checkpoint = format!("{}/{}", st.storage(), st.key());
+        match &loaded {
+            Some(o) => tracing::info!(
+                pipeline = %name,
+                checkpoint = %checkpoint,
+                partitions = o.values().map(|p| p.len()).sum::<usize>(),
+                "resuming from checkpoint"
+            ),
+            None => tracing::info!(
+                pipeline = %name,
+                checkpoint = %checkpoint,
+                "no checkpoint yet: starting fresh"
+            ),
+        }
+    }
+    Ok(loaded)
+}
+
+/// A spawned transform stage and its position in the pipeline (0-based).
+type TransformTask = (usize, JoinHandle<Result<()>>);
+
+/// Spawns one task per transform, chained from `rx`; returns them and the last output.
+fn spawn_transforms(
+    name: &str,
+    transforms: Vec<Box<dyn Transform>>,
+    mut rx: mpsc::Receiver<Item>,
+    cap: usize,
+) -> (Vec<TransformTask>, mpsc::Receiver<Item>) {
+    let mut tasks = Vec::new();
+    for (i, t) in transforms.into_iter().enumerate() {
+        let (tx, next_rx) = mpsc::channel::<Item>(cap);
+        let stage = transform_stage(t, rx, tx, StageMetrics::new(name, "transform"));
+        tasks.push((i, tokio::spawn(stage)));
+        rx = next_rx;
+    }
+    (tasks, rx)
+}
+
+/// Waits for every stage, closes the source, and returns the sink's outcome or the first
+/// error (the sink's own first: it is usually why upstream stopped).
+async fn collect_stages(
+    name: &str,
+    source_task: JoinHandle<(Box<dyn Source>, Result<()>)>,
+    transform_tasks: Vec<TransformTask>,
+    sink_result: std::result::Result<Result<SinkOutcome>, tokio::task::JoinError>,
+) -> Result<SinkOutcome> {
+    let mut first_error: Option<Error> = None;
+    let (mut source, source_result) = source_task.await.map_err(|e| join_error("source", e))?;
+    if let Err(e) = source_result {
+        metrics::error(name, "source");
+        first_error.get_or_insert(e);
+    }
+    for (i, t) in transform_tasks {
+        match t.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                metrics::error(name, "transform");
+                let kind = e.kind();
+                first_error.get_or_insert(Error::component_of(
+                    kind,
+                    format!("transform #{}", i + 1),
+                    e,
+                ));
+            }
+            Err(e) => {
+                first_error.get_or_insert(join_error("transform", e));
+            }
+        }
+    }
+    let outcome = match sink_result {
+        Ok(Ok(o)) => Some(o),
+        Ok(Err(e)) => {
+            first_error = Some(e);
+            None
+        }
+        Err(e) => {
+            first_error = Some(join_error("sink", e));
+            None
+        }
+    };
+    if let Err(e) = source.close().await {
+        tracing::warn!(pipeline = %name, error = %e, "closing the source failed");
+        first_error.get_or_insert(e);
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(outcome.unwrap_or_default()),
+    }
 }
 
 async fn source_stage(

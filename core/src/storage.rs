@@ -149,6 +149,44 @@ fn memory_operators() -> &'static Mutex<HashMap<String, Operator>> {
     MEM.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
+/// Where an S3 storage takes its credentials from, in this order: `access_key_id` and
+/// `secret_access_key` (and `session_token`) in the URI; the `AWS_*` environment variables;
+/// the profile file (`~/.aws/credentials`, `AWS_PROFILE` or the URI's `profile`). The
+/// cloud's instance-metadata endpoint is asked only when the URI says `credentials=instance`:
+/// a run must not reach out to an address the user did not give.
+fn s3_credentials(
+    mut b: opendal::services::S3,
+    p: &BTreeMap<String, String>,
+    uri: &str,
+) -> Result<opendal::services::S3> {
+    match (p.get("access_key_id"), p.get("secret_access_key")) {
+        (Some(k), Some(s)) => {
+            b = b.access_key_id(k).secret_access_key(s);
+            if let Some(t) = p.get("session_token") {
+                b = b.session_token(t);
+            }
+        }
+        (None, None) => {}
+        _ => {
+            return Err(Error::config(format!(
+                "storage URI '{}' has only one of access_key_id and secret_access_key: give both, or neither to use AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or ~/.aws/credentials",
+                redact_query(uri)
+            )))
+        }
+    }
+    if let Some(profile) = p.get("profile") {
+        b = b.profile(profile);
+    }
+    match p.get("credentials").map(String::as_str) {
+        Some("instance") => Ok(b),
+        None | Some("static" | "env" | "profile") => Ok(b.disable_ec2_metadata()),
+        Some(other) => Err(Error::config(format!(
+            "storage URI '{}': credentials={other} is not one of: instance (ask the cloud's instance-metadata endpoint); leave it out to use the URI's keys, AWS_* variables or ~/.aws/credentials",
+            redact_query(uri)
+        ))),
+    }
+}
+
 fn build_err(uri: &str, e: opendal::Error) -> Error {
     Error::storage(format!("opening {}", redact_query(uri)), e)
 }
@@ -157,8 +195,8 @@ impl Storage {
     /// Opens the storage a URI (or plain local path) names. Does not touch the network;
     /// call [`Storage::check`] to fail fast on bad credentials.
     pub fn from_uri(uri: &str) -> Result<Storage> {
-        // Installs the HTTP transport object stores need (idempotent).
-        opendal::install_default();
+        // Installs the TLS provider and the HTTP transport object stores need (idempotent).
+        crate::tls::init();
         let parsed = StorageUri::parse(uri)?;
         let p = &parsed.params;
         let op = match parsed.scheme.as_str() {
@@ -190,6 +228,7 @@ impl Storage {
                 if p.get("virtual_host_style").map(String::as_str) == Some("true") {
                     b = b.enable_virtual_host_style();
                 }
+                b = s3_credentials(b, p, uri)?;
                 Operator::new(b).map_err(|e| build_err(uri, e))?
             }
             "gs" | "gcs" => {

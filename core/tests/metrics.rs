@@ -1,47 +1,9 @@
 //! The Prometheus endpoint: `telemetry.prometheus` serves the runtime's metrics.
 //! (Its own test binary: the metrics recorder is global to a process.)
 
-use async_trait::async_trait;
-use bytes::Bytes;
-use ferry_core::{Batch, Pipeline, Record, Result, Sink, Source, SourceContext, Storage};
-use std::sync::Arc;
+use ferry_core::testing::{AckMode, TestSink, TestSource};
+use ferry_core::{Pipeline, Storage};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-struct Ten {
-    next: i64,
-}
-
-#[async_trait]
-impl Source for Ten {
-    async fn next_batch(&mut self, ctx: &SourceContext) -> Result<Option<Batch>> {
-        if self.next >= 100 {
-            return Ok(None);
-        }
-        let topic: Arc<str> = Arc::from("t");
-        let (first, end) = (self.next, self.next + 10);
-        let records = (first..end)
-            .map(|o| Record::new(topic.clone(), 0, o, Some(Bytes::from_static(b"v"))))
-            .collect();
-        self.next = end;
-        let ack = ctx.ack(&topic, 0, first, end);
-        Ok(Some(Batch::from_records(
-            topic, 0, first, end, records, ack,
-        )))
-    }
-}
-
-struct Resolve;
-
-#[async_trait]
-impl Sink for Resolve {
-    async fn write(&mut self, batch: Batch) -> Result<()> {
-        batch.ack.resolve();
-        Ok(())
-    }
-    async fn flush(&mut self) -> Result<()> {
-        Ok(())
-    }
-}
 
 async fn scrape(addr: std::net::SocketAddr) -> String {
     let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
@@ -69,9 +31,10 @@ async fn prometheus_endpoint_serves_pipeline_metrics() {
     };
     let p = Pipeline::new(
         "prom",
-        Box::new(Ten { next: 0 }),
+        // 10 batches of 10 records.
+        Box::new(TestSource::new(10, 10)),
         Vec::new(),
-        Box::new(Resolve),
+        Box::new(TestSink::new(AckMode::Immediate)),
     )
     .with_checkpoint_storage(Storage::from_uri("memory://metrics-test").unwrap())
     .with_prometheus(addr);

@@ -6,6 +6,7 @@ use ferry_core::config::CheckpointTarget;
 use ferry_core::registry::{
     BuildContext, ComponentKind, ConfigInput, Registry, SinkFactory, SourceFactory,
 };
+use ferry_core::testing::{AckMode, TestSink, TestSource};
 use ferry_core::{Batch, Error, Result, Sink, Source, SourceContext};
 use serde::Deserialize;
 use std::sync::Once;
@@ -82,19 +83,6 @@ struct TestSinkConfig {
     uri: String,
 }
 
-struct NullSink;
-
-#[async_trait]
-impl Sink for NullSink {
-    async fn write(&mut self, batch: Batch) -> Result<()> {
-        batch.ack.resolve();
-        Ok(())
-    }
-    async fn flush(&mut self) -> Result<()> {
-        Ok(())
-    }
-}
-
 struct TestSinkFactory;
 
 impl SinkFactory for TestSinkFactory {
@@ -113,7 +101,7 @@ impl SinkFactory for TestSinkFactory {
         Ok(())
     }
     fn build(&self, _c: TestSinkConfig, _ctx: &BuildContext) -> Result<Box<dyn Sink>> {
-        Ok(Box::new(NullSink))
+        Ok(Box::new(TestSink::new(AckMode::Immediate)))
     }
 }
 
@@ -411,22 +399,6 @@ fn listing_and_schema() {
     }
 }
 
-/// Emits one record, then finishes.
-struct OneSource(bool);
-
-#[async_trait]
-impl Source for OneSource {
-    async fn next_batch(&mut self, ctx: &SourceContext) -> Result<Option<Batch>> {
-        if std::mem::replace(&mut self.0, true) {
-            return Ok(None);
-        }
-        let topic: std::sync::Arc<str> = std::sync::Arc::from("t");
-        let r = ferry_core::Record::new(topic.clone(), 0, 0, None);
-        let ack = ctx.ack(&topic, 0, 0, 1);
-        Ok(Some(Batch::from_records(topic, 0, 0, 1, vec![r], ack)))
-    }
-}
-
 struct OneSourceFactory;
 
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -442,7 +414,7 @@ impl SourceFactory for OneSourceFactory {
         "one record"
     }
     fn build(&self, _c: Empty, _ctx: &BuildContext) -> Result<Box<dyn Source>> {
-        Ok(Box::new(OneSource(false)))
+        Ok(Box::new(TestSource::new(1, 1)))
     }
 }
 
@@ -452,7 +424,7 @@ struct QuotingSink(String);
 #[async_trait]
 impl Sink for QuotingSink {
     async fn write(&mut self, _batch: Batch) -> Result<()> {
-        Err(Error::Other(format!("cannot write to {}", self.0)))
+        Err(Error::internal(format!("cannot write to {}", self.0)))
     }
     async fn flush(&mut self) -> Result<()> {
         Ok(())

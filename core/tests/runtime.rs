@@ -1,172 +1,11 @@
 //! The runtime: backpressure, ack ordering in checkpoints, graceful shutdown, errors.
 
-use async_trait::async_trait;
-use bytes::Bytes;
 use ferry_core::checkpoint::CheckpointStore;
-use ferry_core::{
-    run, Ack, Batch, Error, Offsets, Pipeline, Record, Result, Sink, Source, SourceContext, Storage,
-};
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use ferry_core::testing::{AckMode, Counters, TestSink, TestSource};
+use ferry_core::{run, Batch, Error, Offsets, Pipeline, Result, Storage};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
-
-/// Emits `batches` batches of `per_batch` records (each with a `value_size`-byte value) on
-/// partition 0 of topic `t`, resuming from the checkpoint; then finishes, or waits forever
-/// when `endless`.
-struct TestSource {
-    batches: i64,
-    per_batch: i64,
-    value_size: usize,
-    endless: bool,
-    next: Option<i64>,
-    emitted: Option<Arc<Counters>>,
-    fail_at: Option<i64>,
-}
-
-impl TestSource {
-    fn new(batches: i64, per_batch: i64) -> Self {
-        TestSource {
-            batches,
-            per_batch,
-            value_size: 10,
-            endless: false,
-            next: None,
-            emitted: None,
-            fail_at: None,
-        }
-    }
-}
-
-#[derive(Default)]
-struct Counters {
-    emitted_bytes: AtomicU64,
-    written_bytes: AtomicU64,
-    max_gap: AtomicU64,
-}
-
-impl Counters {
-    fn observe(&self) {
-        let gap = self
-            .emitted_bytes
-            .load(Ordering::SeqCst)
-            .saturating_sub(self.written_bytes.load(Ordering::SeqCst));
-        self.max_gap.fetch_max(gap, Ordering::SeqCst);
-    }
-}
-
-#[async_trait]
-impl Source for TestSource {
-    async fn next_batch(&mut self, ctx: &SourceContext) -> Result<Option<Batch>> {
-        let topic: Arc<str> = Arc::from("t");
-        let next = *self
-            .next
-            .get_or_insert_with(|| ctx.resume_offset("t", 0).unwrap_or(0));
-        if Some(next) == self.fail_at {
-            return Err(Error::Other("source broke".into()));
-        }
-        if next >= self.batches * self.per_batch {
-            if self.endless {
-                std::future::pending::<()>().await;
-            }
-            return Ok(None);
-        }
-        let end = next + self.per_batch;
-        let records: Vec<Record> = (next..end)
-            .map(|o| {
-                Record::new(
-                    topic.clone(),
-                    0,
-                    o,
-                    Some(Bytes::from(vec![b'x'; self.value_size])),
-                )
-            })
-            .collect();
-        let batch = Batch::from_records(
-            topic.clone(),
-            0,
-            next,
-            end,
-            records,
-            ctx.ack(&topic, 0, next, end),
-        );
-        if let Some(c) = &self.emitted {
-            c.emitted_bytes
-                .fetch_add(batch.size_bytes() as u64, Ordering::SeqCst);
-            c.observe();
-        }
-        self.next = Some(end);
-        Ok(Some(batch))
-    }
-}
-
-/// What a test sink does with acks.
-#[derive(Clone, Copy, PartialEq)]
-enum AckMode {
-    /// Resolve on write.
-    Immediate,
-    /// Hold the ack of the batch starting at this offset until close; resolve others.
-    HoldUntilClose(i64),
-    /// Drop (fail) the ack of the batch starting at this offset; resolve others.
-    Fail(i64),
-}
-
-struct TestSink {
-    delay: Duration,
-    mode: AckMode,
-    held: VecDeque<Ack>,
-    seen: Arc<Mutex<Vec<(i64, i64)>>>,
-    counters: Option<Arc<Counters>>,
-    fail_on_write: Option<i64>,
-}
-
-impl TestSink {
-    fn new(mode: AckMode) -> Self {
-        TestSink {
-            delay: Duration::ZERO,
-            mode,
-            held: VecDeque::new(),
-            seen: Arc::default(),
-            counters: None,
-            fail_on_write: None,
-        }
-    }
-}
-
-#[async_trait]
-impl Sink for TestSink {
-    async fn write(&mut self, batch: Batch) -> Result<()> {
-        if Some(batch.first_offset) == self.fail_on_write {
-            return Err(Error::Other("sink broke".into()));
-        }
-        if !self.delay.is_zero() {
-            tokio::time::sleep(self.delay).await;
-        }
-        if let Some(c) = &self.counters {
-            c.written_bytes
-                .fetch_add(batch.size_bytes() as u64, Ordering::SeqCst);
-        }
-        self.seen
-            .lock()
-            .unwrap()
-            .push((batch.first_offset, batch.next_offset));
-        match self.mode {
-            AckMode::HoldUntilClose(o) if o == batch.first_offset => self.held.push_back(batch.ack),
-            AckMode::Fail(o) if o == batch.first_offset => batch.ack.fail(),
-            _ => batch.ack.resolve(),
-        }
-        Ok(())
-    }
-    async fn flush(&mut self) -> Result<()> {
-        Ok(())
-    }
-    async fn close(&mut self) -> Result<()> {
-        while let Some(a) = self.held.pop_front() {
-            a.resolve();
-        }
-        Ok(())
-    }
-}
 
 fn memory(name: &str) -> Storage {
     Storage::from_uri(&format!("memory://{name}")).unwrap()
@@ -381,7 +220,7 @@ impl ferry_core::Transform for Picky {
                 batch.ack.resolve();
                 Ok(None)
             }
-            70 => Err(Error::Other("transform broke".into())),
+            70 => Err(Error::internal("transform broke")),
             _ => Ok(Some(batch)),
         }
     }

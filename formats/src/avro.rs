@@ -263,12 +263,8 @@ impl AvroFormat {
 
 #[async_trait::async_trait]
 impl SegmentFormat for AvroFormat {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
-    fn extension(&self) -> &'static str {
-        EXTENSION
+    fn kind(&self) -> crate::kind::FormatKind {
+        crate::kind::FormatKind::Avro
     }
 
     fn encoder(&self, topic: &str, partition: i32, first_offset: i64) -> Box<dyn SegmentEncoder> {
@@ -561,10 +557,10 @@ impl AvroEncoder {
         let value = record_value(record, column, settled.value);
         self.writer
             .as_mut()
-            .ok_or_else(|| Error::Other("avro: no writer".into()))?
+            .ok_or_else(|| Error::internal("avro: no writer"))?
             .append_value_ref(&value)
             .map_err(|e| {
-                Error::Other(format!(
+                Error::invalid_data(format!(
                     "avro: topic {} partition {} offset {}: the decoded value does not fit the file schema: {e}",
                     record.topic, record.partition, record.offset
                 ))
@@ -915,7 +911,10 @@ mod tests {
         let o: AvroOptions = serde_json::from_str("{}").unwrap();
         assert_eq!(o, AvroOptions::default());
         assert_eq!(o.codec, AvroCodec::Snappy);
-        assert!(serde_json::from_str::<AvroOptions>(r#"{"codec": "lzma"}"#).is_err());
+        let e = serde_json::from_str::<AvroOptions>(r#"{"codec": "lzma"}"#)
+            .expect_err("lzma is not a codec")
+            .to_string();
+        assert!(e.contains("lzma"), "{e}");
     }
 
     #[test]
@@ -1071,6 +1070,6 @@ mod tests {
         let bytes = encode(&AvroOptions::default(), "t", 0, 0, &sample_records()).unwrap();
         assert!(matches!(read_avro(b"nope"), Err(Error::Corrupt(_))));
         let cut = &bytes[..bytes.len() - 20];
-        assert!(read_avro(cut).is_err());
+        assert!(matches!(read_avro(cut), Err(Error::Corrupt(_))));
     }
 }

@@ -227,6 +227,8 @@ pub struct SchemaRegistry {
 impl SchemaRegistry {
     /// A client of the registry at `config.url` (nothing is fetched yet).
     pub fn new(config: &RegistryConfig) -> Result<Self> {
+        // reqwest is built without a crypto provider of its own: install Ferry's first.
+        ferry_core::tls::init();
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(30))
@@ -261,11 +263,25 @@ impl SchemaRegistry {
             req = req.basic_auth(user, self.password.as_ref());
         }
         let resp = req.send().await.map_err(|e| {
-            Error::Other(format!("schema registry: GET {url}: {}", error_chain(&e)))
+            Error::connection(
+                "schema registry",
+                true,
+                format!(
+                    "schema registry: GET {url}: {}",
+                    ferry_core::error::error_chain(&e)
+                ),
+            )
         })?;
         let status = resp.status();
         let body = resp.bytes().await.map_err(|e| {
-            Error::Other(format!("schema registry: GET {url}: {}", error_chain(&e)))
+            Error::connection(
+                "schema registry",
+                true,
+                format!(
+                    "schema registry: GET {url}: {}",
+                    ferry_core::error::error_chain(&e)
+                ),
+            )
         })?;
         let text: String = String::from_utf8_lossy(&body).chars().take(300).collect();
         if status.as_u16() == 404 && error_code(&body) == Some(40401) {
@@ -275,20 +291,25 @@ impl SchemaRegistry {
             )));
         }
         if !status.is_success() {
-            return Err(Error::Other(format!(
-                "schema registry: GET {url}: {status}: {}",
-                text.trim()
-            )));
+            return Err(Error::connection(
+                "schema registry",
+                true,
+                format!("schema registry: GET {url}: {status}: {}", text.trim()),
+            ));
         }
         serde_json::from_slice::<serde_json::Value>(&body)
             .ok()
             .and_then(|v| v.get("id")?.as_u64())
             .and_then(|id| u32::try_from(id).ok())
             .ok_or_else(|| {
-                Error::Other(format!(
-                    "schema registry: GET {url}: the answer has no schema id: {}",
-                    text.trim()
-                ))
+                Error::connection(
+                    "schema registry",
+                    true,
+                    format!(
+                        "schema registry: GET {url}: the answer has no schema id: {}",
+                        text.trim()
+                    ),
+                )
             })
     }
 
@@ -326,7 +347,14 @@ impl SchemaRegistry {
                 continue;
             }
             break result.map_err(|e| {
-                Error::Other(format!("schema registry: GET {url}: {}", error_chain(&e)))
+                Error::connection(
+                    "schema registry",
+                    true,
+                    format!(
+                        "schema registry: GET {url}: {}",
+                        ferry_core::error::error_chain(&e)
+                    ),
+                )
             })?;
         };
         let text = String::from_utf8_lossy(&body);
@@ -341,29 +369,33 @@ impl SchemaRegistry {
                 ))))
             }
             404 => {
-                return Err(Error::Other(format!(
+                return Err(Error::config(format!(
                     "schema registry: GET {url}: 404 without error code 40403 (schema not found): is registry.url the registry's base URL? {}",
                     short.trim()
                 )))
             }
             401 | 403 => {
-                return Err(Error::Other(format!(
+                return Err(Error::config(format!(
                     "schema registry: GET {url}: {status}: the registry refused the credentials (registry username/password): {}",
                     short.trim()
                 )))
             }
             _ => {
-                return Err(Error::Other(format!(
+                return Err(Error::connection("schema registry", true, format!(
                     "schema registry: GET {url}: {status}: {}",
                     short.trim()
                 )))
             }
         }
         let reply: SchemaReply = serde_json::from_slice(&body).map_err(|e| {
-            Error::Other(format!(
-                "schema registry: GET {url}: the answer is not a schema ({e}): {}",
-                short.trim()
-            ))
+            Error::connection(
+                "schema registry",
+                true,
+                format!(
+                    "schema registry: GET {url}: the answer is not a schema ({e}): {}",
+                    short.trim()
+                ),
+            )
         })?;
         Ok(reply_schema(id, reply, &self.base))
     }
@@ -408,20 +440,6 @@ fn reply_schema(id: u32, reply: SchemaReply, base: &str) -> Lookup {
             "schema id {id} from the schema registry {base} is not a valid Avro schema: {e}"
         ))),
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
 }
 
 /// A record value decoded (or not) with the reader schema of its topic.
@@ -538,7 +556,7 @@ impl AvroValues {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => {
-                return Err(Error::Other(format!(
+                return Err(Error::config(format!(
                     "value (as: avro): reading {}: {e}",
                     path.display()
                 )))
@@ -582,7 +600,7 @@ impl AvroValues {
         }
         let Some(registry) = self.registry()? else {
             // lookup_now answers whenever there is no registry.
-            return Err(Error::Other(format!("schema id {id}: no schema source")));
+            return Err(Error::internal(format!("schema id {id}: no schema source")));
         };
         let l = registry.fetch(id).await?;
         if let Err(why) = &l {
@@ -708,8 +726,8 @@ impl AvroValues {
     /// schema, when known and usable).
     fn reader_for(&self, topic: &str, r: &Record) -> Result<Option<Arc<IdSchema>>> {
         if self.config.subject.is_some() && self.fixed_id().is_none() {
-            return Err(Error::Other(
-                "value (as: avro): `subject` was not looked up in the registry (the format's prepare step did not run)".into(),
+            return Err(Error::internal(
+                "value (as: avro): `subject` was not looked up in the registry (the format's prepare step did not run)",
             ));
         }
         if let Some(id) = self.fixed_id() {
@@ -718,7 +736,7 @@ impl AvroValues {
             }
             return match self.lookup_now(id)? {
                 Some(l) => self.set_fixed(id, l).map(Some),
-                None => Err(Error::Other(format!(
+                None => Err(Error::internal(format!(
                     "value (as: avro): schema_id {id} was not fetched from the registry (the format's prepare step did not run)"
                 ))),
             };
@@ -751,7 +769,7 @@ impl AvroValues {
             Some(Ok(w)) => w,
             Some(Err(why)) => return Ok((reader, Decoded::Rejected(why.to_string()))),
             None => {
-                return Err(Error::Other(format!(
+                return Err(Error::internal(format!(
                     "value (as: avro): schema id {id} (topic {topic}, partition {}, offset {}) was not fetched from the registry (the format's prepare step did not run)",
                     r.partition, r.offset
                 )))
@@ -791,7 +809,7 @@ impl AvroValues {
                     value: None,
                     rejected: Some(why),
                 }),
-                OnError::Fail => Err(Error::Other(format!(
+                OnError::Fail => Err(Error::invalid_data(format!(
                     "value (as: avro, on_error: fail): topic {} partition {} offset {}: {why}",
                     r.topic, r.partition, r.offset
                 ))),

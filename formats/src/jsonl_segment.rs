@@ -10,12 +10,8 @@ use ferry_core::{Batch, Result};
 pub struct JsonlFormat;
 
 impl SegmentFormat for JsonlFormat {
-    fn name(&self) -> &'static str {
-        "jsonl"
-    }
-
-    fn extension(&self) -> &'static str {
-        crate::jsonl::EXTENSION
+    fn kind(&self) -> crate::kind::FormatKind {
+        crate::kind::FormatKind::Jsonl
     }
 
     fn encoder(&self, _topic: &str, _partition: i32, _first: i64) -> Box<dyn SegmentEncoder> {

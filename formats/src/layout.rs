@@ -23,7 +23,7 @@
 //! This is the only module that knows these names; the storage sink and the backup source
 //! both go through it.
 
-use ferry_core::{AbortedTxn, GroupOffsets, TopicMetadata};
+use ferry_core::{AbortedTxn, GroupOffsets, TopicSettings};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -95,7 +95,7 @@ pub struct TopicSnapshot {
     /// When it was read, milliseconds since the epoch.
     pub taken_at_ms: i64,
     /// The topic's shape and settings then.
-    pub metadata: TopicMetadata,
+    pub metadata: TopicSettings,
 }
 
 /// `topics/<topic>/topic.json`: the latest settings and their history.
@@ -104,7 +104,7 @@ pub struct TopicDocument {
     /// Topic name.
     pub name: String,
     /// Latest known shape and settings.
-    pub latest: TopicMetadata,
+    pub latest: TopicSettings,
     /// Every distinct snapshot seen, oldest first.
     #[serde(default)]
     pub snapshots: Vec<TopicSnapshot>,

@@ -298,12 +298,8 @@ impl ParquetFormat {
 
 #[async_trait::async_trait]
 impl SegmentFormat for ParquetFormat {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
-    fn extension(&self) -> &'static str {
-        EXTENSION
+    fn kind(&self) -> crate::kind::FormatKind {
+        crate::kind::FormatKind::Parquet
     }
 
     fn encoder(&self, topic: &str, partition: i32, first_offset: i64) -> Box<dyn SegmentEncoder> {
@@ -489,7 +485,7 @@ impl Columns {
         let count = i32::try_from(r.headers.len())
             .ok()
             .and_then(|n| last.checked_add(n))
-            .ok_or_else(|| Error::Other("parquet: too many headers in one batch".into()))?;
+            .ok_or_else(|| Error::internal("parquet: too many headers in one batch"))?;
         self.header_offsets.push(count);
         self.bytes += r.size_hint();
         Ok(rejected)
@@ -618,7 +614,7 @@ impl ParquetEncoder {
     /// Appends one record (control records are skipped).
     pub fn append(&mut self, record: &Record) -> Result<()> {
         if self.finished {
-            return Err(Error::Other("parquet: encoder already finished".into()));
+            return Err(Error::internal("parquet: encoder already finished"));
         }
         if record.is_control {
             return Ok(());
@@ -686,7 +682,7 @@ impl ParquetEncoder {
             *slot = Some(w);
         }
         slot.as_mut()
-            .ok_or_else(|| Error::Other("parquet: no writer".into()))
+            .ok_or_else(|| Error::internal("parquet: no writer"))
     }
 
     fn write_columns(&mut self) -> Result<()> {
@@ -711,7 +707,7 @@ impl ParquetEncoder {
             return Ok(Bytes::new());
         };
         w.sync()
-            .map_err(|e| Error::Other(format!("parquet: {e}")))?;
+            .map_err(|e| Error::internal(format!("parquet: {e}")))?;
         Ok(Bytes::from(std::mem::take(w.inner_mut())))
     }
 

@@ -17,12 +17,8 @@ pub const RAW_EXTENSION: &str = "log";
 pub struct RawFormat;
 
 impl SegmentFormat for RawFormat {
-    fn name(&self) -> &'static str {
-        "raw"
-    }
-
-    fn extension(&self) -> &'static str {
-        RAW_EXTENSION
+    fn kind(&self) -> crate::kind::FormatKind {
+        crate::kind::FormatKind::Raw
     }
 
     fn encoder(&self, _topic: &str, _partition: i32, _first: i64) -> Box<dyn SegmentEncoder> {

@@ -1,6 +1,7 @@
 //! The seam between the storage sink and the file formats: a [`SegmentEncoder`] turns the
 //! batches of one partition into the bytes of one segment object.
 
+use crate::kind::FormatKind;
 use bytes::Bytes;
 use ferry_core::{Batch, Record, Result};
 
@@ -35,11 +36,18 @@ pub trait SegmentEncoder: Send + Sync {
 /// A file format the storage sink can write.
 #[async_trait::async_trait]
 pub trait SegmentFormat: Send + Sync {
+    /// Which format this is (its name, extension and capabilities).
+    fn kind(&self) -> FormatKind;
+
     /// Name used in pipeline files and manifests (`raw`, `jsonl`, …).
-    fn name(&self) -> &'static str;
+    fn name(&self) -> &'static str {
+        self.kind().name()
+    }
 
     /// File extension of its segment objects.
-    fn extension(&self) -> &'static str;
+    fn extension(&self) -> &'static str {
+        self.kind().extension()
+    }
 
     /// A fresh encoder for one segment of `topic`/`partition` starting at `first_offset`.
     fn encoder(&self, topic: &str, partition: i32, first_offset: i64) -> Box<dyn SegmentEncoder>;

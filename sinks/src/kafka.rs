@@ -15,12 +15,12 @@ use crate::partitioner::java_partition;
 use async_trait::async_trait;
 use ferry_core::registry::{BuildContext, SinkFactory};
 use ferry_core::{
-    Ack, Batch, ByteSize, Error, Offsets, Result, Sink, SourceMetadata, Storage, TopicMetadata,
+    Ack, Batch, ByteSize, Error, Offsets, Result, Sink, SourceMetadata, Storage, TopicSettings,
 };
 use ferry_kafka::batch::BatchIter;
 use ferry_kafka::{
-    Client, Compression, ConnectionOptions, EncodedBatch, NewTopic, OffsetSpec, ProduceBatch,
-    ProduceItem, ProduceRecord, Producer, ProducerConfig, SaslOptions, TlsOptions, TopicResult,
+    Client, CompressionCodec, ConnectionOptions, EncodedBatch, NewTopic, OffsetSpec, ProduceBatch,
+    ProduceItem, ProduceRecord, Producer, ProducerConfig, TopicResult,
 };
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -56,8 +56,9 @@ pub struct GroupOptions {
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaSinkConfig {
-    /// Brokers of the target cluster, `host:port`.
-    pub brokers: Vec<String>,
+    /// Brokers of the target cluster, client id, TLS, SASL, timeouts and the retry policy.
+    #[serde(flatten)]
+    pub connection: ConnectionOptions,
     /// preserve (default) or murmur2.
     #[serde(default)]
     pub partitioning: Partitioning,
@@ -82,9 +83,9 @@ pub struct KafkaSinkConfig {
     /// Topic configs to set on created topics over the source's; an empty value drops one.
     #[serde(default)]
     pub topic_configs: BTreeMap<String, String>,
-    /// Codec of produced batches: none, gzip, snappy, lz4 or zstd.
-    #[serde(default = "default_compression")]
-    pub compression: String,
+    /// Codec of produced batches: none (default), gzip, snappy, lz4 or zstd.
+    #[serde(default)]
+    pub compression: CompressionCodec,
     /// Records buffered before a produce request.
     #[serde(default = "default_buffer")]
     pub buffer_bytes: ByteSize,
@@ -95,52 +96,13 @@ pub struct KafkaSinkConfig {
     /// Consumer-group offsets to restore.
     #[serde(default)]
     pub groups: GroupOptions,
-    /// Client id sent to the brokers.
-    #[serde(default = "default_client_id")]
-    pub client_id: String,
-    /// TLS settings; plaintext when absent.
-    #[serde(default)]
-    pub tls: Option<TlsOptions>,
-    /// SASL authentication.
-    #[serde(default)]
-    pub sasl: Option<SaslOptions>,
 }
 
 fn default_true() -> bool {
     true
 }
-fn default_compression() -> String {
-    "none".to_string()
-}
 fn default_buffer() -> ByteSize {
     ByteSize(8 * 1024 * 1024)
-}
-fn default_client_id() -> String {
-    "ferry".to_string()
-}
-
-fn compression(name: &str) -> Option<Compression> {
-    Some(match name {
-        "none" => Compression::None,
-        "gzip" => Compression::Gzip,
-        "snappy" => Compression::Snappy,
-        "lz4" => Compression::Lz4,
-        "zstd" => Compression::Zstd,
-        _ => return None,
-    })
-}
-
-impl KafkaSinkConfig {
-    /// The connection part of the options.
-    pub fn connection(&self) -> ConnectionOptions {
-        ConnectionOptions {
-            brokers: self.brokers.clone(),
-            client_id: self.client_id.clone(),
-            request_timeout_secs: 30,
-            tls: self.tls.clone(),
-            sasl: self.sasl.clone(),
-        }
-    }
 }
 
 /// Factory of the `kafka` sink.
@@ -158,13 +120,7 @@ impl SinkFactory for KafkaSinkFactory {
     }
 
     fn validate(&self, c: &KafkaSinkConfig) -> Result<()> {
-        c.connection().validate().map_err(Error::config)?;
-        if compression(&c.compression).is_none() {
-            return Err(Error::config(format!(
-                "compression '{}' is not one of none, gzip, snappy, lz4, zstd",
-                c.compression
-            )));
-        }
+        c.connection.validate().map_err(Error::config)?;
         if let Some(s) = &c.state {
             ferry_core::storage::StorageUri::parse(s)?;
         }
@@ -221,7 +177,7 @@ pub struct KafkaSink {
     /// Target topics whose existing content was checked (see [`target`]).
     checked: HashSet<String>,
     /// Source metadata by (renamed) topic name.
-    source_topics: HashMap<String, TopicMetadata>,
+    source_topics: HashMap<String, TopicSettings>,
     groups: Vec<ferry_core::GroupOffsets>,
     pending: BTreeMap<(std::sync::Arc<str>, i32), Vec<Pending>>,
     pending_bytes: usize,
@@ -238,8 +194,9 @@ pub struct KafkaSink {
 /// Where a produce request's batches landed, with the origin of each record.
 type InFlightResult = ferry_kafka::Result<(Vec<ferry_kafka::ProduceResult>, Vec<Vec<(i32, i64)>>)>;
 
+/// A client error as Ferry's: a connection error (retriable when the client says so).
 fn kerr(e: ferry_kafka::ClientError) -> Error {
-    Error::component("sink kafka", e)
+    Error::connection("sink kafka", e.is_retriable(), e)
 }
 
 const MAP_PREFIX: &str = "offset-maps/";
@@ -283,7 +240,7 @@ impl KafkaSink {
         }
         let cfg = self
             .config
-            .connection()
+            .connection
             .client_config()
             .map_err(Error::config)?;
         let client = Client::connect(cfg).await.map_err(kerr)?;
@@ -291,7 +248,7 @@ impl KafkaSink {
             .producer(ProducerConfig {
                 idempotent: true,
                 acks: -1,
-                compression: compression(&self.config.compression).unwrap_or(Compression::None),
+                compression: self.config.compression.codec(),
                 max_request_bytes: 64 * 1024 * 1024,
                 max_batch_bytes: 1024 * 1024,
                 ..Default::default()
@@ -324,7 +281,7 @@ impl KafkaSink {
             None if self.config.create_topics => {
                 let src = self.source_topics.get(topic);
                 let Some(partitions) = self.config.partitions.or(src.map(|s| s.partitions)) else {
-                    return Err(Error::Other(format!(
+                    return Err(Error::config(format!(
                         "topic '{topic}' does not exist on the target and the source does not say \
                          how many partitions it had (partition {min_partition} was seen): set \
                          `partitions` on the kafka sink or create the topic first"
@@ -377,14 +334,14 @@ impl KafkaSink {
                     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
                 }
                 if n == 0 {
-                    return Err(Error::Other(format!(
+                    return Err(Error::connection("kafka", true, format!(
                         "topic '{topic}' was created but has no leaders yet"
                     )));
                 }
                 n
             }
             None => {
-                return Err(Error::Other(format!(
+                return Err(Error::config(format!(
                     "topic '{topic}' does not exist on the target and create_topics is off: create it first"
                 )))
             }
@@ -491,7 +448,7 @@ impl KafkaSink {
 
     /// Why the sink must not write to these target topics (every reason of every topic).
     pub fn refusals(&self, targets: &[TargetTopic]) -> Vec<String> {
-        let brokers = self.config.brokers.join(",");
+        let brokers = self.config.connection.brokers.join(",");
         targets
             .iter()
             .flat_map(|t| t.refusals(self.config.allow_existing, &brokers))
@@ -500,7 +457,7 @@ impl KafkaSink {
 
     /// Learns the source's topics (partition counts, configs) without checking the target;
     /// a dry run uses it before [`KafkaSink::inspect_targets`].
-    pub fn note_source_topics(&mut self, topics: impl IntoIterator<Item = TopicMetadata>) {
+    pub fn note_source_topics(&mut self, topics: impl IntoIterator<Item = TopicSettings>) {
         for t in topics {
             self.source_topics.insert(t.name.clone(), t);
         }
@@ -551,7 +508,7 @@ impl KafkaSink {
             .raw()
             .is_some_and(|raw| raw.aborted.is_empty() && batch.first_offset >= done_below)
             && self.config.partitioning == Partitioning::Preserve
-            && compression(&self.config.compression) == Some(Compression::None)
+            && self.config.compression == CompressionCodec::None
             && self.skip.is_empty()
     }
 
@@ -664,7 +621,7 @@ impl KafkaSink {
             }
         }
         let Some(producer) = self.producer.clone() else {
-            return Err(Error::Other("producer not started".into()));
+            return Err(Error::internal("producer not started"));
         };
         // Encode now, while earlier calls still wait for their answers; put it on the wire
         // right behind them (the broker's sequence check wants that order), and record
@@ -696,7 +653,7 @@ impl KafkaSink {
         };
         let (results, origins) = handle
             .await
-            .map_err(|e| Error::Other(format!("produce task failed: {e}")))?
+            .map_err(|e| Error::internal(format!("produce task failed: {e}")))?
             .map_err(kerr)?;
         for (res, origin) in results.iter().zip(origins) {
             for (i, (sp, so)) in origin.iter().enumerate() {
@@ -715,7 +672,7 @@ impl KafkaSink {
                 .map
                 .to_map(&self.pipeline, ferry_formats::layout::now_ms());
             let json = serde_json::to_vec(&map)
-                .map_err(|e| Error::Other(format!("encoding offset map: {e}")))?;
+                .map_err(|e| Error::internal(format!("encoding offset map: {e}")))?;
             state.write(&self.map_key(), json).await?;
         }
         Ok(())
@@ -763,7 +720,7 @@ impl KafkaSink {
                 Err(e) => return Err(kerr(e)),
             };
             if let Some(d) = desc.iter().find(|d| d.group == target && d.members > 0) {
-                return Err(Error::Other(format!(
+                return Err(Error::refused(format!(
                     "consumer group '{target}' has {} active member(s) on the target: stop its consumers, \
                      or restore it under another name (groups.rename / --group-rename)",
                     d.members
@@ -805,7 +762,7 @@ impl Sink for KafkaSink {
                 Ok(now) => now,
                 Err(e) if e.code() == Some(ferry_kafka::KafkaCode::UNKNOWN_TOPIC_OR_PARTITION) => {
                     // Resuming would skip what the map says is done, but it is gone.
-                    return Err(Error::Other(format!(
+                    return Err(Error::refused(format!(
                         "{state}/{key} belongs to an earlier run of pipeline '{pipeline}' that \
                          wrote to topic '{topic}', which no longer exists on the target: that run \
                          cannot be resumed. Start afresh under another pipeline name (`ferry \
@@ -853,7 +810,7 @@ impl Sink for KafkaSink {
         if self.config.partitioning == Partitioning::Preserve && needs_topic {
             let tp = self.target_partition(sp, None, count);
             if tp >= count || tp < 0 {
-                return Err(Error::Other(format!(
+                return Err(Error::config(format!(
                     "{topic}: partition {sp} maps to {tp}, but the target topic has {count} partition(s): \
                      add partitions, set partition_map, or use partitioning: murmur2"
                 )));

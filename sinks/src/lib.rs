@@ -1,7 +1,12 @@
-//! Ferry's sinks: `storage` (rolling segments with manifests, for backups and exports),
-//! `kafka` (restores and cluster-to-cluster copies) and `stdout`.
+//! Ferry's sinks, one module per YAML `type:`:
 //!
-//! Each module holds one sink and its factory; [`register`] adds them to a registry.
+//! | `type:`   | module | what it writes |
+//! |-----------|--------|----------------|
+//! | `storage` | [`storage`] | rolling segments with manifests (backups, exports) to files, S3, GCS, Azure, memory |
+//! | `kafka`   | [`kafka`] (+ [`offset_map`], [`partitioner`]) | Kafka topics: restores and cluster-to-cluster copies |
+//! | `stdout`  | [`stdout`] | JSON lines on standard output |
+//!
+//! [`register`] adds them to a registry.
 
 pub mod kafka;
 pub mod offset_map;

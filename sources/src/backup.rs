@@ -4,7 +4,7 @@
 //! source:
 //!   type: backup
 //!   uri: s3://backups/prod?endpoint=http://127.0.0.1:9000
-//!   topics: [orders, "/^payments\\./"]   # default: every topic of the backup
+//!   topics: [orders, "/payments\\..*/"] # default: every topic of the backup
 //!   partitions: [0, 1]                   # default: every partition
 //!   until: 2026-11-24T10:00:00Z          # point in time (RFC 3339 or epoch millis)
 //!   from_offset: 1000                    # original offsets, every partition
@@ -62,9 +62,8 @@ use ferry_core::registry::{BuildContext, SourceFactory};
 use ferry_core::transforms::filter::TimeBound;
 use ferry_core::{
     Batch, ByteSize, Error, GroupOffsets, Payload, RawBatches, Result, Source, SourceContext,
-    SourceMetadata, Storage,
+    SourceMetadata, Storage, TopicSelection,
 };
-use regex::Regex;
 use serde::Deserialize;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -85,8 +84,9 @@ pub struct BackupSourceConfig {
     /// Where the backup is: a local folder, `file:///path`, `s3://bucket/prefix?endpoint=…`,
     /// `gs://…`, `azblob://…` or `memory://name`.
     pub uri: String,
-    /// Topics to restore: exact names or regexes between slashes (`"/^orders\\./"`,
-    /// unanchored). Default: every topic of the backup. A name the backup does not hold is
+    /// Topics to restore: exact names or regexes between slashes (`"/orders\\..*/"`),
+    /// anchored to the whole name, internal `__` topics only by exact name (the rule of every
+    /// `topics:` list). Default: every topic of the backup. A name the backup does not hold is
     /// an error.
     #[serde(default)]
     pub topics: Option<Vec<String>>,
@@ -130,18 +130,11 @@ pub struct OffsetRange {
     pub to: Option<i64>,
 }
 
-/// Which topics a config selects.
-#[derive(Debug, Clone)]
-enum TopicPattern {
-    Exact(String),
-    Regex(Regex),
-}
-
 /// The config, checked and compiled.
 #[derive(Debug, Clone)]
 struct Resolved {
     storage: Storage,
-    topics: Option<Vec<TopicPattern>>,
+    topics: Option<TopicSelection>,
     partitions: Option<Vec<i32>>,
     until: Option<i64>,
     range: OffsetRange,
@@ -169,26 +162,14 @@ impl Resolved {
         let storage = Storage::from_uri(&c.uri)?;
         let topics = match &c.topics {
             None => None,
-            Some(list) => {
-                if list.is_empty() {
-                    return Err(Error::config(
-                        "'topics' is empty: leave it out to restore every topic",
-                    ));
-                }
-                let mut out = Vec::new();
-                for t in list {
-                    match t.strip_prefix('/').and_then(|r| r.strip_suffix('/')) {
-                        Some(re) if t.len() >= 2 => {
-                            let re = Regex::new(re).map_err(|e| {
-                                Error::config(format!("'topics': invalid regex {t}: {e}"))
-                            })?;
-                            out.push(TopicPattern::Regex(re));
-                        }
-                        _ => out.push(TopicPattern::Exact(t.clone())),
-                    }
-                }
-                Some(out)
+            Some(list) if list.is_empty() => {
+                return Err(Error::config(
+                    "'topics' is empty: leave it out to restore every topic",
+                ))
             }
+            Some(list) => Some(
+                TopicSelection::parse(list).map_err(|e| Error::config(format!("'topics': {e}")))?,
+            ),
         };
         let range = OffsetRange {
             from: c.from_offset,
@@ -230,33 +211,23 @@ impl Resolved {
     /// The selected topics among those of the backup; a missing exact name is an error.
     fn select_topics(&self, catalog: &Catalog) -> Result<Vec<String>> {
         let all = catalog.topics();
-        let Some(patterns) = &self.topics else {
+        let Some(selection) = &self.topics else {
             return Ok(all);
         };
-        for p in patterns {
-            if let TopicPattern::Exact(name) = p {
-                if !all.contains(name) {
-                    return Err(Error::config(format!(
-                        "topic '{name}' is not in the backup at {} (it holds: {})",
-                        self.storage,
-                        if all.is_empty() {
-                            "no topics".to_string()
-                        } else {
-                            all.join(", ")
-                        }
-                    )));
-                }
+        for name in selection.exact_names() {
+            if !all.iter().any(|t| t == name) {
+                return Err(Error::config(format!(
+                    "topic '{name}' is not in the backup at {} (it holds: {})",
+                    self.storage,
+                    if all.is_empty() {
+                        "no topics".to_string()
+                    } else {
+                        all.join(", ")
+                    }
+                )));
             }
         }
-        Ok(all
-            .into_iter()
-            .filter(|t| {
-                patterns.iter().any(|p| match p {
-                    TopicPattern::Exact(n) => n == t,
-                    TopicPattern::Regex(r) => r.is_match(t),
-                })
-            })
-            .collect())
+        Ok(all.into_iter().filter(|t| selection.matches(t)).collect())
     }
 
     fn partition_selected(&self, p: i32) -> bool {
@@ -344,7 +315,7 @@ impl BackupSource {
         }
         match self.opened.as_ref() {
             Some(o) => Ok(o),
-            None => Err(Error::Other("backup source: catalog not opened".into())),
+            None => Err(Error::internal("backup source: catalog not opened")),
         }
     }
 
@@ -352,7 +323,7 @@ impl BackupSource {
         self.open().await?;
         let config = self.config.clone();
         let Some(opened) = self.opened.as_ref() else {
-            return Err(Error::Other("backup source: catalog not opened".into()));
+            return Err(Error::internal("backup source: catalog not opened"));
         };
         let selected: Vec<(String, i32)> = opened
             .topics
@@ -371,7 +342,7 @@ impl BackupSource {
         for ((topic, partition), manifests) in opened.catalog.manifests_of(selected).await? {
             // Refuse a format restore cannot read now, not when the partition gets there.
             for m in &manifests {
-                segment::SegmentFormat::of(&config.storage, m)?;
+                segment::format_of(&config.storage, m)?;
             }
             let range = config.range_of(&topic, partition);
             let start = match (ctx.resume_offset(&topic, partition), range.from) {

@@ -319,7 +319,7 @@ impl Source for Generator {
         self.metadata_sent = true;
         Ok(Some(ferry_core::SourceMetadata {
             taken_at_ms: now_ms(),
-            topics: vec![ferry_core::TopicMetadata {
+            topics: vec![ferry_core::TopicSettings {
                 name: self.config.topic.clone(),
                 partitions: self.config.partitions as i32,
                 replication_factor: None,

@@ -4,7 +4,7 @@ mod backup_util;
 
 use backup_util::*;
 use ferry_core::{
-    AbortedTxn, ConfigInput, GroupOffsets, Registry, Source, SourceContext, Storage, TopicMetadata,
+    AbortedTxn, ConfigInput, GroupOffsets, Registry, Source, SourceContext, Storage, TopicSettings,
 };
 use ferry_formats::layout::{self, GroupsDocument, TopicDocument};
 use ferry_sources::backup::{BackupSource, BackupSourceConfig, BackupSourceFactory};
@@ -364,11 +364,13 @@ async fn topic_selection_by_name_and_regex() {
     let uri = mem_uri("select");
     let s = Storage::from_uri(&uri).unwrap();
     write_descriptor(&s, 1).await;
-    for t in ["orders", "payments.eu", "payments.us"] {
+    for t in ["orders", "payments.eu", "payments.us", "x.payments.eu"] {
         write_segment(&s, t, 0, &[batch(0, &[(t, 1)])], vec![], vec![], true).await;
     }
+    // The regex is anchored to the whole name (the rule of every `topics:` list), so
+    // `x.payments.eu` is not selected even though the pattern occurs in it.
     let out = drain(
-        &mut source(json!({ "uri": uri, "topics": ["orders", "/^payments\\.e/"] })),
+        &mut source(json!({ "uri": uri, "topics": ["orders", "/payments\\.e.*/"] })),
         &ctx_at(&[]),
     )
     .await;
@@ -471,7 +473,7 @@ async fn metadata_gives_topic_settings_and_the_groups_snapshot_before_until() {
         true,
     )
     .await;
-    let meta = |name: &str| TopicMetadata {
+    let meta = |name: &str| TopicSettings {
         name: name.into(),
         partitions: 2,
         replication_factor: Some(1),

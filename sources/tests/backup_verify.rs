@@ -187,7 +187,7 @@ async fn summary_numbers() {
     .await;
     let doc = TopicDocument {
         name: "orders".into(),
-        latest: ferry_core::TopicMetadata {
+        latest: ferry_core::TopicSettings {
             name: "orders".into(),
             partitions: 2,
             replication_factor: Some(3),

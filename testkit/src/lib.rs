@@ -2,12 +2,14 @@
 //!
 //! The services come from `scripts/dev-env up` (or `scripts/test`): an Apache
 //! Kafka broker, a Tansu broker, a moto S3 server, kcat and a Python venv with
-//! confluent-kafka. [`env()`] finds them; [`py_produce`] and [`dump_topic`]
-//! write and read topics with a client that is independent of Ferry
-//! (librdkafka through confluent-kafka), so tests can check Ferry against it.
+//! confluent-kafka. [`env_or_skip()`] finds them (or skips the test, printing
+//! why, when they are not there and `FERRY_REQUIRE_ENV` is not `1`);
+//! [`py_produce`] and [`dump_topic`] write and read topics with a client that
+//! is independent of Ferry (librdkafka through confluent-kafka), so tests can
+//! check Ferry against it.
 //!
 //! ```no_run
-//! let env = ferry_testkit::env();
+//! let Some(env) = ferry_testkit::env_or_skip() else { return };
 //! let topic = ferry_testkit::unique("restore");
 //! ferry_testkit::py_produce(
 //!     &env,
@@ -25,13 +27,17 @@
 //! when compressing does not make it smaller, so a test that needs a compressed
 //! batch on the wire must send compressible data (e.g. a few KiB of repeats).
 
+pub mod proxy;
+
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::io::{Read, Write};
-use std::path::PathBuf;
+use std::net::{TcpStream, ToSocketAddrs};
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
@@ -40,6 +46,10 @@ use serde_json::{json, Value};
 /// The message [`env()`] panics with when the dev environment is not there.
 pub const NO_ENV_MESSAGE: &str =
     "integration tests need the dev environment: run scripts/dev-env up (or scripts/test)";
+
+/// The variable that turns a missing dev environment from a skip into a failure
+/// (`scripts/test` and CI set it to `1`).
+pub const REQUIRE_ENV_VAR: &str = "FERRY_REQUIRE_ENV";
 
 /// Where the dev environment's services are, as written by `scripts/dev-env up`
 /// to `$FERRY_DEV_HOME/env.sh`.
@@ -77,21 +87,137 @@ pub struct TestEnv {
     pub aws_region: String,
 }
 
-/// The dev environment of this machine.
+/// The dev environment of this machine, or `None` when it is not there, so that
+/// a test can skip itself:
+///
+/// ```no_run
+/// #[test]
+/// fn backs_up_a_topic() {
+///     let Some(env) = ferry_testkit::env_or_skip() else { return };
+///     // ... use env.kafka, env.s3_endpoint ...
+/// }
+/// ```
+///
+/// "Not there" means: no env file and no `FERRY_*` variables, a variable the
+/// env file should hold is missing, a service (Kafka, Tansu, the S3 server)
+/// does not accept connections, or a tool (Python, kcat, java) is not at its
+/// path. Then it prints `skipped: TEST: REASON` to the terminal (past the test
+/// harness's output capture, so `cargo test` shows it) and returns `None`.
+///
+/// With `FERRY_REQUIRE_ENV=1` (set by `scripts/test` and CI) it panics instead,
+/// naming what is missing, so a run that must test against the services can
+/// never pass by skipping them. The check runs once per test process.
+pub fn env_or_skip() -> Option<TestEnv> {
+    match probed_env() {
+        Ok(env) => Some(env.clone()),
+        Err(reason) if env_required() => {
+            panic!("{REQUIRE_ENV_VAR}=1 but the dev environment is not usable: {reason}")
+        }
+        Err(reason) => {
+            print_skip(reason);
+            None
+        }
+    }
+}
+
+/// The dev environment of this machine; panics naming what is missing when it
+/// is not there. Prefer [`env_or_skip`] in tests, which skips instead.
 ///
 /// Reads `FERRY_KAFKA`, `FERRY_TANSU`, `FERRY_S3_ENDPOINT`, `FERRY_S3_BUCKET`,
 /// `FERRY_KCAT`, `FERRY_PYTHON`, `FERRY_KAFKA_LIBS`, `FERRY_JAVA` and `AWS_*`
 /// from the process environment; whatever is not set there is taken from
-/// `${FERRY_DEV_HOME:-/var/tmp/ferry-dev}/env.sh`. Panics with
-/// [`NO_ENV_MESSAGE`] when neither names a Kafka broker.
-///
-/// It does not check that the services run; a test that talks to a stopped
-/// broker fails with the client's error.
+/// `${FERRY_DEV_HOME:-/var/tmp/ferry-dev}/env.sh`.
 pub fn env() -> TestEnv {
-    let file = std::fs::read_to_string(env_file_path())
-        .map(|text| parse_env_file(&text))
+    match probed_env() {
+        Ok(env) => env.clone(),
+        Err(reason) => panic!("{reason}"),
+    }
+}
+
+/// Whether `FERRY_REQUIRE_ENV` asks for the dev environment (`1`, `true`, `yes`).
+pub fn env_required() -> bool {
+    std::env::var(REQUIRE_ENV_VAR)
+        .map(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes"))
+        .unwrap_or(false)
+}
+
+/// Reads and probes the dev environment once per process: the answer does not
+/// change while tests run, and probing costs a few connects.
+fn probed_env() -> &'static Result<TestEnv, String> {
+    static PROBED: OnceLock<Result<TestEnv, String>> = OnceLock::new();
+    PROBED.get_or_init(|| {
+        let file = std::fs::read_to_string(env_file_path())
+            .map(|text| parse_env_file(&text))
+            .unwrap_or_default();
+        let env = env_from(|k| std::env::var(k).ok().filter(|v| !v.is_empty()), &file)?;
+        let unusable = unusable_parts(&env);
+        if unusable.is_empty() {
+            Ok(env)
+        } else {
+            Err(format!("{} ({NO_ENV_MESSAGE})", unusable.join("; ")))
+        }
+    })
+}
+
+/// Writes `skipped: TEST: REASON` straight to stderr: libtest captures what
+/// `eprintln!` prints in a passing test, and a skip must be seen.
+fn print_skip(reason: &str) {
+    let current = std::thread::current();
+    let test = current.name().unwrap_or("test");
+    let _ = writeln!(std::io::stderr(), "skipped: {test}: {reason}");
+}
+
+/// What of the environment cannot be used: services that refuse connections
+/// and tools that are not at their paths. Empty when everything is there.
+fn unusable_parts(env: &TestEnv) -> Vec<String> {
+    let mut out = Vec::new();
+    let services = [
+        ("Kafka (FERRY_KAFKA)", env.kafka.as_str()),
+        ("Tansu (FERRY_TANSU)", env.tansu.as_str()),
+        (
+            "the S3 server (FERRY_S3_ENDPOINT)",
+            env.s3_endpoint.as_str(),
+        ),
+    ];
+    for (what, address) in services {
+        if let Err(e) = probe_tcp(address) {
+            out.push(format!("{what} at {address}: {e}"));
+        }
+    }
+    let tools = [
+        ("FERRY_PYTHON", env.python.as_str()),
+        ("FERRY_KCAT", env.kcat.as_str()),
+        ("FERRY_JAVA", env.java.as_str()),
+    ];
+    for (var, path) in tools {
+        if !Path::new(path).exists() {
+            out.push(format!("{var}={path} does not exist"));
+        }
+    }
+    out
+}
+
+/// Connects once to `address` (`host:port` or an `http://host:port/...` URL)
+/// within 2 s.
+fn probe_tcp(address: &str) -> Result<(), String> {
+    let host_port = address
+        .split_once("://")
+        .map_or(address, |(_, rest)| rest)
+        .split('/')
+        .next()
         .unwrap_or_default();
-    env_from(|k| std::env::var(k).ok().filter(|v| !v.is_empty()), &file)
+    let addrs: Vec<_> = host_port
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve: {e}"))?
+        .collect();
+    let mut last = String::from("no address");
+    for addr in addrs {
+        match TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
+            Ok(_) => return Ok(()),
+            Err(e) => last = format!("connect: {e}"),
+        }
+    }
+    Err(last)
 }
 
 /// `${FERRY_DEV_HOME:-/var/tmp/ferry-dev}/env.sh`.
@@ -103,13 +229,33 @@ pub fn env_file_path() -> PathBuf {
     PathBuf::from(home).join("env.sh")
 }
 
-fn env_from(var: impl Fn(&str) -> Option<String>, file: &HashMap<String, String>) -> TestEnv {
+fn env_from(
+    var: impl Fn(&str) -> Option<String>,
+    file: &HashMap<String, String>,
+) -> Result<TestEnv, String> {
     let get = |k: &str| var(k).or_else(|| file.get(k).cloned());
     if get("FERRY_KAFKA").is_none() {
-        panic!("{NO_ENV_MESSAGE}");
+        return Err(format!(
+            "no dev environment: {} does not name FERRY_KAFKA and the variable is not set ({NO_ENV_MESSAGE})",
+            env_file_path().display()
+        ));
     }
-    let need = |k: &str| get(k).unwrap_or_else(|| panic!("{NO_ENV_MESSAGE} ({k} is not set)"));
-    TestEnv {
+    let required = [
+        "FERRY_KAFKA",
+        "FERRY_TANSU",
+        "FERRY_S3_ENDPOINT",
+        "FERRY_S3_BUCKET",
+        "FERRY_KCAT",
+        "FERRY_PYTHON",
+        "FERRY_KAFKA_LIBS",
+        "FERRY_JAVA",
+    ];
+    let missing: Vec<&str> = required.into_iter().filter(|k| get(k).is_none()).collect();
+    if !missing.is_empty() {
+        return Err(format!("{NO_ENV_MESSAGE} ({} not set)", missing.join(", ")));
+    }
+    let need = |k: &str| get(k).unwrap_or_default();
+    Ok(TestEnv {
         kafka: need("FERRY_KAFKA"),
         kafka_sasl: get("FERRY_KAFKA_SASL").unwrap_or_else(|| "127.0.0.1:19094".into()),
         kafka_tls: get("FERRY_KAFKA_TLS").unwrap_or_else(|| "127.0.0.1:19095".into()),
@@ -125,7 +271,7 @@ fn env_from(var: impl Fn(&str) -> Option<String>, file: &HashMap<String, String>
         aws_access_key_id: get("AWS_ACCESS_KEY_ID").unwrap_or_else(|| "test".into()),
         aws_secret_access_key: get("AWS_SECRET_ACCESS_KEY").unwrap_or_else(|| "test".into()),
         aws_region: get("AWS_REGION").unwrap_or_else(|| "us-east-1".into()),
-    }
+    })
 }
 
 /// Parses the `export K=V` (or `K=V`) lines of a shell env file such as the one
@@ -610,7 +756,8 @@ mod tests {
         let e = env_from(
             |k| (k == "FERRY_KAFKA").then(|| "10.0.0.1:9092".to_string()),
             &file,
-        );
+        )
+        .expect("complete env");
         assert_eq!(e.kafka, "10.0.0.1:9092", "process env wins");
         assert_eq!(e.tansu, "127.0.0.1:19192");
         assert_eq!(e.s3_endpoint, "http://127.0.0.1:19000");
@@ -620,9 +767,57 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "integration tests need the dev environment")]
-    fn env_missing_panics() {
-        env_from(|_| None, &HashMap::new());
+    fn env_missing_names_what_is_missing() {
+        let none = env_from(|_| None, &HashMap::new()).expect_err("no env");
+        assert!(none.contains("FERRY_KAFKA"), "{none}");
+        assert!(none.contains("scripts/dev-env up"), "{none}");
+        let partial = env_from(
+            |k| (k == "FERRY_KAFKA").then(|| "127.0.0.1:1".to_string()),
+            &HashMap::new(),
+        )
+        .expect_err("partial env");
+        assert!(
+            partial.contains("FERRY_TANSU, FERRY_S3_ENDPOINT"),
+            "{partial}"
+        );
+    }
+
+    #[test]
+    fn unusable_parts_name_the_service_and_the_tool() {
+        // Port 1 on loopback: nothing listens there on a test machine.
+        let file = parse_env_file(FILE);
+        let mut e = env_from(
+            |k| (k == "FERRY_KAFKA").then(|| "127.0.0.1:1".into()),
+            &file,
+        )
+        .expect("complete env");
+        e.tansu = "127.0.0.1:1".into();
+        e.s3_endpoint = "http://127.0.0.1:1/".into();
+        e.python = "/nonexistent/python".into();
+        let parts = unusable_parts(&e).join("; ");
+        assert!(
+            parts.contains("Kafka (FERRY_KAFKA) at 127.0.0.1:1: connect"),
+            "{parts}"
+        );
+        assert!(
+            parts.contains("S3 server (FERRY_S3_ENDPOINT) at http://127.0.0.1:1/"),
+            "{parts}"
+        );
+        assert!(
+            parts.contains("FERRY_PYTHON=/nonexistent/python does not exist"),
+            "{parts}"
+        );
+    }
+
+    #[test]
+    fn probe_accepts_a_listening_port() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        assert_eq!(probe_tcp(&format!("127.0.0.1:{port}")), Ok(()));
+        assert_eq!(
+            probe_tcp(&format!("http://127.0.0.1:{port}/bucket")),
+            Ok(())
+        );
     }
 
     #[test]

@@ -97,11 +97,11 @@ pub fn varied_topic(env: &TestEnv, topic: &str) -> usize {
 }
 
 /// Runs this build's `ferry` binary with `args` and the extra environment `vars`
-/// (`RUST_LOG=info` unless `vars` sets it); prints what it wrote when it fails.
+/// (`FERRY_LOG=info` unless `vars` sets it); prints what it wrote when it fails.
 pub fn ferry_output(args: &[&str], vars: &[(&str, &str)]) -> std::process::Output {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
         .args(args)
-        .env("RUST_LOG", "info")
+        .env("FERRY_LOG", "info")
         .envs(vars.iter().copied())
         .output()
         .expect("ferry runs");

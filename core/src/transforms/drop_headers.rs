@@ -184,6 +184,9 @@ mod tests {
             "{e}"
         );
         let config: DropHeadersConfig = serde_saphyr::from_str("keys: []").expect("parses");
-        assert!(DropHeaders::new(&config).is_err());
+        let e = DropHeaders::new(&config)
+            .expect_err("nothing to drop")
+            .to_string();
+        assert!(e.contains("give `keys`, `regex`, or both"), "{e}");
     }
 }

@@ -5,7 +5,7 @@
 //!   - type: filter
 //!     predicate:
 //!       all:
-//!         - topic: "/^orders\\./"
+//!         - topic: "/orders\\..*/"
 //!         - any:
 //!             - key_regex: "^user-"
 //!             - header_equals: { name: source, value: web }
@@ -24,6 +24,7 @@ use crate::batch::Batch;
 use crate::component::Transform;
 use crate::record::Record;
 use crate::registry::{BuildContext, TransformFactory};
+use crate::topic_pattern::TopicPattern;
 use crate::Result;
 use regex::Regex;
 use serde::{Deserialize, Deserializer};
@@ -48,8 +49,9 @@ pub struct FilterConfig {
 #[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Predicate {
-    /// Topic name, exact (`orders`), or a regex between slashes (`"/^orders\\..*/"`,
-    /// unanchored: use `^` and `$` to match the whole name).
+    /// Topic name, exact (`orders`), or a regex between slashes (`"/orders\\..*/"`),
+    /// anchored to the whole name and never matching internal `__` topics: the same rule as
+    /// every `topics:` list (see `ferry_core::topic_pattern`).
     pub topic: Option<String>,
     /// Partitions to match, e.g. `[0, 2]`.
     pub partition: Option<Vec<i32>>,
@@ -170,8 +172,7 @@ impl schemars::JsonSchema for TimeBound {
 /// A compiled predicate.
 #[derive(Debug)]
 enum Matcher {
-    TopicExact(String),
-    TopicRegex(Regex),
+    Topic(TopicPattern),
     Partitions(Vec<i32>),
     KeyRegex(Regex),
     HeaderPresent(String),
@@ -188,16 +189,9 @@ impl Matcher {
         let mut parts = Vec::new();
         if let Some(topic) = &p.topic {
             let opt = format!("{path}.topic");
-            match topic
-                .strip_prefix('/')
-                .and_then(|rest| rest.strip_suffix('/'))
-            {
-                Some(re) => parts.push(Matcher::TopicRegex(compile_regex(NAME, &opt, re)?)),
-                None if topic.is_empty() => {
-                    return Err(config_error(NAME, format!("option `{opt}` is empty")))
-                }
-                None => parts.push(Matcher::TopicExact(topic.clone())),
-            }
+            let pattern = TopicPattern::parse(topic)
+                .map_err(|e| config_error(NAME, format!("option `{opt}`: {e}")))?;
+            parts.push(Matcher::Topic(pattern));
         }
         if let Some(partitions) = &p.partition {
             if partitions.is_empty() {
@@ -294,8 +288,7 @@ impl Matcher {
 
     fn matches(&self, r: &Record) -> bool {
         match self {
-            Matcher::TopicExact(t) => *r.topic == **t,
-            Matcher::TopicRegex(re) => re.is_match(&r.topic),
+            Matcher::Topic(pattern) => pattern.matches(&r.topic),
             Matcher::Partitions(ps) => ps.contains(&r.partition),
             Matcher::KeyRegex(re) => r
                 .key
@@ -435,7 +428,7 @@ mod tests {
     #[test]
     fn topic_exact_and_regex() {
         let mut exact = filter("predicate: { topic: orders }");
-        let mut re = filter("predicate: { topic: '/^orders\\./' }");
+        let mut re = filter("predicate: { topic: '/^orders\\..*/' }");
         let recs = || {
             vec![
                 rec("orders", 0, None, None),
@@ -445,6 +438,9 @@ mod tests {
         };
         assert_eq!(kept(&mut exact, recs()), vec![0]);
         assert_eq!(kept(&mut re, recs()), vec![1]);
+        // The regex is anchored to the whole name, as in every `topics:` list.
+        let mut unanchored = filter("predicate: { topic: '/orders/' }");
+        assert_eq!(kept(&mut unanchored, recs()), vec![0]);
     }
 
     #[test]
@@ -483,7 +479,8 @@ mod tests {
     fn header_equals_requires_value() {
         let r: std::result::Result<FilterConfig, _> =
             serde_saphyr::from_str("predicate: { header_equals: { name: src } }");
-        assert!(r.is_err());
+        let e = r.expect_err("value is required").to_string();
+        assert!(e.contains("value"), "{e}");
     }
 
     #[test]
@@ -519,7 +516,7 @@ mod tests {
         let yaml = r#"
 predicate:
   all:
-    - topic: "/^orders/"
+    - topic: "/orders.*/"
     - any:
         - key_regex: "^vip-"
         - header_equals: { name: source, value: web }
@@ -612,7 +609,8 @@ predicate:
         assert!(filter_err("predicate: { timestamp: { from: 10, to: 5 } }").contains("before"));
         let unknown: std::result::Result<FilterConfig, _> =
             serde_saphyr::from_str("predicate: { key_rgex: a }");
-        assert!(unknown.is_err());
+        let e = unknown.expect_err("unknown key").to_string();
+        assert!(e.contains("key_rgex"), "{e}");
         let bad_time: std::result::Result<FilterConfig, _> =
             serde_saphyr::from_str("predicate: { timestamp: { from: yesterday } }");
         let e = bad_time.expect_err("bad time").to_string();

@@ -233,7 +233,7 @@ pub(crate) mod test_util {
             topic: &Arc<str>,
             _partition: i32,
             _raw: &RawBatches,
-        ) -> Result<Vec<Record>, crate::Error> {
+        ) -> Result<Vec<Record>, ferry_model::Error> {
             Ok(self
                 .0
                 .iter()

@@ -360,8 +360,8 @@ mod tests {
 
     #[test]
     fn metadata_topics_and_group_offsets_are_renamed() {
-        use crate::metadata::{GroupOffsets, SourceMetadata, TopicMetadata};
-        let topic = |name: &str, partitions| TopicMetadata {
+        use crate::metadata::{GroupOffsets, SourceMetadata, TopicSettings};
+        let topic = |name: &str, partitions| TopicSettings {
             name: name.into(),
             partitions,
             replication_factor: Some(3),
@@ -418,8 +418,8 @@ mod tests {
 
     #[test]
     fn metadata_of_topics_renamed_to_one_name_is_merged() {
-        use crate::metadata::{GroupOffsets, SourceMetadata, TopicMetadata};
-        let topic = |name: &str, partitions| TopicMetadata {
+        use crate::metadata::{GroupOffsets, SourceMetadata, TopicSettings};
+        let topic = |name: &str, partitions| TopicSettings {
             name: name.into(),
             partitions,
             replication_factor: None,

@@ -536,188 +536,248 @@ fn nulls(valid: &mut Vec<bool>) -> Option<NullBuffer> {
 }
 
 impl Planner {
+    /// The Arrow column (builder and type) for an Avro schema; `ns` resolves named types.
     fn col(&mut self, schema: &Schema, ns: &Namespace) -> std::result::Result<Col, String> {
-        let leaf = |b: B, dt: DataType| Ok(Col::new(b, dt, false));
+        if let Some((b, dt)) = scalar_col(schema) {
+            return Ok(Col::new(b, dt, false));
+        }
         match schema {
             Schema::Null => Ok(Col::new(B::Null(0), DataType::Null, true)),
-            Schema::Boolean => leaf(B::Bool(BooleanBuilder::new()), DataType::Boolean),
-            Schema::Int => leaf(B::I32(Int32Builder::new()), DataType::Int32),
-            Schema::Long => leaf(B::I64(Int64Builder::new()), DataType::Int64),
-            Schema::Float => leaf(B::F32(Float32Builder::new()), DataType::Float32),
-            Schema::Double => leaf(B::F64(Float64Builder::new()), DataType::Float64),
-            Schema::Bytes => leaf(B::Bin(BinaryBuilder::new()), DataType::Binary),
-            Schema::String => leaf(B::Str(StringBuilder::new(), Text::String), DataType::Utf8),
-            Schema::Enum(_) => leaf(B::Str(StringBuilder::new(), Text::Enum), DataType::Utf8),
-            Schema::Uuid => leaf(B::Str(StringBuilder::new(), Text::Uuid), DataType::Utf8),
-            Schema::BigDecimal => leaf(
-                B::Str(StringBuilder::new(), Text::BigDecimal),
-                DataType::Utf8,
-            ),
             Schema::Fixed(f) => {
                 let size =
                     i32::try_from(f.size).map_err(|_| format!("fixed {} is too large", f.name))?;
-                leaf(
+                Ok(Col::new(
                     B::Fixed(FixedSizeBinaryBuilder::new(size), f.size),
                     DataType::FixedSizeBinary(size),
-                )
+                    false,
+                ))
             }
-            Schema::Date => leaf(B::Date(Date32Builder::new()), DataType::Date32),
-            Schema::TimeMillis => leaf(
-                B::TimeMs(Time32MillisecondBuilder::new()),
-                DataType::Time32(TimeUnit::Millisecond),
-            ),
-            Schema::TimeMicros => leaf(
-                B::TimeUs(Time64MicrosecondBuilder::new()),
-                DataType::Time64(TimeUnit::Microsecond),
-            ),
-            Schema::TimestampMillis => leaf(
-                B::TsMs(TimestampMillisecondBuilder::new().with_timezone_opt(utc())),
-                DataType::Timestamp(TimeUnit::Millisecond, utc()),
-            ),
-            Schema::TimestampMicros => leaf(
-                B::TsUs(TimestampMicrosecondBuilder::new().with_timezone_opt(utc())),
-                DataType::Timestamp(TimeUnit::Microsecond, utc()),
-            ),
-            Schema::TimestampNanos => leaf(
-                B::TsNs(TimestampNanosecondBuilder::new().with_timezone_opt(utc())),
-                DataType::Timestamp(TimeUnit::Nanosecond, utc()),
-            ),
-            Schema::LocalTimestampMillis => leaf(
-                B::TsMs(TimestampMillisecondBuilder::new()),
-                DataType::Timestamp(TimeUnit::Millisecond, None),
-            ),
-            Schema::LocalTimestampMicros => leaf(
-                B::TsUs(TimestampMicrosecondBuilder::new()),
-                DataType::Timestamp(TimeUnit::Microsecond, None),
-            ),
-            Schema::LocalTimestampNanos => leaf(
-                B::TsNs(TimestampNanosecondBuilder::new()),
-                DataType::Timestamp(TimeUnit::Nanosecond, None),
-            ),
-            Schema::Decimal(d) => {
-                let bad = || {
-                    format!(
-                        "decimal({}, {}) is not supported (precision 1 to 76, scale 0 to precision)",
-                        d.precision, d.scale
-                    )
-                };
-                let p = u8::try_from(d.precision).map_err(|_| bad())?;
-                let s = i8::try_from(d.scale).map_err(|_| bad())?;
-                if p <= 38 {
-                    let b = Decimal128Builder::new()
-                        .with_precision_and_scale(p, s)
-                        .map_err(|_| bad())?;
-                    leaf(B::Dec128(b, p), DataType::Decimal128(p, s))
-                } else if p <= 76 {
-                    let b = Decimal256Builder::new()
-                        .with_precision_and_scale(p, s)
-                        .map_err(|_| bad())?;
-                    leaf(B::Dec256(b, p), DataType::Decimal256(p, s))
-                } else {
-                    Err(bad())
-                }
-            }
-            Schema::Duration => {
-                let fields = Fields::from(
-                    ["months", "days", "millis"]
-                        .map(|n| Field::new(n, DataType::UInt32, false))
-                        .to_vec(),
-                );
-                leaf(
-                    B::Duration(
-                        [
-                            UInt32Builder::new(),
-                            UInt32Builder::new(),
-                            UInt32Builder::new(),
-                        ],
-                        Vec::new(),
-                    ),
-                    DataType::Struct(fields),
-                )
-            }
-            Schema::Array(a) => {
-                let item = self.col(&a.items, ns)?;
-                let field = Field::new("element", item.dt.clone(), item.nullable);
-                leaf(
-                    B::List(vec![0], Vec::new(), Box::new(item)),
-                    DataType::List(Arc::new(field)),
-                )
-            }
-            Schema::Map(m) => {
-                let value = self.col(&m.types, ns)?;
-                let entries = Fields::from(vec![
-                    Field::new("key", DataType::Utf8, false),
-                    Field::new("value", value.dt.clone(), value.nullable),
-                ]);
-                let field = Field::new("key_value", DataType::Struct(entries), false);
-                leaf(
-                    B::Map(vec![0], Vec::new(), StringBuilder::new(), Box::new(value)),
-                    DataType::Map(Arc::new(field), false),
-                )
-            }
-            Schema::Union(u) => {
-                let others: Vec<&Schema> = u
-                    .variants()
-                    .iter()
-                    .filter(|s| !matches!(s, Schema::Null))
-                    .collect();
-                let has_null = others.len() < u.variants().len();
-                match others.as_slice() {
-                    [] => Ok(Col::new(B::Null(0), DataType::Null, true)),
-                    [one] => {
-                        let mut c = self.col(one, ns)?;
-                        c.nullable |= has_null;
-                        Ok(c)
-                    }
-                    _ => Ok(Col::new(
-                        B::Json(StringBuilder::new()),
-                        DataType::Utf8,
-                        has_null,
-                    )),
-                }
-            }
-            Schema::Record(r) => {
-                if r.fields.is_empty() {
-                    return Err(format!(
-                        "record {} has no fields (Parquet cannot store an empty struct)",
-                        r.name
-                    ));
-                }
-                let name = r.name.fully_qualified_name(ns);
-                self.stack.push(name.clone());
-                let inner = name.namespace.clone();
-                let mut children = Vec::with_capacity(r.fields.len());
-                for f in &r.fields {
-                    let c = self
-                        .col(&f.schema, &inner)
-                        .map_err(|e| format!("{}: {e}", f.name))?;
-                    children.push((f.name.clone(), c));
-                }
-                self.stack.pop();
-                let fields = Fields::from(
-                    children
-                        .iter()
-                        .map(|(n, c)| Field::new(n, c.dt.clone(), c.nullable))
-                        .collect::<Vec<_>>(),
-                );
-                leaf(B::Struct(children, Vec::new()), DataType::Struct(fields))
-            }
-            Schema::Ref { name } => {
-                let full = name.fully_qualified_name(ns);
-                if self.stack.contains(&full) {
-                    // A recursive type has no finite Arrow type: JSON text.
-                    return leaf(B::Json(StringBuilder::new()), DataType::Utf8);
-                }
-                let target = self
-                    .names
-                    .get(&full)
-                    .or_else(|| self.names.get(name))
-                    .cloned()
-                    .ok_or_else(|| format!("unknown type {full}"))?;
-                self.col(&target, &full.namespace)
-            }
+            Schema::Decimal(d) => decimal_col(d),
+            Schema::Duration => Ok(duration_col()),
+            Schema::Array(a) => self.array_col(a, ns),
+            Schema::Map(m) => self.map_col(m, ns),
+            Schema::Union(u) => self.union_col(u, ns),
+            Schema::Record(r) => self.record_col(r, ns),
+            Schema::Ref { name } => self.ref_col(name, ns),
+            other => Err(format!("Avro type {other:?} has no column mapping")),
         }
     }
+
+    /// A list column of the items' column.
+    fn array_col(
+        &mut self,
+        a: &apache_avro::schema::ArraySchema,
+        ns: &Namespace,
+    ) -> std::result::Result<Col, String> {
+        let leaf = |b: B, dt: DataType| Ok(Col::new(b, dt, false));
+        let item = self.col(&a.items, ns)?;
+        let field = Field::new("element", item.dt.clone(), item.nullable);
+        leaf(
+            B::List(vec![0], Vec::new(), Box::new(item)),
+            DataType::List(Arc::new(field)),
+        )
+    }
+
+    /// A map column with string keys.
+    fn map_col(
+        &mut self,
+        m: &apache_avro::schema::MapSchema,
+        ns: &Namespace,
+    ) -> std::result::Result<Col, String> {
+        let leaf = |b: B, dt: DataType| Ok(Col::new(b, dt, false));
+        let value = self.col(&m.types, ns)?;
+        let entries = Fields::from(vec![
+            Field::new("key", DataType::Utf8, false),
+            Field::new("value", value.dt.clone(), value.nullable),
+        ]);
+        let field = Field::new("key_value", DataType::Struct(entries), false);
+        leaf(
+            B::Map(vec![0], Vec::new(), StringBuilder::new(), Box::new(value)),
+            DataType::Map(Arc::new(field), false),
+        )
+    }
+
+    /// A union: `[null, T]` is a nullable T, other unions are JSON text.
+    fn union_col(
+        &mut self,
+        u: &apache_avro::schema::UnionSchema,
+        ns: &Namespace,
+    ) -> std::result::Result<Col, String> {
+        let others: Vec<&Schema> = u
+            .variants()
+            .iter()
+            .filter(|s| !matches!(s, Schema::Null))
+            .collect();
+        let has_null = others.len() < u.variants().len();
+        match others.as_slice() {
+            [] => Ok(Col::new(B::Null(0), DataType::Null, true)),
+            [one] => {
+                let mut c = self.col(one, ns)?;
+                c.nullable |= has_null;
+                Ok(c)
+            }
+            _ => Ok(Col::new(
+                B::Json(StringBuilder::new()),
+                DataType::Utf8,
+                has_null,
+            )),
+        }
+    }
+
+    /// A struct column of the fields' columns.
+    fn record_col(
+        &mut self,
+        r: &apache_avro::schema::RecordSchema,
+        ns: &Namespace,
+    ) -> std::result::Result<Col, String> {
+        let leaf = |b: B, dt: DataType| Ok(Col::new(b, dt, false));
+        if r.fields.is_empty() {
+            return Err(format!(
+                "record {} has no fields (Parquet cannot store an empty struct)",
+                r.name
+            ));
+        }
+        let name = r.name.fully_qualified_name(ns);
+        self.stack.push(name.clone());
+        let inner = name.namespace.clone();
+        let mut children = Vec::with_capacity(r.fields.len());
+        for f in &r.fields {
+            let c = self
+                .col(&f.schema, &inner)
+                .map_err(|e| format!("{}: {e}", f.name))?;
+            children.push((f.name.clone(), c));
+        }
+        self.stack.pop();
+        let fields = Fields::from(
+            children
+                .iter()
+                .map(|(n, c)| Field::new(n, c.dt.clone(), c.nullable))
+                .collect::<Vec<_>>(),
+        );
+        leaf(B::Struct(children, Vec::new()), DataType::Struct(fields))
+    }
+
+    /// A reference to a named type; a recursive one becomes JSON text.
+    fn ref_col(
+        &mut self,
+        name: &apache_avro::schema::Name,
+        ns: &Namespace,
+    ) -> std::result::Result<Col, String> {
+        let leaf = |b: B, dt: DataType| Ok(Col::new(b, dt, false));
+        let full = name.fully_qualified_name(ns);
+        if self.stack.contains(&full) {
+            // A recursive type has no finite Arrow type: JSON text.
+            return leaf(B::Json(StringBuilder::new()), DataType::Utf8);
+        }
+        let target = self
+            .names
+            .get(&full)
+            .or_else(|| self.names.get(name))
+            .cloned()
+            .ok_or_else(|| format!("unknown type {full}"))?;
+        self.col(&target, &full.namespace)
+    }
+}
+
+/// The builder and type of a scalar Avro type (primitives and logical types without
+/// parameters); `None` for the others.
+fn scalar_col(schema: &Schema) -> Option<(B, DataType)> {
+    Some(match schema {
+        Schema::Boolean => (B::Bool(BooleanBuilder::new()), DataType::Boolean),
+        Schema::Int => (B::I32(Int32Builder::new()), DataType::Int32),
+        Schema::Long => (B::I64(Int64Builder::new()), DataType::Int64),
+        Schema::Float => (B::F32(Float32Builder::new()), DataType::Float32),
+        Schema::Double => (B::F64(Float64Builder::new()), DataType::Float64),
+        Schema::Bytes => (B::Bin(BinaryBuilder::new()), DataType::Binary),
+        Schema::String => (B::Str(StringBuilder::new(), Text::String), DataType::Utf8),
+        Schema::Enum(_) => (B::Str(StringBuilder::new(), Text::Enum), DataType::Utf8),
+        Schema::Uuid => (B::Str(StringBuilder::new(), Text::Uuid), DataType::Utf8),
+        Schema::BigDecimal => (
+            B::Str(StringBuilder::new(), Text::BigDecimal),
+            DataType::Utf8,
+        ),
+        Schema::Date => (B::Date(Date32Builder::new()), DataType::Date32),
+        Schema::TimeMillis => (
+            B::TimeMs(Time32MillisecondBuilder::new()),
+            DataType::Time32(TimeUnit::Millisecond),
+        ),
+        Schema::TimeMicros => (
+            B::TimeUs(Time64MicrosecondBuilder::new()),
+            DataType::Time64(TimeUnit::Microsecond),
+        ),
+        Schema::TimestampMillis => (
+            B::TsMs(TimestampMillisecondBuilder::new().with_timezone_opt(utc())),
+            DataType::Timestamp(TimeUnit::Millisecond, utc()),
+        ),
+        Schema::TimestampMicros => (
+            B::TsUs(TimestampMicrosecondBuilder::new().with_timezone_opt(utc())),
+            DataType::Timestamp(TimeUnit::Microsecond, utc()),
+        ),
+        Schema::TimestampNanos => (
+            B::TsNs(TimestampNanosecondBuilder::new().with_timezone_opt(utc())),
+            DataType::Timestamp(TimeUnit::Nanosecond, utc()),
+        ),
+        Schema::LocalTimestampMillis => (
+            B::TsMs(TimestampMillisecondBuilder::new()),
+            DataType::Timestamp(TimeUnit::Millisecond, None),
+        ),
+        Schema::LocalTimestampMicros => (
+            B::TsUs(TimestampMicrosecondBuilder::new()),
+            DataType::Timestamp(TimeUnit::Microsecond, None),
+        ),
+        Schema::LocalTimestampNanos => (
+            B::TsNs(TimestampNanosecondBuilder::new()),
+            DataType::Timestamp(TimeUnit::Nanosecond, None),
+        ),
+        _ => return None,
+    })
+}
+
+/// A decimal column: Decimal128 up to 38 digits, Decimal256 up to 76.
+fn decimal_col(d: &apache_avro::schema::DecimalSchema) -> std::result::Result<Col, String> {
+    let leaf = |b: B, dt: DataType| Ok(Col::new(b, dt, false));
+    let bad = || {
+        format!(
+            "decimal({}, {}) is not supported (precision 1 to 76, scale 0 to precision)",
+            d.precision, d.scale
+        )
+    };
+    let p = u8::try_from(d.precision).map_err(|_| bad())?;
+    let s = i8::try_from(d.scale).map_err(|_| bad())?;
+    if p <= 38 {
+        let b = Decimal128Builder::new()
+            .with_precision_and_scale(p, s)
+            .map_err(|_| bad())?;
+        leaf(B::Dec128(b, p), DataType::Decimal128(p, s))
+    } else if p <= 76 {
+        let b = Decimal256Builder::new()
+            .with_precision_and_scale(p, s)
+            .map_err(|_| bad())?;
+        leaf(B::Dec256(b, p), DataType::Decimal256(p, s))
+    } else {
+        Err(bad())
+    }
+}
+
+/// Avro's duration (months, days, millis) as a struct of three uint32.
+fn duration_col() -> Col {
+    let fields = Fields::from(
+        ["months", "days", "millis"]
+            .map(|n| Field::new(n, DataType::UInt32, false))
+            .to_vec(),
+    );
+    Col::new(
+        B::Duration(
+            [
+                UInt32Builder::new(),
+                UInt32Builder::new(),
+                UInt32Builder::new(),
+            ],
+            Vec::new(),
+        ),
+        DataType::Struct(fields),
+        false,
+    )
 }
 
 /// The value inside a union branch.

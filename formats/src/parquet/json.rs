@@ -401,7 +401,7 @@ impl Misfit {
 
     /// The error of `on_error: fail`.
     fn error(&self, offset: i64) -> Error {
-        Error::Other(match self {
+        Error::invalid_data(match self {
             Misfit::NotJson(e) => {
                 format!("parquet value columns: the value at offset {offset} is not JSON: {e}")
             }
@@ -556,7 +556,7 @@ impl JsonColumns {
                 }
             };
             if !ok && fail {
-                return Err(Error::Other(format!(
+                return Err(Error::invalid_data(format!(
                     "parquet value columns: field `{}` at offset {offset}: {v} is not a {:?}",
                     self.schema[i].name, self.schema[i].ty
                 )));

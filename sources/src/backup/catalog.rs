@@ -54,14 +54,14 @@ impl Catalog {
         let descriptor = match storage.read_opt(layout::DESCRIPTOR).await? {
             Some(b) => parse_json::<Descriptor>(&storage, layout::DESCRIPTOR, &b)?,
             None => {
-                return Err(Error::Other(format!(
+                return Err(Error::config(format!(
                     "no Ferry backup at {storage}: {storage}/{} not found",
                     layout::DESCRIPTOR
                 )))
             }
         };
         if descriptor.layout_version > layout::LAYOUT_VERSION {
-            return Err(Error::Other(format!(
+            return Err(Error::config(format!(
                 "the backup at {storage} has layout version {}, newer than the {} this Ferry reads \
                  (written by {}): upgrade Ferry to read it",
                 descriptor.layout_version,

@@ -2,12 +2,13 @@
 //! within the offset range and the `until` time, aborted and control records dropped.
 
 use super::segment::{
-    decode_jsonl_line, decode_raw, AvroReader, ChunkedObject, LineReader, ParquetReader, RawBatch,
-    RawReader, SegmentFormat,
+    decode_jsonl_line, decode_raw, format_of, AvroReader, ChunkedObject, LineReader, ParquetReader,
+    RawBatch, RawReader,
 };
 use super::txn::{is_abort_marker, MarkerQueue};
 use ferry_core::{Record, Result, Storage};
 use ferry_formats::layout::SegmentManifest;
+use ferry_formats::FormatKind;
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -149,16 +150,16 @@ impl PartitionReader {
                 };
                 self.next_segment += 1;
                 let object = self.open(&m);
-                let cursor = match SegmentFormat::of(&self.storage, &m)? {
-                    SegmentFormat::Raw => Cursor::Raw(RawReader::new(object)),
-                    SegmentFormat::Jsonl => Cursor::Lines(LineReader::new(object)),
-                    SegmentFormat::Avro => Cursor::Avro(AvroReader::new(
+                let cursor = match format_of(&self.storage, &m)? {
+                    FormatKind::Raw => Cursor::Raw(RawReader::new(object)),
+                    FormatKind::Jsonl => Cursor::Lines(LineReader::new(object)),
+                    FormatKind::Avro => Cursor::Avro(AvroReader::new(
                         object,
                         self.topic.clone(),
                         self.partition,
                         Some(m.crc32c),
                     )),
-                    SegmentFormat::Parquet => Cursor::Parquet(ParquetReader::new(
+                    FormatKind::Parquet => Cursor::Parquet(ParquetReader::new(
                         object,
                         self.topic.clone(),
                         self.partition,

@@ -8,13 +8,14 @@
 //! flags or markers: what the export read is what is restored (a `read_committed` export
 //! holds no aborted data).
 //!
-//! Formats plug in through [`SegmentFormat`] and a reader per format.
+//! Formats are told apart by [`FormatKind`] (see [`format_of`]), with a reader per format.
 
 use bytes::{Bytes, BytesMut};
 use ferry_core::{Error, Record, Result, Storage};
 use ferry_formats::avro::AvroRecords;
 use ferry_formats::layout::SegmentManifest;
 use ferry_formats::parquet::ParquetRecords;
+use ferry_formats::FormatKind;
 use ferry_kafka::batch::{decode_batches, verify_batches, BatchHeader};
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -24,33 +25,18 @@ pub const DEFAULT_READ_CHUNK: u64 = 4 << 20;
 /// Bytes in front of a Kafka batch's length-counted part (base offset + length).
 const LOG_OVERHEAD: usize = 12;
 
-/// The formats a segment can be in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SegmentFormat {
-    /// Kafka v2 record batches, concatenated as fetched.
-    Raw,
-    /// One JSON document per line.
-    Jsonl,
-    /// Avro object container file of envelope records.
-    Avro,
-    /// Parquet file of envelope columns.
-    Parquet,
-}
-
-impl SegmentFormat {
-    /// The format a manifest declares, or an error naming the manifest's segment.
-    pub fn of(storage: &Storage, m: &SegmentManifest) -> Result<SegmentFormat> {
-        match m.format.as_str() {
-            "raw" => Ok(SegmentFormat::Raw),
-            "jsonl" => Ok(SegmentFormat::Jsonl),
-            ferry_formats::avro::NAME => Ok(SegmentFormat::Avro),
-            ferry_formats::parquet::NAME => Ok(SegmentFormat::Parquet),
-            other => Err(Error::Other(format!(
-                "{storage}/{}: segment format '{other}' cannot be read by this Ferry (it reads raw, jsonl, avro and parquet): upgrade Ferry",
-                m.segment
-            ))),
-        }
-    }
+/// The format a manifest declares, or an error naming the manifest's segment.
+pub fn format_of(storage: &Storage, m: &SegmentManifest) -> Result<FormatKind> {
+    FormatKind::from_name(&m.format)
+        .filter(|k| k.restorable())
+        .ok_or_else(|| {
+            Error::internal(format!(
+                "{storage}/{}: segment format '{}' cannot be read by this Ferry (it reads {}): upgrade Ferry",
+                m.segment,
+                m.format,
+                FormatKind::names()
+            ))
+        })
 }
 
 /// A segment object read front to back in ranged reads, with a CRC-32C of everything read.
@@ -129,7 +115,7 @@ impl ChunkedObject {
             Some(mut a) if a.range == range => match (&mut a.task).await {
                 Ok(r) => r,
                 Err(e) => {
-                    return Err(Error::Other(format!(
+                    return Err(Error::internal(format!(
                         "reading ahead in {}: {e}",
                         self.name()
                     )))

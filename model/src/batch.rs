@@ -140,7 +140,7 @@ impl Batch {
         match &mut self.payload {
             Payload::Records(r) => Ok(r),
             // Just replaced by records above; kept as an error rather than a panic.
-            Payload::Raw(_) => Err(Error::Other("batch could not be decoded".into())),
+            Payload::Raw(_) => Err(Error::Corrupt("batch could not be decoded".into())),
         }
     }
 

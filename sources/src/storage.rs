@@ -18,7 +18,7 @@
 use async_trait::async_trait;
 use ferry_core::registry::{BuildContext, SourceFactory};
 use ferry_core::storage::StorageUri;
-use ferry_core::{Batch, Error, Record, Result, Source, SourceContext, Storage};
+use ferry_core::{Batch, Error, Record, Result, Source, SourceContext, Storage, TopicSelection};
 use ferry_formats::jsonl;
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -110,13 +110,14 @@ pub enum JsonlFormatName {
 /// Options of the `storage` source (JSON lines).
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct JsonlSourceConfig {
+pub struct StorageSourceConfig {
     /// Where the files are: a local path, `file:///…`, `s3://…`, `gs://…`, `azblob://…`,
     /// `memory://name`.
     pub uri: String,
     /// File format: `jsonl`.
     pub format: JsonlFormatName,
-    /// Only these topics (exact names); default every topic found.
+    /// Only these topics: exact names or `/regex/` (anchored, internal `__` topics only by
+    /// exact name: the rule of every `topics:` list); default every topic found.
     #[serde(default)]
     pub topics: Option<Vec<String>>,
     /// Records per batch (default 1000).
@@ -125,9 +126,9 @@ pub struct JsonlSourceConfig {
 }
 
 /// The `storage` source reading JSON lines.
-pub struct JsonlSource {
+pub struct StorageSource {
     reader: JsonlReader,
-    topics: Option<Vec<String>>,
+    topics: Option<TopicSelection>,
     batch_size: usize,
     segments: Option<VecDeque<Segment>>,
     /// Records of the current file not yet emitted.
@@ -137,10 +138,10 @@ pub struct JsonlSource {
     topic_names: BTreeMap<String, Arc<str>>,
 }
 
-impl JsonlSource {
+impl StorageSource {
     /// A source over `reader`'s files.
-    pub fn new(reader: JsonlReader, topics: Option<Vec<String>>, batch_size: usize) -> Self {
-        JsonlSource {
+    pub fn new(reader: JsonlReader, topics: Option<TopicSelection>, batch_size: usize) -> Self {
+        StorageSource {
             reader,
             topics,
             batch_size: batch_size.max(1),
@@ -153,12 +154,12 @@ impl JsonlSource {
 }
 
 #[async_trait]
-impl Source for JsonlSource {
+impl Source for StorageSource {
     async fn next_batch(&mut self, ctx: &SourceContext) -> Result<Option<Batch>> {
         if self.segments.is_none() {
             let mut segs = self.reader.list_segments().await?;
             if let Some(t) = &self.topics {
-                segs.retain(|s| t.contains(&s.topic));
+                segs.retain(|s| t.matches(&s.topic));
             }
             tracing::info!(files = segs.len(), storage = %self.reader.storage(), "reading JSON lines files");
             self.segments = Some(segs.into());
@@ -227,11 +228,19 @@ impl Source for JsonlSource {
     }
 }
 
-/// Registers the `storage` source for `format: jsonl`.
-pub struct JsonlSourceFactory;
+/// The compiled `topics:` option (none: every topic).
+fn topic_selection(topics: &Option<Vec<String>>) -> Result<Option<TopicSelection>> {
+    topics
+        .as_deref()
+        .map(|t| TopicSelection::parse(t).map_err(|e| Error::config(format!("'topics': {e}"))))
+        .transpose()
+}
 
-impl SourceFactory for JsonlSourceFactory {
-    type Config = JsonlSourceConfig;
+/// Registers the `storage` source for `format: jsonl`.
+pub struct StorageSourceFactory;
+
+impl SourceFactory for StorageSourceFactory {
+    type Config = StorageSourceConfig;
 
     fn name(&self) -> &'static str {
         "storage"
@@ -241,19 +250,20 @@ impl SourceFactory for JsonlSourceFactory {
         "Reads files a storage sink wrote (topics/<topic>/<partition>/…), partition by partition in offset order"
     }
 
-    fn validate(&self, config: &JsonlSourceConfig) -> Result<()> {
+    fn validate(&self, config: &StorageSourceConfig) -> Result<()> {
         StorageUri::parse(&config.uri)?;
         if config.batch_size == 0 {
             return Err(Error::config("'batch_size' must be at least 1"));
         }
+        topic_selection(&config.topics)?;
         Ok(())
     }
 
-    fn build(&self, config: JsonlSourceConfig, _ctx: &BuildContext) -> Result<Box<dyn Source>> {
+    fn build(&self, config: StorageSourceConfig, _ctx: &BuildContext) -> Result<Box<dyn Source>> {
         let storage = Storage::from_uri(&config.uri)?;
-        Ok(Box::new(JsonlSource::new(
+        Ok(Box::new(StorageSource::new(
             JsonlReader::new(storage),
-            config.topics,
+            topic_selection(&config.topics)?,
             config.batch_size,
         )))
     }
@@ -295,8 +305,11 @@ mod tests {
         put("topics/t/1/00000000000000000000.jsonl", recs("t", 1, 0..3)).await;
         put("topics/u/0/00000000000000000000.jsonl", recs("u", 0, 0..3)).await;
 
-        let mut src =
-            JsonlSource::new(JsonlReader::new(storage.clone()), Some(vec!["t".into()]), 4);
+        let mut src = StorageSource::new(
+            JsonlReader::new(storage.clone()),
+            topic_selection(&Some(vec!["t".into()])).unwrap(),
+            4,
+        );
         let ctx = SourceContext::new("x");
         let mut seen = Vec::new();
         while let Some(b) = src.next_batch(&ctx).await.unwrap() {
@@ -317,7 +330,11 @@ mod tests {
         let mut cp = ferry_core::Offsets::new();
         cp.entry("t".into()).or_default().insert(0, 12);
         ctx.checkpoint = Some(cp);
-        let mut src = JsonlSource::new(JsonlReader::new(storage), Some(vec!["t".into()]), 100);
+        let mut src = StorageSource::new(
+            JsonlReader::new(storage),
+            topic_selection(&Some(vec!["t".into()])).unwrap(),
+            100,
+        );
         let b = src.next_batch(&ctx).await.unwrap().unwrap();
         assert_eq!((b.first_offset, b.next_offset), (12, 15));
     }

@@ -5,212 +5,29 @@
 //! partition is read up to the high watermark of its first fetch response (Fetch's high
 //! watermark is right on every broker; some answer ListOffsets(latest) wrongly) and the source
 //! finishes; with `stop: never` it follows the topics until the pipeline is stopped.
+//!
+//! `config` holds the options; this module the engine; `tests` its unit tests.
 
 use async_trait::async_trait;
 use ferry_core::registry::{BuildContext, SourceFactory};
-use ferry_core::transforms::filter::TimeBound;
 use ferry_core::{
     Batch, Error, GroupOffsets, Payload, RawBatches, Result, Source, SourceContext, SourceMetadata,
-    TopicMetadata,
+    TopicSettings,
 };
 use ferry_kafka::batch::BatchIter;
 use ferry_kafka::{
-    BatchDecoder, Client, ConnectionOptions, FetchOptions, FetchRequestPartition, FetchedPartition,
-    Isolation, KafkaCode, OffsetSpec, SaslOptions, TlsOptions,
+    BatchDecoder, Client, FetchOptions, FetchRequestPartition, FetchedPartition, Isolation,
+    KafkaCode, OffsetSpec,
 };
-use serde::Deserialize;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Where a partition starts when the checkpoint does not say.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StartAt {
-    /// The stored checkpoint, else the earliest offset (the default).
-    Checkpoint,
-    /// The log start, ignoring any checkpoint.
-    Earliest,
-    /// The log end, ignoring any checkpoint.
-    Latest,
-    /// The first offset whose timestamp is at or after this time (ms), ignoring any checkpoint.
-    Time(i64),
-}
+mod config;
+#[cfg(test)]
+mod tests;
 
-impl<'de> Deserialize<'de> for StartAt {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        match s.as_str() {
-            "checkpoint" => Ok(StartAt::Checkpoint),
-            "earliest" => Ok(StartAt::Earliest),
-            "latest" => Ok(StartAt::Latest),
-            other => TimeBound::parse(other)
-                .map(|t| StartAt::Time(t.0))
-                .map_err(|e| {
-                    serde::de::Error::custom(format!(
-                        "start must be checkpoint, earliest, latest or a time: {e}"
-                    ))
-                }),
-        }
-    }
-}
-
-impl schemars::JsonSchema for StartAt {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        "StartAt".into()
-    }
-    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        schemars::json_schema!({
-            "type": "string",
-            "description": "checkpoint (default), earliest, latest, or an RFC 3339 time / epoch milliseconds"
-        })
-    }
-}
-
-/// When the source finishes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum StopAt {
-    /// Follow the topics until the pipeline is stopped (a continuous backup).
-    #[default]
-    Never,
-    /// Stop each partition at the high watermark it had at the start (a snapshot).
-    HighWatermark,
-}
-
-/// Which records a backup reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum IsolationLevel {
-    /// Everything up to the high watermark, transaction markers included (restore drops the
-    /// data of aborted transactions by those markers). Kafka sends aborted-transaction lists
-    /// only to read_committed fetches, so manifests of such backups list none.
-    #[default]
-    ReadUncommitted,
-    /// Committed data only, up to the last stable offset.
-    ReadCommitted,
-}
-
-/// Options of the `kafka` source.
-#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct KafkaSourceConfig {
-    /// Brokers to bootstrap from, `host:port`.
-    pub brokers: Vec<String>,
-    /// Topics by name, or `/regex/` matching names (internal `__` topics only by name).
-    pub topics: Vec<String>,
-    /// checkpoint (default), earliest, latest, or a time.
-    #[serde(default = "default_start")]
-    pub start: StartAt,
-    /// never (continuous, default) or high_watermark (snapshot).
-    #[serde(default)]
-    pub stop: StopAt,
-    /// read_uncommitted (default: everything, markers included) or read_committed (up to the
-    /// last stable offset, with the aborted-transaction lists in the manifests).
-    #[serde(default)]
-    pub isolation: IsolationLevel,
-    /// Bytes per fetch response per broker.
-    #[serde(default = "default_fetch_max")]
-    pub fetch_max_bytes: ferry_core::ByteSize,
-    /// Bytes per partition per fetch.
-    #[serde(default = "default_partition_max")]
-    pub partition_max_bytes: ferry_core::ByteSize,
-    /// How long a broker may wait for data before answering, milliseconds.
-    #[serde(default = "default_max_wait")]
-    pub max_wait_ms: i32,
-    /// Save committed offsets of consumer groups on these topics with the backup.
-    #[serde(default = "default_true")]
-    pub groups: bool,
-    /// How often topic settings and group offsets are read again.
-    #[serde(default = "default_metadata_interval")]
-    pub metadata_interval: ferry_core::HumanDuration,
-    /// Client id sent to the brokers.
-    #[serde(default = "default_client_id")]
-    pub client_id: String,
-    /// TLS settings; plaintext when absent.
-    #[serde(default)]
-    pub tls: Option<TlsOptions>,
-    /// SASL authentication.
-    #[serde(default)]
-    pub sasl: Option<SaslOptions>,
-}
-
-fn default_start() -> StartAt {
-    StartAt::Checkpoint
-}
-// Responses stay in memory while their batches travel (raw batches are slices of them) and
-// one more is prefetched: these sizes keep a backup well under 256 MiB.
-fn default_fetch_max() -> ferry_core::ByteSize {
-    ferry_core::ByteSize(16 * 1024 * 1024)
-}
-fn default_partition_max() -> ferry_core::ByteSize {
-    ferry_core::ByteSize(2 * 1024 * 1024)
-}
-fn default_max_wait() -> i32 {
-    500
-}
-fn default_true() -> bool {
-    true
-}
-fn default_metadata_interval() -> ferry_core::HumanDuration {
-    ferry_core::HumanDuration(Duration::from_secs(300))
-}
-fn default_client_id() -> String {
-    "ferry".to_string()
-}
-
-impl KafkaSourceConfig {
-    /// The connection part of the options.
-    pub fn connection(&self) -> ConnectionOptions {
-        ConnectionOptions {
-            brokers: self.brokers.clone(),
-            client_id: self.client_id.clone(),
-            request_timeout_secs: 30,
-            tls: self.tls.clone(),
-            sasl: self.sasl.clone(),
-        }
-    }
-}
-
-/// Compiled topic selection: exact names and regexes.
-#[derive(Debug, Clone)]
-pub struct TopicSelector {
-    names: Vec<String>,
-    patterns: Vec<regex::Regex>,
-}
-
-impl TopicSelector {
-    /// Parses names and `/regex/` entries.
-    pub fn parse(entries: &[String]) -> std::result::Result<Self, String> {
-        let mut names = Vec::new();
-        let mut patterns = Vec::new();
-        for e in entries {
-            if e.len() >= 2 && e.starts_with('/') && e.ends_with('/') {
-                let re = regex::Regex::new(&format!("^(?:{})$", &e[1..e.len() - 1]))
-                    .map_err(|err| format!("topic pattern {e} is not a valid regex: {err}"))?;
-                patterns.push(re);
-            } else if e.is_empty() {
-                return Err("an empty topic name was given".into());
-            } else {
-                names.push(e.clone());
-            }
-        }
-        if names.is_empty() && patterns.is_empty() {
-            return Err("`topics` is empty: name at least one topic or /regex/".into());
-        }
-        Ok(TopicSelector { names, patterns })
-    }
-
-    /// Whether a topic is selected.
-    pub fn matches(&self, topic: &str) -> bool {
-        self.names.iter().any(|n| n == topic)
-            || (!topic.starts_with("__") && self.patterns.iter().any(|p| p.is_match(topic)))
-    }
-
-    /// Names that must exist (given literally).
-    pub fn literal_names(&self) -> &[String] {
-        &self.names
-    }
-}
+pub use config::{IsolationLevel, KafkaSourceConfig, StartAt, StopAt, TopicSelector};
 
 /// Factory of the `kafka` source.
 pub struct KafkaSourceFactory;
@@ -227,7 +44,7 @@ impl SourceFactory for KafkaSourceFactory {
     }
 
     fn validate(&self, c: &KafkaSourceConfig) -> Result<()> {
-        c.connection().validate().map_err(Error::config)?;
+        c.connection.validate().map_err(Error::config)?;
         TopicSelector::parse(&c.topics).map_err(Error::config)?;
         if c.partition_max_bytes.bytes() > c.fetch_max_bytes.bytes() {
             return Err(Error::config(
@@ -271,8 +88,9 @@ pub struct KafkaSource {
     prefetch: Option<tokio::task::JoinHandle<ferry_kafka::Result<Vec<FetchedPartition>>>>,
 }
 
+/// A client error as Ferry's: a connection error (retriable when the client says so).
 fn kerr(e: ferry_kafka::ClientError) -> Error {
-    Error::component("source kafka", e)
+    Error::connection("source kafka", e.is_retriable(), e)
 }
 
 impl KafkaSource {
@@ -298,11 +116,7 @@ impl KafkaSource {
         if let Some(c) = &self.client {
             return Ok(c.clone());
         }
-        let cfg = self
-            .config
-            .connection()
-            .client_config()
-            .map_err(Error::config)?;
+        let cfg = self.config.client_config().map_err(Error::config)?;
         let client = Client::connect(cfg).await.map_err(kerr)?;
         self.client = Some(client.clone());
         Ok(client)
@@ -313,9 +127,9 @@ impl KafkaSource {
         let md = client.metadata(None).await.map_err(kerr)?;
         for name in self.selector.literal_names() {
             if md.topic(name).is_none() {
-                return Err(Error::Other(format!(
+                return Err(Error::config(format!(
                     "topic '{name}' does not exist on {}: check the name or create it",
-                    self.config.brokers.join(",")
+                    self.config.connection.brokers.join(",")
                 )));
             }
         }
@@ -326,9 +140,9 @@ impl KafkaSource {
             .collect();
         topics.sort_by(|a, b| a.name.cmp(&b.name));
         if topics.is_empty() {
-            return Err(Error::Other(format!(
+            return Err(Error::config(format!(
                 "no topic on {} matches {:?}",
-                self.config.brokers.join(","),
+                self.config.connection.brokers.join(","),
                 self.config.topics
             )));
         }
@@ -352,7 +166,10 @@ impl KafkaSource {
                 let position = match from_checkpoint.or_else(|| starts.get(&p).copied()) {
                     Some(o) => o,
                     None => {
-                        return Err(Error::Other(format!("no start offset for {}/{p}", t.name)))
+                        return Err(Error::internal(format!(
+                            "no start offset for {}/{p}",
+                            t.name
+                        )))
                     }
                 };
                 tracing::debug!(topic = %t.name, partition = p, position, from_checkpoint = from_checkpoint.is_some(), "start position");
@@ -383,7 +200,7 @@ impl KafkaSource {
         let responses = match self.prefetch.take() {
             Some(handle) => handle
                 .await
-                .map_err(|e| Error::Other(format!("fetch task failed: {e}")))?
+                .map_err(|e| Error::internal(format!("fetch task failed: {e}")))?
                 .map_err(kerr)?,
             None => client.fetch(&requests, &opts).await.map_err(kerr)?,
         };
@@ -457,12 +274,16 @@ impl KafkaSource {
                 client.invalidate_metadata();
                 return Ok(false);
             }
-            return Err(Error::Other(format!(
-                "fetching {}/{} failed: {}",
-                resp.topic,
-                resp.partition,
-                code.name()
-            )));
+            return Err(Error::connection(
+                "kafka",
+                true,
+                format!(
+                    "fetching {}/{} failed: {}",
+                    resp.topic,
+                    resp.partition,
+                    code.name()
+                ),
+            ));
         }
         let state = &mut self.partitions[idx];
         if snapshot && state.stop.is_none() {
@@ -590,7 +411,7 @@ impl KafkaSource {
             self.partitions[idx].position = lo;
             Ok(())
         } else {
-            Err(Error::Other(format!(
+            Err(Error::refused(format!(
                 "{topic}/{partition}: offset {position} is beyond the log end {hi}: \
                  the topic was recreated or truncated; start a new backup (start: earliest) \
                  to a new location"
@@ -615,7 +436,7 @@ impl KafkaSource {
                     BTreeMap::new()
                 }
             };
-            topics.push(TopicMetadata {
+            topics.push(TopicSettings {
                 name: name.clone(),
                 partitions: t.partitions.len() as i32,
                 replication_factor: t
@@ -755,29 +576,5 @@ impl Source for KafkaSource {
         self.last_metadata = Some(md.clone());
         md.taken_at_ms = ferry_formats::layout::now_ms();
         Ok(Some(md))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn selector_names_and_patterns() {
-        let s = TopicSelector::parse(&["orders".into(), "/payments\\..*/".into()]).unwrap();
-        assert!(s.matches("orders"));
-        assert!(s.matches("payments.eu"));
-        assert!(!s.matches("payments"));
-        assert!(!s.matches("__consumer_offsets"));
-        assert!(TopicSelector::parse(&["/(/".into()]).is_err());
-        assert!(TopicSelector::parse(&[]).is_err());
-    }
-
-    #[test]
-    fn start_parses_keywords_and_times() {
-        let p = |s: &str| serde_json::from_value::<StartAt>(serde_json::json!(s));
-        assert_eq!(p("earliest").unwrap(), StartAt::Earliest);
-        assert_eq!(p("1970-01-01T00:00:01Z").unwrap(), StartAt::Time(1000));
-        assert!(p("yesterday").is_err());
     }
 }

@@ -1,0 +1,191 @@
+//! Segments: opening an object for a partition's run of offsets, appending encoded
+//! bytes, and closing it (object, dead letters, manifest, then the acks) when it rolls.
+
+use super::pieces::Piece;
+use super::StorageSink;
+use bytes::Bytes;
+use ferry_core::{Ack, Error, Result};
+use ferry_formats::layout::{self, Gap, PendingSegment, SegmentManifest};
+use ferry_formats::segment::SegmentEncoder;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// A segment being written: its object writer, encoder and what its manifest will say.
+pub(super) struct OpenSegment {
+    pub(super) first_offset: i64,
+    pub(super) next_offset: i64,
+    pub(super) records: u64,
+    pub(super) min_ts: Option<i64>,
+    pub(super) max_ts: Option<i64>,
+    pub(super) bytes: u64,
+    pub(super) crc: u32,
+    pub(super) aborted: Vec<ferry_core::AbortedTxn>,
+    pub(super) gaps: Vec<Gap>,
+    pub(super) key: String,
+    /// Time bucket of the object's name (`{date}`/`{hour}` templates only).
+    pub(super) bucket: Option<i64>,
+    /// Marker written before a templated object, removed after its manifest.
+    pub(super) pending: Option<String>,
+    pub(super) writer: opendal::Writer,
+    pub(super) encoder: Box<dyn SegmentEncoder>,
+    pub(super) acks: Vec<Ack>,
+    pub(super) opened: Instant,
+}
+
+impl StorageSink {
+    pub(super) async fn open_segment(&mut self, piece: &Piece) -> Result<OpenSegment> {
+        let batch = &piece.batch;
+        let ext = self.format.extension();
+        let (key, pending) = match &self.template {
+            None => (
+                layout::segment_key(&batch.topic, batch.partition, batch.first_offset, ext),
+                None,
+            ),
+            Some(t) => {
+                let key = t.render(
+                    &batch.topic,
+                    batch.partition,
+                    batch.first_offset,
+                    piece.first_ts,
+                    ext,
+                );
+                let marker = layout::pending_key(&batch.topic, batch.partition, batch.first_offset);
+                let json = serde_json::to_vec_pretty(&PendingSegment {
+                    segment: key.clone(),
+                    started_at_ms: layout::now_ms(),
+                })
+                .map_err(|e| Error::internal(format!("encoding {marker}: {e}")))?;
+                self.storage.write(&marker, json).await?;
+                (key, Some(marker))
+            }
+        };
+        let mut writer = self.storage.operator().writer_with(&key);
+        if !self.local {
+            // Object stores upload in parts of this size; local files are written through
+            // (buffering a chunk per open partition would only cost memory).
+            writer = writer.chunk(self.config.chunk_size.bytes() as usize);
+        }
+        let writer = writer
+            .await
+            .map_err(|e| Error::storage(format!("opening {}/{key}", self.storage), e))?;
+        let bucket = match (&self.template, piece.bucket) {
+            (Some(t), None) => t.bucket(piece.first_ts),
+            (_, b) => b,
+        };
+        Ok(OpenSegment {
+            first_offset: batch.first_offset,
+            next_offset: batch.first_offset,
+            records: 0,
+            min_ts: None,
+            max_ts: None,
+            bytes: 0,
+            crc: 0,
+            aborted: Vec::new(),
+            gaps: Vec::new(),
+            key,
+            bucket,
+            pending,
+            writer,
+            encoder: self
+                .format
+                .encoder(&batch.topic, batch.partition, batch.first_offset),
+            acks: Vec::new(),
+            opened: Instant::now(),
+        })
+    }
+
+    pub(super) async fn append(&self, seg: &mut OpenSegment, bytes: Bytes) -> Result<()> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        seg.crc = crc32c::crc32c_append(seg.crc, &bytes);
+        seg.bytes += bytes.len() as u64;
+        seg.writer
+            .write(bytes)
+            .await
+            .map_err(|e| Error::storage(format!("writing {}/{}", self.storage, seg.key), e))
+    }
+
+    /// Closes a segment: rest of the bytes, the object, then its manifest, then the acks.
+    pub(super) async fn close_segment(
+        &self,
+        topic: &str,
+        partition: i32,
+        mut seg: OpenSegment,
+    ) -> Result<i64> {
+        let tail = match seg.encoder.finish() {
+            Ok(t) => t,
+            Err(e) => {
+                let _ = seg.writer.abort().await;
+                return Err(e);
+            }
+        };
+        self.append(&mut seg, tail).await?;
+        seg.writer
+            .close()
+            .await
+            .map_err(|e| Error::storage(format!("closing {}/{}", self.storage, seg.key), e))?;
+        self.write_dead_letters(topic, partition, &mut seg).await?;
+        seg.aborted.sort_by_key(|a| (a.first_offset, a.producer_id));
+        seg.aborted.dedup();
+        let manifest = SegmentManifest {
+            format: self.format.name().to_string(),
+            topic: topic.to_string(),
+            partition,
+            first_offset: seg.first_offset,
+            next_offset: seg.next_offset,
+            record_count: seg.encoder.records_written().unwrap_or(seg.records),
+            min_timestamp: seg.min_ts,
+            max_timestamp: seg.max_ts,
+            bytes: seg.bytes,
+            crc32c: seg.crc,
+            segment: seg.key.clone(),
+            aborted: seg.aborted,
+            gaps: seg.gaps,
+            written_at_ms: layout::now_ms(),
+        };
+        let json = serde_json::to_vec_pretty(&manifest)
+            .map_err(|e| Error::internal(format!("encoding manifest: {e}")))?;
+        let mkey = layout::manifest_key(topic, partition, seg.first_offset);
+        if !self.storage.write_new(&mkey, json).await? {
+            return Err(Error::refused(format!(
+                "{}/{mkey} already exists: another writer is using this backup location",
+                self.storage
+            )));
+        }
+        if let Some(marker) = &seg.pending {
+            // The manifest commits the segment; a marker left behind is removed on start.
+            if let Err(e) = self.storage.delete(marker).await {
+                tracing::warn!(marker = %marker, error = %e, "could not remove a pending-segment marker (removed on next start)");
+            }
+        }
+        metrics::counter!("ferry_segments_written_total").increment(1);
+        tracing::debug!(segment = %seg.key, records = seg.records, bytes = seg.bytes, "segment written");
+        for a in seg.acks {
+            a.resolve();
+        }
+        Ok(seg.next_offset)
+    }
+
+    pub(super) async fn close_where(&mut self, due: impl Fn(&OpenSegment) -> bool) -> Result<()> {
+        let keys: Vec<(Arc<str>, i32)> = self
+            .open
+            .iter()
+            .filter(|(_, s)| due(s))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in keys {
+            if let Some(seg) = self.open.remove(&k) {
+                let next = self.close_segment(&k.0, k.1, seg).await?;
+                self.last_next.insert(k, next);
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn roll_due(&self, seg: &OpenSegment) -> bool {
+        seg.bytes + seg.encoder.buffered_bytes() as u64 >= self.config.roll.max_bytes.bytes()
+            || seg.records >= self.config.roll.max_records
+            || seg.opened.elapsed() >= self.config.roll.max_age.get()
+    }
+}

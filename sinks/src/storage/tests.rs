@@ -1,0 +1,307 @@
+//! Unit tests of the `storage` sink on the memory and local-folder backends.
+
+use super::*;
+use bytes::Bytes;
+use ferry_core::registry::SinkFactory;
+use ferry_core::{Ack, AckTracker, Record};
+use ferry_formats::layout::{PendingSegment, SegmentManifest};
+
+fn config(uri: &str, yaml: serde_json::Value) -> StorageSinkConfig {
+    let mut v = serde_json::json!({ "uri": uri });
+    if let (Some(m), serde_json::Value::Object(extra)) = (v.as_object_mut(), yaml) {
+        m.extend(extra);
+    }
+    serde_json::from_value(v).expect("config parses")
+}
+
+/// The manifest of partition 0 of topic `t` starting at `first`.
+async fn manifest(storage: &Storage, first: i64) -> SegmentManifest {
+    let bytes = storage
+        .read(&layout::manifest_key("t", 0, first))
+        .await
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+fn record(topic: &Arc<str>, offset: i64, ts: i64) -> Record {
+    let mut r = Record::new(
+        topic.clone(),
+        0,
+        offset,
+        Some(Bytes::from(format!("{{\"n\":{offset}}}"))),
+    );
+    r.timestamp = ts;
+    r
+}
+
+const DAY: i64 = 86_400_000;
+const T0: i64 = 1_764_547_200_000; // 2025-12-01T00:00:00Z
+
+#[test]
+fn option_blocks_must_match_the_format() {
+    let f = StorageSinkFactory;
+    let ok = config(
+        "memory://o",
+        serde_json::json!({"format": "parquet", "parquet": {"compression": "snappy"}}),
+    );
+    f.validate(&ok).unwrap();
+    let ok = config(
+        "memory://o",
+        serde_json::json!({"format": "avro", "avro": {"codec": "deflate"}}),
+    );
+    f.validate(&ok).unwrap();
+    let bad = config(
+        "memory://o",
+        serde_json::json!({"format": "avro", "parquet": {}}),
+    );
+    let e = f.validate(&bad).unwrap_err().to_string();
+    assert!(
+        e.contains("'parquet:'") && e.contains("format is 'avro'"),
+        "{e}"
+    );
+    let bad = config("memory://o", serde_json::json!({"avro": {}}));
+    assert!(f
+        .validate(&bad)
+        .unwrap_err()
+        .to_string()
+        .contains("'avro:'"));
+    let bad = config(
+        "memory://o",
+        serde_json::json!({"format": "parquet", "parquet": {"compression_level": 99}}),
+    );
+    assert!(f.validate(&bad).is_err());
+    let bad = config(
+        "memory://o",
+        serde_json::json!({"format": "parquet", "parquet": {"value": {"as": "json", "schema": []}}}),
+    );
+    assert!(f.validate(&bad).is_err());
+    let bad = serde_json::from_value::<StorageSinkConfig>(
+        serde_json::json!({"uri": "x", "format": "parquet", "parquet": {"row_groups": 1}}),
+    );
+    assert!(bad.is_err(), "unknown option keys are refused");
+}
+
+#[test]
+fn paths_are_checked() {
+    let f = StorageSinkFactory;
+    let raw_dated = config(
+        "memory://p",
+        serde_json::json!({"path": "d/{date}/{topic}/{partition}/{first_offset}"}),
+    );
+    assert!(f
+        .validate(&raw_dated)
+        .unwrap_err()
+        .to_string()
+        .contains("raw"));
+    let raw_plain = config(
+        "memory://p",
+        serde_json::json!({"path": "d/{topic}/{partition}/{first_offset}"}),
+    );
+    f.validate(&raw_plain).unwrap();
+    let missing = config(
+        "memory://p",
+        serde_json::json!({"format": "jsonl", "path": "d/{topic}/{first_offset}"}),
+    );
+    assert!(f
+        .validate(&missing)
+        .unwrap_err()
+        .to_string()
+        .contains("{partition}"));
+    let default = config(
+        "memory://p",
+        serde_json::json!({"path": PathTemplate::DEFAULT}),
+    );
+    assert!(path_template(&default).unwrap().is_none());
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn dated_paths_roll_per_date_and_keep_manifests_in_the_layout() {
+    rt().block_on(async {
+        let uri = format!("memory://dated-{}", layout::now_ms());
+        let c = config(&uri, serde_json::json!({
+            "format": "jsonl",
+            "path": "topic={topic}/date={date}/{partition}-{first_offset}",
+        }));
+        let mut sink = StorageSink::new(c).unwrap();
+        sink.open().await.unwrap();
+        let topic: Arc<str> = Arc::from("t");
+        let tracker = AckTracker::new();
+        // Day 0: offsets 0..3, day 1: 3..5, back to day 0: 5..6, in one batch and a second.
+        let days = [0, 0, 0, 1, 1, 0];
+        let recs: Vec<Record> = days.iter().enumerate().map(|(i, d)| record(&topic, i as i64, T0 + d * DAY + i as i64)).collect();
+        let ack = tracker.issue(&topic, 0, 0, 4);
+        sink.write(Batch::from_records(topic.clone(), 0, 0, 4, recs[..4].to_vec(), ack)).await.unwrap();
+        let ack = tracker.issue(&topic, 0, 4, 6);
+        sink.write(Batch::from_records(topic.clone(), 0, 4, 6, recs[4..].to_vec(), ack)).await.unwrap();
+        sink.close().await.unwrap();
+        assert_eq!(tracker.watermarks()["t"][&0], 6);
+        let storage = sink.storage().clone();
+        let mut keys = storage.list("topic=t/").await.unwrap();
+        keys.sort();
+        assert_eq!(keys, vec![
+            "topic=t/date=2025-12-01/0-00000000000000000000.jsonl".to_string(),
+            "topic=t/date=2025-12-01/0-00000000000000000005.jsonl".to_string(),
+            "topic=t/date=2025-12-02/0-00000000000000000003.jsonl".to_string(),
+        ]);
+        assert!(storage.list(layout::PENDING_PREFIX).await.unwrap().is_empty());
+        let spans: Vec<(i64, i64, u64)> = {
+            let mut out = Vec::new();
+            for f in [0, 3, 5] {
+                let m = manifest(&storage, f).await;
+                assert!(m.segment.starts_with("topic=t/date="));
+                out.push((m.first_offset, m.next_offset, m.record_count));
+            }
+            out
+        };
+        assert_eq!(spans, vec![(0, 3, 3), (3, 5, 2), (5, 6, 1)]);
+        // A restart resumes after the manifests.
+        let mut again = StorageSink::new(config(&uri, serde_json::json!({"format": "jsonl", "path": "topic={topic}/date={date}/{partition}-{first_offset}"}))).unwrap();
+        let durable = again.open().await.unwrap().unwrap();
+        assert_eq!(durable["t"][&0], 6);
+    });
+}
+
+#[test]
+fn interrupted_templated_writes_are_removed_on_open() {
+    rt().block_on(async {
+        let uri = format!("memory://pending-{}", layout::now_ms());
+        let c = || config(&uri, serde_json::json!({"format": "jsonl", "path": "data/{topic}/{partition}/{first_offset}"}));
+        let mut sink = StorageSink::new(c()).unwrap();
+        sink.open().await.unwrap();
+        let topic: Arc<str> = Arc::from("t");
+        let recs: Vec<Record> = (0..3).map(|i| record(&topic, i, T0)).collect();
+        sink.write(Batch::from_records(topic.clone(), 0, 0, 3, recs, Ack::none())).await.unwrap();
+        sink.close().await.unwrap();
+        let storage = sink.storage().clone();
+        let done = "data/t/0/00000000000000000000.jsonl";
+        assert!(storage.exists(done).await.unwrap());
+        // A crash after the object, before its manifest; and one after the manifest,
+        // before the marker was removed.
+        let orphan = "data/t/0/00000000000000000003.jsonl";
+        storage.write(orphan, "x").await.unwrap();
+        for (first, seg) in [(3, orphan), (0, done)] {
+            let m = PendingSegment { segment: seg.to_string(), started_at_ms: 0 };
+            storage.write(&layout::pending_key("t", 0, first), serde_json::to_vec(&m).unwrap()).await.unwrap();
+        }
+        let mut again = StorageSink::new(c()).unwrap();
+        let durable = again.open().await.unwrap().unwrap();
+        assert_eq!(durable["t"][&0], 3);
+        assert!(!storage.exists(orphan).await.unwrap(), "orphan removed");
+        assert!(storage.exists(done).await.unwrap(), "committed segment kept");
+        assert!(storage.list(layout::PENDING_PREFIX).await.unwrap().is_empty());
+    });
+}
+
+#[test]
+fn parquet_manifests_count_data_records_only() {
+    rt().block_on(async {
+        let uri = format!("memory://pq-{}", layout::now_ms());
+        let mut sink = StorageSink::new(config(
+            &uri,
+            serde_json::json!({"format": "parquet", "parquet": {"compression": "snappy"}}),
+        ))
+        .unwrap();
+        sink.open().await.unwrap();
+        let topic: Arc<str> = Arc::from("t");
+        let mut recs: Vec<Record> = (0..4).map(|i| record(&topic, i, T0 + i)).collect();
+        recs[3].is_control = true;
+        sink.write(Batch::from_records(
+            topic.clone(),
+            0,
+            0,
+            4,
+            recs,
+            Ack::none(),
+        ))
+        .await
+        .unwrap();
+        sink.close().await.unwrap();
+        let storage = sink.storage().clone();
+        let m = manifest(&storage, 0).await;
+        assert_eq!(
+            (m.format.as_str(), m.record_count, m.next_offset),
+            ("parquet", 3, 4)
+        );
+        assert_eq!(m.max_timestamp, Some(T0 + 2));
+        let back =
+            ferry_formats::parquet::read_parquet(storage.read(&m.segment).await.unwrap()).unwrap();
+        assert_eq!(back.len(), 3);
+    });
+}
+
+#[test]
+fn values_that_do_not_fit_go_to_the_dead_letter_file() {
+    rt().block_on(async {
+        let uri = format!("memory://dl-{}", layout::now_ms());
+        let mut sink = StorageSink::new(config(
+            &uri,
+            serde_json::json!({
+                "format": "parquet",
+                "dead_letter": "/rejects/",
+                "parquet": {"value": {"as": "json", "on_error": "dead_letter",
+                    "schema": [{"name": "n", "type": "int64"}]}},
+            }),
+        ))
+        .unwrap();
+        sink.open().await.unwrap();
+        let topic: Arc<str> = Arc::from("t");
+        let mut recs: Vec<Record> = (0..5).map(|i| record(&topic, 10 + i, T0 + i)).collect();
+        recs[1].value = Some(Bytes::from_static(b"not json"));
+        recs[3].value = Some(Bytes::from_static(br#"{"n": "seven"}"#));
+        sink.write(Batch::from_records(
+            topic.clone(),
+            0,
+            10,
+            15,
+            recs.clone(),
+            Ack::none(),
+        ))
+        .await
+        .unwrap();
+        sink.close().await.unwrap();
+        let storage = sink.storage().clone();
+        let m = manifest(&storage, 10).await;
+        assert_eq!(m.record_count, 5);
+        let back =
+            ferry_formats::parquet::read_parquet(storage.read(&m.segment).await.unwrap()).unwrap();
+        assert_eq!(back, recs, "every record is in the parquet file");
+
+        let key = dead_letter_key("rejects", "t", 0, 10);
+        assert_eq!(key, "rejects/t/0/00000000000000000010.jsonl");
+        let text = storage.read(&key).await.unwrap();
+        let lines: Vec<serde_json::Value> = std::str::from_utf8(&text)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2);
+        for (line, want) in lines.iter().zip([&recs[1], &recs[3]]) {
+            let mut jsonl = Vec::new();
+            ferry_formats::jsonl::encode_record(want, &mut jsonl);
+            let want_json: serde_json::Value = serde_json::from_slice(&jsonl).unwrap();
+            assert_eq!(line["record"], want_json);
+            assert_eq!(line["record"]["offset"], want.offset);
+        }
+        let reason = |i: usize| lines[i]["reason"].as_str().unwrap().to_string();
+        assert!(reason(0).contains("not JSON"), "{}", reason(0));
+        assert!(reason(1).contains("field `n`"), "{}", reason(1));
+    });
+}
+
+#[test]
+fn dead_letter_prefix_is_checked() {
+    let f = StorageSinkFactory;
+    let c = config("memory://d", serde_json::json!({}));
+    assert_eq!(c.dead_letter_prefix().unwrap(), "dead-letter");
+    for bad in ["", "/", "topics", "pending/x", "a//b", "../x"] {
+        let c = config("memory://d", serde_json::json!({ "dead_letter": bad }));
+        assert!(f.validate(&c).is_err(), "{bad}");
+    }
+}

@@ -1,0 +1,285 @@
+//! A fault proxy: a small TCP proxy on loopback that passes bytes through, or, on command,
+//! stalls them, slows them to a bandwidth, refuses new connections, or cuts the live ones.
+//!
+//! Kafka clients learn broker addresses from metadata, so one proxy in front of a bootstrap
+//! address is not enough: every broker needs its own proxy and must advertise the proxy's
+//! address. `scripts/dev-env cluster-up` gives each node a second client listener, `PROXIED`,
+//! bound on 2939N and advertised as 2929N (N = 2, 3, 4 for nodes 1, 2, 3); a test starts one
+//! [`FaultProxy`] per node from 2929N to 2939N and bootstraps through them, so every request
+//! of the client under test crosses a proxy. The same works for an S3 endpoint (one address).
+//!
+//! Plain threads, no async runtime: the proxy must keep working while the code under test
+//! blocks its own runtime, and the test kit stays free of dependencies.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+/// What the proxy does with traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Bytes pass through as they come.
+    Pass,
+    /// Connections stay open but no byte moves either way (a broker that stopped answering).
+    Stall,
+    /// Bytes pass at most this many per second each way (a slow link).
+    Slow(u64),
+    /// New connections are accepted and closed at once (the peer looks down); live ones
+    /// keep their state.
+    Refuse,
+}
+
+struct Shared {
+    fault: Mutex<Fault>,
+    live: Mutex<Vec<TcpStream>>,
+    stop: AtomicBool,
+    accepted: AtomicU64,
+    forwarded: AtomicU64,
+}
+
+/// A running proxy from `listen` to `upstream`; stops when dropped.
+pub struct FaultProxy {
+    listen: SocketAddr,
+    upstream: SocketAddr,
+    shared: Arc<Shared>,
+}
+
+impl FaultProxy {
+    /// Starts a proxy on `127.0.0.1:listen_port` (0: any free port) to `upstream`.
+    pub fn start(listen_port: u16, upstream: SocketAddr) -> std::io::Result<FaultProxy> {
+        let listener = TcpListener::bind(("127.0.0.1", listen_port))?;
+        listener.set_nonblocking(true)?;
+        let listen = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            fault: Mutex::new(Fault::Pass),
+            live: Mutex::new(Vec::new()),
+            stop: AtomicBool::new(false),
+            accepted: AtomicU64::new(0),
+            forwarded: AtomicU64::new(0),
+        });
+        let s = shared.clone();
+        thread::Builder::new()
+            .name(format!("fault-proxy-{}", listen.port()))
+            .spawn(move || accept_loop(listener, upstream, s))?;
+        Ok(FaultProxy {
+            listen,
+            upstream,
+            shared,
+        })
+    }
+
+    /// Where clients connect.
+    pub fn addr(&self) -> SocketAddr {
+        self.listen
+    }
+
+    /// Where the proxy forwards to.
+    pub fn upstream(&self) -> SocketAddr {
+        self.upstream
+    }
+
+    /// Sets what happens to traffic from now on (live connections included).
+    pub fn set(&self, fault: Fault) {
+        *lock(&self.shared.fault) = fault;
+    }
+
+    /// The current fault.
+    pub fn fault(&self) -> Fault {
+        *lock(&self.shared.fault)
+    }
+
+    /// Closes every live connection, both sides, mid-stream.
+    pub fn cut(&self) {
+        for s in lock(&self.shared.live).drain(..) {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+    }
+
+    /// Connections accepted so far.
+    pub fn accepted(&self) -> u64 {
+        self.shared.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Bytes forwarded so far, both directions.
+    pub fn forwarded(&self) -> u64 {
+        self.shared.forwarded.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        self.cut();
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn accept_loop(listener: TcpListener, upstream: SocketAddr, shared: Arc<Shared>) {
+    while !shared.stop.load(Ordering::SeqCst) {
+        let client = match listener.accept() {
+            Ok((c, _)) => c,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                thread::sleep(Duration::from_millis(5));
+                continue;
+            }
+            Err(_) => continue,
+        };
+        shared.accepted.fetch_add(1, Ordering::SeqCst);
+        if *lock(&shared.fault) == Fault::Refuse {
+            let _ = client.shutdown(Shutdown::Both);
+            continue;
+        }
+        let _ = client.set_nonblocking(false);
+        let Ok(server) = TcpStream::connect_timeout(&upstream, Duration::from_secs(5)) else {
+            let _ = client.shutdown(Shutdown::Both);
+            continue;
+        };
+        let _ = client.set_nodelay(true);
+        let _ = server.set_nodelay(true);
+        let pair = (
+            client.try_clone(),
+            server.try_clone(),
+            client.try_clone(),
+            server.try_clone(),
+        );
+        let (Ok(c2), Ok(s2), Ok(c3), Ok(s3)) = pair else {
+            continue;
+        };
+        lock(&shared.live).extend([c3, s3]);
+        let (a, b) = (shared.clone(), shared.clone());
+        let _ = thread::Builder::new()
+            .name("fault-proxy-up".into())
+            .spawn(move || pump(client, server, a));
+        let _ = thread::Builder::new()
+            .name("fault-proxy-down".into())
+            .spawn(move || pump(s2, c2, b));
+    }
+}
+
+/// Moves bytes from `from` to `to` under the current fault until either side closes.
+fn pump(mut from: TcpStream, mut to: TcpStream, shared: Arc<Shared>) {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let mut chunk = &buf[..n];
+        while !chunk.is_empty() {
+            if shared.stop.load(Ordering::SeqCst) {
+                return;
+            }
+            let fault = *lock(&shared.fault);
+            let step = match fault {
+                Fault::Stall => {
+                    thread::sleep(Duration::from_millis(10));
+                    continue;
+                }
+                // About 20 slices a second at the asked rate.
+                Fault::Slow(bps) => (bps / 20).max(1) as usize,
+                Fault::Pass | Fault::Refuse => chunk.len(),
+            };
+            let step = step.min(chunk.len());
+            if to.write_all(&chunk[..step]).is_err() {
+                let _ = from.shutdown(Shutdown::Both);
+                return;
+            }
+            shared.forwarded.fetch_add(step as u64, Ordering::SeqCst);
+            chunk = &chunk[step..];
+            if matches!(fault, Fault::Slow(_)) {
+                thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+    let _ = to.shutdown(Shutdown::Both);
+    let _ = from.shutdown(Shutdown::Both);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    /// An upstream that echoes what it reads.
+    fn echo_server() -> SocketAddr {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        thread::spawn(move || {
+            for s in l.incoming() {
+                let Ok(mut s) = s else { return };
+                thread::spawn(move || {
+                    let mut buf = [0u8; 4096];
+                    while let Ok(n) = s.read(&mut buf) {
+                        if n == 0 || s.write_all(&buf[..n]).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    fn round_trip(s: &mut TcpStream, msg: &[u8]) -> std::io::Result<Vec<u8>> {
+        s.write_all(msg)?;
+        let mut got = vec![0u8; msg.len()];
+        s.read_exact(&mut got)?;
+        Ok(got)
+    }
+
+    #[test]
+    fn passes_stalls_slows_refuses_and_cuts() {
+        let proxy = FaultProxy::start(0, echo_server()).unwrap();
+        let mut c = TcpStream::connect(proxy.addr()).unwrap();
+        c.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        assert_eq!(round_trip(&mut c, b"hello").unwrap(), b"hello");
+
+        proxy.set(Fault::Stall);
+        let e = round_trip(&mut c, b"stalled").unwrap_err();
+        assert!(
+            matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
+            "{e}"
+        );
+        // Held, not lost: the bytes arrive once traffic passes again.
+        proxy.set(Fault::Pass);
+        let mut got = vec![0u8; 7];
+        c.read_exact(&mut got).unwrap();
+        assert_eq!(got, b"stalled");
+
+        proxy.set(Fault::Slow(2_000));
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let started = Instant::now();
+        let msg = vec![7u8; 1_000];
+        assert_eq!(round_trip(&mut c, &msg).unwrap(), msg);
+        // 1000 bytes at 2000 B/s: half a second each way (the two directions overlap, as
+        // the echo starts sending back while the rest still arrives).
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(450), "{took:?}");
+
+        proxy.set(Fault::Pass);
+        proxy.cut();
+        let mut buf = [0u8; 1];
+        let after_cut = c.read(&mut buf);
+        assert!(matches!(after_cut, Ok(0) | Err(_)), "{after_cut:?}");
+
+        proxy.set(Fault::Refuse);
+        let mut refused = TcpStream::connect(proxy.addr()).unwrap();
+        refused
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        let r = round_trip(&mut refused, b"x");
+        assert!(r.is_err(), "{r:?}");
+        assert!(proxy.accepted() >= 2);
+        assert!(proxy.forwarded() >= 2 * 1_012);
+    }
+}
