@@ -259,7 +259,15 @@ fn print_pipeline_prints_yaml_that_validate_accepts() {
 fn a_closed_pipe_ends_every_command_quietly() {
     let dir = tempfile::tempdir().unwrap();
     let backup = generated_backup(dir.path());
+    let to_stdout = dir.path().join("stdout.yaml");
+    std::fs::write(
+        &to_stdout,
+        "name: out\nsource:\n  type: generator\n  count: 100000\nsink:\n  type: stdout\n",
+    )
+    .unwrap();
+    let to_stdout = to_stdout.display().to_string();
     for args in [
+        vec!["run", &to_stdout],
         vec!["schema"],
         vec!["components"],
         vec!["ls", &backup],
@@ -288,7 +296,10 @@ fn a_closed_pipe_ends_every_command_quietly() {
             "ferry {args:?}: {:?}\n{e}",
             out.status
         );
-        assert!(!e.contains("panicked") && !e.contains("Broken pipe"), "{e}");
+        assert!(
+            !e.contains("panicked") && !e.contains("Broken pipe") && !e.contains("ERROR"),
+            "{e}"
+        );
     }
 }
 
