@@ -24,7 +24,7 @@ pub struct Args {
 
 /// Lists the backup at `args.uri`.
 pub async fn main(args: Args) -> anyhow::Result<()> {
-    let storage = Storage::from_uri(&args.uri)?;
+    let storage = Storage::open_read_only(&args.uri)?;
     let catalog = Catalog::open(storage).await?;
     let summary = summarize(&catalog)
         .await

@@ -103,8 +103,9 @@ pub struct RestoreArgs {
     /// anything is written).
     #[arg(long)]
     pub skip_damaged: bool,
-    /// Where the restore keeps its checkpoint and offset map (default: the backup itself;
-    /// give a writable place for read-only backups).
+    /// Where the restore keeps its checkpoint and offset map (default: a folder named after
+    /// the backup under $FERRY_STATE_DIR, $XDG_STATE_HOME/ferry or ~/.local/state/ferry;
+    /// never the backup, which a restore only reads).
     #[arg(long, value_parser = crate::shortcuts::parse_uri, value_name = "URI")]
     pub state: Option<String>,
     /// Pipeline name (names checkpoint and offset map). Default: `restore-<16 hex digits>`,
@@ -239,7 +240,10 @@ pub fn identity_name(
 
 /// The pipeline `ferry restore` runs.
 pub fn restore_pipeline(a: &RestoreArgs, resolved: &Resolved) -> Result<Value> {
-    let state = a.state.clone().unwrap_or_else(|| a.from.clone());
+    let state = match &a.state {
+        Some(s) => s.clone(),
+        None => ferry_core::checkpoint::default_restore_state(&a.from)?,
+    };
     let mut source = Map::new();
     source.insert("type".into(), json!("backup"));
     source.insert("uri".into(), json!(a.from));
@@ -669,7 +673,12 @@ mod tests {
         let p = restore_pipeline(&a, &resolved).unwrap();
         assert_eq!(p["transforms"][0]["map"]["orders"], "orders2");
         assert_eq!(p["sink"]["groups"]["rename"]["g"], "g2");
-        assert_eq!(p["sink"]["state"], "/b");
+        let state = p["sink"]["state"].as_str().unwrap();
+        assert_eq!(
+            state,
+            ferry_core::checkpoint::default_restore_state("/b").unwrap()
+        );
+        assert_eq!(p["delivery"]["checkpoint"], state);
         assert_eq!(p["sink"]["allow_existing"], false);
         assert_eq!(p["source"]["to_offset"], 5);
         let bad = RestoreArgs {

@@ -24,7 +24,7 @@ pub struct Args {
 
 /// Verifies the backup at `args.uri`.
 pub async fn main(args: Args) -> anyhow::Result<()> {
-    let storage = Storage::from_uri(&args.uri)?;
+    let storage = Storage::open_read_only(&args.uri)?;
     let report = verify_backup(storage, None).await?;
     if args.json {
         crate::outln!("{}", serde_json::to_string_pretty(&report)?);

@@ -212,6 +212,26 @@ fn yaml_error(
         E::NullIntoString { .. } => {
             format!("wrong type for {}: found null, expected a string", here())
         }
+        // A config that flattens shared options in (the Kafka connection settings) gets
+        // serde's generic message for an unknown key, without its position: name the key
+        // and place the error at it, as for any other unknown key.
+        E::Message { msg, .. } if flattened_unknown_field(msg).is_some() => {
+            let field = flattened_unknown_field(msg).unwrap_or_default();
+            let mut at_key = path.to_vec();
+            at_key.push(PathSeg::Key(field.to_string()));
+            let (line, column) = locate_path(text, &at_key).unwrap_or((1, 1));
+            return Error::Config {
+                location: Some(Location {
+                    file: file.to_string(),
+                    line,
+                    column,
+                }),
+                message: format!(
+                    "unknown key '{field}' in {} (`ferry components` lists its keys)",
+                    describe(path)
+                ),
+            };
+        }
         E::Message { msg, .. } if !path.is_empty() => {
             format!("invalid value for {}: {msg}", here())
         }
@@ -241,6 +261,13 @@ fn yaml_error(
         }),
         message,
     }
+}
+
+/// The key of serde's `unknown field `X`` message (what a flattened config reports).
+fn flattened_unknown_field(msg: &str) -> Option<&str> {
+    let rest = msg.trim().strip_prefix("unknown field `")?;
+    let end = rest.find('`')?;
+    Some(&rest[..end])
 }
 
 fn scalar_name(ty: &str) -> String {

@@ -80,7 +80,8 @@ pub struct KafkaSourceConfig {
     /// Brokers, client id, TLS, SASL, timeouts and the retry policy.
     #[serde(flatten)]
     pub connection: ConnectionOptions,
-    /// Topics by name, or `/regex/` matching names (internal `__` topics only by name).
+    /// Topics: exact names or `/regex/` anchored to the whole name (internal `__` topics only
+    /// by exact name): the rule of every `topics:` list (`ferry_core::topic_pattern`).
     pub topics: Vec<String>,
     /// checkpoint (default), earliest, latest, or a time.
     #[serde(default = "default_start")]
@@ -140,46 +141,5 @@ impl KafkaSourceConfig {
             cfg.retry = cfg.retry.forever();
         }
         Ok(cfg)
-    }
-}
-
-/// Compiled topic selection: exact names and regexes.
-#[derive(Debug, Clone)]
-pub struct TopicSelector {
-    names: Vec<String>,
-    patterns: Vec<regex::Regex>,
-}
-
-impl TopicSelector {
-    /// Parses names and `/regex/` entries.
-    pub fn parse(entries: &[String]) -> std::result::Result<Self, String> {
-        let mut names = Vec::new();
-        let mut patterns = Vec::new();
-        for e in entries {
-            if e.len() >= 2 && e.starts_with('/') && e.ends_with('/') {
-                let re = regex::Regex::new(&format!("^(?:{})$", &e[1..e.len() - 1]))
-                    .map_err(|err| format!("topic pattern {e} is not a valid regex: {err}"))?;
-                patterns.push(re);
-            } else if e.is_empty() {
-                return Err("an empty topic name was given".into());
-            } else {
-                names.push(e.clone());
-            }
-        }
-        if names.is_empty() && patterns.is_empty() {
-            return Err("`topics` is empty: name at least one topic or /regex/".into());
-        }
-        Ok(TopicSelector { names, patterns })
-    }
-
-    /// Whether a topic is selected.
-    pub fn matches(&self, topic: &str) -> bool {
-        self.names.iter().any(|n| n == topic)
-            || (!topic.starts_with("__") && self.patterns.iter().any(|p| p.is_match(topic)))
-    }
-
-    /// Names that must exist (given literally).
-    pub fn literal_names(&self) -> &[String] {
-        &self.names
     }
 }

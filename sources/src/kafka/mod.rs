@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use ferry_core::registry::{BuildContext, SourceFactory};
 use ferry_core::{
     Batch, Error, GroupOffsets, Payload, RawBatches, Result, Source, SourceContext, SourceMetadata,
-    TopicSettings,
+    TopicSelection, TopicSettings,
 };
 use ferry_kafka::batch::BatchIter;
 use ferry_kafka::{
@@ -27,7 +27,7 @@ mod config;
 #[cfg(test)]
 mod tests;
 
-pub use config::{IsolationLevel, KafkaSourceConfig, StartAt, StopAt, TopicSelector};
+pub use config::{IsolationLevel, KafkaSourceConfig, StartAt, StopAt};
 
 /// Factory of the `kafka` source.
 pub struct KafkaSourceFactory;
@@ -45,7 +45,7 @@ impl SourceFactory for KafkaSourceFactory {
 
     fn validate(&self, c: &KafkaSourceConfig) -> Result<()> {
         c.connection.validate().map_err(Error::config)?;
-        TopicSelector::parse(&c.topics).map_err(Error::config)?;
+        TopicSelection::parse(&c.topics).map_err(Error::config)?;
         if c.partition_max_bytes.bytes() > c.fetch_max_bytes.bytes() {
             return Err(Error::config(
                 "partition_max_bytes must not exceed fetch_max_bytes",
@@ -75,7 +75,7 @@ struct PartitionState {
 /// The `kafka` source.
 pub struct KafkaSource {
     config: KafkaSourceConfig,
-    selector: TopicSelector,
+    selector: TopicSelection,
     client: Option<Client>,
     partitions: Vec<PartitionState>,
     topics: Vec<String>,
@@ -96,7 +96,7 @@ fn kerr(e: ferry_kafka::ClientError) -> Error {
 impl KafkaSource {
     /// A source for these options; connects on first use.
     pub fn new(config: KafkaSourceConfig) -> Result<Self> {
-        let selector = TopicSelector::parse(&config.topics).map_err(Error::config)?;
+        let selector = TopicSelection::parse(&config.topics).map_err(Error::config)?;
         Ok(KafkaSource {
             config,
             selector,
@@ -125,7 +125,7 @@ impl KafkaSource {
     async fn init(&mut self, ctx: &SourceContext) -> Result<()> {
         let client = self.client().await?;
         let md = client.metadata(None).await.map_err(kerr)?;
-        for name in self.selector.literal_names() {
+        for name in self.selector.exact_names() {
             if md.topic(name).is_none() {
                 return Err(Error::config(format!(
                     "topic '{name}' does not exist on {}: check the name or create it",
