@@ -30,9 +30,9 @@ pub async fn main(args: Args) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("reading the backup at {}", catalog.storage()))?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
-        print!("{}", render(&summary));
+        crate::output::print(&render(&summary))?;
     }
     Ok(())
 }

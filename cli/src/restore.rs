@@ -123,13 +123,16 @@ pub struct RestoreArgs {
     pub print_pipeline: bool,
 }
 
+/// Per-partition original offset ranges, `"topic/partition"` → (from, to).
+pub type Ranges = BTreeMap<String, (Option<i64>, Option<i64>)>;
+
 /// What the restore found in the backup and decided before building its pipeline.
 #[derive(Debug, Clone, Default)]
 pub struct Resolved {
     /// The pipeline name: `--name` or the restore's identity.
     pub name: String,
     /// Per-partition ranges (`"topic/partition"` → from, to) narrowed by `--skip-damaged`.
-    pub offsets: BTreeMap<String, (Option<i64>, Option<i64>)>,
+    pub offsets: Ranges,
 }
 
 /// A segment that failed its check before the restore.
@@ -209,7 +212,7 @@ pub fn identity_name(
     created_at_ms: i64,
     selected: &[String],
     renames: &BTreeMap<String, String>,
-    offsets: &BTreeMap<String, (Option<i64>, Option<i64>)>,
+    offsets: &Ranges,
 ) -> String {
     let mut brokers: Vec<String> = a.brokers.iter().map(|b| b.trim().to_lowercase()).collect();
     brokers.sort();
@@ -371,12 +374,9 @@ async fn find_damaged(
     Ok(damaged)
 }
 
-/// Offset ranges (`from`, `to`) by `"topic/partition"`, as the backup source's `offsets:`.
-type PartitionRanges = BTreeMap<String, (Option<i64>, Option<i64>)>;
-
 /// Refuses a restore with damaged segments, or (with `--skip-damaged`) narrows each damaged
 /// partition to the records before its first damaged segment.
-fn handle_damaged(a: &RestoreArgs, damaged: &[Damaged]) -> Result<PartitionRanges> {
+fn handle_damaged(a: &RestoreArgs, damaged: &[Damaged]) -> Result<Ranges> {
     let describe = |d: &Damaged| {
         format!(
             "segment {} (topic '{}', partition {}, offsets {}..{}) is damaged: {}",
@@ -574,13 +574,16 @@ async fn inspect_targets(
 }
 
 fn print_plan(seen: &Seen, targets: &[TargetTopic], allow_existing: bool) {
-    println!("Restore plan (dry run: nothing was written)");
-    println!(
+    crate::outln!("Restore plan (dry run: nothing was written)");
+    crate::outln!(
         "{:<40} {:>7} {:>10} {:>12}  PLAN",
-        "TARGET TOPIC", "EXISTS", "PARTITIONS", "RECORDS NOW"
+        "TARGET TOPIC",
+        "EXISTS",
+        "PARTITIONS",
+        "RECORDS NOW"
     );
     for t in targets {
-        println!(
+        crate::outln!(
             "{:<40} {:>7} {:>10} {:>12}  {}",
             t.topic,
             if t.exists { "yes" } else { "no" },
@@ -597,10 +600,15 @@ fn print_plan(seen: &Seen, targets: &[TargetTopic], allow_existing: bool) {
             t.plan_note(allow_existing)
         );
     }
-    println!();
-    println!(
+    crate::outln!();
+    crate::outln!(
         "{:<40} {:>9} {:>10} {:>22} {:>26} {:>26}",
-        "TOPIC (on target)", "PARTITION", "RECORDS", "ORIGINAL OFFSETS", "FROM", "TO"
+        "TOPIC (on target)",
+        "PARTITION",
+        "RECORDS",
+        "ORIGINAL OFFSETS",
+        "FROM",
+        "TO"
     );
     let mut total = 0;
     for ((topic, partition), r) in &seen.rows {
@@ -610,14 +618,14 @@ fn print_plan(seen: &Seen, targets: &[TargetTopic], allow_existing: bool) {
             _ => "-".to_string(),
         };
         let t = |v: Option<i64>| v.map(crate::ls::rfc3339).unwrap_or_else(|| "-".into());
-        println!(
+        crate::outln!(
             "{topic:<40} {partition:>9} {:>10} {offsets:>22} {:>26} {:>26}",
             r.records,
             t(r.min_timestamp),
             t(r.max_timestamp)
         );
     }
-    println!(
+    crate::outln!(
         "{total} record(s) in {} partition(s) would be restored",
         seen.rows.len()
     );

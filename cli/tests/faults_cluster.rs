@@ -137,9 +137,17 @@ impl Cluster {
     }
 }
 
+/// This build's `ferry`, or `FERRY_BIN` when set (a copy taken right after the build, when
+/// a target directory shared by several checkouts may be rebuilt underneath).
+fn ferry_bin() -> PathBuf {
+    std::env::var_os("FERRY_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_ferry")))
+}
+
 fn spawn_run(file: &Path, log: &Path) -> Child {
     let log = std::fs::File::create(log).expect("log file");
-    Command::new(env!("CARGO_BIN_EXE_ferry"))
+    Command::new(ferry_bin())
         .args(["run"])
         .arg(file)
         .env("FERRY_LOG", "info")
@@ -229,6 +237,8 @@ sink:
   type: kafka
   brokers: ["{brokers}"]
   buffer_bytes: 4KiB
+  # Later fills append to what earlier ones wrote (refused unless said).
+  allow_existing: true
 delivery:
   checkpoint: none
 "#,
@@ -382,4 +392,212 @@ fn continuous_backup_rides_out_a_killed_and_restarted_leader() {
         &log,
     );
     assert_same_records(&env, &c, &topic, &restored, 9000);
+}
+
+/// One fault proxy per node, on the ports the nodes advertise for their PROXIED listener
+/// (see `scripts/dev-env`): a client bootstrapped through them talks to the cluster only
+/// through the proxies.
+struct Proxies(Vec<ferry_testkit::proxy::FaultProxy>);
+
+impl Proxies {
+    fn start() -> Proxies {
+        Proxies(
+            (1..=3u16)
+                .map(|n| {
+                    let upstream = ([127, 0, 0, 1], 29391 + n).into();
+                    ferry_testkit::proxy::FaultProxy::start(29291 + n, upstream)
+                        .expect("proxy ports 29292-29294 free")
+                })
+                .collect(),
+        )
+    }
+
+    fn brokers(&self) -> String {
+        self.0
+            .iter()
+            .map(|p| p.addr().to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    fn set(&self, fault: ferry_testkit::proxy::Fault) {
+        for p in &self.0 {
+            p.set(fault);
+        }
+    }
+
+    fn cut(&self) {
+        for p in &self.0 {
+            p.cut();
+        }
+    }
+}
+
+/// `GET /metrics` of Ferry's Prometheus endpoint, empty when it does not answer.
+fn scrape(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+        return String::new();
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+#[test]
+fn continuous_backup_rides_out_an_outage_longer_than_the_deadline() {
+    let Some(c) = cluster() else { return };
+    let _one = CLUSTER.lock().unwrap_or_else(|p| p.into_inner());
+    let env = ferry_testkit::env();
+    let proxies = Proxies::start();
+    let work = tempfile::tempdir().unwrap();
+    let topic = unique("fault-outage");
+    c.create_topic(&topic, 3);
+    fill(&c, work.path(), &topic, 3000, "fill-1");
+
+    let metrics = "127.0.0.1:29490";
+    let backup = work.path().join("backup");
+    let yaml = work.path().join("backup.yaml");
+    let through_proxies = Cluster {
+        brokers: proxies.brokers(),
+        run_dir: c.run_dir.clone(),
+        dev_env: c.dev_env.clone(),
+    };
+    let text = backup_yaml(&through_proxies, &topic, &backup, "never")
+        .replace("request_timeout: 10s", "request_timeout: 3s")
+        .replace("retry: { deadline: 90s }", "retry: { deadline: 4s }")
+        + &format!("telemetry:\n  prometheus: {metrics}\n");
+    std::fs::write(&yaml, text).unwrap();
+    let log = work.path().join("backup.log");
+    let mut child = spawn_run(&yaml, &log);
+    std::thread::sleep(Duration::from_secs(4));
+
+    // Every broker unreachable for 20 s: five times the retry deadline a snapshot would use.
+    proxies.set(ferry_testkit::proxy::Fault::Refuse);
+    proxies.cut();
+    fill(&c, work.path(), &topic, 3000, "fill-2");
+    std::thread::sleep(Duration::from_secs(12));
+    let during = scrape(metrics);
+    assert!(
+        during
+            .lines()
+            .any(|l| l.starts_with("ferry_kafka_connected{") && l.ends_with(" 0")),
+        "no ferry_kafka_connected 0 during the outage:\n{during}"
+    );
+    std::thread::sleep(Duration::from_secs(8));
+    assert!(
+        child.try_wait().expect("wait").is_none(),
+        "the continuous backup exited during the outage: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    proxies.set(ferry_testkit::proxy::Fault::Pass);
+    std::thread::sleep(Duration::from_secs(10));
+    let after = scrape(metrics);
+    assert!(
+        after
+            .lines()
+            .any(|l| l.starts_with("ferry_kafka_connected{") && l.ends_with(" 1")),
+        "not connected again after the outage:\n{after}"
+    );
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    wait_success(child, Duration::from_secs(60), "continuous backup", &log);
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let reports = text.matches("broker unreachable").count();
+    assert!(
+        (1..=6).contains(&reports),
+        "{reports} outage reports in 20 s (once a minute per broker expected):\n{text}"
+    );
+
+    let restored = format!("{topic}-r");
+    c.create_topic(&restored, 3);
+    let state = work.path().join("state");
+    let yaml = work.path().join("restore.yaml");
+    std::fs::write(&yaml, restore_yaml(&c, &topic, &restored, &backup, &state)).unwrap();
+    let log = work.path().join("restore.log");
+    wait_success(
+        spawn_run(&yaml, &log),
+        Duration::from_secs(180),
+        "restore",
+        &log,
+    );
+    assert_same_records(&env, &c, &topic, &restored, 6000);
+}
+
+#[test]
+fn snapshot_backup_gives_up_on_silent_brokers_after_its_deadline() {
+    let Some(c) = cluster() else { return };
+    let _one = CLUSTER.lock().unwrap_or_else(|p| p.into_inner());
+    let proxies = Proxies::start();
+    let work = tempfile::tempdir().unwrap();
+    let topic = unique("fault-silent");
+    c.create_topic(&topic, 3);
+    fill(&c, work.path(), &topic, 6000, "fill");
+
+    let through_proxies = Cluster {
+        brokers: proxies.brokers(),
+        run_dir: c.run_dir.clone(),
+        dev_env: c.dev_env.clone(),
+    };
+    let backup = work.path().join("backup");
+    let yaml = work.path().join("backup.yaml");
+    let text = backup_yaml(&through_proxies, &topic, &backup, "high_watermark")
+        .replace("request_timeout: 10s", "request_timeout: 2s")
+        .replace("retry: { deadline: 90s }", "retry: { deadline: 4s }");
+    std::fs::write(&yaml, text).unwrap();
+    let log = work.path().join("backup.log");
+    // A slow link (about 60 KB/s) keeps the snapshot of ~600 KB running for a while.
+    proxies.set(ferry_testkit::proxy::Fault::Slow(60_000));
+    let mut child = spawn_run(&yaml, &log);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        child.try_wait().expect("wait").is_none(),
+        "the backup finished before the brokers went silent: make it slower\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    // The brokers accept connections and read requests but never answer.
+    proxies.set(ferry_testkit::proxy::Fault::Stall);
+    let silent_since = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(
+            silent_since.elapsed() < Duration::from_secs(60),
+            "the snapshot backup did not give up within 60 s of silence"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let took = silent_since.elapsed();
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        !status.success(),
+        "a backup that could not finish exited 0:\n{text}"
+    );
+    // Request timeout 2 s, deadline 4 s: the last try starts before 4 s and times out 2 s
+    // later (a Fetch waits its max_wait_ms more); well under 6 x 30 s.
+    assert!(
+        took < Duration::from_secs(20),
+        "gave up after {took:?}:\n{text}"
+    );
+    assert!(
+        text.contains("timed out after") && text.contains("127.0.0.1:2929"),
+        "the error names the silent broker and the timeout:\n{text}"
+    );
+
+    // Silent from the start: reported within the request timeout, not retried.
+    let log = work.path().join("again.log");
+    let started = Instant::now();
+    let child = spawn_run(&yaml, &log);
+    let out = child.wait_with_output().expect("wait");
+    let took = started.elapsed();
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(!out.status.success(), "{text}");
+    assert!(took < Duration::from_secs(10), "took {took:?}:\n{text}");
+    assert!(text.contains("timed out after 2s"), "{text}");
 }

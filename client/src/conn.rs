@@ -19,7 +19,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::AbortHandle;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 /// Largest response frame accepted; a length above it means a broken stream, not data.
 const MAX_FRAME: usize = 1 << 30;
@@ -597,7 +597,16 @@ pub(crate) struct BrokerHandle {
     cfg: Arc<ConnConfig>,
     current: tokio::sync::Mutex<Option<Arc<Connection>>>,
     failures: Mutex<(u32, Option<Instant>)>,
+    /// When an unreachable broker was last reported at warn level: once a minute at most,
+    /// so an outage of hours does not flood the log.
+    last_warned: Mutex<Option<Instant>>,
 }
+
+/// How often an unreachable broker is reported at warn level.
+const OUTAGE_LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// Gauge per broker address: 1 while Ferry holds a live connection, 0 after a dial failed.
+pub const CONNECTED_GAUGE: &str = "ferry_kafka_connected";
 
 impl BrokerHandle {
     pub(crate) fn new(addr: String, cfg: Arc<ConnConfig>) -> Self {
@@ -606,6 +615,7 @@ impl BrokerHandle {
             cfg,
             current: tokio::sync::Mutex::new(None),
             failures: Mutex::new((0, None)),
+            last_warned: Mutex::new(None),
         }
     }
 
@@ -635,16 +645,40 @@ impl BrokerHandle {
         }
         match Connection::connect(&self.addr, &self.cfg).await {
             Ok(c) => {
+                if n > 0 {
+                    info!(broker = %self.addr, failed_dials = n, "connected again");
+                }
                 *self.failures.lock().unwrap_or_else(|p| p.into_inner()) = (0, None);
+                *self.last_warned.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                metrics::gauge!(CONNECTED_GAUGE, "broker" => self.addr.clone()).set(1.0);
                 *cur = Some(c.clone());
                 Ok(c)
             }
             Err(e) => {
-                let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-                *f = (f.0.saturating_add(1), Some(Instant::now()));
-                warn!(broker = %self.addr, error = %e, "connecting failed");
+                let failed = {
+                    let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+                    *f = (f.0.saturating_add(1), Some(Instant::now()));
+                    f.0
+                };
+                metrics::gauge!(CONNECTED_GAUGE, "broker" => self.addr.clone()).set(0.0);
+                if self.due_for_warning() {
+                    warn!(broker = %self.addr, failed_dials = failed, error = %e, "broker unreachable; retrying (reported once a minute while it lasts)");
+                } else {
+                    debug!(broker = %self.addr, failed_dials = failed, error = %e, "connecting failed");
+                }
                 Err(e)
             }
         }
+    }
+
+    /// Whether an unreachable broker should be reported at warn level now (the first
+    /// failure, then once per [`OUTAGE_LOG_EVERY`]); notes the report.
+    fn due_for_warning(&self) -> bool {
+        let mut last = self.last_warned.lock().unwrap_or_else(|p| p.into_inner());
+        let due = last.is_none_or(|t| t.elapsed() >= OUTAGE_LOG_EVERY);
+        if due {
+            *last = Some(Instant::now());
+        }
+        due
     }
 }

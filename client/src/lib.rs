@@ -36,6 +36,7 @@ pub use client::{
     BrokerMetadata, Client, ClientConfig, ClusterMetadata, FetchOptions, FetchRequestPartition,
     FetchedPartition, Isolation, OffsetSpec, PartitionMetadata, TopicMetadata, Uuid,
 };
+pub use conn::CONNECTED_GAUGE;
 pub use error::{ClientError, KafkaCode, Result};
 pub use group::{Assignor, GroupConfig, GroupMember, Heartbeat};
 pub use kafka_protocol::records::Compression;

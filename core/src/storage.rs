@@ -206,6 +206,7 @@ fn memory_operators() -> &'static Mutex<HashMap<String, Operator>> {
 /// the profile file (`~/.aws/credentials`, `AWS_PROFILE` or the URI's `profile`). The
 /// cloud's instance-metadata endpoint is asked only when the URI says `credentials=instance`:
 /// a run must not reach out to an address the user did not give.
+#[cfg(feature = "s3")]
 fn s3_credentials(
     mut b: opendal::services::S3,
     p: &BTreeMap<String, String>,
@@ -489,10 +490,23 @@ fn persistent_cause(message: &str, s3: bool) -> Option<&'static str> {
     None
 }
 
+/// The error for an object store this build was compiled without.
+#[allow(dead_code)] // used only when a store's feature is off
+fn not_built(scheme: &str, feature: &str) -> Error {
+    Error::config(format!(
+        "this build of Ferry cannot open {scheme}:// storage: build ferry-core with the cargo feature `{feature}` (on by default)"
+    ))
+}
+
 /// The operator of an object store (or the in-process memory store).
 fn remote_operator(parsed: &StorageUri, uri: &str) -> Result<Operator> {
+    #[cfg_attr(
+        not(any(feature = "s3", feature = "gcs", feature = "azblob")),
+        allow(unused_variables)
+    )]
     let p = &parsed.params;
     let op = match parsed.scheme.as_str() {
+        #[cfg(feature = "s3")]
         "s3" => {
             let mut b = opendal::services::S3::default()
                 .bucket(&parsed.authority)
@@ -513,6 +527,7 @@ fn remote_operator(parsed: &StorageUri, uri: &str) -> Result<Operator> {
             b = s3_credentials(b, p, uri)?;
             Operator::new(b).map_err(|e| build_err(uri, e))?
         }
+        #[cfg(feature = "gcs")]
         "gs" | "gcs" => {
             let mut b = opendal::services::Gcs::default()
                 .bucket(&parsed.authority)
@@ -525,6 +540,7 @@ fn remote_operator(parsed: &StorageUri, uri: &str) -> Result<Operator> {
             }
             Operator::new(b).map_err(|e| build_err(uri, e))?
         }
+        #[cfg(feature = "azblob")]
         "azblob" => {
             let mut b = opendal::services::Azblob::default()
                 .container(&parsed.authority)
@@ -553,6 +569,12 @@ fn remote_operator(parsed: &StorageUri, uri: &str) -> Result<Operator> {
                 }
             }
         }
+        #[cfg(not(feature = "s3"))]
+        "s3" => return Err(not_built("s3", "s3")),
+        #[cfg(not(feature = "gcs"))]
+        "gs" | "gcs" => return Err(not_built(&parsed.scheme, "gcs")),
+        #[cfg(not(feature = "azblob"))]
+        "azblob" => return Err(not_built("azblob", "azblob")),
         other => return Err(Error::config(format!("unsupported storage scheme {other}"))),
     };
     Ok(op)

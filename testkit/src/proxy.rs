@@ -45,6 +45,8 @@ pub struct FaultProxy {
     listen: SocketAddr,
     upstream: SocketAddr,
     shared: Arc<Shared>,
+    /// The accept thread; joined on drop so the port is free once the proxy is gone.
+    acceptor: Option<thread::JoinHandle<()>>,
 }
 
 impl FaultProxy {
@@ -61,13 +63,14 @@ impl FaultProxy {
             forwarded: AtomicU64::new(0),
         });
         let s = shared.clone();
-        thread::Builder::new()
+        let acceptor = thread::Builder::new()
             .name(format!("fault-proxy-{}", listen.port()))
             .spawn(move || accept_loop(listener, upstream, s))?;
         Ok(FaultProxy {
             listen,
             upstream,
             shared,
+            acceptor: Some(acceptor),
         })
     }
 
@@ -113,6 +116,9 @@ impl Drop for FaultProxy {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::SeqCst);
         self.cut();
+        if let Some(t) = self.acceptor.take() {
+            let _ = t.join();
+        }
     }
 }
 
