@@ -8,7 +8,6 @@ use common::{client, create_topic, rt, varied_topic};
 use ferry_kafka::{Client, ClientConfig, NewTopic};
 use ferry_testkit::{dump_topic, py_produce_to, run_python_args, unique, DumpedRecord, KcatMsg};
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::process::{Command, Output};
 
 fn ferry(args: &[&str]) -> Output {
@@ -265,23 +264,6 @@ fn consumer_group_offsets_come_back_translated() {
     assert_eq!(copy[3].value.as_deref(), Some(&b"7"[..]));
 }
 
-fn segments(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "log") {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
 #[test]
 fn verify_catches_a_flipped_byte_and_kafka_reads_the_segment() {
     let Some(env) = ferry_testkit::env_or_skip() else {
@@ -308,7 +290,7 @@ fn verify_catches_a_flipped_byte_and_kafka_reads_the_segment() {
         uri,
         "--snapshot",
     ]);
-    let segs = segments(dir.path());
+    let segs = common::files_under(dir.path(), "log");
     assert_eq!(segs.len(), 1);
 
     // Kafka's own tool reads a raw segment as a log segment.

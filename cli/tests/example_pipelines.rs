@@ -1,6 +1,8 @@
 //! The example pipelines in `pipelines/` run against the real Kafka broker: backup,
 //! restore (point in time, renamed, groups), cluster-to-cluster copy and the exports.
 
+mod common;
+
 use ferry_kafka::{Client, ClientConfig, NewTopic};
 use ferry_testkit::{dump_topic, py_produce_to, unique, KcatMsg};
 use std::collections::BTreeMap;
@@ -26,22 +28,6 @@ fn run(file: &Path, vars: &[(&str, &str)]) {
         file.display(),
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-fn files_with(dir: &Path, ext: &str) -> usize {
-    let mut n = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == ext) {
-                n += 1;
-            }
-        }
-    }
-    n
 }
 
 #[test]
@@ -124,7 +110,7 @@ fn backup_restore_copy_and_export_examples_run() {
     assert!(v.contains("\"email\":\"***\""), "masked: {v}");
 
     run(&example("export-parquet.yaml"), &vars);
-    assert!(files_with(&lake, "parquet") >= 2);
+    assert!(common::files_under(&lake, "parquet").len() >= 2);
     let avro_vars: Vec<(&str, &str)> = vars
         .iter()
         .copied()
@@ -132,7 +118,7 @@ fn backup_restore_copy_and_export_examples_run() {
         .chain([("FERRY_LAKE", lake_avro.to_str().unwrap())])
         .collect();
     run(&example("export-avro.yaml"), &avro_vars);
-    assert!(files_with(&lake_avro, "avro") >= 2);
+    assert!(common::files_under(&lake_avro, "avro").len() >= 2);
 }
 
 /// Fetches `http://{addr}/metrics` (plain HTTP/1.0, no client crate needed).

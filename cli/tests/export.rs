@@ -10,7 +10,7 @@ use common::{create_topic, varied_topic};
 use ferry_testkit::{
     dump_topic, py_produce_to, run_python_args, unique, DumpedRecord, KcatMsg, TestEnv,
 };
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 fn ferry_ok(args: &[&str], vars: &[(&str, &str)]) -> String {
     common::ferry_success(args, vars).0
@@ -145,23 +145,6 @@ fn sorted(mut v: Vec<DumpedRecord>) -> Vec<DumpedRecord> {
     v
 }
 
-fn files_under(dir: &Path, ext: &str) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).expect("read_dir") {
-            let p = e.expect("entry").path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == ext) {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
 fn backup(env: &TestEnv, topic: &str, to: &Path, format: &str) {
     ferry_ok(
         &[
@@ -234,7 +217,7 @@ fn parquet_and_avro_exports_hold_every_record_and_restore_like_raw() {
         ("fastavro", "avro", "avro"),
     ] {
         let (files, got) = read_export(&env, mode, &dir(format));
-        assert_eq!(files, files_under(&dir(format), ext).len());
+        assert_eq!(files, common::files_under(&dir(format), ext).len());
         assert!(files >= 3, "{mode}: one file per partition at least");
         assert_same(&format!("{format} read by {mode}"), &got, &source);
     }
@@ -314,7 +297,7 @@ fn hive_layout_parquet_with_typed_json_columns_reads_in_duckdb_and_restores() {
 
     // Every file sits under the date and hour of its records, named by partition and
     // first offset; nothing is left pending.
-    let files = files_under(&lake, "parquet");
+    let files = common::files_under(&lake, "parquet");
     let names: Vec<String> = files
         .iter()
         .map(|f| f.strip_prefix(&lake).unwrap().to_str().unwrap().to_string())
@@ -333,7 +316,8 @@ fn hive_layout_parquet_with_typed_json_columns_reads_in_duckdb_and_restores() {
     let want: Vec<String> = expected.iter().map(|e| format!("{prefix}{e}")).collect();
     assert_eq!(names, want);
     assert!(
-        !lake.join("pending").exists() || files_under(&lake.join("pending"), "json").is_empty()
+        !lake.join("pending").exists()
+            || common::files_under(&lake.join("pending"), "json").is_empty()
     );
 
     let query = r#"
@@ -407,7 +391,7 @@ print(json.dumps({"per_date": per_date, "misplaced": misplaced, "types": types, 
     let verify = ferry_ok(&["verify", lake.to_str().unwrap()], &[]);
     assert!(verify.contains("all good"), "{verify}");
     ferry_ok(&["run", pipeline.to_str().unwrap()], &vars);
-    assert_eq!(files_under(&lake, "parquet").len(), expected.len());
+    assert_eq!(common::files_under(&lake, "parquet").len(), expected.len());
     let restored = restore(&env, &lake, &topic, &format!("{topic}-restored"));
     assert_same("restored from the Hive export", &restored, &source);
 }

@@ -8,7 +8,6 @@ mod common;
 
 use common::{create_topic, ferry_output};
 use ferry_testkit::{dump_topic, py_produce_to, run_python_args, unique, KcatMsg, TestEnv};
-use std::path::{Path, PathBuf};
 use std::process::Output;
 
 /// Low and high watermark of every partition, read with confluent-kafka.
@@ -392,23 +391,6 @@ fn log_append_time_topics_are_created_as_create_time_with_the_original_times() {
     assert_eq!(watermarks(&env, &stamping), vec![(0, 0)]);
 }
 
-fn segments(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "log") {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
 #[test]
 fn a_damaged_segment_stops_the_restore_before_anything_is_written() {
     let Some(env) = ferry_testkit::env_or_skip() else {
@@ -417,7 +399,7 @@ fn a_damaged_segment_stops_the_restore_before_anything_is_written() {
     let topic = unique("damaged");
     let dir = backed_up(&env, &topic, 2, 200);
     let uri = dir.path().to_str().unwrap();
-    let segs = segments(dir.path());
+    let segs = common::files_under(dir.path(), "log");
     assert_eq!(segs.len(), 2, "{segs:?}");
     // Partition 1's segment (sorted paths: partition 0 first) gets a flipped bit at the end.
     let damaged = segs
