@@ -19,16 +19,20 @@ pub struct Args {
 pub async fn main(args: Args) -> anyhow::Result<()> {
     let mut all = crate::registry().components();
     if let Some(n) = &args.name {
+        let names: Vec<&'static str> = all.iter().map(|c| c.name).collect();
         all.retain(|c| c.name == n);
         if all.is_empty() {
-            anyhow::bail!("no component named '{n}' (run `ferry components` to list them)");
+            let hint = nearest(n, &names)
+                .map(|m| format!("did you mean '{m}'? "))
+                .unwrap_or_default();
+            anyhow::bail!("no component named '{n}': {hint}(run `ferry components` to list them)");
         }
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&all)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&all)?);
         return Ok(());
     }
-    print!("{}", render(&all));
+    crate::output::print(&render(&all))?;
     Ok(())
 }
 
@@ -90,26 +94,90 @@ pub struct Opt {
     pub doc: String,
 }
 
-/// The options described by a component's JSON Schema (properties of the root object).
+/// The name among `names` closest to a mistyped `name` (`kafak` → `kafka`), if one is close.
+pub fn nearest<'a>(name: &str, names: &[&'a str]) -> Option<&'a str> {
+    names
+        .iter()
+        .map(|n| (strsim::damerau_levenshtein(name, n), *n))
+        .filter(|(d, n)| *d <= (n.len() / 3).max(1))
+        .min()
+        .map(|(_, n)| n)
+}
+
+/// How deep nested options are listed (`tls.ca_file`, `groups.rename`).
+const NESTED_DEPTH: usize = 2;
+
+/// The options described by a component's JSON Schema (properties of the root object), with
+/// the sub-keys of nested options after each (`tls.ca_file`, `roll.max_bytes`).
 pub fn options(schema: &Value) -> Vec<Opt> {
     let empty = serde_json::Map::new();
     let defs = schema
         .get("$defs")
         .and_then(Value::as_object)
         .unwrap_or(&empty);
+    let mut out = Vec::new();
+    options_of(schema, defs, "", 0, &mut out);
+    out
+}
+
+/// The object schema a property holds, when it holds one with properties of its own
+/// (directly, through a `$ref`, or as the non-null alternative of an optional value).
+fn nested_object<'a>(v: &'a Value, defs: &'a serde_json::Map<String, Value>) -> Option<&'a Value> {
+    let v = resolve(v, defs);
+    if v.get("properties")
+        .is_some_and(|p| p.as_object().is_some_and(|o| !o.is_empty()))
+    {
+        return Some(v);
+    }
+    ["anyOf", "oneOf", "allOf"]
+        .iter()
+        .filter_map(|k| v.get(*k).and_then(Value::as_array))
+        .flatten()
+        .find_map(|alt| {
+            let alt = resolve(alt, defs);
+            alt.get("properties").is_some().then_some(alt)
+        })
+}
+
+fn options_of(
+    schema: &Value,
+    defs: &serde_json::Map<String, Value>,
+    prefix: &str,
+    depth: usize,
+    out: &mut Vec<Opt>,
+) {
     let required: Vec<&str> = schema
         .get("required")
         .and_then(Value::as_array)
         .map(|a| a.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default();
     let Some(props) = schema.get("properties").and_then(Value::as_object) else {
-        return Vec::new();
+        return;
     };
-    props
+    for (k, v) in props
         .iter()
-        .filter(|(k, _)| k.as_str() != "type")
-        .map(|(k, v)| {
-            let presence = if required.contains(&k.as_str()) {
+        .filter(|(k, _)| depth > 0 || k.as_str() != "type")
+    {
+        out.push(option(k, v, &required, defs, prefix));
+        if depth < NESTED_DEPTH {
+            if let Some(nested) = nested_object(v, defs) {
+                options_of(nested, defs, &format!("{prefix}{k}."), depth + 1, out);
+            }
+        }
+    }
+}
+
+/// One option, described from its schema.
+fn option(
+    k: &str,
+    v: &Value,
+    required: &[&str],
+    defs: &serde_json::Map<String, Value>,
+    prefix: &str,
+) -> Opt {
+    {
+        {
+            let presence = if required.contains(&k) {
                 "required".to_string()
             } else if let Some(d) = v.get("default").filter(|d| !d.is_null()) {
                 format!("default {}", compact(d))
@@ -126,13 +194,13 @@ pub fn options(schema: &Value) -> Vec<Opt> {
                 .unwrap_or("")
                 .replace('\n', " ");
             Opt {
-                name: k.clone(),
+                name: format!("{prefix}{k}"),
                 ty: type_of(v, defs, 0),
                 presence,
                 doc,
             }
-        })
-        .collect()
+        }
+    }
 }
 
 fn compact(v: &Value) -> String {
@@ -228,5 +296,42 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("  stdout\n"), "{text}");
+    }
+
+    #[test]
+    fn nested_options_show_their_sub_keys() {
+        let all = crate::registry().components();
+        let names_of = |kind: ComponentKind, name: &str| -> Vec<String> {
+            let c = all
+                .iter()
+                .find(|c| c.kind == kind && c.name == name)
+                .expect("registered");
+            options(c.schema.as_ref().expect("schema"))
+                .into_iter()
+                .map(|o| o.name)
+                .collect()
+        };
+        let kafka = names_of(ComponentKind::Source, "kafka");
+        for sub in ["tls.ca_file", "sasl.mechanism", "sasl.username"] {
+            assert!(
+                kafka.contains(&sub.to_string()),
+                "{sub} missing from {kafka:?}"
+            );
+        }
+        let sink = names_of(ComponentKind::Sink, "kafka");
+        assert!(sink.contains(&"groups.rename".to_string()), "{sink:?}");
+        let storage = names_of(ComponentKind::Sink, "storage");
+        assert!(
+            storage.contains(&"roll.max_bytes".to_string()),
+            "{storage:?}"
+        );
+    }
+
+    #[test]
+    fn a_mistyped_name_gets_the_nearest() {
+        let names = ["kafka", "storage", "backup", "generator"];
+        assert_eq!(nearest("kafak", &names), Some("kafka"));
+        assert_eq!(nearest("strage", &names), Some("storage"));
+        assert_eq!(nearest("zzzzzz", &names), None);
     }
 }

@@ -24,15 +24,15 @@ pub struct Args {
 
 /// Lists the backup at `args.uri`.
 pub async fn main(args: Args) -> anyhow::Result<()> {
-    let storage = Storage::from_uri(&args.uri)?;
+    let storage = Storage::open_read_only(&args.uri)?;
     let catalog = Catalog::open(storage).await?;
     let summary = summarize(&catalog)
         .await
         .with_context(|| format!("reading the backup at {}", catalog.storage()))?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
-        print!("{}", render(&summary));
+        crate::output::print(&render(&summary))?;
     }
     Ok(())
 }

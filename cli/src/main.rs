@@ -4,9 +4,11 @@
 //! module with an `Args` struct and an `async fn main(args) -> anyhow::Result<()>`. To add
 //! one, add a module, a variant to [`Command`] and an arm to [`dispatch`].
 
+mod completions;
 mod components;
 mod logging;
 mod ls;
+mod output;
 mod progress;
 mod restore;
 mod run;
@@ -32,7 +34,7 @@ use std::process::ExitCode;
     propagate_version = true,
     max_term_width = 100
 )]
-struct Cli {
+pub struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = logging::LogFormat::Human, env = "FERRY_LOG_FORMAT")]
     log_format: logging::LogFormat,
@@ -65,6 +67,10 @@ enum Command {
     Restore(restore::RestoreArgs),
     /// List a cluster's topics with partitions and earliest/latest offsets.
     Topics(topics::TopicsArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(completions::CompletionsArgs),
+    /// Print the manual page (or write one per command with --out-dir).
+    Man(completions::ManArgs),
 }
 
 /// The registry of every built-in component: what pipeline files can name.
@@ -88,6 +94,8 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Backup(a) => shortcuts::backup(a).await,
         Command::Restore(a) => restore::main(a).await,
         Command::Topics(a) => topics::run(a).await,
+        Command::Completions(a) => completions::completions(a).await,
+        Command::Man(a) => completions::man(a).await,
     }
 }
 

@@ -103,8 +103,9 @@ pub struct RestoreArgs {
     /// anything is written).
     #[arg(long)]
     pub skip_damaged: bool,
-    /// Where the restore keeps its checkpoint and offset map (default: the backup itself;
-    /// give a writable place for read-only backups).
+    /// Where the restore keeps its checkpoint and offset map (default: a folder named after
+    /// the backup under $FERRY_STATE_DIR, $XDG_STATE_HOME/ferry or ~/.local/state/ferry;
+    /// never the backup, which a restore only reads).
     #[arg(long, value_parser = crate::shortcuts::parse_uri, value_name = "URI")]
     pub state: Option<String>,
     /// Pipeline name (names checkpoint and offset map). Default: `restore-<16 hex digits>`,
@@ -122,13 +123,16 @@ pub struct RestoreArgs {
     pub print_pipeline: bool,
 }
 
+/// Per-partition original offset ranges, `"topic/partition"` → (from, to).
+pub type Ranges = BTreeMap<String, (Option<i64>, Option<i64>)>;
+
 /// What the restore found in the backup and decided before building its pipeline.
 #[derive(Debug, Clone, Default)]
 pub struct Resolved {
     /// The pipeline name: `--name` or the restore's identity.
     pub name: String,
     /// Per-partition ranges (`"topic/partition"` → from, to) narrowed by `--skip-damaged`.
-    pub offsets: BTreeMap<String, (Option<i64>, Option<i64>)>,
+    pub offsets: Ranges,
 }
 
 /// A segment that failed its check before the restore.
@@ -208,7 +212,7 @@ pub fn identity_name(
     created_at_ms: i64,
     selected: &[String],
     renames: &BTreeMap<String, String>,
-    offsets: &BTreeMap<String, (Option<i64>, Option<i64>)>,
+    offsets: &Ranges,
 ) -> String {
     let mut brokers: Vec<String> = a.brokers.iter().map(|b| b.trim().to_lowercase()).collect();
     brokers.sort();
@@ -236,7 +240,10 @@ pub fn identity_name(
 
 /// The pipeline `ferry restore` runs.
 pub fn restore_pipeline(a: &RestoreArgs, resolved: &Resolved) -> Result<Value> {
-    let state = a.state.clone().unwrap_or_else(|| a.from.clone());
+    let state = match &a.state {
+        Some(s) => s.clone(),
+        None => ferry_core::checkpoint::default_restore_state(&a.from)?,
+    };
     let mut source = Map::new();
     source.insert("type".into(), json!("backup"));
     source.insert("uri".into(), json!(a.from));
@@ -367,12 +374,9 @@ async fn find_damaged(
     Ok(damaged)
 }
 
-/// Offset ranges (`from`, `to`) by `"topic/partition"`, as the backup source's `offsets:`.
-type PartitionRanges = BTreeMap<String, (Option<i64>, Option<i64>)>;
-
 /// Refuses a restore with damaged segments, or (with `--skip-damaged`) narrows each damaged
 /// partition to the records before its first damaged segment.
-fn handle_damaged(a: &RestoreArgs, damaged: &[Damaged]) -> Result<PartitionRanges> {
+fn handle_damaged(a: &RestoreArgs, damaged: &[Damaged]) -> Result<Ranges> {
     let describe = |d: &Damaged| {
         format!(
             "segment {} (topic '{}', partition {}, offsets {}..{}) is damaged: {}",
@@ -570,13 +574,16 @@ async fn inspect_targets(
 }
 
 fn print_plan(seen: &Seen, targets: &[TargetTopic], allow_existing: bool) {
-    println!("Restore plan (dry run: nothing was written)");
-    println!(
+    crate::outln!("Restore plan (dry run: nothing was written)");
+    crate::outln!(
         "{:<40} {:>7} {:>10} {:>12}  PLAN",
-        "TARGET TOPIC", "EXISTS", "PARTITIONS", "RECORDS NOW"
+        "TARGET TOPIC",
+        "EXISTS",
+        "PARTITIONS",
+        "RECORDS NOW"
     );
     for t in targets {
-        println!(
+        crate::outln!(
             "{:<40} {:>7} {:>10} {:>12}  {}",
             t.topic,
             if t.exists { "yes" } else { "no" },
@@ -593,10 +600,15 @@ fn print_plan(seen: &Seen, targets: &[TargetTopic], allow_existing: bool) {
             t.plan_note(allow_existing)
         );
     }
-    println!();
-    println!(
+    crate::outln!();
+    crate::outln!(
         "{:<40} {:>9} {:>10} {:>22} {:>26} {:>26}",
-        "TOPIC (on target)", "PARTITION", "RECORDS", "ORIGINAL OFFSETS", "FROM", "TO"
+        "TOPIC (on target)",
+        "PARTITION",
+        "RECORDS",
+        "ORIGINAL OFFSETS",
+        "FROM",
+        "TO"
     );
     let mut total = 0;
     for ((topic, partition), r) in &seen.rows {
@@ -606,14 +618,14 @@ fn print_plan(seen: &Seen, targets: &[TargetTopic], allow_existing: bool) {
             _ => "-".to_string(),
         };
         let t = |v: Option<i64>| v.map(crate::ls::rfc3339).unwrap_or_else(|| "-".into());
-        println!(
+        crate::outln!(
             "{topic:<40} {partition:>9} {:>10} {offsets:>22} {:>26} {:>26}",
             r.records,
             t(r.min_timestamp),
             t(r.max_timestamp)
         );
     }
-    println!(
+    crate::outln!(
         "{total} record(s) in {} partition(s) would be restored",
         seen.rows.len()
     );
@@ -661,7 +673,12 @@ mod tests {
         let p = restore_pipeline(&a, &resolved).unwrap();
         assert_eq!(p["transforms"][0]["map"]["orders"], "orders2");
         assert_eq!(p["sink"]["groups"]["rename"]["g"], "g2");
-        assert_eq!(p["sink"]["state"], "/b");
+        let state = p["sink"]["state"].as_str().unwrap();
+        assert_eq!(
+            state,
+            ferry_core::checkpoint::default_restore_state("/b").unwrap()
+        );
+        assert_eq!(p["delivery"]["checkpoint"], state);
         assert_eq!(p["sink"]["allow_existing"], false);
         assert_eq!(p["source"]["to_offset"], 5);
         let bad = RestoreArgs {

@@ -93,6 +93,15 @@ pub async fn run_pipelines(pipelines: Vec<Pipeline>) -> anyhow::Result<()> {
     if let Some(p) = progress {
         p.finish();
     }
+    // A reader that went away (`ferry run x.yaml | head`) ends the run quietly, as it ends
+    // every other command.
+    if !failed.is_empty()
+        && failed
+            .iter()
+            .all(|(_, e)| ferry_core::runtime::is_broken_pipe(e))
+    {
+        return Ok(());
+    }
     match failed.len() {
         0 => Ok(()),
         1 => {

@@ -21,7 +21,7 @@ pub async fn main(args: Args) -> anyhow::Result<()> {
     match args.output {
         Some(path) => std::fs::write(&path, text)
             .with_context(|| format!("cannot write {}", path.display()))?,
-        None => print!("{text}"),
+        None => crate::output::print(&text)?,
     }
     Ok(())
 }

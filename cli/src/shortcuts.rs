@@ -166,17 +166,25 @@ pub fn load(registry: &Registry, pipeline: &Value, origin: &str) -> Result<ferry
         .with_context(|| format!("building the pipeline of {origin}"))
 }
 
-/// Prints a generated pipeline as YAML-compatible JSON, passwords replaced by a reference
-/// to `FERRY_SASL_PASSWORD` (so the printed pipeline can be saved and run as it is).
-pub fn print_pipeline(pipeline: &Value) -> Result<()> {
+/// A generated pipeline as YAML, passwords replaced by a reference to
+/// `FERRY_SASL_PASSWORD` (so the printed pipeline can be saved and run as it is).
+pub fn pipeline_yaml(pipeline: &Value) -> Result<String> {
     let mut shown = pipeline.clone();
     for stage in ["source", "sink"] {
         if let Some(p) = shown.pointer_mut(&format!("/{stage}/sasl/password")) {
             *p = json!("${FERRY_SASL_PASSWORD}");
         }
     }
-    println!("{}", serde_json::to_string_pretty(&shown)?);
-    Ok(())
+    let mut yaml = serde_saphyr::to_string(&shown).context("writing the pipeline as YAML")?;
+    if !yaml.ends_with('\n') {
+        yaml.push('\n');
+    }
+    Ok(yaml)
+}
+
+/// Prints a generated pipeline as YAML (see [`pipeline_yaml`]).
+pub fn print_pipeline(pipeline: &Value) -> Result<()> {
+    crate::output::print(&pipeline_yaml(pipeline)?)
 }
 
 /// Runs `ferry backup`.
@@ -185,6 +193,76 @@ pub async fn backup(args: BackupArgs) -> Result<()> {
     if args.print_pipeline {
         return print_pipeline(&pipeline);
     }
+    // Before the pipeline is built: building the storage sink may create its folder.
+    check_topics_exist(&args).await?;
     let p = load(&crate::registry(), &pipeline, "ferry backup")?;
     crate::run::run_pipelines(vec![p]).await
+}
+
+/// Connects to the cluster of `brokers` with the security flags.
+pub async fn connect(brokers: &[String], security: &SecurityArgs) -> Result<ferry_kafka::Client> {
+    let mut options = Map::new();
+    options.insert("brokers".into(), json!(brokers));
+    security.apply(&mut options);
+    let config = serde_json::from_value::<ferry_kafka::ConnectionOptions>(options.into())
+        .context("connection flags")?
+        .client_config()
+        .map_err(anyhow::Error::msg)?;
+    ferry_kafka::Client::connect(config)
+        .await
+        .with_context(|| format!("connecting to {}", brokers.join(",")))
+}
+
+/// Refuses, before anything is written, `--topic` names the cluster does not have (and, for
+/// a snapshot, patterns that match none): a backup of nothing would leave an empty backup.
+async fn check_topics_exist(args: &BackupArgs) -> Result<()> {
+    let client = connect(&args.brokers, &args.security).await?;
+    let md = client
+        .metadata(None)
+        .await
+        .context("listing the cluster's topics")?;
+    let names: Vec<&str> = md
+        .topics
+        .iter()
+        .filter(|t| t.error.is_none())
+        .map(|t| t.name.as_str())
+        .collect();
+    let missing = missing_topics(&args.topics, &names, args.snapshot)?;
+    if let Some(t) = missing.first() {
+        let hint = crate::components::nearest(t, &names)
+            .map(|n| format!("did you mean '{n}'? "))
+            .unwrap_or_default();
+        bail!(
+            "--topic '{t}': {} on {}: {hint}(`ferry topics --brokers {}` lists them). Nothing \
+             was written",
+            if t.starts_with('/') {
+                "no topic matches it"
+            } else {
+                "no such topic"
+            },
+            args.brokers.join(","),
+            args.brokers.join(",")
+        );
+    }
+    Ok(())
+}
+
+/// The `--topic` values that select nothing among `names`: exact names always, `/regex/`
+/// patterns only for a snapshot (a continuous backup may wait for topics to appear).
+pub fn missing_topics(patterns: &[String], names: &[&str], snapshot: bool) -> Result<Vec<String>> {
+    let mut missing = Vec::new();
+    for p in patterns {
+        let found = match p.strip_prefix('/').and_then(|r| r.strip_suffix('/')) {
+            Some(re) if p.len() >= 2 => {
+                let re = regex::Regex::new(re)
+                    .with_context(|| format!("--topic '{p}': not a valid regex"))?;
+                !snapshot || names.iter().any(|n| re.is_match(n))
+            }
+            _ => names.contains(&p.as_str()),
+        };
+        if !found {
+            missing.push(p.clone());
+        }
+    }
+    Ok(missing)
 }

@@ -4,7 +4,7 @@
 //! (internal topics are listed too, with `"internal":true`).
 
 use anyhow::Context;
-use ferry_kafka::{Client, ClientConfig, ConnectionOptions, TopicOffsets};
+use ferry_kafka::TopicOffsets;
 
 /// Arguments of `ferry topics`.
 #[derive(clap::Args, Debug)]
@@ -56,24 +56,15 @@ pub fn render_table(topics: &[TopicOffsets]) -> String {
 
 /// `ferry topics`.
 pub async fn run(args: TopicsArgs) -> anyhow::Result<()> {
-    let mut options = serde_json::Map::new();
-    options.insert("brokers".into(), serde_json::json!(args.brokers));
-    args.security.apply(&mut options);
-    let config: ClientConfig = serde_json::from_value::<ConnectionOptions>(options.into())
-        .context("connection flags")?
-        .client_config()
-        .map_err(anyhow::Error::msg)?;
-    let client = Client::connect(config)
-        .await
-        .with_context(|| format!("connecting to {}", args.brokers.join(",")))?;
+    let client = crate::shortcuts::connect(&args.brokers, &args.security).await?;
     let topics = client
         .topic_offsets()
         .await
         .context("listing topics and offsets")?;
     if args.json {
-        println!("{}", serde_json::to_string(&topics)?);
+        crate::outln!("{}", serde_json::to_string(&topics)?);
     } else {
-        print!("{}", render_table(&topics));
+        crate::output::print(&render_table(&topics))?;
     }
     Ok(())
 }

@@ -31,7 +31,7 @@ pub async fn main(args: Args) -> anyhow::Result<()> {
         };
         let errors = reg.check_pipeline(&text, &name);
         if errors.is_empty() {
-            println!("{name}: ok");
+            crate::outln!("{name}: ok");
             continue;
         }
         bad += 1;

@@ -24,19 +24,19 @@ pub struct Args {
 
 /// Verifies the backup at `args.uri`.
 pub async fn main(args: Args) -> anyhow::Result<()> {
-    let storage = Storage::from_uri(&args.uri)?;
+    let storage = Storage::open_read_only(&args.uri)?;
     let report = verify_backup(storage, None).await?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         for p in &report.problems {
             let tag = match p.severity {
                 Severity::Damage => "DAMAGED",
                 Severity::Warning => "WARNING",
             };
-            println!("{tag}  {}: {}", p.object, p.message);
+            crate::outln!("{tag}  {}: {}", p.object, p.message);
         }
-        println!(
+        crate::outln!(
             "{}: checked {} segment(s) in {} partition(s) of {} topic(s), {}, {} record(s): {}",
             report.uri,
             report.segments,

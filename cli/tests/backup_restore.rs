@@ -363,6 +363,9 @@ fn round_trip_through_s3() {
         unique("backup"),
         env.s3_endpoint
     );
+    // Credentials from the environment, as a user gives them.
+    let aws = env.aws_vars();
+    let ferry_ok = |args: &[&str]| common::ferry_success(args, &aws).0;
     ferry_ok(&[
         "backup",
         "--brokers",
@@ -1018,4 +1021,107 @@ fn cli_flags_reach_secured_listeners() {
     );
     common::ferry_success(&restore, &[("FERRY_SASL_PASSWORD", "ferry-secret")]);
     assert_eq!(dump_topic(&env, &env.kafka, &restored).len(), 25);
+}
+
+/// Every file under `dir` with its bytes, sorted by path: what a reading command may not
+/// change.
+fn files(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let name = p.strip_prefix(dir).unwrap().display().to_string();
+                out.push((name, std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A restore only reads its backup: its checkpoint and offset map go to the local state
+/// folder (`FERRY_STATE_DIR` here), the backup's files stay byte for byte, and the same
+/// restore run again resumes from that state (nothing written twice). A backup that fails
+/// before its first record (the topic does not exist) leaves no folder behind.
+#[test]
+fn restore_keeps_its_state_locally_and_a_failed_backup_leaves_nothing() {
+    let Some(env) = ferry_testkit::env_or_skip() else {
+        return;
+    };
+    let topic = unique("readonly");
+    create_topic(&env, &topic, 2, &[]);
+    let msgs: Vec<KcatMsg> = (0..20)
+        .map(|i| KcatMsg::new(Some(format!("k{i}").as_bytes()), Some(b"v")))
+        .collect();
+    py_produce_to(&env, &env.kafka, &topic, Some(0), &msgs, "none", false);
+    py_produce_to(&env, &env.kafka, &topic, Some(1), &msgs, "none", false);
+    let dir = tempfile::tempdir().unwrap();
+    let backup = dir.path().join("backup");
+    let state = dir.path().join("state");
+    let uri = backup.to_str().unwrap();
+    let vars = [("FERRY_STATE_DIR", state.to_str().unwrap())];
+    common::ferry_success(
+        &[
+            "backup",
+            "--brokers",
+            &env.kafka,
+            "--topic",
+            &topic,
+            "--to",
+            uri,
+            "--snapshot",
+        ],
+        &vars,
+    );
+    let before = files(&backup);
+    let restored = format!("{topic}-copy");
+    let restore = [
+        "restore",
+        "--from",
+        uri,
+        "--brokers",
+        &env.kafka,
+        "--rename",
+        &format!("{topic}={restored}"),
+    ];
+    common::ferry_success(&restore, &vars);
+    assert!(files(&backup) == before, "the restore changed its backup");
+    let kept = files(&state);
+    assert!(
+        kept.iter().any(|(name, _)| name.contains("checkpoints/")),
+        "no checkpoint in the state folder: {:?}",
+        kept.iter().map(|(n, _)| n).collect::<Vec<_>>()
+    );
+    assert_eq!(dump_topic(&env, &env.kafka, &restored).len(), 40);
+    common::ferry_success(&restore, &vars);
+    assert_eq!(
+        dump_topic(&env, &env.kafka, &restored).len(),
+        40,
+        "the second run resumed from the local state"
+    );
+
+    let nothing = dir.path().join("never");
+    let o = common::ferry_output(
+        &[
+            "backup",
+            "--brokers",
+            &env.kafka,
+            "--topic",
+            &unique("does-not-exist"),
+            "--to",
+            nothing.to_str().unwrap(),
+            "--snapshot",
+        ],
+        &vars,
+    );
+    assert!(!o.status.success(), "a backup of a missing topic must fail");
+    assert!(
+        !nothing.exists(),
+        "a failed backup left {:?}",
+        files(&nothing).iter().map(|(n, _)| n).collect::<Vec<_>>()
+    );
 }

@@ -313,6 +313,7 @@ sink:
   type: kafka
   brokers: ["{brokers}"]
   buffer_bytes: 4KiB
+  # Later fills append to what earlier ones wrote (refused unless said).
   allow_existing: true
 delivery:
   checkpoint: none

@@ -192,3 +192,213 @@ fn the_demo_keeps_its_backup_and_says_how_to_stop_the_services() {
         .unwrap();
     assert!(syntax.status.success());
 }
+
+/// Runs a pipeline of 10 generated records into a raw backup at `dir/backup`, no Kafka.
+fn generated_backup(dir: &std::path::Path) -> String {
+    let backup = dir.join("backup").display().to_string();
+    let file = dir.join("gen.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "name: gen\nsource:\n  type: generator\n  count: 10\n  topic: gen\n  partitions: 2\nsink:\n  type: storage\n  uri: {backup}\n  format: raw\n"
+        ),
+    )
+    .unwrap();
+    let out = ferry(&["run", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    backup
+}
+
+#[test]
+fn print_pipeline_prints_yaml_that_validate_accepts() {
+    let dir = tempfile::tempdir().unwrap();
+    let backup = generated_backup(dir.path());
+    let printed = [
+        ferry(&[
+            "backup",
+            "--brokers",
+            "h:1",
+            "--topic",
+            "t",
+            "--to",
+            "/tmp/x",
+            "--print-pipeline",
+            "--sasl-mechanism",
+            "PLAIN",
+            "--sasl-username",
+            "u",
+        ]),
+        ferry(&[
+            "restore",
+            "--from",
+            &backup,
+            "--brokers",
+            "h:1",
+            "--rename",
+            "gen=gen2",
+            "--print-pipeline",
+        ]),
+    ];
+    for (i, out) in printed.iter().enumerate() {
+        assert!(out.status.success(), "{}", stderr(out));
+        let yaml = stdout(out);
+        assert!(yaml.starts_with("name: "), "YAML, not JSON:\n{yaml}");
+        let file = dir.path().join(format!("printed-{i}.yaml"));
+        std::fs::write(&file, &yaml).unwrap();
+        let check = Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .args(["validate", file.to_str().unwrap()])
+            .env("FERRY_SASL_PASSWORD", "secret")
+            .output()
+            .unwrap();
+        assert!(check.status.success(), "{yaml}\n{}", stderr(&check));
+    }
+    assert!(stdout(&printed[0]).contains("password: ${FERRY_SASL_PASSWORD}"));
+}
+
+#[test]
+fn a_closed_pipe_ends_every_command_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let backup = generated_backup(dir.path());
+    let to_stdout = dir.path().join("stdout.yaml");
+    std::fs::write(
+        &to_stdout,
+        "name: out\nsource:\n  type: generator\n  count: 100000\nsink:\n  type: stdout\n",
+    )
+    .unwrap();
+    let to_stdout = to_stdout.display().to_string();
+    for args in [
+        vec!["run", &to_stdout],
+        vec!["schema"],
+        vec!["components"],
+        vec!["ls", &backup],
+        vec!["verify", &backup],
+        vec![
+            "restore",
+            "--from",
+            &backup,
+            "--brokers",
+            "h:1",
+            "--print-pipeline",
+        ],
+    ] {
+        // The reading end is closed before ferry writes anything, as `| head -0` would.
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let e = stderr(&out);
+        assert!(
+            out.status.success(),
+            "ferry {args:?}: {:?}\n{e}",
+            out.status
+        );
+        assert!(
+            !e.contains("panicked") && !e.contains("Broken pipe") && !e.contains("ERROR"),
+            "{e}"
+        );
+    }
+}
+
+#[test]
+fn components_show_nested_options_and_suggest_the_nearest_name() {
+    let out = ferry(&["components", "kafak"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("did you mean 'kafka'?"),
+        "{}",
+        stderr(&out)
+    );
+    let listing = stdout(&ferry(&["components", "kafka"]));
+    for sub in ["tls.ca_file", "sasl.mechanism", "groups.rename"] {
+        assert!(listing.contains(sub), "{sub} missing:\n{listing}");
+    }
+    let help = stdout(&ferry(&["backup", "--help"]));
+    assert!(
+        help.contains("[possible values: raw, jsonl, avro, parquet]"),
+        "{help}"
+    );
+}
+
+#[test]
+fn backing_up_a_topic_that_does_not_exist_fails_and_leaves_nothing() {
+    let Some(env) = ferry_testkit::env_or_skip() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let to = dir.path().join("backup");
+    let topic = ferry_testkit::unique("absent");
+    let out = ferry(&[
+        "backup",
+        "--brokers",
+        &env.kafka,
+        "--topic",
+        &topic,
+        "--to",
+        to.to_str().unwrap(),
+        "--snapshot",
+    ]);
+    assert!(!out.status.success());
+    let e = stderr(&out);
+    assert!(
+        e.contains(&format!(
+            "--topic '{topic}': no such topic on {}",
+            env.kafka
+        )) && e.contains("Nothing was written"),
+        "{e}"
+    );
+    assert!(!to.exists(), "nothing left behind");
+    // A pattern matching nothing, for a snapshot, too.
+    let out = ferry(&[
+        "backup",
+        "--brokers",
+        &env.kafka,
+        "--topic",
+        &format!("/^{topic}$/"),
+        "--to",
+        to.to_str().unwrap(),
+        "--snapshot",
+    ]);
+    assert!(
+        stderr(&out).contains("no topic matches it"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!to.exists());
+}
+
+#[test]
+fn completions_and_man_pages_come_from_the_cli_definition() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = ferry(&["completions", shell]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let script = stdout(&out);
+        for word in ["restore", "allow-existing", "skip-damaged", "completions"] {
+            assert!(script.contains(word), "{shell}: {word} missing");
+        }
+    }
+    // bash loads the script and registers the completion.
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("ferry.bash");
+    std::fs::write(&script, stdout(&ferry(&["completions", "bash"]))).unwrap();
+    let loaded = Command::new("bash")
+        .arg("-c")
+        .arg(format!("source {} && complete -p ferry", script.display()))
+        .output()
+        .unwrap();
+    assert!(loaded.status.success(), "{}", stderr(&loaded));
+    assert!(stdout(&loaded).contains("ferry"));
+
+    let page = stdout(&ferry(&["man"]));
+    assert!(page.contains(".TH ferry 1"), "{page}");
+    assert!(page.contains("restore"));
+    let pages = dir.path().join("man1");
+    let out = ferry(&["man", "--out-dir", pages.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let restore = std::fs::read_to_string(pages.join("ferry-restore.1")).unwrap();
+    assert!(restore.contains("allow\\-existing"), "{restore}");
+    assert!(pages.join("ferry-backup.1").exists() && pages.join("ferry.1").exists());
+}

@@ -259,6 +259,75 @@ fn no_backup_is_exit_1_with_a_clear_message() {
     }
 }
 
+/// Every file and folder under `dir`, relative, sorted: what a command may not change.
+fn tree(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            out.push(p.strip_prefix(dir).unwrap().display().to_string());
+            if p.is_dir() {
+                stack.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// `ls` and `verify` only read: a missing path is not created, a folder that is not a
+/// backup gets no `.ferry-tmp/`, and a backup is left byte for byte as it was.
+#[test]
+fn reading_commands_write_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-backup");
+    let plain = dir.path().join("not-a-backup");
+    std::fs::create_dir(&plain).unwrap();
+    std::fs::write(plain.join("notes.txt"), "hello").unwrap();
+    for cmd in ["ls", "verify"] {
+        let o = ferry(&[cmd, missing.to_str().unwrap()]);
+        let (_, err) = text(&o);
+        assert_eq!(o.status.code(), Some(1), "{cmd} on a missing path: {err}");
+        assert!(err.contains("no Ferry backup at"), "{cmd}: {err}");
+        assert!(!missing.exists(), "{cmd} created {}", missing.display());
+
+        let o = ferry(&[cmd, plain.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(1), "{cmd} on a plain folder");
+        assert_eq!(
+            tree(&plain),
+            vec!["notes.txt".to_string()],
+            "{cmd} wrote into a plain folder"
+        );
+    }
+    let backup = raw_backup(dir.path());
+    let before = tree(Path::new(&backup));
+    let bytes_before: Vec<Vec<u8>> = before
+        .iter()
+        .filter(|p| Path::new(&backup).join(p).is_file())
+        .map(|p| std::fs::read(Path::new(&backup).join(p)).unwrap())
+        .collect();
+    ferry_ok(&["ls", &backup]);
+    ferry_ok(&["verify", &backup]);
+    assert_eq!(
+        tree(Path::new(&backup)),
+        before,
+        "ls/verify changed the backup's files"
+    );
+    let bytes_after: Vec<Vec<u8>> = before
+        .iter()
+        .filter(|p| Path::new(&backup).join(p).is_file())
+        .map(|p| std::fs::read(Path::new(&backup).join(p)).unwrap())
+        .collect();
+    assert!(
+        bytes_after == bytes_before,
+        "ls/verify changed a file of the backup"
+    );
+}
+
 /// Real Apache Kafka (dev env): a topic written by librdkafka with committed and aborted
 /// transactions (zstd) and plain records is backed up with `ferry backup --snapshot`; `ferry ls --json` accounts for every offset, `ferry verify` passes, the backup
 /// source gives back exactly what a read_committed consumer sees (or read_uncommitted with

@@ -120,9 +120,93 @@ pub fn merge_offsets(base: &Offsets, update: &Offsets) -> Offsets {
     out
 }
 
+/// The local folder where Ferry keeps state that belongs to this machine's runs, not to
+/// the data they read: `$FERRY_STATE_DIR`, else `$XDG_STATE_HOME/ferry`, else
+/// `$HOME/.local/state/ferry`. An error when none of them is set.
+pub fn local_state_dir() -> Result<std::path::PathBuf> {
+    local_state_dir_from(|k| std::env::var_os(k).filter(|v| !v.is_empty()))
+}
+
+fn local_state_dir_from(
+    var: impl Fn(&str) -> Option<std::ffi::OsString>,
+) -> Result<std::path::PathBuf> {
+    if let Some(d) = var("FERRY_STATE_DIR") {
+        return Ok(d.into());
+    }
+    if let Some(d) = var("XDG_STATE_HOME") {
+        return Ok(std::path::PathBuf::from(d).join("ferry"));
+    }
+    if let Some(home) = var("HOME") {
+        return Ok(std::path::PathBuf::from(home).join(".local/state/ferry"));
+    }
+    Err(Error::config(
+        "no local state folder: set FERRY_STATE_DIR, XDG_STATE_HOME or HOME, or give the restore --state (delivery.checkpoint)",
+    ))
+}
+
+/// Where a restore from `backup_uri` keeps its checkpoint and offset map by default: a
+/// folder of the [`local_state_dir`] named after the backup (a 64-bit FNV-1a hash of its
+/// URI), never the backup itself, which a restore only reads (it may be read-only or
+/// Object-Locked).
+pub fn default_restore_state(backup_uri: &str) -> Result<String> {
+    let dir = local_state_dir()?
+        .join("restore")
+        .join(format!("{:016x}", fnv1a64(backup_uri.trim().as_bytes())));
+    Ok(dir.to_string_lossy().into_owned())
+}
+
+/// 64-bit FNV-1a: a stable name for a string (not a security hash).
+fn fnv1a64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn local_state_dir_follows_ferry_then_xdg_then_home() {
+        let vars = |set: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                set.iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| std::ffi::OsString::from(v))
+            }
+        };
+        static ALL: [(&str, &str); 3] = [
+            ("FERRY_STATE_DIR", "/f"),
+            ("XDG_STATE_HOME", "/x"),
+            ("HOME", "/h"),
+        ];
+        let all = &ALL;
+        assert_eq!(
+            local_state_dir_from(vars(all)).unwrap(),
+            std::path::PathBuf::from("/f")
+        );
+        assert_eq!(
+            local_state_dir_from(vars(&all[1..])).unwrap(),
+            std::path::PathBuf::from("/x/ferry")
+        );
+        assert_eq!(
+            local_state_dir_from(vars(&all[2..])).unwrap(),
+            std::path::PathBuf::from("/h/.local/state/ferry")
+        );
+        let none = local_state_dir_from(vars(&[])).unwrap_err().to_string();
+        assert!(none.contains("--state"), "{none}");
+    }
+
+    #[test]
+    fn restore_state_is_named_after_the_backup() {
+        let a = default_restore_state("/backups/a").unwrap();
+        let b = default_restore_state("/backups/b").unwrap();
+        assert_ne!(a, b);
+        assert_eq!(a, default_restore_state(" /backups/a ").unwrap());
+        assert!(!a.starts_with("/backups"), "{a}");
+        assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
+    }
 
     #[tokio::test]
     async fn save_load_roundtrip() {

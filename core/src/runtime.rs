@@ -170,9 +170,29 @@ pub async fn run(mut pipeline: Pipeline, shutdown: impl Future<Output = ()>) -> 
     // Errors may quote configuration (a URI, a path); values from the environment never show.
     run_inner(pipeline, shutdown).await.map_err(|e| {
         let e = secrets.redact_error(e);
-        tracing::error!(pipeline = %name, error = %e, "pipeline failed");
+        if is_broken_pipe(&e) {
+            // The reader of stdout went away (`ferry run x.yaml | head`): not a failure to
+            // shout about; the CLI exits quietly.
+            tracing::debug!(pipeline = %name, error = %e, "output closed by its reader");
+        } else {
+            tracing::error!(pipeline = %name, error = %e, "pipeline failed");
+        }
         e
     })
+}
+
+/// Whether an error comes from writing to a pipe whose reader has gone.
+pub fn is_broken_pipe(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+        {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }
 
 async fn run_inner(pipeline: Pipeline, shutdown: impl Future<Output = ()>) -> Result<RunSummary> {

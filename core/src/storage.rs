@@ -4,7 +4,9 @@
 //! URIs:
 //! - `/path`, `./path`, `file:///path` — a local folder
 //! - `s3://bucket/prefix?endpoint=http://127.0.0.1:9000&region=us-east-1` — credentials from
-//!   the standard `AWS_*` environment variables
+//!   the URI (`access_key_id`, `secret_access_key`, `session_token`), else the `AWS_*`
+//!   environment variables, else the profile file (`~/.aws/credentials`, `profile=` or
+//!   `AWS_PROFILE`); the instance-metadata endpoint only with `credentials=instance`
 //! - `gs://bucket/prefix?credential_path=/key.json`
 //! - `azblob://container/prefix?endpoint=...&account_name=...` — key from `AZURE_STORAGE_KEY`
 //! - `memory://name` — in-process, shared by every `Storage` of the same name (tests, demos)
@@ -15,13 +17,23 @@ use opendal::layers::{RetryLayer, TimeoutLayer};
 use opendal::{ErrorKind, Operator};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::sync::{Mutex, OnceLock};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 /// A storage location and the operator that reaches it.
+///
+/// A local folder is not touched until it is written to: reading a folder that does not
+/// exist finds nothing (and creates nothing); the folder and its `.ferry-tmp/` are made by
+/// the first write. A storage opened with [`Storage::open_read_only`] never writes.
 #[derive(Clone)]
 pub struct Storage {
-    op: Operator,
+    /// The operator; for a local folder, built on first write or once the folder exists.
+    op: Arc<OnceLock<Operator>>,
+    /// A local folder's path and mode (`None` for every other scheme).
+    local: Option<Arc<LocalRoot>>,
+    /// An S3 location (its errors may need a word on credentials).
+    s3: bool,
     /// The URI with its query string removed, safe to print.
     display: String,
 }
@@ -36,6 +48,46 @@ impl fmt::Display for Storage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.display)
     }
+}
+
+/// Folder of a local storage where writes are staged before their rename into place.
+pub const TMP_DIR: &str = ".ferry-tmp";
+
+/// A local folder behind a [`Storage`].
+#[derive(Debug)]
+struct LocalRoot {
+    root: PathBuf,
+    read_only: bool,
+}
+
+impl LocalRoot {
+    /// The opendal operator of this folder. A writable one creates the folder and its
+    /// `.ferry-tmp/` (opendal does so when building it).
+    fn build(&self) -> opendal::Result<Operator> {
+        let mut b = opendal::services::Fs::default().root(&self.root.to_string_lossy());
+        if !self.read_only {
+            // Writes go to a temporary file that is renamed into place when complete, so a
+            // crash never leaves a half-written checkpoint, manifest or segment.
+            b = b.atomic_write_dir(&self.root.join(TMP_DIR).to_string_lossy());
+        }
+        Ok(with_layers(Operator::new(b)?))
+    }
+}
+
+/// Timeouts and retries every operator gets.
+fn with_layers(op: Operator) -> Operator {
+    op.layer(
+        TimeoutLayer::new()
+            .with_timeout(Duration::from_secs(60))
+            .with_io_timeout(Duration::from_secs(30)),
+    )
+    .layer(RetryLayer::new().with_max_times(5).with_jitter())
+}
+
+/// Whether a local read should find nothing: the folder does not exist (yet).
+enum Reach<'a> {
+    Operator(&'a Operator),
+    Missing,
 }
 
 /// A storage URI split into its parts.
@@ -154,6 +206,7 @@ fn memory_operators() -> &'static Mutex<HashMap<String, Operator>> {
 /// the profile file (`~/.aws/credentials`, `AWS_PROFILE` or the URI's `profile`). The
 /// cloud's instance-metadata endpoint is asked only when the URI says `credentials=instance`:
 /// a run must not reach out to an address the user did not give.
+#[cfg(feature = "s3")]
 fn s3_credentials(
     mut b: opendal::services::S3,
     p: &BTreeMap<String, String>,
@@ -192,148 +245,170 @@ fn build_err(uri: &str, e: opendal::Error) -> Error {
 }
 
 impl Storage {
-    /// Opens the storage a URI (or plain local path) names. Does not touch the network;
-    /// call [`Storage::check`] to fail fast on bad credentials.
+    /// Opens the storage a URI (or plain local path) names, to read and write. Touches
+    /// neither the network nor the disk; call [`Storage::check`] to fail fast on bad
+    /// credentials.
     pub fn from_uri(uri: &str) -> Result<Storage> {
+        Self::open(uri, false)
+    }
+
+    /// Opens the storage a URI names for reading only (`ls`, `verify`, the `backup`
+    /// source): a local folder gets no `.ferry-tmp/`, a missing one is not created, and
+    /// every write is refused.
+    pub fn open_read_only(uri: &str) -> Result<Storage> {
+        Self::open(uri, true)
+    }
+
+    fn open(uri: &str, read_only: bool) -> Result<Storage> {
         // Installs the TLS provider and the HTTP transport object stores need (idempotent).
         crate::tls::init();
         let parsed = StorageUri::parse(uri)?;
-        let p = &parsed.params;
-        let op = match parsed.scheme.as_str() {
-            "file" => {
-                let root = std::path::absolute(&parsed.path).map_err(|e| {
-                    Error::config(format!("cannot resolve local path '{}': {e}", parsed.path))
-                })?;
-                // Writes go to a temporary file that is renamed into place when complete, so
-                // a crash never leaves a half-written checkpoint, manifest or segment.
-                let b = opendal::services::Fs::default()
-                    .root(&root.to_string_lossy())
-                    .atomic_write_dir(&root.join(".ferry-tmp").to_string_lossy());
-                Operator::new(b).map_err(|e| build_err(uri, e))?
-            }
-            "s3" => {
-                let mut b = opendal::services::S3::default()
-                    .bucket(&parsed.authority)
-                    .root(&format!("/{}", parsed.path));
-                if let Some(e) = p.get("endpoint") {
-                    b = b.endpoint(e);
-                }
-                let region = p
-                    .get("region")
-                    .cloned()
-                    .or_else(|| std::env::var("AWS_REGION").ok())
-                    .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
-                    .unwrap_or_else(|| "us-east-1".to_string());
-                b = b.region(&region);
-                if p.get("virtual_host_style").map(String::as_str) == Some("true") {
-                    b = b.enable_virtual_host_style();
-                }
-                b = s3_credentials(b, p, uri)?;
-                Operator::new(b).map_err(|e| build_err(uri, e))?
-            }
-            "gs" | "gcs" => {
-                let mut b = opendal::services::Gcs::default()
-                    .bucket(&parsed.authority)
-                    .root(&format!("/{}", parsed.path));
-                if let Some(e) = p.get("endpoint") {
-                    b = b.endpoint(e);
-                }
-                if let Some(c) = p.get("credential_path") {
-                    b = b.credential_path(c);
-                }
-                Operator::new(b).map_err(|e| build_err(uri, e))?
-            }
-            "azblob" => {
-                let mut b = opendal::services::Azblob::default()
-                    .container(&parsed.authority)
-                    .root(&format!("/{}", parsed.path));
-                if let Some(e) = p.get("endpoint") {
-                    b = b.endpoint(e);
-                }
-                if let Some(a) = p.get("account_name") {
-                    b = b.account_name(a);
-                }
-                if let Ok(k) = std::env::var("AZURE_STORAGE_KEY") {
-                    b = b.account_key(&k);
-                }
-                Operator::new(b).map_err(|e| build_err(uri, e))?
-            }
-            "memory" => {
-                let key = format!("{}/{}", parsed.authority, parsed.path);
-                let mut mem = memory_operators().lock().unwrap_or_else(|p| p.into_inner());
-                match mem.get(&key) {
-                    Some(op) => op.clone(),
-                    None => {
-                        let op = Operator::new(opendal::services::Memory::default())
-                            .map_err(|e| build_err(uri, e))?;
-                        mem.insert(key, op.clone());
-                        op
-                    }
-                }
-            }
-            other => return Err(Error::config(format!("unsupported storage scheme {other}"))),
-        };
-        let op = op
-            .layer(
-                TimeoutLayer::new()
-                    .with_timeout(Duration::from_secs(60))
-                    .with_io_timeout(Duration::from_secs(30)),
-            )
-            .layer(RetryLayer::new().with_max_times(5).with_jitter());
+        let display = redact_query(uri);
+        if parsed.scheme == "file" {
+            let root = std::path::absolute(&parsed.path).map_err(|e| {
+                Error::config(format!("cannot resolve local path '{}': {e}", parsed.path))
+            })?;
+            return Ok(Storage {
+                op: Arc::default(),
+                local: Some(Arc::new(LocalRoot { root, read_only })),
+                s3: false,
+                display,
+            });
+        }
+        let op = with_layers(remote_operator(&parsed, uri)?);
         Ok(Storage {
-            op,
-            display: redact_query(uri),
+            op: Arc::new(OnceLock::from(op)),
+            local: None,
+            s3: parsed.scheme == "s3",
+            display,
         })
     }
 
-    /// The underlying opendal operator.
-    pub fn operator(&self) -> &Operator {
-        &self.op
+    /// The operator, for reading: `Missing` when this is a local folder that does not
+    /// exist (nothing to read, and nothing is created).
+    fn reach(&self) -> Result<Reach<'_>> {
+        if let Some(op) = self.op.get() {
+            return Ok(Reach::Operator(op));
+        }
+        match &self.local {
+            Some(l) if !l.root.exists() => Ok(Reach::Missing),
+            _ => self.built().map(Reach::Operator),
+        }
     }
 
-    /// Verifies the storage answers (credentials, bucket) before any work starts.
+    /// The operator, for writing: builds a local folder's (creating it) on first use.
+    fn writable(&self) -> Result<&Operator> {
+        if self.local.as_ref().is_some_and(|l| l.read_only) {
+            return Err(Error::config(format!(
+                "{} is opened read-only: this command does not write",
+                self.display
+            )));
+        }
+        self.built()
+    }
+
+    fn built(&self) -> Result<&Operator> {
+        if let Some(op) = self.op.get() {
+            return Ok(op);
+        }
+        let Some(local) = &self.local else {
+            return Err(Error::internal(format!("{}: no operator", self.display)));
+        };
+        if local.read_only && !local.root.exists() {
+            // opendal would create it: a reading command must not.
+            return Err(Error::config(format!(
+                "{}: the folder does not exist",
+                self.display
+            )));
+        }
+        let op = local
+            .build()
+            .map_err(|e| self.fail(format!("opening {}", self.display), e))?;
+        Ok(self.op.get_or_init(|| op))
+    }
+
+    /// The underlying opendal operator (a local folder's is built, and the folder created
+    /// unless read-only, on first use).
+    pub fn operator(&self) -> Result<&Operator> {
+        match &self.local {
+            Some(l) if l.read_only => self.built(),
+            _ => self.writable(),
+        }
+    }
+
+    /// The error of a failed operation. A missing S3 credential becomes a config error that
+    /// says how to give one (opendal's says only that signing failed).
+    ///
+    /// Errors that retrying cannot fix (a missing bucket, no permission, a read-only or full
+    /// disk) become one line naming the object, the cause and what to do, instead of the
+    /// operator's dump of request details.
+    fn fail(&self, context: String, e: opendal::Error) -> Error {
+        match persistent_cause(&e.to_string(), self.s3) {
+            Some(cause) => Error::config(format!("{context}: {cause}")),
+            None => Error::storage(context, e),
+        }
+    }
+
+    /// The local folder this storage is, if it is one.
+    pub fn local_root(&self) -> Option<&Path> {
+        self.local.as_deref().map(|l| l.root.as_path())
+    }
+
+    /// Verifies the storage answers (credentials, bucket) before any work starts. A local
+    /// folder that does not exist yet passes (the first write creates it).
     pub async fn check(&self) -> Result<()> {
-        self.op
-            .check()
-            .await
-            .map_err(|e| Error::storage(format!("checking {}", self.display), e))
+        match self.reach()? {
+            Reach::Missing => Ok(()),
+            Reach::Operator(op) => op
+                .check()
+                .await
+                .map_err(|e| self.fail(format!("checking {}", self.display), e)),
+        }
     }
 
     /// Reads a whole object.
     pub async fn read(&self, path: &str) -> Result<Bytes> {
-        self.op
-            .read(path)
-            .await
-            .map(|b| b.to_bytes())
-            .map_err(|e| Error::storage(format!("reading {}/{path}", self.display), e))
+        let result = match self.reach()? {
+            Reach::Operator(op) => op.read(path).await.map(|b| b.to_bytes()),
+            Reach::Missing => Err(opendal::Error::new(
+                ErrorKind::NotFound,
+                "the folder does not exist",
+            )),
+        };
+        result.map_err(|e| self.fail(format!("reading {}/{path}", self.display), e))
     }
 
     /// Reads an object, or `None` if it does not exist.
     pub async fn read_opt(&self, path: &str) -> Result<Option<Bytes>> {
-        match self.op.read(path).await {
+        let Reach::Operator(op) = self.reach()? else {
+            return Ok(None);
+        };
+        match op.read(path).await {
             Ok(b) => Ok(Some(b.to_bytes())),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::storage(
-                format!("reading {}/{path}", self.display),
-                e,
-            )),
+            Err(e) => Err(self.fail(format!("reading {}/{path}", self.display), e)),
         }
     }
 
     /// Writes (or replaces) an object.
     pub async fn write(&self, path: &str, data: impl Into<Bytes>) -> Result<()> {
         let data: Bytes = data.into();
-        self.op
+        self.writable()?
             .write(path, data)
             .await
             .map(|_| ())
-            .map_err(|e| Error::storage(format!("writing {}/{path}", self.display), e))
+            .map_err(|e| self.fail(format!("writing {}/{path}", self.display), e))
     }
 
     /// Writes an object only if none exists under that name. Returns `false` when one does.
     pub async fn write_new(&self, path: &str, data: impl Into<Bytes>) -> Result<bool> {
         let data: Bytes = data.into();
-        match self.op.write_with(path, data).if_not_exists(true).await {
+        match self
+            .writable()?
+            .write_with(path, data)
+            .if_not_exists(true)
+            .await
+        {
             Ok(_) => Ok(true),
             Err(e)
                 if e.kind() == ErrorKind::ConditionNotMatch
@@ -341,40 +416,40 @@ impl Storage {
             {
                 Ok(false)
             }
-            Err(e) => Err(Error::storage(
-                format!("creating {}/{path}", self.display),
-                e,
-            )),
+            Err(e) => Err(self.fail(format!("creating {}/{path}", self.display), e)),
         }
     }
 
     /// Whether an object exists.
     pub async fn exists(&self, path: &str) -> Result<bool> {
-        self.op
-            .exists(path)
+        let Reach::Operator(op) = self.reach()? else {
+            return Ok(false);
+        };
+        op.exists(path)
             .await
-            .map_err(|e| Error::storage(format!("checking {}/{path}", self.display), e))
+            .map_err(|e| self.fail(format!("checking {}/{path}", self.display), e))
     }
 
     /// Deletes an object (no error if it is already gone).
     pub async fn delete(&self, path: &str) -> Result<()> {
-        self.op
+        if let Reach::Missing = self.reach()? {
+            return Ok(());
+        }
+        self.writable()?
             .delete(path)
             .await
-            .map_err(|e| Error::storage(format!("deleting {}/{path}", self.display), e))
+            .map_err(|e| self.fail(format!("deleting {}/{path}", self.display), e))
     }
 
     /// Every object under a folder prefix (ending in `/`), recursively, as full paths, sorted.
     pub async fn list(&self, prefix: &str) -> Result<Vec<String>> {
-        let entries = match self.op.list_with(prefix).recursive(true).await {
+        let Reach::Operator(op) = self.reach()? else {
+            return Ok(Vec::new());
+        };
+        let entries = match op.list_with(prefix).recursive(true).await {
             Ok(e) => e,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => {
-                return Err(Error::storage(
-                    format!("listing {}/{prefix}", self.display),
-                    e,
-                ))
-            }
+            Err(e) => return Err(self.fail(format!("listing {}/{prefix}", self.display), e)),
         };
         let mut out: Vec<String> = entries
             .into_iter()
@@ -384,6 +459,125 @@ impl Storage {
         out.sort();
         Ok(out)
     }
+}
+
+/// What to tell the user about an error no retry fixes, from the operator's message;
+/// `None` for any other error (it keeps its details).
+fn persistent_cause(message: &str, s3: bool) -> Option<&'static str> {
+    let has = |needle: &str| message.contains(needle);
+    if s3 && has("signing credential") {
+        return Some("no S3 credentials found: give access_key_id=…&secret_access_key=… in the URI, set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or name a profile of ~/.aws/credentials (profile=NAME or AWS_PROFILE); add credentials=instance to the URI to ask the cloud's instance-metadata endpoint");
+    }
+    if has("NoSuchBucket") {
+        return Some("the bucket does not exist: create it, or fix the bucket name in the URI");
+    }
+    if has("AccessDenied") || has("InvalidAccessKeyId") || has("SignatureDoesNotMatch") {
+        return Some("access denied by the object store: check the credentials and that they may read and write this bucket and prefix");
+    }
+    if has("No space left on device") || has("os error 28") {
+        return Some("the disk is full: free space there, or write to another location");
+    }
+    if has("Read-only file system") || has("os error 30") {
+        return Some("the file system is read-only: write to a writable location");
+    }
+    if has("Permission denied")
+        || has("Operation not permitted")
+        || has("os error 13")
+        || has("os error 1)")
+    {
+        return Some("permission denied: make the folder writable for this user, or write to another location");
+    }
+    None
+}
+
+/// The error for an object store this build was compiled without.
+#[allow(dead_code)] // used only when a store's feature is off
+fn not_built(scheme: &str, feature: &str) -> Error {
+    Error::config(format!(
+        "this build of Ferry cannot open {scheme}:// storage: build ferry-core with the cargo feature `{feature}` (on by default)"
+    ))
+}
+
+/// The operator of an object store (or the in-process memory store).
+fn remote_operator(parsed: &StorageUri, uri: &str) -> Result<Operator> {
+    #[cfg_attr(
+        not(any(feature = "s3", feature = "gcs", feature = "azblob")),
+        allow(unused_variables)
+    )]
+    let p = &parsed.params;
+    let op = match parsed.scheme.as_str() {
+        #[cfg(feature = "s3")]
+        "s3" => {
+            let mut b = opendal::services::S3::default()
+                .bucket(&parsed.authority)
+                .root(&format!("/{}", parsed.path));
+            if let Some(e) = p.get("endpoint") {
+                b = b.endpoint(e);
+            }
+            let region = p
+                .get("region")
+                .cloned()
+                .or_else(|| std::env::var("AWS_REGION").ok())
+                .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
+                .unwrap_or_else(|| "us-east-1".to_string());
+            b = b.region(&region);
+            if p.get("virtual_host_style").map(String::as_str) == Some("true") {
+                b = b.enable_virtual_host_style();
+            }
+            b = s3_credentials(b, p, uri)?;
+            Operator::new(b).map_err(|e| build_err(uri, e))?
+        }
+        #[cfg(feature = "gcs")]
+        "gs" | "gcs" => {
+            let mut b = opendal::services::Gcs::default()
+                .bucket(&parsed.authority)
+                .root(&format!("/{}", parsed.path));
+            if let Some(e) = p.get("endpoint") {
+                b = b.endpoint(e);
+            }
+            if let Some(c) = p.get("credential_path") {
+                b = b.credential_path(c);
+            }
+            Operator::new(b).map_err(|e| build_err(uri, e))?
+        }
+        #[cfg(feature = "azblob")]
+        "azblob" => {
+            let mut b = opendal::services::Azblob::default()
+                .container(&parsed.authority)
+                .root(&format!("/{}", parsed.path));
+            if let Some(e) = p.get("endpoint") {
+                b = b.endpoint(e);
+            }
+            if let Some(a) = p.get("account_name") {
+                b = b.account_name(a);
+            }
+            if let Ok(k) = std::env::var("AZURE_STORAGE_KEY") {
+                b = b.account_key(&k);
+            }
+            Operator::new(b).map_err(|e| build_err(uri, e))?
+        }
+        "memory" => {
+            let key = format!("{}/{}", parsed.authority, parsed.path);
+            let mut mem = memory_operators().lock().unwrap_or_else(|p| p.into_inner());
+            match mem.get(&key) {
+                Some(op) => op.clone(),
+                None => {
+                    let op = Operator::new(opendal::services::Memory::default())
+                        .map_err(|e| build_err(uri, e))?;
+                    mem.insert(key, op.clone());
+                    op
+                }
+            }
+        }
+        #[cfg(not(feature = "s3"))]
+        "s3" => return Err(not_built("s3", "s3")),
+        #[cfg(not(feature = "gcs"))]
+        "gs" | "gcs" => return Err(not_built(&parsed.scheme, "gcs")),
+        #[cfg(not(feature = "azblob"))]
+        "azblob" => return Err(not_built("azblob", "azblob")),
+        other => return Err(Error::config(format!("unsupported storage scheme {other}"))),
+    };
+    Ok(op)
 }
 
 #[cfg(test)]
@@ -415,6 +609,54 @@ mod tests {
         assert_eq!(b.read("x/1.json").await.unwrap(), Bytes::from("one"));
         assert_eq!(b.list("x/").await.unwrap(), vec!["x/1.json".to_string()]);
         assert_eq!(a.read_opt("nope").await.unwrap(), None);
+    }
+
+    #[test]
+    fn persistent_errors_get_one_line_with_what_to_do() {
+        let bucket = "ConfigInvalid (persistent) at list, context: { uri: http://h/b } => S3Error { code: \"NoSuchBucket\" }";
+        assert!(persistent_cause(bucket, true)
+            .unwrap()
+            .contains("create it"));
+        let full = "Unexpected at write => io error, source: No space left on device (os error 28)";
+        assert!(persistent_cause(full, false)
+            .unwrap()
+            .contains("disk is full"));
+        let ro =
+            "Unexpected => create root dir failed, source: Read-only file system (os error 30)";
+        assert!(persistent_cause(ro, false).unwrap().contains("read-only"));
+        let perm =
+            "Unexpected => create root dir failed, source: Operation not permitted (os error 1)";
+        assert!(persistent_cause(perm, false)
+            .unwrap()
+            .contains("permission denied"));
+        let creds = "PermissionDenied => failed to load signing credential";
+        assert!(persistent_cause(creds, true)
+            .unwrap()
+            .contains("AWS_ACCESS_KEY_ID"));
+        assert_eq!(
+            persistent_cause("Unexpected (temporary) => 503 Slow Down", true),
+            None
+        );
+    }
+
+    #[tokio::test]
+    async fn reading_a_missing_folder_creates_nothing_and_writing_creates_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("later");
+        let s = Storage::from_uri(root.to_str().unwrap()).unwrap();
+        s.check().await.unwrap();
+        assert_eq!(s.read_opt("ferry.json").await.unwrap(), None);
+        assert!(s.list("topics/").await.unwrap().is_empty());
+        assert!(!root.exists(), "reading created the folder");
+        let ro = Storage::open_read_only(root.to_str().unwrap()).unwrap();
+        assert!(
+            ro.write("x", "y").await.is_err(),
+            "a read-only storage wrote"
+        );
+        assert!(!root.exists());
+        s.write("a/b", "c").await.unwrap();
+        assert!(root.join("a/b").is_file() && root.join(TMP_DIR).is_dir());
+        assert_eq!(ro.read("a/b").await.unwrap(), Bytes::from("c"));
     }
 
     #[tokio::test]

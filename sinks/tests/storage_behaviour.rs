@@ -50,10 +50,16 @@ async fn write(uri: &str, format: &str, source: TestSource) -> u64 {
 async fn durable(uri: &str, format: &str) -> Offsets {
     let mut sink = StorageSink::new(sink_config(uri, format))
         .unwrap_or_else(|e| panic!("{format} at {uri}: building the sink: {e}"));
-    sink.open()
+    let durable = sink
+        .open()
         .await
         .unwrap_or_else(|e| panic!("{format} at {uri}: opening: {e}"))
-        .unwrap_or_default()
+        .unwrap_or_default();
+    // Closing releases the location's lease for the next writer.
+    sink.close()
+        .await
+        .unwrap_or_else(|e| panic!("{format} at {uri}: closing: {e}"));
+    durable
 }
 
 /// Every record of the backup at `uri`, read through the `backup` source.

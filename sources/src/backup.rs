@@ -159,7 +159,7 @@ fn check_range(what: &str, r: OffsetRange) -> Result<()> {
 
 impl Resolved {
     fn new(c: &BackupSourceConfig) -> Result<Resolved> {
-        let storage = Storage::from_uri(&c.uri)?;
+        let storage = Storage::open_read_only(&c.uri)?;
         let topics = match &c.topics {
             None => None,
             Some(list) if list.is_empty() => {

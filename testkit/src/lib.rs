@@ -87,6 +87,19 @@ pub struct TestEnv {
     pub aws_region: String,
 }
 
+impl TestEnv {
+    /// The S3 credentials of the dev server as environment variables for a child process
+    /// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`): Ferry takes S3
+    /// credentials only from the URI, these variables or a profile file.
+    pub fn aws_vars(&self) -> [(&'static str, &str); 3] {
+        [
+            ("AWS_ACCESS_KEY_ID", self.aws_access_key_id.as_str()),
+            ("AWS_SECRET_ACCESS_KEY", self.aws_secret_access_key.as_str()),
+            ("AWS_REGION", self.aws_region.as_str()),
+        ]
+    }
+}
+
 /// The dev environment of this machine, or `None` when it is not there, so that
 /// a test can skip itself:
 ///

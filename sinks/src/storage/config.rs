@@ -54,9 +54,15 @@ fn default_chunk() -> ByteSize {
 fn default_dead_letter() -> String {
     "dead-letter".to_string()
 }
+fn default_commit_interval() -> HumanDuration {
+    HumanDuration(Duration::from_secs(60))
+}
+fn default_lease_ttl() -> HumanDuration {
+    HumanDuration(Duration::from_secs(60))
+}
 
 /// First path components of the backup layout, which the dead-letter prefix may not use.
-const RESERVED_PREFIXES: [&str; 3] = ["topics", "pending", "groups"];
+const RESERVED_PREFIXES: [&str; 5] = ["topics", "pending", "groups", "lease", "checkpoints"];
 
 /// Options of the `storage` sink.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
@@ -101,6 +107,17 @@ pub struct StorageSinkConfig {
     /// `<prefix>/<topic>/<partition>/<first_offset:020>.jsonl`. Default `dead-letter`.
     #[serde(default = "default_dead_letter")]
     pub dead_letter: String,
+    /// How long this writer's lease on the location lasts without renewal (it is renewed
+    /// every third of it): a second writer is refused while it holds, and may take over
+    /// once a crashed writer's lease expired. Default 60s.
+    #[serde(default = "default_lease_ttl")]
+    pub lease_ttl: HumanDuration,
+    /// The longest a segment stays open across checkpoints: each checkpoint (every
+    /// `delivery.checkpoint_interval`) closes and commits segments open at least this long,
+    /// even when they are not full, so a crash loses at most this much of what was already
+    /// fetched. Default 60s (`roll.max_age` still rolls a segment while records arrive).
+    #[serde(default = "default_commit_interval")]
+    pub commit_interval: HumanDuration,
 }
 
 impl StorageSinkConfig {

@@ -55,8 +55,9 @@
 //! had any, in the same storage, written before the segment's manifest: a crash before the
 //! manifest re-writes both on resume).
 //!
-//! Only one writer may use a root at a time: reconciling deletes what another writer has
-//! in progress.
+//! Only one writer may use a root at a time (reconciling deletes what another writer has
+//! in progress): the sink holds a lease in the root ([`lease`]), taken on open when the
+//! root exists (before reconciling) and before the first object otherwise.
 //!
 //! **Where things are.** `config.rs`: the options, their checks and the factory;
 //! `reconcile.rs`: what `open` does (descriptor, interrupted writes, durable offsets);
@@ -67,6 +68,7 @@
 
 mod config;
 mod dead_letter;
+pub mod lease;
 mod pieces;
 mod reconcile;
 mod segment;
@@ -106,6 +108,11 @@ pub struct StorageSink {
     last_groups: Option<Vec<ferry_core::GroupOffsets>>,
     /// The storage is a local folder.
     local: bool,
+    /// `ferry.json` exists (found on open, or written before the first object).
+    descriptor_written: bool,
+    /// This writer's lease on the location: taken on open when the location exists, else
+    /// before its first object.
+    lease: Option<lease::Lease>,
 }
 
 fn topic_of(t: &str) -> Arc<str> {
@@ -141,6 +148,8 @@ impl StorageSink {
             last_next: HashMap::new(),
             last_groups: None,
             local,
+            descriptor_written: false,
+            lease: None,
         })
     }
 
@@ -198,6 +207,7 @@ impl Sink for StorageSink {
     }
 
     async fn write_metadata(&mut self, meta: SourceMetadata) -> Result<()> {
+        self.ensure_descriptor().await?;
         for t in &meta.topics {
             let key = layout::topic_key(&t.name);
             let mut doc = match self.storage.read_opt(&key).await? {
@@ -235,17 +245,27 @@ impl Sink for StorageSink {
         Ok(())
     }
 
-    /// Closes segments that reached their age; younger ones keep filling (so frequent
-    /// checkpoints do not make tiny files). `close` writes everything.
+    /// Closes segments open for `commit_interval` (or `roll.max_age`, if shorter); younger
+    /// ones keep filling (so frequent checkpoints do not make tiny files). `close` writes
+    /// everything.
     async fn flush(&mut self) -> Result<()> {
         self.settle_all().await?;
-        let max_age = self.config.roll.max_age.get();
-        self.close_where(|s| s.opened.elapsed() >= max_age).await
+        let due = self
+            .config
+            .roll
+            .max_age
+            .get()
+            .min(self.config.commit_interval.get());
+        self.close_where(|s| s.opened.elapsed() >= due).await
     }
 
     async fn close(&mut self) -> Result<()> {
         self.settle_all().await?;
-        self.close_where(|_| true).await
+        self.close_where(|_| true).await?;
+        if let Some(lease) = self.lease.take() {
+            lease.release().await?;
+        }
+        Ok(())
     }
 
     fn checkpoint_storage(&self) -> Option<Storage> {

@@ -6,12 +6,16 @@ use ferry_core::{Error, Offsets, Result};
 use ferry_formats::layout::{self, Descriptor, PendingSegment, SegmentManifest};
 
 impl StorageSink {
-    /// Makes the location ready and reports what it durably holds: checks the storage,
-    /// writes (or checks) the descriptor, removes what interrupted writes left, and
+    /// Makes the location ready and reports what it durably holds: checks the storage and
+    /// the descriptor (written later, with the first object), removes what interrupted writes left, and
     /// returns the next offset after the last manifest of each partition.
     pub(super) async fn reconcile(&mut self) -> Result<Offsets> {
         self.storage.check().await?;
-        self.write_descriptor().await?;
+        self.check_descriptor().await?;
+        if self.descriptor_written {
+            // Before deleting anything: what looks interrupted may be another writer's.
+            self.take_lease().await?;
+        }
         self.reconcile_pending().await?;
         let keys = self.storage.list("topics/").await?;
         let inv = layout::Inventory::from_keys(&keys);
@@ -40,30 +44,92 @@ impl StorageSink {
         Ok(durable)
     }
 
-    async fn write_descriptor(&self) -> Result<()> {
-        match self.storage.read_opt(layout::DESCRIPTOR).await? {
-            Some(bytes) => {
-                let d: Descriptor = serde_json::from_slice(&bytes).map_err(|e| {
-                    Error::Corrupt(format!("{}/{}: {e}", self.storage, layout::DESCRIPTOR))
-                })?;
-                if d.layout_version > layout::LAYOUT_VERSION {
-                    return Err(Error::config(format!(
-                        "{} was written by a newer Ferry (layout {}); this build writes layout {}: upgrade Ferry",
-                        self.storage, d.layout_version, layout::LAYOUT_VERSION
-                    )));
+    /// Checks the descriptor of a location that has one (a newer layout is refused) and
+    /// notes whether it exists: a new location gets it with its first object
+    /// ([`StorageSink::ensure_descriptor`]), so a run that fails before writing anything
+    /// leaves nothing behind.
+    async fn check_descriptor(&mut self) -> Result<()> {
+        let Some(bytes) = self.storage.read_opt(layout::DESCRIPTOR).await? else {
+            self.descriptor_written = false;
+            return Ok(());
+        };
+        let d: Descriptor = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::Corrupt(format!("{}/{}: {e}", self.storage, layout::DESCRIPTOR)))?;
+        if d.layout_version > layout::LAYOUT_VERSION {
+            return Err(Error::config(format!(
+                "{} was written by a newer Ferry (layout {}); this build writes layout {}: upgrade Ferry",
+                self.storage, d.layout_version, layout::LAYOUT_VERSION
+            )));
+        }
+        self.descriptor_written = true;
+        Ok(())
+    }
+
+    /// Takes this location's lease (see [`super::lease`]) unless held already.
+    async fn take_lease(&mut self) -> Result<()> {
+        if self.lease.is_none() {
+            let ttl = self.config.lease_ttl.get();
+            self.lease = Some(super::lease::Lease::acquire(&self.storage, ttl).await?);
+            // Under the lease, what is staged in `.ferry-tmp/` is no other writer's: it is
+            // what a crashed run of this location left.
+            self.remove_staged_leftovers();
+        }
+        Ok(())
+    }
+
+    /// Deletes the files of `.ferry-tmp/` (writes a crashed run staged but never renamed
+    /// into place). Best effort: a file that cannot be removed is logged.
+    fn remove_staged_leftovers(&self) {
+        let Some(root) = self.storage.local_root() else {
+            return;
+        };
+        let tmp = root.join(ferry_core::storage::TMP_DIR);
+        let Ok(entries) = std::fs::read_dir(&tmp) else {
+            return;
+        };
+        let (mut files, mut bytes) = (0u64, 0u64);
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+            match std::fs::remove_file(&path) {
+                Ok(()) => {
+                    files += 1;
+                    bytes += size;
+                }
+                Err(e) => {
+                    tracing::warn!(file = %path.display(), error = %e, "could not remove a staged file of a crashed run")
                 }
             }
-            None => {
-                let d = Descriptor {
-                    layout_version: layout::LAYOUT_VERSION,
-                    created_by: format!("ferry {}", env!("CARGO_PKG_VERSION")),
-                    created_at_ms: layout::now_ms(),
-                };
-                let json = serde_json::to_vec_pretty(&d)
-                    .map_err(|e| Error::internal(format!("encoding descriptor: {e}")))?;
-                self.storage.write_new(layout::DESCRIPTOR, json).await?;
-            }
         }
+        if files > 0 {
+            tracing::info!(folder = %tmp.display(), files, bytes, "removed staged files of a crashed run");
+        }
+    }
+
+    /// An error when this writer lost its lease: nothing more may be committed.
+    pub(super) fn check_lease(&self) -> Result<()> {
+        self.lease
+            .as_ref()
+            .map_or(Ok(()), super::lease::Lease::check)
+    }
+
+    /// Takes the lease and writes the descriptor (`ferry.json`) before the first object of
+    /// a new location.
+    pub(super) async fn ensure_descriptor(&mut self) -> Result<()> {
+        self.take_lease().await?;
+        if self.descriptor_written {
+            return Ok(());
+        }
+        let d = Descriptor {
+            layout_version: layout::LAYOUT_VERSION,
+            created_by: format!("ferry {}", env!("CARGO_PKG_VERSION")),
+            created_at_ms: layout::now_ms(),
+        };
+        let json = serde_json::to_vec_pretty(&d)
+            .map_err(|e| Error::internal(format!("encoding descriptor: {e}")))?;
+        // Create-only: another writer's descriptor (the same layout) is as good as ours.
+        self.storage.write_new(layout::DESCRIPTOR, json).await?;
+        self.descriptor_written = true;
         Ok(())
     }
 

@@ -34,6 +34,7 @@ pub(super) struct OpenSegment {
 
 impl StorageSink {
     pub(super) async fn open_segment(&mut self, piece: &Piece) -> Result<OpenSegment> {
+        self.ensure_descriptor().await?;
         let batch = &piece.batch;
         let ext = self.format.extension();
         let (key, pending) = match &self.template {
@@ -59,7 +60,7 @@ impl StorageSink {
                 (key, Some(marker))
             }
         };
-        let mut writer = self.storage.operator().writer_with(&key);
+        let mut writer = self.storage.operator()?.writer_with(&key);
         if !self.local {
             // Object stores upload in parts of this size; local files are written through
             // (buffering a chunk per open partition would only cost memory).
@@ -147,6 +148,7 @@ impl StorageSink {
         let json = serde_json::to_vec_pretty(&manifest)
             .map_err(|e| Error::internal(format!("encoding manifest: {e}")))?;
         let mkey = layout::manifest_key(topic, partition, seg.first_offset);
+        self.check_lease()?;
         if !self.storage.write_new(&mkey, json).await? {
             return Err(Error::refused(format!(
                 "{}/{mkey} already exists: another writer is using this backup location",

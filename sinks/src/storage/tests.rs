@@ -305,3 +305,75 @@ fn dead_letter_prefix_is_checked() {
         assert!(f.validate(&c).is_err(), "{bad}");
     }
 }
+
+/// A segment that is not full is committed by the first flush after `commit_interval`,
+/// not before (so frequent checkpoints do not make tiny files).
+#[test]
+fn flush_commits_segments_open_for_commit_interval() {
+    rt().block_on(async {
+        let uri = format!("memory://commit-interval-{}", layout::now_ms());
+        let mut sink = StorageSink::new(config(
+            &uri,
+            serde_json::json!({"commit_interval": "300ms"}),
+        ))
+        .unwrap();
+        sink.open().await.unwrap();
+        let topic: Arc<str> = Arc::from("t");
+        let recs: Vec<Record> = (0..3).map(|i| record(&topic, i, T0)).collect();
+        sink.write(Batch::from_records(
+            topic.clone(),
+            0,
+            0,
+            3,
+            recs,
+            Ack::none(),
+        ))
+        .await
+        .unwrap();
+        let key = layout::manifest_key("t", 0, 0);
+        sink.flush().await.unwrap();
+        assert!(
+            !sink.storage().exists(&key).await.unwrap(),
+            "committed too early"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(350)).await;
+        sink.flush().await.unwrap();
+        assert_eq!(manifest(sink.storage(), 0).await.next_offset, 3);
+    });
+}
+
+/// Files a crashed run staged in `.ferry-tmp/` are removed when the next run takes the
+/// location's lease; the committed data stays.
+#[test]
+fn staged_files_of_a_crashed_run_are_removed_on_open() {
+    rt().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let uri = dir.path().join("b").display().to_string();
+        let mut sink = StorageSink::new(config(&uri, serde_json::json!({}))).unwrap();
+        sink.open().await.unwrap();
+        let topic: Arc<str> = Arc::from("t");
+        let recs: Vec<Record> = (0..3).map(|i| record(&topic, i, T0)).collect();
+        sink.write(Batch::from_records(
+            topic.clone(),
+            0,
+            0,
+            3,
+            recs,
+            Ack::none(),
+        ))
+        .await
+        .unwrap();
+        sink.close().await.unwrap();
+        let tmp = dir.path().join("b").join(ferry_core::storage::TMP_DIR);
+        std::fs::write(tmp.join("half-written-segment"), vec![7u8; 4096]).unwrap();
+        let mut again = StorageSink::new(config(&uri, serde_json::json!({}))).unwrap();
+        assert_eq!(again.open().await.unwrap().unwrap()["t"][&0], 3);
+        assert_eq!(
+            std::fs::read_dir(&tmp).unwrap().count(),
+            0,
+            "staged file left"
+        );
+        assert_eq!(manifest(again.storage(), 0).await.next_offset, 3);
+        again.close().await.unwrap();
+    });
+}

@@ -111,6 +111,7 @@ impl ChunkedObject {
         }
         let want = (min as u64).max(self.chunk).min(self.size - self.read_pos);
         let range = self.read_pos..self.read_pos + want;
+        let op = self.storage.operator()?.clone();
         let read = match self.ahead.take() {
             Some(mut a) if a.range == range => match (&mut a.task).await {
                 Ok(r) => r,
@@ -122,17 +123,10 @@ impl ChunkedObject {
                 }
             },
             // Not the range read ahead (a batch bigger than a chunk): read it now.
-            _ => {
-                self.storage
-                    .operator()
-                    .read_with(&self.key)
-                    .range(range.clone())
-                    .await
-            }
+            _ => op.read_with(&self.key).range(range.clone()).await,
         };
         let next = range.end..(range.end + self.chunk).min(self.size);
         if !next.is_empty() && tokio::runtime::Handle::try_current().is_ok() {
-            let op = self.storage.operator().clone();
             let key = self.key.clone();
             let r = next.clone();
             self.ahead = Some(ReadAhead {

@@ -275,7 +275,14 @@ pub async fn verify_segment(storage: Storage, m: SegmentManifest, chunk: u64) ->
             return out;
         }
     }
-    let size = match storage.operator().stat(&key).await {
+    let op = match storage.operator() {
+        Ok(op) => op,
+        Err(e) => {
+            out.problems.push(damage(&key, e.to_string()));
+            return out;
+        }
+    };
+    let size = match op.stat(&key).await {
         Ok(meta) => meta.content_length(),
         Err(e) if e.kind() == opendal::ErrorKind::NotFound => {
             out.problems.push(damage(
