@@ -29,7 +29,14 @@ pub async fn main(args: Args) -> anyhow::Result<()> {
                 continue;
             }
         };
-        let errors = reg.check_pipeline(&text, &name);
+        let mut errors = reg.check_pipeline(&text, &name);
+        // In the order of the file, whatever order the checks found them in.
+        errors.sort_by_key(|e| match e {
+            ferry_core::Error::Config {
+                location: Some(l), ..
+            } => (l.line, l.column),
+            _ => (u64::MAX, u64::MAX),
+        });
         if errors.is_empty() {
             crate::outln!("{name}: ok");
             continue;

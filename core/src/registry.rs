@@ -986,6 +986,7 @@ impl FileCtx<'_> {
             let Err(e) = factory.check(&input) else {
                 return;
             };
+            let e = self.unknown_field_at_its_line(e, path);
             // Only the parser's errors carry a line; a failed check after a clean parse is
             // the component's last word (blanking its field would only add "missing key").
             let line = match &e {
@@ -994,14 +995,48 @@ impl FileCtx<'_> {
                 } => Some(l.line),
                 _ => None,
             };
+            let message = e.to_string();
             errors.push(placed(e));
             let Some(line) = line.filter(|l| Some(*l) != component_line) else {
                 return;
             };
-            if seen_lines.contains(&line) || !blank_key_at(&mut text, line) {
+            // The key blanked must be the one the error names: otherwise the error's line is
+            // not its own (a flattened option set reports at the component's first key), and
+            // blanking it would only make errors up.
+            if seen_lines.contains(&line) || !blank_key_at(&mut text, line, &message) {
                 return;
             }
             seen_lines.push(line);
+        }
+    }
+}
+
+impl FileCtx<'_> {
+    /// serde's own "unknown field `x`" (from a component whose options are partly
+    /// flattened, which loses the key's position) moved to the key's line and worded like
+    /// the parser's other unknown-key errors.
+    fn unknown_field_at_its_line(&self, e: Error, path: &[PathSeg]) -> Error {
+        let Error::Config { location, message } = e else {
+            return e;
+        };
+        let field = message
+            .split_once("unknown field `")
+            .and_then(|(_, rest)| rest.split_once('`'))
+            .map(|(f, _)| f.to_string());
+        let mut key_path = path.to_vec();
+        let found = field.as_ref().and_then(|f| {
+            key_path.push(PathSeg::Key(f.clone()));
+            (self.at)(&key_path)
+        });
+        match (field, found) {
+            (Some(f), Some(at)) => Error::Config {
+                location: Some(at),
+                message: format!(
+                    "unknown key '{f}' in {} (`ferry components` lists its keys)",
+                    (self.describe)(path)
+                ),
+            },
+            _ => Error::Config { location, message },
         }
     }
 }
@@ -1021,7 +1056,7 @@ fn field_named_by(message: &str) -> Option<Vec<String>> {
 /// Replaces with spaces the key whose line (1-based) is `line` — or, when that line holds
 /// only a value, the key above it — together with the lines nested under it. Returns false
 /// when no key line is found.
-fn blank_key_at(text: &mut String, line: u64) -> bool {
+fn blank_key_at(text: &mut String, line: u64, message: &str) -> bool {
     let mut lines: Vec<String> = text.split('\n').map(str::to_string).collect();
     let indent = |l: &str| l.len() - l.trim_start().len();
     let is_key = |l: &str| {
@@ -1052,6 +1087,14 @@ fn blank_key_at(text: &mut String, line: u64) -> bool {
     // A key inside a sequence item: blanking it could leave an empty item, a new error of
     // its own; stop at the first error there.
     if lines[at].trim_start().starts_with("- ") {
+        return false;
+    }
+    let key = lines[at]
+        .trim_start()
+        .split_once(':')
+        .map(|(k, _)| k.trim_matches(|c| c == '"' || c == '\''))
+        .unwrap_or_default();
+    if !message.contains(key) {
         return false;
     }
     let own = indent(&lines[at]);
@@ -1174,16 +1217,22 @@ mod tests {
     #[test]
     fn a_faulty_key_is_blanked_with_what_is_nested_under_it() {
         let mut text = "sink:\n  a: 1\n  roll:\n    x: 2\n    y: 3\n  b: 4\n".to_string();
-        assert!(blank_key_at(&mut text, 3));
+        // Only the key the error names.
+        assert!(!blank_key_at(&mut text, 2, "unknown key 'roll'"));
+        assert!(blank_key_at(&mut text, 3, "unknown key 'roll'"));
         assert_eq!(text, "sink:\n  a: 1\n       \n        \n        \n  b: 4\n");
         // A value on its own line: its key goes.
         let mut text = "sink:\n  p:\n    presrve\n  b: 4\n".to_string();
-        assert!(blank_key_at(&mut text, 3));
+        assert!(blank_key_at(
+            &mut text,
+            3,
+            "unknown value 'presrve' for 'sink.p'"
+        ));
         assert_eq!(text, "sink:\n    \n           \n  b: 4\n");
         // Inside a sequence item: not touched.
         let mut text = "t:\n  - type: x\n".to_string();
-        assert!(!blank_key_at(&mut text, 2));
-        assert!(!blank_key_at(&mut text, 9));
+        assert!(!blank_key_at(&mut text, 2, "type"));
+        assert!(!blank_key_at(&mut text, 9, "type"));
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! renews its lease (a new heartbeat and expiry) every third of the lease time, checking
 //! first that the lease is still its own; when it is not (a paused owner whose lease
 //! expired and was taken over) the sink stops before it commits anything more. `close`
-//! releases the lease so the next run need not wait for it to expire.
+//! releases the lease so the next run need not wait for it to expire; a lease whose owner
+//! ran on this host and is gone (killed, crashed) is taken over at once.
 
 use ferry_core::{Error, Result, Storage};
 use serde::{Deserialize, Serialize};
@@ -71,6 +72,13 @@ fn new_owner(host: &str) -> String {
     )
 }
 
+/// Whether a process of this host is alive. Where `/proc` cannot tell (not Linux), every
+/// process counts as alive, so only expiry frees its lease.
+fn process_alive(pid: u32) -> bool {
+    let proc = std::path::Path::new("/proc");
+    !proc.is_dir() || proc.join(pid.to_string()).exists()
+}
+
 fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
@@ -115,7 +123,11 @@ impl Lease {
                 let key = lease_key(g);
                 if let Some(held) = read_lease(storage, &key).await? {
                     let now = now_ms();
-                    if held.expires_ms > now {
+                    let owner_died_here = held.host == host && !process_alive(held.pid);
+                    if owner_died_here {
+                        tracing::warn!(lease = %key, owner = %held.owner, "the lease's owner ran on this host and is gone (it crashed): taking over");
+                    }
+                    if held.expires_ms > now && !owner_died_here {
                         return Err(Error::refused(format!(
                             "{storage}/{key}: another Ferry is writing to this backup location: {}; stop it first, or wait for its lease to expire if it crashed",
                             held.describe(now)
@@ -312,6 +324,31 @@ mod tests {
         };
         assert!(!stale.still_ours().await.unwrap());
         next.check().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_lease_of_a_dead_process_on_this_host_is_taken_over_at_once() {
+        let s = memory("dead");
+        let mut held = Lease::acquire(&s, Duration::from_secs(60)).await.unwrap();
+        held.renewal.abort();
+        // Pretend the owner was another process of this host that is gone: no process
+        // has pid u32::MAX.
+        held.doc.pid = u32::MAX;
+        s.write(&held.key, encode(&held.doc).unwrap())
+            .await
+            .unwrap();
+        let next = Lease::acquire(&s, Duration::from_secs(60)).await.unwrap();
+        assert_eq!(next.key, lease_key(1));
+        // A live owner (this process) is not taken over.
+        let err = Lease::acquire(&s, Duration::from_secs(60))
+            .await
+            .err()
+            .unwrap();
+        assert!(
+            err.to_string()
+                .contains(&format!("pid {}", std::process::id())),
+            "{err}"
+        );
     }
 
     #[tokio::test]
