@@ -14,6 +14,9 @@
 //!   the time of the restore. Topics the sink creates are created as CreateTime instead
 //!   (carrying the original times, append times included), which the plan says.
 
+use super::{kerr, Partitioning};
+use ferry_core::{Error, Result, TopicSettings};
+use ferry_kafka::{NewTopic, OffsetSpec, TopicResult};
 use std::collections::BTreeMap;
 
 /// Kafka's topic config naming whose clock stamps records.
@@ -171,6 +174,229 @@ pub fn split_records(
         }
     }
     (records, foreign, own)
+}
+
+/// Target topics: created when missing, checked before the first write.
+impl super::KafkaSink {
+    /// Makes sure a topic exists on the target and returns its partition count.
+    pub(super) async fn ensure_topic(&mut self, topic: &str, min_partition: i32) -> Result<i32> {
+        if let Some(n) = self.topics.get(topic) {
+            return Ok(*n);
+        }
+        if !self.checked.contains(topic) {
+            self.check_targets(&[topic.to_string()]).await?;
+        }
+        let client = self.client().await?;
+        let md = client
+            .metadata(Some(&[topic.to_string()]))
+            .await
+            .map_err(kerr)?;
+        let existing = md
+            .topic(topic)
+            .filter(|t| t.error.is_none() && !t.partitions.is_empty())
+            .map(|t| t.partitions.len() as i32);
+        let count = match existing {
+            Some(n) => n,
+            None if self.config.create_topics => {
+                let src = self.source_topics.get(topic);
+                let Some(partitions) = self.config.partitions.or(src.map(|s| s.partitions)) else {
+                    return Err(Error::config(format!(
+                        "topic '{topic}' does not exist on the target and the source does not say \
+                         how many partitions it had (partition {min_partition} was seen): set \
+                         `partitions` on the kafka sink or create the topic first"
+                    )));
+                };
+                let partitions = partitions.max(1);
+                let mut configs = src.map(|s| s.configs.clone()).unwrap_or_default();
+                if self.creates_as_create_time(topic) {
+                    tracing::info!(
+                        topic,
+                        "the backed-up topic was LogAppendTime: creating it as CreateTime, so \
+                         records keep their original append times"
+                    );
+                    configs.insert(TIMESTAMP_TYPE.into(), "CreateTime".into());
+                }
+                for (k, v) in &self.config.topic_configs {
+                    if v.is_empty() {
+                        configs.remove(k);
+                    } else {
+                        configs.insert(k.clone(), v.clone());
+                    }
+                }
+                let new = NewTopic {
+                    name: topic.to_string(),
+                    partitions,
+                    replication_factor: self.config.replication_factor.unwrap_or(-1),
+                    configs,
+                };
+                match client.create_topics(&[new]).await.map_err(kerr)?.first() {
+                    Some((_, TopicResult::Created)) => {
+                        tracing::info!(topic, partitions, "created topic on the target")
+                    }
+                    _ => tracing::info!(topic, "topic already exists on the target"),
+                }
+                client.invalidate_metadata();
+                // Leaders take a moment to be elected after creation.
+                let mut n = 0;
+                for _ in 0..250 {
+                    let md = client
+                        .metadata(Some(&[topic.to_string()]))
+                        .await
+                        .map_err(kerr)?;
+                    if let Some(t) = md.topic(topic) {
+                        if !t.partitions.is_empty() && t.partitions.iter().all(|p| p.leader >= 0) {
+                            n = t.partitions.len() as i32;
+                            break;
+                        }
+                    }
+                    client.invalidate_metadata();
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                if n == 0 {
+                    return Err(Error::connection("kafka", true, format!(
+                        "topic '{topic}' was created but has no leaders yet"
+                    )));
+                }
+                n
+            }
+            None => {
+                return Err(Error::config(format!(
+                    "topic '{topic}' does not exist on the target and create_topics is off: create it first"
+                )))
+            }
+        };
+        if self.state.is_some() && !self.map.has_base(topic) {
+            // Remember where the target stood before this restore writes to it, and save
+            // that before producing: records that land before the next save are then still
+            // recognised on resume.
+            let partitions: Vec<i32> = (0..count).collect();
+            let ends = client
+                .list_offsets(topic, &partitions, OffsetSpec::Latest)
+                .await
+                .map_err(kerr)?;
+            for (p, end) in ends {
+                self.map.set_base(topic, p, end);
+            }
+            self.save_map().await?;
+        }
+        self.topics.insert(topic.to_string(), count);
+        Ok(count)
+    }
+
+    /// Whether a topic the sink creates gets CreateTime instead of the source's
+    /// LogAppendTime (unless `topic_configs` sets the timestamp type itself): under
+    /// LogAppendTime the broker would stamp every restored record with the time of the
+    /// restore.
+    fn creates_as_create_time(&self, topic: &str) -> bool {
+        !self.config.topic_configs.contains_key(TIMESTAMP_TYPE)
+            && self.source_topics.get(topic).is_some_and(|s| {
+                s.configs.get(TIMESTAMP_TYPE).map(String::as_str) == Some(LOG_APPEND_TIME)
+            })
+    }
+
+    /// Partitions a target topic needs under `preserve`: the highest partition the
+    /// source's partitions map to, plus one (`None` when the source's count is unknown).
+    fn needed_partitions(&self, topic: &str) -> Option<i32> {
+        if self.config.partitioning != Partitioning::Preserve {
+            return None;
+        }
+        let n = self.source_topics.get(topic)?.partitions;
+        (0..n).map(|p| self.target_partition(p, None, n) + 1).max()
+    }
+
+    /// What the target holds for each of `topics` and what the sink would do there:
+    /// existence, partitions, records (this sink's own, per its offset map, and others'),
+    /// timestamp type. Reads only; a dry run prints it.
+    pub async fn inspect_targets(&mut self, topics: &[String]) -> Result<Vec<TargetTopic>> {
+        let client = self.client().await?;
+        let md = client.metadata(Some(topics)).await.map_err(kerr)?;
+        let mut out = Vec::new();
+        for topic in topics {
+            let mut t = TargetTopic {
+                topic: topic.clone(),
+                source_partitions: self.source_topics.get(topic).map(|s| s.partitions),
+                needed_partitions: self.needed_partitions(topic),
+                ..Default::default()
+            };
+            let partitions = md
+                .topic(topic)
+                .filter(|t| t.error.is_none() && !t.partitions.is_empty())
+                .map(|t| t.partitions.len() as i32);
+            match partitions {
+                None => {
+                    t.create_partitions = self.config.partitions.or(t.source_partitions);
+                    t.created_as_create_time = self.creates_as_create_time(topic);
+                }
+                Some(n) => {
+                    t.exists = true;
+                    t.partitions = n;
+                    let all: Vec<i32> = (0..n).collect();
+                    let starts = client
+                        .list_offsets(topic, &all, OffsetSpec::Earliest)
+                        .await
+                        .map_err(kerr)?;
+                    let ends = client
+                        .list_offsets(topic, &all, OffsetSpec::Latest)
+                        .await
+                        .map_err(kerr)?;
+                    let bases = self.map.bases_of(topic);
+                    let (records, foreign, own) = split_records(&starts, &ends, bases.as_ref());
+                    t.records = records;
+                    t.foreign_records = foreign;
+                    t.own_records = own;
+                    t.log_append_time = client
+                        .describe_configs(topic)
+                        .await
+                        .map_err(kerr)?
+                        .iter()
+                        .any(|c| {
+                            c.name == TIMESTAMP_TYPE && c.value.as_deref() == Some(LOG_APPEND_TIME)
+                        });
+                }
+            }
+            out.push(t);
+        }
+        Ok(out)
+    }
+
+    /// Why the sink must not write to these target topics (every reason of every topic).
+    pub fn refusals(&self, targets: &[TargetTopic]) -> Vec<String> {
+        let brokers = self.config.connection.brokers.join(",");
+        targets
+            .iter()
+            .flat_map(|t| t.refusals(self.config.allow_existing, &brokers))
+            .collect()
+    }
+
+    /// Learns the source's topics (partition counts, configs) without checking the target;
+    /// a dry run uses it before [`KafkaSink::inspect_targets`].
+    pub fn note_source_topics(&mut self, topics: impl IntoIterator<Item = TopicSettings>) {
+        for t in topics {
+            self.source_topics.insert(t.name.clone(), t);
+        }
+    }
+
+    /// Whether this sink appends to topics holding records it did not write.
+    pub fn allows_existing(&self) -> bool {
+        self.config.allow_existing
+    }
+
+    /// Checks target topics before anything is written to them (see [`target`]); refuses
+    /// with every reason at once.
+    pub(super) async fn check_targets(&mut self, topics: &[String]) -> Result<()> {
+        let targets = self.inspect_targets(topics).await?;
+        let refusals = self.refusals(&targets);
+        if !refusals.is_empty() {
+            return Err(Error::config(format!(
+                "nothing was written: {}",
+                refusals.join("; and ")
+            )));
+        }
+        for t in targets {
+            self.checked.insert(t.topic);
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
