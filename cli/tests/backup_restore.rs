@@ -833,7 +833,12 @@ fn secured_round_trip(brokers: &str, settings: &str, refused: &str, refusal_word
     assert!(!wrong.status.success());
     let err = String::from_utf8_lossy(&wrong.stderr).to_lowercase();
     assert!(refusal_words.iter().any(|w| err.contains(w)), "{err}");
-    assert!(!backup.join("topics").exists());
+    // A refused login writes nothing at all: not even the backup's folder or descriptor.
+    assert!(
+        !backup.exists(),
+        "a refused backup left {}",
+        backup.display()
+    );
 
     ferry_ok(&[
         "run",
@@ -841,17 +846,34 @@ fn secured_round_trip(brokers: &str, settings: &str, refused: &str, refusal_word
     ]);
     let restored = format!("{topic}-restored");
     let restore_yaml = dir.path().join("restore.yaml");
-    std::fs::write(
-        &restore_yaml,
-        format!(
-            "name: secured-restore\nsource:\n  type: backup\n  uri: \"{}\"\ntransforms:\n  - type: rename_topic\n    \
-             map: {{\"{topic}\": \"{restored}\"}}\nsink:\n  type: kafka\n  brokers: [\"{brokers}\"]\n  {settings}\n  \
-             state: \"{}\"\n",
-            backup.display(),
-            dir.path().join("state").display()
-        ),
-    )
-    .unwrap();
+    let write_restore = |path: &std::path::Path, settings: &str, state: &str| {
+        std::fs::write(
+            path,
+            format!(
+                "name: secured-restore\nsource:\n  type: backup\n  uri: \"{}\"\ntransforms:\n  - type: rename_topic\n    \
+                 map: {{\"{topic}\": \"{restored}\"}}\nsink:\n  type: kafka\n  brokers: [\"{brokers}\"]\n  {settings}\n  \
+                 state: \"{}\"\n",
+                backup.display(),
+                dir.path().join(state).display()
+            ),
+        )
+        .unwrap();
+    };
+    // A refused login on the restore side writes nothing either: no state, no topic.
+    let refused_restore = dir.path().join("refused-restore.yaml");
+    write_restore(&refused_restore, refused, "state-refused");
+    let wrong = ferry(&["run", refused_restore.to_str().unwrap()]);
+    assert!(!wrong.status.success());
+    let err = String::from_utf8_lossy(&wrong.stderr).to_lowercase();
+    assert!(refusal_words.iter().any(|w| err.contains(w)), "{err}");
+    assert!(!dir.path().join("state-refused").exists());
+    let md = rt().block_on(client(&env).metadata(None)).unwrap();
+    assert!(
+        md.topic(&restored).is_none(),
+        "a refused restore created {restored}"
+    );
+
+    write_restore(&restore_yaml, settings, "state");
     ferry_ok(&["run", restore_yaml.to_str().unwrap()]);
     let original = dump_topic(&env, &env.kafka, &topic);
     assert_eq!(original.len(), 80);
