@@ -136,9 +136,12 @@ pub struct ProduceResult {
     pub topic: String,
     /// Partition.
     pub partition: i32,
-    /// Offset of the first record (-1 with acks=0 or an empty batch).
+    /// Offset of the first record (-1 with acks=0, an empty batch, or a batch the broker
+    /// had already when a retry reached it, see below).
     pub base_offset: i64,
-    /// Offsets per wire batch: a batch that had to be split may not be contiguous.
+    /// Offsets per wire batch: a batch that had to be split may not be contiguous. A wire
+    /// batch a dying leader wrote without answering, and whose retry came too late for the
+    /// broker's duplicate check, has no run: its records are written, their offsets unknown.
     pub runs: Vec<OffsetRun>,
     /// Broker append time, when the topic uses LogAppendTime.
     pub log_append_time: Option<i64>,
@@ -171,6 +174,9 @@ struct State {
 struct Shared {
     state: tokio::sync::Mutex<State>,
     turns: Turns,
+    /// Per partition, the latest call (ticket) a batch of which landed on the fast path: a
+    /// later call's batch landing proves an earlier call's batches are in the log.
+    landed_by: std::sync::Mutex<HashMap<(String, i32), u64>>,
 }
 
 /// Writes records to Kafka. Made by [`Client::producer`]; clones share the producer id and
@@ -282,6 +288,7 @@ impl Client {
                     initialized: false,
                 }),
                 turns: Turns::new(),
+                landed_by: std::sync::Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -512,15 +519,19 @@ impl Producer {
     }
 
     /// The careful path for what the pipelined requests did not land: round by round, one
-    /// request per leader holding the head batch of each partition, with retries.
+    /// request per leader holding the head batch of each partition, with retries. Every
+    /// earlier batch has landed by then, so an OUT_OF_ORDER_SEQUENCE_NUMBER answer means the
+    /// broker has the batch already (see [`BeyondWindow`]).
     async fn careful(
         &self,
+        ticket: u64,
         queues: &mut BTreeMap<(String, i32), VecDeque<Wire>>,
         results: &mut [ProduceResult],
     ) -> Result<()> {
         // Rounds until every queue is empty; retriable errors wait out the client's retry
         // policy, which gives up with the last of them.
         let mut backoff = self.client.config().retry.start();
+        let mut beyond = BeyondWindow::default();
         while queues.values().any(|q| !q.is_empty()) {
             let mut round = CarefulRound::default();
             // Heads of every partition, grouped by leader.
@@ -560,10 +571,16 @@ impl Producer {
                             match ans {
                                 Ok((base, append_time)) => {
                                     if let Some(w) = q.pop_front() {
+                                        beyond.confirm(&key);
                                         landed(results, &w, base, append_time);
                                     }
                                 }
                                 Err(e) if e.is_retriable() => round.retry(&key, e),
+                                Err(e) if is_out_of_order(&e) => {
+                                    if let Some(w) = q.pop_front() {
+                                        beyond.suspect(&key, w, e);
+                                    }
+                                }
                                 Err(e) => return Err(self.fatal(&key, e)),
                             }
                         }
@@ -589,7 +606,31 @@ impl Producer {
             }
             tokio::time::sleep(delay).await;
         }
-        Ok(())
+        match beyond.unconfirmed(|key| self.landed_after(key, ticket)) {
+            Some((key, e)) => Err(self.fatal(&key, e)),
+            None => Ok(()),
+        }
+    }
+
+    /// Notes that a batch of `key` from call `ticket` landed (see [`Shared::landed_by`]).
+    fn note_landed(&self, key: &(String, i32), ticket: u64) {
+        let mut by = self
+            .shared
+            .landed_by
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let latest = by.entry(key.clone()).or_insert(ticket);
+        *latest = (*latest).max(ticket);
+    }
+
+    /// Whether a call started after call `ticket` has landed a batch of `key`.
+    fn landed_after(&self, key: &(String, i32), ticket: u64) -> bool {
+        let by = self
+            .shared
+            .landed_by
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        by.get(key).is_some_and(|t| *t > ticket)
     }
 
     fn fatal(&self, key: &(String, i32), e: ClientError) -> ClientError {
@@ -971,6 +1012,7 @@ impl InFlight {
                         }
                         match ans {
                             Ok((base, append_time)) => {
+                                self.producer.note_landed(&key, self.turn.ticket);
                                 if let Some(w) =
                                     self.queues.get_mut(&key).and_then(|q| q.pop_front())
                                 {
@@ -1009,7 +1051,9 @@ impl InFlight {
         }
         let _order = self.producer.shared.state.lock().await;
         let (queues, results) = (&mut self.queues, &mut self.results);
-        self.producer.careful(queues, results).await
+        self.producer
+            .careful(self.turn.ticket, queues, results)
+            .await
     }
 }
 
@@ -1131,7 +1175,8 @@ fn landed(results: &mut [ProduceResult], w: &Wire, base: i64, append_time: i64) 
     let Some(r) = results.get_mut(w.batch_index) else {
         return;
     };
-    if r.runs.is_empty() {
+    // The first record's offset: unknown (-1) when its wire batch landed without one.
+    if w.first_index == 0 {
         r.base_offset = base;
     }
     r.runs.push(OffsetRun {
@@ -1141,6 +1186,70 @@ fn landed(results: &mut [ProduceResult], w: &Wire, base: i64, append_time: i64) 
     });
     if append_time >= 0 {
         r.log_append_time = Some(append_time);
+    }
+}
+
+/// Whether a produce answer is OUT_OF_ORDER_SEQUENCE_NUMBER.
+fn is_out_of_order(e: &ClientError) -> bool {
+    e.code() == Some(KafkaCode::OUT_OF_ORDER_SEQUENCE_NUMBER)
+}
+
+/// Retried batches the broker answered with OUT_OF_ORDER_SEQUENCE_NUMBER although every
+/// batch before them had landed: the broker then has them already, further back than the
+/// last 5 batches it keeps for duplicate detection (a leader that replicated a run of
+/// batches and died before answering). The broker takes a producer's batches only in
+/// sequence order, so they count as written once a later batch of the partition lands (or
+/// is a duplicate), of this call or of a later one; their offsets are unknown. Unconfirmed
+/// at the end, they are an error.
+#[derive(Default)]
+struct BeyondWindow {
+    suspects: BTreeMap<(String, i32), (Vec<Wire>, ClientError)>,
+}
+
+impl BeyondWindow {
+    /// Sets `w` aside until a later batch of `key` lands.
+    fn suspect(&mut self, key: &(String, i32), w: Wire, e: ClientError) {
+        debug!(topic = %key.0, partition = key.1, error = %e, "retried batch out of order: the broker may have it already");
+        let entry = self
+            .suspects
+            .entry(key.clone())
+            .or_insert_with(|| (Vec::new(), e));
+        entry.0.push(w);
+    }
+
+    /// A later batch of `key` landed: the batches set aside before it are written, at
+    /// offsets the broker did not say (no [`OffsetRun`] for them).
+    fn confirm(&mut self, key: &(String, i32)) {
+        let Some((wires, _)) = self.suspects.remove(key) else {
+            return;
+        };
+        let records: usize = wires.iter().map(|w| w.count).sum();
+        warn!(
+            topic = %key.0,
+            partition = key.1,
+            batches = wires.len(),
+            records,
+            "retried batches were written already (before the leader moved); their offsets are unknown"
+        );
+    }
+
+    /// A partition whose set-aside batches no later batch confirmed, with the broker's
+    /// answer; `landed_later` says whether a later call landed a batch of a partition,
+    /// which confirms them too.
+    fn unconfirmed(
+        mut self,
+        landed_later: impl Fn(&(String, i32)) -> bool,
+    ) -> Option<((String, i32), ClientError)> {
+        let confirmed: Vec<(String, i32)> = self
+            .suspects
+            .keys()
+            .filter(|k| landed_later(k))
+            .cloned()
+            .collect();
+        for key in &confirmed {
+            self.confirm(key);
+        }
+        self.suspects.into_iter().next().map(|(k, (_, e))| (k, e))
     }
 }
 

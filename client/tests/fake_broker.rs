@@ -59,9 +59,26 @@ struct Cluster {
     fetch_throttle_ms: AtomicI32,
     /// When each fetch arrived.
     fetch_arrivals: Mutex<Vec<std::time::Instant>>,
+    /// Broker 1 appends a produce (its followers have it) before answering
+    /// NOT_LEADER_OR_FOLLOWER: a leader that died after replicating, before answering.
+    appended_before_not_leader: AtomicBool,
+    /// Kafka's duplicate window: only a repeat of one of the last 5 batches of a producer
+    /// and partition is a duplicate; an older sequence is OUT_OF_ORDER_SEQUENCE_NUMBER.
+    duplicate_window: AtomicBool,
+    /// Base sequences of the last 5 batches per producer id and partition.
+    last_batches: Mutex<std::collections::HashMap<(i64, i32), std::collections::VecDeque<i32>>>,
 }
 
 impl Cluster {
+    /// Appends a produced batch if its sequence allows (what a follower replicated).
+    fn append(&self, id: i32, partition: i32, bytes: Bytes) {
+        if self.sequence_error(partition, &bytes).is_none() {
+            let count = i32::from_be_bytes([bytes[57], bytes[58], bytes[59], bytes[60]]);
+            self.next_offset.fetch_add(count, Ordering::SeqCst);
+            self.produced.lock().unwrap().push((id, bytes));
+        }
+    }
+
     /// Kafka's idempotence check of one batch; accepts it (moving the expected sequence)
     /// or says why not.
     fn sequence_error(&self, partition: i32, b: &[u8]) -> Option<KafkaCode> {
@@ -73,13 +90,22 @@ impl Cluster {
         let count = i32::from_be_bytes(b[57..61].try_into().unwrap());
         let mut seqs = self.sequences.lock().unwrap();
         let next = seqs.entry((pid, partition)).or_insert(0);
+        let mut last = self.last_batches.lock().unwrap();
+        let recent = last.entry((pid, partition)).or_default();
         if seq < *next {
+            if self.duplicate_window.load(Ordering::SeqCst) && !recent.contains(&seq) {
+                return Some(KafkaCode::OUT_OF_ORDER_SEQUENCE_NUMBER);
+            }
             return Some(KafkaCode::DUPLICATE_SEQUENCE_NUMBER);
         }
         if seq > *next {
             return Some(KafkaCode::OUT_OF_ORDER_SEQUENCE_NUMBER);
         }
         *next += count;
+        recent.push_back(seq);
+        if recent.len() > 5 {
+            recent.pop_front();
+        }
         None
     }
 }
@@ -249,6 +275,9 @@ async fn serve(id: i32, listener: TcpListener, cluster: Arc<Cluster>) {
                             for p in t.partition_data {
                                 let mut r = PartitionProduceResponse::default().with_index(p.index);
                                 if id == 1 {
+                                    if cluster.appended_before_not_leader.load(Ordering::SeqCst) {
+                                        cluster.append(id, p.index, p.records.clone().unwrap());
+                                    }
                                     cluster.leader.store(2, Ordering::SeqCst);
                                     r = r.with_error_code(KafkaCode::NOT_LEADER_OR_FOLLOWER.0);
                                 } else if cluster.produce_error_on_2.load(Ordering::SeqCst) != 0 {
@@ -884,4 +913,170 @@ async fn a_broker_that_never_answers_is_reported_within_the_request_timeout() {
     );
     assert!(err.to_string().contains("timed out after"), "{err}");
     assert!(took < Duration::from_secs(3), "reported after {took:?}");
+}
+
+/// Values of the records the fake brokers kept, in the order they were appended.
+fn kept_values(cluster: &Cluster) -> Vec<String> {
+    let produced = cluster.produced.lock().unwrap().clone();
+    let topic: std::sync::Arc<str> = "t".into();
+    produced
+        .iter()
+        .flat_map(|(_, b)| {
+            ferry_kafka::decode_batches(b, &topic, 0)
+                .unwrap()
+                .into_iter()
+                .map(|r| String::from_utf8(r.value.unwrap().to_vec()).unwrap())
+        })
+        .collect()
+}
+
+/// The leader dies with a call in flight: the first call's batches are refused by the old
+/// leader (NOT_LEADER_OR_FOLLOWER), the next call, routed after the leader moved, reaches the
+/// new leader first and finds a sequence gap there. Both calls must land, in order, once,
+/// with no OUT_OF_ORDER_SEQUENCE_NUMBER reaching the caller.
+#[tokio::test]
+async fn a_later_call_reaching_the_new_leader_first_waits_for_the_earlier_retries() {
+    let cluster = start_cluster().await;
+    cluster.check_sequences.store(true, Ordering::SeqCst);
+    let client = Client::connect(config(&cluster)).await.unwrap();
+    let p = client
+        .producer(ferry_kafka::ProducerConfig {
+            max_batch_bytes: 400,
+            ..Default::default()
+        })
+        .unwrap();
+    let call = |first: usize| {
+        let recs: Vec<ProduceRecord> = (first..first + 10)
+            .map(|i| ProduceRecord {
+                key: None,
+                value: Some(Bytes::from(format!("{i:03}"))),
+                headers: vec![],
+                timestamp: 1_000 + i as i64,
+            })
+            .collect();
+        p.prepare(vec![ferry_kafka::ProduceBatch {
+            topic: "t".into(),
+            partition: 0,
+            records: recs,
+        }])
+        .unwrap()
+    };
+    // The first call goes to broker 1, which has lost the partition.
+    let first = p.start(call(0)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Metadata moves on before the first call retries: the next calls go to broker 2.
+    client.invalidate_topic("t", u64::MAX);
+    let mut in_flight = vec![first];
+    for c in 1..3 {
+        in_flight.push(p.start(call(c * 10)).await.unwrap());
+    }
+    let mut offsets = Vec::new();
+    for f in in_flight {
+        let res = f.finish().await.unwrap();
+        offsets.extend((0..10).map(|i| res[0].offset_of(i).unwrap()));
+    }
+    assert_eq!(offsets, (0..30).collect::<Vec<i64>>());
+    let want: Vec<String> = (0..30).map(|i| format!("{i:03}")).collect();
+    assert_eq!(kept_values(&cluster), want);
+    // Broker 2 refused batches on the way (the later calls' gap), and nothing was fatal.
+    let seen = cluster.batches_seen.load(Ordering::SeqCst) as usize;
+    let kept = cluster.produced.lock().unwrap().len();
+    assert!(seen > kept, "{seen} batches seen by broker 2, {kept} kept");
+    assert_eq!(cluster.init_producer_calls.load(Ordering::SeqCst), 1);
+}
+
+/// A leader that replicated a call's batches and died before answering: the new leader
+/// already has them. Kafka keeps only the last 5 batches of a producer for duplicate
+/// detection, so the retry of a batch older than that is OUT_OF_ORDER_SEQUENCE_NUMBER.
+/// The producer counts those batches as written once a later batch of the partition lands
+/// (their offsets unknown) instead of failing with it.
+#[tokio::test]
+async fn batches_the_dead_leader_replicated_are_not_refused_on_retry() {
+    let cluster = start_cluster().await;
+    cluster.check_sequences.store(true, Ordering::SeqCst);
+    cluster.duplicate_window.store(true, Ordering::SeqCst);
+    cluster
+        .appended_before_not_leader
+        .store(true, Ordering::SeqCst);
+    let client = Client::connect(config(&cluster)).await.unwrap();
+    // One record per batch: ten batches of one call in flight for the partition.
+    let p = client
+        .producer(ferry_kafka::ProducerConfig {
+            max_batch_bytes: 1,
+            ..Default::default()
+        })
+        .unwrap();
+    let recs: Vec<ProduceRecord> = (0..10)
+        .map(|i| ProduceRecord {
+            key: None,
+            value: Some(Bytes::from(format!("{i:03}"))),
+            headers: vec![],
+            timestamp: 1_000 + i as i64,
+        })
+        .collect();
+    let res = p
+        .produce(vec![ferry_kafka::ProduceBatch {
+            topic: "t".into(),
+            partition: 0,
+            records: recs,
+        }])
+        .await;
+    let want: Vec<String> = (0..10).map(|i| format!("{i:03}")).collect();
+    assert_eq!(kept_values(&cluster), want, "every record once, in order");
+    let res = res.unwrap();
+    // The first 5 retries were out of the broker's window: written, offsets unknown.
+    assert_eq!((res[0].base_offset, res[0].offset_of(0)), (-1, None));
+    assert_eq!(res[0].offset_of(4), None);
+    assert!(res[0].offset_of(9).is_some());
+    assert_eq!(cluster.init_producer_calls.load(Ordering::SeqCst), 1);
+}
+
+/// As above, and the next call, routed after the leader moved, lands its batches on the new
+/// leader before the first call retries: the first call's retries are all out of the
+/// broker's duplicate window, and the later call's landing proves they are written.
+#[tokio::test]
+async fn a_later_call_landing_first_confirms_what_the_dead_leader_replicated() {
+    let cluster = start_cluster().await;
+    cluster.check_sequences.store(true, Ordering::SeqCst);
+    cluster.duplicate_window.store(true, Ordering::SeqCst);
+    cluster
+        .appended_before_not_leader
+        .store(true, Ordering::SeqCst);
+    let client = Client::connect(config(&cluster)).await.unwrap();
+    let p = client
+        .producer(ferry_kafka::ProducerConfig {
+            max_batch_bytes: 1,
+            ..Default::default()
+        })
+        .unwrap();
+    let call = |first: usize| {
+        let recs: Vec<ProduceRecord> = (first..first + 10)
+            .map(|i| ProduceRecord {
+                key: None,
+                value: Some(Bytes::from(format!("{i:03}"))),
+                headers: vec![],
+                timestamp: 1_000 + i as i64,
+            })
+            .collect();
+        p.prepare(vec![ferry_kafka::ProduceBatch {
+            topic: "t".into(),
+            partition: 0,
+            records: recs,
+        }])
+        .unwrap()
+    };
+    let first = p.start(call(0)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    client.invalidate_topic("t", u64::MAX);
+    // Finished side by side, as the kafka sink does.
+    let second = tokio::spawn(p.start(call(10)).await.unwrap().finish());
+    // The second call's answers are in before the first call retries.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let first = first.finish().await.unwrap();
+    let second = second.await.unwrap().unwrap();
+    let want: Vec<String> = (0..20).map(|i| format!("{i:03}")).collect();
+    assert_eq!(kept_values(&cluster), want, "every record once, in order");
+    assert_eq!(first[0].offset_of(0), None, "written before the move");
+    assert_eq!(second[0].offset_of(0), Some(10));
+    assert_eq!(cluster.init_producer_calls.load(Ordering::SeqCst), 1);
 }
