@@ -262,27 +262,9 @@ impl SchemaRegistry {
         if let Some(user) = &self.username {
             req = req.basic_auth(user, self.password.as_ref());
         }
-        let resp = req.send().await.map_err(|e| {
-            Error::connection(
-                "schema registry",
-                true,
-                format!(
-                    "schema registry: GET {url}: {}",
-                    ferry_core::error::error_chain(&e)
-                ),
-            )
-        })?;
+        let resp = req.send().await.map_err(|e| get_failed(&url, &e))?;
         let status = resp.status();
-        let body = resp.bytes().await.map_err(|e| {
-            Error::connection(
-                "schema registry",
-                true,
-                format!(
-                    "schema registry: GET {url}: {}",
-                    ferry_core::error::error_chain(&e)
-                ),
-            )
-        })?;
+        let body = resp.bytes().await.map_err(|e| get_failed(&url, &e))?;
         let text: String = String::from_utf8_lossy(&body).chars().take(300).collect();
         if status.as_u16() == 404 && error_code(&body) == Some(40401) {
             return Err(Error::config(format!(
@@ -294,7 +276,7 @@ impl SchemaRegistry {
             return Err(Error::connection(
                 "schema registry",
                 true,
-                format!("schema registry: GET {url}: {status}: {}", text.trim()),
+                format!("GET {url}: {status}: {}", text.trim()),
             ));
         }
         serde_json::from_slice::<serde_json::Value>(&body)
@@ -305,10 +287,7 @@ impl SchemaRegistry {
                 Error::connection(
                     "schema registry",
                     true,
-                    format!(
-                        "schema registry: GET {url}: the answer has no schema id: {}",
-                        text.trim()
-                    ),
+                    format!("GET {url}: the answer has no schema id: {}", text.trim()),
                 )
             })
     }
@@ -346,16 +325,7 @@ impl SchemaRegistry {
                 attempt += 1;
                 continue;
             }
-            break result.map_err(|e| {
-                Error::connection(
-                    "schema registry",
-                    true,
-                    format!(
-                        "schema registry: GET {url}: {}",
-                        ferry_core::error::error_chain(&e)
-                    ),
-                )
-            })?;
+            break result.map_err(|e| get_failed(&url, &e))?;
         };
         let text = String::from_utf8_lossy(&body);
         let short: String = text.chars().take(300).collect();
@@ -382,7 +352,7 @@ impl SchemaRegistry {
             }
             _ => {
                 return Err(Error::connection("schema registry", true, format!(
-                    "schema registry: GET {url}: {status}: {}",
+                    "GET {url}: {status}: {}",
                     short.trim()
                 )))
             }
@@ -392,7 +362,7 @@ impl SchemaRegistry {
                 "schema registry",
                 true,
                 format!(
-                    "schema registry: GET {url}: the answer is not a schema ({e}): {}",
+                    "GET {url}: the answer is not a schema ({e}): {}",
                     short.trim()
                 ),
             )
@@ -440,6 +410,15 @@ fn reply_schema(id: u32, reply: SchemaReply, base: &str) -> Lookup {
             "schema id {id} from the schema registry {base} is not a valid Avro schema: {e}"
         ))),
     }
+}
+
+/// A request to the registry that got no answer (or an unreadable one).
+fn get_failed(url: &impl std::fmt::Display, e: &reqwest::Error) -> Error {
+    Error::connection(
+        "schema registry",
+        true,
+        format!("GET {url}: {}", ferry_core::error::error_chain(e)),
+    )
 }
 
 /// A record value decoded (or not) with the reader schema of its topic.
