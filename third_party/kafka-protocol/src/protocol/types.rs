@@ -10,6 +10,35 @@ use anyhow::{bail, Result};
 use std::convert::TryFrom;
 use std::string::String as StdString;
 
+// FERRY PATCH (see FERRY-PATCH.md): lengths read from the wire are checked against the bytes
+// left before anything is allocated from them.
+
+/// FERRY PATCH: at most this many elements are allocated ahead from a declared array length;
+/// beyond it the vector grows from the elements actually decoded, so memory follows the bytes
+/// received, never the length a peer declared.
+const MAX_PREALLOCATED_ELEMENTS: usize = 1024;
+
+/// FERRY PATCH: refuses a declared array length that cannot fit in what is left of the buffer
+/// (every element takes at least one byte on the wire).
+fn checked_array_len<B: ByteBuf>(buf: &B, n: usize) -> Result<usize> {
+    if n > buf.remaining() {
+        bail!(
+            "Array length {n} cannot fit in the {} bytes left",
+            buf.remaining()
+        );
+    }
+    Ok(n)
+}
+
+/// FERRY PATCH: refuses a declared string or bytes length longer than what is left of the
+/// buffer, before a buffer of that length is allocated.
+fn checked_data_len<B: ByteBuf>(buf: &B, n: usize) -> Result<usize> {
+    if n > buf.remaining() {
+        bail!("Length {n} exceeds the {} bytes left", buf.remaining());
+    }
+    Ok(n)
+}
+
 macro_rules! define_copy_impl {
     ($e:ident, $t:ty) => (
         impl Encoder<$t> for $e {
@@ -359,7 +388,7 @@ impl Decoder<Option<StdString>> for String {
         match Int16.decode(buf)? {
             -1 => Ok(None),
             n if n >= 0 => {
-                let mut strbuf = vec![0; n as usize];
+                let mut strbuf = vec![0; checked_data_len(buf, n as usize)?];
                 buf.try_copy_to_slice(&mut strbuf)?;
                 Ok(Some(std::string::String::from_utf8(strbuf)?))
             }
@@ -511,7 +540,7 @@ impl Decoder<Option<StdString>> for CompactString {
         match UnsignedVarInt.decode(buf)? {
             0 => Ok(None),
             n => {
-                let mut strbuf = vec![0; (n - 1) as usize];
+                let mut strbuf = vec![0; checked_data_len(buf, (n - 1) as usize)?];
                 buf.try_copy_to_slice(&mut strbuf)?;
                 Ok(Some(std::string::String::from_utf8(strbuf)?))
             }
@@ -655,7 +684,7 @@ impl Decoder<Option<Vec<u8>>> for Bytes {
         match Int32.decode(buf)? {
             -1 => Ok(None),
             n if n >= 0 => {
-                let mut data = vec![0; n as usize];
+                let mut data = vec![0; checked_data_len(buf, n as usize)?];
                 buf.try_copy_to_slice(&mut data)?;
                 Ok(Some(data))
             }
@@ -804,7 +833,7 @@ impl Decoder<Option<Vec<u8>>> for CompactBytes {
         match UnsignedVarInt.decode(buf)? {
             0 => Ok(None),
             n => {
-                let mut data = vec![0; (n - 1) as usize];
+                let mut data = vec![0; checked_data_len(buf, (n - 1) as usize)?];
                 buf.try_copy_to_slice(&mut data)?;
                 Ok(Some(data))
             }
@@ -985,7 +1014,8 @@ impl<T, E: Decoder<T>> Decoder<Option<Vec<T>>> for Array<E> {
         match Int32.decode(buf)? {
             -1 => Ok(None),
             n if n >= 0 => {
-                let mut result = Vec::with_capacity(n as usize);
+                let n = checked_array_len(buf, n as usize)?;
+                let mut result = Vec::with_capacity(n.min(MAX_PREALLOCATED_ELEMENTS));
                 for _ in 0..n {
                     result.push(self.0.decode(buf)?);
                 }
@@ -1093,7 +1123,8 @@ impl<T, E: Decoder<T>> Decoder<Option<Vec<T>>> for CompactArray<E> {
         match UnsignedVarInt.decode(buf)? {
             0 => Ok(None),
             n => {
-                let mut result = Vec::with_capacity((n - 1) as usize);
+                let len = checked_array_len(buf, (n - 1) as usize)?;
+                let mut result = Vec::with_capacity(len.min(MAX_PREALLOCATED_ELEMENTS));
                 for _ in 1..n {
                     result.push(self.0.decode(buf)?);
                 }
