@@ -1,13 +1,19 @@
-//! Ferry's own decoder of Fetch responses (v4 to v18), the one response whose size and
-//! content come from the data itself.
+//! Decoding of what brokers send: [`decode_response`] for every response, and Ferry's own
+//! decoder of Fetch responses (v4 to v18), the one response whose size and content come from
+//! the data itself.
 //!
-//! kafka-protocol's generated decoders pre-allocate arrays from the lengths a response
-//! declares, so one bad length asks for gigabytes and aborts the process (the fuzz target
-//! `fetch_response` found this in seconds). Here every count is checked against the bytes
-//! actually left before anything is allocated, records stay zero-copy slices of the frame,
-//! and the fields Ferry does not use (tagged fields, node endpoints) are skipped by size.
+//! kafka-protocol's generated decoders, as published, pre-allocate arrays from the lengths a
+//! response declares, so one bad length asks for gigabytes and aborts the process (the fuzz
+//! target `fetch_response` found this in seconds). Ferry builds a patched kafka-protocol
+//! (third_party/kafka-protocol) that checks such lengths against the bytes received;
+//! [`decode_response`] is the one entry point to it. Fetch has its own decoder for speed
+//! and zero copy: every count is checked against the bytes actually left before anything is
+//! allocated, records stay zero-copy slices of the frame, and the fields Ferry does not use
+//! (tagged fields, node endpoints) are skipped by size.
 
 use bytes::Bytes;
+use kafka_protocol::messages::{ApiKey, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Request};
 use uuid::Uuid;
 
 /// One partition of a Fetch response.
@@ -265,6 +271,24 @@ pub fn decode_fetch_response(body: Bytes, version: i16) -> Result<FetchResponseD
     })
 }
 
+/// Decodes a response frame of `R` (response header, then body) at `version`.
+///
+/// Every response Ferry receives is decoded here (Fetch bodies, after their header, by
+/// [`decode_fetch_response`]). The kafka-protocol Ferry builds is patched (third_party/kafka-protocol) so that
+/// every array, string and bytes length a response declares is checked against the bytes
+/// received before anything is allocated: a broken or hostile broker gets a protocol error,
+/// not an allocation of gigabytes that aborts the process.
+pub fn decode_response<R: Request>(
+    mut frame: Bytes,
+    version: i16,
+) -> std::result::Result<R::Response, String> {
+    let key = ApiKey::try_from(R::KEY).map_err(|_| "unknown api key".to_string())?;
+    ResponseHeader::decode(&mut frame, key.response_header_version(version))
+        .map_err(|e| format!("decoding response header: {e}"))?;
+    R::Response::decode(&mut frame, version)
+        .map_err(|e| format!("decoding v{version} response: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -365,6 +389,184 @@ mod tests {
                 decode_fetch_response(full.clone().freeze().slice(0..cut), 12).is_err(),
                 "cut {cut}"
             );
+        }
+    }
+}
+
+#[cfg(test)]
+mod response_tests {
+    use super::*;
+    use bytes::{BufMut, BytesMut};
+    use kafka_protocol::messages::metadata_response::{
+        MetadataResponsePartition, MetadataResponseTopic,
+    };
+    use kafka_protocol::messages::{
+        ApiVersionsRequest, BrokerId, CreatePartitionsRequest, CreateTopicsRequest,
+        DeleteRecordsRequest, DeleteTopicsRequest, DescribeConfigsRequest, DescribeGroupsRequest,
+        FindCoordinatorRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest,
+        ListOffsetsRequest, MetadataRequest, MetadataResponse, OffsetCommitRequest,
+        OffsetFetchRequest, ProduceRequest, SyncGroupRequest, TopicName,
+    };
+    use kafka_protocol::protocol::{Encodable, StrBytes};
+
+    /// A response frame of `R` at `version`: correlation id 7, the header's tagged fields
+    /// when the header is flexible, then `body`.
+    fn frame_of<R: Request>(version: i16, body: &[u8]) -> Bytes {
+        let key = ApiKey::try_from(R::KEY).expect("test uses known api keys");
+        let mut b = BytesMut::new();
+        b.put_i32(7);
+        if key.response_header_version(version) >= 1 {
+            b.put_u8(0);
+        }
+        b.put_slice(body);
+        b.freeze()
+    }
+
+    /// `prefix`, an array length (`count`; compact when `flexible`), then `suffix`.
+    fn body_with_array(prefix: &[u8], count: u32, flexible: bool, suffix: &[u8]) -> Vec<u8> {
+        let mut b = prefix.to_vec();
+        if flexible {
+            // Unsigned varint of count + 1.
+            let mut v = u64::from(count) + 1;
+            while v >= 0x80 {
+                b.push((v as u8 & 0x7f) | 0x80);
+                v >>= 7;
+            }
+            b.push(v as u8);
+        } else {
+            b.extend_from_slice(&(count as i32).to_be_bytes());
+        }
+        b.extend_from_slice(suffix);
+        b
+    }
+
+    /// The response of `R` at `version` decodes with the array at `prefix` empty, and is
+    /// refused with a protocol error naming the impossible length when that array declares
+    /// 2^31-1 (or 2^32-2, compact) elements: no allocation of what it declares.
+    fn huge_array_is_refused<R: Request>(
+        version: i16,
+        flexible: bool,
+        prefix: &[u8],
+        suffix: &[u8],
+    ) {
+        let api = ApiKey::try_from(R::KEY).map_or("?".into(), |k| format!("{k:?}"));
+        let empty = frame_of::<R>(version, &body_with_array(prefix, 0, flexible, suffix));
+        if let Err(e) = decode_response::<R>(empty, version) {
+            panic!("{api} v{version} with an empty array should decode: {e}");
+        }
+        let huge = if flexible {
+            u32::MAX - 1
+        } else {
+            i32::MAX as u32
+        };
+        let bad = frame_of::<R>(version, &body_with_array(prefix, huge, flexible, suffix));
+        match decode_response::<R>(bad, version) {
+            Ok(_) => panic!("{api} v{version}: a huge array length was accepted"),
+            Err(e) => assert!(
+                e.contains(&format!("Array length {huge} cannot fit in the")),
+                "{api} v{version}: {e}"
+            ),
+        }
+    }
+
+    const THROTTLE: [u8; 4] = [0, 0, 0, 0];
+    const TAGS: [u8; 1] = [0];
+
+    #[test]
+    fn metadata_declaring_a_huge_array_is_a_protocol_error() {
+        // v1: brokers first; then controller id and an empty topics array.
+        huge_array_is_refused::<MetadataRequest>(1, false, &[], &[0; 8]);
+        // v12: the partitions of the one topic (nested two arrays deep).
+        let mut prefix = THROTTLE.to_vec();
+        prefix.push(1); // no brokers
+        prefix.push(0); // null cluster id
+        prefix.extend_from_slice(&[0, 0, 0, 1]); // controller id
+        prefix.push(2); // one topic:
+        prefix.extend_from_slice(&[0, 0]); // error code
+        prefix.extend_from_slice(&[2, b't']); // name
+        prefix.extend_from_slice(&[0; 16]); // topic id
+        prefix.push(0); // is_internal
+        let suffix = [0, 0, 0, 0, 0, 0]; // authorized operations, topic tags, response tags
+        huge_array_is_refused::<MetadataRequest>(12, true, &prefix, &suffix);
+    }
+
+    #[test]
+    fn group_responses_declaring_a_huge_array_are_protocol_errors() {
+        // JoinGroup v5: throttle, error, generation, protocol name, leader, member id, members.
+        let mut v5 = THROTTLE.to_vec();
+        v5.extend_from_slice(&[0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
+        huge_array_is_refused::<JoinGroupRequest>(5, false, &v5, &[]);
+        // JoinGroup v7: protocol type, protocol name, leader and member id as empty strings.
+        let mut v7 = THROTTLE.to_vec();
+        v7.extend_from_slice(&[0, 0, 0, 0, 0, 1, 1, 1, 1, 1]);
+        huge_array_is_refused::<JoinGroupRequest>(7, true, &v7, &TAGS);
+        huge_array_is_refused::<DescribeGroupsRequest>(5, true, &THROTTLE, &TAGS);
+        let list = [0, 0, 0, 0, 0, 0];
+        huge_array_is_refused::<ListGroupsRequest>(3, true, &list, &TAGS);
+        huge_array_is_refused::<FindCoordinatorRequest>(4, true, &THROTTLE, &TAGS);
+        huge_array_is_refused::<OffsetFetchRequest>(8, true, &THROTTLE, &TAGS);
+        huge_array_is_refused::<OffsetCommitRequest>(8, true, &THROTTLE, &TAGS);
+        huge_array_is_refused::<LeaveGroupRequest>(4, true, &[0, 0, 0, 0, 0, 0], &TAGS);
+    }
+
+    #[test]
+    fn admin_and_produce_responses_declaring_a_huge_array_are_protocol_errors() {
+        huge_array_is_refused::<CreateTopicsRequest>(5, true, &THROTTLE, &TAGS);
+        huge_array_is_refused::<DeleteTopicsRequest>(4, true, &THROTTLE, &TAGS);
+        huge_array_is_refused::<DescribeConfigsRequest>(4, true, &THROTTLE, &TAGS);
+        huge_array_is_refused::<CreatePartitionsRequest>(2, true, &THROTTLE, &TAGS);
+        huge_array_is_refused::<DeleteRecordsRequest>(2, true, &THROTTLE, &TAGS);
+        huge_array_is_refused::<ListOffsetsRequest>(6, true, &THROTTLE, &TAGS);
+        huge_array_is_refused::<ListOffsetsRequest>(1, false, &[], &[]);
+        // ApiVersions v3: error code, api keys, throttle, tags.
+        huge_array_is_refused::<ApiVersionsRequest>(3, true, &[0, 0], &[0, 0, 0, 0, 0]);
+        // Produce v9: responses, throttle, tags.
+        huge_array_is_refused::<ProduceRequest>(9, true, &[], &[0, 0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn huge_bytes_and_strings_are_protocol_errors() {
+        // SyncGroup v3: throttle, error, then an assignment declaring 2^31-1 bytes.
+        let mut body = THROTTLE.to_vec();
+        body.extend_from_slice(&[0, 0]);
+        body.extend_from_slice(&i32::MAX.to_be_bytes());
+        let err = decode_response::<SyncGroupRequest>(frame_of::<SyncGroupRequest>(3, &body), 3)
+            .expect_err("a huge assignment must be refused");
+        assert!(err.contains("decoding v3 response"), "{err}");
+        // Metadata v1: a broker whose host declares 32767 bytes.
+        let mut body = 1i32.to_be_bytes().to_vec();
+        body.extend_from_slice(&[0, 0, 0, 1]); // node id
+        body.extend_from_slice(&i16::MAX.to_be_bytes());
+        let err = decode_response::<MetadataRequest>(frame_of::<MetadataRequest>(1, &body), 1)
+            .expect_err("a host longer than the frame must be refused");
+        assert!(err.contains("decoding v1 response"), "{err}");
+    }
+
+    #[test]
+    fn arrays_longer_than_the_preallocation_still_decode_whole() {
+        // More partitions than the patched decoder allocates ahead (1024): the vector grows.
+        let partitions: Vec<_> = (0..3000)
+            .map(|i| {
+                MetadataResponsePartition::default()
+                    .with_partition_index(i)
+                    .with_replica_nodes(vec![BrokerId(1), BrokerId(2)])
+            })
+            .collect();
+        let topic = MetadataResponseTopic::default()
+            .with_name(Some(TopicName(StrBytes::from_static_str("t"))))
+            .with_partitions(partitions);
+        let resp = MetadataResponse::default().with_topics(vec![topic]);
+        for version in [1, 12] {
+            let mut body = BytesMut::new();
+            resp.encode(&mut body, version).expect("encodes");
+            let back = decode_response::<MetadataRequest>(
+                frame_of::<MetadataRequest>(version, &body),
+                version,
+            )
+            .expect("decodes");
+            assert_eq!(back.topics[0].partitions.len(), 3000, "v{version}");
+            assert_eq!(back.topics[0].partitions[2999].partition_index, 2999);
+            assert_eq!(back.topics[0].partitions[2999].replica_nodes.len(), 2);
         }
     }
 }
