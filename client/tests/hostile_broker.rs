@@ -138,8 +138,7 @@ async fn metadata_declaring_a_huge_broker_list_is_a_protocol_error() {
     let err = tokio::time::timeout(Duration::from_secs(20), Client::connect(config(&addr)))
         .await
         .expect("refused at once, not retried until a timeout")
-        .err()
-        .expect("a hostile Metadata answer must not connect");
+        .expect_err("a hostile Metadata answer must not connect");
     assert_refused(&err, &addr, "Metadata");
 }
 
