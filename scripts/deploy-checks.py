@@ -307,6 +307,20 @@ def main():
     parser.add_argument("--ferry", help="a ferry binary: also `ferry validate` the ConfigMap's pipelines")
     args = parser.parse_args()
     problems = Problems()
+    try:
+        check_all(args, problems)
+    except (KeyError, TypeError, AttributeError, yaml.YAMLError, OSError) as e:
+        # A missing or mistyped field the checks rely on: the schema check names it exactly.
+        problems.add(args.directory, f"cannot check further ({type(e).__name__}: {e}); see the schema errors")
+    for item in problems.items:
+        print(f"deploy-checks: {item}", file=sys.stderr)
+    if problems.items:
+        sys.exit(1)
+    print(f"deploy-checks: {args.directory}: the objects fit together", file=sys.stderr)
+
+
+def check_all(args, problems):
+    """Every check of the module docstring, on the folder args.directory."""
     objects = load_objects(args.directory, problems)
     deployments = [(file, obj) for (kind, _), (file, obj) in objects.items() if kind == "Deployment"]
     if not deployments:
@@ -328,11 +342,6 @@ def main():
                 pwhere = f"ConfigMap {pipelines['metadata']['name']}"
                 check_pipelines(problems, pwhere, pipelines, container_env(container), args.ferry)
     check_secrets(objects, problems)
-    for item in problems.items:
-        print(f"deploy-checks: {item}", file=sys.stderr)
-    if problems.items:
-        sys.exit(1)
-    print(f"deploy-checks: {args.directory}: {len(objects)} objects fit together", file=sys.stderr)
 
 
 if __name__ == "__main__":
