@@ -25,8 +25,8 @@ import tempfile
 import yaml
 
 # ${VAR} without a default (${VAR:-default} needs nothing set): what Ferry's
-# interpolation fails on when VAR is unset.
-VAR_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# interpolation fails on when VAR is unset. $${ is a literal ${.
+VAR_REF = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 CONFIG_FLAG = "--config"
 PLACEHOLDER_PREFIX = "REPLACE-ME"
 
@@ -172,9 +172,29 @@ def mounted_configmap_dir(objects, container, volumes, path):
     return None
 
 
+def without_comment(line):
+    """The line without its YAML comment: a # at the start or after a blank, outside quotes.
+
+    Ferry does not interpolate comments, so a ${VAR} there needs nothing set.
+    """
+    quote = None
+    for i, ch in enumerate(line):
+        if quote:
+            if ch == quote:
+                quote = None
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "#" and (i == 0 or line[i - 1] in " \t"):
+            return line[:i]
+    return line
+
+
 def missing_vars(text, env):
-    """The ${VAR} references of `text` (without a default) that `env` lacks."""
-    return sorted({m for m in VAR_REF.findall(text) if m not in env})
+    """The ${VAR} references of `text` (without a default, outside comments) that `env` lacks."""
+    refs = set()
+    for line in text.splitlines():
+        refs.update(VAR_REF.findall(without_comment(line)))
+    return sorted(refs - set(env))
 
 
 def port_of(address):
