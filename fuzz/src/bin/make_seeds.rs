@@ -272,6 +272,7 @@ fn selector(key: i16) -> Option<u8> {
 
 struct Capture<'a> {
     dir: &'a Path,
+    addr: &'a str,
     broker: Broker,
     written: usize,
 }
@@ -283,6 +284,10 @@ impl Capture<'_> {
             Ok(f) => f,
             Err(e) => {
                 eprintln!("{:?} v{version}: {e}", ApiKey::try_from(R::KEY));
+                // The broker closes the connection on a request it cannot parse.
+                if let Ok(b) = Broker::connect(&self.addr) {
+                    self.broker = b;
+                }
                 return None;
             }
         };
@@ -307,6 +312,7 @@ fn capture(dir: &Path, addr: &str) -> Res<usize> {
     let broker = Broker::connect(addr)?;
     let mut c = Capture {
         dir,
+        addr,
         broker,
         written: 0,
     };
@@ -338,8 +344,9 @@ fn capture(dir: &Path, addr: &str) -> Res<usize> {
             .with_resource_type(2)
             .with_resource_name(StrBytes::from_string(topic.clone())),
     ]));
+    // Fields differ across versions: each form fails to encode where it does not apply.
+    c.all(&FindCoordinatorRequest::default().with_key(StrBytes::from_string(group.clone())));
     c.all(&FindCoordinatorRequest::default()
-        .with_key(StrBytes::from_string(group.clone()))
         .with_coordinator_keys(vec![StrBytes::from_string(group.clone())]));
     c.all(&ListOffsetsRequest::default()
         .with_replica_id(BrokerId(-1))
@@ -381,6 +388,8 @@ fn capture(dir: &Path, addr: &str) -> Res<usize> {
     c.all(&DescribeGroupsRequest::default().with_groups(vec![gid()]));
     c.all(&OffsetFetchRequest::default()
         .with_group_id(gid())
+        .with_topics(None));
+    c.all(&OffsetFetchRequest::default()
         .with_topics(None)
         .with_groups(vec![offset_fetch_request::OffsetFetchRequestGroup::default()
             .with_group_id(gid())
@@ -398,18 +407,19 @@ fn capture(dir: &Path, addr: &str) -> Res<usize> {
                 .with_offset(1)])])
         .with_timeout_ms(10_000));
     c.all(&SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN")));
+    // The newest deletes it; the others answer that it is gone.
     let mut versions = c.broker.versions::<DeleteTopicsRequest>();
     versions.reverse();
     for v in versions {
-        c.one(
-            &DeleteTopicsRequest::default()
-                .with_topic_names(vec![tname()])
-                .with_topics(vec![delete_topics_request::DeleteTopicState::default()
-                    .with_name(Some(tname()))])
-                .with_timeout_ms(10_000),
-            v,
-            "",
-        );
+        let by_name = DeleteTopicsRequest::default().with_timeout_ms(10_000);
+        let req = if v >= 6 {
+            by_name.with_topics(vec![
+                delete_topics_request::DeleteTopicState::default().with_name(Some(tname()))
+            ])
+        } else {
+            by_name.with_topic_names(vec![tname()])
+        };
+        c.one(&req, v, "");
     }
     Ok(c.written)
 }
