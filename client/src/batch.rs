@@ -536,16 +536,16 @@ fn decompress(h: &BatchHeader, payload: Bytes) -> Result<Bytes> {
     })
 }
 
-/// Kafka's sequence arithmetic: wraps from i32::MAX to 0.
+/// Kafka's sequence arithmetic: wraps from i32::MAX to 0. No sequence (-1) without a base
+/// sequence, or for a record whose offset delta is negative (a damaged batch: the
+/// `raw_segment` fuzz target found that `i32::MAX - delta` overflowed on one).
 fn add_sequence(base: i32, delta: i32) -> i32 {
-    if base < 0 {
+    if base < 0 || delta < 0 {
         return -1;
     }
-    if base > i32::MAX - delta {
-        delta - (i32::MAX - base) - 1
-    } else {
-        base + delta
-    }
+    let wrapped = (i64::from(base) + i64::from(delta)) % (i64::from(i32::MAX) + 1);
+    // Below 2^31 by the modulo, so it fits.
+    wrapped as i32
 }
 
 /// Decodes one whole batch (bytes from base offset to its end) into records.
@@ -1236,5 +1236,36 @@ mod tests {
         assert_eq!(add_sequence(5, 2), 7);
         assert_eq!(add_sequence(i32::MAX, 1), 0);
         assert_eq!(add_sequence(-1, 3), -1);
+        assert_eq!(add_sequence(i32::MAX - 1, 3), 1);
+        assert_eq!(add_sequence(i32::MAX, i32::MAX), i32::MAX - 1);
+    }
+
+    /// Regression (fuzz target `raw_segment`): a record whose offset delta is negative, in a
+    /// batch with a base sequence and a valid CRC, panicked with an overflow in
+    /// `add_sequence`; it decodes, with no sequence for that record.
+    #[test]
+    fn a_negative_offset_delta_does_not_panic() {
+        let records = [ProduceRecord {
+            key: None,
+            value: Some(Bytes::from_static(b"v")),
+            headers: Vec::new(),
+            timestamp: 1,
+        }];
+        let producer = ProducerInfo {
+            producer_id: 7,
+            producer_epoch: 0,
+            sequence: 5,
+        };
+        let batch = build_batch(100, &records, Compression::None, 0, Some(producer)).unwrap();
+        let mut b = batch.to_vec();
+        // The record: length, attributes, timestamp delta 0, offset delta 0 (zigzag).
+        let off_delta = BATCH_HEADER_LEN + 3;
+        assert_eq!(b[off_delta], 0, "offset delta of the first record");
+        b[off_delta] = 1; // zigzag for -1
+        let crc = crc32c::crc32c(&b[CRC_START..]);
+        b[17..21].copy_from_slice(&crc.to_be_bytes());
+        let got = decode_batches(&Bytes::from(b), &topic(), 0).unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!((got[0].offset, got[0].producer.sequence), (99, -1));
     }
 }
