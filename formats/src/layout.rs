@@ -179,8 +179,32 @@ pub enum Entry {
     },
 }
 
-/// Classifies an object name; `None` for names outside the layout.
+/// Classifies an object name; `None` for names outside the layout, including names that are
+/// not the one name the layout gives that object (`topics/t/00/…`, `+1`): otherwise a stray
+/// object would be taken for a segment or manifest whose real key is another object's (a
+/// manifest listed twice, an orphan whose re-derived key names a different object). Found by
+/// the `backup_documents` fuzz target.
 pub fn parse_key(key: &str) -> Option<Entry> {
+    let entry = parse_key_fields(key)?;
+    let canonical = match &entry {
+        Entry::Topic { topic } => topic_key(topic),
+        Entry::Manifest {
+            topic,
+            partition,
+            first_offset,
+        } => manifest_key(topic, *partition, *first_offset),
+        Entry::Segment {
+            topic,
+            partition,
+            first_offset,
+            ext,
+        } => segment_key(topic, *partition, *first_offset, ext),
+    };
+    (canonical == key).then_some(entry)
+}
+
+/// The fields of an object name under `topics/`, before the canonical-name check.
+fn parse_key_fields(key: &str) -> Option<Entry> {
     let rest = key.strip_prefix("topics/")?;
     let mut parts = rest.split('/');
     let topic = parts.next()?.to_string();
@@ -296,7 +320,8 @@ pub fn parse_pending_key(key: &str) -> Option<(String, i32, i64)> {
         return None;
     }
     let first: i64 = stem.parse().ok()?;
-    Some((topic.to_string(), partition, first))
+    // Only the one name `pending_key` gives (see `parse_key`).
+    (pending_key(topic, partition, first) == key).then(|| (topic.to_string(), partition, first))
 }
 
 /// `pending/<topic>/<partition>/<first:020>.json`: a templated segment object is being
@@ -623,5 +648,46 @@ mod tests {
             parse_pending_key("pending/a/3/00000000000000000012.parquet"),
             None
         );
+    }
+
+    /// Regression (fuzz target `backup_documents`): `topics/t/00/…` parsed as partition 0,
+    /// whose key is `topics/t/0/…`, another object. Only the layout's own names are entries.
+    #[test]
+    fn names_other_than_the_layouts_are_not_entries() {
+        for key in [
+            "topics/t/00/00000000000000000005.log",
+            "topics/t/+1/00000000000000000005.json",
+            "topics/t/1/+0000000000000000005.json",
+            "topics/t/-0/00000000000000000005.log",
+        ] {
+            assert_eq!(parse_key(key), None, "{key}");
+        }
+        assert_eq!(
+            parse_pending_key("pending/t/01/00000000000000000005.json"),
+            None
+        );
+        assert_eq!(
+            parse_pending_key("pending/t/+1/00000000000000000005.json"),
+            None
+        );
+        // Negative offsets keep their one name.
+        let k = manifest_key("t", 1, -1);
+        assert_eq!(
+            parse_key(&k),
+            Some(Entry::Manifest {
+                topic: "t".into(),
+                partition: 1,
+                first_offset: -1
+            })
+        );
+        let keys = vec![
+            segment_key("t", 0, 5, "log"),
+            "topics/t/00/00000000000000000005.log".to_string(),
+            manifest_key("t", 0, 5),
+            "topics/t/00/00000000000000000005.json".to_string(),
+        ];
+        let inv = Inventory::from_keys(&keys);
+        assert_eq!(inv.manifests.get(&("t".to_string(), 0)), Some(&vec![5]));
+        assert!(inv.orphans().is_empty());
     }
 }
