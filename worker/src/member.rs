@@ -126,7 +126,9 @@ async fn resolve_units(shared: &Shared, def: &PipelineDef) -> Result<Vec<Unit>> 
         .await
         .map_err(|_| Error::connection(file.clone(), true, "listing partitions took over 30s"))??;
     Ok(match partitions {
+        // Nothing to split (no topic matches yet): run it whole, so its task reports why.
         None => vec![Unit::whole(&def.name)],
+        Some(ps) if ps.is_empty() => vec![Unit::whole(&def.name)],
         Some(ps) => ps
             .into_iter()
             .map(|(t, p)| Unit::partition(&def.name, &t, p))
@@ -276,10 +278,18 @@ async fn steady(
     let mut status_tick = tokio::time::interval(STATUS_EVERY);
     let mut units_tick = tokio::time::interval(UNITS_CHECK);
     units_tick.reset();
+    // Mark the definitions seen first, then read them: a change after this wakes the loop.
     let mut defs_changed = shared.store.topic().changes();
     defs_changed.borrow_and_update();
-    let mut task_changes = tasks.changes();
     let mut known = shared.store.all();
+    // A definition may have changed since the assignment was applied.
+    let mine = shared.plan().units_of(member.member_id());
+    let revoked = tasks.apply(Desired::from_units(&mine, &known)).await;
+    *lock(&shared.owned) = tasks.owned_units();
+    if revoked {
+        return Next::Rejoin;
+    }
+    let mut task_changes = tasks.changes();
     let mut failures = 0u32;
     loop {
         tokio::select! {
