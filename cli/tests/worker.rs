@@ -306,7 +306,7 @@ fn a_snapshot_pipeline_finishes_and_its_backup_restores() {
     common::ferry_success(&["verify", backup.to_str().expect("utf-8")], &[]);
     let target = unique("worker-snap-restored");
     common::ferry_success(
-        &["restore", "--brokers", &env.kafka, backup.to_str().expect("utf-8"), "--topic", &topic, "--rename", &format!("{topic}={target}")],
+        &["restore", "--brokers", &env.kafka, "--from", backup.to_str().expect("utf-8"), "--topic", &topic, "--rename", &format!("{topic}={target}")],
         &[],
     );
     let original = dump_topic(&env, &env.kafka, &topic);
@@ -368,7 +368,7 @@ fn three_workers_share_a_backup_while_one_is_killed_and_a_fourth_joins() {
     common::ferry_success(&["verify", backup.to_str().expect("utf-8")], &[]);
     let target = unique("worker-scale-restored");
     common::ferry_success(
-        &["restore", "--brokers", &env.kafka, backup.to_str().expect("utf-8"), "--topic", &topic, "--rename", &format!("{topic}={target}")],
+        &["restore", "--brokers", &env.kafka, "--from", backup.to_str().expect("utf-8"), "--topic", &topic, "--rename", &format!("{topic}={target}")],
         &[],
     );
     let mut keys: BTreeMap<Vec<u8>, u32> = BTreeMap::new();
@@ -409,6 +409,11 @@ fn a_worker_paused_past_its_session_never_writes_an_offset_twice() {
     b.signal("-CONT");
     a.wait_until(Duration::from_secs(90), "backed up every record", |w| offsets_sum(&status(w, "fence")) >= 50_000);
     std::thread::sleep(Duration::from_secs(5));
+    let b_log = std::fs::read_to_string(&b.log).unwrap_or_default();
+    assert!(
+        b_log.contains("dropped this worker") || b_log.contains("no longer a member"),
+        "the frozen worker did not notice it lost its partitions:\n{b_log}"
+    );
     a.stop();
     b.stop();
     assert_eq!(manifest_records(&backup, &topic), 50_000, "every offset once");
