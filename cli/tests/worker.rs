@@ -35,14 +35,24 @@ impl Worker {
             .spawn()
             .expect("ferry worker starts");
         let w = Worker { child, port, log };
-        w.wait_until(Duration::from_secs(60), "answers /healthz as a member", |w| {
-            w.get("/healthz", None)
-                .is_some_and(|(s, b)| s == 200 && b["member"] == true)
-        });
+        w.wait_until(
+            Duration::from_secs(60),
+            "answers /healthz as a member",
+            |w| {
+                w.get("/healthz", None)
+                    .is_some_and(|(s, b)| s == 200 && b["member"] == true)
+            },
+        );
         w
     }
 
-    fn request(&self, method: &str, path: &str, token: Option<&str>, body: Option<(&str, &str)>) -> Option<(u16, Value)> {
+    fn request(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<(&str, &str)>,
+    ) -> Option<(u16, Value)> {
         http(self.port, method, path, token, body)
     }
 
@@ -67,11 +77,17 @@ impl Worker {
 
     /// SIGTERM and wait: the worker writes what it read and leaves the group.
     fn stop(mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(90) {
             if let Ok(Some(status)) = self.child.try_wait() {
-                assert!(status.success(), "worker exited {status:?}: {}", std::fs::read_to_string(&self.log).unwrap_or_default());
+                assert!(
+                    status.success(),
+                    "worker exited {status:?}: {}",
+                    std::fs::read_to_string(&self.log).unwrap_or_default()
+                );
                 return;
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -96,7 +112,13 @@ impl Drop for Worker {
 }
 
 /// One HTTP/1.1 request to 127.0.0.1:`port`; `None` when nothing answers.
-fn http(port: u16, method: &str, path: &str, token: Option<&str>, body: Option<(&str, &str)>) -> Option<(u16, Value)> {
+fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<(&str, &str)>,
+) -> Option<(u16, Value)> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(90))).ok()?;
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
@@ -104,7 +126,10 @@ fn http(port: u16, method: &str, path: &str, token: Option<&str>, body: Option<(
         req.push_str(&format!("Authorization: Bearer {t}\r\n"));
     }
     let (ctype, text) = body.unwrap_or(("text/plain", ""));
-    req.push_str(&format!("Content-Type: {ctype}\r\nContent-Length: {}\r\n\r\n{text}", text.len()));
+    req.push_str(&format!(
+        "Content-Type: {ctype}\r\nContent-Length: {}\r\n\r\n{text}",
+        text.len()
+    ));
     s.write_all(req.as_bytes()).ok()?;
     let mut resp = String::new();
     s.read_to_string(&mut resp).ok()?;
@@ -130,7 +155,12 @@ for i in range(start, start + count):
             p.poll(0.1)
 p.flush(60)
 "#;
-    run_python_args(env, SCRIPT, &[&env.kafka, topic, &start.to_string(), &count.to_string()], b"");
+    run_python_args(
+        env,
+        SCRIPT,
+        &[&env.kafka, topic, &start.to_string(), &count.to_string()],
+        b"",
+    );
 }
 
 /// Each partition's manifests: contiguous, never overlapping, every segment with its
@@ -151,7 +181,12 @@ fn manifest_records(dir: &Path, topic: &str) -> u64 {
         for m in &manifests {
             let first = m["first_offset"].as_i64().expect("first_offset");
             if let Some(n) = next {
-                assert_eq!(first, n, "{}: segments overlap or leave a hole", p.display());
+                assert_eq!(
+                    first,
+                    n,
+                    "{}: segments overlap or leave a hole",
+                    p.display()
+                );
             }
             next = m["next_offset"].as_i64();
             total += m["record_count"].as_u64().expect("record_count");
@@ -167,7 +202,9 @@ fn manifest_records(dir: &Path, topic: &str) -> u64 {
 }
 
 fn status(w: &Worker, name: &str) -> Value {
-    w.get(&format!("/pipelines/{name}/status"), None).map(|(_, v)| v).unwrap_or(Value::Null)
+    w.get(&format!("/pipelines/{name}/status"), None)
+        .map(|(_, v)| v)
+        .unwrap_or(Value::Null)
 }
 
 /// Sum of the offsets a status shows (records read so far).
@@ -196,10 +233,16 @@ fn the_rest_api_end_to_end() {
     produce(&env, &topic, 0, 3000);
     let backup = dir.path().join("backup");
     let token = "s3cret-token";
-    let w = Worker::start(&env, &unique("wg-api"), 18601, dir.path(), &[
-        ("FERRY_API_TOKEN", token),
-        ("WORKER_TEST_BACKUP", backup.to_str().expect("utf-8 path")),
-    ]);
+    let w = Worker::start(
+        &env,
+        &unique("wg-api"),
+        18601,
+        dir.path(),
+        &[
+            ("FERRY_API_TOKEN", token),
+            ("WORKER_TEST_BACKUP", backup.to_str().expect("utf-8 path")),
+        ],
+    );
     let t = Some(token);
 
     // The token is needed everywhere but /healthz.
@@ -209,21 +252,53 @@ fn the_rest_api_end_to_end() {
 
     // A bad pipeline: 400 with the YAML position, as `ferry validate` reports it.
     let bad = "name: api\nsource: {type: kafka, brokers: [\"h:1\"], topics: [x]}\nsink:\n  type: storage\n  urii: file:///tmp/x\n";
-    let (code, body) = w.request("PUT", "/pipelines/api", t, Some(("application/yaml", bad))).expect("answer");
+    let (code, body) = w
+        .request("PUT", "/pipelines/api", t, Some(("application/yaml", bad)))
+        .expect("answer");
     assert_eq!(code, 400, "{body}");
-    assert!(body["error"].as_str().unwrap_or("").contains("urii"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap_or("").contains("urii"),
+        "{body}"
+    );
     assert_eq!(body["line"], 5, "{body}");
     assert!(body["column"].as_u64().is_some(), "{body}");
     // The name in the body must be the one in the URL.
-    let other = backup_yaml("other", &env.kafka, &topic, "${WORKER_TEST_BACKUP}", "never");
-    let (code, body) = w.request("PUT", "/pipelines/api", t, Some(("application/yaml", &other))).expect("answer");
+    let other = backup_yaml(
+        "other",
+        &env.kafka,
+        &topic,
+        "${WORKER_TEST_BACKUP}",
+        "never",
+    );
+    let (code, body) = w
+        .request(
+            "PUT",
+            "/pipelines/api",
+            t,
+            Some(("application/yaml", &other)),
+        )
+        .expect("answer");
     assert_eq!(code, 400, "{body}");
 
     // Created, then updated.
     let yaml = backup_yaml("api", &env.kafka, &topic, "${WORKER_TEST_BACKUP}", "never");
-    let (code, body) = w.request("PUT", "/pipelines/api", t, Some(("application/yaml", &yaml))).expect("answer");
+    let (code, body) = w
+        .request(
+            "PUT",
+            "/pipelines/api",
+            t,
+            Some(("application/yaml", &yaml)),
+        )
+        .expect("answer");
     assert_eq!(code, 201, "{body}");
-    let (code, _) = w.request("PUT", "/pipelines/api", t, Some(("application/yaml", &yaml))).expect("answer");
+    let (code, _) = w
+        .request(
+            "PUT",
+            "/pipelines/api",
+            t,
+            Some(("application/yaml", &yaml)),
+        )
+        .expect("answer");
     assert_eq!(code, 200);
     let (_, list) = w.get("/pipelines", t).expect("answer");
     assert_eq!(list, serde_json::json!(["api"]));
@@ -231,51 +306,97 @@ fn the_rest_api_end_to_end() {
     let (_, got) = w.get("/pipelines/api", t).expect("answer");
     let config = got["config"].as_str().expect("config");
     assert!(config.contains("${WORKER_TEST_BACKUP}"), "{config}");
-    assert!(!config.contains(backup.to_str().expect("utf-8")), "{config}");
+    assert!(
+        !config.contains(backup.to_str().expect("utf-8")),
+        "{config}"
+    );
 
     // Running, reading every partition.
-    let st = |w: &Worker| w.get("/pipelines/api/status", t).map(|r| r.1).unwrap_or(Value::Null);
+    let st = |w: &Worker| {
+        w.get("/pipelines/api/status", t)
+            .map(|r| r.1)
+            .unwrap_or(Value::Null)
+    };
     w.wait_until(Duration::from_secs(60), "read the 3000 records", |w| {
         let s = st(w);
         s["state"] == "RUNNING" && offsets_sum(&s) >= 3000
     });
     let s = st(&w);
     assert_eq!(s["tasks"][0]["worker"], "http://127.0.0.1:18601", "{s}");
-    assert_eq!(s["tasks"][0]["partitions"].as_array().map(Vec::len), Some(3), "{s}");
+    assert_eq!(
+        s["tasks"][0]["partitions"].as_array().map(Vec::len),
+        Some(3),
+        "{s}"
+    );
 
     // Paused: offsets stop moving while records arrive.
-    assert_eq!(w.request("POST", "/pipelines/api/pause", t, None).map(|r| r.0), Some(202));
-    w.wait_until(Duration::from_secs(30), "showed PAUSED", |w| st(w)["state"] == "PAUSED");
+    assert_eq!(
+        w.request("POST", "/pipelines/api/pause", t, None)
+            .map(|r| r.0),
+        Some(202)
+    );
+    w.wait_until(Duration::from_secs(30), "showed PAUSED", |w| {
+        st(w)["state"] == "PAUSED"
+    });
     let before = offsets_sum(&st(&w));
     produce(&env, &topic, 3000, 1000);
     std::thread::sleep(Duration::from_secs(4));
     assert_eq!(offsets_sum(&st(&w)), before, "a paused pipeline read on");
     // Resumed: it catches up.
-    assert_eq!(w.request("POST", "/pipelines/api/resume", t, None).map(|r| r.0), Some(202));
-    w.wait_until(Duration::from_secs(60), "read the 4000 records after resume", |w| {
-        let s = st(w);
-        s["state"] == "RUNNING" && offsets_sum(&s) >= 4000
-    });
+    assert_eq!(
+        w.request("POST", "/pipelines/api/resume", t, None)
+            .map(|r| r.0),
+        Some(202)
+    );
+    w.wait_until(
+        Duration::from_secs(60),
+        "read the 4000 records after resume",
+        |w| {
+            let s = st(w);
+            s["state"] == "RUNNING" && offsets_sum(&s) >= 4000
+        },
+    );
     // Restarted: running again, same position.
-    assert_eq!(w.request("POST", "/pipelines/api/restart", t, None).map(|r| r.0), Some(202));
+    assert_eq!(
+        w.request("POST", "/pipelines/api/restart", t, None)
+            .map(|r| r.0),
+        Some(202)
+    );
     w.wait_until(Duration::from_secs(60), "ran again after restart", |w| {
         let s = st(w);
         s["state"] == "RUNNING" && offsets_sum(&s) >= 4000
     });
-    assert_eq!(w.request("POST", "/pipelines/nope/pause", t, None).map(|r| r.0), Some(404));
+    assert_eq!(
+        w.request("POST", "/pipelines/nope/pause", t, None)
+            .map(|r| r.0),
+        Some(404)
+    );
 
     // Workers and metrics.
     let (_, workers) = w.get("/workers", t).expect("answer");
-    assert_eq!(workers["workers"].as_array().map(Vec::len), Some(1), "{workers}");
+    assert_eq!(
+        workers["workers"].as_array().map(Vec::len),
+        Some(1),
+        "{workers}"
+    );
     assert_eq!(workers["workers"][0]["leader"], true);
     let (code, metrics) = w.get("/metrics", t).expect("answer");
     assert_eq!(code, 200);
-    assert!(metrics.as_str().unwrap_or("").contains("ferry_"), "{metrics}");
+    assert!(
+        metrics.as_str().unwrap_or("").contains("ferry_"),
+        "{metrics}"
+    );
 
     // Deleted: gone from the list, its task stopped with what it read written.
-    assert_eq!(w.request("DELETE", "/pipelines/api", t, None).map(|r| r.0), Some(204));
+    assert_eq!(
+        w.request("DELETE", "/pipelines/api", t, None).map(|r| r.0),
+        Some(204)
+    );
     assert_eq!(w.get("/pipelines/api", t).map(|r| r.0), Some(404));
-    assert_eq!(w.request("DELETE", "/pipelines/api", t, None).map(|r| r.0), Some(404));
+    assert_eq!(
+        w.request("DELETE", "/pipelines/api", t, None).map(|r| r.0),
+        Some(404)
+    );
     w.stop();
     assert_eq!(manifest_records(&backup, &topic), 4000);
 }
@@ -291,14 +412,33 @@ fn a_snapshot_pipeline_finishes_and_its_backup_restores() {
     let group = unique("wg-snap");
     let a = Worker::start(&env, &group, 18611, dir.path(), &[]);
     let b = Worker::start(&env, &group, 18612, dir.path(), &[]);
-    let yaml = backup_yaml("snap", &env.kafka, &topic, backup.to_str().expect("utf-8"), "high_watermark");
-    let (code, body) = a.request("PUT", "/pipelines/snap", None, Some(("application/yaml", &yaml))).expect("answer");
+    let yaml = backup_yaml(
+        "snap",
+        &env.kafka,
+        &topic,
+        backup.to_str().expect("utf-8"),
+        "high_watermark",
+    );
+    let (code, body) = a
+        .request(
+            "PUT",
+            "/pipelines/snap",
+            None,
+            Some(("application/yaml", &yaml)),
+        )
+        .expect("answer");
     assert_eq!(code, 201, "{body}");
-    a.wait_until(Duration::from_secs(90), "showed FINISHED", |w| status(w, "snap")["state"] == "FINISHED");
+    a.wait_until(Duration::from_secs(90), "showed FINISHED", |w| {
+        status(w, "snap")["state"] == "FINISHED"
+    });
     // Both workers had a share.
     let s = status(&b, "snap");
-    let workers: std::collections::BTreeSet<String> = s["tasks"].as_array().into_iter().flatten()
-        .filter_map(|t| t["worker"].as_str().map(String::from)).collect();
+    let workers: std::collections::BTreeSet<String> = s["tasks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t["worker"].as_str().map(String::from))
+        .collect();
     assert_eq!(workers.len(), 2, "{s}");
     a.stop();
     b.stop();
@@ -306,13 +446,24 @@ fn a_snapshot_pipeline_finishes_and_its_backup_restores() {
     common::ferry_success(&["verify", backup.to_str().expect("utf-8")], &[]);
     let target = unique("worker-snap-restored");
     common::ferry_success(
-        &["restore", "--brokers", &env.kafka, "--from", backup.to_str().expect("utf-8"), "--topic", &topic, "--rename", &format!("{topic}={target}")],
+        &[
+            "restore",
+            "--brokers",
+            &env.kafka,
+            "--from",
+            backup.to_str().expect("utf-8"),
+            "--topic",
+            &topic,
+            "--rename",
+            &format!("{topic}={target}"),
+        ],
         &[],
     );
     let original = dump_topic(&env, &env.kafka, &topic);
     let restored = dump_topic(&env, &env.kafka, &target);
     assert_eq!(original.len(), 8000);
-    let key = |r: &ferry_testkit::DumpedRecord| (r.partition, r.offset, r.key.clone(), r.value.clone());
+    let key =
+        |r: &ferry_testkit::DumpedRecord| (r.partition, r.offset, r.key.clone(), r.value.clone());
     assert_eq!(
         original.iter().map(key).collect::<Vec<_>>(),
         restored.iter().map(key).collect::<Vec<_>>()
@@ -330,8 +481,21 @@ fn three_workers_share_a_backup_while_one_is_killed_and_a_fourth_joins() {
     let w1 = Worker::start(&env, &group, 18621, dir.path(), &[]);
     let w2 = Worker::start(&env, &group, 18622, dir.path(), &[]);
     let w3 = Worker::start(&env, &group, 18623, dir.path(), &[]);
-    let yaml = backup_yaml("scale", &env.kafka, &topic, backup.to_str().expect("utf-8"), "never");
-    let (code, body) = w1.request("PUT", "/pipelines/scale", None, Some(("application/yaml", &yaml))).expect("answer");
+    let yaml = backup_yaml(
+        "scale",
+        &env.kafka,
+        &topic,
+        backup.to_str().expect("utf-8"),
+        "never",
+    );
+    let (code, body) = w1
+        .request(
+            "PUT",
+            "/pipelines/scale",
+            None,
+            Some(("application/yaml", &yaml)),
+        )
+        .expect("answer");
     assert_eq!(code, 201, "{body}");
     let total: u64 = 300_000;
     let producer = {
@@ -340,11 +504,18 @@ fn three_workers_share_a_backup_while_one_is_killed_and_a_fourth_joins() {
         std::thread::spawn(move || produce(&env, &topic, 0, total))
     };
     // The partitions are spread over all three.
-    w1.wait_until(Duration::from_secs(60), "spread the partitions over 3 workers", |w| {
-        let s = status(w, "scale");
-        let tasks = s["tasks"].as_array().cloned().unwrap_or_default();
-        tasks.len() == 3 && tasks.iter().all(|t| t["partitions"].as_array().map_or(0, Vec::len) == 4)
-    });
+    w1.wait_until(
+        Duration::from_secs(60),
+        "spread the partitions over 3 workers",
+        |w| {
+            let s = status(w, "scale");
+            let tasks = s["tasks"].as_array().cloned().unwrap_or_default();
+            tasks.len() == 3
+                && tasks
+                    .iter()
+                    .all(|t| t["partitions"].as_array().map_or(0, Vec::len) == 4)
+        },
+    );
     // One dies mid-stream; a fourth joins.
     std::thread::sleep(Duration::from_secs(2));
     drop(w2);
@@ -352,23 +523,47 @@ fn three_workers_share_a_backup_while_one_is_killed_and_a_fourth_joins() {
     producer.join().expect("producer");
     w1.wait_until(Duration::from_secs(120), "backed up every record", |w| {
         let s = status(w, "scale");
-        let workers: std::collections::BTreeSet<String> = s["tasks"].as_array().into_iter().flatten()
-            .filter_map(|t| t["worker"].as_str().map(String::from)).collect();
-        s["state"] == "RUNNING" && offsets_sum(&s) >= total as i64 && !workers.contains("http://127.0.0.1:18622")
+        let workers: std::collections::BTreeSet<String> = s["tasks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|t| t["worker"].as_str().map(String::from))
+            .collect();
+        s["state"] == "RUNNING"
+            && offsets_sum(&s) >= total as i64
+            && !workers.contains("http://127.0.0.1:18622")
     });
     let s = status(&w4, "scale");
     assert!(
-        s["tasks"].as_array().into_iter().flatten().any(|t| t["worker"] == "http://127.0.0.1:18624"),
+        s["tasks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|t| t["worker"] == "http://127.0.0.1:18624"),
         "the new worker took a share: {s}"
     );
     w1.stop();
     w3.stop();
     w4.stop();
-    assert_eq!(manifest_records(&backup, &topic), total, "every offset once");
+    assert_eq!(
+        manifest_records(&backup, &topic),
+        total,
+        "every offset once"
+    );
     common::ferry_success(&["verify", backup.to_str().expect("utf-8")], &[]);
     let target = unique("worker-scale-restored");
     common::ferry_success(
-        &["restore", "--brokers", &env.kafka, "--from", backup.to_str().expect("utf-8"), "--topic", &topic, "--rename", &format!("{topic}={target}")],
+        &[
+            "restore",
+            "--brokers",
+            &env.kafka,
+            "--from",
+            backup.to_str().expect("utf-8"),
+            "--topic",
+            &topic,
+            "--rename",
+            &format!("{topic}={target}"),
+        ],
         &[],
     );
     let mut keys: BTreeMap<Vec<u8>, u32> = BTreeMap::new();
@@ -389,11 +584,26 @@ fn a_worker_paused_past_its_session_never_writes_an_offset_twice() {
     let group = unique("wg-fence");
     let a = Worker::start(&env, &group, 18631, dir.path(), &[]);
     let b = Worker::start(&env, &group, 18632, dir.path(), &[]);
-    let yaml = backup_yaml("fence", &env.kafka, &topic, backup.to_str().expect("utf-8"), "never");
-    let (code, body) = a.request("PUT", "/pipelines/fence", None, Some(("application/yaml", &yaml))).expect("answer");
+    let yaml = backup_yaml(
+        "fence",
+        &env.kafka,
+        &topic,
+        backup.to_str().expect("utf-8"),
+        "never",
+    );
+    let (code, body) = a
+        .request(
+            "PUT",
+            "/pipelines/fence",
+            None,
+            Some(("application/yaml", &yaml)),
+        )
+        .expect("answer");
     assert_eq!(code, 201, "{body}");
     produce(&env, &topic, 0, 20_000);
-    a.wait_until(Duration::from_secs(60), "read the first records", |w| offsets_sum(&status(w, "fence")) >= 20_000);
+    a.wait_until(Duration::from_secs(60), "read the first records", |w| {
+        offsets_sum(&status(w, "fence")) >= 20_000
+    });
     // b freezes with data in hand; past the session timeout its partitions move to a.
     produce(&env, &topic, 20_000, 20_000);
     b.signal("-STOP");
@@ -401,13 +611,20 @@ fn a_worker_paused_past_its_session_never_writes_an_offset_twice() {
     a.wait_until(Duration::from_secs(60), "took over every partition", |w| {
         let s = status(w, "fence");
         let tasks = s["tasks"].as_array().cloned().unwrap_or_default();
-        tasks.len() == 1 && tasks[0]["partitions"].as_array().map_or(0, Vec::len) == 4 && offsets_sum(&s) >= 40_000
+        tasks.len() == 1
+            && tasks[0]["partitions"].as_array().map_or(0, Vec::len) == 4
+            && offsets_sum(&s) >= 40_000
     });
-    assert!(frozen.elapsed() >= Duration::from_secs(5), "moved before the session timeout");
+    assert!(
+        frozen.elapsed() >= Duration::from_secs(5),
+        "moved before the session timeout"
+    );
     produce(&env, &topic, 40_000, 10_000);
     // b wakes up: it must find out it lost its partitions before it commits anything.
     b.signal("-CONT");
-    a.wait_until(Duration::from_secs(90), "backed up every record", |w| offsets_sum(&status(w, "fence")) >= 50_000);
+    a.wait_until(Duration::from_secs(90), "backed up every record", |w| {
+        offsets_sum(&status(w, "fence")) >= 50_000
+    });
     std::thread::sleep(Duration::from_secs(5));
     let b_log = std::fs::read_to_string(&b.log).unwrap_or_default();
     assert!(
@@ -416,5 +633,9 @@ fn a_worker_paused_past_its_session_never_writes_an_offset_twice() {
     );
     a.stop();
     b.stop();
-    assert_eq!(manifest_records(&backup, &topic), 50_000, "every offset once");
+    assert_eq!(
+        manifest_records(&backup, &topic),
+        50_000,
+        "every offset once"
+    );
 }

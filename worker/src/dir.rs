@@ -51,7 +51,9 @@ fn read_dir(dir: &Path) -> std::io::Result<BTreeMap<PathBuf, String>> {
             Ok(text) => {
                 out.insert(path, text);
             }
-            Err(e) => tracing::warn!(file = %path.display(), error = %e, "cannot read pipeline file"),
+            Err(e) => {
+                tracing::warn!(file = %path.display(), error = %e, "cannot read pipeline file")
+            }
         }
     }
     Ok(out)
@@ -92,17 +94,28 @@ pub async fn sync_once(dir: &Path, shared: &Shared, reported: &mut BTreeSet<(Pat
             continue;
         }
         match shared.store.put(&name, text, Some(file.clone())).await {
-            Ok(created) => tracing::info!(file = %file, pipeline = %name, created, "pipeline loaded from file"),
-            Err(e) => tracing::warn!(file = %file, error = %ferry_core::error_chain(&e), "cannot store pipeline"),
+            Ok(created) => {
+                tracing::info!(file = %file, pipeline = %name, created, "pipeline loaded from file")
+            }
+            Err(e) => {
+                tracing::warn!(file = %file, error = %ferry_core::error_chain(&e), "cannot store pipeline")
+            }
         }
     }
     let dir_prefix = dir.display().to_string();
     for (name, def) in &defs {
-        let from_this_dir = def.file.as_ref().is_some_and(|f| f.starts_with(&dir_prefix));
+        let from_this_dir = def
+            .file
+            .as_ref()
+            .is_some_and(|f| f.starts_with(&dir_prefix));
         if from_this_dir && !from_files.contains(name) {
             match shared.store.delete(name).await {
-                Ok(_) => tracing::info!(pipeline = %name, "pipeline file removed: pipeline deleted"),
-                Err(e) => tracing::warn!(pipeline = %name, error = %ferry_core::error_chain(&e), "cannot delete pipeline"),
+                Ok(_) => {
+                    tracing::info!(pipeline = %name, "pipeline file removed: pipeline deleted")
+                }
+                Err(e) => {
+                    tracing::warn!(pipeline = %name, error = %ferry_core::error_chain(&e), "cannot delete pipeline")
+                }
             }
         }
     }
