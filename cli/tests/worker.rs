@@ -639,3 +639,146 @@ fn a_worker_paused_past_its_session_never_writes_an_offset_twice() {
         "every offset once"
     );
 }
+
+#[test]
+fn a_worker_file_and_a_folder_of_pipelines_reloaded_when_they_change() {
+    let Some(env) = env_or_skip() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let topic = unique("worker-dir");
+    common::create_topic(&env, &topic, 2, &[]);
+    produce(&env, &topic, 0, 1000);
+    let pipelines = dir.path().join("pipelines");
+    std::fs::create_dir(&pipelines).expect("mkdir");
+    let backup = dir.path().join("backup");
+    let group = unique("wg-dir");
+    let worker_file = dir.path().join("worker.yaml");
+    std::fs::write(
+        &worker_file,
+        format!(
+            "brokers: [\"${{WORKER_TEST_KAFKA}}\"]\ngroup: {group}\nlisten: 127.0.0.1:18641\npipelines_dir: {}\nsession_timeout: 6s\n",
+            pipelines.display()
+        ),
+    )
+    .expect("write worker file");
+    let log = dir.path().join("worker-18641.log");
+    let child = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["worker", "--config"])
+        .arg(&worker_file)
+        .env("FERRY_LOG", "info")
+        .env("WORKER_TEST_KAFKA", &env.kafka)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("ferry worker starts");
+    let w = Worker {
+        child,
+        port: 18641,
+        log,
+    };
+    w.wait_until(Duration::from_secs(60), "became a member", |w| {
+        w.get("/healthz", None)
+            .is_some_and(|(s, b)| s == 200 && b["member"] == true)
+    });
+    // A file appears: its pipeline is loaded and runs.
+    let yaml = backup_yaml(
+        "fromdir",
+        &env.kafka,
+        &topic,
+        backup.to_str().expect("utf-8"),
+        "never",
+    );
+    std::fs::write(pipelines.join("fromdir.yaml"), &yaml).expect("write");
+    // A broken file and a hidden one are left out.
+    std::fs::write(
+        pipelines.join("broken.yaml"),
+        "name: broken\nsource: {type: nope}\n",
+    )
+    .expect("write");
+    std::fs::write(
+        pipelines.join(".hidden.yaml"),
+        yaml.replace("fromdir", "hidden"),
+    )
+    .expect("write");
+    w.wait_until(
+        Duration::from_secs(60),
+        "ran the pipeline from the folder",
+        |w| {
+            let s = status(w, "fromdir");
+            s["state"] == "RUNNING" && offsets_sum(&s) >= 1000
+        },
+    );
+    let (_, names) = w.get("/pipelines", None).expect("answer");
+    assert_eq!(names, serde_json::json!(["fromdir"]));
+    let (_, def) = w.get("/pipelines/fromdir", None).expect("answer");
+    let version = def["version"].as_i64().expect("version");
+    // Changed: reloaded (a new version).
+    std::fs::write(
+        pipelines.join("fromdir.yaml"),
+        yaml.replace("checkpoint_interval: 1s", "checkpoint_interval: 2s"),
+    )
+    .expect("write");
+    w.wait_until(Duration::from_secs(30), "reloaded the changed file", |w| {
+        w.get("/pipelines/fromdir", None).is_some_and(|(_, d)| {
+            d["version"].as_i64().is_some_and(|v| v > version)
+                && d["config"].as_str().unwrap_or("").contains("2s")
+        })
+    });
+    // Removed: deleted.
+    std::fs::remove_file(pipelines.join("fromdir.yaml")).expect("rm");
+    w.wait_until(
+        Duration::from_secs(30),
+        "deleted the removed file's pipeline",
+        |w| {
+            w.get("/pipelines/fromdir", None)
+                .is_some_and(|(s, _)| s == 404)
+        },
+    );
+    let text = std::fs::read_to_string(&w.log).unwrap_or_default();
+    assert!(
+        text.contains("broken.yaml") && text.contains("missing key 'sink'"),
+        "the broken file is reported:\n{text}"
+    );
+    w.stop();
+    assert_eq!(manifest_records(&backup, &topic), 1000);
+}
+
+#[test]
+fn worker_settings_mistakes_are_named() {
+    let out = common::ferry_output(&["worker", "--group", "g"], &[]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--brokers"),
+        "{out:?}"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("worker.yaml");
+    std::fs::write(
+        &file,
+        "brokers: [\"127.0.0.1:1\"]\ngroup: g\nlisten_on: 1\n",
+    )
+    .expect("write");
+    let out = common::ferry_output(&["worker", "--config", file.to_str().expect("utf-8")], &[]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("worker.yaml") && err.contains("listen_on"),
+        "{err}"
+    );
+    let out = common::ferry_output(
+        &[
+            "worker",
+            "--brokers",
+            "127.0.0.1:1",
+            "--group",
+            "g",
+            "--pipelines",
+            "/nonexistent/dir",
+        ],
+        &[],
+    );
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("/nonexistent/dir"),
+        "{out:?}"
+    );
+}

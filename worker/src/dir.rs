@@ -89,7 +89,7 @@ pub async fn sync_once(dir: &Path, shared: &Shared, reported: &mut BTreeSet<(Pat
         }
         if let Err(e) = crate::api::check_pipeline(shared, &name, text) {
             if reported.insert((path.clone(), text.clone())) {
-                tracing::error!(file = %file, error = ?e, "pipeline file not loaded");
+                tracing::error!(file = %file, error = %e, "pipeline file not loaded");
             }
             continue;
         }
