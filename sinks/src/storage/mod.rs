@@ -68,6 +68,7 @@
 
 mod config;
 mod dead_letter;
+mod encryption;
 pub mod lease;
 mod pieces;
 mod reconcile;
@@ -113,6 +114,8 @@ pub struct StorageSink {
     /// This writer's lease on the location: taken on open when the location exists, else
     /// before its first object.
     lease: Option<lease::Lease>,
+    /// Key-encryption keys when the sink encrypts (`encryption:`), read when it is built.
+    keys: Option<Arc<dyn ferry_core::encryption::KeyProvider>>,
 }
 
 fn topic_of(t: &str) -> Arc<str> {
@@ -138,6 +141,7 @@ impl StorageSink {
             ));
         }
         let local = ferry_core::storage::StorageUri::parse(&config.uri)?.scheme == "file";
+        let keys = config.encryption.as_ref().map(|e| e.load()).transpose()?;
         Ok(StorageSink {
             config,
             storage,
@@ -150,6 +154,7 @@ impl StorageSink {
             local,
             descriptor_written: false,
             lease: None,
+            keys,
         })
     }
 

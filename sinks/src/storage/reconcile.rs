@@ -12,19 +12,9 @@ impl StorageSink {
     pub(super) async fn reconcile(&mut self) -> Result<Offsets> {
         self.storage.check().await?;
         self.check_descriptor().await?;
-        if self.descriptor_written {
-            // Before deleting anything: what looks interrupted may be another writer's.
-            self.take_lease().await?;
-        }
-        self.reconcile_pending().await?;
         let keys = self.storage.list("topics/").await?;
         let inv = layout::Inventory::from_keys(&keys);
-        for (topic, partition, first, ext) in inv.orphans() {
-            let key = layout::segment_key(&topic, partition, first, &ext);
-            tracing::warn!(segment = %key, "removing a segment without manifest (an interrupted write)");
-            self.storage.delete(&key).await?;
-        }
-        let mut durable = Offsets::new();
+        let mut lasts = Vec::with_capacity(inv.manifests.len());
         for ((topic, partition), firsts) in &inv.manifests {
             let Some(last) = firsts.last() else { continue };
             let Some(m) = self.read_manifest(topic, *partition, *last).await? else {
@@ -34,12 +24,28 @@ impl StorageSink {
                     layout::manifest_key(topic, *partition, *last)
                 )));
             };
+            lasts.push((topic.clone(), *partition, m));
+        }
+        // Before the lease or any other write: the keys must fit what the location holds.
+        self.check_encryption(lasts.iter().map(|(_, _, m)| m))?;
+        if self.descriptor_written {
+            // Before deleting anything: what looks interrupted may be another writer's.
+            self.take_lease().await?;
+        }
+        self.reconcile_pending().await?;
+        for (topic, partition, first, ext) in inv.orphans() {
+            let key = layout::segment_key(&topic, partition, first, &ext);
+            tracing::warn!(segment = %key, "removing a segment without manifest (an interrupted write)");
+            self.storage.delete(&key).await?;
+        }
+        let mut durable = Offsets::new();
+        for (topic, partition, m) in lasts {
             self.last_next
-                .insert((topic_of(topic), *partition), m.next_offset);
+                .insert((topic_of(&topic), partition), m.next_offset);
             durable
-                .entry(topic.clone())
+                .entry(topic)
                 .or_default()
-                .insert(*partition, m.next_offset);
+                .insert(partition, m.next_offset);
         }
         Ok(durable)
     }
