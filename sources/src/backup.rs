@@ -152,7 +152,6 @@ struct Resolved {
     per_partition: BTreeMap<(String, i32), OffsetRange>,
     include_aborted: bool,
     chunk: u64,
-    encryption: Option<ferry_core::encryption::EncryptionConfig>,
 }
 
 fn check_range(what: &str, r: OffsetRange) -> Result<()> {
@@ -220,7 +219,6 @@ impl Resolved {
             per_partition,
             include_aborted: c.include_aborted,
             chunk,
-            encryption: c.encryption.clone(),
         })
     }
 
@@ -336,7 +334,8 @@ impl BackupSource {
         if self.opened.is_none() {
             let catalog = Catalog::open(self.config.storage.clone()).await?;
             let topics = self.config.select_topics(&catalog)?;
-            let manifests = self.selected_manifests(&catalog, &topics).await?;
+            let manifests =
+                selected_manifests(&self.config, self.keys.as_ref(), &catalog, &topics).await?;
             self.opened = Some(Opened {
                 catalog,
                 topics,
@@ -347,30 +346,6 @@ impl BackupSource {
             Some(o) => Ok(o),
             None => Err(Error::internal("backup source: catalog not opened")),
         }
-    }
-
-    /// The manifests of the selected partitions. Before anything is read or handed on (a
-    /// restore creates topics from the metadata), every key id is checked against the keys.
-    async fn selected_manifests(
-        &self,
-        catalog: &Catalog,
-        topics: &[String],
-    ) -> Result<PartitionManifests> {
-        let selected: Vec<(String, i32)> = topics
-            .iter()
-            .flat_map(|t| {
-                catalog
-                    .partitions(t)
-                    .into_iter()
-                    .filter(|p| self.config.partition_selected(*p))
-                    .map(move |p| (t.clone(), p))
-            })
-            .collect();
-        let manifests = catalog.manifests_of(selected).await?;
-        for m in manifests.iter().flat_map(|(_, ms)| ms) {
-            segment::check_key(&self.config.storage, m, self.keys.as_ref())?;
-        }
-        Ok(manifests)
     }
 
     async fn build_readers(&mut self, ctx: &SourceContext) -> Result<VecDeque<PartitionReader>> {
@@ -523,6 +498,31 @@ impl Source for BackupSource {
             groups,
         }))
     }
+}
+
+/// The manifests of the selected partitions. Before anything is read or handed on (a
+/// restore creates topics from the metadata), every key id is checked against the keys.
+async fn selected_manifests(
+    config: &Resolved,
+    keys: Option<&Arc<dyn ferry_core::encryption::KeyProvider>>,
+    catalog: &Catalog,
+    topics: &[String],
+) -> Result<PartitionManifests> {
+    let selected: Vec<(String, i32)> = topics
+        .iter()
+        .flat_map(|t| {
+            catalog
+                .partitions(t)
+                .into_iter()
+                .filter(|p| config.partition_selected(*p))
+                .map(move |p| (t.clone(), p))
+        })
+        .collect();
+    let manifests = catalog.manifests_of(selected).await?;
+    for m in manifests.iter().flat_map(|(_, ms)| ms) {
+        segment::check_key(&config.storage, m, keys)?;
+    }
+    Ok(manifests)
 }
 
 /// Keeps the offsets of selected topics and partitions; groups left with none are dropped.

@@ -131,6 +131,8 @@ fn decodes(format: &dyn SegmentFormat) -> bool {
 impl StorageSink {
     /// A sink for these options.
     pub fn new(config: StorageSinkConfig) -> Result<Self> {
+        // Keys first: a missing key must fail before the storage (a local folder) is made.
+        let keys = config.encryption.as_ref().map(|e| e.load()).transpose()?;
         let storage = Storage::from_uri(&config.uri)?;
         let format = configured_format(&config)?;
         let template = path_template(&config)?;
@@ -141,7 +143,6 @@ impl StorageSink {
             ));
         }
         let local = ferry_core::storage::StorageUri::parse(&config.uri)?.scheme == "file";
-        let keys = config.encryption.as_ref().map(|e| e.load()).transpose()?;
         Ok(StorageSink {
             config,
             storage,

@@ -142,7 +142,7 @@ pub async fn verify_backup(storage: Storage, chunk: Option<u64>) -> Result<Verif
 pub async fn verify_backup_with(
     storage: Storage,
     chunk: Option<u64>,
-    keys: Option<Arc<dyn KeyProvider>>,
+    decrypt: Option<Arc<dyn KeyProvider>>,
 ) -> Result<VerifyReport> {
     let chunk = chunk.unwrap_or(DEFAULT_READ_CHUNK);
     let catalog = Catalog::open(storage.clone()).await?;
@@ -242,15 +242,15 @@ pub async fn verify_backup_with(
             _ => m.next_offset,
         };
         prev = Some((topic, partition, next, key));
-        if keys.is_some() {
-            super::segment::check_key(&storage, &m, keys.as_ref())?;
+        if decrypt.is_some() {
+            super::segment::check_key(&storage, &m, decrypt.as_ref())?;
         }
         jobs.push(m);
     }
     report.topics = topics.len();
 
     let results: Vec<SegmentCheck> = futures::stream::iter(jobs)
-        .map(|m| verify_segment_with(storage.clone(), m, chunk, keys.clone()))
+        .map(|m| verify_segment_with(storage.clone(), m, chunk, decrypt.clone()))
         .buffered(CONCURRENCY)
         .collect()
         .await;
