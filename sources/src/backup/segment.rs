@@ -99,11 +99,13 @@ pub fn check_key(
     };
     match keys {
         None => Err(Error::config(format!(
-            "{storage}/{} is encrypted (key id {}): give its key with --encryption-key-file or              `encryption: {{key_file: …}}`",
+            "{storage}/{} is encrypted (key id {}): give its key with --encryption-key-file or \
+             `encryption: {{key_file: …}}`",
             m.segment, e.key_id
         ))),
         Some(k) if !k.has_key(&e.key_id) => Err(Error::config(format!(
-            "{storage}/{} was encrypted with key id {}, which none of the given keys is ({}):              give the key it was written with (after a rotation, give the old key too)",
+            "{storage}/{} was encrypted with key id {}, which none of the given keys is ({}): \
+             give the key it was written with (after a rotation, give the old key too)",
             m.segment,
             e.key_id,
             k.describe()
