@@ -1019,4 +1019,86 @@ mod tests {
             assert!(Arc::ptr_eq(&got[0].topic, &topic));
         });
     }
+
+    /// Seals `plain` as the object `name` in envelope chunks of `chunk` bytes.
+    async fn seal(keys: &dyn KeyProvider, name: &str, plain: &[u8], chunk: u32) -> Vec<u8> {
+        let mut s = ferry_core::encryption::Sealer::with_chunk_size(keys, name, chunk)
+            .await
+            .unwrap();
+        let mut out = s.push(plain).unwrap();
+        out.extend(s.finish().unwrap());
+        out
+    }
+
+    /// Every batch of a raw object, or the first error.
+    async fn batches_of(object: ChunkedObject) -> Result<Vec<RawBatch>> {
+        let mut r = RawReader::new(object);
+        let mut out = Vec::new();
+        while let Some(b) = r.next_batch().await? {
+            out.push(b);
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn encrypted_segments_decrypt_in_ranged_reads_and_damage_is_caught() {
+        rt().block_on(async {
+            let topic: Arc<str> = Arc::from("t");
+            let plain = ferry_formats::raw::encode_records(&records(&topic, 200)).unwrap();
+            let keys: Arc<dyn KeyProvider> = Arc::new(
+                ferry_core::encryption::StaticKeys::from_keys(vec![("test key".into(), [5; 32])])
+                    .unwrap(),
+            );
+            let name = "topics/t/2/00000000000000000100.log";
+            let stored = seal(keys.as_ref(), name, &plain, 1000).await;
+            let storage =
+                Storage::from_uri(&format!("memory://enc-seg-{}", std::process::id())).unwrap();
+            let open = |bytes: Vec<u8>, read: u64| {
+                let storage = storage.clone();
+                let keys = keys.clone();
+                async move {
+                    let size = bytes.len() as u64;
+                    storage.write(name, bytes).await.unwrap();
+                    ChunkedObject::new(storage, name, size, read).decrypting(keys)
+                }
+            };
+            let want = verify_batches(&plain).unwrap();
+            // Reads smaller and larger than an envelope chunk, straddling its boundaries.
+            for read in [12, 333, 1016, 4096, 1 << 20] {
+                let got = batches_of(open(stored.clone(), read).await).await.unwrap();
+                let bytes: Vec<u8> = got.iter().flat_map(|b| b.bytes.to_vec()).collect();
+                assert_eq!(bytes, plain, "read chunk {read}");
+                assert_eq!(got.len() as u64, want.batches);
+            }
+            let object = open(stored.clone(), 333).await;
+            let mut reader = RawReader::new(object);
+            while reader.next_batch().await.unwrap().is_some() {}
+            assert_eq!(reader.object().crc32c(), crc32c::crc32c(&stored));
+            assert!(reader.object().at_end());
+
+            let header = EnvelopeHeader::parse(&stored).unwrap().unwrap().len();
+            let full = 1000 + TAG_LEN;
+            let mut flipped = stored.clone();
+            flipped[header + full + 10] ^= 0x40;
+            let e = batches_of(open(flipped, 333).await).await.unwrap_err();
+            assert!(
+                e.to_string().contains("chunk 1 fails authentication"),
+                "{e}"
+            );
+            let cut = stored[..header + 2 * full].to_vec();
+            let e = batches_of(open(cut, 333).await).await.unwrap_err();
+            assert!(e.to_string().contains(name), "{e}");
+            let mut swapped = stored.clone();
+            swapped[header..header + full]
+                .copy_from_slice(&stored[header + full..header + 2 * full]);
+            swapped[header + full..header + 2 * full]
+                .copy_from_slice(&stored[header..header + full]);
+            assert!(batches_of(open(swapped, 4096).await).await.is_err());
+            // A plain segment given to the decrypting reader is refused, not misread.
+            let e = batches_of(open(plain.to_vec(), 4096).await)
+                .await
+                .unwrap_err();
+            assert!(e.to_string().contains("FERRYENC"), "{e}");
+        });
+    }
 }
