@@ -18,6 +18,7 @@ mod shortcuts;
 mod topics;
 mod validate;
 mod verify;
+mod worker;
 
 use clap::{Parser, Subcommand};
 use ferry_core::Registry;
@@ -68,6 +69,8 @@ enum Command {
     Restore(restore::RestoreArgs),
     /// List a cluster's topics with partitions and earliest/latest offsets.
     Topics(topics::TopicsArgs),
+    /// Run as a worker of a group sharing pipelines, with a REST API (Ferry as a service).
+    Worker(worker::Args),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions(completions::CompletionsArgs),
     /// Print the manual page (or write one per command with --out-dir).
@@ -97,6 +100,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Backup(a) => shortcuts::backup(a).await,
         Command::Restore(a) => restore::main(a).await,
         Command::Topics(a) => topics::run(a).await,
+        Command::Worker(a) => worker::main(a).await,
         Command::Completions(a) => completions::completions(a).await,
         Command::Man(a) => completions::man(a).await,
         Command::Keygen(a) => keygen::main(a).await,

@@ -171,7 +171,7 @@ impl Client {
         .await
     }
 
-    async fn coordinator_conn(&self, group: &str) -> Result<Arc<Connection>> {
+    pub(crate) async fn coordinator_conn(&self, group: &str) -> Result<Arc<Connection>> {
         let id = self.find_coordinator(group).await?;
         let addr = read(&self.inner.cache).brokers.get(&id).cloned();
         match addr {

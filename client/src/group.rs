@@ -5,6 +5,12 @@
 //! The member does not heartbeat by itself: call [`GroupMember::heartbeat`] more often than
 //! the session timeout (e.g. between fetches), and [`GroupMember::rejoin`] when it reports a
 //! rebalance.
+//!
+//! The group protocol is pluggable ([`GroupProtocol`]): consumers use Kafka's `consumer`
+//! protocol ([`Client::join_group`]); Ferry's workers share pipelines with a protocol type
+//! of their own ([`Client::join_group_with`]), as Kafka Connect's workers use `connect`. The
+//! coordinator only relays the bytes: each protocol decides what members say when they join
+//! and what the leader hands each of them.
 
 use crate::client::{topic_name, Client};
 use crate::conn::Connection;
@@ -20,9 +26,38 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use std::collections::{BTreeMap, BTreeSet};
+use futures::future::BoxFuture;
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::debug;
+
+/// What a group's members say when they join and how its leader divides the work.
+pub trait GroupProtocol: Send + Sync {
+    /// The protocol type every member of the group must share (`consumer`, `ferry-worker`).
+    fn protocol_type(&self) -> &str;
+
+    /// The protocols this member offers, preferred first, each with the metadata the leader
+    /// will see for this member.
+    fn protocols(&self) -> Result<Vec<(String, Bytes)>>;
+
+    /// Leader only: given the chosen protocol and every member's `(member id, metadata)`,
+    /// the assignment bytes of each member (members left out get an empty assignment).
+    fn assign<'a>(
+        &'a self,
+        client: &'a Client,
+        protocol: &'a str,
+        members: &'a [(String, Bytes)],
+    ) -> BoxFuture<'a, Result<BTreeMap<String, Bytes>>>;
+}
+
+/// How long the coordinator waits for members.
+#[derive(Debug, Clone, Copy)]
+pub struct GroupTimeouts {
+    /// The coordinator drops a member it has not heard from for this long.
+    pub session: Duration,
+    /// How long members get to rejoin during a rebalance.
+    pub rebalance: Duration,
+}
 
 /// How partitions are spread over the members.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -88,8 +123,13 @@ pub type Assignment = BTreeMap<String, Vec<i32>>;
 pub enum Heartbeat {
     /// Still a member with the same assignment.
     Ok,
-    /// The group is rebalancing (or forgot this member): call [`GroupMember::rejoin`].
+    /// The group is rebalancing: call [`GroupMember::rejoin`]. The member still holds its
+    /// assignment until it rejoins.
     RebalanceNeeded,
+    /// The coordinator no longer knows this member in this generation (it was dropped after
+    /// the session timeout, or a newer generation exists): its assignment may already belong
+    /// to others. Stop using it, then call [`GroupMember::rejoin`].
+    Expired,
 }
 
 /// A joined member of a consumer group.
@@ -99,17 +139,22 @@ pub struct GroupMember {
     /// connection in order, so a JoinGroup waiting for a rebalance would hold up every
     /// heartbeat, commit or fetch sharing that connection (the Java client does the same).
     conn: tokio::sync::Mutex<Option<Arc<Connection>>>,
-    cfg: GroupConfig,
+    group: String,
+    timeouts: GroupTimeouts,
+    protocol: Arc<dyn GroupProtocol>,
     member_id: String,
     generation: i32,
     leader: bool,
+    /// What the leader sent this member, as sent.
+    raw_assignment: Bytes,
+    /// The same, decoded, for the `consumer` protocol.
     assignment: Assignment,
 }
 
 impl std::fmt::Debug for GroupMember {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GroupMember")
-            .field("group", &self.cfg.group)
+            .field("group", &self.group)
             .field("member_id", &self.member_id)
             .field("generation", &self.generation)
             .field("assignment", &self.assignment)
@@ -213,21 +258,155 @@ pub fn assign_round_robin(
     out
 }
 
+/// Kafka's `consumer` protocol: members subscribe to topics, the leader spreads their
+/// partitions with the range or round-robin assignor.
+struct ConsumerProtocol {
+    topics: Vec<String>,
+    assignors: Vec<Assignor>,
+}
+
+impl GroupProtocol for ConsumerProtocol {
+    fn protocol_type(&self) -> &str {
+        "consumer"
+    }
+
+    fn protocols(&self) -> Result<Vec<(String, Bytes)>> {
+        let subscription = encode_versioned(
+            &ConsumerProtocolSubscription::default().with_topics(
+                self.topics
+                    .iter()
+                    .map(|t| StrBytes::from_string(t.clone()))
+                    .collect(),
+            ),
+            0,
+        )?;
+        Ok(self
+            .assignors
+            .iter()
+            .map(|a| (a.name().to_string(), subscription.clone()))
+            .collect())
+    }
+
+    fn assign<'a>(
+        &'a self,
+        client: &'a Client,
+        protocol: &'a str,
+        members: &'a [(String, Bytes)],
+    ) -> BoxFuture<'a, Result<BTreeMap<String, Bytes>>> {
+        Box::pin(async move {
+            let assignor = Assignor::parse(protocol).unwrap_or(self.assignors[0]);
+            let mut subscriptions: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+            for (id, metadata) in members {
+                let sub: ConsumerProtocolSubscription = decode_versioned(metadata.clone())
+                    .map_err(|e| ClientError::Protocol {
+                        addr: String::new(),
+                        api: "JoinGroup".into(),
+                        message: format!("subscription of member {id}: {e}"),
+                    })?;
+                subscriptions.insert(
+                    id.clone(),
+                    sub.topics.iter().map(|t| t.to_string()).collect(),
+                );
+            }
+            let topics: Vec<String> = subscriptions
+                .values()
+                .flatten()
+                .cloned()
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            let md = client.metadata(Some(&topics)).await?;
+            let counts: BTreeMap<String, i32> = md
+                .topics
+                .iter()
+                .filter(|t| t.error.is_none())
+                .map(|t| (t.name.clone(), t.partitions.len() as i32))
+                .collect();
+            let plan = match assignor {
+                Assignor::Range => assign_range(&subscriptions, &counts),
+                Assignor::RoundRobin => assign_round_robin(&subscriptions, &counts),
+            };
+            let mut out = BTreeMap::new();
+            for (member, a) in plan {
+                let data = ConsumerProtocolAssignment::default().with_assigned_partitions(
+                    a.into_iter()
+                        .map(|(t, ps)| {
+                            AssignedTopic::default()
+                                .with_topic(topic_name(&t))
+                                .with_partitions(ps)
+                        })
+                        .collect(),
+                );
+                out.insert(member, encode_versioned(&data, 0)?);
+            }
+            Ok(out)
+        })
+    }
+}
+
+/// What a Heartbeat answer means for the member (an error code not about membership is
+/// returned as is).
+fn heartbeat_outcome(error_code: i16) -> std::result::Result<Heartbeat, KafkaCode> {
+    match KafkaCode::from_code(error_code) {
+        None => Ok(Heartbeat::Ok),
+        Some(KafkaCode::REBALANCE_IN_PROGRESS) => Ok(Heartbeat::RebalanceNeeded),
+        Some(KafkaCode::ILLEGAL_GENERATION)
+        | Some(KafkaCode::UNKNOWN_MEMBER_ID) => Ok(Heartbeat::Expired),
+        Some(code) => Err(code),
+    }
+}
+
+/// Decodes a `consumer` protocol assignment into partitions per topic.
+fn decode_consumer_assignment(raw: Bytes) -> std::result::Result<Assignment, String> {
+    let a: ConsumerProtocolAssignment = decode_versioned(raw)?;
+    Ok(a.assigned_partitions
+        .into_iter()
+        .map(|t| {
+            let mut ps = t.partitions;
+            ps.sort_unstable();
+            (t.topic.0.to_string(), ps)
+        })
+        .collect())
+}
+
 impl Client {
-    /// Joins `cfg.group` and waits for this member's assignment.
+    /// Joins `cfg.group` as a consumer and waits for this member's assignment.
     pub async fn join_group(&self, cfg: GroupConfig) -> Result<GroupMember> {
         if cfg.assignors.is_empty() {
             return Err(ClientError::Config(
                 "a group member needs at least one assignor".into(),
             ));
         }
+        let protocol = ConsumerProtocol {
+            topics: cfg.topics,
+            assignors: cfg.assignors,
+        };
+        let timeouts = GroupTimeouts {
+            session: cfg.session_timeout,
+            rebalance: cfg.rebalance_timeout,
+        };
+        self.join_group_with(cfg.group, Arc::new(protocol), timeouts)
+            .await
+    }
+
+    /// Joins `group` with a protocol of the caller's and waits for this member's assignment
+    /// ([`GroupMember::raw_assignment`]).
+    pub async fn join_group_with(
+        &self,
+        group: impl Into<String>,
+        protocol: Arc<dyn GroupProtocol>,
+        timeouts: GroupTimeouts,
+    ) -> Result<GroupMember> {
         let mut m = GroupMember {
             client: self.clone(),
             conn: tokio::sync::Mutex::new(None),
-            cfg,
+            group: group.into(),
+            timeouts,
+            protocol,
             member_id: String::new(),
             generation: -1,
             leader: false,
+            raw_assignment: Bytes::new(),
             assignment: Assignment::new(),
         };
         m.rejoin().await?;
@@ -235,10 +414,43 @@ impl Client {
     }
 }
 
+impl Client {
+    /// One Heartbeat for `member_id` of `group` in `generation`, over the client's own
+    /// connection to the coordinator: lets a task check its worker is still a member in that
+    /// generation (a fence) while the member itself is busy rejoining.
+    pub async fn heartbeat_as(
+        &self,
+        group: &str,
+        generation: i32,
+        member_id: &str,
+    ) -> Result<Heartbeat> {
+        let conn = self.coordinator_conn(group).await?;
+        let v = conn.version(ApiKey::Heartbeat)?;
+        let req = HeartbeatRequest::default()
+            .with_group_id(gid(group))
+            .with_generation_id(generation)
+            .with_member_id(StrBytes::from_string(member_id.to_string()));
+        let resp = conn.send(&req, v).await?;
+        heartbeat_outcome(resp.error_code).map_err(|code| {
+            ClientError::kafka("Heartbeat", group, code, None).with_addr(conn.addr())
+        })
+    }
+}
+
 impl GroupMember {
-    /// Partitions assigned to this member.
+    /// Partitions assigned to this member (the `consumer` protocol; empty for others).
     pub fn assignment(&self) -> &Assignment {
         &self.assignment
+    }
+
+    /// The assignment bytes the leader sent this member, as sent.
+    pub fn raw_assignment(&self) -> &Bytes {
+        &self.raw_assignment
+    }
+
+    /// The group's name.
+    pub fn group(&self) -> &str {
+        &self.group
     }
 
     /// The member id the coordinator gave.
@@ -263,7 +475,7 @@ impl GroupMember {
                 return Ok(c.clone());
             }
         }
-        let id = self.client.find_coordinator(&self.cfg.group).await?;
+        let id = self.client.find_coordinator(&self.group).await?;
         let addr = crate::client::read(&self.client.inner.cache)
             .brokers
             .get(&id)
@@ -291,7 +503,7 @@ impl GroupMember {
     }
 
     fn err(&self, api: &str, code: KafkaCode, conn: &Connection) -> ClientError {
-        ClientError::kafka(api, self.cfg.group.as_str(), code, None).with_addr(conn.addr())
+        ClientError::kafka(api, self.group.as_str(), code, None).with_addr(conn.addr())
     }
 
     /// (Re)joins the group: JoinGroup (twice when the coordinator first hands out a member
@@ -308,7 +520,7 @@ impl GroupMember {
                 return Err(e);
             };
             self.forget_coordinator(&e).await;
-            debug!(group = %self.cfg.group, error = %e, ?delay, "rejoining");
+            debug!(group = %self.group, error = %e, ?delay, "rejoining");
             tokio::time::sleep(delay).await;
         }
     }
@@ -328,36 +540,27 @@ impl GroupMember {
     async fn join_once(&mut self) -> Result<()> {
         let conn = self.coordinator().await?;
         let jv = conn.version(ApiKey::JoinGroup)?;
-        let subscription = encode_versioned(
-            &ConsumerProtocolSubscription::default().with_topics(
-                self.cfg
-                    .topics
-                    .iter()
-                    .map(|t| StrBytes::from_string(t.clone()))
-                    .collect(),
-            ),
-            0,
-        )?;
         let protocols = self
-            .cfg
-            .assignors
-            .iter()
-            .map(|a| {
+            .protocol
+            .protocols()?
+            .into_iter()
+            .map(|(name, metadata)| {
                 JoinGroupRequestProtocol::default()
-                    .with_name(StrBytes::from_static_str(a.name()))
-                    .with_metadata(subscription.clone())
+                    .with_name(StrBytes::from_string(name))
+                    .with_metadata(metadata)
             })
             .collect::<Vec<_>>();
-        let timeout = self.cfg.rebalance_timeout + self.client.inner.cfg.request_timeout;
+        let protocol_type = self.protocol.protocol_type().to_string();
+        let timeout = self.timeouts.rebalance + self.client.inner.cfg.request_timeout;
         let resp = loop {
             let mut req = JoinGroupRequest::default()
-                .with_group_id(gid(&self.cfg.group))
-                .with_session_timeout_ms(self.cfg.session_timeout.as_millis() as i32)
+                .with_group_id(gid(&self.group))
+                .with_session_timeout_ms(self.timeouts.session.as_millis() as i32)
                 .with_member_id(StrBytes::from_string(self.member_id.clone()))
-                .with_protocol_type(StrBytes::from_static_str("consumer"))
+                .with_protocol_type(StrBytes::from_string(protocol_type.clone()))
                 .with_protocols(protocols.clone());
             if jv >= 1 {
-                req.rebalance_timeout_ms = self.cfg.rebalance_timeout.as_millis() as i32;
+                req.rebalance_timeout_ms = self.timeouts.rebalance.as_millis() as i32;
             }
             let resp = conn.send_timeout(&req, jv, timeout).await?;
             match KafkaCode::from_code(resp.error_code) {
@@ -378,88 +581,51 @@ impl GroupMember {
             .as_ref()
             .map(|s| s.to_string())
             .unwrap_or_default();
-        let assignor = Assignor::parse(&protocol).unwrap_or(self.cfg.assignors[0]);
 
         let mut assignments = Vec::new();
         if self.leader && !resp.skip_assignment {
-            let mut members: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-            for m in &resp.members {
-                let sub: ConsumerProtocolSubscription = decode_versioned(m.metadata.clone())
-                    .map_err(|e| ClientError::Protocol {
-                        addr: conn.addr().to_string(),
-                        api: "JoinGroup".into(),
-                        message: format!("subscription of member {}: {e}", m.member_id),
-                    })?;
-                members.insert(
-                    m.member_id.to_string(),
-                    sub.topics.iter().map(|t| t.to_string()).collect(),
-                );
-            }
-            let topics: Vec<String> = members
-                .values()
-                .flatten()
-                .cloned()
-                .collect::<BTreeSet<_>>()
-                .into_iter()
-                .collect();
-            let md = self.client.metadata(Some(&topics)).await?;
-            let counts: BTreeMap<String, i32> = md
-                .topics
+            let members: Vec<(String, Bytes)> = resp
+                .members
                 .iter()
-                .filter(|t| t.error.is_none())
-                .map(|t| (t.name.clone(), t.partitions.len() as i32))
+                .map(|m| (m.member_id.to_string(), m.metadata.clone()))
                 .collect();
-            let plan = match assignor {
-                Assignor::Range => assign_range(&members, &counts),
-                Assignor::RoundRobin => assign_round_robin(&members, &counts),
-            };
-            for (member, a) in plan {
-                let data = ConsumerProtocolAssignment::default().with_assigned_partitions(
-                    a.into_iter()
-                        .map(|(t, ps)| {
-                            AssignedTopic::default()
-                                .with_topic(topic_name(&t))
-                                .with_partitions(ps)
-                        })
-                        .collect(),
-                );
+            let plan = self
+                .protocol
+                .assign(&self.client, &protocol, &members)
+                .await
+                .map_err(|e| e.with_addr(conn.addr()))?;
+            for (member, data) in plan {
                 assignments.push(
                     SyncGroupRequestAssignment::default()
                         .with_member_id(StrBytes::from_string(member))
-                        .with_assignment(encode_versioned(&data, 0)?),
+                        .with_assignment(data),
                 );
             }
         }
         let sv = conn.version(ApiKey::SyncGroup)?;
         let mut req = SyncGroupRequest::default()
-            .with_group_id(gid(&self.cfg.group))
+            .with_group_id(gid(&self.group))
             .with_generation_id(self.generation)
             .with_member_id(StrBytes::from_string(self.member_id.clone()))
             .with_assignments(assignments);
         if sv >= 5 {
-            req.protocol_type = Some(StrBytes::from_static_str("consumer"));
+            req.protocol_type = Some(StrBytes::from_string(protocol_type.clone()));
             req.protocol_name = Some(StrBytes::from_string(protocol.clone()));
         }
         let resp = conn.send_timeout(&req, sv, timeout).await?;
         if let Some(code) = KafkaCode::from_code(resp.error_code) {
             return Err(self.err("SyncGroup", code, &conn));
         }
-        let a: ConsumerProtocolAssignment =
-            decode_versioned(resp.assignment).map_err(|e| ClientError::Protocol {
-                addr: conn.addr().to_string(),
-                api: "SyncGroup".into(),
-                message: format!("assignment: {e}"),
-            })?;
-        self.assignment = a
-            .assigned_partitions
-            .into_iter()
-            .map(|t| {
-                let mut ps = t.partitions;
-                ps.sort_unstable();
-                (t.topic.0.to_string(), ps)
-            })
-            .collect();
-        debug!(group = %self.cfg.group, member = %self.member_id, generation = self.generation, ?self.assignment, "joined");
+        self.raw_assignment = resp.assignment.clone();
+        if protocol_type == "consumer" {
+            self.assignment =
+                decode_consumer_assignment(resp.assignment).map_err(|e| ClientError::Protocol {
+                    addr: conn.addr().to_string(),
+                    api: "SyncGroup".into(),
+                    message: format!("assignment: {e}"),
+                })?;
+        }
+        debug!(group = %self.group, member = %self.member_id, generation = self.generation, ?self.assignment, "joined");
         Ok(())
     }
 
@@ -476,23 +642,18 @@ impl GroupMember {
         let conn = self.coordinator().await?;
         let v = conn.version(ApiKey::Heartbeat)?;
         let req = HeartbeatRequest::default()
-            .with_group_id(gid(&self.cfg.group))
+            .with_group_id(gid(&self.group))
             .with_generation_id(self.generation)
             .with_member_id(StrBytes::from_string(self.member_id.clone()));
         let resp = conn.send(&req, v).await?;
-        match KafkaCode::from_code(resp.error_code) {
-            None => Ok(Heartbeat::Ok),
-            Some(KafkaCode::REBALANCE_IN_PROGRESS)
-            | Some(KafkaCode::ILLEGAL_GENERATION)
-            | Some(KafkaCode::UNKNOWN_MEMBER_ID) => Ok(Heartbeat::RebalanceNeeded),
-            Some(code) => Err(self.err("Heartbeat", code, &conn)),
-        }
+        heartbeat_outcome(resp.error_code)
+            .map_err(|code| self.err("Heartbeat", code, &conn))
     }
 
     /// Commits offsets as this member (its generation and member id).
     pub async fn commit(&self, offsets: &BTreeMap<(String, i32), i64>) -> Result<()> {
         self.client
-            .offset_commit_as(&self.cfg.group, self.generation, &self.member_id, offsets)
+            .offset_commit_as(&self.group, self.generation, &self.member_id, offsets)
             .await
     }
 
@@ -500,7 +661,7 @@ impl GroupMember {
     pub async fn leave(self) -> Result<()> {
         let conn = self.coordinator().await?;
         let v = conn.version(ApiKey::LeaveGroup)?;
-        let mut req = LeaveGroupRequest::default().with_group_id(gid(&self.cfg.group));
+        let mut req = LeaveGroupRequest::default().with_group_id(gid(&self.group));
         if v >= 3 {
             req.members = vec![MemberIdentity::default()
                 .with_member_id(StrBytes::from_string(self.member_id.clone()))];

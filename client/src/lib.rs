@@ -38,7 +38,7 @@ pub use client::{
 };
 pub use conn::CONNECTED_GAUGE;
 pub use error::{ClientError, KafkaCode, Result};
-pub use group::{Assignor, GroupConfig, GroupMember, Heartbeat};
+pub use group::{Assignor, GroupConfig, GroupMember, GroupProtocol, GroupTimeouts, Heartbeat};
 pub use kafka_protocol::records::Compression;
 pub use options::{CompressionCodec, ConnectionOptions, SaslOptions, TlsOptions};
 pub use producer::{

@@ -50,6 +50,7 @@ impl Checkpoint {
 pub struct CheckpointStore {
     storage: Storage,
     pipeline: String,
+    shared: bool,
 }
 
 impl CheckpointStore {
@@ -58,7 +59,16 @@ impl CheckpointStore {
         CheckpointStore {
             storage,
             pipeline: pipeline.into(),
+            shared: false,
         }
+    }
+
+    /// A store several tasks write, each for its own partitions: [`CheckpointStore::save`]
+    /// then keeps, per partition, the furthest of what is stored and what it is given, so
+    /// one task never moves another's partitions back.
+    pub fn shared(mut self, shared: bool) -> Self {
+        self.shared = shared;
+        self
     }
 
     /// The object key: `checkpoints/<pipeline>.json`.
@@ -99,13 +109,34 @@ impl CheckpointStore {
 
     /// Writes `offsets` as the checkpoint (replacing the previous one) and returns it.
     pub async fn save(&self, offsets: &Offsets) -> Result<Checkpoint> {
-        let cp = Checkpoint::now(&self.pipeline, offsets.clone());
+        let offsets = if self.shared {
+            match self.load().await? {
+                Some(stored) => furthest_offsets(&stored.offsets, offsets),
+                None => offsets.clone(),
+            }
+        } else {
+            offsets.clone()
+        };
+        let cp = Checkpoint::now(&self.pipeline, offsets);
         let mut json = serde_json::to_vec_pretty(&cp)
             .map_err(|e| Error::internal(format!("serializing checkpoint: {e}")))?;
         json.push(b'\n');
         self.storage.write(&self.key(), json).await?;
         Ok(cp)
     }
+}
+
+/// Per topic and partition, the larger offset of `a` and `b`.
+pub fn furthest_offsets(a: &Offsets, b: &Offsets) -> Offsets {
+    let mut out = a.clone();
+    for (topic, parts) in b {
+        let t = out.entry(topic.clone()).or_default();
+        for (p, o) in parts {
+            let e = t.entry(*p).or_insert(*o);
+            *e = (*e).max(*o);
+        }
+    }
+    out
 }
 
 /// `base` with every offset of `update` laid over it (per topic and partition).

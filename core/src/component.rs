@@ -61,6 +61,13 @@ pub trait Source: Send {
         Ok(())
     }
 
+    /// The partitions this source reads, when its work can be split by partition (a Kafka
+    /// source: its topics' partitions now). A worker group spreads these over its members;
+    /// `None` (the default) runs the whole pipeline as one task.
+    async fn partitions(&mut self) -> Result<Option<Vec<(String, i32)>>, Error> {
+        Ok(None)
+    }
+
     /// Storage where this source would keep the pipeline's checkpoint when neither the
     /// pipeline file nor the sink names one (e.g. a restore keeps it beside the backup).
     fn checkpoint_storage(&self) -> Option<crate::storage::Storage> {

@@ -682,6 +682,9 @@ pub struct Delivery {
     pub max_in_flight_bytes: u64,
     /// Batches each channel between stages holds.
     pub channel_capacity: usize,
+    /// Several tasks (workers of a group) write this pipeline's checkpoint, each for its
+    /// own partitions: each write keeps the furthest offset of every partition stored.
+    pub shared_checkpoint: bool,
 }
 
 impl Default for Delivery {
@@ -691,6 +694,7 @@ impl Default for Delivery {
             checkpoint_interval: DEFAULT_CHECKPOINT_INTERVAL,
             max_in_flight_bytes: DEFAULT_MAX_IN_FLIGHT_BYTES,
             channel_capacity: DEFAULT_CHANNEL_CAPACITY,
+            shared_checkpoint: false,
         }
     }
 }
@@ -728,6 +732,7 @@ impl DeliveryConfig {
             checkpoint_interval: interval,
             max_in_flight_bytes: budget,
             channel_capacity: cap,
+            shared_checkpoint: false,
         })
     }
 }

@@ -16,6 +16,7 @@ pub mod progress;
 pub mod registry;
 pub mod runtime;
 pub mod storage;
+pub mod task;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;
 pub mod tls;
@@ -38,4 +39,5 @@ pub use registry::{
 };
 pub use runtime::{run, run_until_signal, shutdown_signal, RunSummary};
 pub use storage::Storage;
+pub use task::{Fence, PartitionProgress, TaskProgress, TaskScope};
 pub use topic_pattern::{TopicPattern, TopicSelection};

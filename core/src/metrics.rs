@@ -119,13 +119,45 @@ pub(crate) fn in_flight(pipeline: &str) -> Gauge {
     gauge!(IN_FLIGHT_BYTES, "pipeline" => pipeline.to_string())
 }
 
+/// The address `install_prometheus` serves on, once it did.
+static INSTALLED: Mutex<Option<SocketAddr>> = Mutex::new(None);
+/// The recorder a worker installed to render `/metrics` itself.
+static RECORDER: Mutex<Option<metrics_exporter_prometheus::PrometheusHandle>> = Mutex::new(None);
+
+/// Installs a Prometheus recorder without a listener of its own (the worker renders its
+/// `/metrics`) and returns its handle; `None` when another recorder was installed first.
+pub fn install_recorder() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
+    let mut slot = RECORDER.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(h) = slot.as_ref() {
+        return Some(h.clone());
+    }
+    if INSTALLED.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
+        return None;
+    }
+    match metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder() {
+        Ok(h) => {
+            describe();
+            *slot = Some(h.clone());
+            Some(h)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot install the Prometheus recorder; /metrics stays empty");
+            None
+        }
+    }
+}
+
 /// Installs the Prometheus exporter serving `http://addr/metrics`, once per process.
 ///
 /// A second call with the same address is a no-op (several pipelines of one `ferry run`
 /// may name it); a different address is an error, since a process has one global recorder.
 /// Must be called inside a tokio runtime.
 pub fn install_prometheus(addr: SocketAddr) -> Result<()> {
-    static INSTALLED: Mutex<Option<SocketAddr>> = Mutex::new(None);
+    if RECORDER.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
+        // A worker serves every pipeline's metrics on its own `/metrics`.
+        tracing::info!(%addr, "telemetry.prometheus ignored: the worker serves metrics at /metrics");
+        return Ok(());
+    }
     let mut installed = INSTALLED.lock().unwrap_or_else(|p| p.into_inner());
     match *installed {
         Some(a) if a == addr => return Ok(()),

@@ -63,10 +63,13 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 /// What a factory knows about the pipeline it builds a component for.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct BuildContext {
     /// The pipeline's name.
     pub pipeline: String,
+    /// The part of the pipeline this build runs, when a worker runs it as one task of a
+    /// shared pipeline (`None` for `ferry run`: everything).
+    pub scope: Option<crate::task::TaskScope>,
 }
 
 /// Which component of a pipeline file a [`ConfigInput`] reads.
@@ -684,7 +687,18 @@ impl Registry {
     /// Parses, validates and builds the pipeline in `text` (`file` names it in errors).
     /// `${VAR}` references are interpolated from the environment first.
     pub fn load_pipeline(&self, text: &str, file: &str) -> Result<Pipeline> {
-        let (errors, pipeline) = self.prepare(text, file, true);
+        self.load_pipeline_scoped(text, file, None)
+    }
+
+    /// [`Registry::load_pipeline`] for one task of a shared pipeline: the components learn
+    /// their part of the work, their fence and where to report progress from `scope`.
+    pub fn load_pipeline_scoped(
+        &self,
+        text: &str,
+        file: &str,
+        scope: Option<&crate::task::TaskScope>,
+    ) -> Result<Pipeline> {
+        let (errors, pipeline) = self.prepare(text, file, true, scope);
         match (errors.into_iter().next(), pipeline) {
             (Some(e), _) => Err(e),
             (None, Some(p)) => Ok(p),
@@ -704,17 +718,23 @@ impl Registry {
     /// Every problem found in the pipeline in `text` (empty when valid). A syntax error in
     /// the file stops checking there; otherwise each component is checked on its own.
     pub fn check_pipeline(&self, text: &str, file: &str) -> Vec<Error> {
-        self.prepare(text, file, false).0
+        self.prepare(text, file, false, None).0
     }
 
-    fn prepare(&self, text: &str, file: &str, build: bool) -> (Vec<Error>, Option<Pipeline>) {
+    fn prepare(
+        &self,
+        text: &str,
+        file: &str,
+        build: bool,
+        scope: Option<&crate::task::TaskScope>,
+    ) -> (Vec<Error>, Option<Pipeline>) {
         let interp = match interpolate(text, file) {
             Ok(i) => i,
             Err(e) => return (vec![e], None),
         };
         let mut errors = Vec::new();
         let pipeline = self
-            .prepare_interpolated(&interp, file, build, &mut errors)
+            .prepare_interpolated(&interp, file, build, scope, &mut errors)
             .map(|p| p.with_secrets(interp.secrets().clone()));
         let errors: Vec<Error> = errors.into_iter().map(|e| interp.fix_error(e)).collect();
         if errors.is_empty() {
@@ -729,6 +749,7 @@ impl Registry {
         interp: &Interpolated,
         file: &str,
         build: bool,
+        scope: Option<&crate::task::TaskScope>,
         errors: &mut Vec<Error>,
     ) -> Option<Pipeline> {
         let text = interp.text.as_str();
@@ -805,6 +826,7 @@ impl Registry {
         };
         let ctx = BuildContext {
             pipeline: head.name.clone(),
+            scope: scope.cloned(),
         };
 
         // One closure per kind would triplicate this; a small generic helper keeps the rules

@@ -211,7 +211,7 @@ async fn run_inner(pipeline: Pipeline, shutdown: impl Future<Output = ()>) -> Re
         metrics::install_prometheus(addr)?;
     }
     let store = checkpoint_storage(&name, &delivery.checkpoint, sink.as_ref(), source.as_ref())?
-        .map(|s| CheckpointStore::new(s, name.clone()));
+        .map(|s| CheckpointStore::new(s, name.clone()).shared(delivery.shared_checkpoint));
     let mut sink = sink;
     let loaded = resume_point(&name, sink.as_mut(), store.as_ref()).await?;
 

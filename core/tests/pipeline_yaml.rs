@@ -353,6 +353,7 @@ fn json_config_input_skips_type() {
     assert!(e.contains("nested.max"), "{e}");
     let ctx = BuildContext {
         pipeline: "cli".into(),
+        ..Default::default()
     };
     let v = serde_json::json!({ "uri": "mem://x" });
     assert!(registry()

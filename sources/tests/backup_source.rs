@@ -539,6 +539,7 @@ fn registered_with_checked_config() {
     assert!(reg.source_names().contains(&"backup"));
     let ctx = ferry_core::BuildContext {
         pipeline: "p".into(),
+        ..Default::default()
     };
     let ok = json!({ "type": "backup", "uri": "memory://x", "until": "2026-01-01T00:00:00Z" });
     assert!(reg

@@ -121,6 +121,7 @@ mod tests {
     fn ctx() -> BuildContext {
         BuildContext {
             pipeline: "test".into(),
+            ..Default::default()
         }
     }
 

@@ -231,8 +231,8 @@ impl SinkFactory for StorageSinkFactory {
         Ok(())
     }
 
-    fn build(&self, c: StorageSinkConfig, _ctx: &BuildContext) -> Result<Box<dyn Sink>> {
+    fn build(&self, c: StorageSinkConfig, ctx: &BuildContext) -> Result<Box<dyn Sink>> {
         self.validate(&c)?;
-        Ok(Box::new(StorageSink::new(c)?))
+        Ok(Box::new(StorageSink::new(c)?.with_scope(ctx.scope.clone())))
     }
 }

@@ -116,6 +116,9 @@ pub struct StorageSink {
     lease: Option<lease::Lease>,
     /// Key-encryption keys when the sink encrypts (`encryption:`), read when it is built.
     keys: Option<Arc<dyn ferry_core::encryption::KeyProvider>>,
+    /// Set when this sink is one task of a pipeline a worker group shares: the group, not a
+    /// lease, makes it the only writer of its partitions (see [`StorageSink::with_scope`]).
+    scope: Option<ferry_core::TaskScope>,
 }
 
 fn topic_of(t: &str) -> Arc<str> {
@@ -156,7 +159,23 @@ impl StorageSink {
             descriptor_written: false,
             lease: None,
             keys,
+            scope: None,
         })
+    }
+
+    /// Makes this sink one task of a pipeline that workers of a group share. Several tasks
+    /// then write the location at once, each its own partitions, so: no lease (the group
+    /// decides who writes what); on open, only this task's partitions are cleaned of
+    /// interrupted writes; and before each segment is closed and each manifest written the
+    /// scope's fence must confirm the task still owns its partitions.
+    pub fn with_scope(mut self, scope: Option<ferry_core::TaskScope>) -> Self {
+        self.scope = scope;
+        self
+    }
+
+    /// Whether this sink's task writes `topic`/`partition` (every partition without a scope).
+    fn owns(&self, topic: &str, partition: i32) -> bool {
+        self.scope.as_ref().is_none_or(|s| s.owns(topic, partition))
     }
 
     /// The storage this sink writes to.

@@ -34,6 +34,10 @@ impl StorageSink {
         }
         self.reconcile_pending().await?;
         for (topic, partition, first, ext) in inv.orphans() {
+            if !self.owns(&topic, partition) {
+                // Another task's segment, possibly being written right now.
+                continue;
+            }
             let key = layout::segment_key(&topic, partition, first, &ext);
             tracing::warn!(segment = %key, "removing a segment without manifest (an interrupted write)");
             self.storage.delete(&key).await?;
@@ -73,6 +77,11 @@ impl StorageSink {
 
     /// Takes this location's lease (see [`super::lease`]) unless held already.
     async fn take_lease(&mut self) -> Result<()> {
+        if self.scope.is_some() {
+            // A task of a worker group: the group's assignment and fence make it the only
+            // writer of its partitions, and the other tasks write beside it.
+            return Ok(());
+        }
         if self.lease.is_none() {
             let ttl = self.config.lease_ttl.get();
             self.lease = Some(super::lease::Lease::acquire(&self.storage, ttl).await?);
@@ -112,11 +121,16 @@ impl StorageSink {
         }
     }
 
-    /// An error when this writer lost its lease: nothing more may be committed.
-    pub(super) fn check_lease(&self) -> Result<()> {
+    /// An error when this writer lost its lease, or (a task of a worker group) its
+    /// partitions: nothing more may be committed.
+    pub(super) async fn check_writer(&self) -> Result<()> {
         self.lease
             .as_ref()
-            .map_or(Ok(()), super::lease::Lease::check)
+            .map_or(Ok(()), super::lease::Lease::check)?;
+        match &self.scope {
+            Some(scope) => scope.check_fence().await,
+            None => Ok(()),
+        }
     }
 
     /// Takes the lease and writes the descriptor (`ferry.json`) before the first object of
@@ -146,6 +160,9 @@ impl StorageSink {
             let Some((topic, partition, first)) = layout::parse_pending_key(&key) else {
                 continue;
             };
+            if !self.owns(&topic, partition) {
+                continue;
+            }
             let Some(bytes) = self.storage.read_opt(&key).await? else {
                 continue;
             };

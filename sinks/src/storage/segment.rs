@@ -158,6 +158,12 @@ impl StorageSink {
             }
             None => None,
         };
+        // A task that lost its partitions must not even complete the object: its successor
+        // may be writing the same key.
+        if let Err(e) = self.check_writer().await {
+            let _ = seg.writer.abort().await;
+            return Err(e);
+        }
         seg.writer
             .close()
             .await
@@ -185,7 +191,7 @@ impl StorageSink {
         let json = serde_json::to_vec_pretty(&manifest)
             .map_err(|e| Error::internal(format!("encoding manifest: {e}")))?;
         let mkey = layout::manifest_key(topic, partition, seg.first_offset);
-        self.check_lease()?;
+        self.check_writer().await?;
         if !self.storage.write_new(&mkey, json).await? {
             return Err(Error::refused(format!(
                 "{}/{mkey} already exists: another writer is using this backup location",

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use ferry_core::registry::{BuildContext, SourceFactory};
 use ferry_core::{
     Batch, Error, GroupOffsets, Payload, RawBatches, Result, Source, SourceContext, SourceMetadata,
-    TopicSelection, TopicSettings,
+    TaskScope, TopicSelection, TopicSettings,
 };
 use ferry_kafka::batch::BatchIter;
 use ferry_kafka::{
@@ -54,9 +54,11 @@ impl SourceFactory for KafkaSourceFactory {
         Ok(())
     }
 
-    fn build(&self, c: KafkaSourceConfig, _ctx: &BuildContext) -> Result<Box<dyn Source>> {
+    fn build(&self, c: KafkaSourceConfig, ctx: &BuildContext) -> Result<Box<dyn Source>> {
         self.validate(&c)?;
-        Ok(Box::new(KafkaSource::new(c)?))
+        let mut source = KafkaSource::new(c)?;
+        source.scope = ctx.scope.clone();
+        Ok(Box::new(source))
     }
 }
 
@@ -86,6 +88,11 @@ pub struct KafkaSource {
     idle_rounds: u32,
     /// The next fetch, already asked for.
     prefetch: Option<tokio::task::JoinHandle<ferry_kafka::Result<Vec<FetchedPartition>>>>,
+    /// The partitions resolved and positioned (`partitions` may stay empty for a task of a
+    /// shared pipeline that was given none).
+    initialized: bool,
+    /// The part of the topics this source reads when it is one task of a shared pipeline.
+    scope: Option<TaskScope>,
 }
 
 /// A client error as Ferry's: a connection error (retriable when the client says so).
@@ -109,6 +116,8 @@ impl KafkaSource {
             last_metadata: None,
             idle_rounds: 0,
             prefetch: None,
+            initialized: false,
+            scope: None,
         })
     }
 
@@ -148,7 +157,15 @@ impl KafkaSource {
         }
         for t in topics {
             let topic: Arc<str> = Arc::from(t.name.as_str());
-            let ids: Vec<i32> = t.partitions.iter().map(|p| p.id).collect();
+            let ids: Vec<i32> = t
+                .partitions
+                .iter()
+                .map(|p| p.id)
+                .filter(|&p| self.owns(&t.name, p))
+                .collect();
+            if ids.is_empty() {
+                continue;
+            }
             let fallback = match self.config.start {
                 StartAt::Checkpoint | StartAt::Earliest => OffsetSpec::Earliest,
                 StartAt::Latest => OffsetSpec::Latest,
@@ -174,6 +191,9 @@ impl KafkaSource {
                 };
                 tracing::debug!(topic = %t.name, partition = p, position, from_checkpoint = from_checkpoint.is_some(), "start position");
                 ctx.acks.seed(&topic, p, position);
+                if let Some(scope) = &self.scope {
+                    scope.progress.set(&t.name, p, position, None);
+                }
                 self.partitions.push(PartitionState {
                     topic: topic.clone(),
                     partition: p,
@@ -190,7 +210,20 @@ impl KafkaSource {
             snapshot = self.config.stop == StopAt::HighWatermark,
             "kafka source ready"
         );
+        self.initialized = true;
         Ok(())
+    }
+
+    /// Whether this source reads `topic`/`partition` (everything unless it is one task of a
+    /// shared pipeline).
+    fn owns(&self, topic: &str, partition: i32) -> bool {
+        self.scope.as_ref().is_none_or(|s| s.owns(topic, partition))
+    }
+
+    /// Whether this source reports `topic`'s settings: with a shared pipeline only the task
+    /// reading partition 0 does, so the tasks do not all rewrite the same document.
+    fn reports_settings_of(&self, topic: &str) -> bool {
+        self.owns(topic, 0)
     }
 
     async fn fetch_round(&mut self, ctx: &SourceContext) -> Result<()> {
@@ -375,6 +408,14 @@ impl KafkaSource {
             }
         }
         let state = &mut self.partitions[idx];
+        if let Some(scope) = &self.scope {
+            scope.progress.set(
+                &state.topic,
+                state.partition,
+                state.position,
+                Some(resp.high_watermark),
+            );
+        }
         if snapshot {
             if let Some(stop) = state.stop {
                 if state.position >= stop {
@@ -424,6 +465,9 @@ impl KafkaSource {
         let md = client.metadata(Some(&self.topics)).await.map_err(kerr)?;
         let mut topics = Vec::new();
         for name in &self.topics {
+            if !self.reports_settings_of(name) {
+                continue;
+            }
             let Some(t) = md.topic(name) else { continue };
             let configs = match client.describe_configs(name).await {
                 Ok(entries) => entries
@@ -449,7 +493,13 @@ impl KafkaSource {
             });
         }
         let mut groups = Vec::new();
-        if self.config.groups {
+        // With a shared pipeline, the task reading the first topic's partition 0 reports the
+        // groups.
+        let reports_groups = self
+            .topics
+            .first()
+            .is_some_and(|t| self.reports_settings_of(t));
+        if self.config.groups && reports_groups {
             match client.list_groups().await {
                 Ok(listed) => {
                     for g in listed {
@@ -538,8 +588,16 @@ fn clamp_i32(v: u64) -> i32 {
 #[async_trait]
 impl Source for KafkaSource {
     async fn next_batch(&mut self, ctx: &SourceContext) -> Result<Option<Batch>> {
-        if self.partitions.is_empty() {
+        if !self.initialized {
             self.init(ctx).await?;
+        }
+        if self.partitions.is_empty() {
+            // A task of a shared pipeline that was given no partition of these topics: a
+            // snapshot has nothing to do, a continuous backup waits to be stopped.
+            if self.config.stop == StopAt::HighWatermark {
+                return Ok(None);
+            }
+            std::future::pending::<()>().await;
         }
         loop {
             if let Some(b) = self.ready.pop_front() {
@@ -556,6 +614,19 @@ impl Source for KafkaSource {
             }
             self.fetch_round(ctx).await?;
         }
+    }
+
+    async fn partitions(&mut self) -> Result<Option<Vec<(String, i32)>>> {
+        let client = self.client().await?;
+        let md = client.metadata(None).await.map_err(kerr)?;
+        let mut out: Vec<(String, i32)> = md
+            .topics
+            .iter()
+            .filter(|t| t.error.is_none() && self.selector.matches(&t.name))
+            .flat_map(|t| t.partitions.iter().map(|p| (t.name.clone(), p.id)))
+            .collect();
+        out.sort();
+        Ok(Some(out))
     }
 
     async fn metadata(&mut self) -> Result<Option<SourceMetadata>> {
