@@ -387,3 +387,49 @@ fn encrypted_backup_on_s3_round_trips() {
         content(&dump_topic(&env, &env.kafka, &restored))
     );
 }
+
+#[test]
+fn the_encrypted_example_pipeline_takes_its_key_from_the_environment() {
+    let Some(env) = ferry_testkit::env_or_skip() else {
+        return;
+    };
+    let topic = unique("enc-env");
+    create_topic(&env, &topic, 1, &[]);
+    let msgs: Vec<KcatMsg> = (0..25)
+        .map(|i| {
+            KcatMsg::new(None, Some(format!("env-value-{i}").as_bytes())).at(1_700_000_000_000)
+        })
+        .collect();
+    py_produce_to(&env, &env.kafka, &topic, Some(0), &msgs, "none", false);
+    let keys = tempfile::tempdir().unwrap();
+    let (key, key_id) = keygen(keys.path(), "env.key");
+    let key_text = std::fs::read_to_string(&key).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let uri = dir.path().join("b");
+    let uri = uri.to_str().unwrap();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../pipelines/backup-encrypted.yaml");
+    let example = example.to_str().unwrap();
+    let vars = [
+        ("FERRY_KAFKA", env.kafka.as_str()),
+        ("FERRY_TOPIC", topic.as_str()),
+        ("FERRY_BACKUP", uri),
+    ];
+    // Without the variable: refused, naming it, and nothing is written.
+    let out = ferry_output(&["run", example], &vars);
+    assert_refused(&out, &["FERRY_BACKUP_KEY", "is not set"]);
+    assert!(!Path::new(uri).exists());
+    let mut with_key = vars.to_vec();
+    with_key.push(("FERRY_BACKUP_KEY", key_text.as_str()));
+    ferry_success(&["run", example], &with_key);
+    assert_eq!(manifest_key_ids(Path::new(uri)), vec![key_id]);
+    assert!(!all_files(Path::new(uri))
+        .iter()
+        .any(|(_, b)| contains(b, b"env-value-1")));
+    let restored = format!("{topic}-r");
+    let out = restore(&env, uri, &topic, &restored, &[&key]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        content(&dump_topic(&env, &env.kafka, &topic)),
+        content(&dump_topic(&env, &env.kafka, &restored))
+    );
+}
