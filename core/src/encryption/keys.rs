@@ -9,6 +9,7 @@ use ring::rand::{SecureRandom, SystemRandom};
 use serde::Deserialize;
 use std::path::Path;
 use std::sync::Arc;
+use zeroize::{Zeroize, Zeroizing};
 
 /// Bytes of a key (AES-256).
 pub const KEY_LEN: usize = 32;
@@ -49,8 +50,8 @@ impl DataKey {
 
 impl Drop for DataKey {
     fn drop(&mut self) {
-        // Best effort: the bytes do not outlive their use in this buffer.
-        self.0 = [0u8; KEY_LEN];
+        // The bytes do not outlive the key (ring's expanded key schedule is its own).
+        self.0.zeroize();
     }
 }
 
@@ -125,6 +126,7 @@ fn parse_key_text(text: &str, what: &str) -> Result<[u8; KEY_LEN]> {
     let trimmed = text.trim();
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(trimmed)
+        .map(Zeroizing::new)
         .map_err(|_| {
             Error::config(format!(
                 "{what}: not a Ferry key: expected one line of base64 (32 random bytes), as `ferry keygen FILE` writes"
@@ -141,13 +143,21 @@ fn parse_key_text(text: &str, what: &str) -> Result<[u8; KEY_LEN]> {
 impl StaticKeys {
     /// Keys from their bytes, each with a description of its source (`key file …`). The
     /// first encrypts.
-    pub fn from_keys(keys: Vec<(String, [u8; KEY_LEN])>) -> Result<StaticKeys> {
+    pub fn from_keys(mut keys: Vec<(String, [u8; KEY_LEN])>) -> Result<StaticKeys> {
+        let built = Self::build(&keys);
+        for (_, k) in &mut keys {
+            k.zeroize();
+        }
+        built
+    }
+
+    fn build(keys: &[(String, [u8; KEY_LEN])]) -> Result<StaticKeys> {
         if keys.is_empty() {
             return Err(Error::config("encryption: no key given"));
         }
         let mut out: Vec<Kek> = Vec::with_capacity(keys.len());
         for (source, bytes) in keys {
-            let id = key_id_of(&bytes);
+            let id = key_id_of(bytes);
             if let Some(same) = out.iter().find(|k| k.id == id) {
                 return Err(Error::config(format!(
                     "encryption: {source} holds the same key as {} (id {id}); give each key once",
@@ -156,8 +166,8 @@ impl StaticKeys {
             }
             out.push(Kek {
                 id,
-                source,
-                key: aead_key(&bytes)?,
+                source: source.clone(),
+                key: aead_key(bytes)?,
             });
         }
         Ok(StaticKeys { keys: out })
@@ -167,7 +177,7 @@ impl StaticKeys {
     /// config error naming it.
     pub fn read_key_file(path: &Path) -> Result<[u8; KEY_LEN]> {
         let what = format!("encryption key file '{}'", path.display());
-        let text = std::fs::read_to_string(path).map_err(|e| {
+        let text = std::fs::read_to_string(path).map(Zeroizing::new).map_err(|e| {
             let hint = if e.kind() == std::io::ErrorKind::NotFound {
                 " (create one with `ferry keygen FILE`, or give the file the backup was written with)"
             } else {
@@ -182,7 +192,7 @@ impl StaticKeys {
     /// Reads a key from an environment variable (one line of base64).
     pub fn read_key_env(var: &str) -> Result<[u8; KEY_LEN]> {
         let what = format!("encryption key variable {var}");
-        let text = std::env::var(var).map_err(|_| {
+        let text = std::env::var(var).map(Zeroizing::new).map_err(|_| {
             Error::config(format!(
                 "{what} is not set (or not UTF-8): set it to a key as `ferry keygen FILE` writes"
             ))
@@ -295,7 +305,7 @@ impl KeyProvider for StaticKeys {
             })?;
         let key = DataKey::from_slice(plain)
             .ok_or_else(|| Error::Corrupt("the unwrapped data key is not 32 bytes".into()));
-        inner.fill(0);
+        inner.zeroize();
         key
     }
 }
