@@ -87,15 +87,24 @@ pub fn open_segment(
     })
 }
 
-/// Checks that `keys` can decrypt the segment of `m` (always true for a plain one); the
-/// error names the segment, its key id and the keys given.
+/// Checks that `keys` can decrypt the segment of `m`, and that a plain segment is read
+/// without keys; the error names the segment, its key id and the keys given.
 pub fn check_key(
     storage: &Storage,
     m: &SegmentManifest,
     keys: Option<&Arc<dyn KeyProvider>>,
 ) -> Result<()> {
     let Some(e) = &m.encryption else {
-        return Ok(());
+        // A location is written all encrypted or all plain: a plain segment where keys are
+        // expected was not written by the encrypted backup (manifests are not signed).
+        return match keys {
+            Some(k) => Err(Error::config(format!(
+                "{storage}/{} is not encrypted, but keys were given ({}): an encrypted backup                  holds only encrypted segments, so this one was put there by something else;                  leave out the keys to read a plain backup",
+                m.segment,
+                k.describe()
+            ))),
+            None => Ok(()),
+        };
     };
     match keys {
         None => Err(Error::config(format!(
