@@ -474,6 +474,29 @@ fn encrypted_segments_and_dead_letters_hold_no_plaintext_and_read_back() {
             .unwrap_err()
             .to_string();
         assert!(e.contains("is encrypted") && e.contains(&key_id), "{e}");
+
+        // A flipped byte: damage without the key (CRC-32C) and with it (authentication).
+        let mut flipped = stored.to_vec();
+        let at = flipped.len() / 2;
+        flipped[at] ^= 0x01;
+        storage.write(&m.segment, flipped).await.unwrap();
+        let report = ferry_sources::backup::verify::verify_backup(storage.clone(), None)
+            .await
+            .unwrap();
+        assert_eq!(report.damaged(), 1, "{report:?}");
+        assert!(report.problems[0].message.contains("CRC-32C"), "{report:?}");
+        let report =
+            ferry_sources::backup::verify::verify_backup_with(storage.clone(), None, Some(keys))
+                .await
+                .unwrap();
+        assert!(
+            report
+                .problems
+                .iter()
+                .any(|p| p.message.contains("fails authentication")),
+            "{report:?}"
+        );
+        assert!(read_all(source_config(true)).await.is_err());
     });
 }
 
