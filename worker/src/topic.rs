@@ -9,8 +9,8 @@
 use bytes::Bytes;
 use ferry_core::{Error, Result};
 use ferry_kafka::{
-    Client, FetchOptions, FetchRequestPartition, NewTopic, OffsetSpec, ProduceBatch,
-    ProduceRecord, Producer, ProducerConfig, TopicResult,
+    Client, FetchOptions, FetchRequestPartition, NewTopic, OffsetSpec, ProduceBatch, ProduceRecord,
+    Producer, ProducerConfig, TopicResult,
 };
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -141,7 +141,10 @@ impl CompactedTopic {
             Err(_) => Err(Error::connection(
                 format!("topic {}", self.name),
                 true,
-                format!("could not read {} up to offset {offset} within 60s", self.name),
+                format!(
+                    "could not read {} up to offset {offset} within 60s",
+                    self.name
+                ),
             )),
         }
     }
