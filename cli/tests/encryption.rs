@@ -266,8 +266,17 @@ fn a_missing_or_wrong_key_is_refused_before_anything_is_written() {
     assert_refused(&out, &["not encrypted"]);
     // Keys given for a plain backup: its segments are not what an encrypted backup writes.
     let out = restore(&env, plain_uri, &topic, &target, &[&key]);
-    assert_refused(&out, &["is not encrypted, but keys were given", "Nothing was written"]);
-    assert!(!topic_exists(&env, &target), "a refused restore created {target}");
+    assert_refused(
+        &out,
+        &[
+            "is not encrypted, but keys were given",
+            "Nothing was written",
+        ],
+    );
+    assert!(
+        !topic_exists(&env, &target),
+        "a refused restore created {target}"
+    );
     assert_eq!(
         all_files(&fresh),
         before,
