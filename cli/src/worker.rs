@@ -96,13 +96,19 @@ fn settings(args: Args) -> anyhow::Result<WorkerConfig> {
             );
         }
     }
-    cfg.validate().map_err(|e| anyhow::anyhow!("worker settings: {e}"))?;
+    cfg.validate()
+        .map_err(|e| anyhow::anyhow!("worker settings: {e}"))?;
     Ok(cfg)
 }
 
 /// Runs the worker until SIGINT/SIGTERM.
 pub async fn main(args: Args) -> anyhow::Result<()> {
     let cfg = settings(args)?;
-    ferry_worker::run(cfg, Arc::new(crate::registry()), ferry_core::shutdown_signal()).await?;
+    ferry_worker::run(
+        cfg,
+        Arc::new(crate::registry()),
+        ferry_core::shutdown_signal(),
+    )
+    .await?;
     Ok(())
 }

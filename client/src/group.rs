@@ -16,6 +16,7 @@ use crate::client::{topic_name, Client};
 use crate::conn::Connection;
 use crate::error::{ClientError, KafkaCode, Result};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+use futures::future::BoxFuture;
 use kafka_protocol::messages::consumer_protocol_assignment::TopicPartition as AssignedTopic;
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::leave_group_request::MemberIdentity;
@@ -26,7 +27,6 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use std::collections::{BTreeMap, BTreeSet};
-use futures::future::BoxFuture;
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::debug;
@@ -350,8 +350,9 @@ fn heartbeat_outcome(error_code: i16) -> std::result::Result<Heartbeat, KafkaCod
     match KafkaCode::from_code(error_code) {
         None => Ok(Heartbeat::Ok),
         Some(KafkaCode::REBALANCE_IN_PROGRESS) => Ok(Heartbeat::RebalanceNeeded),
-        Some(KafkaCode::ILLEGAL_GENERATION)
-        | Some(KafkaCode::UNKNOWN_MEMBER_ID) => Ok(Heartbeat::Expired),
+        Some(KafkaCode::ILLEGAL_GENERATION) | Some(KafkaCode::UNKNOWN_MEMBER_ID) => {
+            Ok(Heartbeat::Expired)
+        }
         Some(code) => Err(code),
     }
 }
@@ -646,8 +647,7 @@ impl GroupMember {
             .with_generation_id(self.generation)
             .with_member_id(StrBytes::from_string(self.member_id.clone()));
         let resp = conn.send(&req, v).await?;
-        heartbeat_outcome(resp.error_code)
-            .map_err(|code| self.err("Heartbeat", code, &conn))
+        heartbeat_outcome(resp.error_code).map_err(|code| self.err("Heartbeat", code, &conn))
     }
 
     /// Commits offsets as this member (its generation and member id).

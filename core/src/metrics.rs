@@ -131,7 +131,11 @@ pub fn install_recorder() -> Option<metrics_exporter_prometheus::PrometheusHandl
     if let Some(h) = slot.as_ref() {
         return Some(h.clone());
     }
-    if INSTALLED.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
+    if INSTALLED
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .is_some()
+    {
         return None;
     }
     match metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder() {

@@ -84,6 +84,12 @@ impl ApiError {
     }
 }
 
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut body = json!({ "error": self.message });
@@ -111,7 +117,10 @@ pub fn router(shared: AppState) -> Router {
         .route("/pipelines/{name}/restart", post(restart))
         .route("/workers", get(workers))
         .route("/metrics", get(metrics))
-        .route_layer(middleware::from_fn_with_state(shared.clone(), require_token))
+        .route_layer(middleware::from_fn_with_state(
+            shared.clone(),
+            require_token,
+        ))
         .route("/healthz", get(healthz))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
         .with_state(shared)
@@ -206,7 +215,12 @@ pub fn check_pipeline(shared: &Shared, name: &str, text: &str) -> Result<(), Api
         ));
     }
     let file = format!("pipeline '{name}'");
-    if let Some(e) = shared.registry.check_pipeline(text, &file).into_iter().next() {
+    if let Some(e) = shared
+        .registry
+        .check_pipeline(text, &file)
+        .into_iter()
+        .next()
+    {
         return Err(ApiError::invalid(&e));
     }
     #[derive(serde::Deserialize)]
@@ -363,10 +377,10 @@ async fn healthz(State(shared): State<AppState>) -> Json<Value> {
 }
 
 async fn metrics(State(shared): State<AppState>) -> Response {
-    let body = shared.metrics.as_ref().map(|h| h.render()).unwrap_or_default();
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        body,
-    )
-        .into_response()
+    let body = shared
+        .metrics
+        .as_ref()
+        .map(|h| h.render())
+        .unwrap_or_default();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }

@@ -232,7 +232,10 @@ mod tests {
                 assert!(second.units_of(id).contains(&u), "{id} kept {u:?}");
             }
         }
-        assert!(second.revoked.is_empty(), "a dead worker's units are free at once");
+        assert!(
+            second.revoked.is_empty(),
+            "a dead worker's units are free at once"
+        );
     }
 
     #[test]

@@ -76,7 +76,8 @@ impl WorkerConfig {
         let interpolated = ferry_core::interpolate::interpolate(text, file)?;
         let cfg: WorkerConfig = ferry_core::parse_yaml(&interpolated.text, file)
             .map_err(|e| interpolated.fix_error(e))?;
-        cfg.validate().map_err(|e| Error::config(format!("{file}: {e}")))?;
+        cfg.validate()
+            .map_err(|e| Error::config(format!("{file}: {e}")))?;
         Ok(cfg)
     }
 
@@ -136,8 +137,7 @@ fn valid_topic_name(t: &str) -> bool {
         && t.len() <= 249
         && t != "."
         && t != ".."
-        && t
-            .chars()
+        && t.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
@@ -160,9 +160,12 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("w.yaml") && e.contains("listen_on"), "{e}");
-        let e = WorkerConfig::load("brokers: [\"h:1\"]\ngroup: g\nconfig_topic: 'a b'\n", "w.yaml")
-            .unwrap_err()
-            .to_string();
+        let e = WorkerConfig::load(
+            "brokers: [\"h:1\"]\ngroup: g\nconfig_topic: 'a b'\n",
+            "w.yaml",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("config_topic"), "{e}");
         let e = WorkerConfig::load("brokers: [\"h:1\"]\ngroup: \" \"\n", "w.yaml")
             .unwrap_err()

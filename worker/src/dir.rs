@@ -51,7 +51,9 @@ fn read_dir(dir: &Path) -> std::io::Result<BTreeMap<PathBuf, String>> {
             Ok(text) => {
                 out.insert(path, text);
             }
-            Err(e) => tracing::warn!(file = %path.display(), error = %e, "cannot read pipeline file"),
+            Err(e) => {
+                tracing::warn!(file = %path.display(), error = %e, "cannot read pipeline file")
+            }
         }
     }
     Ok(out)
@@ -87,22 +89,33 @@ pub async fn sync_once(dir: &Path, shared: &Shared, reported: &mut BTreeSet<(Pat
         }
         if let Err(e) = crate::api::check_pipeline(shared, &name, text) {
             if reported.insert((path.clone(), text.clone())) {
-                tracing::error!(file = %file, error = ?e, "pipeline file not loaded");
+                tracing::error!(file = %file, error = %e, "pipeline file not loaded");
             }
             continue;
         }
         match shared.store.put(&name, text, Some(file.clone())).await {
-            Ok(created) => tracing::info!(file = %file, pipeline = %name, created, "pipeline loaded from file"),
-            Err(e) => tracing::warn!(file = %file, error = %ferry_core::error_chain(&e), "cannot store pipeline"),
+            Ok(created) => {
+                tracing::info!(file = %file, pipeline = %name, created, "pipeline loaded from file")
+            }
+            Err(e) => {
+                tracing::warn!(file = %file, error = %ferry_core::error_chain(&e), "cannot store pipeline")
+            }
         }
     }
     let dir_prefix = dir.display().to_string();
     for (name, def) in &defs {
-        let from_this_dir = def.file.as_ref().is_some_and(|f| f.starts_with(&dir_prefix));
+        let from_this_dir = def
+            .file
+            .as_ref()
+            .is_some_and(|f| f.starts_with(&dir_prefix));
         if from_this_dir && !from_files.contains(name) {
             match shared.store.delete(name).await {
-                Ok(_) => tracing::info!(pipeline = %name, "pipeline file removed: pipeline deleted"),
-                Err(e) => tracing::warn!(pipeline = %name, error = %ferry_core::error_chain(&e), "cannot delete pipeline"),
+                Ok(_) => {
+                    tracing::info!(pipeline = %name, "pipeline file removed: pipeline deleted")
+                }
+                Err(e) => {
+                    tracing::warn!(pipeline = %name, error = %ferry_core::error_chain(&e), "cannot delete pipeline")
+                }
             }
         }
     }

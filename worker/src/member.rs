@@ -20,12 +20,19 @@ const UNITS_CHECK: Duration = Duration::from_secs(30);
 /// How often status is written even when nothing changed (positions move).
 const STATUS_EVERY: Duration = Duration::from_secs(3);
 
+/// A pipeline's units as resolved for one of its versions, and when.
+struct ResolvedUnits {
+    version: i64,
+    at: Instant,
+    units: Vec<Unit>,
+}
+
 /// Ferry's group protocol, backed by the worker's shared state.
 struct WorkerProtocol {
     shared: Arc<Shared>,
     /// Units of each pipeline version, resolved by the leader (partitions looked up once per
     /// version and again every [`UNITS_CHECK`]).
-    cache: Mutex<BTreeMap<String, (i64, Instant, Vec<Unit>)>>,
+    cache: Mutex<BTreeMap<String, ResolvedUnits>>,
 }
 
 impl GroupProtocol for WorkerProtocol {
@@ -72,7 +79,10 @@ impl GroupProtocol for WorkerProtocol {
                 serde_json::to_vec(&plan)
                     .map_err(|e| ClientError::Config(format!("encoding the plan: {e}")))?,
             );
-            Ok(members.iter().map(|(id, _)| (id.clone(), bytes.clone())).collect())
+            Ok(members
+                .iter()
+                .map(|(id, _)| (id.clone(), bytes.clone()))
+                .collect())
         })
     }
 }
@@ -97,19 +107,29 @@ impl WorkerProtocol {
     /// cannot be known now (its cluster is unreachable): it is left out of this round rather
     /// than run whole, which could overlap a partition another worker runs.
     async fn units_of(&self, def: &PipelineDef) -> Option<Vec<Unit>> {
-        if let Some((version, at, units)) = lock(&self.cache).get(&def.name) {
-            if *version == def.version && at.elapsed() < UNITS_CHECK {
-                return Some(units.clone());
+        if let Some(r) = lock(&self.cache).get(&def.name) {
+            if r.version == def.version && r.at.elapsed() < UNITS_CHECK {
+                return Some(r.units.clone());
             }
         }
         let units = match resolve_units(&self.shared, def).await {
             Ok(u) => u,
             Err(e) => {
                 tracing::warn!(pipeline = %def.name, error = %ferry_core::error_chain(&e), "cannot list the pipeline's partitions; not assigning it this round");
-                return lock(&self.cache).get(&def.name).filter(|c| c.0 == def.version).map(|c| c.2.clone());
+                return lock(&self.cache)
+                    .get(&def.name)
+                    .filter(|r| r.version == def.version)
+                    .map(|r| r.units.clone());
             }
         };
-        lock(&self.cache).insert(def.name.clone(), (def.version, Instant::now(), units.clone()));
+        lock(&self.cache).insert(
+            def.name.clone(),
+            ResolvedUnits {
+                version: def.version,
+                at: Instant::now(),
+                units: units.clone(),
+            },
+        );
         Some(units)
     }
 }
@@ -126,7 +146,9 @@ async fn resolve_units(shared: &Shared, def: &PipelineDef) -> Result<Vec<Unit>> 
         .await
         .map_err(|_| Error::connection(file.clone(), true, "listing partitions took over 30s"))??;
     Ok(match partitions {
+        // Nothing to split (no topic matches yet): run it whole, so its task reports why.
         None => vec![Unit::whole(&def.name)],
+        Some(ps) if ps.is_empty() => vec![Unit::whole(&def.name)],
         Some(ps) => ps
             .into_iter()
             .map(|(t, p)| Unit::partition(&def.name, &t, p))
@@ -187,7 +209,16 @@ pub async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) -> Result
             // Units were taken away: they are stopped; rejoin so they can move.
             Next::Rejoin
         } else {
-            steady(&shared, &member, &fence, &mut tasks, &mut published, &protocol, &mut stop).await
+            steady(
+                &shared,
+                &member,
+                &fence,
+                &mut tasks,
+                &mut published,
+                &protocol,
+                &mut stop,
+            )
+            .await
         };
         match next {
             Next::Stop => break,
@@ -276,10 +307,18 @@ async fn steady(
     let mut status_tick = tokio::time::interval(STATUS_EVERY);
     let mut units_tick = tokio::time::interval(UNITS_CHECK);
     units_tick.reset();
+    // Mark the definitions seen first, then read them: a change after this wakes the loop.
     let mut defs_changed = shared.store.topic().changes();
     defs_changed.borrow_and_update();
-    let mut task_changes = tasks.changes();
     let mut known = shared.store.all();
+    // A definition may have changed since the assignment was applied.
+    let mine = shared.plan().units_of(member.member_id());
+    let revoked = tasks.apply(Desired::from_units(&mine, &known)).await;
+    *lock(&shared.owned) = tasks.owned_units();
+    if revoked {
+        return Next::Rejoin;
+    }
+    let mut task_changes = tasks.changes();
     let mut failures = 0u32;
     loop {
         tokio::select! {
@@ -345,15 +384,19 @@ async fn units_moved(shared: &Shared, protocol: &WorkerProtocol) -> bool {
     let now = protocol.units().await;
     // Finished units leave the plan at the next rebalance; only new or vanished work counts.
     now.iter().any(|u| !planned.contains(u))
-        || planned.iter().any(|u| {
-            !now.contains(u) && shared.store.get(&u.pipeline).is_none()
-        })
+        || planned
+            .iter()
+            .any(|u| !now.contains(u) && shared.store.get(&u.pipeline).is_none())
 }
 
 /// Writes this worker's task statuses (failures are logged: status is advisory).
 async fn publish(shared: &Shared, tasks: &Tasks, published: &mut BTreeSet<String>) {
     let statuses = tasks.statuses(&shared.url);
-    if let Err(e) = shared.status.publish(&shared.url, &statuses, published).await {
+    if let Err(e) = shared
+        .status
+        .publish(&shared.url, &statuses, published)
+        .await
+    {
         tracing::warn!(error = %ferry_core::error_chain(&e), "cannot publish task status");
     }
 }

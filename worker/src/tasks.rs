@@ -37,10 +37,15 @@ pub struct Desired {
 
 impl Desired {
     /// Groups this worker's units by pipeline, with each pipeline's definition.
-    pub fn from_units(units: &[Unit], defs: &BTreeMap<String, PipelineDef>) -> BTreeMap<String, Desired> {
+    pub fn from_units(
+        units: &[Unit],
+        defs: &BTreeMap<String, PipelineDef>,
+    ) -> BTreeMap<String, Desired> {
         let mut out: BTreeMap<String, Desired> = BTreeMap::new();
         for u in units {
-            let Some(def) = defs.get(&u.pipeline) else { continue };
+            let Some(def) = defs.get(&u.pipeline) else {
+                continue;
+            };
             let d = out.entry(u.pipeline.clone()).or_insert_with(|| Desired {
                 def: def.clone(),
                 partitions: u.partition.as_ref().map(|_| BTreeSet::new()),
@@ -134,7 +139,9 @@ impl Tasks {
         for (name, t) in &self.tasks {
             match &t.desired.partitions {
                 None => out.push(Unit::whole(name)),
-                Some(ps) => out.extend(ps.iter().map(|(topic, p)| Unit::partition(name, topic, *p))),
+                Some(ps) => {
+                    out.extend(ps.iter().map(|(topic, p)| Unit::partition(name, topic, *p)))
+                }
             }
         }
         out
@@ -203,7 +210,11 @@ impl Tasks {
         }
         let paused = desired.def.state == TargetState::Paused;
         let report = Arc::new(Mutex::new(Report {
-            state: if paused { TaskState::Paused } else { TaskState::Running },
+            state: if paused {
+                TaskState::Paused
+            } else {
+                TaskState::Running
+            },
             error: None,
         }));
         let handle = if paused {
@@ -239,7 +250,11 @@ impl Tasks {
         self.tasks
             .iter()
             .map(|(name, t)| {
-                let report = t.report.lock().map(|r| r.clone()).unwrap_or_else(|p| p.into_inner().clone());
+                let report = t
+                    .report
+                    .lock()
+                    .map(|r| r.clone())
+                    .unwrap_or_else(|p| p.into_inner().clone());
                 let partitions = t
                     .progress
                     .snapshot()
@@ -272,7 +287,10 @@ async fn stop_task(name: &str, mut t: Task) {
     let _ = t.stop.send(true);
     if let Some(handle) = t.handle.take() {
         let abort = handle.abort_handle();
-        if tokio::time::timeout(Duration::from_secs(60), handle).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(60), handle)
+            .await
+            .is_err()
+        {
             tracing::warn!(pipeline = %name, "task did not stop within 60s; cancelling it");
             abort.abort();
         }
@@ -293,7 +311,8 @@ async fn run_task(
     let shared = scope.partitions.is_some();
     let source_name = format!("pipeline '{name}'");
     let result: ferry_core::Result<RunSummary> = async {
-        let mut pipeline = registry.load_pipeline_scoped(&def.config, &source_name, Some(&scope))?;
+        let mut pipeline =
+            registry.load_pipeline_scoped(&def.config, &source_name, Some(&scope))?;
         pipeline.delivery.shared_checkpoint = shared;
         let stopped = async move {
             if stop.wait_for(|s| *s).await.is_err() {
@@ -330,4 +349,40 @@ fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn def(name: &str) -> PipelineDef {
+        PipelineDef {
+            name: name.into(),
+            config: String::new(),
+            state: TargetState::Running,
+            file: None,
+            restarts: 0,
+            version: 7,
+        }
+    }
+
+    #[test]
+    fn units_become_one_task_per_pipeline() {
+        let defs = BTreeMap::from([("a".to_string(), def("a")), ("b".to_string(), def("b"))]);
+        let units = vec![
+            Unit::partition("a", "t", 0),
+            Unit::partition("a", "t", 2),
+            Unit::whole("b"),
+            // A pipeline deleted since the plan was made runs nothing.
+            Unit::whole("gone"),
+        ];
+        let d = Desired::from_units(&units, &defs);
+        assert_eq!(d.len(), 2);
+        assert_eq!(
+            d["a"].partitions,
+            Some(BTreeSet::from([("t".to_string(), 0), ("t".to_string(), 2)]))
+        );
+        assert_eq!(d["b"].partitions, None);
+        assert_eq!(d["a"].def.version, 7);
+    }
 }

@@ -9,8 +9,8 @@
 use bytes::Bytes;
 use ferry_core::{Error, Result};
 use ferry_kafka::{
-    Client, FetchOptions, FetchRequestPartition, NewTopic, OffsetSpec, ProduceBatch,
-    ProduceRecord, Producer, ProducerConfig, TopicResult,
+    Client, FetchOptions, FetchRequestPartition, NewTopic, OffsetSpec, ProduceBatch, ProduceRecord,
+    Producer, ProducerConfig, TopicResult,
 };
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -58,7 +58,13 @@ impl CompactedTopic {
             .get(&0)
             .copied()
             .unwrap_or(0);
-        tokio::spawn(follow(client.clone(), name.to_string(), table.clone(), tx));
+        // The follower long-polls (Fetch waits up to 500 ms for data) and a broker answers
+        // one connection's requests in order: on a shared connection every write of this
+        // worker would queue behind a waiting fetch. So the follower gets its own client.
+        let follower = Client::connect(client.config().clone())
+            .await
+            .map_err(kerr(format!("reader of topic {name}")))?;
+        tokio::spawn(follow(follower, name.to_string(), table.clone(), tx));
         let topic = CompactedTopic {
             name: name.to_string(),
             client: client.clone(),
@@ -141,7 +147,10 @@ impl CompactedTopic {
             Err(_) => Err(Error::connection(
                 format!("topic {}", self.name),
                 true,
-                format!("could not read {} up to offset {offset} within 60s", self.name),
+                format!(
+                    "could not read {} up to offset {offset} within 60s",
+                    self.name
+                ),
             )),
         }
     }
