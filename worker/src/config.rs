@@ -41,6 +41,9 @@ pub struct WorkerConfig {
     /// How long workers get to rejoin during a rebalance. Default 60s.
     #[serde(default = "default_rebalance_timeout")]
     pub rebalance_timeout: HumanDuration,
+    /// Backup locations the console and `GET /backups` show (`--backup URI`, repeatable).
+    #[serde(default)]
+    pub backups: Vec<String>,
 }
 
 fn default_listen() -> SocketAddr {
@@ -68,6 +71,7 @@ impl WorkerConfig {
             status_topic: None,
             session_timeout: default_session_timeout(),
             rebalance_timeout: default_rebalance_timeout(),
+            backups: Vec::new(),
         }
     }
 
@@ -99,6 +103,11 @@ impl WorkerConfig {
         }
         if self.session_timeout.get() < Duration::from_secs(1) {
             return Err("`session_timeout` must be at least 1s".into());
+        }
+        for (i, uri) in self.backups.iter().enumerate() {
+            // The URI itself is not echoed: its query may hold credentials.
+            ferry_core::Storage::open_read_only(uri)
+                .map_err(|e| format!("`backups[{i}]` (--backup #{}): {e}", i + 1))?;
         }
         if let Some(url) = &self.advertised_url {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
