@@ -563,8 +563,8 @@ fn the_console_in_a_browser() {
     // Its partitions with their offsets: all read (lag 0) once the backup caught up.
     browser.wait_for(
         "orders-backup's three partitions at lag 0",
-        "const rows = [...document.querySelectorAll('article[data-name=\"orders-backup\"] tbody tr')]; \
-         return rows.length === 3 && rows.every(r => r.cells[3].textContent === '0')",
+        "const rows = [...document.querySelectorAll('article[data-name=\"orders-backup\"] tbody tr[data-topic]')]; \
+         return rows.length === 3 && rows.every(r => r.cells[2].textContent === '0')",
     );
     produce(&env, &topic, 3000);
     browser.wait_for(

@@ -149,9 +149,8 @@ function addCard(name) {
     el("div", { class: "rate" }, parts.chart, parts.rate),
     el("div", { class: "scroll" }, el("table", {},
       el("thead", {}, el("tr", {},
-        el("th", { text: "topic" }), el("th", { class: "num", text: "partition" }),
-        el("th", { class: "num", text: "offset" }), el("th", { class: "num", text: "lag" }),
-        el("th", { text: "worker" }))),
+        el("th", { class: "num", text: "partition" }), el("th", { class: "num", text: "offset" }),
+        el("th", { class: "num", text: "lag" }), el("th", { text: "worker" }))),
       parts.table)),
     parts.error,
     el("div", { class: "actions" },
@@ -183,18 +182,27 @@ function updateCard(name, status) {
   c.parts.state.textContent = status.state;
   c.parts.state.className = "state " + status.state;
   c.parts.error.textContent = status.error || "";
+  // Rows grouped by topic (a topic's name once, above its partitions).
+  const partitions = [];
+  for (const t of status.tasks || []) {
+    for (const p of t.partitions || []) partitions.push({ ...p, worker: t.worker.replace(/^https?:\/\//, "") });
+  }
+  partitions.sort((a, b) => a.topic.localeCompare(b.topic) || a.partition - b.partition);
   const rows = [];
   let sum = 0;
-  for (const t of status.tasks || []) {
-    for (const p of t.partitions || []) {
-      sum += Math.max(p.offset, 0);
-      rows.push(el("tr", {},
-        el("td", { text: p.topic }), el("td", { class: "num", text: p.partition }),
-        el("td", { class: "num", text: p.offset < 0 ? "–" : p.offset }),
-        el("td", { class: "num", text: p.lag }), el("td", { text: t.worker })));
+  let topic = null;
+  for (const p of partitions) {
+    sum += Math.max(p.offset, 0);
+    if (p.topic !== topic) {
+      topic = p.topic;
+      rows.push(el("tr", { class: "topic-row" }, el("th", { colspan: "4", scope: "rowgroup", text: topic })));
     }
+    rows.push(el("tr", { "data-topic": p.topic },
+      el("td", { class: "num", text: p.partition }),
+      el("td", { class: "num", text: p.offset < 0 ? "–" : p.offset }),
+      el("td", { class: "num", text: p.lag }), el("td", { text: p.worker })));
   }
-  if (rows.length === 0) rows.push(el("tr", {}, el("td", { colspan: "5", class: "muted", text: "no partitions reported" })));
+  if (rows.length === 0) rows.push(el("tr", {}, el("td", { colspan: "4", class: "muted", text: "no partitions reported" })));
   c.parts.table.replaceChildren(...rows);
   recordRate(c, sum);
 }
@@ -214,10 +222,11 @@ function recordRate(c, sum) {
   const step = 240 / (RATE_POINTS - 1);
   const x0 = 240 - step * (c.rates.length - 1);
   const points = c.rates.map((r, i) => (x0 + i * step).toFixed(1) + "," + (42 - (r / max) * 38).toFixed(1));
-  c.parts.chart.replaceChildren(el("svg:polyline", {
-    points: points.join(" "), fill: "none", stroke: "#0b5cad", "stroke-width": "2",
-    "vector-effect": "non-scaling-stroke",
-  }));
+  const area = x0.toFixed(1) + ",42 " + points.join(" ") + " 240,42";
+  c.parts.chart.replaceChildren(
+    el("svg:polygon", { points: area, fill: "#cfe0f5" }),
+    el("svg:polyline", { points: points.join(" "), fill: "none", stroke: "#0b5cad", "stroke-width": "2",
+      "vector-effect": "non-scaling-stroke" }));
 }
 
 function formatRate(r) {
@@ -371,7 +380,7 @@ function backupView(s) {
     el("div", { class: "legend" },
       el("span", {}, el("span", { class: "swatch data" }), "offsets held"),
       el("span", {}, el("span", { class: "swatch gap" }), "gap"),
-      el("span", {}, el("span", { class: "swatch edge" }), "segment count")));
+      el("span", {}, "seg = segments")));
   for (const t of s.topics) view.append(topicView(t));
   const groups = el("details", {}, el("summary", { text: "Consumer-group snapshots (" + s.groups.length + ")" }));
   for (const g of s.groups) groups.append(el("p", { text: time(g.taken_at_ms) + ": " + (g.groups.join(", ") || "none") }));
@@ -385,25 +394,24 @@ function topicView(t) {
   const lo = Math.min(...parts.map((p) => p.first_offset));
   const hi = Math.max(...parts.map((p) => p.next_offset));
   const span = Math.max(1, hi - lo);
-  const row = 22, left = 40, width = 600;
-  const x = (o) => left + ((o - lo) / span) * (width - left - 4);
-  const svg = el("svg:svg", { viewBox: "0 0 " + width + " " + (parts.length * row + 4), role: "img",
+  const pct = (o) => ((o - lo) / span) * 100;
+  const bar = (from, to, fill, title, minWidth) => el("svg:rect", {
+    x: pct(from).toFixed(3) + "%", y: "0", height: "16", fill,
+    width: Math.max(minWidth, pct(to) - pct(from)).toFixed(3) + "%",
+  }, el("svg:title", { text: title }));
+  const lanes = el("div", { class: "lanes", role: "img",
     "aria-label": "offsets of " + t.topic + " per partition, " + lo + " to " + hi });
-  parts.forEach((p, i) => {
-    const y = i * row + 4;
-    svg.append(el("svg:text", { x: "0", y: String(y + 13), "font-size": "12", fill: "#5b6575", text: "p" + p.partition }));
-    svg.append(el("svg:rect", { x: x(p.first_offset).toFixed(1), y: String(y), height: "16", rx: "2",
-      width: Math.max(1, x(p.next_offset) - x(p.first_offset)).toFixed(1), fill: "#3b7dd8" },
-      el("svg:title", { text: "partition " + p.partition + ": offsets " + p.first_offset + "–" + p.next_offset +
-        ", " + p.records + " records in " + p.segments + " segments, " + time(p.min_timestamp) + " – " + time(p.max_timestamp) })));
-    for (const g of p.gaps) {
-      svg.append(el("svg:rect", { x: x(g.from).toFixed(1), y: String(y), height: "16",
-        width: Math.max(2, x(g.to) - x(g.from)).toFixed(1), fill: "#b3261e" },
-        el("svg:title", { text: "gap: offsets " + g.from + "–" + g.to })));
-    }
-    svg.append(el("svg:text", { x: String(x(p.next_offset) - 4), y: String(y + 12), "font-size": "11",
-      "text-anchor": "end", fill: "#fff", text: p.segments + " seg" }));
-  });
+  for (const p of parts) {
+    const svg = el("svg:svg", { width: "100%", height: "16", "aria-hidden": "true" },
+      bar(p.first_offset, p.next_offset, "#3b7dd8", "partition " + p.partition + ": offsets " + p.first_offset +
+        "–" + p.next_offset + ", " + p.records + " records in " + p.segments + " segments, " +
+        time(p.min_timestamp) + " – " + time(p.max_timestamp), 0.2));
+    for (const g of p.gaps) svg.append(bar(g.from, g.to, "#b3261e", "gap: offsets " + g.from + "–" + g.to, 0.4));
+    lanes.append(el("span", { class: "num", text: "p" + p.partition }), svg,
+      el("span", { class: "num muted", text: p.segments + " seg" }));
+  }
+  lanes.append(el("span", {}), el("div", { class: "axis num muted" },
+    el("span", { text: String(lo) }), el("span", { text: String(hi) })), el("span", {}));
   const rows = parts.map((p) => el("tr", {},
     el("td", { class: "num", text: p.partition }),
     el("td", { class: "num", text: p.first_offset + "–" + p.next_offset }),
@@ -416,7 +424,7 @@ function topicView(t) {
   return el("section", { class: "topic", "data-topic": t.topic, "aria-label": "topic " + t.topic },
     el("h3", { text: t.topic + " · " + parts.length + " partitions" +
       (t.partition_count != null ? " of " + t.partition_count : "") }),
-    svg,
+    lanes,
     el("div", { class: "scroll" }, el("table", {},
       el("thead", {}, el("tr", {}, ...["partition", "offsets", "records", "time range", "segments", "size", "gaps"]
         .map((h, i) => el("th", { class: [0, 1, 2, 4, 5].includes(i) ? "num" : "", text: h })))),
