@@ -311,6 +311,54 @@ fn validate_and_backup_endpoints() {
         .sum();
     assert_eq!(records, 2500, "{summary}");
 
+    // Verify in the background: progress, then the report of `ferry verify`.
+    let (code, run) = w.api("GET", "/backups/0/verify", None);
+    assert_eq!((code, &run["state"]), (200, &json!("never")), "{run}");
+    let (code, run) = w.api("POST", "/backups/0/verify", None);
+    assert_eq!(code, 202, "{run}");
+    let start = Instant::now();
+    let run = loop {
+        let (_, run) = w.api("GET", "/backups/0/verify", None);
+        if run["state"] != "running" {
+            break run;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "verify never ended: {run}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let segments: u64 = summary["topics"][0]["partitions"]
+        .as_array()
+        .expect("partitions")
+        .iter()
+        .map(|p| p["segments"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(run["state"], "passed", "{run}");
+    assert_eq!(run["report"]["records"], 2500, "{run}");
+    assert_eq!(run["report"]["segments"], segments, "{run}");
+    assert_eq!(run["progress"]["segments_checked"], segments, "{run}");
+    assert_eq!(run["progress"]["segments_total"], segments, "{run}");
+    let (code, run) = w.api("POST", "/backups/1/verify", None);
+    assert_eq!(code, 202, "{run}");
+    w.wait_until(
+        Duration::from_secs(30),
+        "reported the empty location's verify failed",
+        || {
+            let (_, run) = w.api("GET", "/backups/1/verify", None);
+            run["state"] == "failed"
+                && run["error"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("no Ferry backup")
+        },
+    );
+    assert_eq!(w.api("POST", "/backups/9/verify", None).0, 404);
+    assert_eq!(
+        w.call("POST", "/backups/0/verify", None, None).map(|r| r.0),
+        Some(401)
+    );
+
     // The console's files: no token needed, nothing may load from elsewhere.
     for (path, ctype) in [
         ("/ui", "text/html"),
@@ -623,6 +671,15 @@ fn the_console_in_a_browser() {
         )),
         json!(3),
         "one bar per partition, no gaps"
+    );
+    browser.click("#verify");
+    let verdict = browser.wait_for(
+        "the verification's result",
+        "const s = document.getElementById('verify-status').textContent; return s.startsWith('Passed') && s",
+    );
+    assert!(
+        verdict.as_str().unwrap_or("").contains("1800 records"),
+        "{verdict}"
     );
     browser.screenshot(&shots.join("console-backups.png"));
     browser.resize(390, 844);

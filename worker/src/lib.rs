@@ -64,6 +64,8 @@ pub struct Shared {
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     /// Secret for the REST API (`FERRY_API_TOKEN`).
     pub token: Option<String>,
+    /// Verify runs of the backup locations (`/backups/{index}/verify`).
+    pub verifies: backups::Verifies,
 }
 
 /// The assignment this worker works under.
@@ -132,6 +134,7 @@ pub async fn run(
         token: std::env::var("FERRY_API_TOKEN")
             .ok()
             .filter(|t| !t.is_empty()),
+        verifies: backups::Verifies::default(),
         config,
     });
     tracing::info!(

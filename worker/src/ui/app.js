@@ -352,10 +352,53 @@ async function showBackup() {
   detail.replaceChildren(el("p", { class: "muted", text: "Reading the backup…" }));
   try {
     const s = await api("GET", "/backups/" + encodeURIComponent(index));
-    detail.replaceChildren(backupView(s));
+    detail.replaceChildren(verifyPanel(index), backupView(s));
   } catch (e) {
     if (!(e instanceof Unauthorized)) detail.replaceChildren(el("p", { class: "error", text: e.message }));
   }
+}
+
+/** The Verify button, its progress bar and the result of the last run. */
+function verifyPanel(index) {
+  const path = "/backups/" + encodeURIComponent(index) + "/verify";
+  const button = el("button", { type: "button", id: "verify", text: "Verify" });
+  const bar = el("progress", { id: "verify-progress", max: "1", value: "0", "aria-label": "verification progress" });
+  const status = el("span", { id: "verify-status", role: "status", class: "muted" });
+  const problems = el("ul", { id: "verify-problems", class: "error" });
+  const panel = el("div", { class: "card verify" },
+    el("div", { class: "bar" }, el("h3", { text: "Verification" }), button, bar, status), problems);
+  const show = (run) => {
+    const p = run.progress;
+    bar.max = Math.max(1, p.segments_total);
+    bar.value = p.segments_checked;
+    bar.hidden = run.state === "never";
+    button.disabled = run.state === "running";
+    const r = run.report;
+    const summary = r ? r.segments + " segments, " + r.records + " records, " + bytes(r.bytes) : "";
+    status.className = run.state === "passed" ? "ok" : run.state === "never" || run.state === "running" ? "muted" : "error";
+    status.textContent = {
+      never: "Not verified by this worker since it started.",
+      running: "Checking segment " + p.segments_checked + " of " + p.segments_total + " (" + bytes(p.bytes) + " read)…",
+      passed: "Passed at " + time(run.finished_ms) + ": " + summary +
+        (r && r.problems.length ? ", " + r.problems.length + " warnings" : "") + ".",
+      damaged: "DAMAGED (" + time(run.finished_ms) + "): " + (r ? r.problems.length : 0) + " problems in " + summary + ".",
+      failed: "Could not verify: " + run.error,
+    }[run.state] || run.state;
+    problems.replaceChildren(...(r ? r.problems.slice(0, 50) : []).map((x) =>
+      el("li", { text: x.severity + " " + x.object + ": " + x.message })));
+  };
+  const follow = async () => {
+    while (panel.isConnected) {
+      const run = await api("GET", path);
+      show(run);
+      if (run.state !== "running") return;
+      await new Promise((done) => setTimeout(done, 700));
+    }
+  };
+  const guard = (f) => f().catch((e) => { if (!(e instanceof Unauthorized)) status.textContent = e.message; });
+  button.addEventListener("click", () => guard(async () => { show(await api("POST", path)); await follow(); }));
+  guard(follow);
+  return panel;
 }
 
 function time(ms) {
