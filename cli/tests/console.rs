@@ -386,6 +386,27 @@ fn validate_and_backup_endpoints() {
     }
 }
 
+#[test]
+fn a_bad_backup_flag_is_named() {
+    let out = common::ferry_output(
+        &[
+            "worker",
+            "--brokers",
+            "127.0.0.1:1",
+            "--group",
+            "g",
+            "--backup",
+            "/var/backups/a",
+            "--backup",
+            "ftp://host/x",
+        ],
+        &[],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("--backup #2"), "{err}");
+}
+
 // ------------------------------------------------------------------ the browser
 
 /// A headless Chromium session through chromedriver (WebDriver over raw HTTP).

@@ -164,6 +164,24 @@ mod tests {
     }
 
     #[test]
+    fn backup_locations_are_checked_without_showing_them() {
+        let c = WorkerConfig::load(
+            "brokers: [\"h:1\"]\ngroup: g\nbackups: [/var/backups/a, \"s3://b/p?endpoint=http://s3:9000\"]\n",
+            "w.yaml",
+        )
+        .unwrap();
+        assert_eq!(c.backups.len(), 2);
+        let e = WorkerConfig::load(
+            "brokers: [\"h:1\"]\ngroup: g\nbackups: [/ok, \"ftp://host/x?password=hunter2\"]\n",
+            "w.yaml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("backups[1]") && e.contains("--backup #2"), "{e}");
+        assert!(!e.contains("hunter2"), "{e}");
+    }
+
+    #[test]
     fn mistakes_name_the_field() {
         let e = WorkerConfig::load("brokers: [\"h:1\"]\ngroup: g\nlisten_on: x\n", "w.yaml")
             .unwrap_err()
