@@ -207,6 +207,7 @@ pub fn render(s: &BackupSummary) -> String {
             out.push_str(&format!("  {}  {names}\n", rfc3339(g.taken_at_ms)));
         }
     }
+    out.push_str(&encryption_line(s));
     if s.incomplete_segments > 0 {
         out.push_str(&format!(
             "\n{} incomplete segment(s) without a manifest (interrupted writes; restores ignore them, `ferry verify` names them)\n",
@@ -214,6 +215,26 @@ pub fn render(s: &BackupSummary) -> String {
         ));
     }
     out
+}
+
+/// `Encrypted: key id(s) …` when any segment is encrypted (the keys' ids, never the keys).
+fn encryption_line(s: &BackupSummary) -> String {
+    let mut ids: Vec<&str> = s
+        .topics
+        .iter()
+        .flat_map(|t| &t.partitions)
+        .flat_map(|p| &p.key_ids)
+        .map(String::as_str)
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    if ids.is_empty() {
+        return String::new();
+    }
+    format!(
+        "\nEncrypted with key id(s) {}: restore and a full verify need the key (--encryption-key-file)\n",
+        ids.join(", ")
+    )
 }
 
 #[cfg(test)]
@@ -242,6 +263,7 @@ mod tests {
                     max_timestamp: None,
                     gaps: vec![Gap { from: 50, to: 55 }],
                     formats: vec!["raw".into()],
+                    key_ids: vec!["3f2a9c1d0b7e6a55".into()],
                 }],
                 partition_count: Some(3),
                 configs: [("cleanup.policy".to_string(), "compact".to_string())].into(),
@@ -280,6 +302,10 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("2 incomplete segment(s)"), "{out}");
+        assert!(
+            out.contains("Encrypted with key id(s) 3f2a9c1d0b7e6a55"),
+            "{out}"
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 mod completions;
 mod components;
+mod keygen;
 mod logging;
 mod ls;
 mod output;
@@ -74,6 +75,8 @@ enum Command {
     Completions(completions::CompletionsArgs),
     /// Print the manual page (or write one per command with --out-dir).
     Man(completions::ManArgs),
+    /// Write a new random key for encrypted backups (mode 0600; never overwrites).
+    Keygen(keygen::Args),
 }
 
 /// The registry of every built-in component: what pipeline files can name.
@@ -100,6 +103,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Worker(a) => worker::main(a).await,
         Command::Completions(a) => completions::completions(a).await,
         Command::Man(a) => completions::man(a).await,
+        Command::Keygen(a) => keygen::main(a).await,
     }
 }
 

@@ -9,22 +9,27 @@
 //!   (flags reordered, brokers listed in another order) resumes;
 //! - every segment about to be restored is checked (size, CRC-32C, batch CRCs) before
 //!   anything is produced: a damaged segment stops the restore naming it, unless
-//!   `--skip-damaged` restores each damaged partition up to its first damaged segment.
+//!   `--skip-damaged` restores each damaged partition up to its first damaged segment;
+//! - an encrypted backup's segments are checked against the keys (`--encryption-key-file`)
+//!   first: a missing or wrong key stops the restore naming the segment and the key id.
 //!
 //! The kafka sink then checks the target topics before writing (see the sink's `target`
 //! module): existing records it did not write, too few partitions, LogAppendTime.
 
 use crate::shortcuts::{load, print_pipeline, split_pair, SecurityArgs};
 use anyhow::{bail, Context, Result};
+use ferry_core::encryption::KeyProvider;
 use ferry_core::transforms::filter::TimeBound;
 use ferry_core::{Sink, Storage};
 use ferry_formats::layout::SegmentManifest;
 use ferry_sinks::kafka::{KafkaSink, KafkaSinkConfig, TargetTopic};
-use ferry_sources::backup::verify::{verify_segment, Severity};
+use ferry_sources::backup::segment::check_key;
+use ferry_sources::backup::verify::{verify_segment_with, Severity};
 use ferry_sources::backup::Catalog;
 use futures::StreamExt;
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 /// How restored records choose their partition (the kafka sink's `partitioning`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -121,6 +126,9 @@ pub struct RestoreArgs {
     /// Print the pipeline this command runs, as YAML, and exit.
     #[arg(long)]
     pub print_pipeline: bool,
+    /// Keys of an encrypted backup.
+    #[command(flatten)]
+    pub keys: crate::keygen::KeyArgs,
 }
 
 /// Per-partition original offset ranges, `"topic/partition"` → (from, to).
@@ -259,6 +267,9 @@ pub fn restore_pipeline(a: &RestoreArgs, resolved: &Resolved) -> Result<Value> {
     if let Some(o) = a.to_offset {
         source.insert("to_offset".into(), json!(o));
     }
+    if let Some(block) = a.keys.block() {
+        source.insert("encryption".into(), block);
+    }
     if !resolved.offsets.is_empty() {
         let ranges: Map<String, Value> = resolved
             .offsets
@@ -313,12 +324,13 @@ fn in_range(a: &RestoreArgs, until: Option<i64>, m: &SegmentManifest) -> bool {
 }
 
 /// Checks every segment the restore would read; returns the damaged ones, oldest first per
-/// partition.
+/// partition. A segment the keys cannot decrypt is an error (not damage to skip).
 async fn find_damaged(
     catalog: &Catalog,
     storage: &Storage,
     a: &RestoreArgs,
     selected: &[String],
+    keys: Option<Arc<dyn KeyProvider>>,
 ) -> Result<Vec<Damaged>> {
     let until = a
         .until
@@ -336,24 +348,31 @@ async fn find_damaged(
         .flat_map(|(_, ms)| ms)
         .filter(|m| in_range(a, until, m))
         .collect();
+    for m in &manifests {
+        check_key(storage, m, keys.as_ref())
+            .map_err(|e| anyhow::anyhow!("{e}. Nothing was written"))?;
+    }
     tracing::info!(
         segments = manifests.len(),
         "checking the segments to restore before writing anything"
     );
     let chunk = ferry_sources::backup::segment::DEFAULT_READ_CHUNK;
     let mut damaged: Vec<Damaged> = futures::stream::iter(manifests)
-        .map(|m| async move {
-            let check = verify_segment(storage.clone(), m.clone(), chunk).await;
-            let problems: Vec<String> = check
-                .problems
-                .into_iter()
-                .filter(|p| p.severity == Severity::Damage)
-                .map(|p| format!("{}: {}", p.object, p.message))
-                .collect();
-            (!problems.is_empty()).then(|| Damaged {
-                manifest: m,
-                message: problems.join("; "),
-            })
+        .map(|m| {
+            let keys = keys.clone();
+            async move {
+                let check = verify_segment_with(storage.clone(), m.clone(), chunk, keys).await;
+                let problems: Vec<String> = check
+                    .problems
+                    .into_iter()
+                    .filter(|p| p.severity == Severity::Damage)
+                    .map(|p| format!("{}: {}", p.object, p.message))
+                    .collect();
+                (!problems.is_empty()).then(|| Damaged {
+                    manifest: m,
+                    message: problems.join("; "),
+                })
+            }
         })
         .buffer_unordered(VERIFY_CONCURRENCY)
         .filter_map(|d| async move { d })
@@ -428,7 +447,8 @@ async fn resolve(a: &RestoreArgs) -> Result<Resolved> {
     let all = catalog.topics();
     let selected = selected_topics(&a.topics, &all, &a.from)?;
     let renames = checked_renames(&a.renames, &all, &selected, &a.from)?;
-    let damaged = find_damaged(&catalog, &storage, a, &selected).await?;
+    let keys = a.keys.load()?;
+    let damaged = find_damaged(&catalog, &storage, a, &selected, keys).await?;
     let offsets = handle_damaged(a, &damaged)?;
     let name = match &a.name {
         Some(n) => n.clone(),
@@ -654,6 +674,7 @@ mod tests {
             name: None,
             dry_run: false,
             print_pipeline: false,
+            keys: Default::default(),
         }
     }
 

@@ -101,6 +101,9 @@ pub struct BackupArgs {
     /// Pipeline name (names the checkpoint in the backup). Default: `backup`.
     #[arg(long, default_value = "backup")]
     pub name: String,
+    /// Encrypt the backup with this key (see `ferry keygen`).
+    #[command(flatten)]
+    pub keys: crate::keygen::KeyArgs,
     /// Print the pipeline this command runs, as YAML, and exit.
     #[arg(long)]
     pub print_pipeline: bool,
@@ -150,10 +153,14 @@ pub fn backup_pipeline(a: &BackupArgs) -> Value {
     if let Value::Object(block) = &mut source {
         a.security.apply(block);
     }
+    let mut sink = json!({ "type": "storage", "uri": a.to, "format": a.format });
+    if let (Some(block), Value::Object(sink)) = (a.keys.block(), &mut sink) {
+        sink.insert("encryption".into(), block);
+    }
     json!({
         "name": a.name,
         "source": source,
-        "sink": { "type": "storage", "uri": a.to, "format": a.format },
+        "sink": sink,
     })
 }
 

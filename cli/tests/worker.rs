@@ -302,6 +302,37 @@ fn the_rest_api_end_to_end() {
     assert_eq!(code, 200);
     let (_, list) = w.get("/pipelines", t).expect("answer");
     assert_eq!(list, serde_json::json!(["api"]));
+    // JSON is accepted too; bad JSON is answered with its position.
+    let json_body = serde_json::json!({
+        "name": "apijson",
+        "source": {"type": "kafka", "brokers": [env.kafka], "topics": [topic], "stop": "high_watermark"},
+        "sink": {"type": "stdout"},
+    })
+    .to_string();
+    let (code, body) = w
+        .request(
+            "PUT",
+            "/pipelines/apijson",
+            t,
+            Some(("application/json", &json_body)),
+        )
+        .expect("answer");
+    assert_eq!(code, 201, "{body}");
+    let (code, body) = w
+        .request(
+            "PUT",
+            "/pipelines/apijson",
+            t,
+            Some(("application/json", "{\"name\": ")),
+        )
+        .expect("answer");
+    assert_eq!(code, 400, "{body}");
+    assert_eq!(body["line"], 1, "{body}");
+    assert_eq!(
+        w.request("DELETE", "/pipelines/apijson", t, None)
+            .map(|r| r.0),
+        Some(204)
+    );
     // The secret-bearing value is shown as its reference, never its value.
     let (_, got) = w.get("/pipelines/api", t).expect("answer");
     let config = got["config"].as_str().expect("config");

@@ -7,6 +7,7 @@
 pub mod checkpoint;
 pub mod component;
 pub mod config;
+pub mod encryption;
 pub mod error;
 pub mod interpolate;
 pub mod metadata;

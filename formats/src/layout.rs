@@ -87,6 +87,23 @@ pub struct SegmentManifest {
     pub gaps: Vec<Gap>,
     /// When the manifest was written, milliseconds since the epoch.
     pub written_at_ms: i64,
+    /// How the segment object is encrypted; absent for a plain object. With it, `bytes` and
+    /// `crc32c` are those of the stored (encrypted) object, so `ferry verify` checks them
+    /// without the key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<SegmentEncryption>,
+}
+
+/// The `encryption` of a [`SegmentManifest`]: what a reader needs to find the key, nothing
+/// about the records (no plaintext checksum: the envelope authenticates every chunk).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentEncryption {
+    /// The envelope (`ferry-aes-256-gcm-chunked-v1`, see `ferry_core::encryption::envelope`).
+    pub scheme: String,
+    /// Id of the key-encryption key the segment's data key is wrapped with.
+    pub key_id: String,
+    /// Size of the segment's plaintext (the format's bytes) in bytes.
+    pub plain_bytes: u64,
 }
 
 /// One snapshot of a topic's settings.

@@ -12,6 +12,7 @@
 //!   offsets:                             # per-partition ranges, override from/to_offset
 //!     "orders/0": { from: 10, to: 50 }
 //!   include_aborted: false
+//!   encryption: { key_file: /etc/ferry/backup.key }  # an encrypted backup's key(s)
 //! ```
 //!
 //! Per partition, segments are read in offset order from the restore checkpoint (the next
@@ -43,6 +44,11 @@
 //! including) its first record whose timestamp is later than `until`, so each partition is
 //! a clean prefix even when timestamps are out of order. Only records that are restored
 //! decide the cut (transaction markers and aborted data do not).
+//!
+//! An encrypted backup (a storage sink with `encryption:`) needs its keys here too
+//! (`key_files: [new, old]` after a rotation): before anything is handed on, every selected
+//! segment's key id is checked against them, so a missing or wrong key stops a restore
+//! before it writes. Segments are decrypted chunk by chunk as they are read.
 //!
 //! [`catalog`], [`inspect`] and [`verify`] are the building blocks of `ferry ls` and
 //! `ferry verify`.
@@ -116,6 +122,11 @@ pub struct BackupSourceConfig {
     /// whole.
     #[serde(default)]
     pub read_chunk: Option<ByteSize>,
+    /// The keys of an encrypted backup: `{key_file: PATH}`, `{key_env: VAR}`, or after a
+    /// key rotation `{key_files: [new, old]}` (every key the selected segments were written
+    /// with).
+    #[serde(default)]
+    pub encryption: Option<ferry_core::encryption::EncryptionConfig>,
 }
 
 /// An original offset range `from <= offset < to`; either bound may be left out.
@@ -196,6 +207,9 @@ impl Resolved {
         if chunk == 0 {
             return Err(Error::config("'read_chunk' must be more than 0 bytes"));
         }
+        if let Some(e) = &c.encryption {
+            e.validate()?;
+        }
         Ok(Resolved {
             storage,
             topics,
@@ -266,10 +280,15 @@ impl SourceFactory for BackupSourceFactory {
     }
 }
 
+/// Manifests of the selected partitions, per (topic, partition).
+type PartitionManifests = Vec<((String, i32), Vec<ferry_formats::layout::SegmentManifest>)>;
+
 /// What the source learned from storage on first use.
 struct Opened {
     catalog: Catalog,
     topics: Vec<String>,
+    /// The selected partitions' manifests (key ids checked), until the readers take them.
+    manifests: Option<PartitionManifests>,
 }
 
 /// Reads a backup back as batches of records. See the [module docs](self).
@@ -283,6 +302,8 @@ pub struct BackupSource {
     metadata_sent: bool,
     /// Decodes raw batches handed on undecoded, for sinks and transforms that need records.
     decoder: Arc<ferry_kafka::BatchDecoder>,
+    /// Keys of an encrypted backup (`encryption:`), read when the source is built.
+    keys: Option<Arc<dyn ferry_core::encryption::KeyProvider>>,
 }
 
 impl std::fmt::Debug for BackupSource {
@@ -297,7 +318,9 @@ impl std::fmt::Debug for BackupSource {
 impl BackupSource {
     /// A source for `config` (nothing is read until the first batch or metadata request).
     pub fn new(config: BackupSourceConfig) -> Result<Self> {
+        let keys = config.encryption.as_ref().map(|e| e.load()).transpose()?;
         Ok(BackupSource {
+            keys,
             config: Resolved::new(&config)?,
             opened: None,
             readers: None,
@@ -311,7 +334,13 @@ impl BackupSource {
         if self.opened.is_none() {
             let catalog = Catalog::open(self.config.storage.clone()).await?;
             let topics = self.config.select_topics(&catalog)?;
-            self.opened = Some(Opened { catalog, topics });
+            let manifests =
+                selected_manifests(&self.config, self.keys.as_ref(), &catalog, &topics).await?;
+            self.opened = Some(Opened {
+                catalog,
+                topics,
+                manifests: Some(manifests),
+            });
         }
         match self.opened.as_ref() {
             Some(o) => Ok(o),
@@ -322,24 +351,13 @@ impl BackupSource {
     async fn build_readers(&mut self, ctx: &SourceContext) -> Result<VecDeque<PartitionReader>> {
         self.open().await?;
         let config = self.config.clone();
-        let Some(opened) = self.opened.as_ref() else {
+        let keys = self.keys.clone();
+        let Some(opened) = self.opened.as_mut() else {
             return Err(Error::internal("backup source: catalog not opened"));
         };
-        let selected: Vec<(String, i32)> = opened
-            .topics
-            .iter()
-            .flat_map(|t| {
-                opened
-                    .catalog
-                    .partitions(t)
-                    .into_iter()
-                    .filter(|p| config.partition_selected(*p))
-                    .map(move |p| (t.clone(), p))
-            })
-            .collect();
         let mut readers = VecDeque::new();
         let mut names: BTreeMap<String, Arc<str>> = BTreeMap::new();
-        for ((topic, partition), manifests) in opened.catalog.manifests_of(selected).await? {
+        for ((topic, partition), manifests) in opened.manifests.take().unwrap_or_default() {
             // Refuse a format restore cannot read now, not when the partition gets there.
             for m in &manifests {
                 segment::format_of(&config.storage, m)?;
@@ -380,7 +398,8 @@ impl BackupSource {
                 },
                 config.include_aborted,
                 config.chunk,
-            );
+            )
+            .with_keys(keys.clone());
             if !reader.is_done() {
                 readers.push_back(reader);
             }
@@ -479,6 +498,31 @@ impl Source for BackupSource {
             groups,
         }))
     }
+}
+
+/// The manifests of the selected partitions. Before anything is read or handed on (a
+/// restore creates topics from the metadata), every key id is checked against the keys.
+async fn selected_manifests(
+    config: &Resolved,
+    keys: Option<&Arc<dyn ferry_core::encryption::KeyProvider>>,
+    catalog: &Catalog,
+    topics: &[String],
+) -> Result<PartitionManifests> {
+    let selected: Vec<(String, i32)> = topics
+        .iter()
+        .flat_map(|t| {
+            catalog
+                .partitions(t)
+                .into_iter()
+                .filter(|p| config.partition_selected(*p))
+                .map(move |p| (t.clone(), p))
+        })
+        .collect();
+    let manifests = catalog.manifests_of(selected).await?;
+    for m in manifests.iter().flat_map(|(_, ms)| ms) {
+        segment::check_key(&config.storage, m, keys)?;
+    }
+    Ok(manifests)
 }
 
 /// Keeps the offsets of selected topics and partitions; groups left with none are dropped.

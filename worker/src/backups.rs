@@ -208,7 +208,7 @@ async fn start_verify(
         tokio::spawn(async move {
             let progress = |p: VerifyProgress| worker.verifies.update(index, |r| r.progress = p);
             let result = match Storage::open_read_only(&uri) {
-                Ok(storage) => verify_backup_with_progress(storage, None, progress).await,
+                Ok(storage) => verify_backup_with_progress(storage, None, None, progress).await,
                 Err(e) => Err(e),
             };
             if let Err(e) = &result {

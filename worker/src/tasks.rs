@@ -350,3 +350,39 @@ fn now_ms() -> i64 {
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn def(name: &str) -> PipelineDef {
+        PipelineDef {
+            name: name.into(),
+            config: String::new(),
+            state: TargetState::Running,
+            file: None,
+            restarts: 0,
+            version: 7,
+        }
+    }
+
+    #[test]
+    fn units_become_one_task_per_pipeline() {
+        let defs = BTreeMap::from([("a".to_string(), def("a")), ("b".to_string(), def("b"))]);
+        let units = vec![
+            Unit::partition("a", "t", 0),
+            Unit::partition("a", "t", 2),
+            Unit::whole("b"),
+            // A pipeline deleted since the plan was made runs nothing.
+            Unit::whole("gone"),
+        ];
+        let d = Desired::from_units(&units, &defs);
+        assert_eq!(d.len(), 2);
+        assert_eq!(
+            d["a"].partitions,
+            Some(BTreeSet::from([("t".to_string(), 0), ("t".to_string(), 2)]))
+        );
+        assert_eq!(d["b"].partitions, None);
+        assert_eq!(d["a"].def.version, 7);
+    }
+}

@@ -118,6 +118,13 @@ pub struct StorageSinkConfig {
     /// fetched. Default 60s (`roll.max_age` still rolls a segment while records arrive).
     #[serde(default = "default_commit_interval")]
     pub commit_interval: HumanDuration,
+    /// Encrypt every segment and dead-letter file on the client (AES-256-GCM, a fresh data
+    /// key per object wrapped by the key-encryption key): `{key_file: PATH}`,
+    /// `{key_env: VAR}`, or for key rotation `{key_files: [new, old]}` (the first encrypts;
+    /// the others are the keys the backup was written with so far). Keys are one line of
+    /// base64, as `ferry keygen FILE` writes.
+    #[serde(default)]
+    pub encryption: Option<ferry_core::encryption::EncryptionConfig>,
 }
 
 impl StorageSinkConfig {
@@ -213,6 +220,9 @@ impl SinkFactory for StorageSinkFactory {
             }
         }
         c.dead_letter_prefix()?;
+        if let Some(e) = &c.encryption {
+            e.validate()?;
+        }
         if c.roll.max_records == 0 || c.roll.max_bytes.bytes() == 0 {
             return Err(Error::config(
                 "roll.max_records and roll.max_bytes must be > 0",

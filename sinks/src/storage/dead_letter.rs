@@ -1,5 +1,6 @@
 //! Dead-letter files: records whose values do not fit the typed columns
-//! (`on_error: dead_letter`), one JSON-lines file per segment that had any.
+//! (`on_error: dead_letter`), one JSON-lines file per segment that had any; with
+//! `encryption:` the file is sealed in the same envelope as the segments.
 
 use super::segment::OpenSegment;
 use super::StorageSink;
@@ -52,6 +53,11 @@ impl StorageSink {
             partition,
             seg.first_offset,
         );
+        // They hold whole records: as encrypted as the segments when the sink encrypts.
+        let out = match &self.keys {
+            Some(keys) => ferry_core::encryption::seal_bytes(keys.as_ref(), &key, &out).await?,
+            None => out,
+        };
         self.storage.write(&key, out).await?;
         metrics::counter!("ferry_dead_letter_records_total").increment(rejected.len() as u64);
         tracing::warn!(file = %key, records = rejected.len(), "values that do not fit the typed columns written to the dead-letter file");

@@ -68,6 +68,7 @@
 
 mod config;
 mod dead_letter;
+mod encryption;
 pub mod lease;
 mod pieces;
 mod reconcile;
@@ -113,6 +114,8 @@ pub struct StorageSink {
     /// This writer's lease on the location: taken on open when the location exists, else
     /// before its first object.
     lease: Option<lease::Lease>,
+    /// Key-encryption keys when the sink encrypts (`encryption:`), read when it is built.
+    keys: Option<Arc<dyn ferry_core::encryption::KeyProvider>>,
     /// Set when this sink is one task of a pipeline a worker group shares: the group, not a
     /// lease, makes it the only writer of its partitions (see [`StorageSink::with_scope`]).
     scope: Option<ferry_core::TaskScope>,
@@ -131,6 +134,8 @@ fn decodes(format: &dyn SegmentFormat) -> bool {
 impl StorageSink {
     /// A sink for these options.
     pub fn new(config: StorageSinkConfig) -> Result<Self> {
+        // Keys first: a missing key must fail before the storage (a local folder) is made.
+        let keys = config.encryption.as_ref().map(|e| e.load()).transpose()?;
         let storage = Storage::from_uri(&config.uri)?;
         let format = configured_format(&config)?;
         let template = path_template(&config)?;
@@ -153,6 +158,7 @@ impl StorageSink {
             local,
             descriptor_written: false,
             lease: None,
+            keys,
             scope: None,
         })
     }

@@ -12,13 +12,27 @@ impl StorageSink {
     pub(super) async fn reconcile(&mut self) -> Result<Offsets> {
         self.storage.check().await?;
         self.check_descriptor().await?;
+        let keys = self.storage.list("topics/").await?;
+        let inv = layout::Inventory::from_keys(&keys);
+        let mut lasts = Vec::with_capacity(inv.manifests.len());
+        for ((topic, partition), firsts) in &inv.manifests {
+            let Some(last) = firsts.last() else { continue };
+            let Some(m) = self.read_manifest(topic, *partition, *last).await? else {
+                return Err(Error::Corrupt(format!(
+                    "{}/{}: listed but gone",
+                    self.storage,
+                    layout::manifest_key(topic, *partition, *last)
+                )));
+            };
+            lasts.push((topic.clone(), *partition, m));
+        }
+        // Before the lease or any other write: the keys must fit what the location holds.
+        self.check_encryption(lasts.iter().map(|(_, _, m)| m))?;
         if self.descriptor_written {
             // Before deleting anything: what looks interrupted may be another writer's.
             self.take_lease().await?;
         }
         self.reconcile_pending().await?;
-        let keys = self.storage.list("topics/").await?;
-        let inv = layout::Inventory::from_keys(&keys);
         for (topic, partition, first, ext) in inv.orphans() {
             if !self.owns(&topic, partition) {
                 // Another task's segment, possibly being written right now.
@@ -29,21 +43,13 @@ impl StorageSink {
             self.storage.delete(&key).await?;
         }
         let mut durable = Offsets::new();
-        for ((topic, partition), firsts) in &inv.manifests {
-            let Some(last) = firsts.last() else { continue };
-            let Some(m) = self.read_manifest(topic, *partition, *last).await? else {
-                return Err(Error::Corrupt(format!(
-                    "{}/{}: listed but gone",
-                    self.storage,
-                    layout::manifest_key(topic, *partition, *last)
-                )));
-            };
+        for (topic, partition, m) in lasts {
             self.last_next
-                .insert((topic_of(topic), *partition), m.next_offset);
+                .insert((topic_of(&topic), partition), m.next_offset);
             durable
-                .entry(topic.clone())
+                .entry(topic)
                 .or_default()
-                .insert(*partition, m.next_offset);
+                .insert(partition, m.next_offset);
         }
         Ok(durable)
     }

@@ -4,8 +4,9 @@
 use super::pieces::Piece;
 use super::StorageSink;
 use bytes::Bytes;
+use ferry_core::encryption::{envelope, Sealer};
 use ferry_core::{Ack, Error, Result};
-use ferry_formats::layout::{self, Gap, PendingSegment, SegmentManifest};
+use ferry_formats::layout::{self, Gap, PendingSegment, SegmentEncryption, SegmentManifest};
 use ferry_formats::segment::SegmentEncoder;
 use std::sync::Arc;
 use std::time::Instant;
@@ -28,6 +29,9 @@ pub(super) struct OpenSegment {
     pub(super) pending: Option<String>,
     pub(super) writer: opendal::Writer,
     pub(super) encoder: Box<dyn SegmentEncoder>,
+    /// Encrypts the object as it is written (`encryption:` set); `bytes` and `crc` count
+    /// the stored (encrypted) bytes.
+    pub(super) sealer: Option<Sealer>,
     pub(super) acks: Vec<Ack>,
     pub(super) opened: Instant,
 }
@@ -60,6 +64,11 @@ impl StorageSink {
                 (key, Some(marker))
             }
         };
+        // Before the object exists: a key provider that fails leaves nothing behind.
+        let sealer = match &self.keys {
+            Some(keys) => Some(Sealer::new(keys.as_ref(), &key).await?),
+            None => None,
+        };
         let mut writer = self.storage.operator()?.writer_with(&key);
         if !self.local {
             // Object stores upload in parts of this size; local files are written through
@@ -90,12 +99,26 @@ impl StorageSink {
             encoder: self
                 .format
                 .encoder(&batch.topic, batch.partition, batch.first_offset),
+            sealer,
             acks: Vec::new(),
             opened: Instant::now(),
         })
     }
 
+    /// Appends encoded bytes to the segment (encrypted first when the sink encrypts).
     pub(super) async fn append(&self, seg: &mut OpenSegment, bytes: Bytes) -> Result<()> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        let stored = match seg.sealer.as_mut() {
+            Some(sealer) => Bytes::from(sealer.push(&bytes)?),
+            None => bytes,
+        };
+        self.write_stored(seg, stored).await
+    }
+
+    /// Writes bytes as they are stored, counting them for the manifest.
+    async fn write_stored(&self, seg: &mut OpenSegment, bytes: Bytes) -> Result<()> {
         if bytes.is_empty() {
             return Ok(());
         }
@@ -122,6 +145,19 @@ impl StorageSink {
             }
         };
         self.append(&mut seg, tail).await?;
+        let encryption = match seg.sealer.take() {
+            Some(sealer) => {
+                let encryption = SegmentEncryption {
+                    scheme: envelope::SCHEME.to_string(),
+                    key_id: sealer.key_id().to_string(),
+                    plain_bytes: sealer.plain_bytes(),
+                };
+                self.write_stored(&mut seg, Bytes::from(sealer.finish()?))
+                    .await?;
+                Some(encryption)
+            }
+            None => None,
+        };
         // A task that lost its partitions must not even complete the object: its successor
         // may be writing the same key.
         if let Err(e) = self.check_writer().await {
@@ -150,6 +186,7 @@ impl StorageSink {
             aborted: seg.aborted,
             gaps: seg.gaps,
             written_at_ms: layout::now_ms(),
+            encryption,
         };
         let json = serde_json::to_vec_pretty(&manifest)
             .map_err(|e| Error::internal(format!("encoding manifest: {e}")))?;
@@ -192,7 +229,9 @@ impl StorageSink {
     }
 
     pub(super) fn roll_due(&self, seg: &OpenSegment) -> bool {
-        seg.bytes + seg.encoder.buffered_bytes() as u64 >= self.config.roll.max_bytes.bytes()
+        let buffered =
+            seg.encoder.buffered_bytes() + seg.sealer.as_ref().map_or(0, Sealer::buffered);
+        seg.bytes + buffered as u64 >= self.config.roll.max_bytes.bytes()
             || seg.records >= self.config.roll.max_records
             || seg.opened.elapsed() >= self.config.roll.max_age.get()
     }

@@ -63,6 +63,9 @@ pub struct PartitionSummary {
     pub gaps: Vec<Gap>,
     /// Segment formats present (e.g. `raw`).
     pub formats: Vec<String>,
+    /// Ids of the keys the encrypted segments were written with (empty: not encrypted).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub key_ids: Vec<String>,
 }
 
 /// One consumer-group snapshot.
@@ -91,6 +94,7 @@ pub fn summarize_partition(
         max_timestamp: None,
         gaps: Vec::new(),
         formats: Vec::new(),
+        key_ids: Vec::new(),
     };
     let mut recorded: Vec<Gap> = Vec::new();
     let mut holes: Vec<Gap> = Vec::new();
@@ -108,6 +112,11 @@ pub fn summarize_partition(
         }
         if !s.formats.contains(&m.format) {
             s.formats.push(m.format.clone());
+        }
+        if let Some(e) = &m.encryption {
+            if !s.key_ids.contains(&e.key_id) {
+                s.key_ids.push(e.key_id.clone());
+            }
         }
         recorded.extend(m.gaps.iter().copied());
         if let Some(p) = prev_next {

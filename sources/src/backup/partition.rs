@@ -2,10 +2,11 @@
 //! within the offset range and the `until` time, aborted and control records dropped.
 
 use super::segment::{
-    decode_jsonl_line, decode_raw, format_of, AvroReader, ChunkedObject, LineReader, ParquetReader,
-    RawBatch, RawReader,
+    decode_jsonl_line, decode_raw, format_of, open_segment, AvroReader, ChunkedObject, LineReader,
+    ParquetReader, RawBatch, RawReader,
 };
 use super::txn::{is_abort_marker, MarkerQueue};
+use ferry_core::encryption::KeyProvider;
 use ferry_core::{Record, Result, Storage};
 use ferry_formats::layout::SegmentManifest;
 use ferry_formats::FormatKind;
@@ -77,6 +78,8 @@ pub struct PartitionReader {
     /// Producers already warned about for a transaction without a marker.
     warned_open: HashSet<i64>,
     chunk: u64,
+    /// Keys of an encrypted backup.
+    keys: Option<Arc<dyn KeyProvider>>,
     done: bool,
     /// A piece read but left for the next span.
     pushed_back: Option<(Piece, String)>,
@@ -117,7 +120,15 @@ impl PartitionReader {
             warned_open: HashSet::new(),
             pushed_back: None,
             chunk,
+            keys: None,
         }
+    }
+
+    /// Decrypts encrypted segments with `keys` (without them an encrypted segment is an
+    /// error naming it).
+    pub fn with_keys(mut self, keys: Option<Arc<dyn KeyProvider>>) -> Self {
+        self.keys = keys;
+        self
     }
 
     /// Topic.
@@ -135,8 +146,8 @@ impl PartitionReader {
         self.done
     }
 
-    fn open(&self, m: &SegmentManifest) -> ChunkedObject {
-        ChunkedObject::new(self.storage.clone(), m.segment.clone(), m.bytes, self.chunk)
+    fn open(&self, m: &SegmentManifest) -> Result<ChunkedObject> {
+        open_segment(&self.storage, m, self.chunk, self.keys.as_ref())
     }
 
     async fn next_piece(&mut self) -> Result<Option<(Piece, String)>> {
@@ -149,7 +160,7 @@ impl PartitionReader {
                     return Ok(None);
                 };
                 self.next_segment += 1;
-                let object = self.open(&m);
+                let object = self.open(&m)?;
                 let cursor = match format_of(&self.storage, &m)? {
                     FormatKind::Raw => Cursor::Raw(RawReader::new(object)),
                     FormatKind::Jsonl => Cursor::Lines(LineReader::new(object)),
@@ -257,12 +268,8 @@ impl PartitionReader {
                     Some(m) => {
                         la.next += 1;
                         if m.format == "raw" {
-                            let object = ChunkedObject::new(
-                                self.storage.clone(),
-                                m.segment.clone(),
-                                m.bytes,
-                                self.chunk,
-                            );
+                            let object =
+                                open_segment(&self.storage, m, self.chunk, self.keys.as_ref())?;
                             la.reader = Some(RawReader::new(object));
                         }
                     }

@@ -11,6 +11,8 @@
 //! Formats are told apart by [`FormatKind`] (see [`format_of`]), with a reader per format.
 
 use bytes::{Bytes, BytesMut};
+use ferry_core::encryption::envelope::TAG_LEN;
+use ferry_core::encryption::{EnvelopeHeader, KeyProvider, Opener};
 use ferry_core::{Error, Record, Result, Storage};
 use ferry_formats::avro::AvroRecords;
 use ferry_formats::layout::SegmentManifest;
@@ -42,6 +44,10 @@ pub fn format_of(storage: &Storage, m: &SegmentManifest) -> Result<FormatKind> {
 /// A segment object read front to back in ranged reads, with a CRC-32C of everything read.
 /// The next chunk is read ahead while the caller works on the last one, so a restore from
 /// cold storage (a disk, S3) waits less for its reads.
+///
+/// An encrypted segment ([`open_segment`] with keys) is decrypted as it is read: callers
+/// get the plaintext, while size, position and CRC-32C stay those of the stored object
+/// (what the manifest records). Memory stays at about one read plus one envelope chunk.
 pub struct ChunkedObject {
     storage: Storage,
     key: String,
@@ -50,6 +56,71 @@ pub struct ChunkedObject {
     chunk: u64,
     crc: u32,
     ahead: Option<ReadAhead>,
+    decrypt: Option<Box<Decrypting>>,
+}
+
+/// The state of decrypting an object while it is read.
+struct Decrypting {
+    keys: Arc<dyn KeyProvider>,
+    /// Stored bytes read but not decrypted yet (the header, then part of a chunk).
+    stored: BytesMut,
+    /// Object position of `stored[0]`.
+    stored_pos: u64,
+    /// Set once the header is read and the data key unwrapped.
+    opener: Option<Opener>,
+}
+
+/// Opens the object of a segment for reading: decrypted with `keys` when its manifest says
+/// it is encrypted. An encrypted segment without keys, or with none of the key its data
+/// key was wrapped with, is a config error naming the segment and the key id.
+pub fn open_segment(
+    storage: &Storage,
+    m: &SegmentManifest,
+    chunk: u64,
+    keys: Option<&Arc<dyn KeyProvider>>,
+) -> Result<ChunkedObject> {
+    check_key(storage, m, keys)?;
+    let object = ChunkedObject::new(storage.clone(), m.segment.clone(), m.bytes, chunk);
+    Ok(match (&m.encryption, keys) {
+        (Some(_), Some(keys)) => object.decrypting(keys.clone()),
+        _ => object,
+    })
+}
+
+/// Checks that `keys` can decrypt the segment of `m`, and that a plain segment is read
+/// without keys; the error names the segment, its key id and the keys given.
+pub fn check_key(
+    storage: &Storage,
+    m: &SegmentManifest,
+    keys: Option<&Arc<dyn KeyProvider>>,
+) -> Result<()> {
+    let Some(e) = &m.encryption else {
+        // A location is written all encrypted or all plain: a plain segment where keys are
+        // expected was not written by the encrypted backup (manifests are not signed).
+        return match keys {
+            Some(k) => Err(Error::config(format!(
+                "{storage}/{} is not encrypted, but keys were given ({}): an encrypted backup                  holds only encrypted segments, so this one was put there by something else;                  leave out the keys to read a plain backup",
+                m.segment,
+                k.describe()
+            ))),
+            None => Ok(()),
+        };
+    };
+    match keys {
+        None => Err(Error::config(format!(
+            "{storage}/{} is encrypted (key id {}): give its key with --encryption-key-file or \
+             `encryption: {{key_file: …}}`",
+            m.segment, e.key_id
+        ))),
+        Some(k) if !k.has_key(&e.key_id) => Err(Error::config(format!(
+            "{storage}/{} was encrypted with key id {}, which none of the given keys is ({}): \
+             give the key it was written with (after a rotation, give the old key too)",
+            m.segment,
+            e.key_id,
+            k.describe()
+        ))),
+        Some(_) => Ok(()),
+    }
 }
 
 /// A ranged read running in the background; aborted when dropped unused.
@@ -75,7 +146,20 @@ impl ChunkedObject {
             chunk: chunk.max(LOG_OVERHEAD as u64),
             crc: 0,
             ahead: None,
+            decrypt: None,
         }
+    }
+
+    /// The object is encrypted (see `ferry_core::encryption::envelope`): decrypt it with
+    /// `keys` as it is read.
+    pub fn decrypting(mut self, keys: Arc<dyn KeyProvider>) -> Self {
+        self.decrypt = Some(Box::new(Decrypting {
+            keys,
+            stored: BytesMut::new(),
+            stored_pos: 0,
+            opener: None,
+        }));
+        self
     }
 
     /// The object's name as printed in messages (`URI/key`).
@@ -93,9 +177,9 @@ impl ChunkedObject {
         self.read_pos
     }
 
-    /// Whether every byte has been read.
+    /// Whether every byte has been read (and, encrypted, decrypted).
     pub fn at_end(&self) -> bool {
-        self.read_pos >= self.size
+        self.read_pos >= self.size && self.decrypt.as_ref().is_none_or(|d| d.stored.is_empty())
     }
 
     /// CRC-32C of the bytes read so far (of the whole object once [`ChunkedObject::at_end`]).
@@ -103,10 +187,113 @@ impl ChunkedObject {
         self.crc
     }
 
-    /// Appends at least `min` more bytes (a chunk or more, never past the end) to `buf`.
-    /// Returns `false` when the object is already read to its end.
+    /// Appends at least `min` more bytes (a chunk or more, never past the end) to `buf`:
+    /// plaintext, for an encrypted object. Returns `false` when the object is already read
+    /// to its end.
     pub async fn read_more(&mut self, buf: &mut BytesMut, min: usize) -> Result<bool> {
-        if self.at_end() {
+        let Some(mut d) = self.decrypt.take() else {
+            return self.read_stored(buf, min).await;
+        };
+        let result = self.read_decrypted(&mut d, buf, min).await;
+        self.decrypt = Some(d);
+        result
+    }
+
+    /// Appends at least `min` bytes of plaintext (fewer only at the end) to `buf`,
+    /// decrypting whole envelope chunks as their stored bytes arrive.
+    async fn read_decrypted(
+        &mut self,
+        d: &mut Decrypting,
+        buf: &mut BytesMut,
+        min: usize,
+    ) -> Result<bool> {
+        let start = buf.len();
+        let want = min.max(1);
+        loop {
+            if d.opener.is_none() {
+                match EnvelopeHeader::parse(&d.stored) {
+                    Err(e) => return Err(Error::Corrupt(format!("{}: {e}", self.name()))),
+                    Ok(None) => {
+                        if !self.read_stored(&mut d.stored, 0).await? {
+                            return Err(Error::Corrupt(format!(
+                                "{}: the encryption header is cut short",
+                                self.name()
+                            )));
+                        }
+                        continue;
+                    }
+                    Ok(Some(header)) => {
+                        let len = header.len();
+                        let opener = Opener::new(d.keys.as_ref(), header, &self.key)
+                            .await
+                            .map_err(|e| self.with_name(e))?;
+                        let _ = d.stored.split_to(len);
+                        d.stored_pos += len as u64;
+                        d.opener = Some(opener);
+                    }
+                }
+            }
+            let Some(opener) = d.opener.as_mut() else {
+                continue;
+            };
+            let full = opener.header().stored_chunk_len();
+            // Every whole chunk read so far; a chunk is the last when it ends the object.
+            while d.stored_pos < self.size {
+                let this = (self.size - d.stored_pos).min(full);
+                if (d.stored.len() as u64) < this {
+                    break;
+                }
+                let last = d.stored_pos + this == self.size;
+                let mut chunk = d.stored.split_to(this as usize);
+                let plain = opener.open_chunk(&mut chunk, last).map_err(|e| {
+                    Error::Corrupt(format!(
+                        "{}: at stored byte {}: {}",
+                        self.name(),
+                        d.stored_pos,
+                        corrupt_text(&e)
+                    ))
+                })?;
+                buf.extend_from_slice(plain);
+                d.stored_pos += this;
+            }
+            if buf.len() - start >= want {
+                return Ok(true);
+            }
+            if d.stored_pos >= self.size {
+                if !opener.finished() {
+                    return Err(Error::Corrupt(format!(
+                        "{}: no last chunk: the object was cut short",
+                        self.name()
+                    )));
+                }
+                return Ok(buf.len() > start);
+            }
+            // The rest of the next chunk, and more when the caller wants more.
+            let missing = (want - (buf.len() - start)) as u64;
+            let need = full.max(missing + missing / full * TAG_LEN as u64 + TAG_LEN as u64);
+            let need = need.saturating_sub(d.stored.len() as u64) as usize;
+            if !self.read_stored(&mut d.stored, need).await? {
+                return Err(Error::Corrupt(format!(
+                    "{}: the object ends before its last chunk",
+                    self.name()
+                )));
+            }
+        }
+    }
+
+    /// An error about this object: its message prefixed with the object's name.
+    fn with_name(&self, e: Error) -> Error {
+        match e {
+            Error::Corrupt(m) => Error::Corrupt(format!("{}: {m}", self.name())),
+            Error::Config { message, .. } => Error::config(format!("{}: {message}", self.name())),
+            other => other,
+        }
+    }
+
+    /// Appends at least `min` more stored bytes (a chunk or more, never past the end) to
+    /// `buf`. Returns `false` when the object is already read to its end.
+    async fn read_stored(&mut self, buf: &mut BytesMut, min: usize) -> Result<bool> {
+        if self.read_pos >= self.size {
             return Ok(false);
         }
         let want = (min as u64).max(self.chunk).min(self.size - self.read_pos);
@@ -161,6 +348,14 @@ impl ChunkedObject {
         }
         self.read_pos += got;
         Ok(true)
+    }
+}
+
+/// The message of a corrupt-data error without its `corrupt data:` prefix.
+fn corrupt_text(e: &Error) -> String {
+    match e {
+        Error::Corrupt(m) => m.clone(),
+        other => other.to_string(),
     }
 }
 
@@ -831,6 +1026,88 @@ mod tests {
             assert_eq!(got[299].offset, 399);
             assert_eq!(got[7].value, want[7].value);
             assert!(Arc::ptr_eq(&got[0].topic, &topic));
+        });
+    }
+
+    /// Seals `plain` as the object `name` in envelope chunks of `chunk` bytes.
+    async fn seal(keys: &dyn KeyProvider, name: &str, plain: &[u8], chunk: u32) -> Vec<u8> {
+        let mut s = ferry_core::encryption::Sealer::with_chunk_size(keys, name, chunk)
+            .await
+            .unwrap();
+        let mut out = s.push(plain).unwrap();
+        out.extend(s.finish().unwrap());
+        out
+    }
+
+    /// Every batch of a raw object, or the first error.
+    async fn batches_of(object: ChunkedObject) -> Result<Vec<RawBatch>> {
+        let mut r = RawReader::new(object);
+        let mut out = Vec::new();
+        while let Some(b) = r.next_batch().await? {
+            out.push(b);
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn encrypted_segments_decrypt_in_ranged_reads_and_damage_is_caught() {
+        rt().block_on(async {
+            let topic: Arc<str> = Arc::from("t");
+            let plain = ferry_formats::raw::encode_records(&records(&topic, 200)).unwrap();
+            let keys: Arc<dyn KeyProvider> = Arc::new(
+                ferry_core::encryption::StaticKeys::from_keys(vec![("test key".into(), [5; 32])])
+                    .unwrap(),
+            );
+            let name = "topics/t/2/00000000000000000100.log";
+            let stored = seal(keys.as_ref(), name, &plain, 1000).await;
+            let storage =
+                Storage::from_uri(&format!("memory://enc-seg-{}", std::process::id())).unwrap();
+            let open = |bytes: Vec<u8>, read: u64| {
+                let storage = storage.clone();
+                let keys = keys.clone();
+                async move {
+                    let size = bytes.len() as u64;
+                    storage.write(name, bytes).await.unwrap();
+                    ChunkedObject::new(storage, name, size, read).decrypting(keys)
+                }
+            };
+            let want = verify_batches(&plain).unwrap();
+            // Reads smaller and larger than an envelope chunk, straddling its boundaries.
+            for read in [12, 333, 1016, 4096, 1 << 20] {
+                let got = batches_of(open(stored.clone(), read).await).await.unwrap();
+                let bytes: Vec<u8> = got.iter().flat_map(|b| b.bytes.to_vec()).collect();
+                assert_eq!(bytes, plain, "read chunk {read}");
+                assert_eq!(got.len() as u64, want.batches);
+            }
+            let object = open(stored.clone(), 333).await;
+            let mut reader = RawReader::new(object);
+            while reader.next_batch().await.unwrap().is_some() {}
+            assert_eq!(reader.object().crc32c(), crc32c::crc32c(&stored));
+            assert!(reader.object().at_end());
+
+            let header = EnvelopeHeader::parse(&stored).unwrap().unwrap().len();
+            let full = 1000 + TAG_LEN;
+            let mut flipped = stored.clone();
+            flipped[header + full + 10] ^= 0x40;
+            let e = batches_of(open(flipped, 333).await).await.unwrap_err();
+            assert!(
+                e.to_string().contains("chunk 1 fails authentication"),
+                "{e}"
+            );
+            let cut = stored[..header + 2 * full].to_vec();
+            let e = batches_of(open(cut, 333).await).await.unwrap_err();
+            assert!(e.to_string().contains(name), "{e}");
+            let mut swapped = stored.clone();
+            swapped[header..header + full]
+                .copy_from_slice(&stored[header + full..header + 2 * full]);
+            swapped[header + full..header + 2 * full]
+                .copy_from_slice(&stored[header..header + full]);
+            assert!(batches_of(open(swapped, 4096).await).await.is_err());
+            // A plain segment given to the decrypting reader is refused, not misread.
+            let e = batches_of(open(plain.to_vec(), 4096).await)
+                .await
+                .unwrap_err();
+            assert!(e.to_string().contains("FERRYENC"), "{e}");
         });
     }
 }

@@ -9,16 +9,24 @@
 //! reported as incomplete (a warning: restores ignore them). Memory stays bounded: segments
 //! are streamed in ranged reads and the CRC is computed as they arrive; a `parquet` segment
 //! is read whole (its footer is at its end), so checking one needs memory for the object.
+//!
+//! Encrypted segments: without the key, verify checks what it can see: the object's size and
+//! CRC-32C against the manifest, the envelope header (its key id is the manifest's) and
+//! that the chunk structure holds the manifest's plaintext size. With the key
+//! ([`verify_backup_with`]) every chunk is decrypted (authenticated) and the plaintext gets
+//! every check above. A key id none of the given keys has is an error, not damage.
 
 use super::catalog::{parse_json, Catalog};
 use super::segment::{
     decode_jsonl_line, AvroReader, ChunkedObject, LineReader, ParquetReader, RawReader,
     DEFAULT_READ_CHUNK,
 };
+use ferry_core::encryption::{EnvelopeHeader, KeyProvider};
 use ferry_core::{Error, Result, Storage};
 use ferry_formats::layout::{self, Entry, GroupsDocument, SegmentManifest, TopicDocument};
 use futures::StreamExt;
 use serde::Serialize;
+use std::sync::Arc;
 
 /// Segments checked at once.
 const CONCURRENCY: usize = 4;
@@ -61,6 +69,10 @@ pub struct VerifyReport {
     pub bytes: u64,
     /// Records counted.
     pub records: u64,
+    /// Encrypted segments whose structure and CRC-32C were checked but not their records
+    /// (no key given).
+    #[serde(default)]
+    pub encrypted_unopened: u64,
     /// Every problem found, in object order.
     pub problems: Vec<Problem>,
 }
@@ -130,16 +142,28 @@ pub struct VerifyProgress {
 }
 
 /// Checks a whole backup. Errors only when the backup cannot be opened or listed; damage is
-/// reported in the [`VerifyReport`].
+/// reported in the [`VerifyReport`]. Encrypted segments are checked without their key (see
+/// the [module docs](self)).
 pub async fn verify_backup(storage: Storage, chunk: Option<u64>) -> Result<VerifyReport> {
-    verify_backup_with_progress(storage, chunk, |_| {}).await
+    verify_backup_with(storage, chunk, None).await
 }
 
-/// [`verify_backup`], calling `progress` once the segments are known and after each one is
-/// checked (the console shows a progress bar with it).
+/// As [`verify_backup`], decrypting encrypted segments with `keys` to check their records.
+/// A segment encrypted with a key `keys` does not hold is an error.
+pub async fn verify_backup_with(
+    storage: Storage,
+    chunk: Option<u64>,
+    decrypt: Option<Arc<dyn KeyProvider>>,
+) -> Result<VerifyReport> {
+    verify_backup_with_progress(storage, chunk, decrypt, |_| {}).await
+}
+
+/// As [`verify_backup_with`], calling `progress` once the segments are known and after each
+/// one is checked (the console shows a progress bar with it).
 pub async fn verify_backup_with_progress(
     storage: Storage,
     chunk: Option<u64>,
+    decrypt: Option<Arc<dyn KeyProvider>>,
     progress: impl Fn(VerifyProgress) + Send + Sync,
 ) -> Result<VerifyReport> {
     let chunk = chunk.unwrap_or(DEFAULT_READ_CHUNK);
@@ -240,6 +264,9 @@ pub async fn verify_backup_with_progress(
             _ => m.next_offset,
         };
         prev = Some((topic, partition, next, key));
+        if decrypt.is_some() {
+            super::segment::check_key(&storage, &m, decrypt.as_ref())?;
+        }
         jobs.push(m);
     }
     report.topics = topics.len();
@@ -250,10 +277,11 @@ pub async fn verify_backup_with_progress(
     };
     progress(done);
     let mut results = std::pin::pin!(futures::stream::iter(jobs)
-        .map(|m| verify_segment(storage.clone(), m, chunk))
+        .map(|m| verify_segment_with(storage.clone(), m, chunk, decrypt.clone()))
         .buffered(CONCURRENCY));
     while let Some(r) = results.next().await {
         report.segments += 1;
+        report.encrypted_unopened += u64::from(r.encrypted_unopened);
         report.bytes += r.bytes;
         report.records += r.records;
         problems.extend(r.problems);
@@ -273,12 +301,25 @@ pub struct SegmentCheck {
     pub bytes: u64,
     /// Records counted.
     pub records: u64,
+    /// An encrypted segment checked without its key (structure and CRC-32C only).
+    pub encrypted_unopened: bool,
     /// Problems found.
     pub problems: Vec<Problem>,
 }
 
-/// Checks one segment against its manifest.
+/// Checks one segment against its manifest (an encrypted one without its key: see the
+/// [module docs](self)).
 pub async fn verify_segment(storage: Storage, m: SegmentManifest, chunk: u64) -> SegmentCheck {
+    verify_segment_with(storage, m, chunk, None).await
+}
+
+/// Checks one segment against its manifest, decrypting it with `keys` when it is encrypted.
+pub async fn verify_segment_with(
+    storage: Storage,
+    m: SegmentManifest,
+    chunk: u64,
+    keys: Option<Arc<dyn KeyProvider>>,
+) -> SegmentCheck {
     let key = m.segment.clone();
     let mut out = SegmentCheck::default();
     let manifest_key = layout::manifest_key(&m.topic, m.partition, m.first_offset);
@@ -331,6 +372,16 @@ pub async fn verify_segment(storage: Storage, m: SegmentManifest, chunk: u64) ->
         return out;
     }
     let object = ChunkedObject::new(storage.clone(), key.clone(), size, chunk);
+    let object = match (&m.encryption, keys) {
+        (Some(_), Some(keys)) => object.decrypting(keys),
+        (Some(_), None) => {
+            out.encrypted_unopened = true;
+            let result = check_envelope(object, &m, &mut out).await;
+            report_crc(&storage, &m, result, &mut out);
+            return out;
+        }
+        (None, _) => object,
+    };
     let result = match m.format.as_str() {
         "raw" => check_raw(&storage, &m, RawReader::new(object), &mut out).await,
         "jsonl" => check_jsonl(&storage, &m, LineReader::new(object), &mut out).await,
@@ -339,11 +390,19 @@ pub async fn verify_segment(storage: Storage, m: SegmentManifest, chunk: u64) ->
         }
         _ => check_bytes_only(object, &mut out).await,
     };
+    report_crc(&storage, &m, result, &mut out);
+    out
+}
+
+/// Records the outcome of reading a segment: a CRC-32C that is not the manifest's, or the
+/// error that stopped the read.
+fn report_crc(storage: &Storage, m: &SegmentManifest, result: Result<u32>, out: &mut SegmentCheck) {
+    let key = &m.segment;
     match result {
         Ok(crc) => {
             if crc != m.crc32c {
                 out.problems.push(damage(
-                    &key,
+                    key,
                     format!(
                         "CRC-32C of the object is {crc:08x}, its manifest says {:08x}",
                         m.crc32c
@@ -351,11 +410,61 @@ pub async fn verify_segment(storage: Storage, m: SegmentManifest, chunk: u64) ->
                 ));
             }
         }
-        Err(e) => out
-            .problems
-            .push(damage(&key, message_of(&e, &storage, &key))),
+        Err(e) => out.problems.push(damage(key, message_of(&e, storage, key))),
     }
-    out
+}
+
+/// Checks an encrypted segment without its key: reads it for its CRC-32C, and checks the
+/// envelope header (the manifest's key id) and that its chunks hold the manifest's
+/// plaintext size. Returns the CRC-32C.
+async fn check_envelope(
+    mut object: ChunkedObject,
+    m: &SegmentManifest,
+    out: &mut SegmentCheck,
+) -> Result<u32> {
+    let name = object.name();
+    let mut buf = bytes::BytesMut::new();
+    let mut header: Option<EnvelopeHeader> = None;
+    while object.read_more(&mut buf, 0).await? {
+        if header.is_none() {
+            header =
+                EnvelopeHeader::parse(&buf).map_err(|e| Error::Corrupt(format!("{name}: {e}")))?;
+            if header.is_none() {
+                continue;
+            }
+        }
+        buf.clear();
+    }
+    let Some(header) = header else {
+        return Err(Error::Corrupt(format!(
+            "{name}: the encryption header is cut short"
+        )));
+    };
+    if let Some(e) = &m.encryption {
+        if header.key_id != e.key_id {
+            out.problems.push(damage(
+                &m.segment,
+                format!(
+                    "the envelope names key id {}, its manifest says {}",
+                    header.key_id, e.key_id
+                ),
+            ));
+        }
+        match header.plain_len(object.read_pos()) {
+            Ok(n) if n == e.plain_bytes => {}
+            Ok(n) => out.problems.push(damage(
+                &m.segment,
+                format!(
+                    "its chunks hold {n} bytes, its manifest says {}",
+                    e.plain_bytes
+                ),
+            )),
+            Err(why) => out.problems.push(damage(&m.segment, why)),
+        }
+    }
+    out.bytes += object.read_pos();
+    out.records += m.record_count;
+    Ok(object.crc32c())
 }
 
 /// Walks the batches of a raw segment; returns the whole-object CRC-32C.

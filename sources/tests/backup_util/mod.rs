@@ -111,6 +111,7 @@ pub async fn write_segment(
         aborted,
         gaps,
         written_at_ms: 1_700_000_000_000,
+        encryption: None,
     };
     s.write(&key, data).await.unwrap();
     if with_manifest {
@@ -256,6 +257,7 @@ pub async fn write_jsonl_segment(
         aborted: vec![],
         gaps: vec![],
         written_at_ms: 1_700_000_000_000,
+        encryption: None,
     };
     s.write(&key, data).await.unwrap();
     s.write(

@@ -380,7 +380,8 @@ function verifyPanel(index) {
       never: "Not verified by this worker since it started.",
       running: "Checking segment " + p.segments_checked + " of " + p.segments_total + " (" + bytes(p.bytes) + " read)…",
       passed: "Passed at " + time(run.finished_ms) + ": " + summary +
-        (r && r.problems.length ? ", " + r.problems.length + " warnings" : "") + ".",
+        (r && r.problems.length ? ", " + r.problems.length + " warnings" : "") +
+        (r && r.encrypted_unopened ? "; " + r.encrypted_unopened + " encrypted segments checked without their key" : "") + ".",
       damaged: "DAMAGED (" + time(run.finished_ms) + "): " + (r ? r.problems.length : 0) + " problems in " + summary + ".",
       failed: "Could not verify: " + run.error,
     }[run.state] || run.state;
@@ -419,7 +420,8 @@ function backupView(s) {
       el("dt", { text: "location" }), el("dd", { text: s.uri }),
       el("dt", { text: "created" }), el("dd", { text: time(s.created_at_ms) + " by " + s.created_by }),
       el("dt", { text: "topics" }), el("dd", { text: s.topics.length + " topics, " + records + " records" }),
-      el("dt", { text: "incomplete segments" }), el("dd", { text: String(s.incomplete_segments) })),
+      el("dt", { text: "incomplete segments" }), el("dd", { text: String(s.incomplete_segments) }),
+      el("dt", { text: "encryption" }), el("dd", { text: keyIds(s) })),
     el("div", { class: "legend" },
       el("span", {}, el("span", { class: "swatch data" }), "offsets held"),
       el("span", {}, el("span", { class: "swatch gap" }), "gap"),
@@ -429,6 +431,12 @@ function backupView(s) {
   for (const g of s.groups) groups.append(el("p", { text: time(g.taken_at_ms) + ": " + (g.groups.join(", ") || "none") }));
   view.append(groups);
   return view;
+}
+
+/** The ids of the keys the backup's segments were encrypted with (never the keys). */
+function keyIds(s) {
+  const ids = new Set(s.topics.flatMap((t) => t.partitions.flatMap((p) => p.key_ids || [])));
+  return ids.size ? "key ids " + [...ids].sort().join(", ") + " (restores need the key)" : "none";
 }
 
 /** One topic: a timeline of each partition's offsets with its gaps, and a table. */
