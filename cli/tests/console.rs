@@ -643,6 +643,29 @@ fn the_console_in_a_browser() {
     );
     browser.screenshot(&shots.join("console-pipelines.png"));
 
+    // Pause and Resume from the card, as the API sees them.
+    browser.click("button[aria-label=\"Pause orders-backup\"]");
+    browser.wait_for(
+        "orders-backup PAUSED",
+        &format!("{} === 'PAUSED'", state("orders-backup")),
+    );
+    assert_eq!(
+        w.api("GET", "/pipelines/orders-backup", None).1["state"],
+        "PAUSED"
+    );
+    browser.click("button[aria-label=\"Resume orders-backup\"]");
+    browser.wait_for(
+        "orders-backup RUNNING again",
+        &format!("{} === 'RUNNING'", state("orders-backup")),
+    );
+    // Edit loads the pipeline's text as stored.
+    browser.click("button[aria-label=\"Edit orders-backup\"]");
+    browser.wait_for(
+        "the pipeline's text in the editor",
+        "return document.getElementById('editor-text').value.startsWith('name: orders-backup')",
+    );
+    browser.click("#editor-cancel");
+
     // The editor: a bad pipeline shows its error at its line; nothing is saved.
     browser.click("#new-pipeline");
     browser.type_into("#editor-name", "bad-one");
@@ -668,6 +691,16 @@ fn the_console_in_a_browser() {
         "a bad pipeline was saved"
     );
     browser.screenshot(&shots.join("console-editor-error.png"));
+
+    // Delete asks first, then the pipeline is gone.
+    browser.click("#editor-cancel");
+    browser.click("button[aria-label=\"Delete nightly\"]");
+    browser.session_cmd("POST", "/alert/accept", json!({}));
+    browser.wait_for(
+        "nightly gone",
+        "return !document.querySelector('article[data-name=\"nightly\"]')",
+    );
+    assert_eq!(w.api("GET", "/pipelines/nightly", None).0, 404);
 
     // The backups page: the snapshot's topic with the records the backup holds.
     browser.goto(&w.url("/ui#backups"));
