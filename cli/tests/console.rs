@@ -287,6 +287,15 @@ fn validate_and_backup_endpoints() {
         body["error"].as_str().unwrap_or("").contains("has 2"),
         "{body}"
     );
+    let (code, body) = w.api("GET", "/backups/first", None);
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("not a backup index"),
+        "{body}"
+    );
     assert_eq!(
         w.call("GET", "/backups", None, None).map(|r| r.0),
         Some(401)

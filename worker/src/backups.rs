@@ -63,6 +63,16 @@ fn redacted(uri: &str) -> String {
         .to_string()
 }
 
+/// The `{index}` of a path: a number, or 400.
+fn parse_index(index: &str) -> Result<usize, ApiError> {
+    index.parse().map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("'{index}' is not a backup index: use the number GET /backups gives"),
+        )
+    })
+}
+
 /// The location at `index`, or 404.
 fn location(shared: &Shared, index: usize) -> Result<&str, ApiError> {
     shared
@@ -83,8 +93,9 @@ fn location(shared: &Shared, index: usize) -> Result<&str, ApiError> {
 
 async fn backup_summary(
     State(shared): State<AppState>,
-    Path(index): Path<usize>,
+    Path(index): Path<String>,
 ) -> Result<Json<BackupSummary>, ApiError> {
+    let index = parse_index(&index)?;
     let uri = location(&shared, index)?;
     let read = async {
         let catalog = Catalog::open(Storage::open_read_only(uri)?).await?;
@@ -200,8 +211,9 @@ fn now_ms() -> i64 {
 /// `POST /backups/{index}/verify`: starts a run (or answers the one running) with 202.
 async fn start_verify(
     State(shared): State<AppState>,
-    Path(index): Path<usize>,
+    Path(index): Path<String>,
 ) -> Result<(StatusCode, Json<VerifyRun>), ApiError> {
+    let index = parse_index(&index)?;
     let uri = location(&shared, index)?.to_string();
     if shared.verifies.begin(index) {
         let worker = shared.clone();
@@ -239,8 +251,9 @@ async fn start_verify(
 /// `GET /backups/{index}/verify`: the latest run.
 async fn verify_status(
     State(shared): State<AppState>,
-    Path(index): Path<usize>,
+    Path(index): Path<String>,
 ) -> Result<Json<VerifyRun>, ApiError> {
+    let index = parse_index(&index)?;
     location(&shared, index)?;
     Ok(Json(shared.verifies.get(index)))
 }
