@@ -625,8 +625,10 @@ fn the_console_in_a_browser() {
     browser.screenshot(&shots.join("console-login.png"));
 
     // With it: both pipelines with their states.
-    browser.type_into("#token", TOKEN);
-    browser.click("#login-form button[type=submit]");
+    // With it, by keyboard: the field has the focus, Enter signs in.
+    let focused = browser.js("return document.activeElement.id");
+    assert_eq!(focused, json!("token"), "the token field has the focus");
+    browser.type_into("#token", &format!("{TOKEN}\u{E007}"));
     let state = |name: &str| {
         format!("const s = document.querySelector('article[data-name=\"{name}\"] .state'); return s && s.textContent")
     };
