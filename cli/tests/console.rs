@@ -624,8 +624,8 @@ fn the_console_in_a_browser() {
     );
     browser.screenshot(&shots.join("console-login.png"));
 
-    // With it: both pipelines with their states.
-    // With it, by keyboard: the field has the focus, Enter signs in.
+    // With it, by keyboard (the field has the focus, Enter signs in): both pipelines with
+    // their states.
     let focused = browser.js("return document.activeElement.id");
     assert_eq!(focused, json!("token"), "the token field has the focus");
     browser.type_into("#token", &format!("{TOKEN}\u{E007}"));
