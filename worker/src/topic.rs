@@ -58,7 +58,13 @@ impl CompactedTopic {
             .get(&0)
             .copied()
             .unwrap_or(0);
-        tokio::spawn(follow(client.clone(), name.to_string(), table.clone(), tx));
+        // The follower long-polls (Fetch waits up to 500 ms for data) and a broker answers
+        // one connection's requests in order: on a shared connection every write of this
+        // worker would queue behind a waiting fetch. So the follower gets its own client.
+        let follower = Client::connect(client.config().clone())
+            .await
+            .map_err(kerr(format!("reader of topic {name}")))?;
+        tokio::spawn(follow(follower, name.to_string(), table.clone(), tx));
         let topic = CompactedTopic {
             name: name.to_string(),
             client: client.clone(),
