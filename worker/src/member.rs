@@ -259,10 +259,8 @@ async fn rejoin(member: &mut GroupMember, stop: &mut watch::Receiver<bool>) -> b
     loop {
         let stopping = *stop.borrow();
         if stopping {
-            return match tokio::time::timeout(FINISH_REJOIN, member.rejoin()).await {
-                Ok(Ok(())) => true,
-                _ => false,
-            };
+            let finished = tokio::time::timeout(FINISH_REJOIN, member.rejoin()).await;
+            return matches!(finished, Ok(Ok(())));
         }
         tokio::select! {
             r = member.rejoin() => match r {
