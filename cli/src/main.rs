@@ -11,6 +11,7 @@ mod logging;
 mod ls;
 mod output;
 mod progress;
+mod prune;
 mod restore;
 mod run;
 mod schema;
@@ -69,6 +70,8 @@ enum Command {
     Restore(restore::RestoreArgs),
     /// List a cluster's topics with partitions and earliest/latest offsets.
     Topics(topics::TopicsArgs),
+    /// Delete a backup's oldest segments (all records older than a time), never the newest.
+    Prune(prune::Args),
     /// Run as a worker of a group sharing pipelines, with a REST API (Ferry as a service).
     Worker(worker::Args),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
@@ -101,6 +104,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Restore(a) => restore::main(a).await,
         Command::Topics(a) => topics::run(a).await,
         Command::Worker(a) => worker::main(a).await,
+        Command::Prune(a) => prune::main(a).await,
         Command::Completions(a) => completions::completions(a).await,
         Command::Man(a) => completions::man(a).await,
         Command::Keygen(a) => keygen::main(a).await,

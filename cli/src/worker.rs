@@ -17,7 +17,7 @@ use std::sync::Arc;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Worker file (YAML): brokers, group, listen, advertised_url, pipelines_dir,
-    /// config_topic, status_topic, session_timeout, and the connection options (tls, sasl …).
+    /// config_topic, status_topic, session_timeout, backups, and the connection options (tls, sasl …).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Kafka bootstrap brokers (comma-separated host:port) of the group's cluster.
@@ -44,6 +44,10 @@ pub struct Args {
     /// A worker not heard from for this long is dropped and its work moves [default: 10s].
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub session_timeout: Option<std::time::Duration>,
+    /// A backup location the console and `GET /backups` show (repeatable; adds to the
+    /// file's `backups:`).
+    #[arg(long = "backup", value_name = "URI")]
+    pub backups: Vec<String>,
 }
 
 /// The worker's settings: the file, then the flags over it.
@@ -88,6 +92,7 @@ fn settings(args: Args) -> anyhow::Result<WorkerConfig> {
     if let Some(t) = args.session_timeout {
         cfg.session_timeout = ferry_core::HumanDuration(t);
     }
+    cfg.backups.extend(args.backups);
     if let Some(dir) = &cfg.pipelines_dir {
         if !dir.is_dir() {
             anyhow::bail!(

@@ -413,16 +413,26 @@ fn retention_gap_is_recorded_and_restore_still_works() {
     let c = client(&env);
     rt().block_on(c.delete_records(&topic, &BTreeMap::from([(0, 150i64)])))
         .expect("DeleteRecords");
-    ferry_ok(&[
-        "backup",
-        "--brokers",
-        &env.kafka,
-        "--topic",
-        &topic,
-        "--to",
-        uri,
-        "--snapshot",
-    ]);
+    let (_, stderr) = common::ferry_success(
+        &[
+            "backup",
+            "--brokers",
+            &env.kafka,
+            "--topic",
+            &topic,
+            "--to",
+            uri,
+            "--snapshot",
+        ],
+        &[],
+    );
+    // The alarm is loud: an error naming the lost offsets and what to check.
+    assert!(
+        stderr.contains("ERROR")
+            && stderr.contains("records lost before they were backed up: offsets 100..150")
+            && stderr.contains("retention.ms"),
+        "{stderr}"
+    );
 
     let ls: serde_json::Value = serde_json::from_str(&ferry_ok(&["ls", uri, "--json"])).unwrap();
     let p = &ls["topics"][0]["partitions"][0];

@@ -126,10 +126,13 @@ pub enum Heartbeat {
     /// The group is rebalancing: call [`GroupMember::rejoin`]. The member still holds its
     /// assignment until it rejoins.
     RebalanceNeeded,
-    /// The coordinator no longer knows this member in this generation (it was dropped after
-    /// the session timeout, or a newer generation exists): its assignment may already belong
-    /// to others. Stop using it, then call [`GroupMember::rejoin`].
+    /// The coordinator no longer knows this member (it was dropped after the session
+    /// timeout): its assignment may already belong to others. Stop using it, then call
+    /// [`GroupMember::rejoin`].
     Expired,
+    /// The member is known but a newer generation exists (it rejoined elsewhere, e.g. on
+    /// another task of the same process): call [`GroupMember::rejoin`] to learn it.
+    StaleGeneration,
 }
 
 /// A joined member of a consumer group.

@@ -7,7 +7,10 @@
 //! | `GET /pipelines/{name}` | its text (secrets as their `${VAR}` references) and state |
 //! | `DELETE /pipelines/{name}` | 204 |
 //! | `GET /pipelines/{name}/status` | state, tasks, partitions with offsets and lag |
+//! | `POST /pipelines/{name}/validate` (YAML or JSON) | 200 `{"valid": true}`, 400 as `PUT` |
 //! | `POST /pipelines/{name}/pause`, `/resume`, `/restart` | 202 |
+//! | `GET /backups`, `GET /backups/{index}` | the worker's backup locations, what one holds ([`crate::backups`]) |
+//! | `GET /ui` | the console ([`crate::ui`]; its files need no token, its data calls do) |
 //! | `GET /workers` | members and what each runs |
 //! | `GET /healthz` | 200 while the worker runs (no token needed: probes) |
 //! | `GET /metrics` | Prometheus text |
@@ -42,7 +45,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> Self {
         ApiError {
             status,
             message: message.into(),
@@ -74,7 +77,7 @@ impl ApiError {
         }
     }
 
-    fn internal(e: &Error) -> Self {
+    pub(crate) fn internal(e: &Error) -> Self {
         let status = if e.is_retriable() {
             StatusCode::SERVICE_UNAVAILABLE
         } else {
@@ -112,16 +115,19 @@ pub fn router(shared: AppState) -> Router {
             get(get_pipeline).put(put_pipeline).delete(delete_pipeline),
         )
         .route("/pipelines/{name}/status", get(pipeline_status))
+        .route("/pipelines/{name}/validate", post(validate_pipeline))
         .route("/pipelines/{name}/pause", post(pause))
         .route("/pipelines/{name}/resume", post(resume))
         .route("/pipelines/{name}/restart", post(restart))
         .route("/workers", get(workers))
         .route("/metrics", get(metrics))
+        .merge(crate::backups::routes())
         .route_layer(middleware::from_fn_with_state(
             shared.clone(),
             require_token,
         ))
         .route("/healthz", get(healthz))
+        .merge(crate::ui::routes())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
         .with_state(shared)
 }
@@ -250,26 +256,43 @@ fn valid_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
-async fn put_pipeline(
-    State(shared): State<AppState>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-    body: String,
-) -> ApiResult<Response> {
+/// Checks a `PUT` or `validate` body: JSON when its content type says so, then the pipeline.
+fn check_body(shared: &Shared, name: &str, headers: &HeaderMap, body: &str) -> ApiResult<()> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/yaml");
     if content_type.starts_with("application/json") {
         // JSON is YAML too: it is kept as sent, after a check that it is JSON.
-        serde_json::from_str::<Value>(&body).map_err(|e| ApiError {
+        serde_json::from_str::<Value>(body).map_err(|e| ApiError {
             status: StatusCode::BAD_REQUEST,
             message: format!("the body is not JSON: {e}"),
             line: Some(e.line() as u64),
             column: Some(e.column() as u64),
         })?;
     }
-    check_pipeline(&shared, &name, &body)?;
+    check_pipeline(shared, name, body)
+}
+
+/// `POST /pipelines/{name}/validate`: the checks of `PUT`, nothing stored (the console's
+/// editor checks before it saves).
+async fn validate_pipeline(
+    State(shared): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: String,
+) -> ApiResult<Json<Value>> {
+    check_body(&shared, &name, &headers, &body)?;
+    Ok(Json(json!({ "valid": true })))
+}
+
+async fn put_pipeline(
+    State(shared): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: String,
+) -> ApiResult<Response> {
+    check_body(&shared, &name, &headers, &body)?;
     let created = shared
         .store
         .put(&name, &body, None)

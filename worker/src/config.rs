@@ -41,6 +41,9 @@ pub struct WorkerConfig {
     /// How long workers get to rejoin during a rebalance. Default 60s.
     #[serde(default = "default_rebalance_timeout")]
     pub rebalance_timeout: HumanDuration,
+    /// Backup locations the console and `GET /backups` show (`--backup URI`, repeatable).
+    #[serde(default)]
+    pub backups: Vec<String>,
 }
 
 fn default_listen() -> SocketAddr {
@@ -68,6 +71,7 @@ impl WorkerConfig {
             status_topic: None,
             session_timeout: default_session_timeout(),
             rebalance_timeout: default_rebalance_timeout(),
+            backups: Vec::new(),
         }
     }
 
@@ -99,6 +103,11 @@ impl WorkerConfig {
         }
         if self.session_timeout.get() < Duration::from_secs(1) {
             return Err("`session_timeout` must be at least 1s".into());
+        }
+        for (i, uri) in self.backups.iter().enumerate() {
+            // The URI itself is not echoed: its query may hold credentials.
+            ferry_core::Storage::open_read_only(uri)
+                .map_err(|e| format!("`backups[{i}]` (--backup #{}): {e}", i + 1))?;
         }
         if let Some(url) = &self.advertised_url {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
@@ -152,6 +161,24 @@ mod tests {
         assert_eq!(c.status_topic(), "g-status");
         assert_eq!(c.url(), "http://127.0.0.1:8083");
         assert_eq!(c.session_timeout.get(), Duration::from_secs(10));
+    }
+
+    #[test]
+    fn backup_locations_are_checked_without_showing_them() {
+        let c = WorkerConfig::load(
+            "brokers: [\"h:1\"]\ngroup: g\nbackups: [/var/backups/a, \"s3://b/p?endpoint=http://s3:9000\"]\n",
+            "w.yaml",
+        )
+        .unwrap();
+        assert_eq!(c.backups.len(), 2);
+        let e = WorkerConfig::load(
+            "brokers: [\"h:1\"]\ngroup: g\nbackups: [/ok, \"ftp://host/x?password=hunter2\"]\n",
+            "w.yaml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("backups[1]") && e.contains("--backup #2"), "{e}");
+        assert!(!e.contains("hunter2"), "{e}");
     }
 
     #[test]

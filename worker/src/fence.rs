@@ -61,6 +61,26 @@ impl GroupFence {
         self.lock().last_ok = Instant::now();
     }
 
+    /// Waits (up to the session timeout) until the membership loop records a generation
+    /// newer than `generation` for the same member id; `false` when it does not, or the
+    /// member was dropped meanwhile.
+    async fn newer_generation_of(&self, member_id: &str, generation: i32) -> bool {
+        let start = Instant::now();
+        while start.elapsed() < self.session {
+            {
+                let s = self.lock();
+                if s.expired || s.member_id != member_id {
+                    return false;
+                }
+                if s.generation > generation {
+                    return true;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    }
+
     /// The coordinator dropped the member: every commit fails until it joins again.
     pub fn expire(&self) {
         self.lock().expired = true;
@@ -96,6 +116,16 @@ impl Fence for GroupFence {
             Ok(Heartbeat::Expired) => {
                 self.expire();
                 Err(lost())
+            }
+            // The member rejoined and the coordinator has a newer generation the membership
+            // loop has not recorded yet: wait for it. Same member id: nothing was taken from
+            // it without its knowing (units only move after their owner gave them up).
+            Ok(Heartbeat::StaleGeneration) => {
+                if self.newer_generation_of(&s.member_id, s.generation).await {
+                    Ok(())
+                } else {
+                    Err(lost())
+                }
             }
             // The coordinator cannot be asked: still safe while it cannot have dropped us.
             Err(_) if s.last_ok.elapsed() < self.session => Ok(()),

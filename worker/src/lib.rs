@@ -13,6 +13,8 @@
 //! | the fence a task checks before it commits | [`fence`] |
 //! | the tasks this worker runs | [`tasks`] |
 //! | the REST API | [`api`] |
+//! | backup locations in the API | [`backups`] |
+//! | the console (`/ui`) | [`ui`] |
 //! | pipeline files from a folder | [`dir`] |
 //!
 //! State lives in Kafka (definitions and status in compacted topics), checkpoints stay with
@@ -21,6 +23,7 @@
 
 pub mod api;
 pub mod assign;
+pub mod backups;
 pub mod config;
 pub mod dir;
 pub mod fence;
@@ -29,6 +32,7 @@ pub mod status;
 pub mod store;
 pub mod tasks;
 pub mod topic;
+pub mod ui;
 
 pub use config::WorkerConfig;
 
@@ -60,6 +64,8 @@ pub struct Shared {
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     /// Secret for the REST API (`FERRY_API_TOKEN`).
     pub token: Option<String>,
+    /// Verify runs of the backup locations (`/backups/{index}/verify`).
+    pub verifies: backups::Verifies,
 }
 
 /// The assignment this worker works under.
@@ -128,6 +134,7 @@ pub async fn run(
         token: std::env::var("FERRY_API_TOKEN")
             .ok()
             .filter(|t| !t.is_empty()),
+        verifies: backups::Verifies::default(),
         config,
     });
     tracing::info!(

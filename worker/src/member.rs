@@ -17,6 +17,8 @@ use tokio::sync::watch;
 
 /// How often the leader looks for new partitions of the pipelines' topics.
 const UNITS_CHECK: Duration = Duration::from_secs(30);
+/// How long a stopping worker lets a rejoin under way finish.
+const FINISH_REJOIN: Duration = Duration::from_secs(15);
 /// How often status is written even when nothing changed (positions move).
 const STATUS_EVERY: Duration = Duration::from_secs(3);
 
@@ -234,6 +236,11 @@ pub async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) -> Result
         if !rejoin(&mut member, &mut stop).await {
             break;
         }
+        if *stop.borrow() {
+            // Stopping: take the new generation (the tasks' fence needs it), then stop.
+            apply_assignment(&shared, &member, &fence, &mut tasks).await;
+            break;
+        }
     }
     tasks.stop_all().await;
     *lock(&shared.owned) = Vec::new();
@@ -245,15 +252,22 @@ pub async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) -> Result
     Ok(())
 }
 
-/// Rejoins until it works; `false` when stopped meanwhile.
+/// Rejoins until it works; `false` when stopped meanwhile. A rejoin under way when the stop
+/// comes is given [`FINISH_REJOIN`] to complete, so the tasks close (and commit what they
+/// read) as members of the generation the coordinator now has, not one it already replaced.
 async fn rejoin(member: &mut GroupMember, stop: &mut watch::Receiver<bool>) -> bool {
     loop {
+        let stopping = *stop.borrow();
+        if stopping {
+            let finished = tokio::time::timeout(FINISH_REJOIN, member.rejoin()).await;
+            return matches!(finished, Ok(Ok(())));
+        }
         tokio::select! {
             r = member.rejoin() => match r {
                 Ok(()) => return true,
                 Err(e) => tracing::warn!(error = %e, "cannot rejoin the group yet; retrying"),
             },
-            _ = stop.wait_for(|s| *s) => return false,
+            _ = stop.wait_for(|s| *s) => continue,
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(2)) => {}
@@ -325,7 +339,7 @@ async fn steady(
             _ = stop.wait_for(|s| *s) => return Next::Stop,
             _ = heartbeat.tick() => match member.heartbeat().await {
                 Ok(Heartbeat::Ok) => { fence.alive(); failures = 0; }
-                Ok(Heartbeat::RebalanceNeeded) => return Next::Rejoin,
+                Ok(Heartbeat::RebalanceNeeded) | Ok(Heartbeat::StaleGeneration) => return Next::Rejoin,
                 Ok(Heartbeat::Expired) => {
                     tracing::warn!("the group dropped this worker (session timeout passed without a heartbeat); stopping its tasks and rejoining");
                     return Next::Expired;

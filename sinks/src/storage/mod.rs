@@ -220,7 +220,19 @@ impl Sink for StorageSink {
                     from: prev,
                     to: batch.first_offset,
                 });
-                tracing::warn!(topic = %batch.topic, partition = batch.partition, from = prev, to = batch.first_offset, "gap recorded: offsets missing in the source");
+                // The human mistake a backup exists for (retention shortened, records deleted
+                // before they were read): loud, counted, and recorded in the manifest.
+                tracing::error!(
+                    topic = %batch.topic, partition = batch.partition, from = prev, to = batch.first_offset,
+                    "records lost before they were backed up: offsets {prev}..{} of {}/{} were deleted in the source (Kafka retention or DeleteRecords) before this backup read them; check the topic's retention.ms / retention.bytes. The gap is recorded in the manifest",
+                    batch.first_offset, batch.topic, batch.partition
+                );
+                metrics::counter!(
+                    "ferry_backup_gap_offsets_total",
+                    "topic" => batch.topic.to_string(),
+                    "partition" => batch.partition.to_string()
+                )
+                .increment((batch.first_offset - prev).max(0) as u64);
             }
         }
         // E.g. fetch the schemas of Schema-Registry Avro values: encoders are synchronous.

@@ -130,6 +130,17 @@ fn message_of(e: &Error, storage: &Storage, key: &str) -> String {
     }
 }
 
+/// How far a verification got (segments are most of the work: they are read in full).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct VerifyProgress {
+    /// Segments checked so far.
+    pub segments_checked: u64,
+    /// Segments to check.
+    pub segments_total: u64,
+    /// Segment bytes read so far.
+    pub bytes: u64,
+}
+
 /// Checks a whole backup. Errors only when the backup cannot be opened or listed; damage is
 /// reported in the [`VerifyReport`]. Encrypted segments are checked without their key (see
 /// the [module docs](self)).
@@ -143,6 +154,17 @@ pub async fn verify_backup_with(
     storage: Storage,
     chunk: Option<u64>,
     decrypt: Option<Arc<dyn KeyProvider>>,
+) -> Result<VerifyReport> {
+    verify_backup_with_progress(storage, chunk, decrypt, |_| {}).await
+}
+
+/// As [`verify_backup_with`], calling `progress` once the segments are known and after each
+/// one is checked (the console shows a progress bar with it).
+pub async fn verify_backup_with_progress(
+    storage: Storage,
+    chunk: Option<u64>,
+    decrypt: Option<Arc<dyn KeyProvider>>,
+    progress: impl Fn(VerifyProgress) + Send + Sync,
 ) -> Result<VerifyReport> {
     let chunk = chunk.unwrap_or(DEFAULT_READ_CHUNK);
     let catalog = Catalog::open(storage.clone()).await?;
@@ -249,17 +271,23 @@ pub async fn verify_backup_with(
     }
     report.topics = topics.len();
 
-    let results: Vec<SegmentCheck> = futures::stream::iter(jobs)
+    let mut done = VerifyProgress {
+        segments_total: jobs.len() as u64,
+        ..Default::default()
+    };
+    progress(done);
+    let mut results = std::pin::pin!(futures::stream::iter(jobs)
         .map(|m| verify_segment_with(storage.clone(), m, chunk, decrypt.clone()))
-        .buffered(CONCURRENCY)
-        .collect()
-        .await;
-    for r in results {
+        .buffered(CONCURRENCY));
+    while let Some(r) = results.next().await {
         report.segments += 1;
         report.encrypted_unopened += u64::from(r.encrypted_unopened);
         report.bytes += r.bytes;
         report.records += r.records;
         problems.extend(r.problems);
+        done.segments_checked += 1;
+        done.bytes += r.bytes;
+        progress(done);
     }
     problems.sort_by(|a, b| a.object.cmp(&b.object));
     report.problems = problems;

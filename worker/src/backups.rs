@@ -1,0 +1,273 @@
+//! Backup locations in the API: `GET /backups` lists the locations the worker was given
+//! (`--backup URI`, `backups:`), `GET /backups/{index}` answers what one holds, the same
+//! JSON as `ferry ls --json` (read from manifests and small documents, never segments).
+//! `POST /backups/{index}/verify` starts the checks of `ferry verify` in the background and
+//! `GET /backups/{index}/verify` follows them: progress, then the report. Runs are kept in
+//! the memory of the worker that ran them (a restart forgets them).
+
+use crate::api::ApiError;
+use crate::Shared;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use ferry_core::{ErrorKind, Storage};
+use ferry_sources::backup::inspect::{summarize, BackupSummary};
+use ferry_sources::backup::verify::{verify_backup_with_progress, VerifyProgress, VerifyReport};
+use ferry_sources::backup::Catalog;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+type AppState = Arc<Shared>;
+
+/// The routes (behind the token, like the rest of the API).
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/backups", get(list_backups))
+        .route("/backups/{index}", get(backup_summary))
+        .route(
+            "/backups/{index}/verify",
+            get(verify_status).post(start_verify),
+        )
+}
+
+/// One location as `GET /backups` lists it.
+#[derive(Debug, Serialize)]
+pub struct BackupLocation {
+    /// Its position in the worker's list: the `{index}` of `GET /backups/{index}`.
+    pub index: usize,
+    /// The URI with its query removed (a query may hold credentials).
+    pub uri: String,
+}
+
+async fn list_backups(State(shared): State<AppState>) -> Json<Vec<BackupLocation>> {
+    Json(
+        shared
+            .config
+            .backups
+            .iter()
+            .enumerate()
+            .map(|(index, uri)| BackupLocation {
+                index,
+                uri: redacted(uri),
+            })
+            .collect(),
+    )
+}
+
+/// A URI as people may see it: without its query.
+fn redacted(uri: &str) -> String {
+    uri.split_once('?')
+        .map_or(uri, |(base, _)| base)
+        .to_string()
+}
+
+/// The `{index}` of a path: a number, or 400.
+fn parse_index(index: &str) -> Result<usize, ApiError> {
+    index.parse().map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("'{index}' is not a backup index: use the number GET /backups gives"),
+        )
+    })
+}
+
+/// The location at `index`, or 404.
+fn location(shared: &Shared, index: usize) -> Result<&str, ApiError> {
+    shared
+        .config
+        .backups
+        .get(index)
+        .map(String::as_str)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "no backup location #{index}: this worker has {} (GET /backups lists them)",
+                    shared.config.backups.len()
+                ),
+            )
+        })
+}
+
+async fn backup_summary(
+    State(shared): State<AppState>,
+    Path(index): Path<String>,
+) -> Result<Json<BackupSummary>, ApiError> {
+    let index = parse_index(&index)?;
+    let uri = location(&shared, index)?;
+    let read = async {
+        let catalog = Catalog::open(Storage::open_read_only(uri)?).await?;
+        summarize(&catalog).await
+    };
+    match read.await {
+        Ok(summary) => Ok(Json(summary)),
+        // No backup there yet (nothing written so far) or not a Ferry backup.
+        Err(e) if e.kind() == ErrorKind::Config => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            ferry_core::error_chain(&e),
+        )),
+        Err(e) => {
+            tracing::warn!(backup = index, error = %ferry_core::error_chain(&e), "reading a backup failed");
+            Err(ApiError::internal(&e))
+        }
+    }
+}
+
+/// Verify runs by location index, one at a time per location.
+#[derive(Default)]
+pub struct Verifies {
+    runs: Mutex<BTreeMap<usize, VerifyRun>>,
+}
+
+/// Where a verify run is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VerifyState {
+    /// Not run on this worker since it started.
+    Never,
+    /// Reading the backup.
+    Running,
+    /// Finished and nothing is damaged (warnings may remain).
+    Passed,
+    /// Finished and something is damaged.
+    Damaged,
+    /// Could not run (the location cannot be opened or listed).
+    Failed,
+}
+
+/// A verify run as `GET /backups/{index}/verify` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifyRun {
+    /// Where it is.
+    pub state: VerifyState,
+    /// When it started, milliseconds since the epoch.
+    pub started_ms: Option<i64>,
+    /// When it ended.
+    pub finished_ms: Option<i64>,
+    /// How far it got.
+    pub progress: VerifyProgress,
+    /// What it found, once finished.
+    pub report: Option<VerifyReport>,
+    /// Why it could not run.
+    pub error: Option<String>,
+}
+
+impl Verifies {
+    fn runs(&self) -> std::sync::MutexGuard<'_, BTreeMap<usize, VerifyRun>> {
+        self.runs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The run of location `index` (state `never` when there was none).
+    pub fn get(&self, index: usize) -> VerifyRun {
+        self.runs().get(&index).cloned().unwrap_or(VerifyRun {
+            state: VerifyState::Never,
+            started_ms: None,
+            finished_ms: None,
+            progress: VerifyProgress::default(),
+            report: None,
+            error: None,
+        })
+    }
+
+    /// Marks a run of `index` started; false when one is running already.
+    fn begin(&self, index: usize) -> bool {
+        let mut runs = self.runs();
+        if runs
+            .get(&index)
+            .is_some_and(|r| r.state == VerifyState::Running)
+        {
+            return false;
+        }
+        runs.insert(
+            index,
+            VerifyRun {
+                state: VerifyState::Running,
+                started_ms: Some(now_ms()),
+                finished_ms: None,
+                progress: VerifyProgress::default(),
+                report: None,
+                error: None,
+            },
+        );
+        true
+    }
+
+    fn update(&self, index: usize, change: impl FnOnce(&mut VerifyRun)) {
+        if let Some(run) = self.runs().get_mut(&index) {
+            change(run);
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// `POST /backups/{index}/verify`: starts a run (or answers the one running) with 202.
+async fn start_verify(
+    State(shared): State<AppState>,
+    Path(index): Path<String>,
+) -> Result<(StatusCode, Json<VerifyRun>), ApiError> {
+    let index = parse_index(&index)?;
+    let uri = location(&shared, index)?.to_string();
+    if shared.verifies.begin(index) {
+        let worker = shared.clone();
+        tokio::spawn(async move {
+            let progress = |p: VerifyProgress| worker.verifies.update(index, |r| r.progress = p);
+            let result = match Storage::open_read_only(&uri) {
+                Ok(storage) => verify_backup_with_progress(storage, None, None, progress).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = &result {
+                tracing::warn!(backup = index, error = %ferry_core::error_chain(e), "verify could not run");
+            }
+            worker.verifies.update(index, |r| {
+                r.finished_ms = Some(now_ms());
+                match result {
+                    Ok(report) => {
+                        r.state = if report.is_ok() {
+                            VerifyState::Passed
+                        } else {
+                            VerifyState::Damaged
+                        };
+                        r.report = Some(report);
+                    }
+                    Err(e) => {
+                        r.state = VerifyState::Failed;
+                        r.error = Some(ferry_core::error_chain(&e));
+                    }
+                }
+            });
+        });
+    }
+    Ok((StatusCode::ACCEPTED, Json(shared.verifies.get(index))))
+}
+
+/// `GET /backups/{index}/verify`: the latest run.
+async fn verify_status(
+    State(shared): State<AppState>,
+    Path(index): Path<String>,
+) -> Result<Json<VerifyRun>, ApiError> {
+    let index = parse_index(&index)?;
+    location(&shared, index)?;
+    Ok(Json(shared.verifies.get(index)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redacted;
+
+    #[test]
+    fn a_query_never_shows() {
+        assert_eq!(
+            redacted("s3://b/p?endpoint=http://x&secret_access_key=k"),
+            "s3://b/p"
+        );
+        assert_eq!(redacted("/var/backups/x"), "/var/backups/x");
+    }
+}
