@@ -201,6 +201,16 @@ fn manifest_records(dir: &Path, topic: &str) -> u64 {
     total
 }
 
+/// Records the manifests under `dir` hold so far (no checks: for waiting).
+fn records_written(dir: &Path) -> u64 {
+    common::files_under(&dir.join("topics"), "json")
+        .iter()
+        .filter_map(|f| std::fs::read(f).ok())
+        .filter_map(|b| serde_json::from_slice::<Value>(&b).ok())
+        .filter_map(|m| m["record_count"].as_u64())
+        .sum()
+}
+
 fn status(w: &Worker, name: &str) -> Value {
     w.get(&format!("/pipelines/{name}/status"), None)
         .map(|(_, v)| v)
@@ -418,7 +428,12 @@ fn the_rest_api_end_to_end() {
         "{metrics}"
     );
 
-    // Deleted: gone from the list, its task stopped with what it read written.
+    // Positions are what the tasks read; writes follow within the commit interval (a task
+    // stopped before that leaves the rest to be read again by its successor).
+    w.wait_until(Duration::from_secs(60), "wrote the 4000 records", |_| {
+        records_written(&backup) >= 4000
+    });
+    // Deleted: gone from the list, its task stopped with what it wrote kept.
     assert_eq!(
         w.request("DELETE", "/pipelines/api", t, None).map(|r| r.0),
         Some(204)
@@ -573,6 +588,9 @@ fn three_workers_share_a_backup_while_one_is_killed_and_a_fourth_joins() {
             .any(|t| t["worker"] == "http://127.0.0.1:18624"),
         "the new worker took a share: {s}"
     );
+    w1.wait_until(Duration::from_secs(60), "wrote every record", |_| {
+        records_written(&backup) >= total
+    });
     w1.stop();
     w3.stop();
     w4.stop();
@@ -656,7 +674,10 @@ fn a_worker_paused_past_its_session_never_writes_an_offset_twice() {
     a.wait_until(Duration::from_secs(90), "backed up every record", |w| {
         offsets_sum(&status(w, "fence")) >= 50_000
     });
-    std::thread::sleep(Duration::from_secs(5));
+    a.wait_until(Duration::from_secs(60), "wrote every record", |_| {
+        records_written(&backup) >= 50_000
+    });
+    std::thread::sleep(Duration::from_secs(2));
     let b_log = std::fs::read_to_string(&b.log).unwrap_or_default();
     assert!(
         b_log.contains("dropped this worker") || b_log.contains("no longer a member"),
@@ -753,6 +774,9 @@ fn a_worker_file_and_a_folder_of_pipelines_reloaded_when_they_change() {
             d["version"].as_i64().is_some_and(|v| v > version)
                 && d["config"].as_str().unwrap_or("").contains("2s")
         })
+    });
+    w.wait_until(Duration::from_secs(60), "wrote every record", |_| {
+        records_written(&backup) >= 1000
     });
     // Removed: deleted.
     std::fs::remove_file(pipelines.join("fromdir.yaml")).expect("rm");
