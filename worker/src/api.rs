@@ -229,21 +229,11 @@ pub fn check_pipeline(shared: &Shared, name: &str, text: &str) -> Result<(), Api
     {
         return Err(ApiError::invalid(&e));
     }
-    #[derive(serde::Deserialize)]
-    struct Named {
-        name: String,
-    }
-    let interpolated =
-        ferry_core::interpolate::interpolate(text, &file).map_err(|e| ApiError::invalid(&e))?;
-    let named: Named =
-        ferry_core::parse_yaml(&interpolated.text, &file).map_err(|e| ApiError::invalid(&e))?;
-    if named.name != name {
+    let named = crate::dir::pipeline_name(text, &file).map_err(|e| ApiError::invalid(&e))?;
+    if named != name {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
-            format!(
-                "the pipeline's name is '{}' but the URL says '{name}': they must match",
-                named.name
-            ),
+            format!("the pipeline's name is '{named}' but the URL says '{name}': they must match"),
         ));
     }
     Ok(())

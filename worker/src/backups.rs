@@ -184,7 +184,7 @@ impl Verifies {
             index,
             VerifyRun {
                 state: VerifyState::Running,
-                started_ms: Some(now_ms()),
+                started_ms: Some(crate::now_ms()),
                 finished_ms: None,
                 progress: VerifyProgress::default(),
                 report: None,
@@ -199,13 +199,6 @@ impl Verifies {
             change(run);
         }
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 /// `POST /backups/{index}/verify`: starts a run (or answers the one running) with 202.
@@ -227,7 +220,7 @@ async fn start_verify(
                 tracing::warn!(backup = index, error = %ferry_core::error_chain(e), "verify could not run");
             }
             worker.verifies.update(index, |r| {
-                r.finished_ms = Some(now_ms());
+                r.finished_ms = Some(crate::now_ms());
                 match result {
                     Ok(report) => {
                         r.state = if report.is_ok() {

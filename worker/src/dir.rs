@@ -121,8 +121,8 @@ pub async fn sync_once(dir: &Path, shared: &Shared, reported: &mut BTreeSet<(Pat
     }
 }
 
-/// The `name:` of a pipeline text.
-fn pipeline_name(text: &str, file: &str) -> ferry_core::Result<String> {
+/// The `name:` of a pipeline text (`${VAR}` interpolated).
+pub(crate) fn pipeline_name(text: &str, file: &str) -> ferry_core::Result<String> {
     #[derive(serde::Deserialize)]
     struct Named {
         name: String,

@@ -274,7 +274,7 @@ impl Tasks {
                     partitions,
                     whole: t.desired.partitions.is_none(),
                     error: report.error,
-                    updated_ms: now_ms(),
+                    updated_ms: crate::now_ms(),
                 }
             })
             .collect()
@@ -342,13 +342,6 @@ async fn run_task(
         r.error = error;
     }
     changed.send_modify(|n| *n += 1);
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

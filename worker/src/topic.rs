@@ -109,7 +109,7 @@ impl CompactedTopic {
             key: Some(Bytes::copy_from_slice(key.as_bytes())),
             value,
             headers: Vec::new(),
-            timestamp: now_ms(),
+            timestamp: crate::now_ms(),
         };
         let results = self
             .producer
@@ -267,11 +267,4 @@ async fn follow(
             let _ = applied.send(position);
         }
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
