@@ -768,6 +768,16 @@ impl SegmentEncoder for ParquetEncoder {
     }
 }
 
+/// The records as one Arrow batch of the envelope columns ([`SCHEMA`]), control records
+/// skipped: the columns the `iceberg` sink writes, the same as this format's.
+pub fn envelope_batch(records: &[Record]) -> Result<RecordBatch> {
+    let mut columns = Columns::new(&ParquetOptions::default(), Shared::default(), "");
+    for r in records.iter().filter(|r| !r.is_control) {
+        columns.push(r)?;
+    }
+    columns.finish()
+}
+
 /// Encodes records into a complete Parquet file (control records skipped); the footer's
 /// `ferry.next_offset` is the offset after the last record.
 pub fn encode(

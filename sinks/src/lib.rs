@@ -5,9 +5,11 @@
 //! | `storage` | [`storage`] | rolling segments with manifests (backups, exports) to files, S3, GCS, Azure, memory |
 //! | `kafka`   | [`kafka`] (+ [`offset_map`], [`partitioner`]) | Kafka topics: restores and cluster-to-cluster copies |
 //! | `stdout`  | [`stdout`] | JSON lines on standard output |
+//! | `iceberg` | [`iceberg`] | Apache Iceberg v2 tables (SQL or REST catalog), exactly once |
 //!
 //! [`register`] adds them to a registry.
 
+pub mod iceberg;
 pub mod kafka;
 pub mod offset_map;
 pub mod partitioner;
@@ -21,4 +23,5 @@ pub fn register(reg: &mut Registry) {
     reg.register_sink(storage::StorageSinkFactory);
     reg.register_sink(kafka::KafkaSinkFactory);
     reg.register_sink(stdout::StdoutFactory);
+    reg.register_sink(iceberg::IcebergSinkFactory);
 }

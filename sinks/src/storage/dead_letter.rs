@@ -12,7 +12,7 @@ pub fn dead_letter_key(prefix: &str, topic: &str, partition: i32, first_offset: 
 }
 
 /// One dead-letter line: `{"reason": "...", "record": <the jsonl object>}` and a newline.
-pub(super) fn dead_letter_line(
+pub(crate) fn dead_letter_line(
     record: &ferry_core::Record,
     reason: &str,
     out: &mut Vec<u8>,

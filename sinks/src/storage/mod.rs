@@ -80,6 +80,7 @@ pub use config::{
     configured_format, path_template, RollConfig, StorageSinkConfig, StorageSinkFactory,
 };
 pub use dead_letter::dead_letter_key;
+pub(crate) use dead_letter::dead_letter_line;
 
 use async_trait::async_trait;
 use ferry_core::{Batch, Error, Offsets, Result, Sink, SourceMetadata, Storage};
