@@ -87,9 +87,25 @@ pub struct BackupArgs {
     #[arg(long, value_parser = parse_uri, value_name = "URI")]
     pub to: String,
     /// Segment format: raw (Kafka batches as fetched, what restore reads best), or an export
-    /// format (JSON lines, Avro or Parquet files; restorable too).
-    #[arg(long, default_value = "raw", value_parser = FORMATS)]
+    /// format (JSON lines, Avro or Parquet files; restorable too), or `iceberg`: rows of an
+    /// Apache Iceberg table (with --catalog and --table; --to is then the warehouse).
+    #[arg(long, default_value = "raw", value_parser = BACKUP_FORMATS)]
     pub format: String,
+    /// With --format iceberg: the catalog, `sqlite:///PATH` (SQL catalog on a SQLite file,
+    /// created when missing) or `http(s)://…` (REST catalog).
+    #[arg(long, value_name = "URI", required_if_eq("format", "iceberg"))]
+    pub catalog: Option<String>,
+    /// With --format iceberg: the table as NAMESPACE.TABLE (created on first write).
+    #[arg(long, value_name = "NS.TABLE", required_if_eq("format", "iceberg"))]
+    pub table: Option<String>,
+    /// With --format iceberg: how a new table is partitioned, e.g. `day(timestamp)`,
+    /// `topic`, `identity(partition)`, `bucket(16, key)` (repeat for several).
+    #[arg(long = "partition-by", value_name = "SPEC")]
+    pub partition_by: Vec<String>,
+    /// With --format iceberg: decode JSON object values into typed columns (struct
+    /// `value_json`); new fields add columns.
+    #[arg(long)]
+    pub json_values: bool,
     /// Back up to the high watermarks and exit; without it the backup runs until
     /// SIGINT/SIGTERM, then flushes and exits 0.
     #[arg(long)]
@@ -109,8 +125,9 @@ pub struct BackupArgs {
     pub print_pipeline: bool,
 }
 
-/// The segment formats `--format` takes (the registry's formats; a test keeps them equal).
-pub const FORMATS: [&str; 4] = ["raw", "jsonl", "avro", "parquet"];
+/// What `ferry backup --format` takes: the segment formats and `iceberg` (the `iceberg`
+/// sink instead of the `storage` sink).
+pub const BACKUP_FORMATS: [&str; 5] = ["raw", "jsonl", "avro", "parquet", "iceberg"];
 
 /// Checks a storage URI flag (`--to`, `--from`, `--state`), so a mistake is reported
 /// against the flag rather than inside the generated pipeline.
@@ -141,8 +158,43 @@ pub fn split_pair(flag: &str, s: &str) -> Result<(String, String)> {
     }
 }
 
+/// The `iceberg` sink of `ferry backup --format iceberg`.
+fn iceberg_sink(a: &BackupArgs) -> Result<Value> {
+    let (Some(catalog), Some(table)) = (&a.catalog, &a.table) else {
+        bail!("--format iceberg needs --catalog URI and --table NAMESPACE.TABLE");
+    };
+    if a.keys.block().is_some() {
+        bail!("--encryption-key-file: Iceberg tables are read by other tools and are not encrypted; back up with --format raw to encrypt");
+    }
+    let Some((namespace, name)) = table.rsplit_once('.') else {
+        bail!("--table '{table}': give it as NAMESPACE.TABLE, e.g. kafka.orders");
+    };
+    let catalog = if catalog.starts_with("sqlite:") {
+        json!({ "type": "sql", "uri": catalog, "warehouse": a.to })
+    } else if catalog.starts_with("http://") || catalog.starts_with("https://") {
+        json!({ "type": "rest", "uri": catalog, "warehouse": a.to })
+    } else {
+        bail!("--catalog '{catalog}': use sqlite:///PATH (SQL catalog) or http(s)://… (REST catalog)");
+    };
+    let mut sink = json!({
+        "type": "iceberg",
+        "catalog": catalog,
+        "namespace": namespace,
+        "table": name,
+    });
+    if let Value::Object(block) = &mut sink {
+        if !a.partition_by.is_empty() {
+            block.insert("partition_by".into(), json!(a.partition_by));
+        }
+        if a.json_values {
+            block.insert("value".into(), json!({ "as": "json" }));
+        }
+    }
+    Ok(sink)
+}
+
 /// The pipeline `ferry backup` runs.
-pub fn backup_pipeline(a: &BackupArgs) -> Value {
+pub fn backup_pipeline(a: &BackupArgs) -> Result<Value> {
     let mut source = json!({
         "type": "kafka",
         "brokers": a.brokers,
@@ -153,15 +205,20 @@ pub fn backup_pipeline(a: &BackupArgs) -> Value {
     if let Value::Object(block) = &mut source {
         a.security.apply(block);
     }
-    let mut sink = json!({ "type": "storage", "uri": a.to, "format": a.format });
-    if let (Some(block), Value::Object(sink)) = (a.keys.block(), &mut sink) {
-        sink.insert("encryption".into(), block);
-    }
-    json!({
+    let sink = if a.format == "iceberg" {
+        iceberg_sink(a)?
+    } else {
+        let mut sink = json!({ "type": "storage", "uri": a.to, "format": a.format });
+        if let (Some(block), Value::Object(sink)) = (a.keys.block(), &mut sink) {
+            sink.insert("encryption".into(), block);
+        }
+        sink
+    };
+    Ok(json!({
         "name": a.name,
         "source": source,
         "sink": sink,
-    })
+    }))
 }
 
 /// Loads a generated pipeline through the registry, exactly as a file would be.
@@ -196,7 +253,7 @@ pub fn print_pipeline(pipeline: &Value) -> Result<()> {
 
 /// Runs `ferry backup`.
 pub async fn backup(args: BackupArgs) -> Result<()> {
-    let pipeline = backup_pipeline(&args);
+    let pipeline = backup_pipeline(&args)?;
     if args.print_pipeline {
         return print_pipeline(&pipeline);
     }

@@ -632,10 +632,11 @@ impl Sink for IcebergSink {
             records.retain(|r| r.offset >= f);
         }
         let records = std::mem::take(records);
-        self.pending.records += records.len() as u64;
         if !records.is_empty() {
+            // May commit what is pending first (a schema change): this batch is not yet in it.
             self.write_records(&records).await?;
         }
+        self.pending.records += records.len() as u64;
         let range = self
             .pending
             .ranges
@@ -662,6 +663,13 @@ impl Sink for IcebergSink {
 
     async fn close(&mut self) -> Result<()> {
         self.commit().await
+    }
+
+    /// The pipeline's checkpoint lives in the warehouse (`checkpoints/<pipeline>.json`): it
+    /// moves on past batches that add no rows (transaction markers); the table's own
+    /// `ferry.offsets` are what a resume trusts first.
+    fn checkpoint_storage(&self) -> Option<Storage> {
+        Storage::from_uri(self.config.catalog.warehouse()).ok()
     }
 }
 
