@@ -174,7 +174,9 @@ fn iceberg_sink(a: &BackupArgs) -> Result<Value> {
     } else if catalog.starts_with("http://") || catalog.starts_with("https://") {
         json!({ "type": "rest", "uri": catalog, "warehouse": a.to })
     } else {
-        bail!("--catalog '{catalog}': use sqlite:///PATH (SQL catalog) or http(s)://… (REST catalog)");
+        bail!(
+            "--catalog '{catalog}': use sqlite:///PATH (SQL catalog) or http(s)://… (REST catalog)"
+        );
     };
     let mut sink = json!({
         "type": "iceberg",
