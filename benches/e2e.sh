@@ -3,7 +3,7 @@
 # topic against kcat, in the same run, on the dev Kafka.
 #
 #   benches/e2e.sh [--records N] [--size BYTES] [--partitions P] [--repeat R]
-#                  [--no-build] [--keep] [--strict] [--out FILE]
+#                  [--only GROUPS] [--no-build] [--keep] [--strict] [--out FILE]
 #
 # Env (flags win): RECORDS (1000000), SIZE (1024: bytes per line of the input file, newline
 # included, so values are SIZE-1 bytes), PARTITIONS (6), REPEAT (1), FERRY_BIN (default:
@@ -22,10 +22,16 @@
 #   kcat -P          produce the input file (one record a line) into a fresh scratch topic
 #   ferry restore    the backup into a fresh topic (--rename); these two in turns: kcat -P
 #                    first in odd rounds, the restore first in even ones
-#   ferry backup     --format parquet, then --format avro
+#   ferry backup     --format parquet, --format avro and --format iceberg (an Iceberg table
+#                    on a SQLite catalog and a local warehouse), in an order that rotates
+#                    each round
+# --only GROUPS (comma-separated; default all): kcat (the two kcat -C steps), backup, restore
+# (with kcat -P; needs backup), exports (parquet, avro), iceberg. E.g. the Iceberg benchmark:
+# `benches/e2e.sh --repeat 3 --only kcat,exports,iceberg`.
 # Cheap correctness checks: the source topic's end offsets sum to N; kcat's file has N
 # lines; `ferry ls --json` counts N records in each backup; the restored topic's end
-# offsets sum to N. A failed check aborts the run.
+# offsets sum to N; pyiceberg finds N records and N as the sum of `ferry.offsets` in the
+# Iceberg table's snapshot. A failed check aborts the run.
 #
 # Prints a Markdown table plus the issue's targets (met or MISSED) and writes them to
 # benches/results/<date>.md (--out to choose). Exits 0 when every step ran, even when a
@@ -44,6 +50,7 @@ BUILD=1
 KEEP=0
 STRICT=0
 OUT=""
+ONLY="kcat,backup,restore,exports,iceberg"
 ARGS_GIVEN="$*"
 
 usage() { sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; }
@@ -60,6 +67,7 @@ while (($#)); do
     --partitions) PARTITIONS="${2:?--partitions needs a value}"; shift 2 ;;
     --repeat) REPEAT="${2:?--repeat needs a value}"; shift 2 ;;
     --out) OUT="${2:?--out needs a value}"; shift 2 ;;
+    --only) ONLY="${2:?--only needs a value}"; shift 2 ;;
     --no-build) BUILD=0; shift ;;
     --keep) KEEP=1; shift ;;
     --strict) STRICT=1; shift ;;
@@ -75,6 +83,11 @@ done
 ((SIZE >= 2)) || die "SIZE must be >= 2 (one byte of value plus the newline)"
 ((PARTITIONS > 0)) || die "PARTITIONS must be > 0"
 ((REPEAT > 0)) || die "REPEAT must be > 0"
+for g in ${ONLY//,/ }; do
+  [[ "$g" =~ ^(kcat|backup|restore|exports|iceberg)$ ]] || die "--only: unknown group '$g' (kcat, backup, restore, exports, iceberg)"
+done
+wants() { [[ ",$ONLY," == *",$1,"* ]]; }
+if wants restore && ! wants backup; then die "--only restore needs backup (it restores that backup)"; fi
 
 # ------------------------------------------------------------------ environment
 
@@ -235,6 +248,27 @@ ferry_backup() { # STEP FORMAT: a backup to a fresh folder, its records counted
   OUTSIZE[$step]=$(du -sb "$dir" | cut -f1)
 }
 
+ferry_iceberg() { # STEP: an Iceberg export to a fresh catalog and warehouse, checked by pyiceberg
+  local step="$1" dir="$WORK/iceberg"
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  timed "$step" "$FERRY_BIN" backup --brokers "$BROKERS" --topic "$SRC_TOPIC" --snapshot \
+    --format iceberg --catalog "sqlite://$dir/catalog.db" --to "$dir/warehouse" --table bench.events
+  local counted
+  counted=$("$PY" - "$dir" <<'PY'
+import json, sys
+from pyiceberg.catalog.sql import SqlCatalog
+d = sys.argv[1]
+t = SqlCatalog("ferry", uri=f"sqlite:///{d}/catalog.db", warehouse=f"file://{d}/warehouse").load_table("bench.events")
+s = t.current_snapshot().summary.additional_properties
+offsets = sum(sum(p.values()) for p in json.loads(s["ferry.offsets"]).values())
+print(s["total-records"] if int(s["total-records"]) == offsets else f"{s['total-records']} records but offsets sum {offsets}")
+PY
+)
+  check_eq "records in the Iceberg table (pyiceberg)" "$counted" "$RECORDS"
+  OUTSIZE[$step]=$(du -sb "$dir/warehouse" | cut -f1)
+}
+
 # Setup, not timed: kcat -P fills the source topic every round reads.
 create_topic "$SRC_TOPIC"
 "$KCAT" -b "$BROKERS" -P -t "$SRC_TOPIC" -q <"$INPUT"
@@ -263,31 +297,47 @@ restore_step() { # r: ferry restore of the raw backup into a fresh topic, droppe
 
 for ((r = 1; r <= REPEAT; r++)); do
   ((REPEAT == 1)) || log "round $r of $REPEAT"
-  out="$WORK/kcat-out.txt"
-  timed kcat_consume_file "$KCAT" -b "$BROKERS" -C -t "$SRC_TOPIC" -o beginning -e -q >"$out"
-  check_eq "lines read by kcat -C" "$(wc -l <"$out")" "$RECORDS"
-  OUTSIZE[kcat_consume_file]=$(stat -c %s "$out")
-  rm -f "$out"
+  if wants kcat; then
+    out="$WORK/kcat-out.txt"
+    timed kcat_consume_file "$KCAT" -b "$BROKERS" -C -t "$SRC_TOPIC" -o beginning -e -q >"$out"
+    check_eq "lines read by kcat -C" "$(wc -l <"$out")" "$RECORDS"
+    OUTSIZE[kcat_consume_file]=$(stat -c %s "$out")
+    rm -f "$out"
 
-  timed kcat_consume_null "$KCAT" -b "$BROKERS" -C -t "$SRC_TOPIC" -o beginning -e -q >/dev/null
+    timed kcat_consume_null "$KCAT" -b "$BROKERS" -C -t "$SRC_TOPIC" -o beginning -e -q >/dev/null
+  fi
 
-  ferry_backup ferry_backup_raw raw
+  if wants backup; then
+    ferry_backup ferry_backup_raw raw
+  fi
 
   # The two produce-side steps, right after the 1 GB backup, in alternating order: whichever
   # runs second follows the other's 1 GB write, and on this machine that costs it (see
   # restore_vs_kcat.sh), so neither may always take that place.
-  if ((r % 2)); then
-    kcat_produce_step "$r"
-    restore_step "$r"
-  else
-    restore_step "$r"
-    kcat_produce_step "$r"
+  if wants restore; then
+    if ((r % 2)); then
+      kcat_produce_step "$r"
+      restore_step "$r"
+    else
+      restore_step "$r"
+      kcat_produce_step "$r"
+    fi
   fi
   ((KEEP)) || rm -rf "$WORK/backup-raw"
 
-  ferry_backup ferry_backup_parquet parquet
-  ferry_backup ferry_backup_avro avro
-  ((KEEP)) || rm -rf "$WORK/backup-parquet" "$WORK/backup-avro"
+  # The export steps in an order that rotates each round, so none always follows another.
+  exports=()
+  wants exports && exports+=(parquet avro)
+  wants iceberg && exports+=(iceberg)
+  n=${#exports[@]}
+  for ((i = 0; i < n; i++)); do
+    case "${exports[$(((i + r - 1) % n))]}" in
+      parquet) ferry_backup ferry_backup_parquet parquet ;;
+      avro) ferry_backup ferry_backup_avro avro ;;
+      iceberg) ferry_iceberg ferry_backup_iceberg ;;
+    esac
+  done
+  ((KEEP)) || rm -rf "$WORK/backup-parquet" "$WORK/backup-avro" "$WORK/iceberg"
 done
 
 # ------------------------------------------------------------------ report
@@ -300,6 +350,7 @@ declare -A LABEL=(
   [ferry_restore]="ferry restore (into a new topic)"
   [ferry_backup_parquet]="ferry backup --snapshot --format parquet"
   [ferry_backup_avro]="ferry backup --snapshot --format avro"
+  [ferry_backup_iceberg]="ferry backup --snapshot --format iceberg"
 )
 declare -A MED
 for s in "${STEPS[@]}"; do MED[$s]=$(median "${WALLS[$s]}"); done
@@ -348,23 +399,34 @@ REPORT="$WORK/report.md"
   echo
   echo "| target | measured | |"
   echo "|---|---|---|"
-  kf="${MED[kcat_consume_file]}"
-  target "backup ≥ 1.5× faster than kcat -C → file" \
-    "$(ok le 1.5 "$(ratio "$kf" "${MED[ferry_backup_raw]}")")" \
-    "$(ratio "$kf" "${MED[ferry_backup_raw]}")× (${MED[ferry_backup_raw]} s vs $kf s)"
-  target "restore at least as fast as kcat -P" \
-    "$(ok le "${MED[ferry_restore]}" "${MED[kcat_produce]}")" \
-    "$(ratio "${MED[kcat_produce]}" "${MED[ferry_restore]}")× (${MED[ferry_restore]} s vs ${MED[kcat_produce]} s)"
+  kf="${MED[kcat_consume_file]:-}"
+  if [[ -n "$kf" && -n "${MED[ferry_backup_raw]:-}" ]]; then
+    target "backup ≥ 1.5× faster than kcat -C → file" \
+      "$(ok le 1.5 "$(ratio "$kf" "${MED[ferry_backup_raw]}")")" \
+      "$(ratio "$kf" "${MED[ferry_backup_raw]}")× (${MED[ferry_backup_raw]} s vs $kf s)"
+  fi
+  if [[ -n "${MED[ferry_restore]:-}" ]]; then
+    target "restore at least as fast as kcat -P" \
+      "$(ok le "${MED[ferry_restore]}" "${MED[kcat_produce]}")" \
+      "$(ratio "${MED[kcat_produce]}" "${MED[ferry_restore]}")× (${MED[ferry_restore]} s vs ${MED[kcat_produce]} s)"
+  fi
   for s in ferry_backup_raw ferry_restore; do
+    [[ -n "${RSS[$s]:-}" ]] || continue
     target "${LABEL[$s]}: peak RSS < 256 MiB" "$(ok lt "${RSS[$s]}" $((256 * 1024)))" "$(fmt_mb $((RSS[$s] * 1024))) MiB"
   done
-  for s in ferry_backup_parquet ferry_backup_avro; do
-    target "${LABEL[$s]}: at least as fast as kcat -C → file" "$(ok le "${MED[$s]}" "$kf")" \
-      "$(ratio "$kf" "${MED[$s]}")× (${MED[$s]} s vs $kf s)"
+  for s in ferry_backup_parquet ferry_backup_avro ferry_backup_iceberg; do
+    [[ -n "${MED[$s]:-}" ]] || continue
+    if [[ -n "$kf" ]]; then
+      target "${LABEL[$s]}: at least as fast as kcat -C → file" "$(ok le "${MED[$s]}" "$kf")" \
+        "$(ratio "$kf" "${MED[$s]}")× (${MED[$s]} s vs $kf s)"
+    fi
     target "${LABEL[$s]}: peak RSS < 512 MiB" "$(ok lt "${RSS[$s]}" $((512 * 1024)))" "$(fmt_mb $((RSS[$s] * 1024))) MiB"
   done
+  if [[ -n "${MED[ferry_backup_iceberg]:-}" && -n "${MED[ferry_backup_parquet]:-}" ]]; then
+    echo "| Iceberg export next to the Parquet export (information) | $(ratio "${MED[ferry_backup_parquet]}" "${MED[ferry_backup_iceberg]}")× (${MED[ferry_backup_iceberg]} s vs ${MED[ferry_backup_parquet]} s) | |"
+  fi
   echo
-  echo "Checks passed: source topic, kcat's file, each backup (\`ferry ls --json\`) and the restored topic hold $RECORDS records."
+  echo "Checks passed: the source topic and every output of the steps run (kcat's file, \`ferry ls --json\` of each backup, the restored topic, pyiceberg's count of the Iceberg table) hold $RECORDS records."
   echo
   echo "Command: \`benches/e2e.sh${ARGS_GIVEN:+ $ARGS_GIVEN}\`"
   echo "ferry: $FERRY_BIN_ORIG built $FERRY_BIN_BUILT; tree before the build: $TREE_AT_BUILD;" \

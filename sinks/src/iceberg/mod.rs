@@ -77,6 +77,9 @@ pub const SUMMARY_OFFSETS: &str = "ferry.offsets";
 /// Snapshot summary key of the offset ranges one commit added.
 pub const SUMMARY_RANGES: &str = "ferry.ranges";
 
+/// Largest row group a data file's writer buffers.
+const ROW_GROUP_BYTES: usize = 32 * 1024 * 1024;
+
 /// Commit attempts when other writers commit at the same time.
 const COMMIT_ATTEMPTS: usize = 8;
 
@@ -230,6 +233,9 @@ impl IcebergSink {
             // Values and keys are rarely repeated: skip the dictionary attempt.
             .set_column_dictionary_enabled(ColumnPath::from("value"), false)
             .set_column_dictionary_enabled(ColumnPath::from("key"), false)
+            // The writer holds a row group in memory until it is complete: bounded by bytes
+            // (rows of 10 MiB values would otherwise make gigabyte row groups).
+            .set_max_row_group_bytes(Some(ROW_GROUP_BYTES))
             .build();
         let location = DefaultLocationGenerator::new(table.metadata())
             .map_err(|e| iceberg_error("iceberg data location", e))?;
