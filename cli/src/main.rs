@@ -6,6 +6,7 @@
 
 mod completions;
 mod components;
+mod copy;
 mod keygen;
 mod logging;
 mod ls;
@@ -70,6 +71,9 @@ enum Command {
     Restore(restore::RestoreArgs),
     /// List a cluster's topics with partitions and earliest/latest offsets.
     Topics(topics::TopicsArgs),
+    /// Copy a backup to another storage, every segment checked against its manifest
+    /// (incremental and resumable: a second copy, an air-gapped vault).
+    Copy(copy::Args),
     /// Delete a backup's oldest segments (all records older than a time), never the newest.
     Prune(prune::Args),
     /// Run as a worker of a group sharing pipelines, with a REST API (Ferry as a service).
@@ -105,6 +109,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Topics(a) => topics::run(a).await,
         Command::Worker(a) => worker::main(a).await,
         Command::Prune(a) => prune::main(a).await,
+        Command::Copy(a) => copy::main(a).await,
         Command::Completions(a) => completions::completions(a).await,
         Command::Man(a) => completions::man(a).await,
         Command::Keygen(a) => keygen::main(a).await,
