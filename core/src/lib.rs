@@ -32,7 +32,7 @@ pub use batch::{AbortedTxn, Batch, Payload, RawBatches, RawDecoder};
 pub use component::{Sink, Source, SourceContext, Transform};
 pub use config::{parse_yaml, ByteSize, Delivery, HumanDuration, Pipeline, Telemetry};
 pub use error::{error_chain, Error, ErrorKind, Location, Result};
-pub use metadata::{GroupOffsets, SourceMetadata, TopicSettings};
+pub use metadata::{GroupOffsets, SourceMetadata, TargetReport, TargetTopicState, TopicSettings};
 pub use record::{Header, ProducerInfo, Record, TimestampType};
 pub use registry::{
     BuildContext, ConfigInput, Registry, SinkFactory, SourceFactory, TransformFactory,
