@@ -794,9 +794,21 @@ fn the_restore_wizard_in_a_browser() {
     let name = plan["name"].as_str().expect("a name").to_string();
     assert_eq!(w.api("GET", &format!("/pipelines/{name}/status"), None).1["state"], "FINISHED");
     assert_eq!(kcat_counts(&env, &target), cli, "the restored topic, read with kcat");
+    browser.js("document.getElementById('restore-progress-panel').scrollIntoView({block: 'center'})");
     browser.screenshot(&shots.join("console-restore-progress.png"));
+    // Its card on the pipelines page: FINISHED, with its last checkpoint.
+    browser.goto(&w.url("/ui#pipelines"));
+    let line = browser.wait_for(
+        "the restore's last checkpoint on its card",
+        &format!("const c = document.querySelector('article[data-name=\"{name}\"] .checkpoint'); return c && c.textContent.startsWith('Last checkpoint: 20') && c.textContent"),
+    );
+    assert!(line.as_str().unwrap_or("").contains("offsets of 3 partitions"), "{line}");
+    browser.goto(&w.url("/ui#restore"));
+    browser.wait_for(
+        "the wizard again",
+        &format!("return document.querySelector('#restore-topics input[data-topic=\"{topic}\"]')"),
+    );
     browser.resize(390, 844);
-    browser.js("document.getElementById('restore-result').scrollIntoView()");
     browser.screenshot(&shots.join("console-restore-phone.png"));
     eprintln!("screenshots in {}", shots.display());
 }

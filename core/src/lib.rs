@@ -39,5 +39,5 @@ pub use registry::{
 };
 pub use runtime::{run, run_until_signal, shutdown_signal, RunSummary};
 pub use storage::Storage;
-pub use task::{Fence, PartitionProgress, TaskProgress, TaskScope};
+pub use task::{Fence, LastCheckpoint, PartitionProgress, TaskProgress, TaskScope};
 pub use topic_pattern::{TopicPattern, TopicSelection};

@@ -139,6 +139,7 @@ function addCard(name) {
       "aria-label": "records per second, last two minutes" }),
     rate: el("span", { class: "num", text: "– rec/s" }),
     table: el("tbody"),
+    checkpoint: el("p", { class: "muted checkpoint" }),
     error: el("p", { class: "error", role: "alert" }),
   };
   const path = "/pipelines/" + encodeURIComponent(name);
@@ -154,6 +155,7 @@ function addCard(name) {
         el("th", { class: "num", text: "partition" }), el("th", { class: "num", text: "offset" }),
         el("th", { class: "num", text: "lag" }), el("th", { text: "worker" }))),
       parts.table)),
+    parts.checkpoint,
     parts.error,
     el("div", { class: "actions" },
       action("Pause", "pause"), action("Resume", "resume"), action("Restart", "restart"),
@@ -206,7 +208,18 @@ function updateCard(name, status) {
   }
   if (rows.length === 0) rows.push(el("tr", {}, el("td", { colspan: "4", class: "muted", text: "no partitions reported" })));
   c.parts.table.replaceChildren(...rows);
+  c.parts.checkpoint.textContent = checkpointLine(status.tasks || []);
   recordRate(c, sum);
+}
+
+/** The latest checkpoint the pipeline's tasks wrote: when, and the offsets it holds. */
+function checkpointLine(tasks) {
+  const cps = tasks.map((t) => t.checkpoint).filter(Boolean);
+  if (!cps.length) return "Last checkpoint: none written yet";
+  const last = cps.reduce((a, b) => (a.at_ms >= b.at_ms ? a : b));
+  const ago = Math.max(0, Math.round((Date.now() - last.at_ms) / 1000));
+  return "Last checkpoint: " + time(last.at_ms) + " (" + ago + " s ago), offsets of " + last.partitions +
+    " partitions, summing " + last.offsets_sum + (cps.length > 1 ? "; the latest of " + cps.length + " tasks" : "");
 }
 
 /** Records/s from successive polls of the offsets' sum, drawn as a line. */
