@@ -34,8 +34,13 @@ fn start_worker(env: &TestEnv, port: u16, dir: &Path, backups: &[&Path]) -> Work
 
 /// The console tests' calls: YAML bodies, with or without the token.
 trait Api {
-    fn call(&self, method: &str, path: &str, token: Option<&str>, yaml: Option<&str>)
-        -> Option<(u16, Value)>;
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        yaml: Option<&str>,
+    ) -> Option<(u16, Value)>;
     fn api(&self, method: &str, path: &str, yaml: Option<&str>) -> (u16, Value);
     fn api_json(&self, method: &str, path: &str, body: &Value) -> (u16, Value);
 }
@@ -638,10 +643,16 @@ fn dry_run_counts(out: &str, topic: &str) -> std::collections::BTreeMap<i64, u64
 /// Records per partition of `topic`, read with kcat.
 fn kcat_counts(env: &TestEnv, topic: &str) -> std::collections::BTreeMap<i64, u64> {
     let out = Command::new(&env.kcat)
-        .args(["-C", "-b", &env.kafka, "-t", topic, "-e", "-q", "-f", "%p\\n"])
+        .args([
+            "-C", "-b", &env.kafka, "-t", topic, "-e", "-q", "-f", "%p\\n",
+        ])
         .output()
         .expect("kcat runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut counts = std::collections::BTreeMap::new();
     for p in String::from_utf8_lossy(&out.stdout).lines() {
         if let Ok(p) = p.trim().parse::<i64>() {
@@ -652,7 +663,11 @@ fn kcat_counts(env: &TestEnv, topic: &str) -> std::collections::BTreeMap<i64, u6
 }
 
 /// The numbers of a column of the rows of a table, by partition (`data-partition`).
-fn column_by_partition(browser: &Browser, table: &str, class: &str) -> std::collections::BTreeMap<i64, u64> {
+fn column_by_partition(
+    browser: &Browser,
+    table: &str,
+    class: &str,
+) -> std::collections::BTreeMap<i64, u64> {
     let rows = browser.js(&format!(
         "return [...document.querySelectorAll('#{table} tbody tr')].map(r => [Number(r.dataset.partition), Number(r.querySelector('.{class}').textContent)])"
     ));
@@ -682,7 +697,15 @@ fn the_restore_wizard_in_a_browser() {
                     .at(base + (i * 1000) + p * 300)
             })
             .collect();
-        ferry_testkit::py_produce_to(&env, &env.kafka, &topic, Some(p as i32), &msgs, "none", false);
+        ferry_testkit::py_produce_to(
+            &env,
+            &env.kafka,
+            &topic,
+            Some(p as i32),
+            &msgs,
+            "none",
+            false,
+        );
     }
     let snapshot = dir.path().join("snapshot");
     let w = start_worker(&env, 31213, dir.path(), &[&snapshot]);
@@ -716,23 +739,42 @@ fn the_restore_wizard_in_a_browser() {
     let planned: u64 = cli.values().sum();
 
     // The same through the API.
-    let request = json!({"backup": 0, "topics": [topic], "renames": {&topic: &target}, "until": until});
+    let request =
+        json!({"backup": 0, "topics": [topic], "renames": {&topic: &target}, "until": until});
     let (code, plan) = w.api_json("POST", "/restore/plan", &request);
     assert_eq!(code, 200, "{plan}");
     assert_eq!(plan["total_records"], planned, "{plan}");
     assert_eq!(plan["targets"]["topics"][0]["exists"], false, "{plan}");
-    let (code, body) = w.api_json("POST", "/restore/plan", &json!({"backup": 0, "topics": ["nope"]}));
+    let (code, body) = w.api_json(
+        "POST",
+        "/restore/plan",
+        &json!({"backup": 0, "topics": ["nope"]}),
+    );
     assert_eq!(code, 400, "{body}");
-    assert!(body["error"].as_str().unwrap_or("").contains("holds no such topic"), "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("holds no such topic"),
+        "{body}"
+    );
     assert_eq!(
-        w.request("POST", "/restore/plan", None, Some(("application/json", "{}")))
-            .map(|r| r.0),
+        w.request(
+            "POST",
+            "/restore/plan",
+            None,
+            Some(("application/json", "{}"))
+        )
+        .map(|r| r.0),
         Some(401)
     );
 
     // The wizard, by keyboard where a person would type.
     browser.goto(&w.url("/ui#restore"));
-    browser.wait_for("the sign-in form", "return !document.getElementById('login').hidden");
+    browser.wait_for(
+        "the sign-in form",
+        "return !document.getElementById('login').hidden",
+    );
     browser.type_into("#token", &format!("{TOKEN}\u{E007}"));
     browser.wait_for(
         "the backup's topic",
@@ -742,7 +784,11 @@ fn the_restore_wizard_in_a_browser() {
     browser.click("#restore-pit");
     // The slider moves by keyboard and changes the time…
     let slider = browser.find("#restore-slider");
-    browser.session_cmd("POST", &format!("/element/{slider}/value"), json!({"text": "\u{E012}\u{E012}"}));
+    browser.session_cmd(
+        "POST",
+        &format!("/element/{slider}/value"),
+        json!({"text": "\u{E012}\u{E012}"}),
+    );
     browser.wait_for(
         "the slider's time below the newest record",
         "const v = document.getElementById('restore-until').value; return v && v < '2025-12-01T00:03:19.600Z'",
@@ -762,23 +808,36 @@ fn the_restore_wizard_in_a_browser() {
         "the plan",
         "return !document.getElementById('restore-result').hidden && document.querySelectorAll('#restore-partitions tbody tr').length",
     );
-    assert_eq!(column_by_partition(&browser, "restore-partitions", "records"), cli);
+    assert_eq!(
+        column_by_partition(&browser, "restore-partitions", "records"),
+        cli
+    );
     let summary = browser.js("return document.getElementById('restore-summary').textContent");
     assert!(
-        summary.as_str().unwrap_or("").starts_with(&format!("{planned} record(s) in 3 partition(s) would be restored")),
+        summary.as_str().unwrap_or("").starts_with(&format!(
+            "{planned} record(s) in 3 partition(s) would be restored"
+        )),
         "{summary}"
     );
     let note = browser.js(&format!(
         "return document.querySelector('#restore-targets tr[data-topic=\"{target}\"]').textContent"
     ));
-    assert!(note.as_str().unwrap_or("").contains("new: created with 3 partition(s)"), "{note}");
+    assert!(
+        note.as_str()
+            .unwrap_or("")
+            .contains("new: created with 3 partition(s)"),
+        "{note}"
+    );
     assert_eq!(
         browser.js("return document.activeElement.id"),
         json!("restore-result-title"),
         "the plan takes the focus"
     );
     let (_, now) = w.api_json("POST", "/restore/progress", &json!({"topics": [&target]}));
-    assert_eq!(now[&target]["exists"], false, "a plan created the target: {now}");
+    assert_eq!(
+        now[&target]["exists"], false,
+        "a plan created the target: {now}"
+    );
     browser.screenshot(&shots.join("console-restore-plan.png"));
 
     // Run: a pipeline through the pipeline API, followed to its end.
@@ -788,13 +847,23 @@ fn the_restore_wizard_in_a_browser() {
         "const t = document.getElementById('restore-progress-text').textContent; return t.startsWith('Finished') && t",
     );
     assert!(
-        done.as_str().unwrap_or("").contains(&format!("{planned} of {planned} records written")),
+        done.as_str()
+            .unwrap_or("")
+            .contains(&format!("{planned} of {planned} records written")),
         "{done}"
     );
     let name = plan["name"].as_str().expect("a name").to_string();
-    assert_eq!(w.api("GET", &format!("/pipelines/{name}/status"), None).1["state"], "FINISHED");
-    assert_eq!(kcat_counts(&env, &target), cli, "the restored topic, read with kcat");
-    browser.js("document.getElementById('restore-progress-panel').scrollIntoView({block: 'center'})");
+    assert_eq!(
+        w.api("GET", &format!("/pipelines/{name}/status"), None).1["state"],
+        "FINISHED"
+    );
+    assert_eq!(
+        kcat_counts(&env, &target),
+        cli,
+        "the restored topic, read with kcat"
+    );
+    browser
+        .js("document.getElementById('restore-progress-panel').scrollIntoView({block: 'center'})");
     browser.screenshot(&shots.join("console-restore-progress.png"));
     // Its card on the pipelines page: FINISHED, with its last checkpoint.
     browser.goto(&w.url("/ui#pipelines"));
@@ -802,7 +871,12 @@ fn the_restore_wizard_in_a_browser() {
         "the restore's last checkpoint on its card",
         &format!("const c = document.querySelector('article[data-name=\"{name}\"] .checkpoint'); return c && c.textContent.startsWith('Last checkpoint: 20') && c.textContent"),
     );
-    assert!(line.as_str().unwrap_or("").contains("offsets of 3 partitions"), "{line}");
+    assert!(
+        line.as_str()
+            .unwrap_or("")
+            .contains("offsets of 3 partitions"),
+        "{line}"
+    );
     browser.goto(&w.url("/ui#restore"));
     browser.wait_for(
         "the wizard again",
