@@ -802,7 +802,9 @@ fn the_restore_wizard_in_a_browser() {
     assert_eq!(column_by_partition(&browser, "restore-kept", "kept"), cli);
     browser.screenshot(&shots.join("console-restore-wizard.png"));
 
-    // The plan before anything runs: the dry run's counts, the target as it is.
+    // The target named (the same cluster, as the dry run's --brokers), then the plan before
+    // anything runs: the dry run's counts, the target as it is.
+    browser.type_into("#restore-target", &env.kafka);
     browser.click("#restore-plan");
     browser.wait_for(
         "the plan",
@@ -853,6 +855,11 @@ fn the_restore_wizard_in_a_browser() {
         "{done}"
     );
     let name = plan["name"].as_str().expect("a name").to_string();
+    let shown = browser.js("return document.getElementById('restore-result-title').textContent");
+    assert!(
+        shown.as_str().unwrap_or("").contains(&name),
+        "the same restore as the API's: {shown}"
+    );
     assert_eq!(
         w.api("GET", &format!("/pipelines/{name}/status"), None).1["state"],
         "FINISHED"

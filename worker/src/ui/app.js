@@ -666,6 +666,11 @@ function restoreRequest() {
     if (!u) throw new Error("Point in time: give a time, or untick it.");
     r.until = u;
   }
+  const brokers = $("restore-target").value.split(",").map((b) => b.trim()).filter(Boolean);
+  if (brokers.length) {
+    if (!brokers.every((b) => /^[^\s:]+:\d+$/.test(b))) throw new Error("Target brokers: host:port, comma-separated.");
+    r.target = { brokers };
+  }
   const name = $("restore-name").value.trim();
   if (name) {
     if (!/^[A-Za-z0-9._-]+$/.test(name)) throw new Error("Pipeline name: letters, digits, “.”, “_” and “-”.");
@@ -732,6 +737,7 @@ async function planRestore(event) {
   $("restore-plan").textContent = "Planning…";
   try {
     const plan = await api("POST", "/restore/plan", JSON.stringify(request), "application/json");
+    plan.target = request.target;
     showPlan(plan);
   } catch (e) {
     if (!(e instanceof Unauthorized)) $("restore-error").textContent = "Cannot plan: " + e.message;
@@ -798,6 +804,7 @@ async function followRestore(plan) {
   const bar = $("restore-progress");
   const text = $("restore-progress-text");
   const topics = plan.targets.topics.map((t) => t.topic);
+  const target = plan.target ? { target: plan.target } : {};
   const baseline = plan.targets.topics.reduce((n, t) => n + (t.exists ? t.total_records : 0), 0);
   const planned = plan.total_records;
   const samples = [];
@@ -805,7 +812,7 @@ async function followRestore(plan) {
   while (seq === wizard.followSeq) {
     try {
       const status = await api("GET", "/pipelines/" + encodeURIComponent(plan.name) + "/status");
-      const counts = await api("POST", "/restore/progress", JSON.stringify({ topics }), "application/json");
+      const counts = await api("POST", "/restore/progress", JSON.stringify({ topics, ...target }), "application/json");
       if (seq !== wizard.followSeq) return;
       const now = topics.reduce((n, t) => n + (counts[t] ? counts[t].records : 0), 0);
       const written = Math.max(0, Math.min(planned, now - baseline));
@@ -869,7 +876,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("restore-slider").addEventListener("input", onSlider);
   $("restore-until").addEventListener("input", onUntilTyped);
   for (const id of ["restore-partitioning", "restore-groups", "restore-allow-existing"]) $(id).addEventListener("change", choicesChanged);
-  for (const id of ["restore-partition-map", "restore-group-renames", "restore-name"]) $(id).addEventListener("input", choicesChanged);
+  for (const id of ["restore-partition-map", "restore-group-renames", "restore-name", "restore-target"]) $(id).addEventListener("input", choicesChanged);
   $("restore-form").addEventListener("submit", planRestore);
   $("restore-run").addEventListener("click", runRestore);
   $("restore-edit").addEventListener("click", editChoices);
