@@ -6,52 +6,46 @@
 mod common;
 
 use base64::Engine;
-use ferry_testkit::{env_or_skip, env_required, run_python_args, unique, TestEnv};
+use common::worker::{http, Worker};
+use ferry_testkit::{env_or_skip, env_required, unique, TestEnv};
 use serde_json::{json, Value};
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const TOKEN: &str = "console-test-token";
 
-/// A worker process, killed when dropped.
-struct Worker {
-    child: Child,
-    port: u16,
-    log: PathBuf,
+/// A worker of its own group with the token and the backup locations `backups`.
+fn start_worker(env: &TestEnv, port: u16, dir: &Path, backups: &[&Path]) -> Worker {
+    let mut args = Vec::new();
+    for b in backups {
+        args.push("--backup");
+        args.push(b.to_str().expect("utf-8 path"));
+    }
+    Worker::start(
+        env,
+        &unique("console"),
+        port,
+        dir,
+        &args,
+        &[("FERRY_API_TOKEN", TOKEN)],
+    )
 }
 
-impl Worker {
-    fn start(env: &TestEnv, port: u16, dir: &Path, backups: &[&Path]) -> Self {
-        let log = dir.join(format!("worker-{port}.log"));
-        let out = std::fs::File::create(&log).expect("log file");
-        let group = unique("console");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferry"));
-        cmd.args(["worker", "--brokers", &env.kafka, "--group", &group])
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .env("FERRY_API_TOKEN", TOKEN)
-            .env("FERRY_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(out);
-        for b in backups {
-            cmd.arg("--backup").arg(b);
-        }
-        let child = cmd.spawn().expect("ferry worker starts");
-        let w = Worker { child, port, log };
-        w.wait_until(
-            Duration::from_secs(60),
-            "answers /healthz as a member",
-            || {
-                w.call("GET", "/healthz", None, None)
-                    .is_some_and(|(s, b)| s == 200 && b["member"] == true)
-            },
-        );
-        w
-    }
+/// The console tests' calls: YAML bodies, with or without the token.
+trait Api {
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        yaml: Option<&str>,
+    ) -> Option<(u16, Value)>;
+    fn api(&self, method: &str, path: &str, yaml: Option<&str>) -> (u16, Value);
+    fn api_json(&self, method: &str, path: &str, body: &Value) -> (u16, Value);
+}
 
-    /// A request with the token.
+impl Api for Worker {
     fn call(
         &self,
         method: &str,
@@ -59,18 +53,7 @@ impl Worker {
         token: Option<&str>,
         yaml: Option<&str>,
     ) -> Option<(u16, Value)> {
-        let mut headers = vec![];
-        if let Some(t) = token {
-            headers.push(format!("Authorization: Bearer {t}"));
-        }
-        let resp = http(
-            self.port,
-            method,
-            path,
-            &headers,
-            yaml.map(|y| ("application/yaml", y)),
-        )?;
-        Some((resp.status, resp.json()))
+        self.request(method, path, token, yaml.map(|y| ("application/yaml", y)))
     }
 
     fn api(&self, method: &str, path: &str, yaml: Option<&str>) -> (u16, Value) {
@@ -78,131 +61,16 @@ impl Worker {
             .unwrap_or_else(|| panic!("no answer to {method} {path}"))
     }
 
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
+    fn api_json(&self, method: &str, path: &str, body: &Value) -> (u16, Value) {
+        let text = body.to_string();
+        self.request(method, path, Some(TOKEN), Some(("application/json", &text)))
+            .unwrap_or_else(|| panic!("no answer to {method} {path}"))
     }
-
-    fn wait_until(&self, limit: Duration, what: &str, ok: impl Fn() -> bool) {
-        let start = Instant::now();
-        while start.elapsed() < limit {
-            if ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(250));
-        }
-        panic!(
-            "worker on port {} never {what} within {limit:?}; its log:\n{}",
-            self.port,
-            std::fs::read_to_string(&self.log).unwrap_or_default()
-        );
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// An HTTP answer.
-struct Response {
-    status: u16,
-    headers: String,
-    body: String,
-}
-
-impl Response {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or(Value::String(self.body.clone()))
-    }
-}
-
-/// One HTTP/1.1 request to 127.0.0.1:`port`; `None` when nothing answers.
-fn http(
-    port: u16,
-    method: &str,
-    path: &str,
-    headers: &[String],
-    body: Option<(&str, &str)>,
-) -> Option<Response> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(120))).ok()?;
-    let mut req =
-        format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
-    for h in headers {
-        req.push_str(h);
-        req.push_str("\r\n");
-    }
-    let (ctype, text) = body.unwrap_or(("text/plain", ""));
-    req.push_str(&format!(
-        "Content-Type: {ctype}\r\nContent-Length: {}\r\n\r\n{text}",
-        text.len()
-    ));
-    s.write_all(req.as_bytes()).ok()?;
-    read_response(&mut s)
-}
-
-/// Reads an answer: up to its `Content-Length` (chromedriver keeps the connection open), or
-/// to the end when it has none.
-fn read_response(s: &mut TcpStream) -> Option<Response> {
-    let mut raw = Vec::new();
-    let mut chunk = [0u8; 16384];
-    let head_end = loop {
-        if let Some(i) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i;
-        }
-        let n = s.read(&mut chunk).ok()?;
-        if n == 0 {
-            return None;
-        }
-        raw.extend_from_slice(&chunk[..n]);
-    };
-    let headers = String::from_utf8_lossy(&raw[..head_end]).to_ascii_lowercase();
-    let status: u16 = headers.split(' ').nth(1)?.parse().ok()?;
-    let length = headers
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length:"))
-        .and_then(|v| v.trim().parse::<usize>().ok());
-    let mut body = raw.split_off(head_end + 4);
-    match length {
-        Some(len) => {
-            while body.len() < len {
-                let n = s.read(&mut chunk).ok()?;
-                if n == 0 {
-                    break;
-                }
-                body.extend_from_slice(&chunk[..n]);
-            }
-        }
-        None => {
-            s.read_to_end(&mut body).ok()?;
-        }
-    }
-    Some(Response {
-        status,
-        headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    })
 }
 
 /// Produces `count` records `k<i>`/`v<i>` spread over the topic's partitions.
 fn produce(env: &TestEnv, topic: &str, count: u64) {
-    const SCRIPT: &str = r#"
-import sys
-from confluent_kafka import Producer
-broker, topic, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
-p = Producer({'bootstrap.servers': broker, 'linger.ms': 20})
-for i in range(count):
-    while True:
-        try:
-            p.produce(topic, key=b'k%d' % i, value=b'v%d' % i)
-            break
-        except BufferError:
-            p.poll(0.1)
-p.flush(60)
-"#;
-    run_python_args(env, SCRIPT, &[&env.kafka, topic, &count.to_string()], b"");
+    common::worker::produce(env, topic, 0, count);
 }
 
 fn backup_yaml(name: &str, brokers: &str, topic: &str, dir: &Path, stop: &str) -> String {
@@ -217,7 +85,7 @@ fn snapshot_through_the_api(w: &Worker, env: &TestEnv, name: &str, topic: &str, 
     let yaml = backup_yaml(name, &env.kafka, topic, dir, "high_watermark");
     let (code, body) = w.api("PUT", &format!("/pipelines/{name}"), Some(&yaml));
     assert_eq!(code, 201, "{body}");
-    w.wait_until(Duration::from_secs(90), "finished the snapshot", || {
+    w.wait_until(Duration::from_secs(90), "finished the snapshot", |w| {
         w.api("GET", &format!("/pipelines/{name}/status"), None).1["state"] == "FINISHED"
     });
 }
@@ -234,7 +102,7 @@ fn validate_and_backup_endpoints() {
     produce(&env, &topic, 2500);
     let backup = dir.path().join("backup");
     let empty = dir.path().join("nothing-yet");
-    let w = Worker::start(&env, 31210, dir.path(), &[&backup, &empty]);
+    let w = start_worker(&env, 31210, dir.path(), &[&backup, &empty]);
 
     // validate: the checks of PUT, nothing stored.
     let bad = BAD_YAML.replace("NAME", "v1");
@@ -353,7 +221,7 @@ fn validate_and_backup_endpoints() {
     w.wait_until(
         Duration::from_secs(30),
         "reported the empty location's verify failed",
-        || {
+        |w| {
             let (_, run) = w.api("GET", "/backups/1/verify", None);
             run["state"] == "failed"
                 && run["error"]
@@ -596,7 +464,7 @@ fn the_console_in_a_browser() {
     common::create_topic(&env, &topic, 3, &[]);
     produce(&env, &topic, 1800);
     let snapshot = dir.path().join("snapshot");
-    let w = Worker::start(&env, 31211, dir.path(), &[&snapshot]);
+    let w = start_worker(&env, 31211, dir.path(), &[&snapshot]);
     snapshot_through_the_api(&w, &env, "nightly", &topic, &snapshot);
     let live = backup_yaml(
         "orders-backup",
@@ -755,5 +623,273 @@ fn the_console_in_a_browser() {
         &format!("{} === 'RUNNING'", state("orders-backup")),
     );
     browser.screenshot(&shots.join("console-pipelines-phone.png"));
+    eprintln!("screenshots in {}", shots.display());
+}
+
+/// Records per partition a `ferry restore --dry-run` plan prints for `topic` (its rows of
+/// TOPIC, PARTITION, RECORDS, ...).
+fn dry_run_counts(out: &str, topic: &str) -> std::collections::BTreeMap<i64, u64> {
+    out.lines()
+        .filter_map(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            match cols.as_slice() {
+                [t, p, n, _, _, _] if *t == topic => Some((p.parse().ok()?, n.parse().ok()?)),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// Records per partition of `topic`, read with kcat.
+fn kcat_counts(env: &TestEnv, topic: &str) -> std::collections::BTreeMap<i64, u64> {
+    let out = Command::new(&env.kcat)
+        .args([
+            "-C", "-b", &env.kafka, "-t", topic, "-e", "-q", "-f", "%p\\n",
+        ])
+        .output()
+        .expect("kcat runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut counts = std::collections::BTreeMap::new();
+    for p in String::from_utf8_lossy(&out.stdout).lines() {
+        if let Ok(p) = p.trim().parse::<i64>() {
+            *counts.entry(p).or_insert(0) += 1;
+        }
+    }
+    counts
+}
+
+/// The numbers of a column of the rows of a table, by partition (`data-partition`).
+fn column_by_partition(
+    browser: &Browser,
+    table: &str,
+    class: &str,
+) -> std::collections::BTreeMap<i64, u64> {
+    let rows = browser.js(&format!(
+        "return [...document.querySelectorAll('#{table} tbody tr')].map(r => [Number(r.dataset.partition), Number(r.querySelector('.{class}').textContent)])"
+    ));
+    rows.as_array()
+        .expect("rows")
+        .iter()
+        .filter_map(|r| Some((r[0].as_i64()?, r[1].as_u64()?)))
+        .collect()
+}
+
+#[test]
+fn the_restore_wizard_in_a_browser() {
+    let Some(env) = env_or_skip() else { return };
+    let Some(browser) = Browser::start(31292) else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let topic = unique("console-restore");
+    common::create_topic(&env, &topic, 3, &[]);
+    // 3 × 200 records a second apart from 2025-12-01T00:00:00Z, each partition its own.
+    let base = 1_764_547_200_000_i64;
+    for p in 0..3 {
+        let msgs: Vec<ferry_testkit::KcatMsg> = (0..200)
+            .map(|i| {
+                let n = format!("{p}-{i}");
+                ferry_testkit::KcatMsg::new(Some(n.as_bytes()), Some(n.as_bytes()))
+                    .at(base + (i * 1000) + p * 300)
+            })
+            .collect();
+        ferry_testkit::py_produce_to(
+            &env,
+            &env.kafka,
+            &topic,
+            Some(p as i32),
+            &msgs,
+            "none",
+            false,
+        );
+    }
+    let snapshot = dir.path().join("snapshot");
+    let w = start_worker(&env, 31213, dir.path(), &[&snapshot]);
+    snapshot_through_the_api(&w, &env, "nightly", &topic, &snapshot);
+    let shots = screenshot_dir();
+
+    // What `ferry restore --dry-run` plans for a point in time: 00:02:10.5 keeps 131 records
+    // of partitions 0 and 1 (stamped .000 and .300) and 130 of partition 2 (.600).
+    let until = "2025-12-01T00:02:10.500Z";
+    let target = format!("{topic}-restored");
+    let (out, _) = common::ferry_success(
+        &[
+            "restore",
+            "--from",
+            snapshot.to_str().expect("utf-8"),
+            "--brokers",
+            &env.kafka,
+            "--topic",
+            &topic,
+            "--rename",
+            &format!("{topic}={target}"),
+            "--until",
+            until,
+            "--dry-run",
+        ],
+        &[],
+    );
+    let cli = dry_run_counts(&out, &target);
+    assert_eq!(cli.len(), 3, "{out}");
+    assert!(cli.values().all(|n| *n > 0 && *n < 200), "{out}");
+    let planned: u64 = cli.values().sum();
+
+    // The same through the API.
+    let request =
+        json!({"backup": 0, "topics": [topic], "renames": {&topic: &target}, "until": until});
+    let (code, plan) = w.api_json("POST", "/restore/plan", &request);
+    assert_eq!(code, 200, "{plan}");
+    assert_eq!(plan["total_records"], planned, "{plan}");
+    assert_eq!(plan["targets"]["topics"][0]["exists"], false, "{plan}");
+    let (code, body) = w.api_json(
+        "POST",
+        "/restore/plan",
+        &json!({"backup": 0, "topics": ["nope"]}),
+    );
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("holds no such topic"),
+        "{body}"
+    );
+    assert_eq!(
+        w.request(
+            "POST",
+            "/restore/plan",
+            None,
+            Some(("application/json", "{}"))
+        )
+        .map(|r| r.0),
+        Some(401)
+    );
+
+    // The wizard, by keyboard where a person would type.
+    browser.goto(&w.url("/ui#restore"));
+    browser.wait_for(
+        "the sign-in form",
+        "return !document.getElementById('login').hidden",
+    );
+    browser.type_into("#token", &format!("{TOKEN}\u{E007}"));
+    browser.wait_for(
+        "the backup's topic",
+        &format!("return document.querySelector('#restore-topics input[type=checkbox][data-topic=\"{topic}\"]')"),
+    );
+    browser.type_into(&format!("input.rename[data-topic=\"{topic}\"]"), &target);
+    browser.click("#restore-pit");
+    // The slider moves by keyboard and changes the time…
+    let slider = browser.find("#restore-slider");
+    browser.session_cmd(
+        "POST",
+        &format!("/element/{slider}/value"),
+        json!({"text": "\u{E012}\u{E012}"}),
+    );
+    browser.wait_for(
+        "the slider's time below the newest record",
+        "const v = document.getElementById('restore-until').value; return v && v < '2025-12-01T00:03:19.600Z'",
+    );
+    // …and the time typed gives the records each partition keeps then: the dry run's.
+    browser.type_into("#restore-until", until);
+    browser.wait_for(
+        "the records kept at that time",
+        &format!("return document.getElementById('restore-kept-status').textContent.startsWith('Until {until}: {planned} of 600')"),
+    );
+    assert_eq!(column_by_partition(&browser, "restore-kept", "kept"), cli);
+    browser.screenshot(&shots.join("console-restore-wizard.png"));
+
+    // The target named (the same cluster, as the dry run's --brokers), then the plan before
+    // anything runs: the dry run's counts, the target as it is.
+    browser.type_into("#restore-target", &env.kafka);
+    browser.click("#restore-plan");
+    browser.wait_for(
+        "the plan",
+        "return !document.getElementById('restore-result').hidden && document.querySelectorAll('#restore-partitions tbody tr').length",
+    );
+    assert_eq!(
+        column_by_partition(&browser, "restore-partitions", "records"),
+        cli
+    );
+    let summary = browser.js("return document.getElementById('restore-summary').textContent");
+    assert!(
+        summary.as_str().unwrap_or("").starts_with(&format!(
+            "{planned} record(s) in 3 partition(s) would be restored"
+        )),
+        "{summary}"
+    );
+    let note = browser.js(&format!(
+        "return document.querySelector('#restore-targets tr[data-topic=\"{target}\"]').textContent"
+    ));
+    assert!(
+        note.as_str()
+            .unwrap_or("")
+            .contains("new: created with 3 partition(s)"),
+        "{note}"
+    );
+    assert_eq!(
+        browser.js("return document.activeElement.id"),
+        json!("restore-result-title"),
+        "the plan takes the focus"
+    );
+    let (_, now) = w.api_json("POST", "/restore/progress", &json!({"topics": [&target]}));
+    assert_eq!(
+        now[&target]["exists"], false,
+        "a plan created the target: {now}"
+    );
+    browser.screenshot(&shots.join("console-restore-plan.png"));
+
+    // Run: a pipeline through the pipeline API, followed to its end.
+    browser.click("#restore-run");
+    let done = browser.wait_for(
+        "the restore finished",
+        "const t = document.getElementById('restore-progress-text').textContent; return t.startsWith('Finished') && t",
+    );
+    assert!(
+        done.as_str()
+            .unwrap_or("")
+            .contains(&format!("{planned} of {planned} records written")),
+        "{done}"
+    );
+    let name = plan["name"].as_str().expect("a name").to_string();
+    let shown = browser.js("return document.getElementById('restore-result-title').textContent");
+    assert!(
+        shown.as_str().unwrap_or("").contains(&name),
+        "the same restore as the API's: {shown}"
+    );
+    assert_eq!(
+        w.api("GET", &format!("/pipelines/{name}/status"), None).1["state"],
+        "FINISHED"
+    );
+    assert_eq!(
+        kcat_counts(&env, &target),
+        cli,
+        "the restored topic, read with kcat"
+    );
+    browser
+        .js("document.getElementById('restore-progress-panel').scrollIntoView({block: 'center'})");
+    browser.screenshot(&shots.join("console-restore-progress.png"));
+    // Its card on the pipelines page: FINISHED, with its last checkpoint.
+    browser.goto(&w.url("/ui#pipelines"));
+    let line = browser.wait_for(
+        "the restore's last checkpoint on its card",
+        &format!("const c = document.querySelector('article[data-name=\"{name}\"] .checkpoint'); return c && c.textContent.startsWith('Last checkpoint: 20') && c.textContent"),
+    );
+    assert!(
+        line.as_str()
+            .unwrap_or("")
+            .contains("offsets of 3 partitions"),
+        "{line}"
+    );
+    browser.goto(&w.url("/ui#restore"));
+    browser.wait_for(
+        "the wizard again",
+        &format!("return document.querySelector('#restore-topics input[data-topic=\"{topic}\"]')"),
+    );
+    browser.resize(390, 844);
+    browser.screenshot(&shots.join("console-restore-phone.png"));
     eprintln!("screenshots in {}", shots.display());
 }

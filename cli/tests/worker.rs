@@ -4,163 +4,17 @@
 
 mod common;
 
-use ferry_testkit::{dump_topic, env_or_skip, run_python_args, unique, TestEnv};
+use common::worker::{produce, Worker};
+use ferry_testkit::{dump_topic, env_or_skip, unique, TestEnv};
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// A worker process, killed (SIGKILL) when dropped unless stopped before.
-struct Worker {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-}
-
-impl Worker {
-    fn start(env: &TestEnv, group: &str, port: u16, dir: &Path, extra: &[(&str, &str)]) -> Self {
-        let log = dir.join(format!("worker-{port}.log"));
-        let out = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_ferry"))
-            .args(["worker", "--brokers", &env.kafka, "--group", group])
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(["--session-timeout", "6s"])
-            .env("FERRY_LOG", "info")
-            .envs(extra.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(out)
-            .spawn()
-            .expect("ferry worker starts");
-        let w = Worker { child, port, log };
-        w.wait_until(
-            Duration::from_secs(60),
-            "answers /healthz as a member",
-            |w| {
-                w.get("/healthz", None)
-                    .is_some_and(|(s, b)| s == 200 && b["member"] == true)
-            },
-        );
-        w
-    }
-
-    fn request(
-        &self,
-        method: &str,
-        path: &str,
-        token: Option<&str>,
-        body: Option<(&str, &str)>,
-    ) -> Option<(u16, Value)> {
-        http(self.port, method, path, token, body)
-    }
-
-    fn get(&self, path: &str, token: Option<&str>) -> Option<(u16, Value)> {
-        self.request("GET", path, token, None)
-    }
-
-    fn wait_until(&self, limit: Duration, what: &str, ok: impl Fn(&Worker) -> bool) {
-        let start = Instant::now();
-        while start.elapsed() < limit {
-            if ok(self) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(250));
-        }
-        panic!(
-            "worker on port {} never {what} within {limit:?}; its log:\n{}",
-            self.port,
-            std::fs::read_to_string(&self.log).unwrap_or_default()
-        );
-    }
-
-    /// SIGTERM and wait: the worker writes what it read and leaves the group.
-    fn stop(mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(90) {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                assert!(
-                    status.success(),
-                    "worker exited {status:?}: {}",
-                    std::fs::read_to_string(&self.log).unwrap_or_default()
-                );
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("worker on port {} did not stop on SIGTERM", self.port);
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "kill {sig}");
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// One HTTP/1.1 request to 127.0.0.1:`port`; `None` when nothing answers.
-fn http(
-    port: u16,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    body: Option<(&str, &str)>,
-) -> Option<(u16, Value)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(90))).ok()?;
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
-    if let Some(t) = token {
-        req.push_str(&format!("Authorization: Bearer {t}\r\n"));
-    }
-    let (ctype, text) = body.unwrap_or(("text/plain", ""));
-    req.push_str(&format!(
-        "Content-Type: {ctype}\r\nContent-Length: {}\r\n\r\n{text}",
-        text.len()
-    ));
-    s.write_all(req.as_bytes()).ok()?;
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).ok()?;
-    let status: u16 = resp.split(' ').nth(1)?.parse().ok()?;
-    let body = resp.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    let value = serde_json::from_str(body).unwrap_or(Value::String(body.to_string()));
-    Some((status, value))
-}
-
-/// Produces `count` records `k<i>`/`v<i>` (from `start`) spread over the topic's partitions.
-fn produce(env: &TestEnv, topic: &str, start: u64, count: u64) {
-    const SCRIPT: &str = r#"
-import sys
-from confluent_kafka import Producer
-broker, topic, start, count = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-p = Producer({'bootstrap.servers': broker, 'linger.ms': 20, 'enable.idempotence': True})
-for i in range(start, start + count):
-    while True:
-        try:
-            p.produce(topic, key=b'k%d' % i, value=b'v%d' % i)
-            break
-        except BufferError:
-            p.poll(0.1)
-p.flush(60)
-"#;
-    run_python_args(
-        env,
-        SCRIPT,
-        &[&env.kafka, topic, &start.to_string(), &count.to_string()],
-        b"",
-    );
+/// A worker of `group` on `port` (a short session, so the tests see work move quickly).
+fn start(env: &TestEnv, group: &str, port: u16, dir: &Path, vars: &[(&str, &str)]) -> Worker {
+    Worker::start(env, group, port, dir, &["--session-timeout", "6s"], vars)
 }
 
 /// Each partition's manifests: contiguous, never overlapping, every segment with its
@@ -243,7 +97,7 @@ fn the_rest_api_end_to_end() {
     produce(&env, &topic, 0, 3000);
     let backup = dir.path().join("backup");
     let token = "s3cret-token";
-    let w = Worker::start(
+    let w = start(
         &env,
         &unique("wg-api"),
         18601,
@@ -456,8 +310,8 @@ fn a_snapshot_pipeline_finishes_and_its_backup_restores() {
     produce(&env, &topic, 0, 8000);
     let backup = dir.path().join("backup");
     let group = unique("wg-snap");
-    let a = Worker::start(&env, &group, 18611, dir.path(), &[]);
-    let b = Worker::start(&env, &group, 18612, dir.path(), &[]);
+    let a = start(&env, &group, 18611, dir.path(), &[]);
+    let b = start(&env, &group, 18612, dir.path(), &[]);
     let yaml = backup_yaml(
         "snap",
         &env.kafka,
@@ -524,9 +378,9 @@ fn three_workers_share_a_backup_while_one_is_killed_and_a_fourth_joins() {
     common::create_topic(&env, &topic, 12, &[]);
     let backup = dir.path().join("backup");
     let group = unique("wg-scale");
-    let w1 = Worker::start(&env, &group, 18621, dir.path(), &[]);
-    let w2 = Worker::start(&env, &group, 18622, dir.path(), &[]);
-    let w3 = Worker::start(&env, &group, 18623, dir.path(), &[]);
+    let w1 = start(&env, &group, 18621, dir.path(), &[]);
+    let w2 = start(&env, &group, 18622, dir.path(), &[]);
+    let w3 = start(&env, &group, 18623, dir.path(), &[]);
     let yaml = backup_yaml(
         "scale",
         &env.kafka,
@@ -565,7 +419,7 @@ fn three_workers_share_a_backup_while_one_is_killed_and_a_fourth_joins() {
     // One dies mid-stream; a fourth joins.
     std::thread::sleep(Duration::from_secs(2));
     drop(w2);
-    let w4 = Worker::start(&env, &group, 18624, dir.path(), &[]);
+    let w4 = start(&env, &group, 18624, dir.path(), &[]);
     producer.join().expect("producer");
     w1.wait_until(Duration::from_secs(120), "backed up every record", |w| {
         let s = status(w, "scale");
@@ -631,8 +485,8 @@ fn a_worker_paused_past_its_session_never_writes_an_offset_twice() {
     common::create_topic(&env, &topic, 4, &[]);
     let backup = dir.path().join("backup");
     let group = unique("wg-fence");
-    let a = Worker::start(&env, &group, 18631, dir.path(), &[]);
-    let b = Worker::start(&env, &group, 18632, dir.path(), &[]);
+    let a = start(&env, &group, 18631, dir.path(), &[]);
+    let b = start(&env, &group, 18632, dir.path(), &[]);
     let yaml = backup_yaml(
         "fence",
         &env.kafka,
@@ -712,21 +566,12 @@ fn a_worker_file_and_a_folder_of_pipelines_reloaded_when_they_change() {
         ),
     )
     .expect("write worker file");
-    let log = dir.path().join("worker-18641.log");
-    let child = Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(["worker", "--config"])
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferry"));
+    cmd.args(["worker", "--config"])
         .arg(&worker_file)
         .env("FERRY_LOG", "info")
-        .env("WORKER_TEST_KAFKA", &env.kafka)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("log"))
-        .spawn()
-        .expect("ferry worker starts");
-    let w = Worker {
-        child,
-        port: 18641,
-        log,
-    };
+        .env("WORKER_TEST_KAFKA", &env.kafka);
+    let w = Worker::spawn(cmd, 18641, dir.path().join("worker-18641.log"));
     w.wait_until(Duration::from_secs(60), "became a member", |w| {
         w.get("/healthz", None)
             .is_some_and(|(s, b)| s == 200 && b["member"] == true)

@@ -128,4 +128,18 @@ pub trait Sink: Send {
     fn checkpoint_storage(&self) -> Option<crate::storage::Storage> {
         None
     }
+
+    /// Looks at the sink's targets for `topics` (names as it would write them) without
+    /// writing anything: what each holds and every reason the sink would refuse to write
+    /// there. `source_topics` are the source's topic settings (partition counts, configs), as
+    /// its metadata carried them. Called after [`Sink::open`], instead of writing: a restore
+    /// plan (`ferry restore --dry-run`, the console's wizard) shows it. `None` (the default):
+    /// the sink has nothing to check.
+    async fn plan_targets(
+        &mut self,
+        _source_topics: Vec<crate::metadata::TopicSettings>,
+        _topics: &[String],
+    ) -> Result<Option<crate::metadata::TargetReport>, Error> {
+        Ok(None)
+    }
 }

@@ -685,6 +685,9 @@ pub struct Delivery {
     /// Several tasks (workers of a group) write this pipeline's checkpoint, each for its
     /// own partitions: each write keeps the furthest offset of every partition stored.
     pub shared_checkpoint: bool,
+    /// Told when a checkpoint is written (a worker's task reports it in its status); not
+    /// configuration.
+    pub progress: Option<std::sync::Arc<crate::task::TaskProgress>>,
 }
 
 impl Default for Delivery {
@@ -695,6 +698,7 @@ impl Default for Delivery {
             max_in_flight_bytes: DEFAULT_MAX_IN_FLIGHT_BYTES,
             channel_capacity: DEFAULT_CHANNEL_CAPACITY,
             shared_checkpoint: false,
+            progress: None,
         }
     }
 }
@@ -733,6 +737,7 @@ impl DeliveryConfig {
             max_in_flight_bytes: budget,
             channel_capacity: cap,
             shared_checkpoint: false,
+            progress: None,
         })
     }
 }

@@ -32,12 +32,12 @@ pub use batch::{AbortedTxn, Batch, Payload, RawBatches, RawDecoder};
 pub use component::{Sink, Source, SourceContext, Transform};
 pub use config::{parse_yaml, ByteSize, Delivery, HumanDuration, Pipeline, Telemetry};
 pub use error::{error_chain, Error, ErrorKind, Location, Result};
-pub use metadata::{GroupOffsets, SourceMetadata, TopicSettings};
+pub use metadata::{GroupOffsets, SourceMetadata, TargetReport, TargetTopicState, TopicSettings};
 pub use record::{Header, ProducerInfo, Record, TimestampType};
 pub use registry::{
     BuildContext, ConfigInput, Registry, SinkFactory, SourceFactory, TransformFactory,
 };
 pub use runtime::{run, run_until_signal, shutdown_signal, RunSummary};
 pub use storage::Storage;
-pub use task::{Fence, PartitionProgress, TaskProgress, TaskScope};
+pub use task::{Fence, LastCheckpoint, PartitionProgress, TaskProgress, TaskScope};
 pub use topic_pattern::{TopicPattern, TopicSelection};

@@ -47,3 +47,34 @@ pub struct SourceMetadata {
     #[serde(default)]
     pub groups: Vec<GroupOffsets>,
 }
+
+/// What a sink finds at one target topic before it writes anything (a restore plan shows
+/// it; see [`crate::Sink::plan_targets`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetTopicState {
+    /// The topic's name on the target (after any rename).
+    pub topic: String,
+    /// Whether it exists there.
+    pub exists: bool,
+    /// Its partition count there (0 when it does not exist).
+    pub partitions: i32,
+    /// Records it holds now per partition (log start to end).
+    pub records: BTreeMap<i32, i64>,
+    /// Records it holds now in all partitions.
+    pub total_records: i64,
+    /// One line: what the sink finds and will do (`new: created with 3 partition(s)`,
+    /// `REFUSED: holds 60 record(s) this restore did not write`, …).
+    pub note: String,
+}
+
+/// What a sink finds at its targets before writing: each topic, and every reason it would
+/// refuse to write (empty when it would write).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetReport {
+    /// One entry per target topic, in the order asked.
+    pub topics: Vec<TargetTopicState>,
+    /// Whether the sink appends to topics holding records it did not write.
+    pub allow_existing: bool,
+    /// Why it would refuse (every reason of every topic).
+    pub refusals: Vec<String>,
+}

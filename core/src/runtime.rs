@@ -252,6 +252,7 @@ async fn run_inner(pipeline: Pipeline, shutdown: impl Future<Output = ()>) -> Re
         tracker: tracker.clone(),
         interval: delivery.checkpoint_interval,
         metrics: StageMetrics::new(&name, "sink"),
+        progress: delivery.progress.clone(),
     };
     let mut sink_task = tokio::spawn(sink_state.run(sink));
 
@@ -548,6 +549,8 @@ struct SinkStage {
     tracker: AckTracker,
     interval: Duration,
     metrics: StageMetrics,
+    /// Told when a checkpoint is written.
+    progress: Option<Arc<crate::task::TaskProgress>>,
 }
 
 impl SinkStage {
@@ -624,6 +627,9 @@ impl SinkStage {
             }
         }
         tracing::debug!(pipeline = %self.pipeline, "checkpoint written");
+        if let Some(p) = &self.progress {
+            p.checkpointed(&offsets);
+        }
         *last = Some(offsets);
         Ok(())
     }

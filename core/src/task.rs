@@ -41,13 +41,49 @@ impl PartitionProgress {
     }
 }
 
-/// Positions of a task's partitions, written by its source, read by whoever reports status.
+/// Positions of a task's partitions, written by its source, read by whoever reports status;
+/// and its last checkpoint, written by the runtime.
 #[derive(Debug, Default)]
 pub struct TaskProgress {
     partitions: Mutex<BTreeMap<(String, i32), PartitionProgress>>,
+    checkpoint: Mutex<Option<LastCheckpoint>>,
+}
+
+/// The last checkpoint a task wrote.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LastCheckpoint {
+    /// When it was written, milliseconds since the epoch.
+    pub at_ms: i64,
+    /// The offsets it holds summed over its partitions (records committed, for sources whose
+    /// offsets start at 0).
+    pub offsets_sum: i64,
+    /// Partitions it holds offsets for.
+    pub partitions: usize,
 }
 
 impl TaskProgress {
+    /// Records that a checkpoint holding `offsets` was written now.
+    pub fn checkpointed(&self, offsets: &crate::Offsets) {
+        let at_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        let last = LastCheckpoint {
+            at_ms,
+            offsets_sum: offsets.values().flat_map(|ps| ps.values()).sum(),
+            partitions: offsets.values().map(|ps| ps.len()).sum(),
+        };
+        *self.checkpoint.lock().unwrap_or_else(|p| p.into_inner()) = Some(last);
+    }
+
+    /// The last checkpoint written, if any.
+    pub fn last_checkpoint(&self) -> Option<LastCheckpoint> {
+        self.checkpoint
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// Sets a partition's position (and high watermark, when the source learnt it).
     pub fn set(&self, topic: &str, partition: i32, offset: i64, high_watermark: Option<i64>) {
         let mut map = match self.partitions.lock() {

@@ -51,11 +51,13 @@
 //! before it writes. Segments are decrypted chunk by chunk as they are read.
 //!
 //! [`catalog`], [`inspect`] and [`verify`] are the building blocks of `ferry ls` and
-//! `ferry verify`.
+//! `ferry verify`; [`plan`] is what `ferry restore --dry-run` and the console's restore
+//! wizard show before a restore runs.
 
 pub mod catalog;
 pub mod inspect;
 pub mod partition;
+pub mod plan;
 pub mod segment;
 pub mod txn;
 pub mod verify;

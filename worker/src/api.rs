@@ -10,6 +10,7 @@
 //! | `POST /pipelines/{name}/validate` (YAML or JSON) | 200 `{"valid": true}`, 400 as `PUT` |
 //! | `POST /pipelines/{name}/pause`, `/resume`, `/restart` | 202 |
 //! | `GET /backups`, `GET /backups/{index}` | the worker's backup locations, what one holds ([`crate::backups`]) |
+//! | `POST /restore/plan`, `POST /restore/progress` | a restore's plan (the dry run's), the records its targets hold ([`crate::restore`]) |
 //! | `GET /ui` | the console ([`crate::ui`]; its files need no token, its data calls do) |
 //! | `GET /workers` | members and what each runs |
 //! | `GET /healthz` | 200 while the worker runs (no token needed: probes) |
@@ -122,6 +123,7 @@ pub fn router(shared: AppState) -> Router {
         .route("/workers", get(workers))
         .route("/metrics", get(metrics))
         .merge(crate::backups::routes())
+        .merge(crate::restore::routes())
         .route_layer(middleware::from_fn_with_state(
             shared.clone(),
             require_token,

@@ -57,7 +57,7 @@ async fn list_backups(State(shared): State<AppState>) -> Json<Vec<BackupLocation
 }
 
 /// A URI as people may see it: without its query.
-fn redacted(uri: &str) -> String {
+pub(crate) fn redacted(uri: &str) -> String {
     uri.split_once('?')
         .map_or(uri, |(base, _)| base)
         .to_string()

@@ -14,6 +14,7 @@
 //! | the tasks this worker runs | [`tasks`] |
 //! | the REST API | [`api`] |
 //! | backup locations in the API | [`backups`] |
+//! | restore plans for the console's wizard | [`restore`] |
 //! | the console (`/ui`) | [`ui`] |
 //! | pipeline files from a folder | [`dir`] |
 //!
@@ -28,6 +29,7 @@ pub mod config;
 pub mod dir;
 pub mod fence;
 pub mod member;
+pub mod restore;
 pub mod status;
 pub mod store;
 pub mod tasks;

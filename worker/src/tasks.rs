@@ -93,6 +93,9 @@ pub struct TaskStatus {
     pub error: Option<String>,
     /// When this status was written, milliseconds since the epoch.
     pub updated_ms: i64,
+    /// The last checkpoint this task wrote (none yet, or the pipeline keeps none).
+    #[serde(default)]
+    pub checkpoint: Option<ferry_core::LastCheckpoint>,
 }
 
 /// One partition of a task.
@@ -275,6 +278,7 @@ impl Tasks {
                     whole: t.desired.partitions.is_none(),
                     error: report.error,
                     updated_ms: crate::now_ms(),
+                    checkpoint: t.progress.last_checkpoint(),
                 }
             })
             .collect()
@@ -314,6 +318,7 @@ async fn run_task(
         let mut pipeline =
             registry.load_pipeline_scoped(&def.config, &source_name, Some(&scope))?;
         pipeline.delivery.shared_checkpoint = shared;
+        pipeline.delivery.progress = Some(scope.progress.clone());
         let stopped = async move {
             if stop.wait_for(|s| *s).await.is_err() {
                 std::future::pending::<()>().await;

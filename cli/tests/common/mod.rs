@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests that talk to the dev environment's Kafka.
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod worker;
+
 use ferry_kafka::{Client, ClientConfig, NewTopic};
 use ferry_testkit::{py_produce_to, KcatMsg, TestEnv};
 use std::collections::BTreeMap;

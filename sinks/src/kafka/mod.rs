@@ -572,4 +572,30 @@ impl Sink for KafkaSink {
         tracing::info!(records = self.produced, "kafka sink closed");
         Ok(())
     }
+
+    async fn plan_targets(
+        &mut self,
+        source_topics: Vec<TopicSettings>,
+        topics: &[String],
+    ) -> Result<Option<ferry_core::TargetReport>> {
+        self.note_source_topics(source_topics);
+        let targets = self.inspect_targets(topics).await?;
+        let refusals = self.refusals(&targets);
+        let allow_existing = self.allows_existing();
+        Ok(Some(ferry_core::TargetReport {
+            topics: targets
+                .iter()
+                .map(|t| ferry_core::TargetTopicState {
+                    topic: t.topic.clone(),
+                    exists: t.exists,
+                    partitions: t.partitions,
+                    records: t.records.clone(),
+                    total_records: t.total_records(),
+                    note: t.plan_note(allow_existing),
+                })
+                .collect(),
+            allow_existing,
+            refusals,
+        }))
+    }
 }

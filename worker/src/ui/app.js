@@ -8,6 +8,7 @@ const RATE_POINTS = 60;
 const SVG_NS = "http://www.w3.org/2000/svg";
 
 const $ = (id) => document.getElementById(id);
+const PAGES = ["pipelines", "backups", "restore"];
 
 /** Creates an element with attributes and children (strings become text). */
 function el(tag, attrs, ...children) {
@@ -57,7 +58,7 @@ let signedIn = false;
 
 function showLogin(message) {
   signedIn = false;
-  for (const id of ["pipelines", "backups"]) $(id).hidden = true;
+  for (const id of PAGES) $(id).hidden = true;
   $("login").hidden = false;
   $("login-error").textContent = message;
   $("logout").hidden = true;
@@ -83,7 +84,7 @@ function signOut() {
 
 /** Shows the page the URL's fragment names (#pipelines by default). */
 async function route() {
-  const page = location.hash === "#backups" ? "backups" : "pipelines";
+  const page = PAGES.find((p) => location.hash === "#" + p) || "pipelines";
   try {
     const w = await api("GET", "/workers");
     $("worker").textContent = "group " + w.group + " · " + w.this_worker;
@@ -94,14 +95,15 @@ async function route() {
   signedIn = true;
   $("login").hidden = true;
   $("logout").hidden = !sessionStorage.getItem(TOKEN_KEY);
-  for (const id of ["pipelines", "backups"]) {
+  for (const id of PAGES) {
     $(id).hidden = id !== page;
     const link = $("nav-" + id);
     if (id === page) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");
   }
   if (page === "pipelines") refreshPipelines();
-  else loadBackupList();
+  else if (page === "backups") loadBackupList();
+  else loadRestore();
 }
 
 // ------------------------------------------------------------------ pipelines
@@ -137,6 +139,7 @@ function addCard(name) {
       "aria-label": "records per second, last two minutes" }),
     rate: el("span", { class: "num", text: "– rec/s" }),
     table: el("tbody"),
+    checkpoint: el("p", { class: "muted checkpoint" }),
     error: el("p", { class: "error", role: "alert" }),
   };
   const path = "/pipelines/" + encodeURIComponent(name);
@@ -152,6 +155,7 @@ function addCard(name) {
         el("th", { class: "num", text: "partition" }), el("th", { class: "num", text: "offset" }),
         el("th", { class: "num", text: "lag" }), el("th", { text: "worker" }))),
       parts.table)),
+    parts.checkpoint,
     parts.error,
     el("div", { class: "actions" },
       action("Pause", "pause"), action("Resume", "resume"), action("Restart", "restart"),
@@ -204,7 +208,18 @@ function updateCard(name, status) {
   }
   if (rows.length === 0) rows.push(el("tr", {}, el("td", { colspan: "4", class: "muted", text: "no partitions reported" })));
   c.parts.table.replaceChildren(...rows);
+  c.parts.checkpoint.textContent = checkpointLine(status.tasks || []);
   recordRate(c, sum);
+}
+
+/** The latest checkpoint the pipeline's tasks wrote: when, and the offsets it holds. */
+function checkpointLine(tasks) {
+  const cps = tasks.map((t) => t.checkpoint).filter(Boolean);
+  if (!cps.length) return "Last checkpoint: none written yet";
+  const last = cps.reduce((a, b) => (a.at_ms >= b.at_ms ? a : b));
+  const ago = Math.max(0, Math.round((Date.now() - last.at_ms) / 1000));
+  return "Last checkpoint: " + time(last.at_ms) + " (" + ago + " s ago), offsets of " + last.partitions +
+    " partitions, summing " + last.offsets_sum + (cps.length > 1 ? "; the latest of " + cps.length + " tasks" : "");
 }
 
 /** Records/s from successive polls of the offsets' sum, drawn as a line. */
@@ -484,6 +499,365 @@ function topicView(t) {
       el("dl", { class: "meta" }, ...configs.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: v })]))));
 }
 
+// ------------------------------------------------------------------ the restore wizard
+
+/** The wizard's state: the backup's summary, the latest plan, the preview and follow runs. */
+const wizard = { summary: null, plan: null, previewSeq: 0, timer: null, followSeq: 0, lo: 0, hi: 0 };
+const PREVIEW_MS = 350;
+
+async function loadRestore() {
+  try {
+    const list = await api("GET", "/backups");
+    $("restore-error").textContent = "";
+    $("restore-empty").hidden = list.length > 0;
+    $("restore-form").hidden = list.length === 0;
+    const select = $("restore-backup");
+    const chosen = select.value;
+    select.replaceChildren(...list.map((b) => el("option", { value: String(b.index), text: b.uri })));
+    if (chosen && list.some((b) => String(b.index) === chosen)) select.value = chosen;
+    if (list.length && (!wizard.summary || wizard.summaryIndex !== select.value)) await chooseBackup();
+  } catch (e) {
+    if (!(e instanceof Unauthorized)) $("restore-error").textContent = "Cannot list backups: " + e.message;
+  }
+}
+
+/** Reads the chosen backup: its topics become the list to tick and rename. */
+async function chooseBackup() {
+  const index = $("restore-backup").value;
+  wizard.summary = null;
+  wizard.plan = null;
+  $("restore-result").hidden = true;
+  $("restore-topics").replaceChildren(el("p", { class: "muted", text: "Reading the backup…" }));
+  $("restore-kept").tBodies[0].replaceChildren();
+  try {
+    const s = await api("GET", "/backups/" + encodeURIComponent(index));
+    if ($("restore-backup").value !== index) return;
+    wizard.summary = s;
+    wizard.summaryIndex = index;
+    const records = s.topics.reduce((n, t) => n + t.partitions.reduce((m, p) => m + p.records, 0), 0);
+    $("restore-backup-info").textContent = s.topics.length + " topics, " + records + " records; created " +
+      time(s.created_at_ms) + " by " + s.created_by + ".";
+    $("restore-topics").replaceChildren(...s.topics.map((t, i) => {
+      const id = "restore-topic-" + i;
+      const n = t.partitions.reduce((m, p) => m + p.records, 0);
+      return el("div", { class: "topic-choice", "data-topic": t.topic },
+        el("input", { type: "checkbox", id, checked: "", "data-topic": t.topic, onchange: choicesChanged }),
+        el("label", { for: id, class: "inline" }, el("strong", { text: t.topic }),
+          el("span", { class: "muted", text: " " + t.partitions.length + " partitions, " + n + " records" })),
+        el("label", { for: id + "-as", class: "inline muted", text: "restore as" }),
+        el("input", { id: id + "-as", class: "rename", "data-topic": t.topic, placeholder: t.topic,
+          spellcheck: "false", autocomplete: "off", oninput: choicesChanged }));
+    }));
+    if (!s.topics.length) $("restore-topics").replaceChildren(el("p", { class: "muted", text: "This backup holds no topics yet." }));
+    setSliderRange();
+    schedulePreview();
+  } catch (e) {
+    if (!(e instanceof Unauthorized)) $("restore-topics").replaceChildren(el("p", { class: "error", text: e.message }));
+  }
+}
+
+function chosenTopics() {
+  return [...document.querySelectorAll("#restore-topics input[type=checkbox]")]
+    .filter((c) => c.checked).map((c) => c.dataset.topic);
+}
+
+/** `{old: new}` for the ticked topics given a new name. */
+function chosenRenames() {
+  const chosen = chosenTopics();
+  const out = {};
+  for (const i of document.querySelectorAll("#restore-topics input.rename")) {
+    const v = i.value.trim();
+    if (v && v !== i.dataset.topic && chosen.includes(i.dataset.topic)) out[i.dataset.topic] = v;
+  }
+  return out;
+}
+
+/** The chosen topics' partitions in the backup's summary. */
+function chosenPartitions() {
+  const chosen = chosenTopics();
+  return (wizard.summary ? wizard.summary.topics : []).filter((t) => chosen.includes(t.topic))
+    .flatMap((t) => t.partitions.map((p) => ({ topic: t.topic, ...p })));
+}
+
+/** The slider spans the chosen topics' records, from the oldest timestamp to the newest. */
+function setSliderRange() {
+  const parts = chosenPartitions().filter((p) => p.min_timestamp != null);
+  wizard.lo = parts.length ? Math.min(...parts.map((p) => p.min_timestamp)) : 0;
+  wizard.hi = parts.length ? Math.max(...parts.map((p) => p.max_timestamp)) : 0;
+  $("restore-slider-min").textContent = parts.length ? iso(wizard.lo) : "";
+  $("restore-slider-max").textContent = parts.length ? iso(wizard.hi) : "";
+  $("restore-slider").setAttribute("aria-valuetext", $("restore-until").value || "the newest record");
+}
+
+function iso(ms) {
+  return new Date(ms).toISOString();
+}
+
+function sliderTime() {
+  const v = Number($("restore-slider").value);
+  return Math.round(wizard.lo + (wizard.hi - wizard.lo) * v / 1000);
+}
+
+function onSlider() {
+  $("restore-until").value = iso(sliderTime());
+  $("restore-slider").setAttribute("aria-valuetext", $("restore-until").value);
+  schedulePreview();
+}
+
+function onUntilTyped() {
+  const ms = Date.parse($("restore-until").value.trim());
+  if (!Number.isNaN(ms) && wizard.hi > wizard.lo) {
+    const v = Math.round((ms - wizard.lo) * 1000 / (wizard.hi - wizard.lo));
+    $("restore-slider").value = String(Math.max(0, Math.min(1000, v)));
+    $("restore-slider").setAttribute("aria-valuetext", $("restore-until").value);
+  }
+  schedulePreview();
+}
+
+function onPitToggled() {
+  const on = $("restore-pit").checked;
+  $("restore-pit-controls").hidden = !on;
+  if (on && !$("restore-until").value) {
+    $("restore-slider").value = "1000";
+    $("restore-until").value = iso(wizard.hi);
+  }
+  schedulePreview();
+}
+
+function choicesChanged() {
+  wizard.plan = null;
+  $("restore-result").hidden = true;
+  setSliderRange();
+  schedulePreview();
+}
+
+/** `a=b, c=d` → {a: b, c: d}; a malformed pair is an error naming the field. */
+function pairs(text, field) {
+  const out = {};
+  for (const part of text.split(",").map((x) => x.trim()).filter(Boolean)) {
+    const [a, b, ...rest] = part.split("=").map((x) => x.trim());
+    if (!a || !b || rest.length) throw new Error(field + ": “" + part + "” is not OLD=NEW");
+    out[a] = b;
+  }
+  return out;
+}
+
+/** The API request the choices make (throws with a message naming a wrong field). */
+function restoreRequest() {
+  const topics = chosenTopics();
+  if (!topics.length) throw new Error("Tick at least one topic to restore.");
+  const r = {
+    backup: Number($("restore-backup").value),
+    topics,
+    renames: chosenRenames(),
+    partitioning: $("restore-partitioning").value,
+    groups: $("restore-groups").checked,
+    group_renames: pairs($("restore-group-renames").value, "Group renames"),
+    allow_existing: $("restore-allow-existing").checked,
+  };
+  const moves = pairs($("restore-partition-map").value, "Partition map");
+  for (const [from, to] of Object.entries(moves)) {
+    if (!/^\d+$/.test(from) || !/^\d+$/.test(to)) throw new Error("Partition map: “" + from + "=" + to + "” is not FROM=TO with partition numbers");
+    r.partition_map = r.partition_map || {};
+    r.partition_map[from] = Number(to);
+  }
+  if ($("restore-pit").checked) {
+    const u = $("restore-until").value.trim();
+    if (!u) throw new Error("Point in time: give a time, or untick it.");
+    r.until = u;
+  }
+  const brokers = $("restore-target").value.split(",").map((b) => b.trim()).filter(Boolean);
+  if (brokers.length) {
+    if (!brokers.every((b) => /^[^\s:]+:\d+$/.test(b))) throw new Error("Target brokers: host:port, comma-separated.");
+    r.target = { brokers };
+  }
+  const name = $("restore-name").value.trim();
+  if (name) {
+    if (!/^[A-Za-z0-9._-]+$/.test(name)) throw new Error("Pipeline name: letters, digits, “.”, “_” and “-”.");
+    r.name = name;
+  }
+  return r;
+}
+
+function schedulePreview() {
+  clearTimeout(wizard.timer);
+  wizard.timer = setTimeout(preview, PREVIEW_MS);
+}
+
+/** Plans with the current choices and shows how many records each partition keeps. */
+async function preview() {
+  const status = $("restore-kept-status");
+  const body = $("restore-kept").tBodies[0];
+  let request;
+  try {
+    request = restoreRequest();
+  } catch (e) {
+    status.textContent = e.message;
+    body.replaceChildren();
+    return;
+  }
+  const seq = ++wizard.previewSeq;
+  status.textContent = "Counting the records kept…";
+  try {
+    const plan = await api("POST", "/restore/plan", JSON.stringify(request), "application/json");
+    if (seq !== wizard.previewSeq) return;
+    const target = Object.fromEntries(plan.topics.map((t) => [t.topic, t.target]));
+    const rows = chosenPartitions().map((p) => {
+      const row = plan.partitions.find((x) => x.topic === target[p.topic] && x.partition === p.partition);
+      return el("tr", { "data-topic": p.topic, "data-partition": String(p.partition) },
+        el("td", { text: p.topic }), el("td", { class: "num", text: p.partition }),
+        el("td", { class: "num kept", text: row ? row.records : 0 }),
+        el("td", { class: "num", text: p.records }),
+        el("td", { text: row && row.max_timestamp != null ? iso(row.max_timestamp) : "–" }));
+    });
+    body.replaceChildren(...rows);
+    const kept = plan.total_records;
+    const all = chosenPartitions().reduce((n, p) => n + p.records, 0);
+    status.textContent = (request.until ? "Until " + request.until + ": " : "Everything: ") +
+      kept + " of " + all + " records kept.";
+  } catch (e) {
+    if (e instanceof Unauthorized || seq !== wizard.previewSeq) return;
+    status.textContent = "Cannot count: " + e.message;
+    body.replaceChildren();
+  }
+}
+
+/** The plan: what the dry run prints, before anything runs. */
+async function planRestore(event) {
+  event.preventDefault();
+  $("restore-error").textContent = "";
+  let request;
+  try {
+    request = restoreRequest();
+  } catch (e) {
+    $("restore-error").textContent = e.message;
+    return;
+  }
+  $("restore-plan").disabled = true;
+  $("restore-plan").textContent = "Planning…";
+  try {
+    const plan = await api("POST", "/restore/plan", JSON.stringify(request), "application/json");
+    plan.target = request.target;
+    showPlan(plan);
+  } catch (e) {
+    if (!(e instanceof Unauthorized)) $("restore-error").textContent = "Cannot plan: " + e.message;
+  } finally {
+    $("restore-plan").disabled = false;
+    $("restore-plan").textContent = "Plan the restore (dry run)";
+  }
+}
+
+function showPlan(plan) {
+  wizard.plan = plan;
+  wizard.followSeq++;
+  $("restore-result").hidden = false;
+  $("restore-progress-panel").hidden = true;
+  $("restore-result-title").textContent = "Plan: " + plan.name + " (dry run: nothing was written)";
+  $("restore-summary").textContent = plan.total_records + " record(s) in " + plan.partitions.length +
+    " partition(s) would be restored" + (plan.until_ms != null ? ", up to " + iso(plan.until_ms) : "") + ".";
+  const refusals = plan.targets.refusals;
+  $("restore-refusals").replaceChildren(...refusals.map((r) => el("li", { text: r })));
+  $("restore-targets").tBodies[0].replaceChildren(...plan.targets.topics.map((t) => el("tr", { "data-topic": t.topic },
+    el("td", { text: t.topic }), el("td", { text: t.exists ? "yes" : "no" }),
+    el("td", { class: "num", text: t.exists ? t.partitions : "–" }),
+    el("td", { class: "num", text: t.exists ? t.total_records : "–" }),
+    el("td", { class: /REFUSED/.test(t.note) ? "error" : "", text: t.note }))));
+  $("restore-partitions").tBodies[0].replaceChildren(...plan.partitions.map((p) => el("tr",
+    { "data-topic": p.topic, "data-partition": String(p.partition) },
+    el("td", { text: p.topic }), el("td", { class: "num", text: p.partition }),
+    el("td", { class: "num records", text: p.records }),
+    el("td", { class: "num", text: p.first_offset != null ? p.first_offset + "..=" + p.last_offset : "–" }),
+    el("td", { text: p.min_timestamp != null ? iso(p.min_timestamp) : "–" }),
+    el("td", { text: p.max_timestamp != null ? iso(p.max_timestamp) : "–" }))));
+  const groups = plan.groups.map((g) => el("li", { text: g.group + (g.target !== g.group ? " → " + g.target : "") +
+    " (" + g.partitions + " partitions): " + (g.restored ? "offsets committed, translated" : "not restored (tick “Restore consumer-group offsets”)") }));
+  $("restore-groups-plan").replaceChildren(groups.length
+    ? el("div", {}, el("h4", { text: "Consumer groups" }), el("ul", {}, ...groups))
+    : el("p", { class: "muted", text: "The backup holds no consumer-group offsets for these topics." }));
+  $("restore-pipeline").textContent = JSON.stringify(plan.pipeline, null, 2);
+  const run = $("restore-run");
+  run.disabled = refusals.length > 0 || plan.total_records === 0;
+  run.title = refusals.length ? "The restore would be refused: see above" : plan.total_records === 0 ? "Nothing to restore" : "";
+  $("restore-result-title").focus();
+}
+
+/** Submits the plan's pipeline through the pipeline API, then follows it. */
+async function runRestore() {
+  const plan = wizard.plan;
+  if (!plan) return;
+  $("restore-run").disabled = true;
+  $("restore-progress-panel").hidden = false;
+  $("restore-progress-text").textContent = "Submitting pipeline " + plan.name + "…";
+  try {
+    await api("PUT", "/pipelines/" + encodeURIComponent(plan.name), JSON.stringify(plan.pipeline, null, 2), "application/json");
+  } catch (e) {
+    if (!(e instanceof Unauthorized)) $("restore-progress-text").textContent = "Not started: " + e.message;
+    $("restore-run").disabled = false;
+    return;
+  }
+  followRestore(plan);
+}
+
+/** Polls the pipeline's state and the target topics: records written against the plan, ETA. */
+async function followRestore(plan) {
+  const seq = ++wizard.followSeq;
+  const bar = $("restore-progress");
+  const text = $("restore-progress-text");
+  const topics = plan.targets.topics.map((t) => t.topic);
+  const target = plan.target ? { target: plan.target } : {};
+  const baseline = plan.targets.topics.reduce((n, t) => n + (t.exists ? t.total_records : 0), 0);
+  const planned = plan.total_records;
+  const samples = [];
+  bar.max = Math.max(1, planned);
+  while (seq === wizard.followSeq) {
+    try {
+      const status = await api("GET", "/pipelines/" + encodeURIComponent(plan.name) + "/status");
+      const counts = await api("POST", "/restore/progress", JSON.stringify({ topics, ...target }), "application/json");
+      if (seq !== wizard.followSeq) return;
+      const now = topics.reduce((n, t) => n + (counts[t] ? counts[t].records : 0), 0);
+      const written = Math.max(0, Math.min(planned, now - baseline));
+      samples.push({ t: performance.now(), written });
+      if (samples.length > 20) samples.shift();
+      const first = samples[0];
+      const rate = samples.length > 1 ? (written - first.written) * 1000 / (performance.now() - first.t) : 0;
+      bar.value = written;
+      const pct = planned ? Math.floor(written * 100 / planned) : 100;
+      let line = status.state + ": " + written + " of " + planned + " records written (" + pct + "%)";
+      if (status.state === "FINISHED") {
+        text.textContent = "Finished: " + written + " of " + planned + " records written to " + topics.join(", ") + ".";
+        text.className = written >= planned ? "ok" : "error";
+        return;
+      }
+      if (status.state === "FAILED") {
+        text.textContent = "FAILED after " + written + " of " + planned + " records: " + (status.error || "see the pipeline's card");
+        text.className = "error";
+        return;
+      }
+      if (rate > 0) line += ", " + formatRate(rate) + " rec/s, about " + duration((planned - written) / rate) + " left";
+      else if (written < planned) line += ", ETA once records arrive";
+      text.textContent = line + ".";
+      text.className = "";
+    } catch (e) {
+      if (e instanceof Unauthorized) return;
+      text.textContent = "Cannot follow the restore: " + e.message;
+    }
+    await new Promise((done) => setTimeout(done, 1000));
+  }
+}
+
+function duration(seconds) {
+  const s = Math.max(1, Math.round(seconds));
+  if (s < 60) return s + " s";
+  if (s < 3600) return Math.floor(s / 60) + " min " + (s % 60) + " s";
+  return Math.floor(s / 3600) + " h " + Math.floor((s % 3600) / 60) + " min";
+}
+
+function editChoices() {
+  wizard.followSeq++;
+  $("restore-result").hidden = true;
+  $("restore-backup").focus();
+}
+
 // ------------------------------------------------------------------ start
 
 document.addEventListener("DOMContentLoaded", () => {
@@ -497,6 +871,15 @@ document.addEventListener("DOMContentLoaded", () => {
   $("editor-text").addEventListener("scroll", () => { $("editor-gutter").scrollTop = $("editor-text").scrollTop; });
   $("backup-select").addEventListener("change", showBackup);
   $("backup-refresh").addEventListener("click", showBackup);
+  $("restore-backup").addEventListener("change", chooseBackup);
+  $("restore-pit").addEventListener("change", onPitToggled);
+  $("restore-slider").addEventListener("input", onSlider);
+  $("restore-until").addEventListener("input", onUntilTyped);
+  for (const id of ["restore-partitioning", "restore-groups", "restore-allow-existing"]) $(id).addEventListener("change", choicesChanged);
+  for (const id of ["restore-partition-map", "restore-group-renames", "restore-name", "restore-target"]) $(id).addEventListener("input", choicesChanged);
+  $("restore-form").addEventListener("submit", planRestore);
+  $("restore-run").addEventListener("click", runRestore);
+  $("restore-edit").addEventListener("click", editChoices);
   window.addEventListener("hashchange", route);
   route();
   setInterval(refreshPipelines, POLL_MS);
