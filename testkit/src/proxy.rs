@@ -1,5 +1,7 @@
 //! A fault proxy: a small TCP proxy on loopback that passes bytes through, or, on command,
-//! stalls them, slows them to a bandwidth, refuses new connections, or cuts the live ones.
+//! stalls them, slows them to a bandwidth, refuses new connections, answers new HTTP
+//! connections `503 Service Unavailable` (an object store having a bad moment), or cuts the
+//! live ones.
 //!
 //! Kafka clients learn broker addresses from metadata, so one proxy in front of a bootstrap
 //! address is not enough: every broker needs its own proxy and must advertise the proxy's
@@ -30,6 +32,10 @@ pub enum Fault {
     /// New connections are accepted and closed at once (the peer looks down); live ones
     /// keep their state.
     Refuse,
+    /// New connections get, once their first request's head has arrived, an HTTP `503 Service
+    /// Unavailable` with `Connection: close` (an object store shedding load); live ones pass.
+    /// [`FaultProxy::cut`] first so that clients holding connections open new ones.
+    Http503,
 }
 
 struct Shared {
@@ -137,9 +143,18 @@ fn accept_loop(listener: TcpListener, upstream: SocketAddr, shared: Arc<Shared>)
             Err(_) => continue,
         };
         shared.accepted.fetch_add(1, Ordering::SeqCst);
-        if *lock(&shared.fault) == Fault::Refuse {
-            let _ = client.shutdown(Shutdown::Both);
-            continue;
+        match *lock(&shared.fault) {
+            Fault::Refuse => {
+                let _ = client.shutdown(Shutdown::Both);
+                continue;
+            }
+            Fault::Http503 => {
+                let _ = thread::Builder::new()
+                    .name("fault-proxy-503".into())
+                    .spawn(move || answer_503(client));
+                continue;
+            }
+            _ => {}
         }
         let _ = client.set_nonblocking(false);
         let Ok(server) = TcpStream::connect_timeout(&upstream, Duration::from_secs(5)) else {
@@ -168,6 +183,28 @@ fn accept_loop(listener: TcpListener, upstream: SocketAddr, shared: Arc<Shared>)
     }
 }
 
+/// Reads a request head (up to its blank line, 64 KiB or 2 s) and answers 503.
+fn answer_503(mut client: TcpStream) {
+    let _ = client.set_nonblocking(false);
+    let _ = client.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    while head.len() < 64 * 1024 && !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match client.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    let body = "SlowDown: the fault proxy answers 503";
+    let _ = write!(
+        client,
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = client.flush();
+    let _ = client.shutdown(Shutdown::Both);
+}
+
 /// Moves bytes from `from` to `to` under the current fault until either side closes.
 fn pump(mut from: TcpStream, mut to: TcpStream, shared: Arc<Shared>) {
     let mut buf = vec![0u8; 16 * 1024];
@@ -189,7 +226,7 @@ fn pump(mut from: TcpStream, mut to: TcpStream, shared: Arc<Shared>) {
                 }
                 // About 20 slices a second at the asked rate.
                 Fault::Slow(bps) => (bps / 20).max(1) as usize,
-                Fault::Pass | Fault::Refuse => chunk.len(),
+                Fault::Pass | Fault::Refuse | Fault::Http503 => chunk.len(),
             };
             let step = step.min(chunk.len());
             if to.write_all(&chunk[..step]).is_err() {
@@ -287,5 +324,13 @@ mod tests {
         assert!(r.is_err(), "{r:?}");
         assert!(proxy.accepted() >= 2);
         assert!(proxy.forwarded() >= 2 * 1_012);
+
+        proxy.set(Fault::Http503);
+        let mut http = TcpStream::connect(proxy.addr()).unwrap();
+        http.write_all(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n")
+            .unwrap();
+        let mut answer = String::new();
+        http.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 503 "), "{answer}");
     }
 }

@@ -1,0 +1,141 @@
+//! Object-store faults during a backup, against the dev moto S3 server behind the test kit's
+//! fault proxy: connections cut mid-request, `503 Service Unavailable` answers, and the
+//! server unreachable for seconds (as during a restart). The backup rides them out (opendal's
+//! retries) and is exact: `ferry verify` passes and the restore equals the topic.
+
+mod common;
+
+use common::{create_topic, ferry_success};
+use ferry_testkit::proxy::{Fault, FaultProxy};
+use ferry_testkit::{dump_topic, py_produce_to, unique, DumpedRecord, KcatMsg};
+use std::net::ToSocketAddrs;
+use std::time::{Duration, Instant};
+
+fn sorted(mut v: Vec<DumpedRecord>) -> Vec<DumpedRecord> {
+    v.sort_by_key(|r| (r.partition, r.offset));
+    v
+}
+
+#[test]
+fn s3_errors_cut_connections_and_a_restart_during_a_backup_leave_it_exact() {
+    let Some(env) = ferry_testkit::env_or_skip() else {
+        return;
+    };
+    let topic = unique("s3-faults");
+    create_topic(&env, &topic, 3, &[("retention.ms", "-1")]);
+    let value = vec![b's'; 4000];
+    for p in 0..3 {
+        let msgs: Vec<KcatMsg> = (0..2500)
+            .map(|i: i64| KcatMsg::new(Some(format!("{p}-{i}").as_bytes()), Some(&value)))
+            .collect();
+        py_produce_to(&env, &env.kafka, &topic, Some(p), &msgs, "none", false);
+    }
+    let source = sorted(dump_topic(&env, &env.kafka, &topic));
+    assert_eq!(source.len(), 7500);
+
+    let endpoint = env.s3_endpoint.trim_start_matches("http://");
+    let upstream = endpoint
+        .to_socket_addrs()
+        .expect("S3 endpoint address")
+        .next()
+        .expect("an address");
+    let proxy = FaultProxy::start(0, upstream).expect("proxy");
+    let prefix = unique("faults");
+    let via_proxy = format!(
+        "s3://{}/{prefix}?endpoint=http://{}&region={}",
+        env.s3_bucket,
+        proxy.addr(),
+        env.aws_region
+    );
+    let direct = format!(
+        "s3://{}/{prefix}?endpoint={}&region={}",
+        env.s3_bucket, env.s3_endpoint, env.aws_region
+    );
+    // Small segments and multipart chunks: many requests for the faults to hit.
+    let yaml = format!(
+        "name: s3-faults\nsource: {{ type: kafka, brokers: [\"{}\"], topics: [\"{topic}\"], stop: high_watermark, partition_max_bytes: 256KiB }}\nsink: {{ type: storage, uri: \"{via_proxy}\", roll: {{ max_bytes: 1MiB }}, chunk_size: 5MiB }}\n",
+        env.kafka
+    );
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("faults.yaml");
+    std::fs::write(&file, yaml).expect("write");
+    let log = dir.path().join("ferry.log");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["run", file.to_str().expect("path")])
+        .env("FERRY_LOG", "info")
+        .envs(env.aws_vars().iter().copied())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("ferry runs");
+    let wait_forwarded = |bytes: u64| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while proxy.forwarded() < bytes {
+            assert!(
+                Instant::now() < deadline,
+                "the backup wrote nothing through the proxy"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    // 1. Live connections cut mid-request, three times.
+    for n in 1..=3u64 {
+        wait_forwarded(n * 2_000_000);
+        proxy.cut();
+    }
+    // 2. The server sheds load: every new connection answered 503 for a moment.
+    wait_forwarded(8_000_000);
+    proxy.set(Fault::Http503);
+    proxy.cut();
+    std::thread::sleep(Duration::from_millis(700));
+    proxy.set(Fault::Pass);
+    // 3. A restart: nothing answers for 3 s.
+    wait_forwarded(12_000_000);
+    proxy.set(Fault::Refuse);
+    proxy.cut();
+    std::thread::sleep(Duration::from_secs(3));
+    proxy.set(Fault::Pass);
+
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the backup did not finish within 180 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        status.success(),
+        "the backup failed under storage faults:\n{text}"
+    );
+    assert!(
+        proxy.forwarded() > 30_000_000,
+        "the backup went through the proxy"
+    );
+
+    let vars = env.aws_vars();
+    let (v, _) = ferry_success(&["verify", &direct], &vars);
+    assert!(v.contains("all good"), "{v}");
+    let target = format!("{topic}-restored");
+    ferry_success(
+        &[
+            "restore",
+            "--from",
+            &direct,
+            "--brokers",
+            &env.kafka,
+            "--topic",
+            &topic,
+            "--rename",
+            &format!("{topic}={target}"),
+        ],
+        &vars,
+    );
+    let restored = sorted(dump_topic(&env, &env.kafka, &target));
+    assert_eq!(restored.len(), source.len(), "every record once");
+    assert!(restored == source, "the restore equals the topic");
+}
