@@ -163,7 +163,7 @@ pub async fn main(args: RestoreArgs) -> Result<()> {
     let p = load(&crate::registry(), &pipeline, "ferry restore")?;
     if args.dry_run {
         let (p, probe) = plan::probe(p);
-        crate::run::run_pipelines(vec![p]).await?;
+        crate::run::run_pipelines(vec![crate::run::Job::once(p)]).await?;
         let plan = probe.finish(&request, &resolved, pipeline).await?;
         print_plan(&plan);
         let refusals = &plan.targets.refusals;
@@ -172,7 +172,7 @@ pub async fn main(args: RestoreArgs) -> Result<()> {
         }
         return Ok(());
     }
-    crate::run::run_pipelines(vec![p]).await
+    crate::run::run_pipelines(vec![crate::run::Job::once(p)]).await
 }
 
 fn print_plan(plan: &RestorePlan) {

@@ -4,6 +4,8 @@ use anyhow::{bail, Context};
 use ferry_core::{Pipeline, RunSummary};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -20,24 +22,115 @@ pub struct Args {
     pub files: Vec<PathBuf>,
 }
 
+/// A pipeline to run, and how to build it again when it is a service that must outlive a
+/// storage outage.
+pub struct Job {
+    pipeline: Pipeline,
+    /// Builds the same pipeline anew (from its text); `None`: run once.
+    rebuild: Option<Rebuild>,
+}
+
+/// Builds a pipeline again from its definition.
+type Rebuild = Arc<dyn Fn() -> ferry_core::Result<Pipeline> + Send + Sync>;
+
+impl Job {
+    /// A pipeline that runs once: a failure ends it.
+    pub fn once(pipeline: Pipeline) -> Job {
+        Job {
+            pipeline,
+            rebuild: None,
+        }
+    }
+
+    /// A pipeline from a YAML text: when its source is continuous and its storage fails
+    /// (an outage longer than the storage's own retries), it is built again from the text
+    /// and restarts from its last durable point after a backoff, instead of failing.
+    pub fn from_text(text: String, origin: String) -> ferry_core::Result<Job> {
+        let reg = Arc::new(crate::registry());
+        let pipeline = reg.load_pipeline(&text, &origin)?;
+        let rebuild: Rebuild = Arc::new(move || reg.load_pipeline(&text, &origin));
+        Ok(Job {
+            pipeline,
+            rebuild: Some(rebuild),
+        })
+    }
+}
+
 /// Loads every file into a pipeline (no pipeline starts if one file is wrong).
-pub fn load(files: &[PathBuf]) -> anyhow::Result<Vec<Pipeline>> {
-    let reg = crate::registry();
+pub fn load(files: &[PathBuf]) -> anyhow::Result<Vec<Job>> {
     let mut names = BTreeSet::new();
     let mut out = Vec::new();
     for f in files {
         let name = f.display().to_string();
         let text = std::fs::read_to_string(f).with_context(|| format!("cannot read {name}"))?;
-        let p = reg.load_pipeline(&text, &name)?;
-        if !names.insert(p.name.clone()) {
+        let job = Job::from_text(text, name.clone())?;
+        if !names.insert(job.pipeline.name.clone()) {
             bail!(
                 "{name}: pipeline name '{}' is used by another file: names must differ (they name the checkpoints)",
-                p.name
+                job.pipeline.name
             );
         }
-        out.push(p);
+        out.push(job);
     }
     Ok(out)
+}
+
+/// First wait before a continuous pipeline restarts after a storage outage; it doubles up
+/// to [`RESTART_BACKOFF_MAX`].
+const RESTART_BACKOFF_MIN: Duration = Duration::from_secs(1);
+/// Longest wait between restarts (so an outage is reported about once a minute).
+const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(60);
+
+/// Runs a job until it finishes or `stop` is set; a continuous pipeline whose storage
+/// failed is built again and restarted (the kill -9 path: it resumes exactly from what its
+/// storage holds), with a capped backoff, for as long as the storage stays away.
+async fn run_job(job: Job, stop: watch::Receiver<bool>) -> ferry_core::Result<RunSummary> {
+    let Job {
+        mut pipeline,
+        rebuild,
+    } = job;
+    let name = pipeline.name.clone();
+    let mut backoff = RESTART_BACKOFF_MIN;
+    loop {
+        let continuous = pipeline.source.continuous();
+        let mut rx = stop.clone();
+        let stopped = async move {
+            // The sender lives until every pipeline is done; if it were gone, never stop.
+            if rx.wait_for(|s| *s).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        let started = std::time::Instant::now();
+        let result = ferry_core::run(pipeline, stopped).await;
+        let e = match result {
+            Err(e) if continuous && e.kind() == ferry_core::ErrorKind::Storage => e,
+            other => return other,
+        };
+        let Some(rebuild) = &rebuild else {
+            return Err(e);
+        };
+        if *stop.borrow() {
+            return Err(e);
+        }
+        if started.elapsed() > RESTART_BACKOFF_MAX * 2 {
+            // It ran a good while: a new outage starts the backoff again.
+            backoff = RESTART_BACKOFF_MIN;
+        }
+        tracing::warn!(
+            pipeline = %name,
+            error = %ferry_core::error_chain(&e),
+            retry_in_s = backoff.as_secs(),
+            "storage unavailable: the continuous pipeline stopped and restarts from its last durable point once the wait is over"
+        );
+        metrics::counter!("ferry_pipeline_restarts_total", "pipeline" => name.clone()).increment(1);
+        let mut rx = stop.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = rx.wait_for(|s| *s) => return Err(e),
+        }
+        backoff = (backoff * 2).min(RESTART_BACKOFF_MAX);
+        pipeline = rebuild()?;
+    }
 }
 
 /// Runs the pipelines of `args`.
@@ -48,7 +141,7 @@ pub async fn main(args: Args) -> anyhow::Result<()> {
 
 /// Runs pipelines concurrently until they finish or a signal arrives (a second signal exits
 /// at once); one failure stops the others gracefully.
-pub async fn run_pipelines(pipelines: Vec<Pipeline>) -> anyhow::Result<()> {
+pub async fn run_pipelines(jobs: Vec<Job>) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let progress = crate::progress::start();
 
@@ -56,18 +149,10 @@ pub async fn run_pipelines(pipelines: Vec<Pipeline>) -> anyhow::Result<()> {
     let signals = tokio::spawn(watch_signals(stop_tx.clone()));
 
     let mut set: JoinSet<(String, ferry_core::Result<RunSummary>)> = JoinSet::new();
-    for p in pipelines {
-        let mut rx = stop_rx.clone();
-        let name = p.name.clone();
-        set.spawn(async move {
-            let stop = async move {
-                // The sender lives until every pipeline is done; if it were gone, never stop.
-                if rx.wait_for(|s| *s).await.is_err() {
-                    std::future::pending::<()>().await;
-                }
-            };
-            (name, ferry_core::run(p, stop).await)
-        });
+    for job in jobs {
+        let rx = stop_rx.clone();
+        let name = job.pipeline.name.clone();
+        set.spawn(async move { (name, run_job(job, rx).await) });
     }
 
     let mut failed: Vec<(String, ferry_core::Error)> = Vec::new();

@@ -232,6 +232,14 @@ pub fn load(registry: &Registry, pipeline: &Value, origin: &str) -> Result<ferry
         .with_context(|| format!("building the pipeline of {origin}"))
 }
 
+/// A generated pipeline as a job that a storage outage does not end when it is continuous
+/// (see [`crate::run::Job::from_text`]).
+pub fn job(pipeline: &Value, origin: &str) -> Result<crate::run::Job> {
+    let text = serde_json::to_string_pretty(pipeline)?;
+    crate::run::Job::from_text(text, origin.to_string())
+        .with_context(|| format!("building the pipeline of {origin}"))
+}
+
 /// A generated pipeline as YAML, passwords replaced by a reference to
 /// `FERRY_SASL_PASSWORD` (so the printed pipeline can be saved and run as it is).
 pub fn pipeline_yaml(pipeline: &Value) -> Result<String> {
@@ -261,8 +269,8 @@ pub async fn backup(args: BackupArgs) -> Result<()> {
     }
     // Before the pipeline is built: building the storage sink may create its folder.
     check_topics_exist(&args).await?;
-    let p = load(&crate::registry(), &pipeline, "ferry backup")?;
-    crate::run::run_pipelines(vec![p]).await
+    let job = job(&pipeline, "ferry backup")?;
+    crate::run::run_pipelines(vec![job]).await
 }
 
 /// Connects to the cluster of `brokers` with the security flags.

@@ -139,3 +139,135 @@ fn s3_errors_cut_connections_and_a_restart_during_a_backup_leave_it_exact() {
     assert_eq!(restored.len(), source.len(), "every record once");
     assert!(restored == source, "the restore equals the topic");
 }
+
+/// Records `ferry ls --json` counts in a backup.
+fn backed_up(uri: &str, vars: &[(&str, &str)]) -> u64 {
+    let out = common::ferry_output(&["ls", uri, "--json"], vars);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    v["topics"]
+        .as_array()
+        .map(|ts| {
+            ts.iter()
+                .flat_map(|t| t["partitions"].as_array().cloned().unwrap_or_default())
+                .map(|p| p["records"].as_u64().unwrap_or(0))
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_continuous_backup_outlives_a_storage_outage_longer_than_its_retries() {
+    let Some(env) = ferry_testkit::env_or_skip() else {
+        return;
+    };
+    let vars = env.aws_vars();
+    let topic = unique("s3-outage");
+    create_topic(&env, &topic, 2, &[("retention.ms", "-1")]);
+    let batch = |from: i64| -> Vec<KcatMsg> {
+        (from..from + 500)
+            .map(|i| {
+                KcatMsg::new(
+                    Some(format!("k{i}").as_bytes()),
+                    Some(format!("v{i}").as_bytes()),
+                )
+            })
+            .collect()
+    };
+    py_produce_to(&env, &env.kafka, &topic, None, &batch(0), "none", false);
+    let upstream = env
+        .s3_endpoint
+        .trim_start_matches("http://")
+        .to_socket_addrs()
+        .expect("S3 endpoint address")
+        .next()
+        .expect("an address");
+    let proxy = FaultProxy::start(0, upstream).expect("proxy");
+    let prefix = unique("outage");
+    // One retry per request: an outage of a few seconds outlasts the storage's own retries.
+    let via_proxy = format!(
+        "s3://{}/{prefix}?endpoint=http://{}&region={}&retries=1",
+        env.s3_bucket,
+        proxy.addr(),
+        env.aws_region
+    );
+    let direct = format!(
+        "s3://{}/{prefix}?endpoint={}&region={}",
+        env.s3_bucket, env.s3_endpoint, env.aws_region
+    );
+    let yaml = format!(
+        "name: s3-outage\nsource: {{ type: kafka, brokers: [\"{}\"], topics: [\"{topic}\"] }}\nsink: {{ type: storage, uri: \"{via_proxy}\", commit_interval: 1s }}\ndelivery: {{ checkpoint_interval: 1s }}\n",
+        env.kafka
+    );
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("outage.yaml");
+    std::fs::write(&file, yaml).expect("write");
+    let log = dir.path().join("ferry.log");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["run", file.to_str().expect("path")])
+        .env("FERRY_LOG", "info")
+        .envs(vars.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("ferry runs");
+    let wait_for = |want: u64, what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let n = backed_up(&direct, &vars);
+            if n == want {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: {n} of {want} records backed up after 90 s:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    wait_for(500, "before the outage");
+    // The storage goes away for 8 s while records keep arriving.
+    proxy.set(Fault::Refuse);
+    proxy.cut();
+    py_produce_to(&env, &env.kafka, &topic, None, &batch(500), "none", false);
+    std::thread::sleep(Duration::from_secs(8));
+    assert!(
+        child.try_wait().expect("wait").is_none(),
+        "the continuous backup exited during the outage"
+    );
+    proxy.set(Fault::Pass);
+    py_produce_to(&env, &env.kafka, &topic, None, &batch(1000), "none", false);
+    wait_for(1500, "after the outage");
+    // SIGTERM: a graceful stop.
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = child.wait().expect("reaped");
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(status.success(), "{text}");
+    assert!(
+        text.contains("storage unavailable"),
+        "the outage was reported:\n{text}"
+    );
+    let (v, _) = ferry_success(&["verify", &direct], &vars);
+    assert!(v.contains("all good"), "{v}");
+    let target = format!("{topic}-restored");
+    ferry_success(
+        &[
+            "restore",
+            "--from",
+            &direct,
+            "--brokers",
+            &env.kafka,
+            "--topic",
+            &topic,
+            "--rename",
+            &format!("{topic}={target}"),
+        ],
+        &vars,
+    );
+    let restored = sorted(dump_topic(&env, &env.kafka, &target));
+    let source = sorted(dump_topic(&env, &env.kafka, &topic));
+    assert_eq!(restored.len(), 1500, "every record once");
+    assert!(restored == source, "the restore equals the topic");
+}

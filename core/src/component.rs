@@ -61,6 +61,13 @@ pub trait Source: Send {
         Ok(())
     }
 
+    /// Whether the source runs until it is stopped (a continuous backup) rather than to an
+    /// end: such a pipeline is a service, restarted from its last durable point after a
+    /// storage outage instead of failing (see `ferry run`).
+    fn continuous(&self) -> bool {
+        false
+    }
+
     /// The partitions this source reads, when its work can be split by partition (a Kafka
     /// source: its topics' partitions now). A worker group spreads these over its members;
     /// `None` (the default) runs the whole pipeline as one task.

@@ -70,18 +70,35 @@ impl LocalRoot {
             // crash never leaves a half-written checkpoint, manifest or segment.
             b = b.atomic_write_dir(&self.root.join(TMP_DIR).to_string_lossy());
         }
-        Ok(with_layers(Operator::new(b)?))
+        Ok(with_layers(Operator::new(b)?, DEFAULT_RETRIES))
     }
 }
 
 /// Timeouts and retries every operator gets.
-fn with_layers(op: Operator) -> Operator {
+/// Retries of a failed request by default (URI parameter `retries`): with the layer's
+/// exponential backoff from 1 s, about half a minute of trouble is ridden out per request.
+pub const DEFAULT_RETRIES: usize = 5;
+
+fn with_layers(op: Operator, retries: usize) -> Operator {
     op.layer(
         TimeoutLayer::new()
             .with_timeout(Duration::from_secs(60))
             .with_io_timeout(Duration::from_secs(30)),
     )
-    .layer(RetryLayer::new().with_max_times(5).with_jitter())
+    .layer(RetryLayer::new().with_max_times(retries).with_jitter())
+}
+
+/// The `retries` URI parameter (default [`DEFAULT_RETRIES`]).
+fn retries(parsed: &StorageUri, uri: &str) -> Result<usize> {
+    match parsed.params.get("retries") {
+        None => Ok(DEFAULT_RETRIES),
+        Some(v) => v.parse().map_err(|_| {
+            Error::config(format!(
+                "{}: retries={v} must be a whole number (how often a failed request is retried; default {DEFAULT_RETRIES})",
+                redact_query(uri)
+            ))
+        }),
+    }
 }
 
 /// Whether a local read should find nothing: the folder does not exist (yet).
@@ -275,7 +292,7 @@ impl Storage {
                 display,
             });
         }
-        let op = with_layers(remote_operator(&parsed, uri)?);
+        let op = with_layers(remote_operator(&parsed, uri)?, retries(&parsed, uri)?);
         Ok(Storage {
             op: Arc::new(OnceLock::from(op)),
             local: None,

@@ -12,7 +12,8 @@
 
 use ferry_core::{Error, Result, Storage};
 use serde::{Deserialize, Serialize};
-use std::sync::{Arc, Mutex};
+use std::collections::HashSet;
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 /// Folder of the lease generations.
@@ -96,11 +97,32 @@ pub struct Lease {
     /// Set by the renewal task when the lease was lost (or could not be renewed in time).
     lost: Arc<Mutex<Option<String>>>,
     renewal: tokio::task::JoinHandle<()>,
+    /// Given up with [`Lease::release`].
+    released: bool,
+}
+
+/// Leases this process held and dropped without releasing them (their sink failed, e.g. the
+/// storage went away): no one renews them any more, so a later run in this same process (a
+/// continuous pipeline restarted after a storage outage) may take them over at once, as it
+/// would the lease of a crashed process.
+static ABANDONED: LazyLock<Mutex<HashSet<String>>> = LazyLock::new(Mutex::default);
+
+fn abandoned(owner: &str) -> bool {
+    ABANDONED
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .contains(owner)
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
         self.renewal.abort();
+        if !self.released {
+            ABANDONED
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(self.doc.owner.clone());
+        }
     }
 }
 
@@ -127,6 +149,10 @@ impl Lease {
                     if owner_died_here {
                         tracing::warn!(lease = %key, owner = %held.owner, "the lease's owner ran on this host and is gone (it crashed): taking over");
                     }
+                    let owner_died_here = owner_died_here
+                        || (held.host == host
+                            && held.pid == std::process::id()
+                            && abandoned(&held.owner));
                     if held.expires_ms > now && !owner_died_here {
                         return Err(Error::refused(format!(
                             "{storage}/{key}: another Ferry is writing to this backup location: {}; stop it first, or wait for its lease to expire if it crashed",
@@ -176,6 +202,7 @@ impl Lease {
             doc,
             lost,
             renewal,
+            released: false,
         })
     }
 
@@ -191,7 +218,7 @@ impl Lease {
     }
 
     /// Gives the lease up (it expires at once) so the next run can take it.
-    pub async fn release(self) -> Result<()> {
+    pub async fn release(mut self) -> Result<()> {
         self.renewal.abort();
         let mut doc = self.doc.clone();
         doc.heartbeat_ms = now_ms();
@@ -199,6 +226,7 @@ impl Lease {
         if self.still_ours().await? {
             self.storage.write(&self.key, encode(&doc)?).await?;
         }
+        self.released = true;
         Ok(())
     }
 
@@ -321,6 +349,7 @@ mod tests {
                 ttl,
                 Arc::new(Mutex::new(None)),
             )),
+            released: true,
         };
         assert!(!stale.still_ours().await.unwrap());
         next.check().unwrap();

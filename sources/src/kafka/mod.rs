@@ -587,6 +587,10 @@ fn clamp_i32(v: u64) -> i32 {
 
 #[async_trait]
 impl Source for KafkaSource {
+    fn continuous(&self) -> bool {
+        self.config.stop == StopAt::Never
+    }
+
     async fn next_batch(&mut self, ctx: &SourceContext) -> Result<Option<Batch>> {
         if !self.initialized {
             self.init(ctx).await?;
