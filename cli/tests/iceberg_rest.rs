@@ -2,9 +2,10 @@
 //! (`scripts/IcebergRestServer.java`, run by `scripts/dev-env` on `FERRY_ICEBERG_REST`), the
 //! topic from the dev environment's Apache Kafka, the table read back by pyiceberg's
 //! `RestCatalog` from the same server: every record equal to a dump made by librdkafka, the
-//! offsets in the snapshot summary, a second run adding nothing, and typed JSON columns that
-//! evolve. The server keeps table metadata in memory and Ferry writes the data files,
-//! manifests and manifest lists to a local warehouse that pyiceberg reads.
+//! offsets in the snapshot summary, a second run adding nothing, typed JSON columns that
+//! evolve, a warehouse on S3 (moto), and a table outside the warehouse refused. The server
+//! keeps table metadata in memory; Ferry writes the data files, manifests and manifest lists
+//! to the warehouse (a local folder, or S3) that pyiceberg reads.
 
 mod common;
 
@@ -16,14 +17,14 @@ use ferry_testkit::{
 /// Reads an Iceberg table with pyiceberg's `RestCatalog` and prints a first line with
 /// `{"summary", "snapshots", "columns", "typed", "location"}`, then each row as
 /// `[partition, offset, timestamp_ms, timestamp_type, key_hex, value_hex, headers,
-/// value_json]`. Arguments: catalog URL, table, and an optional row filter whose row count
-/// is added as "filtered".
+/// value_json]`. Arguments: catalog URL, table, JSON of extra catalog properties (S3), and
+/// an optional row filter whose row count is added as "filtered".
 const READ_TABLE_PY: &str = r#"
 import datetime, json, sys
 from pyiceberg.catalog import load_catalog
-uri, name = sys.argv[1], sys.argv[2]
-row_filter = sys.argv[3] if len(sys.argv) > 3 else None
-cat = load_catalog("rest", type="rest", uri=uri)
+uri, name, props = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+row_filter = sys.argv[4] if len(sys.argv) > 4 else None
+cat = load_catalog("rest", type="rest", uri=uri, **props)
 t = cat.load_table(name)
 snap = t.current_snapshot()
 schema = t.schema()
@@ -68,7 +69,18 @@ fn unhex(v: &serde_json::Value) -> Option<Vec<u8>> {
 }
 
 fn read_table(env: &TestEnv, catalog: &str, table: &str, filter: Option<&str>) -> Table {
-    let mut args = vec![catalog, table];
+    read_table_with(env, catalog, table, serde_json::json!({}), filter)
+}
+
+fn read_table_with(
+    env: &TestEnv,
+    catalog: &str,
+    table: &str,
+    props: serde_json::Value,
+    filter: Option<&str>,
+) -> Table {
+    let props = props.to_string();
+    let mut args = vec![catalog, table, props.as_str()];
     args.extend(filter);
     let out = run_python_args(env, READ_TABLE_PY, &args, b"");
     let text = String::from_utf8(out).expect("utf-8");
@@ -131,6 +143,7 @@ fn rest_backup(
     warehouse: &str,
     table: &str,
     extra: &[&str],
+    vars: &[(&str, &str)],
 ) -> String {
     let mut args = vec![
         "backup",
@@ -149,7 +162,7 @@ fn rest_backup(
         "--snapshot",
     ];
     args.extend_from_slice(extra);
-    common::ferry_success(&args, &[]).1
+    common::ferry_success(&args, vars).1
 }
 
 #[test]
@@ -175,6 +188,7 @@ fn a_rest_catalog_table_holds_every_record_and_a_second_run_adds_nothing() {
         &warehouse,
         &table,
         &["--partition-by", "identity(partition)"],
+        &[],
     );
 
     let read = read_table(&env, &catalog, &table, None);
@@ -215,7 +229,7 @@ fn a_rest_catalog_table_holds_every_record_and_a_second_run_adds_nothing() {
     let snapshots = read.head["snapshots"].as_u64().expect("snapshots");
 
     // Run again: the offsets come back from the catalog, nothing is written twice.
-    rest_backup(&env, &catalog, &topic, &warehouse, &table, &[]);
+    rest_backup(&env, &catalog, &topic, &warehouse, &table, &[], &[]);
     let again = read_table(&env, &catalog, &table, None);
     assert_same("table after a second run", &again.rows, &source);
     assert_eq!(
@@ -263,6 +277,7 @@ fn json_columns_evolve_through_a_rest_catalog() {
         &warehouse,
         &table,
         &["--json-values"],
+        &[],
     );
     let first = read_table(&env, &catalog, &table, Some("value_json.id >= 30"));
     assert_eq!(first.rows.len(), 40);
@@ -289,6 +304,7 @@ fn json_columns_evolve_through_a_rest_catalog() {
         &warehouse,
         &table,
         &["--json-values"],
+        &[],
     );
     let second = read_table(&env, &catalog, &table, Some("value_json.price > 50"));
     assert_eq!(second.rows.len(), 60, "every record once across both runs");
@@ -380,5 +396,62 @@ print(cat.create_table(sys.argv[2], schema=pa.schema([("a", pa.int64())])).locat
     assert!(
         common::files_under(&dir.path().join("warehouse"), "parquet").is_empty(),
         "no data file written"
+    );
+}
+
+#[test]
+fn a_rest_catalog_table_with_its_warehouse_on_s3_is_read_by_pyiceberg() {
+    let Some(env) = ferry_testkit::env_or_skip() else {
+        return;
+    };
+    let Some(catalog) = env.iceberg_rest_or_skip() else {
+        return;
+    };
+    let topic = unique("iceberg-rest-s3");
+    create_topic(&env, &topic, 2, &[("retention.ms", "-1")]);
+    for p in 0..2 {
+        py_produce_to(
+            &env,
+            &env.kafka,
+            &topic,
+            Some(p),
+            &json_msgs(p as i64 * 100, 100, |_| String::new()),
+            "zstd",
+            false,
+        );
+    }
+    let source = sorted(dump_topic(&env, &env.kafka, &topic));
+    let prefix = unique("rest-wh");
+    let to = format!(
+        "s3://{}/{prefix}?endpoint={}&region={}",
+        env.s3_bucket, env.s3_endpoint, env.aws_region
+    );
+    let ns = namespace("rest_s3");
+    let table = format!("{ns}.events");
+    rest_backup(
+        &env,
+        &catalog,
+        &topic,
+        &to,
+        &table,
+        &["--json-values"],
+        &env.aws_vars(),
+    );
+    let props = serde_json::json!({
+        "s3.endpoint": env.s3_endpoint,
+        "s3.access-key-id": env.aws_access_key_id,
+        "s3.secret-access-key": env.aws_secret_access_key,
+        "s3.region": env.aws_region,
+    });
+    let read = read_table_with(&env, &catalog, &table, props, Some("value_json.id < 10"));
+    assert_same(
+        "S3 table read by pyiceberg's RestCatalog",
+        &read.rows,
+        &source,
+    );
+    assert_eq!(read.head["filtered"], 10);
+    assert_eq!(
+        read.head["location"],
+        format!("s3://{}/{prefix}/{ns}/events", env.s3_bucket)
     );
 }
