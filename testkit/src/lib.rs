@@ -1,9 +1,10 @@
 //! Test helpers for Ferry's integration tests (a dev-dependency only).
 //!
 //! The services come from `scripts/dev-env up` (or `scripts/test`): an Apache
-//! Kafka broker, a Tansu broker, a moto S3 server, kcat and a Python venv with
-//! confluent-kafka. [`env_or_skip()`] finds them (or skips the test, printing
-//! why, when they are not there and `FERRY_REQUIRE_ENV` is not `1`);
+//! Kafka broker, a Tansu broker, a moto S3 server, Apache Iceberg's REST catalog,
+//! kcat and a Python venv with confluent-kafka. [`env_or_skip()`] finds them (or
+//! skips the test, printing why, when they are not there and `FERRY_REQUIRE_ENV`
+//! is not `1`; [`TestEnv::iceberg_rest_or_skip`] does the same for the catalog);
 //! [`py_produce`] and [`dump_topic`] write and read topics with a client that
 //! is independent of Ferry (librdkafka through confluent-kafka), so tests can
 //! check Ferry against it.
@@ -85,6 +86,10 @@ pub struct TestEnv {
     pub aws_secret_access_key: String,
     /// S3 region (`AWS_REGION`, `us-east-1` by default).
     pub aws_region: String,
+    /// Apache Iceberg's REST catalog, a base URL (`FERRY_ICEBERG_REST`,
+    /// `http://127.0.0.1:19181` by default), run by `scripts/dev-env`. Not probed with the
+    /// rest: a test that uses it calls [`TestEnv::iceberg_rest_or_skip`].
+    pub iceberg_rest: String,
 }
 
 impl TestEnv {
@@ -97,6 +102,26 @@ impl TestEnv {
             ("AWS_SECRET_ACCESS_KEY", self.aws_secret_access_key.as_str()),
             ("AWS_REGION", self.aws_region.as_str()),
         ]
+    }
+
+    /// The Iceberg REST catalog's URL ([`TestEnv::iceberg_rest`]) when it accepts
+    /// connections; otherwise `None` after printing `skipped: TEST: REASON`, or a panic
+    /// with the reason under `FERRY_REQUIRE_ENV=1`, as [`env_or_skip`] does.
+    pub fn iceberg_rest_or_skip(&self) -> Option<String> {
+        match probe_tcp(&self.iceberg_rest) {
+            Ok(()) => Some(self.iceberg_rest.clone()),
+            Err(e) => {
+                let reason = format!(
+                    "the Iceberg REST catalog (FERRY_ICEBERG_REST) at {}: {e} (scripts/dev-env up starts it)",
+                    self.iceberg_rest
+                );
+                if env_required() {
+                    panic!("{REQUIRE_ENV_VAR}=1 but the dev environment is not usable: {reason}");
+                }
+                print_skip(&reason);
+                None
+            }
+        }
     }
 }
 
@@ -137,7 +162,7 @@ pub fn env_or_skip() -> Option<TestEnv> {
 /// is not there. Prefer [`env_or_skip`] in tests, which skips instead.
 ///
 /// Reads `FERRY_KAFKA`, `FERRY_TANSU`, `FERRY_S3_ENDPOINT`, `FERRY_S3_BUCKET`,
-/// `FERRY_KCAT`, `FERRY_PYTHON`, `FERRY_KAFKA_LIBS`, `FERRY_JAVA` and `AWS_*`
+/// `FERRY_KCAT`, `FERRY_PYTHON`, `FERRY_KAFKA_LIBS`, `FERRY_JAVA`, `FERRY_ICEBERG_REST` and `AWS_*`
 /// from the process environment; whatever is not set there is taken from
 /// `${FERRY_DEV_HOME:-/var/tmp/ferry-dev}/env.sh`.
 pub fn env() -> TestEnv {
@@ -284,6 +309,7 @@ fn env_from(
         aws_access_key_id: get("AWS_ACCESS_KEY_ID").unwrap_or_else(|| "test".into()),
         aws_secret_access_key: get("AWS_SECRET_ACCESS_KEY").unwrap_or_else(|| "test".into()),
         aws_region: get("AWS_REGION").unwrap_or_else(|| "us-east-1".into()),
+        iceberg_rest: get("FERRY_ICEBERG_REST").unwrap_or_else(|| "http://127.0.0.1:19181".into()),
     })
 }
 
@@ -777,6 +803,7 @@ mod tests {
         assert_eq!(e.java, "/usr/bin/java");
         assert_eq!(e.aws_secret_access_key, "test", "default");
         assert_eq!(e.aws_region, "us-east-1", "default");
+        assert_eq!(e.iceberg_rest, "http://127.0.0.1:19181", "default");
     }
 
     #[test]

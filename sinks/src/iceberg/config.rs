@@ -31,8 +31,12 @@ pub enum CatalogConfig {
         name: String,
         /// The catalog's base URL.
         uri: String,
-        /// The warehouse: a Ferry storage URI whose location (without the query string) is
-        /// the one the catalog is configured with; Ferry writes the data files through it.
+        /// The warehouse: a Ferry storage URI (a folder, `file://`, `s3://…`, …) that the
+        /// readers can reach at its location (the URI without the query string). Ferry
+        /// creates its table at `WAREHOUSE/namespace/table` (the server writes the table's
+        /// metadata files, Ferry its data files, manifests and manifest lists there) and
+        /// writes only to tables under it. Also sent to the server as its `warehouse`
+        /// parameter.
         warehouse: String,
     },
 }
@@ -51,6 +55,20 @@ impl CatalogConfig {
     pub fn uri(&self) -> &str {
         match self {
             CatalogConfig::Sql { uri, .. } | CatalogConfig::Rest { uri, .. } => uri,
+        }
+    }
+
+    /// The location Ferry asks for when it creates a table: `WAREHOUSE/ns/levels/table` for
+    /// a REST catalog, whose server would otherwise put the table under its own warehouse,
+    /// where Ferry's storage cannot write; none for the SQL catalog, which derives the same
+    /// location from the warehouse Ferry gives it (or from the namespace's `location`).
+    pub fn table_location(&self, namespace: &[String], table: &str) -> Result<Option<String>> {
+        match self {
+            CatalogConfig::Sql { .. } => Ok(None),
+            CatalogConfig::Rest { warehouse, .. } => {
+                let root = super::storage::warehouse_location(warehouse)?;
+                Ok(Some(format!("{root}/{}/{table}", namespace.join("/"))))
+            }
         }
     }
 }

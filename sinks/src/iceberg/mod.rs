@@ -126,7 +126,12 @@ pub struct IcebergSink {
     dead_letter: Option<Storage>,
 }
 
-/// An Iceberg error with its causes, on one line.
+/// Longest error text kept: a REST catalog's error may carry a whole HTML page (a Java
+/// server's stack trace); its start names the cause.
+const ERROR_TEXT_CHARS: usize = 1500;
+
+/// An Iceberg error with its causes, on one line (white space collapsed), at most
+/// [`ERROR_TEXT_CHARS`] characters.
 pub(crate) fn error_text(e: &iceberg::Error) -> String {
     let mut text = e.to_string();
     let mut source = std::error::Error::source(e);
@@ -138,7 +143,11 @@ pub(crate) fn error_text(e: &iceberg::Error) -> String {
         }
         source = s.source();
     }
-    text
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match text.char_indices().nth(ERROR_TEXT_CHARS) {
+        Some((cut, _)) => format!("{}… ({} more bytes)", &text[..cut], text.len() - cut),
+        None => text,
+    }
 }
 
 fn iceberg_error(context: &str, e: iceberg::Error) -> Error {
@@ -188,8 +197,13 @@ impl IcebergSink {
         let catalog = self.catalog()?.clone();
         let schema = table::envelope_schema()?;
         let spec = table::partition_spec(&schema, &self.config.partition_by)?;
+        let location = self
+            .config
+            .catalog
+            .table_location(self.ident.namespace().as_ref(), &self.config.table)?;
         let creation = TableCreation::builder()
             .name(self.config.table.clone())
+            .location_opt(location)
             .schema(schema)
             .partition_spec(spec)
             .properties(HashMap::from([(
@@ -209,8 +223,24 @@ impl IcebergSink {
                 .map_err(|e| iceberg_error(&format!("loading table {}", self.ident), e))?,
             Err(e) => return Err(iceberg_error(&format!("creating table {}", self.ident), e)),
         };
+        self.check_location(&table)?;
         self.set_table(table.clone());
         Ok(table)
+    }
+
+    /// Refuses a table that lies outside the warehouse (one a REST catalog placed under its
+    /// own warehouse, or another tool created elsewhere): Ferry could not write its files.
+    fn check_location(&self, table: &Table) -> Result<()> {
+        let warehouse = self.config.catalog.warehouse();
+        let location = table.metadata().location();
+        if storage::is_under_warehouse(warehouse, location)? {
+            return Ok(());
+        }
+        Err(Error::config(format!(
+            "iceberg table {} is at {location}, outside the warehouse {}: Ferry writes only under the warehouse it is given (give the catalog's warehouse location as `warehouse`/--to, or write to another table)",
+            self.ident,
+            storage::warehouse_location(warehouse)?
+        )))
     }
 
     fn set_table(&mut self, table: Table) {
@@ -605,6 +635,7 @@ impl Sink for IcebergSink {
                 .load_table(&self.ident)
                 .await
                 .map_err(|e| iceberg_error(&format!("loading table {}", self.ident), e))?;
+            self.check_location(&table)?;
             self.committed = table_offsets(&table)?;
             tracing::info!(table = %self.ident, offsets = ?self.committed, "iceberg table found; resuming after the offsets of its last commit");
             self.set_table(table);

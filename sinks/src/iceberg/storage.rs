@@ -39,6 +39,15 @@ pub fn warehouse_location(uri: &str) -> ferry_core::Result<String> {
     Ok(base.trim_end_matches('/').to_string())
 }
 
+/// Whether an Iceberg location (a table's) lies under the warehouse a Ferry URI names.
+pub fn is_under_warehouse(warehouse_uri: &str, location: &str) -> ferry_core::Result<bool> {
+    let root = normalize(&warehouse_location(warehouse_uri)?);
+    let location = normalize(location);
+    Ok(location
+        .strip_prefix(root.as_str())
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/')))
+}
+
 /// Factory of [`FerryStorage`] for a catalog (the catalog asks it for the file IO of its
 /// tables).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -314,6 +323,26 @@ mod tests {
         let err = s.key("file:///tmp/ferry-wh2/x").expect_err("outside");
         assert!(err.to_string().contains("outside the warehouse"), "{err}");
         assert!(s.key("s3://b/ferry-wh/x").is_err());
+    }
+
+    #[test]
+    fn table_locations_under_the_warehouse_in_any_spelling() {
+        let wh = "file:///tmp/ferry-wh";
+        for loc in [
+            "file:///tmp/ferry-wh/ns/t",
+            "file:/tmp/ferry-wh/ns/t",
+            "/tmp/ferry-wh/ns/t",
+        ] {
+            assert!(is_under_warehouse(wh, loc).expect("check"), "{loc}");
+        }
+        for loc in [
+            "file:///tmp/ferry-wh2/ns/t",
+            "/var/lib/wh/ns/t",
+            "s3://b/tmp/ferry-wh/t",
+        ] {
+            assert!(!is_under_warehouse(wh, loc).expect("check"), "{loc}");
+        }
+        assert!(is_under_warehouse("s3://lake/wh?region=x", "s3://lake/wh/ns/t").expect("check"));
     }
 
     #[test]

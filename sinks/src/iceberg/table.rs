@@ -127,9 +127,10 @@ impl PartitionField {
     }
 }
 
-/// The partition spec of `partition_by` over `schema`.
+/// The partition spec of `partition_by` over `schema`: a new table's first, spec id 0 (Java
+/// REST catalogs refuse a spec without `spec-id` in a create-table request).
 pub fn partition_spec(schema: &Schema, partition_by: &[String]) -> Result<UnboundPartitionSpec> {
-    let mut builder = UnboundPartitionSpec::builder();
+    let mut builder = UnboundPartitionSpec::builder().with_spec_id(0);
     for spec in partition_by {
         let field = PartitionField::parse(spec)?;
         let source = schema

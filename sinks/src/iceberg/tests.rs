@@ -239,3 +239,43 @@ fn mistakes_in_the_options_name_the_field() {
     .expect_err("unknown catalog");
     assert!(e.to_string().contains("hive"), "{e}");
 }
+
+#[test]
+fn a_rest_catalog_table_is_placed_under_the_warehouse() {
+    let rest: CatalogConfig = serde_json::from_value(serde_json::json!({
+        "type": "rest",
+        "uri": "http://127.0.0.1:1",
+        "warehouse": "s3://lake/wh/?endpoint=http://127.0.0.1:2&region=x",
+    }))
+    .expect("config");
+    assert_eq!(
+        rest.table_location(&["kafka".into(), "raw".into()], "orders")
+            .expect("location")
+            .as_deref(),
+        Some("s3://lake/wh/kafka/raw/orders")
+    );
+    let dir = tempfile::tempdir().expect("dir");
+    let sql = config(dir.path(), serde_json::json!({})).catalog;
+    assert_eq!(
+        sql.table_location(&["kafka".into()], "events")
+            .expect("location"),
+        None,
+        "the SQL catalog derives it from the warehouse itself"
+    );
+}
+
+#[test]
+fn error_texts_are_one_line_and_cut() {
+    let page = format!(
+        "<html>\n<title>Error 500 Cannot parse missing int: spec-id</title>\n{}</html>",
+        "\tat org.example.Class.method(Class.java:1)\n".repeat(500)
+    );
+    let text = error_text(&iceberg::Error::new(ErrorKind::Unexpected, page));
+    assert!(
+        text.contains("<title>Error 500 Cannot parse missing int: spec-id</title>"),
+        "{text}"
+    );
+    assert!(!text.contains('\n'), "{text}");
+    assert!(text.ends_with("more bytes)"), "{text}");
+    assert!(text.chars().count() < 1600, "{}", text.len());
+}
