@@ -7,8 +7,13 @@
 //!   the URI (`access_key_id`, `secret_access_key`, `session_token`), else the `AWS_*`
 //!   environment variables, else the profile file (`~/.aws/credentials`, `profile=` or
 //!   `AWS_PROFILE`); the instance-metadata endpoint only with `credentials=instance`
-//! - `gs://bucket/prefix?credential_path=/key.json`
-//! - `azblob://container/prefix?endpoint=...&account_name=...` — key from `AZURE_STORAGE_KEY`
+//! - `gs://bucket/prefix?credential_path=/key.json` — else `GOOGLE_APPLICATION_CREDENTIALS`,
+//!   else gcloud's application-default file; the GCE metadata server only with
+//!   `credentials=instance`; `endpoint=` and `anonymous=true` for an emulator (fake-gcs-server)
+//! - `azblob://container/prefix?account_name=...` — endpoint `https://ACCOUNT.blob.core.windows.net`
+//!   unless `endpoint=` (Azurite: `http://127.0.0.1:10000/devstoreaccount1`); key from
+//!   `account_key=` or `AZURE_STORAGE_KEY`, or `sas_token=`, or `anonymous=true`, or Azure's
+//!   default chain with `credentials=instance`
 //! - `memory://name` — in-process, shared by every `Storage` of the same name (tests, demos)
 
 use crate::error::{Error, Result};
@@ -238,6 +243,123 @@ fn s3_credentials(
             redact_query(uri)
         ))),
     }
+}
+
+/// Whether a `true`/`false` URI option is set; anything else is a config error.
+#[cfg_attr(not(any(feature = "gcs", feature = "azblob")), allow(dead_code))]
+fn flag(p: &BTreeMap<String, String>, key: &str, uri: &str) -> Result<bool> {
+    match p.get(key).map(String::as_str) {
+        None | Some("false") => Ok(false),
+        Some("true" | "") => Ok(true),
+        Some(other) => Err(Error::config(format!(
+            "storage URI '{}': {key}={other} is not true or false",
+            redact_query(uri)
+        ))),
+    }
+}
+
+/// `credentials=instance` (ask the cloud's instance-metadata endpoint) or nothing.
+#[cfg_attr(not(any(feature = "gcs", feature = "azblob")), allow(dead_code))]
+fn instance_credentials(p: &BTreeMap<String, String>, uri: &str, what: &str) -> Result<bool> {
+    match p.get("credentials").map(String::as_str) {
+        Some("instance") => Ok(true),
+        None => Ok(false),
+        Some(other) => Err(Error::config(format!(
+            "storage URI '{}': credentials={other} is not one of: instance ({what}); leave it out to use the key the URI or the environment gives",
+            redact_query(uri)
+        ))),
+    }
+}
+
+/// A GCS bucket (or an emulator such as fake-gcs-server with `endpoint=` and
+/// `anonymous=true`). Credentials: `credential_path=` (a service-account or authorized-user
+/// JSON file), else `GOOGLE_APPLICATION_CREDENTIALS`, else gcloud's application-default
+/// credentials file; the GCE metadata server only with `credentials=instance`.
+#[cfg(feature = "gcs")]
+fn gcs_operator(parsed: &StorageUri, uri: &str) -> Result<Operator> {
+    let p = &parsed.params;
+    let mut b = opendal::services::Gcs::default()
+        .bucket(&parsed.authority)
+        .root(&format!("/{}", parsed.path));
+    if let Some(e) = p.get("endpoint") {
+        b = b.endpoint(e);
+    }
+    if let Some(c) = p.get("credential_path") {
+        b = b.credential_path(c);
+    }
+    if flag(p, "anonymous", uri)? {
+        // Unsigned requests: an emulator, or a public bucket.
+        b = b.skip_signature();
+    }
+    if !instance_credentials(p, uri, "ask the GCE metadata server for a token")? {
+        b = b.disable_vm_metadata();
+    }
+    Operator::new(b).map_err(|e| build_err(uri, e))
+}
+
+/// An Azure Blob container. The endpoint defaults to
+/// `https://ACCOUNT.blob.core.windows.net`; an emulator such as Azurite is
+/// `endpoint=http://127.0.0.1:10000/devstoreaccount1`. Credentials: `sas_token=`, else the
+/// account key (`account_key=` or `AZURE_STORAGE_KEY`), else unsigned requests with
+/// `anonymous=true`, else Azure's default chain (service principal variables, workload
+/// identity, the Azure CLI, managed identity) with `credentials=instance`. Without any of
+/// them the URI is refused: a run must not ask an endpoint the user did not name.
+#[cfg(feature = "azblob")]
+fn azblob_operator(parsed: &StorageUri, uri: &str) -> Result<Operator> {
+    let p = &parsed.params;
+    let mut b = opendal::services::Azblob::default()
+        .container(&parsed.authority)
+        .root(&format!("/{}", parsed.path));
+    let account = p
+        .get("account_name")
+        .cloned()
+        .or_else(|| std::env::var("AZURE_STORAGE_ACCOUNT").ok().filter(|a| !a.is_empty()));
+    match (p.get("endpoint"), &account) {
+        (Some(e), _) => b = b.endpoint(e),
+        (None, Some(a)) => b = b.endpoint(&format!("https://{a}.blob.core.windows.net")),
+        (None, None) => {
+            return Err(Error::config(format!(
+                "storage URI '{}' names no Azure storage account: add account_name=NAME (or endpoint=URL), or set AZURE_STORAGE_ACCOUNT",
+                redact_query(uri)
+            )))
+        }
+    }
+    if let Some(a) = &account {
+        b = b.account_name(a);
+    }
+    let key = p
+        .get("account_key")
+        .cloned()
+        .or_else(|| std::env::var("AZURE_STORAGE_KEY").ok().filter(|k| !k.is_empty()));
+    let endpoint_names_account = p
+        .get("endpoint")
+        .is_some_and(|e| e.contains(".blob.core.windows.net"));
+    if key.is_some() && account.is_none() && !endpoint_names_account {
+        return Err(Error::config(format!(
+            "storage URI '{}': an account key needs the account's name: add account_name=NAME",
+            redact_query(uri)
+        )));
+    }
+    let sas = p.get("sas_token");
+    let anonymous = flag(p, "anonymous", uri)?;
+    let instance = instance_credentials(
+        p,
+        uri,
+        "Azure's default chain: service principal, workload identity, Azure CLI, managed identity",
+    )?;
+    if let Some(t) = sas {
+        b = b.sas_token(t);
+    } else if let Some(k) = &key {
+        b = b.account_key(k);
+    } else if anonymous {
+        b = b.skip_signature();
+    } else if !instance {
+        return Err(Error::config(format!(
+            "storage URI '{}' gives no Azure credentials: set AZURE_STORAGE_KEY (or account_key=… in the URI), give sas_token=…, add anonymous=true for a public container or an emulator without keys, or credentials=instance to use Azure's default chain (managed identity and the like)",
+            redact_query(uri)
+        )));
+    }
+    Operator::new(b).map_err(|e| build_err(uri, e))
 }
 
 fn build_err(uri: &str, e: opendal::Error) -> Error {
@@ -500,10 +622,7 @@ fn not_built(scheme: &str, feature: &str) -> Error {
 
 /// The operator of an object store (or the in-process memory store).
 fn remote_operator(parsed: &StorageUri, uri: &str) -> Result<Operator> {
-    #[cfg_attr(
-        not(any(feature = "s3", feature = "gcs", feature = "azblob")),
-        allow(unused_variables)
-    )]
+    #[cfg_attr(not(feature = "s3"), allow(unused_variables))]
     let p = &parsed.params;
     let op = match parsed.scheme.as_str() {
         #[cfg(feature = "s3")]
@@ -528,34 +647,9 @@ fn remote_operator(parsed: &StorageUri, uri: &str) -> Result<Operator> {
             Operator::new(b).map_err(|e| build_err(uri, e))?
         }
         #[cfg(feature = "gcs")]
-        "gs" | "gcs" => {
-            let mut b = opendal::services::Gcs::default()
-                .bucket(&parsed.authority)
-                .root(&format!("/{}", parsed.path));
-            if let Some(e) = p.get("endpoint") {
-                b = b.endpoint(e);
-            }
-            if let Some(c) = p.get("credential_path") {
-                b = b.credential_path(c);
-            }
-            Operator::new(b).map_err(|e| build_err(uri, e))?
-        }
+        "gs" | "gcs" => gcs_operator(parsed, uri)?,
         #[cfg(feature = "azblob")]
-        "azblob" => {
-            let mut b = opendal::services::Azblob::default()
-                .container(&parsed.authority)
-                .root(&format!("/{}", parsed.path));
-            if let Some(e) = p.get("endpoint") {
-                b = b.endpoint(e);
-            }
-            if let Some(a) = p.get("account_name") {
-                b = b.account_name(a);
-            }
-            if let Ok(k) = std::env::var("AZURE_STORAGE_KEY") {
-                b = b.account_key(&k);
-            }
-            Operator::new(b).map_err(|e| build_err(uri, e))?
-        }
+        "azblob" => azblob_operator(parsed, uri)?,
         "memory" => {
             let key = format!("{}/{}", parsed.authority, parsed.path);
             let mut mem = memory_operators().lock().unwrap_or_else(|p| p.into_inner());
