@@ -37,8 +37,9 @@ pub struct Storage {
     op: Arc<OnceLock<Operator>>,
     /// A local folder's path and mode (`None` for every other scheme).
     local: Option<Arc<LocalRoot>>,
-    /// An S3 location (its errors may need a word on credentials).
-    s3: bool,
+    /// The scheme (`file`, `s3`, `gs`, `azblob`, `memory`): a missing credential is named
+    /// in its store's words.
+    scheme: &'static str,
     /// The URI with its query string removed, safe to print.
     display: String,
 }
@@ -310,10 +311,11 @@ fn azblob_operator(parsed: &StorageUri, uri: &str) -> Result<Operator> {
     let mut b = opendal::services::Azblob::default()
         .container(&parsed.authority)
         .root(&format!("/{}", parsed.path));
-    let account = p
-        .get("account_name")
-        .cloned()
-        .or_else(|| std::env::var("AZURE_STORAGE_ACCOUNT").ok().filter(|a| !a.is_empty()));
+    let account = p.get("account_name").cloned().or_else(|| {
+        std::env::var("AZURE_STORAGE_ACCOUNT")
+            .ok()
+            .filter(|a| !a.is_empty())
+    });
     match (p.get("endpoint"), &account) {
         (Some(e), _) => b = b.endpoint(e),
         (None, Some(a)) => b = b.endpoint(&format!("https://{a}.blob.core.windows.net")),
@@ -327,10 +329,11 @@ fn azblob_operator(parsed: &StorageUri, uri: &str) -> Result<Operator> {
     if let Some(a) = &account {
         b = b.account_name(a);
     }
-    let key = p
-        .get("account_key")
-        .cloned()
-        .or_else(|| std::env::var("AZURE_STORAGE_KEY").ok().filter(|k| !k.is_empty()));
+    let key = p.get("account_key").cloned().or_else(|| {
+        std::env::var("AZURE_STORAGE_KEY")
+            .ok()
+            .filter(|k| !k.is_empty())
+    });
     let endpoint_names_account = p
         .get("endpoint")
         .is_some_and(|e| e.contains(".blob.core.windows.net"));
@@ -393,7 +396,7 @@ impl Storage {
             return Ok(Storage {
                 op: Arc::default(),
                 local: Some(Arc::new(LocalRoot { root, read_only })),
-                s3: false,
+                scheme: "file",
                 display,
             });
         }
@@ -401,7 +404,12 @@ impl Storage {
         Ok(Storage {
             op: Arc::new(OnceLock::from(op)),
             local: None,
-            s3: parsed.scheme == "s3",
+            scheme: match parsed.scheme.as_str() {
+                "s3" => "s3",
+                "gs" | "gcs" => "gs",
+                "azblob" => "azblob",
+                _ => "memory",
+            },
             display,
         })
     }
@@ -465,7 +473,7 @@ impl Storage {
     /// disk) become one line naming the object, the cause and what to do, instead of the
     /// operator's dump of request details.
     fn fail(&self, context: String, e: opendal::Error) -> Error {
-        match persistent_cause(&e.to_string(), self.s3) {
+        match persistent_cause(&e.to_string(), self.scheme) {
             Some(cause) => Error::config(format!("{context}: {cause}")),
             None => Error::storage(context, e),
         }
@@ -585,15 +593,25 @@ impl Storage {
 
 /// What to tell the user about an error no retry fixes, from the operator's message;
 /// `None` for any other error (it keeps its details).
-fn persistent_cause(message: &str, s3: bool) -> Option<&'static str> {
+fn persistent_cause(message: &str, scheme: &str) -> Option<&'static str> {
     let has = |needle: &str| message.contains(needle);
-    if s3 && has("signing credential") {
-        return Some("no S3 credentials found: give access_key_id=…&secret_access_key=… in the URI, set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or name a profile of ~/.aws/credentials (profile=NAME or AWS_PROFILE); add credentials=instance to the URI to ask the cloud's instance-metadata endpoint");
+    if has("signing credential") {
+        match scheme {
+            "s3" => return Some("no S3 credentials found: give access_key_id=…&secret_access_key=… in the URI, set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or name a profile of ~/.aws/credentials (profile=NAME or AWS_PROFILE); add credentials=instance to the URI to ask the cloud's instance-metadata endpoint"),
+            "gs" => return Some("no GCS credentials found: give credential_path=/key.json in the URI, set GOOGLE_APPLICATION_CREDENTIALS, or run `gcloud auth application-default login`; add credentials=instance to the URI to ask the GCE metadata server, or anonymous=true for an emulator or a public bucket"),
+            "azblob" => return Some("no Azure credentials found: set AZURE_STORAGE_KEY (or account_key=… in the URI), give sas_token=…, or add anonymous=true for an emulator or a public container"),
+            _ => {}
+        }
     }
     if has("NoSuchBucket") {
         return Some("the bucket does not exist: create it, or fix the bucket name in the URI");
     }
-    if has("AccessDenied") || has("InvalidAccessKeyId") || has("SignatureDoesNotMatch") {
+    if has("AccessDenied")
+        || has("InvalidAccessKeyId")
+        || has("SignatureDoesNotMatch")
+        || has("AuthorizationFailure")
+        || has("AuthenticationFailed")
+    {
         return Some("access denied by the object store: check the credentials and that they may read and write this bucket and prefix");
     }
     if has("No space left on device") || has("os error 28") {
@@ -694,6 +712,29 @@ mod tests {
         assert_eq!(redact_query("s3://b/p?secret=1"), "s3://b/p?…");
     }
 
+    #[test]
+    fn gcs_and_azure_options_are_checked_when_opening() {
+        let err = |uri: &str| Storage::from_uri(uri).unwrap_err().to_string();
+        assert!(Storage::from_uri("gs://b/p?endpoint=http://127.0.0.1:1&anonymous=true").is_ok());
+        assert!(err("gs://b/p?anonymous=maybe").contains("anonymous=maybe is not true or false"));
+        assert!(err("gs://b/p?credentials=vm").contains("credentials=vm is not one of"));
+        assert!(Storage::from_uri("azblob://c/p?account_name=a&anonymous=true").is_ok());
+        assert!(Storage::from_uri(
+            "azblob://c/p?endpoint=http://127.0.0.1:1/dev&account_name=dev&account_key=a2V5"
+        )
+        .is_ok());
+        assert!(
+            err("azblob://c/p?endpoint=http://127.0.0.1:1/dev&account_key=a2V5")
+                .contains("add account_name=NAME")
+        );
+        if std::env::var_os("AZURE_STORAGE_ACCOUNT").is_none() {
+            assert!(err("azblob://c/p").contains("names no Azure storage account"));
+        }
+        if std::env::var_os("AZURE_STORAGE_KEY").is_none() {
+            assert!(err("azblob://c/p?account_name=a").contains("gives no Azure credentials"));
+        }
+    }
+
     #[tokio::test]
     async fn memory_is_shared_by_name_and_create_only_refuses_twice() {
         let a = Storage::from_uri("memory://shared-test").unwrap();
@@ -708,29 +749,37 @@ mod tests {
     #[test]
     fn persistent_errors_get_one_line_with_what_to_do() {
         let bucket = "ConfigInvalid (persistent) at list, context: { uri: http://h/b } => S3Error { code: \"NoSuchBucket\" }";
-        assert!(persistent_cause(bucket, true)
+        assert!(persistent_cause(bucket, "s3")
             .unwrap()
             .contains("create it"));
         let full = "Unexpected at write => io error, source: No space left on device (os error 28)";
-        assert!(persistent_cause(full, false)
+        assert!(persistent_cause(full, "file")
             .unwrap()
             .contains("disk is full"));
         let ro =
             "Unexpected => create root dir failed, source: Read-only file system (os error 30)";
-        assert!(persistent_cause(ro, false).unwrap().contains("read-only"));
+        assert!(persistent_cause(ro, "file").unwrap().contains("read-only"));
         let perm =
             "Unexpected => create root dir failed, source: Operation not permitted (os error 1)";
-        assert!(persistent_cause(perm, false)
+        assert!(persistent_cause(perm, "file")
             .unwrap()
             .contains("permission denied"));
         let creds = "PermissionDenied => failed to load signing credential";
-        assert!(persistent_cause(creds, true)
+        assert!(persistent_cause(creds, "s3")
             .unwrap()
             .contains("AWS_ACCESS_KEY_ID"));
         assert_eq!(
-            persistent_cause("Unexpected (temporary) => 503 Slow Down", true),
+            persistent_cause("Unexpected (temporary) => 503 Slow Down", "s3"),
             None
         );
+        let gcs = "Unexpected (persistent) at read => signing http request, source: failed to load signing credential";
+        assert!(persistent_cause(gcs, "gs")
+            .unwrap()
+            .contains("GOOGLE_APPLICATION_CREDENTIALS"));
+        let azure = "PermissionDenied (persistent) at read => AzblobError { code: \"AuthorizationFailure\" }";
+        assert!(persistent_cause(azure, "azblob")
+            .unwrap()
+            .contains("access denied"));
     }
 
     #[tokio::test]

@@ -849,7 +849,10 @@ mod tests {
         assert_eq!(e.aws_secret_access_key, "test", "default");
         assert_eq!(e.aws_region, "us-east-1", "default");
         assert_eq!(e.azure_endpoint, "http://127.0.0.1:19010/devstoreaccount1");
-        assert_eq!(e.gcs_uri("p"), "gs://ferry-test/p?endpoint=http://127.0.0.1:19020&anonymous=true");
+        assert_eq!(
+            e.gcs_uri("p"),
+            "gs://ferry-test/p?endpoint=http://127.0.0.1:19020&anonymous=true"
+        );
     }
 
     #[test]
