@@ -299,3 +299,37 @@ fn missing_or_wrong_credentials_are_named() {
     );
     assert!(err.contains("no GCS credentials found"), "{err}");
 }
+
+/// What the backup's lease and its create-only manifests rely on holds on both emulators:
+/// a create-only write refuses an object that exists (If-None-Match on Azure,
+/// ifGenerationMatch=0 on GCS), and list and delete see the prefix as written.
+#[test]
+fn create_only_writes_list_and_delete_hold_on_azure_and_gcs() {
+    let Some(env) = env_or_skip() else { return };
+    common::rt().block_on(async {
+        for store in [Store::Azure, Store::Gcs] {
+            let mut uri = store.uri(&env, &unique("create-only"));
+            if let Store::Azure = store {
+                uri = format!("{uri}&account_key={}", env.azure_key);
+            }
+            let s = ferry_core::Storage::from_uri(&uri).expect("open");
+            s.check().await.unwrap_or_else(|e| panic!("{store:?}: {e}"));
+            assert!(s.write_new("m/1.json", "one").await.expect("create"));
+            assert!(
+                !s.write_new("m/1.json", "two").await.expect("create again"),
+                "{store:?}: a create-only write replaced an object"
+            );
+            assert_eq!(&s.read("m/1.json").await.expect("read")[..], b"one");
+            s.write("m/2.json", "2").await.expect("write");
+            assert_eq!(
+                s.list("m/").await.expect("list"),
+                vec!["m/1.json".to_string(), "m/2.json".to_string()],
+                "{store:?}"
+            );
+            s.delete("m/1.json").await.expect("delete");
+            s.delete("m/1.json").await.expect("delete again");
+            assert_eq!(s.read_opt("m/1.json").await.expect("read"), None);
+            assert_eq!(s.list("m/").await.expect("list"), vec!["m/2.json"]);
+        }
+    });
+}
