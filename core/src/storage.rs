@@ -7,8 +7,13 @@
 //!   the URI (`access_key_id`, `secret_access_key`, `session_token`), else the `AWS_*`
 //!   environment variables, else the profile file (`~/.aws/credentials`, `profile=` or
 //!   `AWS_PROFILE`); the instance-metadata endpoint only with `credentials=instance`
-//! - `gs://bucket/prefix?credential_path=/key.json`
-//! - `azblob://container/prefix?endpoint=...&account_name=...` — key from `AZURE_STORAGE_KEY`
+//! - `gs://bucket/prefix?credential_path=/key.json` — else `GOOGLE_APPLICATION_CREDENTIALS`,
+//!   else gcloud's application-default file; the GCE metadata server only with
+//!   `credentials=instance`; `endpoint=` and `anonymous=true` for an emulator (fake-gcs-server)
+//! - `azblob://container/prefix?account_name=...` — endpoint `https://ACCOUNT.blob.core.windows.net`
+//!   unless `endpoint=` (Azurite: `http://127.0.0.1:10000/devstoreaccount1`); key from
+//!   `account_key=` or `AZURE_STORAGE_KEY`, or `sas_token=`, or `anonymous=true`, or Azure's
+//!   default chain with `credentials=instance`
 //! - `memory://name` — in-process, shared by every `Storage` of the same name (tests, demos)
 
 use crate::error::{Error, Result};
@@ -32,8 +37,9 @@ pub struct Storage {
     op: Arc<OnceLock<Operator>>,
     /// A local folder's path and mode (`None` for every other scheme).
     local: Option<Arc<LocalRoot>>,
-    /// An S3 location (its errors may need a word on credentials).
-    s3: bool,
+    /// The scheme (`file`, `s3`, `gs`, `azblob`, `memory`): a missing credential is named
+    /// in its store's words.
+    scheme: &'static str,
     /// The URI with its query string removed, safe to print.
     display: String,
 }
@@ -257,6 +263,125 @@ fn s3_credentials(
     }
 }
 
+/// Whether a `true`/`false` URI option is set; anything else is a config error.
+#[cfg_attr(not(any(feature = "gcs", feature = "azblob")), allow(dead_code))]
+fn flag(p: &BTreeMap<String, String>, key: &str, uri: &str) -> Result<bool> {
+    match p.get(key).map(String::as_str) {
+        None | Some("false") => Ok(false),
+        Some("true" | "") => Ok(true),
+        Some(other) => Err(Error::config(format!(
+            "storage URI '{}': {key}={other} is not true or false",
+            redact_query(uri)
+        ))),
+    }
+}
+
+/// `credentials=instance` (ask the cloud's instance-metadata endpoint) or nothing.
+#[cfg_attr(not(any(feature = "gcs", feature = "azblob")), allow(dead_code))]
+fn instance_credentials(p: &BTreeMap<String, String>, uri: &str, what: &str) -> Result<bool> {
+    match p.get("credentials").map(String::as_str) {
+        Some("instance") => Ok(true),
+        None => Ok(false),
+        Some(other) => Err(Error::config(format!(
+            "storage URI '{}': credentials={other} is not one of: instance ({what}); leave it out to use the key the URI or the environment gives",
+            redact_query(uri)
+        ))),
+    }
+}
+
+/// A GCS bucket (or an emulator such as fake-gcs-server with `endpoint=` and
+/// `anonymous=true`). Credentials: `credential_path=` (a service-account or authorized-user
+/// JSON file), else `GOOGLE_APPLICATION_CREDENTIALS`, else gcloud's application-default
+/// credentials file; the GCE metadata server only with `credentials=instance`.
+#[cfg(feature = "gcs")]
+fn gcs_operator(parsed: &StorageUri, uri: &str) -> Result<Operator> {
+    let p = &parsed.params;
+    let mut b = opendal::services::Gcs::default()
+        .bucket(&parsed.authority)
+        .root(&format!("/{}", parsed.path));
+    if let Some(e) = p.get("endpoint") {
+        b = b.endpoint(e);
+    }
+    if let Some(c) = p.get("credential_path") {
+        b = b.credential_path(c);
+    }
+    if flag(p, "anonymous", uri)? {
+        // Unsigned requests: an emulator, or a public bucket.
+        b = b.skip_signature();
+    }
+    if !instance_credentials(p, uri, "ask the GCE metadata server for a token")? {
+        b = b.disable_vm_metadata();
+    }
+    Operator::new(b).map_err(|e| build_err(uri, e))
+}
+
+/// An Azure Blob container. The endpoint defaults to
+/// `https://ACCOUNT.blob.core.windows.net`; an emulator such as Azurite is
+/// `endpoint=http://127.0.0.1:10000/devstoreaccount1`. Credentials: `sas_token=`, else the
+/// account key (`account_key=` or `AZURE_STORAGE_KEY`), else unsigned requests with
+/// `anonymous=true`, else Azure's default chain (service principal variables, workload
+/// identity, the Azure CLI, managed identity) with `credentials=instance`. Without any of
+/// them the URI is refused: a run must not ask an endpoint the user did not name.
+#[cfg(feature = "azblob")]
+fn azblob_operator(parsed: &StorageUri, uri: &str) -> Result<Operator> {
+    let p = &parsed.params;
+    let mut b = opendal::services::Azblob::default()
+        .container(&parsed.authority)
+        .root(&format!("/{}", parsed.path));
+    let account = p.get("account_name").cloned().or_else(|| {
+        std::env::var("AZURE_STORAGE_ACCOUNT")
+            .ok()
+            .filter(|a| !a.is_empty())
+    });
+    match (p.get("endpoint"), &account) {
+        (Some(e), _) => b = b.endpoint(e),
+        (None, Some(a)) => b = b.endpoint(&format!("https://{a}.blob.core.windows.net")),
+        (None, None) => {
+            return Err(Error::config(format!(
+                "storage URI '{}' names no Azure storage account: add account_name=NAME (or endpoint=URL), or set AZURE_STORAGE_ACCOUNT",
+                redact_query(uri)
+            )))
+        }
+    }
+    if let Some(a) = &account {
+        b = b.account_name(a);
+    }
+    let key = p.get("account_key").cloned().or_else(|| {
+        std::env::var("AZURE_STORAGE_KEY")
+            .ok()
+            .filter(|k| !k.is_empty())
+    });
+    let endpoint_names_account = p
+        .get("endpoint")
+        .is_some_and(|e| e.contains(".blob.core.windows.net"));
+    if key.is_some() && account.is_none() && !endpoint_names_account {
+        return Err(Error::config(format!(
+            "storage URI '{}': an account key needs the account's name: add account_name=NAME",
+            redact_query(uri)
+        )));
+    }
+    let sas = p.get("sas_token");
+    let anonymous = flag(p, "anonymous", uri)?;
+    let instance = instance_credentials(
+        p,
+        uri,
+        "Azure's default chain: service principal, workload identity, Azure CLI, managed identity",
+    )?;
+    if let Some(t) = sas {
+        b = b.sas_token(t);
+    } else if let Some(k) = &key {
+        b = b.account_key(k);
+    } else if anonymous {
+        b = b.skip_signature();
+    } else if !instance {
+        return Err(Error::config(format!(
+            "storage URI '{}' gives no Azure credentials: set AZURE_STORAGE_KEY (or account_key=… in the URI), give sas_token=…, add anonymous=true for a public container or an emulator without keys, or credentials=instance to use Azure's default chain (managed identity and the like)",
+            redact_query(uri)
+        )));
+    }
+    Operator::new(b).map_err(|e| build_err(uri, e))
+}
+
 fn build_err(uri: &str, e: opendal::Error) -> Error {
     Error::storage(format!("opening {}", redact_query(uri)), e)
 }
@@ -288,7 +413,7 @@ impl Storage {
             return Ok(Storage {
                 op: Arc::default(),
                 local: Some(Arc::new(LocalRoot { root, read_only })),
-                s3: false,
+                scheme: "file",
                 display,
             });
         }
@@ -296,7 +421,12 @@ impl Storage {
         Ok(Storage {
             op: Arc::new(OnceLock::from(op)),
             local: None,
-            s3: parsed.scheme == "s3",
+            scheme: match parsed.scheme.as_str() {
+                "s3" => "s3",
+                "gs" | "gcs" => "gs",
+                "azblob" => "azblob",
+                _ => "memory",
+            },
             display,
         })
     }
@@ -360,7 +490,7 @@ impl Storage {
     /// disk) become one line naming the object, the cause and what to do, instead of the
     /// operator's dump of request details.
     fn fail(&self, context: String, e: opendal::Error) -> Error {
-        match persistent_cause(&e.to_string(), self.s3) {
+        match persistent_cause(&e.to_string(), self.scheme) {
             Some(cause) => Error::config(format!("{context}: {cause}")),
             None => Error::storage(context, e),
         }
@@ -480,15 +610,25 @@ impl Storage {
 
 /// What to tell the user about an error no retry fixes, from the operator's message;
 /// `None` for any other error (it keeps its details).
-fn persistent_cause(message: &str, s3: bool) -> Option<&'static str> {
+fn persistent_cause(message: &str, scheme: &str) -> Option<&'static str> {
     let has = |needle: &str| message.contains(needle);
-    if s3 && has("signing credential") {
-        return Some("no S3 credentials found: give access_key_id=…&secret_access_key=… in the URI, set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or name a profile of ~/.aws/credentials (profile=NAME or AWS_PROFILE); add credentials=instance to the URI to ask the cloud's instance-metadata endpoint");
+    if has("signing credential") {
+        match scheme {
+            "s3" => return Some("no S3 credentials found: give access_key_id=…&secret_access_key=… in the URI, set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or name a profile of ~/.aws/credentials (profile=NAME or AWS_PROFILE); add credentials=instance to the URI to ask the cloud's instance-metadata endpoint"),
+            "gs" => return Some("no GCS credentials found: give credential_path=/key.json in the URI, set GOOGLE_APPLICATION_CREDENTIALS, or run `gcloud auth application-default login`; add credentials=instance to the URI to ask the GCE metadata server, or anonymous=true for an emulator or a public bucket"),
+            "azblob" => return Some("no Azure credentials found: set AZURE_STORAGE_KEY (or account_key=… in the URI), give sas_token=…, or add anonymous=true for an emulator or a public container"),
+            _ => {}
+        }
     }
     if has("NoSuchBucket") {
         return Some("the bucket does not exist: create it, or fix the bucket name in the URI");
     }
-    if has("AccessDenied") || has("InvalidAccessKeyId") || has("SignatureDoesNotMatch") {
+    if has("AccessDenied")
+        || has("InvalidAccessKeyId")
+        || has("SignatureDoesNotMatch")
+        || has("AuthorizationFailure")
+        || has("AuthenticationFailed")
+    {
         return Some("access denied by the object store: check the credentials and that they may read and write this bucket and prefix");
     }
     if has("No space left on device") || has("os error 28") {
@@ -517,10 +657,7 @@ fn not_built(scheme: &str, feature: &str) -> Error {
 
 /// The operator of an object store (or the in-process memory store).
 fn remote_operator(parsed: &StorageUri, uri: &str) -> Result<Operator> {
-    #[cfg_attr(
-        not(any(feature = "s3", feature = "gcs", feature = "azblob")),
-        allow(unused_variables)
-    )]
+    #[cfg_attr(not(feature = "s3"), allow(unused_variables))]
     let p = &parsed.params;
     let op = match parsed.scheme.as_str() {
         #[cfg(feature = "s3")]
@@ -545,34 +682,9 @@ fn remote_operator(parsed: &StorageUri, uri: &str) -> Result<Operator> {
             Operator::new(b).map_err(|e| build_err(uri, e))?
         }
         #[cfg(feature = "gcs")]
-        "gs" | "gcs" => {
-            let mut b = opendal::services::Gcs::default()
-                .bucket(&parsed.authority)
-                .root(&format!("/{}", parsed.path));
-            if let Some(e) = p.get("endpoint") {
-                b = b.endpoint(e);
-            }
-            if let Some(c) = p.get("credential_path") {
-                b = b.credential_path(c);
-            }
-            Operator::new(b).map_err(|e| build_err(uri, e))?
-        }
+        "gs" | "gcs" => gcs_operator(parsed, uri)?,
         #[cfg(feature = "azblob")]
-        "azblob" => {
-            let mut b = opendal::services::Azblob::default()
-                .container(&parsed.authority)
-                .root(&format!("/{}", parsed.path));
-            if let Some(e) = p.get("endpoint") {
-                b = b.endpoint(e);
-            }
-            if let Some(a) = p.get("account_name") {
-                b = b.account_name(a);
-            }
-            if let Ok(k) = std::env::var("AZURE_STORAGE_KEY") {
-                b = b.account_key(&k);
-            }
-            Operator::new(b).map_err(|e| build_err(uri, e))?
-        }
+        "azblob" => azblob_operator(parsed, uri)?,
         "memory" => {
             let key = format!("{}/{}", parsed.authority, parsed.path);
             let mut mem = memory_operators().lock().unwrap_or_else(|p| p.into_inner());
@@ -617,6 +729,29 @@ mod tests {
         assert_eq!(redact_query("s3://b/p?secret=1"), "s3://b/p?…");
     }
 
+    #[test]
+    fn gcs_and_azure_options_are_checked_when_opening() {
+        let err = |uri: &str| Storage::from_uri(uri).unwrap_err().to_string();
+        assert!(Storage::from_uri("gs://b/p?endpoint=http://127.0.0.1:1&anonymous=true").is_ok());
+        assert!(err("gs://b/p?anonymous=maybe").contains("anonymous=maybe is not true or false"));
+        assert!(err("gs://b/p?credentials=vm").contains("credentials=vm is not one of"));
+        assert!(Storage::from_uri("azblob://c/p?account_name=a&anonymous=true").is_ok());
+        assert!(Storage::from_uri(
+            "azblob://c/p?endpoint=http://127.0.0.1:1/dev&account_name=dev&account_key=a2V5"
+        )
+        .is_ok());
+        assert!(
+            err("azblob://c/p?endpoint=http://127.0.0.1:1/dev&account_key=a2V5")
+                .contains("add account_name=NAME")
+        );
+        if std::env::var_os("AZURE_STORAGE_ACCOUNT").is_none() {
+            assert!(err("azblob://c/p").contains("names no Azure storage account"));
+        }
+        if std::env::var_os("AZURE_STORAGE_KEY").is_none() {
+            assert!(err("azblob://c/p?account_name=a").contains("gives no Azure credentials"));
+        }
+    }
+
     #[tokio::test]
     async fn memory_is_shared_by_name_and_create_only_refuses_twice() {
         let a = Storage::from_uri("memory://shared-test").unwrap();
@@ -631,29 +766,37 @@ mod tests {
     #[test]
     fn persistent_errors_get_one_line_with_what_to_do() {
         let bucket = "ConfigInvalid (persistent) at list, context: { uri: http://h/b } => S3Error { code: \"NoSuchBucket\" }";
-        assert!(persistent_cause(bucket, true)
+        assert!(persistent_cause(bucket, "s3")
             .unwrap()
             .contains("create it"));
         let full = "Unexpected at write => io error, source: No space left on device (os error 28)";
-        assert!(persistent_cause(full, false)
+        assert!(persistent_cause(full, "file")
             .unwrap()
             .contains("disk is full"));
         let ro =
             "Unexpected => create root dir failed, source: Read-only file system (os error 30)";
-        assert!(persistent_cause(ro, false).unwrap().contains("read-only"));
+        assert!(persistent_cause(ro, "file").unwrap().contains("read-only"));
         let perm =
             "Unexpected => create root dir failed, source: Operation not permitted (os error 1)";
-        assert!(persistent_cause(perm, false)
+        assert!(persistent_cause(perm, "file")
             .unwrap()
             .contains("permission denied"));
         let creds = "PermissionDenied => failed to load signing credential";
-        assert!(persistent_cause(creds, true)
+        assert!(persistent_cause(creds, "s3")
             .unwrap()
             .contains("AWS_ACCESS_KEY_ID"));
         assert_eq!(
-            persistent_cause("Unexpected (temporary) => 503 Slow Down", true),
+            persistent_cause("Unexpected (temporary) => 503 Slow Down", "s3"),
             None
         );
+        let gcs = "Unexpected (persistent) at read => signing http request, source: failed to load signing credential";
+        assert!(persistent_cause(gcs, "gs")
+            .unwrap()
+            .contains("GOOGLE_APPLICATION_CREDENTIALS"));
+        let azure = "PermissionDenied (persistent) at read => AzblobError { code: \"AuthorizationFailure\" }";
+        assert!(persistent_cause(azure, "azblob")
+            .unwrap()
+            .contains("access denied"));
     }
 
     #[tokio::test]

@@ -1,10 +1,11 @@
 //! One behaviour suite for the `storage` sink, run by every backend (memory, a local
-//! folder, S3 on the dev environment's moto server) with every format (raw, jsonl, avro,
+//! folder, and on the dev environment S3 (moto), Azure Blob (Azurite) and GCS
+//! (fake-gcs-server)) with every format (raw, jsonl, avro,
 //! parquet): write, reopen (`Sink::open` reports the durable offsets), resume without
 //! duplicates (the source re-sends offsets the sink holds), and read back through the
 //! `backup` source equal to what was written.
 //!
-//! The S3 case needs the dev environment (`scripts/dev-env up`); it skips, printing why,
+//! The S3, Azure and GCS cases need the dev environment (`scripts/dev-env up`); it skips, printing why,
 //! when it is not there (and fails with `FERRY_REQUIRE_ENV=1`).
 
 use ferry_core::testing::{varied_record, TestSink, TestSource};
@@ -196,6 +197,34 @@ async fn s3_with_every_format() {
             env.aws_access_key_id,
             env.aws_secret_access_key,
         );
+        behaves(&uri, format).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn azure_blob_with_every_format() {
+    let Some(env) = ferry_testkit::env_or_skip() else {
+        return;
+    };
+    for format in FormatKind::ALL.map(FormatKind::name) {
+        // The key in the URI (`account_key=`), not AZURE_STORAGE_KEY: this process's
+        // environment is not changed.
+        let uri = format!(
+            "{}&account_key={}",
+            env.azure_uri(&ferry_testkit::unique(&format!("behaviour-{format}"))),
+            env.azure_key
+        );
+        behaves(&uri, format).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gcs_with_every_format() {
+    let Some(env) = ferry_testkit::env_or_skip() else {
+        return;
+    };
+    for format in FormatKind::ALL.map(FormatKind::name) {
+        let uri = env.gcs_uri(&ferry_testkit::unique(&format!("behaviour-{format}")));
         behaves(&uri, format).await;
     }
 }

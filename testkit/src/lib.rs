@@ -1,10 +1,11 @@
 //! Test helpers for Ferry's integration tests (a dev-dependency only).
 //!
 //! The services come from `scripts/dev-env up` (or `scripts/test`): an Apache
-//! Kafka broker, a Tansu broker, a moto S3 server, Apache Iceberg's REST catalog,
-//! kcat and a Python venv with confluent-kafka. [`env_or_skip()`] finds them (or
-//! skips the test, printing why, when they are not there and `FERRY_REQUIRE_ENV`
-//! is not `1`; [`TestEnv::iceberg_rest_or_skip`] does the same for the catalog);
+//! Kafka broker, a Tansu broker, a moto S3 server, Azurite (Azure Blob),
+//! fake-gcs-server (GCS), Apache Iceberg's REST catalog, kcat and a Python venv
+//! with confluent-kafka. [`env_or_skip()`] finds them (or skips the test, printing
+//! why, when they are not there and `FERRY_REQUIRE_ENV` is not `1`;
+//! [`TestEnv::iceberg_rest_or_skip`] does the same for the catalog);
 //! [`py_produce`] and [`dump_topic`] write and read topics with a client that
 //! is independent of Ferry (librdkafka through confluent-kafka), so tests can
 //! check Ferry against it.
@@ -90,7 +91,24 @@ pub struct TestEnv {
     /// `http://127.0.0.1:19181` by default), run by `scripts/dev-env`. Not probed with the
     /// rest: a test that uses it calls [`TestEnv::iceberg_rest_or_skip`].
     pub iceberg_rest: String,
+    /// Azurite's blob endpoint, account included (`FERRY_AZURE_ENDPOINT`,
+    /// `http://127.0.0.1:19010/devstoreaccount1` by default).
+    pub azure_endpoint: String,
+    /// The Azure storage account (`FERRY_AZURE_ACCOUNT`, `devstoreaccount1` by default).
+    pub azure_account: String,
+    /// Its key (`FERRY_AZURE_KEY`, Azurite's well-known development key by default).
+    pub azure_key: String,
+    /// A container that exists there (`FERRY_AZURE_CONTAINER`, `ferry-test` by default).
+    pub azure_container: String,
+    /// fake-gcs-server's endpoint (`FERRY_GCS_ENDPOINT`, `http://127.0.0.1:19020` by default).
+    pub gcs_endpoint: String,
+    /// A bucket that exists there (`FERRY_GCS_BUCKET`, `ferry-test` by default).
+    pub gcs_bucket: String,
 }
+
+/// Azurite's development account key: public, the same in every Azurite.
+pub const AZURITE_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 
 impl TestEnv {
     /// The S3 credentials of the dev server as environment variables for a child process
@@ -123,6 +141,44 @@ impl TestEnv {
             }
         }
     }
+
+    /// An `s3://` URI under `prefix` in the dev bucket (credentials from [`TestEnv::aws_vars`]).
+    pub fn s3_uri(&self, prefix: &str) -> String {
+        format!(
+            "s3://{}/{prefix}?endpoint={}&region={}",
+            self.s3_bucket, self.s3_endpoint, self.aws_region
+        )
+    }
+
+    /// An `azblob://` URI under `prefix` in Azurite's test container (key from
+    /// [`TestEnv::azure_vars`]).
+    pub fn azure_uri(&self, prefix: &str) -> String {
+        format!(
+            "azblob://{}/{prefix}?endpoint={}&account_name={}",
+            self.azure_container, self.azure_endpoint, self.azure_account
+        )
+    }
+
+    /// Azurite's key as the variable Ferry reads it from (`AZURE_STORAGE_KEY`).
+    pub fn azure_vars(&self) -> [(&'static str, &str); 1] {
+        [("AZURE_STORAGE_KEY", self.azure_key.as_str())]
+    }
+
+    /// A `gs://` URI under `prefix` in fake-gcs-server's test bucket (unsigned requests).
+    pub fn gcs_uri(&self, prefix: &str) -> String {
+        format!(
+            "gs://{}/{prefix}?endpoint={}&anonymous=true",
+            self.gcs_bucket, self.gcs_endpoint
+        )
+    }
+
+    /// The variables every object store of the dev environment needs, for a child process
+    /// ([`TestEnv::aws_vars`] and [`TestEnv::azure_vars`]; GCS needs none).
+    pub fn store_vars(&self) -> Vec<(&'static str, &str)> {
+        let mut v = self.aws_vars().to_vec();
+        v.extend(self.azure_vars());
+        v
+    }
 }
 
 /// The dev environment of this machine, or `None` when it is not there, so that
@@ -137,7 +193,8 @@ impl TestEnv {
 /// ```
 ///
 /// "Not there" means: no env file and no `FERRY_*` variables, a variable the
-/// env file should hold is missing, a service (Kafka, Tansu, the S3 server)
+/// env file should hold is missing, a service (Kafka, Tansu, the S3 server, Azurite,
+/// fake-gcs-server)
 /// does not accept connections, or a tool (Python, kcat, java) is not at its
 /// path. Then it prints `skipped: TEST: REASON` to the terminal (past the test
 /// harness's output capture, so `cargo test` shows it) and returns `None`.
@@ -215,6 +272,14 @@ fn unusable_parts(env: &TestEnv) -> Vec<String> {
         (
             "the S3 server (FERRY_S3_ENDPOINT)",
             env.s3_endpoint.as_str(),
+        ),
+        (
+            "Azurite (FERRY_AZURE_ENDPOINT)",
+            env.azure_endpoint.as_str(),
+        ),
+        (
+            "fake-gcs-server (FERRY_GCS_ENDPOINT)",
+            env.gcs_endpoint.as_str(),
         ),
     ];
     for (what, address) in services {
@@ -310,6 +375,13 @@ fn env_from(
         aws_secret_access_key: get("AWS_SECRET_ACCESS_KEY").unwrap_or_else(|| "test".into()),
         aws_region: get("AWS_REGION").unwrap_or_else(|| "us-east-1".into()),
         iceberg_rest: get("FERRY_ICEBERG_REST").unwrap_or_else(|| "http://127.0.0.1:19181".into()),
+        azure_endpoint: get("FERRY_AZURE_ENDPOINT")
+            .unwrap_or_else(|| "http://127.0.0.1:19010/devstoreaccount1".into()),
+        azure_account: get("FERRY_AZURE_ACCOUNT").unwrap_or_else(|| "devstoreaccount1".into()),
+        azure_key: get("FERRY_AZURE_KEY").unwrap_or_else(|| AZURITE_KEY.into()),
+        azure_container: get("FERRY_AZURE_CONTAINER").unwrap_or_else(|| "ferry-test".into()),
+        gcs_endpoint: get("FERRY_GCS_ENDPOINT").unwrap_or_else(|| "http://127.0.0.1:19020".into()),
+        gcs_bucket: get("FERRY_GCS_BUCKET").unwrap_or_else(|| "ferry-test".into()),
     })
 }
 
@@ -804,6 +876,11 @@ mod tests {
         assert_eq!(e.aws_secret_access_key, "test", "default");
         assert_eq!(e.aws_region, "us-east-1", "default");
         assert_eq!(e.iceberg_rest, "http://127.0.0.1:19181", "default");
+        assert_eq!(e.azure_endpoint, "http://127.0.0.1:19010/devstoreaccount1");
+        assert_eq!(
+            e.gcs_uri("p"),
+            "gs://ferry-test/p?endpoint=http://127.0.0.1:19020&anonymous=true"
+        );
     }
 
     #[test]
@@ -833,6 +910,8 @@ mod tests {
         .expect("complete env");
         e.tansu = "127.0.0.1:1".into();
         e.s3_endpoint = "http://127.0.0.1:1/".into();
+        e.azure_endpoint = "http://127.0.0.1:1/devstoreaccount1".into();
+        e.gcs_endpoint = "http://127.0.0.1:1".into();
         e.python = "/nonexistent/python".into();
         let parts = unusable_parts(&e).join("; ");
         assert!(
@@ -841,6 +920,14 @@ mod tests {
         );
         assert!(
             parts.contains("S3 server (FERRY_S3_ENDPOINT) at http://127.0.0.1:1/"),
+            "{parts}"
+        );
+        assert!(
+            parts.contains("Azurite (FERRY_AZURE_ENDPOINT) at http://127.0.0.1:1/devstoreaccount1"),
+            "{parts}"
+        );
+        assert!(
+            parts.contains("fake-gcs-server (FERRY_GCS_ENDPOINT) at http://127.0.0.1:1"),
             "{parts}"
         );
         assert!(
