@@ -106,6 +106,11 @@ pub struct BackupArgs {
     /// `value_json`); new fields add columns.
     #[arg(long)]
     pub json_values: bool,
+    /// With --format raw: store batches the producer sent uncompressed compressed with this
+    /// codec (zstd, lz4, snappy, gzip), as Kafka does for a topic's `compression.type`:
+    /// records byte for byte, only the codec of those batches changes.
+    #[arg(long, value_name = "CODEC", value_parser = ["zstd", "lz4", "snappy", "gzip"])]
+    pub recompress: Option<String>,
     /// Back up to the high watermarks and exit; without it the backup runs until
     /// SIGINT/SIGTERM, then flushes and exits 0.
     #[arg(long)]
@@ -207,10 +212,18 @@ pub fn backup_pipeline(a: &BackupArgs) -> Result<Value> {
     if let Value::Object(block) = &mut source {
         a.security.apply(block);
     }
+    if a.recompress.is_some() && a.format != "raw" {
+        bail!(
+            "--recompress applies to --format raw (the other formats choose their own compression)"
+        );
+    }
     let sink = if a.format == "iceberg" {
         iceberg_sink(a)?
     } else {
         let mut sink = json!({ "type": "storage", "uri": a.to, "format": a.format });
+        if let (Some(codec), Value::Object(sink)) = (&a.recompress, &mut sink) {
+            sink.insert("raw".into(), json!({ "compression": codec }));
+        }
         if let (Some(block), Value::Object(sink)) = (a.keys.block(), &mut sink) {
             sink.insert("encryption".into(), block);
         }

@@ -1139,3 +1139,100 @@ fn restore_keeps_its_state_locally_and_a_failed_backup_leaves_nothing() {
         files(&nothing).iter().map(|(n, _)| n).collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn recompressed_raw_segments_are_smaller_restore_byte_for_byte_and_kafka_reads_them() {
+    let Some(env) = ferry_testkit::env_or_skip() else {
+        return;
+    };
+    let topic = unique("recompress");
+    create_topic(&env, &topic, 2, &[("retention.ms", "-1")]);
+    let msgs: Vec<KcatMsg> = (0..2000)
+        .map(|i| {
+            let v = format!(
+                "{{\"order\":{i},\"customer\":\"customer-{}\",\"status\":\"shipped\",\"items\":[{{\"sku\":\"sku-{}\",\"qty\":{}}}]}}",
+                i % 97,
+                i % 13,
+                i % 5
+            );
+            KcatMsg::new(Some(format!("k{i}").as_bytes()), Some(v.as_bytes()))
+                .header("h", Some(b"v"))
+                .at(1_764_547_200_000 + i)
+        })
+        .collect();
+    py_produce_to(&env, &env.kafka, &topic, None, &msgs, "none", true);
+    let source = dump_topic(&env, &env.kafka, &topic);
+    let dir = tempfile::tempdir().unwrap();
+    let (plain, zstd) = (dir.path().join("plain"), dir.path().join("zstd"));
+    for (to, extra) in [(&plain, None), (&zstd, Some("zstd"))] {
+        let mut args = vec![
+            "backup",
+            "--brokers",
+            &env.kafka,
+            "--topic",
+            &topic,
+            "--to",
+            to.to_str().unwrap(),
+            "--snapshot",
+        ];
+        if let Some(codec) = extra {
+            args.extend(["--recompress", codec]);
+        }
+        ferry_ok(&args);
+        ferry_ok(&["verify", to.to_str().unwrap()]);
+    }
+    let size = |d: &std::path::Path| -> u64 {
+        common::files_under(d, "log")
+            .iter()
+            .map(|f| std::fs::metadata(f).unwrap().len())
+            .sum()
+    };
+    let (p, z) = (size(&plain), size(&zstd));
+    assert!(z * 3 < p, "recompressed {z} bytes vs {p} stored as fetched");
+
+    // Kafka's own tool reads the recompressed segments, codec zstd.
+    let seg = &common::files_under(&zstd, "log")[0];
+    let dump = Command::new(&env.java)
+        .args([
+            "-cp",
+            &format!("{}/*", env.kafka_libs),
+            "org.apache.kafka.tools.DumpLogSegments",
+            "--files",
+        ])
+        .arg(seg)
+        .arg("--print-data-log")
+        .output()
+        .expect("DumpLogSegments runs");
+    let text = String::from_utf8_lossy(&dump.stdout);
+    assert!(
+        dump.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dump.stderr)
+    );
+    assert!(
+        text.contains("compresscodec: zstd") || text.contains("compresscodec: ZSTD"),
+        "{text}"
+    );
+    assert!(text.contains("\"status\":\"shipped\""), "{text}");
+
+    let target = format!("{topic}-restored");
+    ferry_ok(&[
+        "restore",
+        "--from",
+        zstd.to_str().unwrap(),
+        "--brokers",
+        &env.kafka,
+        "--topic",
+        &topic,
+        "--rename",
+        &format!("{topic}={target}"),
+    ]);
+    let mut restored = dump_topic(&env, &env.kafka, &target);
+    let mut want = source.clone();
+    restored.sort_by_key(|r| (r.partition, r.offset));
+    want.sort_by_key(|r| (r.partition, r.offset));
+    assert!(
+        restored == want,
+        "the restore from recompressed segments equals the topic"
+    );
+}

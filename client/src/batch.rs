@@ -826,6 +826,76 @@ pub(crate) fn encode_batch(
     Ok(buf.freeze())
 }
 
+/// The batches of `bytes` (a run of v2 batches) with every uncompressed data batch
+/// compressed with `codec`, as Kafka does for a topic's `compression.type`: the records'
+/// bytes are exactly those of the original batch once decompressed (offsets, timestamps,
+/// keys, values, headers), and every header field is kept (base offset, leader epoch,
+/// producer id, epoch and sequence, transactional and timestamp-type bits); only the codec
+/// bits, the length and the CRC change. Batches already compressed, control batches, and
+/// batches that would not get smaller are kept as they are.
+pub fn recompress_batches(bytes: &Bytes, codec: Compression) -> Result<Bytes> {
+    if codec == Compression::None {
+        return Ok(bytes.clone());
+    }
+    let mut out = BytesMut::with_capacity(bytes.len());
+    let mut pos = 0usize;
+    while pos < bytes.len() {
+        let header = BatchHeader::parse(&bytes[pos..])?;
+        let len = header.total_len();
+        let end = pos
+            .checked_add(len)
+            .filter(|e| *e <= bytes.len())
+            .ok_or_else(|| ClientError::Corrupt("record batch runs past its segment".into()))?;
+        let batch = &bytes[pos..end];
+        match recompress_one(batch, &header, codec)? {
+            Some(b) => out.extend_from_slice(&b),
+            None => out.extend_from_slice(batch),
+        }
+        pos = end;
+    }
+    Ok(out.freeze())
+}
+
+/// One batch compressed with `codec`, or `None` when it is kept as it is.
+fn recompress_one(
+    batch: &[u8],
+    header: &BatchHeader,
+    codec: Compression,
+) -> Result<Option<BytesMut>> {
+    if header.is_control()
+        || header.compression()? != Compression::None
+        || batch.len() <= BATCH_HEADER_LEN
+    {
+        return Ok(None);
+    }
+    let records = &batch[BATCH_HEADER_LEN..];
+    let mut buf = BytesMut::with_capacity(batch.len());
+    buf.put_slice(&batch[..BATCH_HEADER_LEN]);
+    let put = |t: &mut BytesMut| {
+        t.put_slice(records);
+        Ok(())
+    };
+    let res = match codec {
+        Compression::None => return Ok(None),
+        Compression::Gzip => kafka_protocol::compression::Gzip::compress(&mut buf, put),
+        Compression::Snappy => kafka_protocol::compression::Snappy::compress(&mut buf, put),
+        Compression::Lz4 => kafka_protocol::compression::Lz4::compress(&mut buf, put),
+        Compression::Zstd => kafka_protocol::compression::Zstd::compress(&mut buf, put),
+    };
+    res.map_err(|e| ClientError::Config(format!("compressing a batch with {codec:?}: {e}")))?;
+    if buf.len() >= batch.len() {
+        return Ok(None);
+    }
+    let len = i32::try_from(buf.len() - LOG_OVERHEAD)
+        .map_err(|_| ClientError::Config("batch larger than 2 GiB".into()))?;
+    buf[8..12].copy_from_slice(&len.to_be_bytes());
+    let attrs = (be_i16(&buf, 21) & !0x07) | codec as i16;
+    buf[21..23].copy_from_slice(&attrs.to_be_bytes());
+    let crc = crc32c::crc32c(&buf[CRC_START..]);
+    buf[17..21].copy_from_slice(&crc.to_be_bytes());
+    Ok(Some(buf))
+}
+
 /// Sets the base offset of an encoded batch in place (tests and tools build logs with it;
 /// the base offset is outside the CRC).
 pub fn set_base_offset(batch: &mut [u8], base_offset: i64) {
@@ -891,6 +961,47 @@ mod tests {
 
     fn topic() -> Arc<str> {
         Arc::from("t")
+    }
+
+    #[test]
+    fn recompressed_batches_hold_the_same_records_and_header_fields() {
+        let records: Vec<ProduceRecord> = (0..50)
+            .map(|i| {
+                rec(
+                    Some("k"),
+                    Some(&format!("{{\"n\":{i},\"text\":\"aaaaaaaaaaaaaaaaaaaa\"}}")),
+                    DAY + i,
+                )
+            })
+            .collect();
+        let producer = ProducerInfo {
+            producer_id: 7,
+            producer_epoch: 2,
+            sequence: 40,
+        };
+        let plain = build_batch(100, &records, Compression::None, 0x10, Some(producer)).unwrap();
+        let zipped = build_batch(150, &records, Compression::Gzip, 0, None).unwrap();
+        let both = concat(&[&plain, &zipped]);
+        for codec in [Compression::Zstd, Compression::Lz4] {
+            let out = recompress_batches(&both, codec).unwrap();
+            assert!(out.len() < both.len());
+            let first = BatchHeader::parse(&out).unwrap();
+            assert_eq!(first.compression().unwrap(), codec);
+            assert_eq!(first.base_offset, 100);
+            assert!(first.is_transactional());
+            assert_eq!(
+                (first.producer_id, first.producer_epoch, first.base_sequence),
+                (7, 2, 40)
+            );
+            // The already-compressed batch is kept byte for byte.
+            assert_eq!(&out[first.total_len()..], &zipped[..]);
+            verify_batches(&out).unwrap();
+            assert_eq!(
+                decode_batches(&out, &topic(), 0).unwrap(),
+                decode_batches(&both, &topic(), 0).unwrap()
+            );
+        }
+        assert_eq!(recompress_batches(&both, Compression::None).unwrap(), both);
     }
 
     fn concat(parts: &[&Bytes]) -> Bytes {

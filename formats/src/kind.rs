@@ -93,7 +93,7 @@ impl FormatKind {
     /// The format with its default options.
     pub fn with_defaults(self) -> Arc<dyn SegmentFormat> {
         match self {
-            FormatKind::Raw => Arc::new(crate::raw::RawFormat),
+            FormatKind::Raw => Arc::new(crate::raw::RawFormat::default()),
             FormatKind::Jsonl => Arc::new(crate::jsonl_segment::JsonlFormat),
             FormatKind::Avro => Arc::new(crate::avro::AvroFormat::default()),
             FormatKind::Parquet => Arc::new(crate::parquet::ParquetFormat::default()),

@@ -2,6 +2,12 @@
 //! log segment (Kafka's own `DumpLogSegments` reads it). Batches fetched from Kafka are
 //! written untouched — producer compression, CRCs and control batches kept. Records changed
 //! by a transform are encoded again into batches that keep their original offsets.
+//!
+//! With `raw: {compression: zstd}` (or `lz4`, `snappy`, `gzip`) on the storage sink, batches
+//! the producer sent uncompressed are stored compressed, as Kafka does for a topic's
+//! `compression.type`: the records are the same bytes once decompressed, every header field
+//! is kept, only the codec, length and CRC of those batches change
+//! ([`ferry_kafka::batch::recompress_batches`]).
 
 use crate::segment::{SegmentEncoder, SegmentFormat};
 use bytes::{Bytes, BytesMut};
@@ -12,9 +18,51 @@ use ferry_kafka::{Compression, ProduceRecord};
 /// Extension of raw segment objects, as Kafka names its log segments.
 pub const RAW_EXTENSION: &str = "log";
 
+/// Codec for batches stored uncompressed (`raw: {compression: …}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RawCompression {
+    /// Keep every batch as it was fetched (the default).
+    #[default]
+    None,
+    /// gzip.
+    Gzip,
+    /// Snappy.
+    Snappy,
+    /// LZ4.
+    Lz4,
+    /// Zstandard.
+    Zstd,
+}
+
+impl RawCompression {
+    fn codec(self) -> Compression {
+        match self {
+            RawCompression::None => Compression::None,
+            RawCompression::Gzip => Compression::Gzip,
+            RawCompression::Snappy => Compression::Snappy,
+            RawCompression::Lz4 => Compression::Lz4,
+            RawCompression::Zstd => Compression::Zstd,
+        }
+    }
+}
+
+/// Options of `format: raw` (the storage sink's `raw:` block).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawOptions {
+    /// Store batches the producer sent uncompressed compressed with this codec (`zstd`,
+    /// `lz4`, `snappy`, `gzip`; default `none`: as fetched). Records stay byte for byte.
+    #[serde(default)]
+    pub compression: RawCompression,
+}
+
 /// The `raw` format.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct RawFormat;
+pub struct RawFormat {
+    /// Its options.
+    pub options: RawOptions,
+}
 
 impl SegmentFormat for RawFormat {
     fn kind(&self) -> crate::kind::FormatKind {
@@ -22,20 +70,38 @@ impl SegmentFormat for RawFormat {
     }
 
     fn encoder(&self, _topic: &str, _partition: i32, _first: i64) -> Box<dyn SegmentEncoder> {
-        Box::new(RawEncoder)
+        Box::new(RawEncoder {
+            codec: self.options.compression.codec(),
+        })
     }
 }
 
-/// Encoder of raw segments: passes fetched bytes through, encodes decoded records.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RawEncoder;
+/// Encoder of raw segments: passes fetched bytes through (recompressed when asked),
+/// encodes decoded records.
+#[derive(Debug, Clone, Copy)]
+pub struct RawEncoder {
+    codec: Compression,
+}
+
+impl Default for RawEncoder {
+    fn default() -> Self {
+        RawEncoder {
+            codec: Compression::None,
+        }
+    }
+}
 
 impl SegmentEncoder for RawEncoder {
     fn encode(&mut self, batch: &Batch) -> Result<Bytes> {
-        match &batch.payload {
-            Payload::Raw(raw) => Ok(raw.bytes.clone()),
-            Payload::Records(records) => encode_records(records),
+        let bytes = match &batch.payload {
+            Payload::Raw(raw) => raw.bytes.clone(),
+            Payload::Records(records) => encode_records(records)?,
+        };
+        if self.codec == Compression::None {
+            return Ok(bytes);
         }
+        ferry_kafka::batch::recompress_batches(&bytes, self.codec)
+            .map_err(|e| Error::component("format raw", e))
     }
 
     fn finish(&mut self) -> Result<Bytes> {

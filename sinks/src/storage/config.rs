@@ -88,6 +88,10 @@ pub struct StorageSinkConfig {
     /// Schema-Registry Avro values decoded into a field (`value: {as: avro, …}`).
     #[serde(default)]
     pub avro: Option<ferry_formats::avro::AvroFormatOptions>,
+    /// Options of `format: raw`: `compression` (zstd, lz4, snappy, gzip; default none)
+    /// stores batches the producer sent uncompressed compressed, records byte for byte.
+    #[serde(default)]
+    pub raw: Option<ferry_formats::raw::RawOptions>,
     /// Segment object names: a template with `{topic}`, `{partition}`, `{first_offset}`
     /// (zero-padded to 20 digits), `{date}` (YYYY-MM-DD) and `{hour}` (HH) of the segment's
     /// first record in UTC; the format's extension is appended. E.g.
@@ -161,6 +165,12 @@ pub fn configured_format(c: &StorageSinkConfig) -> Result<Arc<dyn SegmentFormat>
     }
     if c.avro.is_some() && c.format != ferry_formats::avro::NAME {
         return Err(mismatch(ferry_formats::avro::NAME));
+    }
+    if c.raw.is_some() && c.format != FormatKind::Raw.name() {
+        return Err(mismatch(FormatKind::Raw.name()));
+    }
+    if let Some(o) = &c.raw {
+        return Ok(Arc::new(ferry_formats::raw::RawFormat { options: *o }));
     }
     if let Some(o) = &c.parquet {
         o.validate()?;
