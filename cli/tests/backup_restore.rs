@@ -1250,3 +1250,119 @@ fn a_multi_partition_backup_fetches_in_an_incremental_session() {
         content(&dump_topic(&env, &env.kafka, &restored))
     );
 }
+
+/// A restore of 100 topics creates them up front in batched CreateTopics requests (one
+/// here), not one request per topic as each topic's first batch arrives; every record lands.
+#[test]
+fn a_restore_of_100_topics_creates_them_in_batched_requests() {
+    let Some(env) = ferry_testkit::env_or_skip() else {
+        return;
+    };
+    let prefix = unique("many");
+    let names: Vec<String> = (0..100).map(|i| format!("{prefix}-{i:03}")).collect();
+    let c = client(&env);
+    let configs: BTreeMap<String, String> = common::ANY_TIMESTAMP
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let new: Vec<NewTopic> = names
+        .iter()
+        .map(|n| NewTopic {
+            name: n.clone(),
+            partitions: 2,
+            replication_factor: 1,
+            configs: configs.clone(),
+        })
+        .collect();
+    rt().block_on(c.create_topics(&new))
+        .expect("create source topics");
+    let producer = c
+        .producer(ferry_kafka::ProducerConfig::default())
+        .expect("producer");
+    let batches: Vec<ferry_kafka::ProduceBatch> = names
+        .iter()
+        .flat_map(|n| {
+            (0..2).map(move |p| ferry_kafka::ProduceBatch {
+                topic: n.clone(),
+                partition: p,
+                records: vec![ferry_kafka::ProduceRecord {
+                    key: Some(bytes::Bytes::from(format!("{n}/{p}"))),
+                    value: Some(bytes::Bytes::from_static(b"v")),
+                    headers: vec![],
+                    timestamp: 1_764_547_200_000,
+                }],
+            })
+        })
+        .collect();
+    // Leaders of fresh topics take a moment: retry until the records are in.
+    let mut produced = false;
+    for _ in 0..50 {
+        if rt().block_on(producer.produce(batches.clone())).is_ok() {
+            produced = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(produced, "could not produce to the source topics");
+
+    let dir = tempfile::tempdir().unwrap();
+    let uri = dir.path().join("backup");
+    let uri = uri.to_str().unwrap();
+    ferry_ok(&[
+        "backup",
+        "--brokers",
+        &env.kafka,
+        "--topic",
+        &format!("/{prefix}-.*/"),
+        "--to",
+        uri,
+        "--snapshot",
+    ]);
+    let map: Vec<String> = names
+        .iter()
+        .map(|n| format!("\"{n}\": \"{n}-r\""))
+        .collect();
+    let yaml = dir.path().join("restore.yaml");
+    std::fs::write(
+        &yaml,
+        format!(
+            "name: many-restore\nsource:\n  type: backup\n  uri: \"{uri}\"\ntransforms:\n  - type: rename_topic\n    \
+             map: {{{}}}\nsink:\n  type: kafka\n  brokers: [\"{}\"]\n  state: \"{}\"\n",
+            map.join(", "),
+            env.kafka,
+            dir.path().join("state").display()
+        ),
+    )
+    .unwrap();
+    let (_, stderr) = common::ferry_success(&["run", yaml.to_str().unwrap()], &[]);
+    let creates: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("CreateTopics request"))
+        .collect();
+    assert_eq!(
+        creates.len(),
+        1,
+        "CreateTopics requests: {creates:?}\n{stderr}"
+    );
+    assert_eq!(
+        log_field(creates[0], "created"),
+        Some(100),
+        "{}",
+        creates[0]
+    );
+    assert!(
+        !stderr.contains("created topic on the target"),
+        "a topic was created on its own:\n{stderr}"
+    );
+    let md = rt().block_on(c.metadata(None)).unwrap();
+    for n in &names {
+        let t = md
+            .topic(&format!("{n}-r"))
+            .unwrap_or_else(|| panic!("{n}-r missing"));
+        assert_eq!(t.partitions.len(), 2);
+        let ends = rt()
+            .block_on(c.list_offsets(&t.name, &[0, 1], ferry_kafka::OffsetSpec::Latest))
+            .unwrap();
+        assert_eq!(ends.values().sum::<i64>(), 2, "{}", t.name);
+    }
+}

@@ -511,3 +511,83 @@ async fn read_all(config: ferry_sources::backup::BackupSourceConfig) -> Result<V
     }
     Ok(out)
 }
+
+/// With many partitions each holding an open Parquet segment, the buffers of all of them
+/// stay within `max_buffered_bytes`: the segments holding most are closed early, and every
+/// record still ends up in exactly one segment, offsets contiguous.
+#[test]
+fn open_segments_are_closed_early_to_stay_within_max_buffered_bytes() {
+    rt().block_on(async {
+        let uri = format!("memory://buffer-budget-{}", layout::now_ms());
+        let budget: u64 = 256 * 1024;
+        let mut sink = StorageSink::new(config(
+            &uri,
+            serde_json::json!({"format": "parquet", "max_buffered_bytes": budget}),
+        ))
+        .unwrap();
+        sink.open().await.unwrap();
+        let topic: Arc<str> = Arc::from("t");
+        let (partitions, rounds, per_batch) = (40, 4, 50i64);
+        let value = "v".repeat(500);
+        let mut largest_piece = 0u64;
+        for round in 0..rounds {
+            for p in 0..partitions {
+                let first = round * per_batch;
+                let recs: Vec<Record> = (first..first + per_batch)
+                    .map(|o| {
+                        let mut r = Record::new(
+                            topic.clone(),
+                            p,
+                            o,
+                            Some(Bytes::from(format!("{{\"n\":{o},\"v\":\"{value}{p}\"}}"))),
+                        );
+                        r.timestamp = T0 + o;
+                        r
+                    })
+                    .collect();
+                largest_piece = largest_piece.max(per_batch as u64 * 520);
+                sink.write(Batch::from_records(
+                    topic.clone(),
+                    p,
+                    first,
+                    first + per_batch,
+                    recs,
+                    Ack::none(),
+                ))
+                .await
+                .unwrap();
+                sink.settle_all().await.unwrap();
+                let held: u64 = sink.open.values().map(|s| sink.buffered(s)).sum();
+                // Checked after every piece with fewer than 64 open segments: at most the
+                // piece just added above the budget.
+                assert!(
+                    held <= budget + 4 * largest_piece,
+                    "{held} bytes buffered with a budget of {budget}"
+                );
+            }
+        }
+        // Without the budget nothing would be closed before `close` (40 × 100 KB of rows
+        // is far below the row group and roll sizes).
+        let closed_early = (0..partitions)
+            .filter(|p| sink.last_next.contains_key(&(topic.clone(), *p)))
+            .count();
+        assert!(closed_early > 0, "no segment was closed early");
+        sink.close().await.unwrap();
+        for p in 0..partitions {
+            let mut first = 0;
+            let mut records = 0;
+            while first < rounds * per_batch {
+                let bytes = sink
+                    .storage()
+                    .read(&layout::manifest_key("t", p, first))
+                    .await
+                    .unwrap_or_else(|e| panic!("partition {p}: no segment at {first}: {e}"));
+                let m: SegmentManifest = serde_json::from_slice(&bytes).unwrap();
+                records += m.record_count;
+                first = m.next_offset;
+            }
+            assert_eq!(first, rounds * per_batch);
+            assert_eq!(records, (rounds * per_batch) as u64);
+        }
+    });
+}
