@@ -253,34 +253,24 @@ scenario() {
   fi
   for ((r = 1; r <= repeat; r++)); do
     log "$name: round $r of $repeat"
-    if ((topics > 1)); then
-      consume=("$KCAT" -b "$BROKERS" -G "fs$RUN_ID-$name-$r" -X auto.offset.reset=earliest -e -q "^$re\$")
-    fi
+    # A fresh group each time: a group resumes where the previous read stopped.
+    ((topics > 1)) && consume=("$KCAT" -b "$BROKERS" -G "fs$RUN_ID-$name-$r-null" -X auto.offset.reset=earliest -e -q "^$re\$")
     timed "$name|kcat_null" "${consume[@]}" >/dev/null
+    ((topics > 1)) && consume=("$KCAT" -b "$BROKERS" -G "fs$RUN_ID-$name-$r-file" -X auto.offset.reset=earliest -e -q "^$re\$")
     timed "$name|kcat_file" "${consume[@]}" >"$WORK/kcat.out"
     check_eq "$name: lines read by kcat" "$(wc -l <"$WORK/kcat.out")" "$n"
     rm -f "$WORK/kcat.out"
-    # The raw backup, and when its first segment manifest appeared.
+    # The raw backup, and when its first segment was committed: the earliest
+    # `written_at_ms` of its manifests, from the step's start (read after the step, so
+    # nothing polls the folder while it runs).
     local dir="$WORK/backup-$name"
     rm -rf "$dir"
-    local t0 stamp="$WORK/first.$name.$r"
-    rm -f "$stamp"
-    t0=$(date +%s.%N)
-    (
-      while :; do
-        if [[ -d "$dir/topics" ]] && find "$dir/topics" -mindepth 3 -name '*.json' -print -quit 2>/dev/null | grep -q .; then
-          awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f\n", b - a }' >"$stamp"
-          exit 0
-        fi
-        sleep 0.05
-      done
-    ) &
-    local watcher=$!
+    local t0
+    t0=$(date +%s%3N)
     timed "$name|ferry_backup" "$FERRY" backup --brokers "$BROKERS" --topic "/$re/" --to "$dir" --snapshot
-    sleep 0.1
-    kill "$watcher" 2>/dev/null || true
-    wait "$watcher" 2>/dev/null || true
-    [[ -f "$stamp" ]] && FIRST[$name]="${FIRST[$name]:-} $(cat "$stamp")"
+    local first_ms
+    first_ms=$(find "$dir/topics" -mindepth 3 -name '*.json' -print0 | xargs -0 cat | jq -s 'map(.written_at_ms) | min')
+    FIRST[$name]="${FIRST[$name]:-} $(awk -v a="$t0" -v b="$first_ms" 'BEGIN { printf "%.2f", (b - a) / 1000 }')"
     check_eq "$name: records in the raw backup" "$(backup_records "$dir")" "$n"
 
     local kt="fs$RUN_ID-$name-k$r" rt="fs$RUN_ID-$name-r$r"
