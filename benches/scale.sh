@@ -106,7 +106,13 @@ cp "$FERRY_BIN" "$WORK/ferry"
 FERRY_BIN_BUILT="$(date -u -r "$FERRY_BIN" '+%Y-%m-%d %H:%M:%S UTC')"
 FERRY_BIN_ORIG="$FERRY_BIN"
 FERRY="$WORK/ferry"
-TOPICS_CREATED=()
+# Topics made by the run (a file: scenarios run in subshells), deleted at the end.
+TOPICS_FILE="$WORK/topics.txt"
+: >"$TOPICS_FILE"
+# Every measurement as a line "key<TAB>wall<TAB>rss KiB<TAB>cpu", scenario facts as
+# "SC<TAB>name<TAB>bytes<TAB>records<TAB>partitions", failures as "FAIL<TAB>name<TAB>why".
+RESULTS="$WORK/results.tsv"
+: >"$RESULTS"
 BUSY_PID=""
 
 admin() { "$PY" "$HERE/kafka_admin.py" "$BROKERS" "$@"; }
@@ -114,9 +120,12 @@ cleanup() {
   local rc=$?
   [[ -n "$BUSY_PID" ]] && kill "$BUSY_PID" 2>/dev/null
   if ((KEEP)); then
-    log "kept: $WORK and ${#TOPICS_CREATED[@]} topic(s)"
+    log "kept: $WORK and $(wc -l <"$TOPICS_FILE") topic(s)"
   else
-    ((${#TOPICS_CREATED[@]})) && { admin delete "${TOPICS_CREATED[@]}" || log "warning: could not delete topics"; }
+    if [[ -s "$TOPICS_FILE" ]]; then
+      mapfile -t all <"$TOPICS_FILE"
+      admin delete "${all[@]}" || log "warning: could not delete topics"
+    fi
     rm -rf "$WORK"
   fi
   exit $rc
@@ -158,8 +167,6 @@ input() {
 
 # ------------------------------------------------------------------ timing
 
-declare -A WALLS RSS CPU FIRST
-ROWS=()
 
 # timed KEY CMD...: KEY is "scenario|step"; wall, peak RSS and CPU of each round kept.
 timed() {
@@ -173,10 +180,7 @@ timed() {
   fi
   local e m u s
   read -r e m u s < <(tail -n 1 "$tf")
-  [[ -v "WALLS[$key]" ]] || ROWS+=("$key")
-  WALLS[$key]="${WALLS[$key]:-} $e"
-  CPU[$key]="${CPU[$key]:-} $(awk -v u="$u" -v s="$s" 'BEGIN { printf "%.2f", u + s }')"
-  if [[ -z "${RSS[$key]:-}" ]] || ((m > RSS[$key])); then RSS[$key]=$m; fi
+  printf '%s\t%s\t%s\t%s\n' "$key" "$e" "$m" "$(awk -v u="$u" -v s="$s" 'BEGIN { printf "%.2f", u + s }')" >>"$RESULTS"
   log "$key: ${e}s wall, $((m / 1024)) MiB peak RSS"
 }
 median() { tr ' ' '\n' <<<"$1" | sed '/^$/d' | sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else printf "%.2f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
@@ -211,8 +215,6 @@ done
 EOF
 chmod +x "$WORK/produce.sh"
 
-declare -A SC_BYTES SC_RECORDS SC_PARTS
-SCENARIOS=()
 
 # scenario NAME COUNT BYTES PARTITIONS
 scenario() {
@@ -227,16 +229,13 @@ scenario() {
   ((parts >= 6000)) && repeat=$SCALE_REPEAT_6000
   local in
   in="$(input "$n" "$b")"
-  SCENARIOS+=("$name")
-  SC_BYTES[$name]=$((n * b))
-  SC_RECORDS[$name]=$n
-  SC_PARTS[$name]="$parts ($topics × $per_topic)"
+  printf 'SC\t%s\t%s\t%s\t%s\n' "$name" $((n * b)) "$n" "$parts ($topics × $per_topic)" >>"$RESULTS"
   local base="fs$RUN_ID-$name"
   local re="$base-t[0-9]+"
   local names=()
   for ((i = 0; i < topics; i++)); do names+=("$base-t$i"); done
   log "== $name: $n × $b bytes, $topics topic(s) × $per_topic partitions, $repeat round(s)"
-  TOPICS_CREATED+=("${names[@]}")
+  printf '%s\n' "${names[@]}" >>"$TOPICS_FILE"
   local cfg=()
   ((b > 1000000)) && cfg=(-X "message.max.bytes=$((b + 1048576))")
   create_set "$per_topic" "$b" "${names[@]}"
@@ -270,14 +269,14 @@ scenario() {
     timed "$name|ferry_backup" "$FERRY" backup --brokers "$BROKERS" --topic "/$re/" --to "$dir" --snapshot
     local first_ms
     first_ms=$(find "$dir/topics" -mindepth 3 -name '*.json' -print0 | xargs -0 cat | jq -s 'map(.written_at_ms) | min')
-    FIRST[$name]="${FIRST[$name]:-} $(awk -v a="$t0" -v b="$first_ms" 'BEGIN { printf "%.2f", (b - a) / 1000 }')"
+    printf '%s\t%s\t0\t0\n' "$name|first_segment" "$(awk -v a="$t0" -v b="$first_ms" 'BEGIN { printf "%.2f", (b - a) / 1000 }')" >>"$RESULTS"
     check_eq "$name: records in the raw backup" "$(backup_records "$dir")" "$n"
 
     local kt="fs$RUN_ID-$name-k$r" rt="fs$RUN_ID-$name-r$r"
     local renames=()
     for ((i = 0; i < topics; i++)); do
       renames+=(--rename "$base-t$i=$rt-t$i")
-      TOPICS_CREATED+=("$kt-t$i" "$rt-t$i")
+      printf '%s\n' "$kt-t$i" "$rt-t$i" >>"$TOPICS_FILE"
     done
     kcat_step() {
       local kn=()
@@ -311,10 +310,34 @@ LOAD_START="$(cut -d' ' -f1-3 /proc/loadavg)"
 UPTIME_START="$(uptime)"
 log "ferry: $FERRY_BIN_ORIG ($TREE); load: $LOAD_START"
 
-for n in $SCALE_RECORDS; do scenario "records-$n" "$n" "$SCALE_SIZE" 6; done
-for p in $SCALE_PARTITIONS; do scenario "partitions-$p" "$SCALE_PART_RECORDS" "$SCALE_SIZE" "$p"; done
-for s in $SCALE_LARGE; do scenario "large-${s%x*}x${s#*x}" "${s%x*}" "${s#*x}" 6; done
-for s in $SCALE_SMALL; do scenario "small-${s%x*}x${s#*x}" "${s%x*}" "${s#*x}" 6; done
+# Each scenario in a subshell: a failed step or check ends that scenario (recorded in the
+# report), not the run.
+run() {
+  (scenario "$@") && return 0
+  printf 'FAIL\t%s\t%s\n' "$1" "$(grep -v '^\s*$' "$WORK/step.log" 2>/dev/null | tail -n 1 | cut -c1-300)" >>"$RESULTS"
+  log "scenario $1 FAILED; going on"
+}
+for n in $SCALE_RECORDS; do run "records-$n" "$n" "$SCALE_SIZE" 6; done
+for p in $SCALE_PARTITIONS; do run "partitions-$p" "$SCALE_PART_RECORDS" "$SCALE_SIZE" "$p"; done
+for s in $SCALE_LARGE; do run "large-${s%x*}x${s#*x}" "${s%x*}" "${s#*x}" 6; done
+for s in $SCALE_SMALL; do run "small-${s%x*}x${s#*x}" "${s%x*}" "${s#*x}" 6; done
+
+# Back from the file into arrays for the report.
+declare -A WALLS RSS CPU SC_BYTES SC_RECORDS SC_PARTS FAILED
+ROWS=()
+SCENARIOS=()
+while IFS=$'\t' read -r k a b c d; do
+  case "$k" in
+    SC) SCENARIOS+=("$a"); SC_BYTES[$a]=$b; SC_RECORDS[$a]=$c; SC_PARTS[$a]=$d ;;
+    FAIL) FAILED[$a]="$b" ;;
+    *)
+      [[ -v "WALLS[$k]" ]] || ROWS+=("$k")
+      WALLS[$k]="${WALLS[$k]:-} $a"
+      CPU[$k]="${CPU[$k]:-} $c"
+      if [[ -z "${RSS[$k]:-}" ]] || ((b > RSS[$k])); then RSS[$k]=$b; fi
+      ;;
+  esac
+done <"$RESULTS"
 
 # ------------------------------------------------------------------ report
 
@@ -337,14 +360,15 @@ REPORT="$WORK/report.md"
     by=${SC_BYTES[$sc]}
     bk=$(med "$sc|ferry_backup") knull=$(med "$sc|kcat_null") kf=$(med "$sc|kcat_file")
     r=$(med "$sc|ferry_restore") kp=$(med "$sc|kcat_produce") pq=$(med "$sc|ferry_parquet")
-    first=$(median "${FIRST[$sc]:-}")
+    first=$(median "${WALLS[$sc|first_segment]:-}")
     echo "| $sc | ${SC_PARTS[$sc]} | ${SC_RECORDS[$sc]} | $(awk -v b="$by" 'BEGIN { printf "%.2f", b / 1e9 }') |" \
       "$bk ($(s_per_gb "$bk" "$by")) | $knull | $(ratio "$knull" "$bk")× | $r | $kp | $(ratio "$kp" "$r")× | $pq | $kf | $(ratio "$kf" "$pq")× |" \
-      "$(mib "${RSS[$sc|ferry_backup]}") / $(mib "${RSS[$sc|ferry_restore]}") / $(mib "${RSS[$sc|ferry_parquet]}") | ${first:--} |"
+      "$(mib "${RSS[$sc|ferry_backup]:-0}") / $(mib "${RSS[$sc|ferry_restore]:-0}") / $(mib "${RSS[$sc|ferry_parquet]:-0}") | ${first:--} |"
   done
   echo
   echo "Wall seconds of every round:"
   echo
+  for sc in "${!FAILED[@]}"; do echo "**$sc FAILED** (figures of its finished steps are above): \`${FAILED[$sc]}\`"; echo; done
   for k in "${ROWS[@]}"; do echo "- $k:$(sed 's/ /, /g; s/^,//' <<<"${WALLS[$k]}") (CPU s:$(sed 's/ /, /g; s/^,//' <<<"${CPU[$k]}"))"; done
   echo
   echo "Checks passed: every source topic set, kcat's file, every backup and export (\`ferry ls --json\`) and every restored and kcat-produced topic set hold the scenario's record count."

@@ -173,7 +173,7 @@ async fn wait_for_leaders(
             }
         }
         if counts.len() == topics.len() {
-            return Ok(counts);
+            return wait_until_served(client, &counts).await.map(|()| counts);
         }
         client.invalidate_metadata();
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -184,6 +184,38 @@ async fn wait_for_leaders(
         true,
         format!("topic(s) {waiting:?} were created but have no leaders yet"),
     ))
+}
+
+/// Waits until the leader of every partition of `counts` answers ListOffsets. A leader in
+/// the metadata is not yet a leader that serves: a broker creating thousands of partitions
+/// at once answers NOT_LEADER_OR_FOLLOWER for a while after the metadata names it (seen with
+/// 6,000 partitions on one busy node), and the restore's first ListOffsets would give up.
+/// Waits up to 30 s, or 20 ms per partition when that is longer.
+async fn wait_until_served(
+    client: &ferry_kafka::Client,
+    counts: &BTreeMap<String, i32>,
+) -> Result<()> {
+    let total: u64 = counts.values().map(|n| (*n).max(0) as u64).sum();
+    let wait = std::time::Duration::from_secs(30).max(std::time::Duration::from_millis(20 * total));
+    let deadline = std::time::Instant::now() + wait;
+    for (topic, n) in counts {
+        let partitions: Vec<i32> = (0..*n).collect();
+        loop {
+            match client
+                .list_offsets(topic, &partitions, OffsetSpec::Latest)
+                .await
+            {
+                Ok(_) => break,
+                Err(e) if e.is_retriable() && std::time::Instant::now() < deadline => {
+                    tracing::debug!(topic, error = %e, "created topic not served yet");
+                    client.invalidate_metadata();
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+                Err(e) => return Err(kerr(e)),
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Records per partition between the log start and the end, and how many of them this
