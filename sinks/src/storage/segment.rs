@@ -74,6 +74,16 @@ impl StorageSink {
             // Object stores upload in parts of this size; local files are written through
             // (buffering a chunk per open partition would only cost memory).
             writer = writer.chunk(self.config.chunk_size.bytes() as usize);
+        } else if !self.storage.exists(&key).await? {
+            // opendal writes a new local file through a position writer that keeps the last
+            // buffer it was given until the next write: a slice of a fetch response, which
+            // keeps that whole response (up to fetch_max_bytes) alive. One per open segment,
+            // so memory grew with the partition count (60 partitions: 300 MiB peak RSS for a
+            // raw backup, 6 partitions: 115 MiB). Append mode writes each buffer at once; a
+            // new file is still staged in `.ferry-tmp/` and renamed on close. (An existing
+            // file would be appended to in place: never the case after reconciling, but
+            // that path keeps the default writer.)
+            writer = writer.append(true);
         }
         let writer = writer
             .await

@@ -591,3 +591,64 @@ fn open_segments_are_closed_early_to_stay_within_max_buffered_bytes() {
         }
     });
 }
+
+/// A raw backup to a local folder keeps no slice of a fetched buffer once it is written:
+/// every partition's batches are slices of the same fetch response, and an open segment
+/// holding on to its last slice kept the whole response alive (memory grew with the
+/// partition count).
+#[test]
+fn local_raw_segments_do_not_hold_on_to_the_fetched_buffer() {
+    rt().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sink =
+            StorageSink::new(config(dir.path().to_str().unwrap(), serde_json::json!({}))).unwrap();
+        sink.open().await.unwrap();
+        let topic: Arc<str> = Arc::from("t");
+        // One "fetch response": a batch per partition, back to back.
+        let mut frame = Vec::new();
+        let mut spans = Vec::new();
+        for p in 0..8 {
+            let rec = ferry_kafka::ProduceRecord {
+                value: Some(Bytes::from(format!("value of {p}"))),
+                timestamp: T0,
+                ..Default::default()
+            };
+            let b =
+                ferry_kafka::batch::build_batch(0, &[rec], ferry_kafka::Compression::None, 0, None)
+                    .unwrap();
+            spans.push(frame.len()..frame.len() + b.len());
+            frame.extend_from_slice(&b);
+        }
+        let frame = Bytes::from(frame);
+        for (p, span) in spans.into_iter().enumerate() {
+            let mut batch =
+                Batch::from_records(topic.clone(), p as i32, 0, 1, Vec::new(), Ack::none());
+            batch.payload = ferry_core::Payload::Raw(ferry_core::RawBatches {
+                bytes: frame.slice(span),
+                record_count: 1,
+                min_timestamp: Some(T0),
+                max_timestamp: Some(T0),
+                aborted: Vec::new(),
+                decoder: Arc::new(ferry_kafka::BatchDecoder),
+            });
+            sink.write(batch).await.unwrap();
+        }
+        assert_eq!(sink.open.len(), 8, "the segments are still open");
+        assert!(
+            frame.is_unique(),
+            "an open segment still holds a slice of the fetched buffer"
+        );
+        sink.close().await.unwrap();
+        for p in 0..8 {
+            let m: SegmentManifest = serde_json::from_slice(
+                &sink
+                    .storage()
+                    .read(&layout::manifest_key("t", p, 0))
+                    .await
+                    .unwrap(),
+            )
+            .unwrap();
+            assert_eq!((m.record_count, m.next_offset), (1, 1));
+        }
+    });
+}
