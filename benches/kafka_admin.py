@@ -50,7 +50,7 @@ def main(argv):
             fut[topic].result()
         except KafkaException as e:
             die(f"creating topic {topic}: {e}")
-        wait_metadata(admin, topic, partitions, present=True)
+        wait_metadata(admin, topic, partitions, present=True, timeout=120)
     elif cmd == "create-many":
         if len(args) < 2:
             die("create-many PARTITIONS TOPIC [TOPIC ...]")

@@ -54,6 +54,7 @@ ARGS_GIVEN="$*"
 usage() { sed -n '2,36p' "$0" | sed 's/^# \{0,1\}//'; }
 die() {
   echo "scale: ERROR: $*" >&2
+  [[ -n "${WORK:-}" && -d "$WORK" ]] && echo "$*" | cut -c1-300 >"$WORK/last_error"
   exit 1
 }
 log() { echo "scale: $(date -u +%H:%M:%S) $*" >&2; }
@@ -316,8 +317,10 @@ log "ferry: $FERRY_BIN_ORIG ($TREE); load: $LOAD_START"
 # Each scenario in a subshell: a failed step or check ends that scenario (recorded in the
 # report), not the run.
 run() {
+  rm -f "$WORK/last_error"
   (scenario "$@") && return 0
-  printf 'FAIL\t%s\t%s\n' "$1" "$(grep -v '^\s*$' "$WORK/step.log" 2>/dev/null | tail -n 1 | cut -c1-300)" >>"$RESULTS"
+  printf 'FAIL\t%s\t%s; last log line: %s\n' "$1" "$(cat "$WORK/last_error" 2>/dev/null)" \
+    "$(grep -v '^\s*$' "$WORK/step.log" 2>/dev/null | tail -n 1 | cut -c1-300)" >>"$RESULTS"
   log "scenario $1 FAILED; going on"
 }
 for n in $SCALE_RECORDS; do run "records-$n" "$n" "$SCALE_SIZE" 6; done
@@ -344,10 +347,15 @@ done <"$RESULTS"
 
 # ------------------------------------------------------------------ report
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
-mib() { awk -v k="$1" 'BEGIN { printf "%.0f", k / 1024 }'; }
-s_per_gb() { awk -v w="$1" -v by="$2" 'BEGIN { printf "%.2f", w / (by / 1e9) }'; }
-med() { median "${WALLS[$1]:-}"; }
+# A step that did not run (its scenario failed before it) shows as "-".
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a != "-" && b != "-" && b > 0) printf "%.2f×", a / b; else print "-" }'; }
+mib() { awk -v k="$1" 'BEGIN { if (k > 0) printf "%.0f", k / 1024; else print "-" }'; }
+s_per_gb() { awk -v w="$1" -v by="$2" 'BEGIN { if (w != "-") printf "%.2f", w / (by / 1e9); else print "-" }'; }
+med() {
+  local m
+  m=$(median "${WALLS[$1]:-}")
+  echo "${m:--}"
+}
 
 REPORT="$WORK/report.md"
 {
@@ -365,7 +373,7 @@ REPORT="$WORK/report.md"
     r=$(med "$sc|ferry_restore") kp=$(med "$sc|kcat_produce") pq=$(med "$sc|ferry_parquet")
     first=$(median "${WALLS[$sc|first_segment]:-}")
     echo "| $sc | ${SC_PARTS[$sc]} | ${SC_RECORDS[$sc]} | $(awk -v b="$by" 'BEGIN { printf "%.2f", b / 1e9 }') |" \
-      "$bk ($(s_per_gb "$bk" "$by")) | $knull | $(ratio "$knull" "$bk")× | $r | $kp | $(ratio "$kp" "$r")× | $pq | $kf | $(ratio "$kf" "$pq")× |" \
+      "$bk ($(s_per_gb "$bk" "$by")) | $knull | $(ratio "$knull" "$bk") | $r | $kp | $(ratio "$kp" "$r") | $pq | $kf | $(ratio "$kf" "$pq") |" \
       "$(mib "${RSS[$sc|ferry_backup]:-0}") / $(mib "${RSS[$sc|ferry_restore]:-0}") / $(mib "${RSS[$sc|ferry_parquet]:-0}") | ${first:--} |"
   done
   echo

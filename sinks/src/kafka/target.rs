@@ -154,15 +154,22 @@ impl TargetTopic {
 /// many in one request; a bound keeps one request's size and the controller's work sane.
 pub const CREATE_TOPICS_PER_REQUEST: usize = 200;
 
-/// Waits until every partition of `topics` has a leader (they take a moment after
-/// creation), polling the metadata of all of them at once; returns their partition counts.
+/// Waits until every partition of `topics` (`partitions` in all) has a leader (they take a
+/// moment after creation), polling the metadata of all of them at once; returns their
+/// partition counts.
 async fn wait_for_leaders(
     client: &ferry_kafka::Client,
     topics: &[String],
+    partitions: u64,
 ) -> Result<BTreeMap<String, i32>> {
     let mut counts = BTreeMap::new();
     client.invalidate_metadata();
-    for _ in 0..250 {
+    // Thousands of new partitions take the broker a while: 5 s at least, 5 ms per
+    // partition created (a 6,000-partition restore gave up after about 6 s).
+    let wait =
+        std::time::Duration::from_secs(5).max(std::time::Duration::from_millis(5 * partitions));
+    let deadline = std::time::Instant::now() + wait;
+    while std::time::Instant::now() < deadline {
         let md = client.metadata(Some(topics)).await.map_err(kerr)?;
         counts.clear();
         for t in topics {
@@ -274,7 +281,9 @@ impl super::KafkaSink {
                     }
                     _ => tracing::info!(topic, "topic already exists on the target"),
                 }
-                let counts = wait_for_leaders(&client, &[topic.to_string()]).await?;
+                let counts =
+                    wait_for_leaders(&client, &[topic.to_string()], partitions.max(0) as u64)
+                        .await?;
                 counts.get(topic).copied().unwrap_or(0)
             }
             None => {
@@ -361,6 +370,7 @@ impl super::KafkaSink {
             return Ok(());
         }
         let mut created = Vec::new();
+        let partitions: u64 = missing.iter().map(|t| t.partitions.max(0) as u64).sum();
         for chunk in missing.chunks(CREATE_TOPICS_PER_REQUEST) {
             let results = client.create_topics(chunk).await.map_err(kerr)?;
             let n = results
@@ -374,7 +384,7 @@ impl super::KafkaSink {
             );
             created.extend(chunk.iter().map(|t| t.name.clone()));
         }
-        wait_for_leaders(&client, &created).await?;
+        wait_for_leaders(&client, &created, partitions).await?;
         Ok(())
     }
 
