@@ -2,6 +2,7 @@
 """Topic admin for benches/e2e.sh, through confluent-kafka's AdminClient.
 
     kafka_admin.py BROKERS create TOPIC PARTITIONS [KEY=VALUE ...]
+    kafka_admin.py BROKERS create-many PARTITIONS TOPIC [TOPIC ...]   (default configs)
     kafka_admin.py BROKERS delete TOPIC [TOPIC ...]     (missing topics are not an error)
 
 Run it with the dev venv's Python ($FERRY_PYTHON), which has confluent-kafka.
@@ -49,7 +50,22 @@ def main(argv):
             fut[topic].result()
         except KafkaException as e:
             die(f"creating topic {topic}: {e}")
-        wait_metadata(admin, topic, partitions, present=True)
+        wait_metadata(admin, topic, partitions, present=True, timeout=120)
+    elif cmd == "create-many":
+        if len(args) < 2:
+            die("create-many PARTITIONS TOPIC [TOPIC ...]")
+        partitions, topics = int(args[0]), args[1:]
+        # In requests of 50 topics: one request for thousands of partitions may time out.
+        for i in range(0, len(topics), 50):
+            chunk = topics[i : i + 50]
+            futs = admin.create_topics([NewTopic(t, partitions) for t in chunk], operation_timeout=60)
+            for t, f in futs.items():
+                try:
+                    f.result()
+                except KafkaException as e:
+                    die(f"creating topic {t}: {e}")
+        for t in topics:
+            wait_metadata(admin, t, partitions, present=True, timeout=120)
     elif cmd == "delete":
         existing = set(admin.list_topics(timeout=10).topics)
         topics = [t for t in args if t in existing]

@@ -1236,3 +1236,230 @@ fn recompressed_raw_segments_are_smaller_restore_byte_for_byte_and_kafka_reads_t
         "the restore from recompressed segments equals the topic"
     );
 }
+
+/// The number after `field=` in a log line.
+fn log_field(line: &str, field: &str) -> Option<u64> {
+    let at = line.find(&format!(" {field}="))? + field.len() + 2;
+    let digits: String = line[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
+    digits.parse().ok()
+}
+
+/// A snapshot backup of a 12-partition topic whose partitions need different numbers of
+/// fetch rounds uses one incremental fetch session (KIP-227) against Kafka 4.4: one full
+/// request, then requests naming only the partitions that moved on; the backup and its
+/// restore stay exact.
+#[test]
+fn a_multi_partition_backup_fetches_in_an_incremental_session() {
+    let Some(env) = ferry_testkit::env_or_skip() else {
+        return;
+    };
+    let topic = unique("sessions");
+    let restored = format!("{topic}-restored");
+    create_topic(&env, &topic, 12, &[]);
+    let c = client(&env);
+    let producer = c
+        .producer(ferry_kafka::ProducerConfig::default())
+        .expect("producer");
+    // Partitions 0..4 get 8 batches of 25 records, the others one. With a 1 KiB partition
+    // limit a fetch returns one batch per partition (Kafka hands an oversized batch only to
+    // the first partition with data in a response): the busy four need 8 rounds or more
+    // while the rest are done early.
+    let rec = |p: i32, round: usize, i: usize| ferry_kafka::ProduceRecord {
+        key: Some(bytes::Bytes::from(format!("p{p}-r{round}-{i}"))),
+        value: Some(bytes::Bytes::from(vec![b'x'; 1000])),
+        headers: vec![],
+        timestamp: 1_764_547_200_000 + i as i64,
+    };
+    let mut total = 0;
+    for round in 0..8 {
+        let batches: Vec<ferry_kafka::ProduceBatch> = (0..12)
+            .filter(|&p| p < 4 || round == 0)
+            .map(|p| ferry_kafka::ProduceBatch {
+                topic: topic.clone(),
+                partition: p,
+                records: (0..25).map(|i| rec(p, round, i)).collect(),
+            })
+            .collect();
+        total += batches.len() * 25;
+        rt().block_on(producer.produce(batches)).expect("produce");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let backup = dir.path().join("backup");
+    let yaml = dir.path().join("backup.yaml");
+    std::fs::write(
+        &yaml,
+        format!(
+            "name: sessions\nsource:\n  type: kafka\n  brokers: [\"{}\"]\n  topics: [\"{topic}\"]\n  \
+             stop: high_watermark\n  partition_max_bytes: 1KiB\nsink:\n  type: storage\n  uri: \"{}\"\n",
+            env.kafka,
+            backup.display()
+        ),
+    )
+    .unwrap();
+    let (_, stderr) = common::ferry_success(&["run", yaml.to_str().unwrap()], &[]);
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("kafka source finished"))
+        .unwrap_or_else(|| panic!("no fetch summary in the log:\n{stderr}"));
+    eprintln!("{line}");
+    let field = |f: &str| log_field(line, f).unwrap_or_else(|| panic!("no {f} in {line}"));
+    assert_eq!(field("full"), 1, "{line}");
+    assert_eq!(field("session_resets"), 0, "{line}");
+    assert_eq!(field("sessionless"), 0, "{line}");
+    let incremental = field("incremental");
+    assert!(incremental >= 7, "{line}");
+    // Without a session every request names every partition not yet done: 12 in the first
+    // round, 4 in each later one. With one, a later request names only those that moved.
+    let requests = 1 + incremental;
+    assert!(
+        field("partitions_sent") <= 12 + 4 * (requests - 1),
+        "{line}"
+    );
+
+    let uri = backup.to_str().unwrap();
+    ferry_ok(&["verify", uri]);
+    let ls: serde_json::Value = serde_json::from_str(&ferry_ok(&["ls", uri, "--json"])).unwrap();
+    let records: u64 = ls["topics"][0]["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["records"].as_u64().unwrap())
+        .sum();
+    assert_eq!(records as usize, total);
+    ferry_ok(&[
+        "restore",
+        "--from",
+        uri,
+        "--brokers",
+        &env.kafka,
+        "--topic",
+        &topic,
+        "--rename",
+        &format!("{topic}={restored}"),
+    ]);
+    let original = dump_topic(&env, &env.kafka, &topic);
+    assert_eq!(original.len(), total);
+    assert_eq!(
+        content(&original),
+        content(&dump_topic(&env, &env.kafka, &restored))
+    );
+}
+
+/// A restore of 100 topics creates them up front in batched CreateTopics requests (one
+/// here), not one request per topic as each topic's first batch arrives; every record lands.
+#[test]
+fn a_restore_of_100_topics_creates_them_in_batched_requests() {
+    let Some(env) = ferry_testkit::env_or_skip() else {
+        return;
+    };
+    let prefix = unique("many");
+    let names: Vec<String> = (0..100).map(|i| format!("{prefix}-{i:03}")).collect();
+    let c = client(&env);
+    let configs: BTreeMap<String, String> = common::ANY_TIMESTAMP
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let new: Vec<NewTopic> = names
+        .iter()
+        .map(|n| NewTopic {
+            name: n.clone(),
+            partitions: 2,
+            replication_factor: 1,
+            configs: configs.clone(),
+        })
+        .collect();
+    rt().block_on(c.create_topics(&new))
+        .expect("create source topics");
+    let producer = c
+        .producer(ferry_kafka::ProducerConfig::default())
+        .expect("producer");
+    let batches: Vec<ferry_kafka::ProduceBatch> = names
+        .iter()
+        .flat_map(|n| {
+            (0..2).map(move |p| ferry_kafka::ProduceBatch {
+                topic: n.clone(),
+                partition: p,
+                records: vec![ferry_kafka::ProduceRecord {
+                    key: Some(bytes::Bytes::from(format!("{n}/{p}"))),
+                    value: Some(bytes::Bytes::from_static(b"v")),
+                    headers: vec![],
+                    timestamp: 1_764_547_200_000,
+                }],
+            })
+        })
+        .collect();
+    // Leaders of fresh topics take a moment: retry until the records are in.
+    let mut produced = false;
+    for _ in 0..50 {
+        if rt().block_on(producer.produce(batches.clone())).is_ok() {
+            produced = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(produced, "could not produce to the source topics");
+
+    let dir = tempfile::tempdir().unwrap();
+    let uri = dir.path().join("backup");
+    let uri = uri.to_str().unwrap();
+    ferry_ok(&[
+        "backup",
+        "--brokers",
+        &env.kafka,
+        "--topic",
+        &format!("/{prefix}-.*/"),
+        "--to",
+        uri,
+        "--snapshot",
+    ]);
+    let map: Vec<String> = names
+        .iter()
+        .map(|n| format!("\"{n}\": \"{n}-r\""))
+        .collect();
+    let yaml = dir.path().join("restore.yaml");
+    std::fs::write(
+        &yaml,
+        format!(
+            "name: many-restore\nsource:\n  type: backup\n  uri: \"{uri}\"\ntransforms:\n  - type: rename_topic\n    \
+             map: {{{}}}\nsink:\n  type: kafka\n  brokers: [\"{}\"]\n  state: \"{}\"\n",
+            map.join(", "),
+            env.kafka,
+            dir.path().join("state").display()
+        ),
+    )
+    .unwrap();
+    let (_, stderr) = common::ferry_success(&["run", yaml.to_str().unwrap()], &[]);
+    let creates: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("CreateTopics request"))
+        .collect();
+    assert_eq!(
+        creates.len(),
+        1,
+        "CreateTopics requests: {creates:?}\n{stderr}"
+    );
+    assert_eq!(
+        log_field(creates[0], "created"),
+        Some(100),
+        "{}",
+        creates[0]
+    );
+    assert!(
+        !stderr.contains("created topic on the target"),
+        "a topic was created on its own:\n{stderr}"
+    );
+    let md = rt().block_on(c.metadata(None)).unwrap();
+    for n in &names {
+        let t = md
+            .topic(&format!("{n}-r"))
+            .unwrap_or_else(|| panic!("{n}-r missing"));
+        assert_eq!(t.partitions.len(), 2);
+        let ends = rt()
+            .block_on(c.list_offsets(&t.name, &[0, 1], ferry_kafka::OffsetSpec::Latest))
+            .unwrap();
+        assert_eq!(ends.values().sum::<i64>(), 2, "{}", t.name);
+    }
+}

@@ -3,6 +3,7 @@
 use crate::batch::{scan_batches, FetchedBatches};
 use crate::conn::{BrokerHandle, ConnConfig, Connection};
 use crate::error::{ClientError, KafkaCode, Result};
+use crate::fetch_session::{FetchSessions, RequestKind};
 use crate::retry::RetryPolicy;
 use crate::security::{build_tls, SaslConfig, TlsConfig};
 use ferry_model::AbortedTxn;
@@ -853,10 +854,41 @@ impl Client {
     /// changes and network errors are retried after a metadata refresh; other per-partition
     /// errors (OFFSET_OUT_OF_RANGE among them) come back in [`FetchedPartition::error`].
     /// The result holds one entry per request, in request order.
+    ///
+    /// Every request names every partition (no fetch session): for a reader that fetches
+    /// the same partitions again and again, [`Client::fetch_in_sessions`] sends less.
     pub async fn fetch(
         &self,
         requests: &[FetchRequestPartition],
         opts: &FetchOptions,
+    ) -> Result<Vec<FetchedPartition>> {
+        self.fetch_inner(requests, opts, None).await
+    }
+
+    /// Like [`Client::fetch`], in `sessions` (KIP-227): with brokers of Fetch v7+ the first
+    /// request to a broker opens a session, later ones name only the partitions that are new
+    /// or moved on and drop the ones no longer asked for, and the broker answers only for
+    /// partitions with something new. A partition the broker left out comes back without
+    /// data or error, with the watermarks it last answered. A session the broker lost or
+    /// refuses is replaced by a full request at once; older brokers are fetched without one.
+    ///
+    /// Calls with the same `sessions` must not overlap with different partition lists for
+    /// the same broker to be useful (they are serialized per broker, and each one's list
+    /// replaces the other's in the session).
+    pub async fn fetch_in_sessions(
+        &self,
+        sessions: &FetchSessions,
+        requests: &[FetchRequestPartition],
+        opts: &FetchOptions,
+    ) -> Result<Vec<FetchedPartition>> {
+        self.fetch_inner(requests, opts, Some(sessions)).await
+    }
+
+    async fn fetch_inner(
+        &self,
+        requests: &[FetchRequestPartition],
+        opts: &FetchOptions,
+        mut sessions: Option<&FetchSessions>,
     ) -> Result<Vec<FetchedPartition>> {
         let mut done: HashMap<(String, i32), FetchedPartition> = HashMap::new();
         let mut todo: Vec<FetchRequestPartition> = requests.to_vec();
@@ -873,11 +905,17 @@ impl Client {
                 let code = e.code();
                 retry.push((r, code, e));
             }
+            // Retries (a subset of the partitions, after a leader moved) go without a
+            // session: in one they would drop the partitions not retried from it.
+            let session = sessions.take();
             let futs = routing
                 .groups
                 .into_iter()
                 .map(|(leader, parts)| async move {
-                    let res = self.fetch_leader(leader, &parts, opts).await;
+                    let res = match session {
+                        Some(s) => self.fetch_leader_in_session(leader, &parts, opts, s).await,
+                        None => self.fetch_leader(leader, &parts, opts).await,
+                    };
                     (parts, res)
                 });
             for (parts, res) in join_all(futs).await {
@@ -944,6 +982,97 @@ impl Client {
         Ok(fetch_answers(resp, v, &ids, parts, conn.addr()))
     }
 
+    /// One Fetch to `leader` for `parts` in `sessions`' session with it; the answers come
+    /// back in `parts` order (see [`Client::fetch_in_sessions`]).
+    async fn fetch_leader_in_session(
+        &self,
+        leader: i32,
+        parts: &[FetchRequestPartition],
+        opts: &FetchOptions,
+        sessions: &FetchSessions,
+    ) -> Result<Vec<FetchedPartition>> {
+        let conn = self.conn(leader).await?;
+        let (ids, v) = self
+            .fetch_topic_ids(parts, conn.version(ApiKey::Fetch)?)
+            .await?;
+        let timeout =
+            self.inner.cfg.request_timeout + Duration::from_millis(opts.max_wait_ms.max(0) as u64);
+        let session = sessions.broker(leader);
+        let mut s = session.lock().await;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let plan = s.plan(parts, opts.partition_max_bytes, v, &ids);
+            let mut req = build_fetch_request(&plan.send, opts, &ids, v);
+            if plan.kind != RequestKind::Sessionless {
+                req.session_id = plan.session_id;
+                req.session_epoch = plan.epoch;
+                req.forgotten_topics_data = s.forgotten(&plan.forget, v);
+            }
+            sessions.count(plan.kind, plan.send.len());
+            // Whatever the broker made of a request we got no answer to, the session is
+            // no longer known: start over with a full request.
+            let body = match conn.send_raw_timeout(&req, v, timeout).await {
+                Ok(b) => b,
+                Err(e) => {
+                    s.reset();
+                    return Err(e);
+                }
+            };
+            let resp = match crate::wire::decode_fetch_response(body, v) {
+                Ok(r) => r,
+                Err(message) => {
+                    s.reset();
+                    return Err(ClientError::Protocol {
+                        addr: conn.addr().to_string(),
+                        api: "Fetch".into(),
+                        message: format!("decoding v{v} response: {message}"),
+                    });
+                }
+            };
+            conn.throttle(resp.throttle_time_ms);
+            let top = KafkaCode::from_code(resp.error_code);
+            if let Some(code) = top.filter(|c| is_session_error(*c)) {
+                s.reset();
+                sessions.count_reset();
+                debug!(broker = conn.addr(), session = plan.session_id, epoch = plan.epoch, error = %code.name(), "fetch session lost: full fetch");
+                if attempt < 2 {
+                    continue;
+                }
+            }
+            let session_id = resp.session_id;
+            let mut answers = answers_by_partition(resp, v, &ids, conn.addr());
+            let incremental = plan.kind == RequestKind::Incremental && top.is_none();
+            if top.is_some() {
+                // A request refused as a whole may or may not have moved the session on.
+                s.reset();
+            } else {
+                s.apply(
+                    &plan,
+                    v,
+                    opts.partition_max_bytes,
+                    session_id,
+                    &ids,
+                    &answers,
+                );
+            }
+            return Ok(parts
+                .iter()
+                .map(|r| {
+                    answers
+                        .remove(&(r.topic.clone(), r.partition))
+                        .unwrap_or_else(|| {
+                            if incremental {
+                                s.unchanged(r)
+                            } else {
+                                FetchedPartition::empty(&r.topic, r.partition, top)
+                            }
+                        })
+                })
+                .collect());
+        }
+    }
+
     /// Topic ids of the topics in `parts` for Fetch v13+, and the version to use: v12 at
     /// most when a topic has no id (an older cluster).
     async fn fetch_topic_ids(
@@ -967,7 +1096,7 @@ impl Client {
 }
 
 /// The Fetch request of `version` for `parts` (partitions grouped by topic, in order; topic
-/// ids from `ids` for v13+). Sessions are not used: every request names every partition.
+/// ids from `ids` for v13+), without a session (the caller sets the session fields).
 pub(crate) fn build_fetch_request(
     parts: &[FetchRequestPartition],
     opts: &FetchOptions,
@@ -1061,6 +1190,35 @@ pub(crate) fn fetch_answers(
     addr: &str,
 ) -> Vec<FetchedPartition> {
     let top_error = KafkaCode::from_code(resp.error_code);
+    let mut answers = answers_by_partition(resp, version, ids, addr);
+    parts
+        .iter()
+        .map(|r| {
+            answers
+                .remove(&(r.topic.clone(), r.partition))
+                .unwrap_or_else(|| FetchedPartition::empty(&r.topic, r.partition, top_error))
+        })
+        .collect()
+}
+
+/// Errors that mean the fetch session is gone or out of step (the next request must be a
+/// full one).
+fn is_session_error(code: KafkaCode) -> bool {
+    matches!(
+        code,
+        KafkaCode::FETCH_SESSION_ID_NOT_FOUND
+            | KafkaCode::INVALID_FETCH_SESSION_EPOCH
+            | KafkaCode::FETCH_SESSION_TOPIC_ID_ERROR
+    )
+}
+
+/// The partitions a decoded Fetch response answered for, by topic and partition.
+fn answers_by_partition(
+    resp: crate::wire::FetchResponseData,
+    version: i16,
+    ids: &HashMap<String, Uuid>,
+    addr: &str,
+) -> HashMap<(String, i32), FetchedPartition> {
     let by_id: HashMap<Uuid, &String> = ids.iter().map(|(n, i)| (*i, n)).collect();
     let mut answers: HashMap<(String, i32), FetchedPartition> = HashMap::new();
     for t in resp.topics {
@@ -1080,14 +1238,7 @@ pub(crate) fn fetch_answers(
             answers.insert((name.clone(), fp.partition), fp);
         }
     }
-    parts
-        .iter()
-        .map(|r| {
-            answers
-                .remove(&(r.topic.clone(), r.partition))
-                .unwrap_or_else(|| FetchedPartition::empty(&r.topic, r.partition, top_error))
-        })
-        .collect()
+    answers
 }
 
 /// `host:port`, with brackets for IPv6 hosts.
@@ -1255,6 +1406,7 @@ mod tests {
         let resp = FetchResponseData {
             throttle_time_ms: 0,
             error_code: KafkaCode::UNKNOWN_SERVER_ERROR.0,
+            session_id: 0,
             topics: vec![FetchTopicResponse {
                 name: "a".into(),
                 topic_id: Uuid::nil(),
@@ -1291,6 +1443,7 @@ mod tests {
         let resp = FetchResponseData {
             throttle_time_ms: 0,
             error_code: 0,
+            session_id: 0,
             topics: vec![
                 FetchTopicResponse {
                     name: String::new(),

@@ -45,6 +45,8 @@ impl KafkaCode {
     pub const SASL_AUTHENTICATION_FAILED: KafkaCode = KafkaCode(58);
     pub const UNKNOWN_PRODUCER_ID: KafkaCode = KafkaCode(59);
     pub const GROUP_ID_NOT_FOUND: KafkaCode = KafkaCode(69);
+    pub const FETCH_SESSION_ID_NOT_FOUND: KafkaCode = KafkaCode(70);
+    pub const INVALID_FETCH_SESSION_EPOCH: KafkaCode = KafkaCode(71);
     pub const FENCED_LEADER_EPOCH: KafkaCode = KafkaCode(74);
     pub const UNKNOWN_LEADER_EPOCH: KafkaCode = KafkaCode(75);
     pub const OFFSET_NOT_AVAILABLE: KafkaCode = KafkaCode(78);
@@ -52,6 +54,7 @@ impl KafkaCode {
     pub const THROTTLING_QUOTA_EXCEEDED: KafkaCode = KafkaCode(89);
     pub const UNKNOWN_TOPIC_ID: KafkaCode = KafkaCode(100);
     pub const INCONSISTENT_TOPIC_ID: KafkaCode = KafkaCode(103);
+    pub const FETCH_SESSION_TOPIC_ID_ERROR: KafkaCode = KafkaCode(106);
 }
 
 impl KafkaCode {

@@ -1,7 +1,8 @@
 //! Ferry's native Kafka client, built on `kafka-protocol`.
 //!
 //! - [`Client`]: bootstrap, metadata cache, pipelined connections per broker, ListOffsets,
-//!   Fetch (one multi-partition request per leader), groups and admin APIs.
+//!   Fetch (one multi-partition request per leader, in incremental fetch sessions when
+//!   asked: [`FetchSessions`]), groups and admin APIs.
 //! - [`Producer`]: idempotent produce of exact records (keys, values, headers, timestamps).
 //! - [`batch`]: Kafka v2 record batches: whole-batch scanning of fetched bytes, CRC
 //!   verification, decoding of every codec into [`ferry_model::Record`], encoding.
@@ -16,6 +17,7 @@ pub mod batch;
 pub mod client;
 mod conn;
 pub mod error;
+pub mod fetch_session;
 pub mod group;
 pub mod options;
 mod produce_frame;
@@ -38,6 +40,7 @@ pub use client::{
 };
 pub use conn::CONNECTED_GAUGE;
 pub use error::{ClientError, KafkaCode, Result};
+pub use fetch_session::{FetchSessionStats, FetchSessions};
 pub use group::{Assignor, GroupConfig, GroupMember, GroupProtocol, GroupTimeouts, Heartbeat};
 pub use kafka_protocol::records::Compression;
 pub use options::{CompressionCodec, ConnectionOptions, SaslOptions, TlsOptions};

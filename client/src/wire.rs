@@ -53,6 +53,8 @@ pub struct FetchResponseData {
     pub throttle_time_ms: i32,
     /// Top-level error code (v7+).
     pub error_code: i16,
+    /// The fetch session the broker answered in (KIP-227, v7+): 0 when there is none.
+    pub session_id: i32,
     /// Topics.
     pub topics: Vec<FetchTopicResponse>,
 }
@@ -190,7 +192,7 @@ pub fn decode_fetch_response(body: Bytes, version: i16) -> Result<FetchResponseD
     let flexible = version >= 12;
     let mut r = Reader { buf: body, pos: 0 };
     let throttle_time_ms = r.i32()?;
-    let (error_code, _session) = if version >= 7 {
+    let (error_code, session_id) = if version >= 7 {
         (r.i16()?, r.i32()?)
     } else {
         (0, 0)
@@ -267,6 +269,7 @@ pub fn decode_fetch_response(body: Bytes, version: i16) -> Result<FetchResponseD
     Ok(FetchResponseData {
         throttle_time_ms,
         error_code,
+        session_id,
         topics,
     })
 }

@@ -546,6 +546,7 @@ impl Sink for KafkaSink {
         // refusal of one topic comes before anything is written to another.
         if !unchecked.is_empty() {
             self.check_targets(&unchecked).await?;
+            self.create_missing(&unchecked).await?;
         }
         if !meta.groups.is_empty() {
             self.groups = meta.groups;

@@ -150,6 +150,81 @@ impl TargetTopic {
     }
 }
 
+/// Topics per CreateTopics request when a restore creates its topics up front: Kafka takes
+/// many in one request; a bound keeps one request's size and the controller's work sane.
+pub const CREATE_TOPICS_PER_REQUEST: usize = 200;
+
+/// Waits until every partition of `topics` (`partitions` in all) has a leader (they take a
+/// moment after creation), polling the metadata of all of them at once; returns their
+/// partition counts.
+async fn wait_for_leaders(
+    client: &ferry_kafka::Client,
+    topics: &[String],
+    partitions: u64,
+) -> Result<BTreeMap<String, i32>> {
+    let mut counts = BTreeMap::new();
+    client.invalidate_metadata();
+    // Thousands of new partitions take the broker a while: 5 s at least, 5 ms per
+    // partition created (a 6,000-partition restore gave up after about 6 s).
+    let wait =
+        std::time::Duration::from_secs(5).max(std::time::Duration::from_millis(5 * partitions));
+    let deadline = std::time::Instant::now() + wait;
+    while std::time::Instant::now() < deadline {
+        let md = client.metadata(Some(topics)).await.map_err(kerr)?;
+        counts.clear();
+        for t in topics {
+            if let Some(m) = md.topic(t) {
+                if !m.partitions.is_empty() && m.partitions.iter().all(|p| p.leader >= 0) {
+                    counts.insert(t.clone(), m.partitions.len() as i32);
+                }
+            }
+        }
+        if counts.len() == topics.len() {
+            return wait_until_served(client, &counts).await.map(|()| counts);
+        }
+        client.invalidate_metadata();
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let waiting: Vec<&String> = topics.iter().filter(|t| !counts.contains_key(*t)).collect();
+    Err(Error::connection(
+        "kafka",
+        true,
+        format!("topic(s) {waiting:?} were created but have no leaders yet"),
+    ))
+}
+
+/// Waits until the leader of every partition of `counts` answers ListOffsets. A leader in
+/// the metadata is not yet a leader that serves: a broker creating thousands of partitions
+/// at once answers NOT_LEADER_OR_FOLLOWER for a while after the metadata names it (seen with
+/// 6,000 partitions on one busy node), and the restore's first ListOffsets would give up.
+/// Waits up to 30 s, or 20 ms per partition when that is longer.
+async fn wait_until_served(
+    client: &ferry_kafka::Client,
+    counts: &BTreeMap<String, i32>,
+) -> Result<()> {
+    let total: u64 = counts.values().map(|n| (*n).max(0) as u64).sum();
+    let wait = std::time::Duration::from_secs(30).max(std::time::Duration::from_millis(20 * total));
+    let deadline = std::time::Instant::now() + wait;
+    for (topic, n) in counts {
+        let partitions: Vec<i32> = (0..*n).collect();
+        loop {
+            match client
+                .list_offsets(topic, &partitions, OffsetSpec::Latest)
+                .await
+            {
+                Ok(_) => break,
+                Err(e) if e.is_retriable() && std::time::Instant::now() < deadline => {
+                    tracing::debug!(topic, error = %e, "created topic not served yet");
+                    client.invalidate_metadata();
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+                Err(e) => return Err(kerr(e)),
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Records per partition between the log start and the end, and how many of them this
 /// restore wrote, given where it found each partition's end when it first wrote to it
 /// (`bases`, empty when it never did).
@@ -198,66 +273,18 @@ impl super::KafkaSink {
         let count = match existing {
             Some(n) => n,
             None if self.config.create_topics => {
-                let src = self.source_topics.get(topic);
-                let Some(partitions) = self.config.partitions.or(src.map(|s| s.partitions)) else {
-                    return Err(Error::config(format!(
-                        "topic '{topic}' does not exist on the target and the source does not say \
-                         how many partitions it had (partition {min_partition} was seen): set \
-                         `partitions` on the kafka sink or create the topic first"
-                    )));
-                };
-                let partitions = partitions.max(1);
-                let mut configs = src.map(|s| s.configs.clone()).unwrap_or_default();
-                if self.creates_as_create_time(topic) {
-                    tracing::info!(
-                        topic,
-                        "the backed-up topic was LogAppendTime: creating it as CreateTime, so \
-                         records keep their original append times"
-                    );
-                    configs.insert(TIMESTAMP_TYPE.into(), "CreateTime".into());
-                }
-                for (k, v) in &self.config.topic_configs {
-                    if v.is_empty() {
-                        configs.remove(k);
-                    } else {
-                        configs.insert(k.clone(), v.clone());
-                    }
-                }
-                let new = NewTopic {
-                    name: topic.to_string(),
-                    partitions,
-                    replication_factor: self.config.replication_factor.unwrap_or(-1),
-                    configs,
-                };
+                let new = self.new_topic(topic, min_partition)?;
+                let partitions = new.partitions;
                 match client.create_topics(&[new]).await.map_err(kerr)?.first() {
                     Some((_, TopicResult::Created)) => {
                         tracing::info!(topic, partitions, "created topic on the target")
                     }
                     _ => tracing::info!(topic, "topic already exists on the target"),
                 }
-                client.invalidate_metadata();
-                // Leaders take a moment to be elected after creation.
-                let mut n = 0;
-                for _ in 0..250 {
-                    let md = client
-                        .metadata(Some(&[topic.to_string()]))
-                        .await
-                        .map_err(kerr)?;
-                    if let Some(t) = md.topic(topic) {
-                        if !t.partitions.is_empty() && t.partitions.iter().all(|p| p.leader >= 0) {
-                            n = t.partitions.len() as i32;
-                            break;
-                        }
-                    }
-                    client.invalidate_metadata();
-                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                }
-                if n == 0 {
-                    return Err(Error::connection("kafka", true, format!(
-                        "topic '{topic}' was created but has no leaders yet"
-                    )));
-                }
-                n
+                let counts =
+                    wait_for_leaders(&client, &[topic.to_string()], partitions.max(0) as u64)
+                        .await?;
+                counts.get(topic).copied().unwrap_or(0)
             }
             None => {
                 return Err(Error::config(format!(
@@ -281,6 +308,84 @@ impl super::KafkaSink {
         }
         self.topics.insert(topic.to_string(), count);
         Ok(count)
+    }
+
+    /// The topic the sink creates for `topic` (partitions from `partitions` or the source,
+    /// the source's configs with `topic_configs` applied, CreateTime instead of
+    /// LogAppendTime). `min_partition` is only for the message when the count is unknown.
+    fn new_topic(&self, topic: &str, min_partition: i32) -> Result<NewTopic> {
+        let src = self.source_topics.get(topic);
+        let Some(partitions) = self.config.partitions.or(src.map(|s| s.partitions)) else {
+            return Err(Error::config(format!(
+                "topic '{topic}' does not exist on the target and the source does not say \
+                 how many partitions it had (partition {min_partition} was seen): set \
+                 `partitions` on the kafka sink or create the topic first"
+            )));
+        };
+        let mut configs = src.map(|s| s.configs.clone()).unwrap_or_default();
+        if self.creates_as_create_time(topic) {
+            tracing::info!(
+                topic,
+                "the backed-up topic was LogAppendTime: creating it as CreateTime, so \
+                 records keep their original append times"
+            );
+            configs.insert(TIMESTAMP_TYPE.into(), "CreateTime".into());
+        }
+        for (k, v) in &self.config.topic_configs {
+            if v.is_empty() {
+                configs.remove(k);
+            } else {
+                configs.insert(k.clone(), v.clone());
+            }
+        }
+        Ok(NewTopic {
+            name: topic.to_string(),
+            partitions: partitions.max(1),
+            replication_factor: self.config.replication_factor.unwrap_or(-1),
+            configs,
+        })
+    }
+
+    /// Creates the announced `topics` missing on the target in batched CreateTopics
+    /// requests ([`CREATE_TOPICS_PER_REQUEST`] each), then waits for their leaders once.
+    /// A restore of many topics would otherwise create them one request (and one wait for
+    /// leaders) at a time, as each topic's first batch arrives. Topics whose partition
+    /// count is unknown are left to [`Self::ensure_topic`] (which explains the problem).
+    pub(super) async fn create_missing(&mut self, topics: &[String]) -> Result<()> {
+        if !self.config.create_topics || topics.is_empty() {
+            return Ok(());
+        }
+        let client = self.client().await?;
+        let md = client.metadata(Some(topics)).await.map_err(kerr)?;
+        let missing: Vec<NewTopic> = topics
+            .iter()
+            .filter(|t| !self.topics.contains_key(*t))
+            .filter(|t| {
+                md.topic(t)
+                    .is_none_or(|m| m.error.is_some() || m.partitions.is_empty())
+            })
+            .filter_map(|t| self.new_topic(t, 0).ok())
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let mut created = Vec::new();
+        let partitions: u64 = missing.iter().map(|t| t.partitions.max(0) as u64).sum();
+        for chunk in missing.chunks(CREATE_TOPICS_PER_REQUEST) {
+            let results = client.create_topics(chunk).await.map_err(kerr)?;
+            let n = results
+                .iter()
+                .filter(|(_, r)| *r == TopicResult::Created)
+                .count();
+            tracing::info!(
+                topics = chunk.len(),
+                created = n,
+                "created topics on the target in one CreateTopics request"
+            );
+            created.extend(chunk.iter().map(|t| t.name.clone()));
+        }
+        wait_for_leaders(&client, &created, partitions).await?;
+        Ok(())
     }
 
     /// Whether a topic the sink creates gets CreateTime instead of the source's

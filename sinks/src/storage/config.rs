@@ -54,6 +54,9 @@ fn default_chunk() -> ByteSize {
 fn default_dead_letter() -> String {
     "dead-letter".to_string()
 }
+fn default_max_buffered() -> ByteSize {
+    ByteSize(128 * 1024 * 1024)
+}
 fn default_commit_interval() -> HumanDuration {
     HumanDuration(Duration::from_secs(60))
 }
@@ -106,6 +109,13 @@ pub struct StorageSinkConfig {
     /// Upload part size (multipart uploads on object stores).
     #[serde(default = "default_chunk")]
     pub chunk_size: ByteSize,
+    /// The most bytes all open segments together may hold in memory (encoders' unwritten
+    /// rows and blocks, upload parts not yet sent). Every partition has its own open
+    /// segment, so with thousands of partitions the buffers, not the data rate, would set
+    /// the memory used: above this the segments holding most are closed early (smaller
+    /// files, bounded memory). Default 128MiB.
+    #[serde(default = "default_max_buffered")]
+    pub max_buffered_bytes: ByteSize,
     /// Key prefix (in the same storage) of the dead-letter files of records whose values
     /// do not fit the typed columns (`parquet.value`/`avro.value` `on_error: dead_letter`):
     /// `<prefix>/<topic>/<partition>/<first_offset:020>.jsonl`. Default `dead-letter`.
@@ -232,6 +242,9 @@ impl SinkFactory for StorageSinkFactory {
         c.dead_letter_prefix()?;
         if let Some(e) = &c.encryption {
             e.validate()?;
+        }
+        if c.max_buffered_bytes.bytes() == 0 {
+            return Err(Error::config("max_buffered_bytes must be > 0"));
         }
         if c.roll.max_records == 0 || c.roll.max_bytes.bytes() == 0 {
             return Err(Error::config(

@@ -105,6 +105,9 @@ pub struct StorageSink {
     /// `flush` and `close` wait for it ([`StorageSink::settle`]).
     /// Oldest first, at most [`pieces::ENCODING_IN_PARALLEL`], one per partition.
     encoding: std::collections::VecDeque<Encoding>,
+    /// Pieces completed since open segments' buffers were last added up
+    /// ([`StorageSink::bound_buffers`]).
+    pieces_since_check: usize,
     /// Next offset after the last closed segment, per partition.
     last_next: HashMap<(Arc<str>, i32), i64>,
     last_groups: Option<Vec<ferry_core::GroupOffsets>>,
@@ -154,6 +157,7 @@ impl StorageSink {
             template,
             open: HashMap::new(),
             encoding: Default::default(),
+            pieces_since_check: 0,
             last_next: HashMap::new(),
             last_groups: None,
             local,

@@ -239,6 +239,7 @@ impl StorageSink {
             self.last_next.insert(key, next);
         } else {
             self.open.insert(key, seg);
+            self.bound_buffers().await?;
         }
         Ok(())
     }

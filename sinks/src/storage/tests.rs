@@ -511,3 +511,144 @@ async fn read_all(config: ferry_sources::backup::BackupSourceConfig) -> Result<V
     }
     Ok(out)
 }
+
+/// With many partitions each holding an open Parquet segment, the buffers of all of them
+/// stay within `max_buffered_bytes`: the segments holding most are closed early, and every
+/// record still ends up in exactly one segment, offsets contiguous.
+#[test]
+fn open_segments_are_closed_early_to_stay_within_max_buffered_bytes() {
+    rt().block_on(async {
+        let uri = format!("memory://buffer-budget-{}", layout::now_ms());
+        let budget: u64 = 256 * 1024;
+        let mut sink = StorageSink::new(config(
+            &uri,
+            serde_json::json!({"format": "parquet", "max_buffered_bytes": budget}),
+        ))
+        .unwrap();
+        sink.open().await.unwrap();
+        let topic: Arc<str> = Arc::from("t");
+        let (partitions, rounds, per_batch) = (40, 4, 50i64);
+        let value = "v".repeat(500);
+        let mut largest_piece = 0u64;
+        for round in 0..rounds {
+            for p in 0..partitions {
+                let first = round * per_batch;
+                let recs: Vec<Record> = (first..first + per_batch)
+                    .map(|o| {
+                        let mut r = Record::new(
+                            topic.clone(),
+                            p,
+                            o,
+                            Some(Bytes::from(format!("{{\"n\":{o},\"v\":\"{value}{p}\"}}"))),
+                        );
+                        r.timestamp = T0 + o;
+                        r
+                    })
+                    .collect();
+                largest_piece = largest_piece.max(per_batch as u64 * 520);
+                sink.write(Batch::from_records(
+                    topic.clone(),
+                    p,
+                    first,
+                    first + per_batch,
+                    recs,
+                    Ack::none(),
+                ))
+                .await
+                .unwrap();
+                sink.settle_all().await.unwrap();
+                let held: u64 = sink.open.values().map(|s| sink.buffered(s)).sum();
+                // Checked after every piece with fewer than 64 open segments: at most the
+                // piece just added above the budget.
+                assert!(
+                    held <= budget + 4 * largest_piece,
+                    "{held} bytes buffered with a budget of {budget}"
+                );
+            }
+        }
+        // Without the budget nothing would be closed before `close` (40 × 100 KB of rows
+        // is far below the row group and roll sizes).
+        let closed_early = (0..partitions)
+            .filter(|p| sink.last_next.contains_key(&(topic.clone(), *p)))
+            .count();
+        assert!(closed_early > 0, "no segment was closed early");
+        sink.close().await.unwrap();
+        for p in 0..partitions {
+            let mut first = 0;
+            let mut records = 0;
+            while first < rounds * per_batch {
+                let bytes = sink
+                    .storage()
+                    .read(&layout::manifest_key("t", p, first))
+                    .await
+                    .unwrap_or_else(|e| panic!("partition {p}: no segment at {first}: {e}"));
+                let m: SegmentManifest = serde_json::from_slice(&bytes).unwrap();
+                records += m.record_count;
+                first = m.next_offset;
+            }
+            assert_eq!(first, rounds * per_batch);
+            assert_eq!(records, (rounds * per_batch) as u64);
+        }
+    });
+}
+
+/// A raw backup to a local folder keeps no slice of a fetched buffer once it is written:
+/// every partition's batches are slices of the same fetch response, and an open segment
+/// holding on to its last slice kept the whole response alive (memory grew with the
+/// partition count).
+#[test]
+fn local_raw_segments_do_not_hold_on_to_the_fetched_buffer() {
+    rt().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sink =
+            StorageSink::new(config(dir.path().to_str().unwrap(), serde_json::json!({}))).unwrap();
+        sink.open().await.unwrap();
+        let topic: Arc<str> = Arc::from("t");
+        // One "fetch response": a batch per partition, back to back.
+        let mut frame = Vec::new();
+        let mut spans = Vec::new();
+        for p in 0..8 {
+            let rec = ferry_kafka::ProduceRecord {
+                value: Some(Bytes::from(format!("value of {p}"))),
+                timestamp: T0,
+                ..Default::default()
+            };
+            let b =
+                ferry_kafka::batch::build_batch(0, &[rec], ferry_kafka::Compression::None, 0, None)
+                    .unwrap();
+            spans.push(frame.len()..frame.len() + b.len());
+            frame.extend_from_slice(&b);
+        }
+        let frame = Bytes::from(frame);
+        for (p, span) in spans.into_iter().enumerate() {
+            let mut batch =
+                Batch::from_records(topic.clone(), p as i32, 0, 1, Vec::new(), Ack::none());
+            batch.payload = ferry_core::Payload::Raw(ferry_core::RawBatches {
+                bytes: frame.slice(span),
+                record_count: 1,
+                min_timestamp: Some(T0),
+                max_timestamp: Some(T0),
+                aborted: Vec::new(),
+                decoder: Arc::new(ferry_kafka::BatchDecoder),
+            });
+            sink.write(batch).await.unwrap();
+        }
+        assert_eq!(sink.open.len(), 8, "the segments are still open");
+        assert!(
+            frame.is_unique(),
+            "an open segment still holds a slice of the fetched buffer"
+        );
+        sink.close().await.unwrap();
+        for p in 0..8 {
+            let m: SegmentManifest = serde_json::from_slice(
+                &sink
+                    .storage()
+                    .read(&layout::manifest_key("t", p, 0))
+                    .await
+                    .unwrap(),
+            )
+            .unwrap();
+            assert_eq!((m.record_count, m.next_offset), (1, 1));
+        }
+    });
+}

@@ -16,10 +16,10 @@ use ferry_core::{
 };
 use ferry_kafka::batch::BatchIter;
 use ferry_kafka::{
-    BatchDecoder, Client, FetchOptions, FetchRequestPartition, FetchedPartition, Isolation,
-    KafkaCode, OffsetSpec,
+    BatchDecoder, Client, FetchOptions, FetchRequestPartition, FetchSessions, FetchedPartition,
+    Isolation, KafkaCode, OffsetSpec,
 };
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -80,6 +80,12 @@ pub struct KafkaSource {
     selector: TopicSelection,
     client: Option<Client>,
     partitions: Vec<PartitionState>,
+    /// Index of `partitions` by topic and partition: responses are matched to their state
+    /// in constant time (a linear search made every round quadratic in the partition count).
+    index: HashMap<Arc<str>, HashMap<i32, usize>>,
+    /// This source's fetch sessions (KIP-227): with thousands of partitions a request names
+    /// only the partitions that moved on, and the broker answers only for those with news.
+    sessions: FetchSessions,
     topics: Vec<String>,
     ready: VecDeque<Batch>,
     decoder: Arc<BatchDecoder>,
@@ -109,6 +115,8 @@ impl KafkaSource {
             selector,
             client: None,
             partitions: Vec::new(),
+            index: HashMap::new(),
+            sessions: FetchSessions::new(),
             topics: Vec::new(),
             ready: VecDeque::new(),
             decoder: Arc::new(BatchDecoder),
@@ -194,6 +202,10 @@ impl KafkaSource {
                 if let Some(scope) = &self.scope {
                     scope.progress.set(&t.name, p, position, None);
                 }
+                self.index
+                    .entry(topic.clone())
+                    .or_default()
+                    .insert(p, self.partitions.len());
                 self.partitions.push(PartitionState {
                     topic: topic.clone(),
                     partition: p,
@@ -235,7 +247,10 @@ impl KafkaSource {
                 .await
                 .map_err(|e| Error::internal(format!("fetch task failed: {e}")))?
                 .map_err(kerr)?,
-            None => client.fetch(&requests, &opts).await.map_err(kerr)?,
+            None => client
+                .fetch_in_sessions(&self.sessions, &requests, &opts)
+                .await
+                .map_err(kerr)?,
         };
         let mut got_data = false;
         for resp in responses {
@@ -248,9 +263,10 @@ impl KafkaSource {
             let next: Vec<FetchRequestPartition> = self.requests();
             if !next.is_empty() {
                 let client = client.clone();
-                self.prefetch = Some(tokio::spawn(
-                    async move { client.fetch(&next, &opts).await },
-                ));
+                let sessions = self.sessions.clone();
+                self.prefetch = Some(tokio::spawn(async move {
+                    client.fetch_in_sessions(&sessions, &next, &opts).await
+                }));
             }
         } else {
             self.idle_rounds = self.idle_rounds.saturating_add(1);
@@ -291,10 +307,10 @@ impl KafkaSource {
         resp: FetchedPartition,
     ) -> Result<bool> {
         let snapshot = self.config.stop == StopAt::HighWatermark;
-        let Some(idx) = self
-            .partitions
-            .iter()
-            .position(|p| p.partition == resp.partition && *p.topic == *resp.topic)
+        let Some(&idx) = self
+            .index
+            .get(resp.topic.as_str())
+            .and_then(|m| m.get(&resp.partition))
         else {
             return Ok(false);
         };
@@ -326,9 +342,13 @@ impl KafkaSource {
                 }
                 _ => resp.high_watermark,
             };
-            state.stop = Some(end.max(0));
-            ferry_core::progress::expect(end.saturating_sub(state.position).max(0) as u64);
-            tracing::debug!(topic = %state.topic, partition = state.partition, stop = end, "snapshot end");
+            // -1: an answer that did not say (a partition the broker left out); taking it
+            // as the end would finish the partition before reading it.
+            if end >= 0 {
+                state.stop = Some(end);
+                ferry_core::progress::expect(end.saturating_sub(state.position).max(0) as u64);
+                tracing::debug!(topic = %state.topic, partition = state.partition, stop = end, "snapshot end");
+            }
         }
         let mut produced = false;
         if let Some(data) = resp.data {
@@ -413,7 +433,7 @@ impl KafkaSource {
                 &state.topic,
                 state.partition,
                 state.position,
-                Some(resp.high_watermark),
+                (resp.high_watermark >= 0).then_some(resp.high_watermark),
             );
         }
         if snapshot {
@@ -608,6 +628,16 @@ impl Source for KafkaSource {
                 return Ok(Some(b));
             }
             if self.partitions.iter().all(|p| p.done) {
+                let s = self.sessions.stats();
+                tracing::info!(
+                    partitions = self.partitions.len(),
+                    full = s.full,
+                    incremental = s.incremental,
+                    sessionless = s.sessionless,
+                    session_resets = s.resets,
+                    partitions_sent = s.partitions_sent,
+                    "kafka source finished: fetch requests"
+                );
                 return Ok(None);
             }
             if self.idle_rounds > 0 {
