@@ -5,7 +5,6 @@ use ferry_core::{Pipeline, RunSummary};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -75,68 +74,31 @@ pub fn load(files: &[PathBuf]) -> anyhow::Result<Vec<Job>> {
     Ok(out)
 }
 
-/// First wait before a continuous pipeline restarts after a storage outage; it doubles up
-/// to [`RESTART_BACKOFF_MAX`].
-const RESTART_BACKOFF_MIN: Duration = Duration::from_secs(1);
-/// Longest wait between restarts (so an outage is reported about once a minute).
-const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(60);
-
 /// Runs a job until it finishes or `stop` is set; a continuous pipeline whose storage
-/// failed is built again and restarted (the kill -9 path: it resumes exactly from what its
-/// storage holds), with a capped backoff, for as long as the storage stays away.
+/// failed is restarted ([`ferry_core::runtime::run_restarting`]).
 async fn run_job(job: Job, stop: watch::Receiver<bool>) -> ferry_core::Result<RunSummary> {
-    let Job {
-        mut pipeline,
-        rebuild,
-    } = job;
-    let name = pipeline.name.clone();
-    let mut backoff = RESTART_BACKOFF_MIN;
-    loop {
-        let continuous = pipeline.source.continuous();
-        let mut rx = stop.clone();
-        let stopped = async move {
-            // The sender lives until every pipeline is done; if it were gone, never stop.
-            if rx.wait_for(|s| *s).await.is_err() {
-                std::future::pending::<()>().await;
-            }
-        };
-        let started = std::time::Instant::now();
-        let result = ferry_core::run(pipeline, stopped).await;
-        let e = match result {
-            Err(e) if continuous && e.kind() == ferry_core::ErrorKind::Storage => e,
-            other => return other,
-        };
-        let Some(rebuild) = &rebuild else {
-            return Err(e);
-        };
-        if *stop.borrow() {
-            return Err(e);
+    let Job { pipeline, rebuild } = job;
+    match rebuild {
+        Some(rebuild) => {
+            ferry_core::runtime::run_restarting(pipeline, move || rebuild(), stop, |_, _| {}).await
         }
-        if started.elapsed() > RESTART_BACKOFF_MAX * 2 {
-            // It ran a good while: a new outage starts the backoff again.
-            backoff = RESTART_BACKOFF_MIN;
+        None => {
+            let mut rx = stop;
+            let stopped = async move {
+                // The sender lives until every pipeline is done; if it were gone, never stop.
+                if rx.wait_for(|s| *s).await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            };
+            ferry_core::run(pipeline, stopped).await
         }
-        tracing::warn!(
-            pipeline = %name,
-            error = %ferry_core::error_chain(&e),
-            retry_in_s = backoff.as_secs(),
-            "storage unavailable: the continuous pipeline stopped and restarts from its last durable point once the wait is over"
-        );
-        metrics::counter!("ferry_pipeline_restarts_total", "pipeline" => name.clone()).increment(1);
-        let mut rx = stop.clone();
-        tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
-            _ = rx.wait_for(|s| *s) => return Err(e),
-        }
-        backoff = (backoff * 2).min(RESTART_BACKOFF_MAX);
-        pipeline = rebuild()?;
     }
 }
 
 /// Runs the pipelines of `args`.
 pub async fn main(args: Args) -> anyhow::Result<()> {
-    let pipelines = load(&args.files)?;
-    run_pipelines(pipelines).await
+    let jobs = load(&args.files)?;
+    run_pipelines(jobs).await
 }
 
 /// Runs pipelines concurrently until they finish or a signal arrives (a second signal exits

@@ -181,6 +181,67 @@ pub async fn run(mut pipeline: Pipeline, shutdown: impl Future<Output = ()>) -> 
     })
 }
 
+/// First wait before a continuous pipeline restarts after a storage outage; it doubles up
+/// to [`RESTART_BACKOFF_MAX`].
+pub const RESTART_BACKOFF_MIN: Duration = Duration::from_secs(1);
+/// Longest wait between restarts (so an outage is reported about once a minute).
+pub const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(60);
+
+/// Runs `pipeline` until it finishes or `stop` is set, as [`run`] does — and when it is a
+/// service (its source is [`Source::continuous`]) that failed with a storage error (an
+/// outage longer than the storage's own retries), builds it again with `rebuild` and
+/// restarts it after a backoff ([`RESTART_BACKOFF_MIN`] doubling to
+/// [`RESTART_BACKOFF_MAX`]) for as long as the storage stays away. A restart is the kill -9
+/// path — reopen, reconcile, resume from what the storage holds — so it is exact by the same
+/// argument. `on_restart` hears of each restart (error, wait) before the wait. Snapshots and
+/// every other error end the run as [`run`] does.
+pub async fn run_restarting<B, R>(
+    mut pipeline: Pipeline,
+    rebuild: B,
+    stop: watch::Receiver<bool>,
+    on_restart: R,
+) -> Result<RunSummary>
+where
+    B: Fn() -> Result<Pipeline> + Send,
+    R: Fn(&Error, Duration) + Send,
+{
+    let name = pipeline.name.clone();
+    let mut backoff = RESTART_BACKOFF_MIN;
+    loop {
+        let continuous = pipeline.source.continuous();
+        let mut rx = stop.clone();
+        let until_stopped = async move { stopped(&mut rx).await };
+        let started = Instant::now();
+        let e = match run(pipeline, until_stopped).await {
+            Err(e) if continuous && e.kind() == crate::error::ErrorKind::Storage => e,
+            other => return other,
+        };
+        if *stop.borrow() {
+            return Err(e);
+        }
+        if started.elapsed() > RESTART_BACKOFF_MAX * 2 {
+            // It ran a good while: a new outage starts the backoff again.
+            backoff = RESTART_BACKOFF_MIN;
+        }
+        tracing::warn!(
+            pipeline = %name,
+            error = %crate::error::error_chain(&e),
+            retry_in_s = backoff.as_secs(),
+            "storage unavailable: the continuous pipeline stopped and restarts from its last durable point once the wait is over"
+        );
+        ::metrics::counter!("ferry_pipeline_restarts_total", "pipeline" => name.clone())
+            .increment(1);
+        on_restart(&e, backoff);
+        let mut rx = stop.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = stopped(&mut rx) => return Err(e),
+        }
+        backoff = (backoff * 2).min(RESTART_BACKOFF_MAX);
+        pipeline = rebuild()?;
+    }
+}
+
 /// Whether an error comes from writing to a pipe whose reader has gone.
 pub fn is_broken_pipe(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);

@@ -308,25 +308,45 @@ async fn run_task(
     name: String,
     def: PipelineDef,
     scope: TaskScope,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
     report: Arc<Mutex<Report>>,
     changed: watch::Sender<u64>,
 ) {
     let shared = scope.partitions.is_some();
     let source_name = format!("pipeline '{name}'");
-    let result: ferry_core::Result<RunSummary> = async {
+    let build = || -> ferry_core::Result<ferry_core::Pipeline> {
         let mut pipeline =
             registry.load_pipeline_scoped(&def.config, &source_name, Some(&scope))?;
         pipeline.delivery.shared_checkpoint = shared;
         pipeline.delivery.progress = Some(scope.progress.clone());
-        let stopped = async move {
-            if stop.wait_for(|s| *s).await.is_err() {
-                std::future::pending::<()>().await;
+        // Built again after an outage: the task runs, the outage is over.
+        if let Ok(mut r) = report.lock() {
+            r.error = None;
+        }
+        Ok(pipeline)
+    };
+    // A continuous task whose storage went away is restarted (shown as running, with the
+    // outage as its error, until it runs again).
+    let restarting = {
+        let report = report.clone();
+        let changed = changed.clone();
+        move |e: &ferry_core::Error, wait: Duration| {
+            if let Ok(mut r) = report.lock() {
+                r.error = Some(format!(
+                    "storage unavailable, restarting in {}s: {}",
+                    wait.as_secs(),
+                    ferry_core::error_chain(e)
+                ));
             }
-        };
-        ferry_core::run(pipeline, stopped).await
-    }
-    .await;
+            changed.send_modify(|n| *n += 1);
+        }
+    };
+    let result: ferry_core::Result<RunSummary> = match build() {
+        Ok(pipeline) => {
+            ferry_core::runtime::run_restarting(pipeline, build, stop, restarting).await
+        }
+        Err(e) => Err(e),
+    };
     let (state, error) = match result {
         Ok(summary) if summary.interrupted => {
             tracing::info!(pipeline = %name, records = summary.records, "task stopped after writing what it read");
