@@ -615,6 +615,42 @@ fn the_console_in_a_browser() {
         "{verdict}"
     );
     browser.screenshot(&shots.join("console-backups.png"));
+
+    // A location added from the page: a mistake is shown, a good one is listed (by the API too).
+    browser.type_into("#backup-add-uri", "ftp://nowhere/x");
+    browser.click("#backup-add");
+    let error = browser.wait_for(
+        "the refused location's error",
+        "const t = document.getElementById('backup-add-error').textContent; return t.length > 0 && t",
+    );
+    assert!(
+        error
+            .as_str()
+            .unwrap_or("")
+            .starts_with("Cannot add it: uri: "),
+        "{error}"
+    );
+    let added = format!(
+        "file://{}",
+        dir.path().join("added-from-the-page").display()
+    );
+    browser.js("document.getElementById('backup-add-uri').value = ''; return true");
+    browser.type_into("#backup-add-uri", &added);
+    browser.click("#backup-add");
+    browser.wait_for(
+        "the added location in the list",
+        &format!(
+            "return [...document.querySelectorAll('#backup-select option')].some(o => o.textContent === {})",
+            json!(added)
+        ),
+    );
+    let (_, list) = w.api("GET", "/backups", None);
+    assert!(
+        list.as_array()
+            .is_some_and(|l| l.iter().any(|b| b["uri"] == json!(added))),
+        "{list}"
+    );
+    browser.js("const s = document.getElementById('backup-select'); s.value = '0'; s.dispatchEvent(new Event('change')); return true");
     browser.resize(390, 844);
     browser.screenshot(&shots.join("console-backups-phone.png"));
     browser.goto(&w.url("/ui#pipelines"));

@@ -318,7 +318,7 @@ fn components_show_nested_options_and_suggest_the_nearest_name() {
     }
     let help = stdout(&ferry(&["backup", "--help"]));
     assert!(
-        help.contains("[possible values: raw, jsonl, avro, parquet]"),
+        help.contains("[possible values: raw, jsonl, avro, parquet, iceberg]"),
         "{help}"
     );
 }

@@ -682,3 +682,104 @@ fn worker_settings_mistakes_are_named() {
         "{out:?}"
     );
 }
+
+#[test]
+fn a_backup_location_added_through_the_api_is_listed_by_every_worker() {
+    let Some(env) = ferry_testkit::env_or_skip() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let topic = unique("worker-locations");
+    common::create_topic(&env, &topic, 1, &[]);
+    produce(&env, &topic, 0, 100);
+    let backup = dir.path().join("added");
+    let backup = backup.to_str().expect("utf-8 path");
+    common::ferry_success(
+        &[
+            "backup",
+            "--brokers",
+            &env.kafka,
+            "--topic",
+            &topic,
+            "--to",
+            backup,
+            "--snapshot",
+        ],
+        &[],
+    );
+    let group = unique("wg-locations");
+    let a = start(&env, &group, 18681, dir.path(), &[]);
+    let b = start(&env, &group, 18682, dir.path(), &[]);
+    let (_, list) = a.get("/backups", None).expect("answer");
+    assert_eq!(list, serde_json::json!([]), "no location configured");
+
+    // A mistake is a 400 naming the field, and nothing is stored.
+    let (code, body) = a
+        .request(
+            "POST",
+            "/backups",
+            None,
+            Some(("application/json", r#"{"uri": "ftp://x/y"}"#)),
+        )
+        .expect("answer");
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body["error"].as_str().unwrap_or("").starts_with("uri: "),
+        "{body}"
+    );
+    let (code, body) = a
+        .request(
+            "POST",
+            "/backups",
+            None,
+            Some(("application/json", r#"{"url": "x"}"#)),
+        )
+        .expect("answer");
+    assert_eq!(code, 400, "{body}");
+
+    let added = format!("file://{backup}");
+    let (code, body) = a
+        .request(
+            "POST",
+            "/backups",
+            None,
+            Some((
+                "application/json",
+                &serde_json::json!({"uri": added}).to_string(),
+            )),
+        )
+        .expect("answer");
+    assert_eq!(code, 201, "{body}");
+    assert_eq!(body["index"], 0, "{body}");
+    // The other worker of the group lists it too (it is in the config topic), and reads it.
+    b.wait_until(Duration::from_secs(20), "listed the added location", |w| {
+        w.get("/backups", None)
+            .is_some_and(|(_, l)| l[0]["uri"] == serde_json::json!(added))
+    });
+    let (code, summary) = b.get("/backups/0", None).expect("answer");
+    assert_eq!(code, 200, "{summary}");
+    let records: u64 = summary["topics"][0]["partitions"]
+        .as_array()
+        .expect("partitions")
+        .iter()
+        .map(|p| p["records"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(records, 100, "{summary}");
+    // Adding it again changes nothing.
+    let (code, body) = b
+        .request(
+            "POST",
+            "/backups",
+            None,
+            Some((
+                "application/json",
+                &serde_json::json!({"uri": added}).to_string(),
+            )),
+        )
+        .expect("answer");
+    assert!(code == 200 || code == 201, "{body}");
+    let (_, list) = a.get("/backups", None).expect("answer");
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+    a.stop();
+    b.stop();
+}

@@ -1,5 +1,7 @@
 //! Backup locations in the API: `GET /backups` lists the locations the worker was given
-//! (`--backup URI`, `backups:`), `GET /backups/{index}` answers what one holds, the same
+//! (`--backup URI`, `backups:`) and those added with `POST /backups {"uri": …}` (kept in the
+//! group's config topic, so every worker lists them, after the configured ones, oldest
+//! first), `GET /backups/{index}` answers what one holds, the same
 //! JSON as `ferry ls --json` (read from manifests and small documents, never segments).
 //! `POST /backups/{index}/verify` starts the checks of `ferry verify` in the background and
 //! `GET /backups/{index}/verify` follows them: progress, then the report. Runs are kept in
@@ -24,7 +26,7 @@ type AppState = Arc<Shared>;
 /// The routes (behind the token, like the rest of the API).
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/backups", get(list_backups))
+        .route("/backups", get(list_backups).post(add_backup))
         .route("/backups/{index}", get(backup_summary))
         .route(
             "/backups/{index}/verify",
@@ -43,9 +45,7 @@ pub struct BackupLocation {
 
 async fn list_backups(State(shared): State<AppState>) -> Json<Vec<BackupLocation>> {
     Json(
-        shared
-            .config
-            .backups
+        all_locations(&shared)
             .iter()
             .enumerate()
             .map(|(index, uri)| BackupLocation {
@@ -54,6 +54,94 @@ async fn list_backups(State(shared): State<AppState>) -> Json<Vec<BackupLocation
             })
             .collect(),
     )
+}
+
+/// Every location this worker knows: those it was configured with, then those added through
+/// the API (oldest first), without repeats.
+pub(crate) fn all_locations(shared: &Shared) -> Vec<String> {
+    let mut all = shared.config.backups.clone();
+    for uri in shared.store.locations() {
+        if !all.iter().any(|u| redacted(u) == redacted(&uri)) {
+            all.push(uri);
+        }
+    }
+    all
+}
+
+/// The body of `POST /backups`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddBackup {
+    /// A storage URI (`file:///…`, `s3://…`, `gs://…`, `azblob://…`).
+    pub uri: String,
+}
+
+/// Adds a backup location for every worker of the group: 201 with its entry, 400 when the
+/// URI is not a storage location. The location need not hold a backup yet.
+async fn add_backup(
+    State(shared): State<AppState>,
+    body: String,
+) -> Result<(StatusCode, Json<BackupLocation>), ApiError> {
+    let body: AddBackup = serde_json::from_str(&body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("POST /backups takes {{\"uri\": \"s3://…\"}}: {e}"),
+        )
+    })?;
+    let uri = body.uri.trim().to_string();
+    if let Err(e) = ferry_core::storage::StorageUri::parse(&uri)
+        .and_then(|_| Storage::open_read_only(&uri).map(|_| ()))
+    {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("uri: {}", ferry_core::error_chain(&e)),
+        ));
+    }
+    if let Some(index) = all_locations(&shared)
+        .iter()
+        .position(|u| redacted(u) == redacted(&uri))
+    {
+        if index < shared.config.backups.len() {
+            // Configured already: nothing to store.
+            return Ok((
+                StatusCode::OK,
+                Json(BackupLocation {
+                    index,
+                    uri: redacted(&uri),
+                }),
+            ));
+        }
+    }
+    shared
+        .store
+        .add_location(&uri)
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
+    // The config topic's follower applies the record shortly; wait for it so the answer's
+    // index is the one GET /backups shows.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Some(index) = all_locations(&shared)
+            .iter()
+            .position(|u| redacted(u) == redacted(&uri))
+        {
+            tracing::info!(backup = %redacted(&uri), index, "backup location added");
+            return Ok((
+                StatusCode::CREATED,
+                Json(BackupLocation {
+                    index,
+                    uri: redacted(&uri),
+                }),
+            ));
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the location was written to the config topic but has not come back from it within 10 s; GET /backups will list it once it does",
+            ));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 /// A URI as people may see it: without its query.
@@ -74,21 +162,17 @@ fn parse_index(index: &str) -> Result<usize, ApiError> {
 }
 
 /// The location at `index`, or 404.
-fn location(shared: &Shared, index: usize) -> Result<&str, ApiError> {
-    shared
-        .config
-        .backups
-        .get(index)
-        .map(String::as_str)
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                format!(
-                    "no backup location #{index}: this worker has {} (GET /backups lists them)",
-                    shared.config.backups.len()
-                ),
-            )
-        })
+fn location(shared: &Shared, index: usize) -> Result<String, ApiError> {
+    let all = all_locations(shared);
+    let count = all.len();
+    all.into_iter().nth(index).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!(
+                "no backup location #{index}: this worker has {count} (GET /backups lists them)"
+            ),
+        )
+    })
 }
 
 async fn backup_summary(
@@ -97,6 +181,7 @@ async fn backup_summary(
 ) -> Result<Json<BackupSummary>, ApiError> {
     let index = parse_index(&index)?;
     let uri = location(&shared, index)?;
+    let uri = uri.as_str();
     let read = async {
         let catalog = Catalog::open(Storage::open_read_only(uri)?).await?;
         summarize(&catalog).await

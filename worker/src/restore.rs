@@ -168,21 +168,17 @@ fn target(
 
 /// The request `ferry restore` would make of these choices.
 pub fn request_of(shared: &Shared, r: &PlanRequest) -> Result<RestoreRequest, ApiError> {
-    let from = shared
-        .config
-        .backups
-        .get(r.backup)
-        .cloned()
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                format!(
-                    "no backup location #{}: this worker has {} (GET /backups lists them)",
-                    r.backup,
-                    shared.config.backups.len()
-                ),
-            )
-        })?;
+    let all = crate::backups::all_locations(shared);
+    let count = all.len();
+    let from = all.into_iter().nth(r.backup).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!(
+                "no backup location #{}: this worker has {count} (GET /backups lists them)",
+                r.backup
+            ),
+        )
+    })?;
     let until = match &r.until {
         None => None,
         Some(Until::Millis(ms)) => Some(ms.to_string()),

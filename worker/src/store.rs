@@ -1,6 +1,7 @@
 //! Pipeline definitions, kept in the group's config topic: key = pipeline name, value = the
 //! definition (the pipeline text as written, `${VAR}` references and all, and its target
-//! state); a tombstone deletes it.
+//! state); a tombstone deletes it. Backup locations added through the API live in the same
+//! topic under keys `backup-location/<URI without its query>` (a pipeline name has no `/`).
 
 use crate::topic::CompactedTopic;
 use bytes::Bytes;
@@ -31,6 +32,15 @@ struct StoredDef {
     /// Bumped by `restart`, so the definition changes and the tasks restart.
     #[serde(default)]
     restarts: u64,
+}
+
+/// Key prefix of the backup locations added through the API.
+pub const LOCATION_PREFIX: &str = "backup-location/";
+
+/// What the config topic holds for an added backup location.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct StoredLocation {
+    uri: String,
 }
 
 /// A pipeline as the workers know it.
@@ -72,6 +82,7 @@ impl PipelineStore {
         self.topic
             .entries()
             .into_iter()
+            .filter(|(key, _)| !key.starts_with(LOCATION_PREFIX))
             .filter_map(|(name, e)| match serde_json::from_slice::<StoredDef>(&e.value) {
                 Ok(d) => Some((
                     name.clone(),
@@ -128,6 +139,39 @@ impl PipelineStore {
         }
         self.topic.put(name, None).await?;
         Ok(true)
+    }
+
+    /// The backup locations added through the API, oldest first (so adding one never moves
+    /// the others).
+    pub fn locations(&self) -> Vec<String> {
+        let mut found: Vec<(i64, String)> = self
+            .topic
+            .entries()
+            .into_iter()
+            .filter(|(key, _)| key.starts_with(LOCATION_PREFIX))
+            .filter_map(|(key, e)| match serde_json::from_slice::<StoredLocation>(&e.value) {
+                Ok(l) => Some((e.offset, l.uri)),
+                Err(err) => {
+                    tracing::warn!(key = %key, error = %err, "unreadable backup location; ignored");
+                    None
+                }
+            })
+            .collect();
+        found.sort();
+        found.into_iter().map(|(_, uri)| uri).collect()
+    }
+
+    /// Adds a backup location (by its URI without query: adding it again replaces it).
+    pub async fn add_location(&self, uri: &str) -> Result<()> {
+        let base = uri.split_once('?').map_or(uri, |(b, _)| b);
+        let json = serde_json::to_vec(&StoredLocation {
+            uri: uri.to_string(),
+        })
+        .map_err(|e| Error::internal(format!("encoding a backup location: {e}")))?;
+        self.topic
+            .put(&format!("{LOCATION_PREFIX}{base}"), Some(Bytes::from(json)))
+            .await?;
+        Ok(())
     }
 
     async fn update(&self, name: &str, change: impl FnOnce(&mut StoredDef)) -> Result<bool> {

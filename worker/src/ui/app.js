@@ -361,6 +361,22 @@ async function loadBackupList() {
   }
 }
 
+/** Adds a backup location through the API and shows it. */
+async function addBackup(ev) {
+  ev.preventDefault();
+  const uri = $("backup-add-uri").value.trim();
+  $("backup-add-error").textContent = "";
+  try {
+    const added = await api("POST", "/backups", JSON.stringify({ uri }), "application/json");
+    $("backup-add-uri").value = "";
+    await loadBackupList();
+    $("backup-select").value = String(added.index);
+    showBackup();
+  } catch (e) {
+    if (!(e instanceof Unauthorized)) $("backup-add-error").textContent = "Cannot add it: " + e.message;
+  }
+}
+
 async function showBackup() {
   const index = $("backup-select").value;
   const detail = $("backup-detail");
@@ -871,6 +887,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("editor-text").addEventListener("scroll", () => { $("editor-gutter").scrollTop = $("editor-text").scrollTop; });
   $("backup-select").addEventListener("change", showBackup);
   $("backup-refresh").addEventListener("click", showBackup);
+  $("backup-add-form").addEventListener("submit", addBackup);
   $("restore-backup").addEventListener("change", chooseBackup);
   $("restore-pit").addEventListener("change", onPitToggled);
   $("restore-slider").addEventListener("input", onSlider);
