@@ -3,7 +3,8 @@
 # topic against kcat, in the same run, on the dev Kafka.
 #
 #   benches/e2e.sh [--records N] [--size BYTES] [--partitions P] [--repeat R]
-#                  [--only GROUPS] [--no-build] [--keep] [--strict] [--out FILE]
+#                  [--only GROUPS] [--values base64|json] [--no-build] [--keep] [--strict]
+#                  [--out FILE]
 #
 # Env (flags win): RECORDS (1000000), SIZE (1024: bytes per line of the input file, newline
 # included, so values are SIZE-1 bytes), PARTITIONS (6), REPEAT (1), FERRY_BIN (default:
@@ -26,7 +27,10 @@
 #                    on a SQLite catalog and a local warehouse), in an order that rotates
 #                    each round
 # --only GROUPS (comma-separated; default all): kcat (the two kcat -C steps), backup, restore
-# (with kcat -P; needs backup), exports (parquet, avro), iceberg. E.g. the Iceberg benchmark:
+# (with kcat -P; needs backup), exports (parquet, avro), iceberg, recompress (raw backups with
+# --recompress zstd and lz4, beside the plain raw one; their sizes are the point).
+# --values (VALUES): base64 (default: random, barely compressible) or json (JSON documents of
+# orders, padded to SIZE: text that compresses like real event payloads). E.g. the Iceberg benchmark:
 # `benches/e2e.sh --repeat 3 --only kcat,exports,iceberg`.
 # Cheap correctness checks: the source topic's end offsets sum to N; kcat's file has N
 # lines; `ferry ls --json` counts N records in each backup; the restored topic's end
@@ -51,6 +55,7 @@ KEEP=0
 STRICT=0
 OUT=""
 ONLY="kcat,backup,restore,exports,iceberg"
+VALUES="${VALUES:-base64}"
 ARGS_GIVEN="$*"
 
 usage() { sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; }
@@ -68,6 +73,7 @@ while (($#)); do
     --repeat) REPEAT="${2:?--repeat needs a value}"; shift 2 ;;
     --out) OUT="${2:?--out needs a value}"; shift 2 ;;
     --only) ONLY="${2:?--only needs a value}"; shift 2 ;;
+    --values) VALUES="${2:?--values needs a value}"; shift 2 ;;
     --no-build) BUILD=0; shift ;;
     --keep) KEEP=1; shift ;;
     --strict) STRICT=1; shift ;;
@@ -84,7 +90,7 @@ done
 ((PARTITIONS > 0)) || die "PARTITIONS must be > 0"
 ((REPEAT > 0)) || die "REPEAT must be > 0"
 for g in ${ONLY//,/ }; do
-  [[ "$g" =~ ^(kcat|backup|restore|exports|iceberg)$ ]] || die "--only: unknown group '$g' (kcat, backup, restore, exports, iceberg)"
+  [[ "$g" =~ ^(kcat|backup|restore|exports|iceberg|recompress)$ ]] || die "--only: unknown group '$g' (kcat, backup, restore, exports, iceberg, recompress)"
 done
 wants() { [[ ",$ONLY," == *",$1,"* ]]; }
 if wants restore && ! wants backup; then die "--only restore needs backup (it restores that backup)"; fi
@@ -188,8 +194,34 @@ check_eq() { # what got want
 # ------------------------------------------------------------------ input file
 
 VALUE_LEN=$((SIZE - 1))
+[[ "$VALUES" =~ ^(base64|json)$ ]] || die "--values must be base64 or json, got '$VALUES'"
 INPUT="$BENCH_HOME/input-$RECORDS-$SIZE.txt"
+[[ "$VALUES" == json ]] && INPUT="$BENCH_HOME/input-json-$RECORDS-$SIZE.txt"
 WANT_BYTES=$((RECORDS * SIZE))
+if [[ "$VALUES" == json && ( ! -f "$INPUT" || "$(stat -c %s "$INPUT")" != "$WANT_BYTES" ) ]]; then
+  log "generating $INPUT: $RECORDS JSON order documents of $VALUE_LEN bytes"
+  "$PY" - "$RECORDS" "$VALUE_LEN" "$INPUT.tmp" <<'PY' || die "generating the JSON input failed"
+import json, random, sys
+n, width, path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+rnd = random.Random(7)
+statuses = ["created", "paid", "packed", "shipped", "delivered", "returned"]
+with open(path, "w") as out:
+    for i in range(n):
+        doc = {"order": i, "customer": f"customer-{rnd.randrange(50000)}",
+               "status": rnd.choice(statuses), "amount": round(rnd.uniform(1, 500), 2),
+               "currency": "EUR", "items": [{"sku": f"sku-{rnd.randrange(2000)}", "qty": rnd.randrange(1, 5)}
+                                            for _ in range(rnd.randrange(1, 4))],
+               "note": ""}
+        line = json.dumps(doc, separators=(",", ":"))
+        pad = width - len(line)
+        if pad < 0:
+            raise SystemExit(f"SIZE too small for the JSON documents ({len(line) + 1} bytes needed)")
+        doc["note"] = "x" * pad
+        out.write(json.dumps(doc, separators=(",", ":")) + "\n")
+PY
+  [[ "$(stat -c %s "$INPUT.tmp")" == "$WANT_BYTES" ]] || die "generated input has the wrong size"
+  mv "$INPUT.tmp" "$INPUT"
+fi
 if [[ ! -f "$INPUT" || "$(stat -c %s "$INPUT")" != "$WANT_BYTES" ]]; then
   log "generating $INPUT: $RECORDS lines of $VALUE_LEN random base64 characters"
   # Enough random bytes for RECORDS*VALUE_LEN base64 characters, wrapped into lines.
@@ -246,6 +278,16 @@ ferry_backup() { # STEP FORMAT: a backup to a fresh folder, its records counted
     --snapshot --format "$format"
   check_eq "records in the $format backup (ferry ls)" "$(backup_records "$dir")" "$RECORDS"
   OUTSIZE[$step]=$(du -sb "$dir" | cut -f1)
+}
+
+ferry_recompressed() { # STEP CODEC: a raw backup with --recompress CODEC, its records counted
+  local step="$1" codec="$2" dir="$WORK/backup-raw-$2"
+  rm -rf "$dir"
+  timed "$step" "$FERRY_BIN" backup --brokers "$BROKERS" --topic "$SRC_TOPIC" --to "$dir" \
+    --snapshot --recompress "$codec"
+  check_eq "records in the $codec-recompressed backup (ferry ls)" "$(backup_records "$dir")" "$RECORDS"
+  OUTSIZE[$step]=$(du -sb "$dir" | cut -f1)
+  ((KEEP)) || rm -rf "$dir"
 }
 
 ferry_iceberg() { # STEP: an Iceberg export to a fresh catalog and warehouse, checked by pyiceberg
@@ -307,8 +349,18 @@ for ((r = 1; r <= REPEAT; r++)); do
     timed kcat_consume_null "$KCAT" -b "$BROKERS" -C -t "$SRC_TOPIC" -o beginning -e -q >/dev/null
   fi
 
-  if wants backup; then
+  if wants backup || wants recompress; then
     ferry_backup ferry_backup_raw raw
+  fi
+  if wants recompress; then
+    # In turns, so neither codec always follows the plain backup.
+    if ((r % 2)); then
+      ferry_recompressed ferry_backup_zstd zstd
+      ferry_recompressed ferry_backup_lz4 lz4
+    else
+      ferry_recompressed ferry_backup_lz4 lz4
+      ferry_recompressed ferry_backup_zstd zstd
+    fi
   fi
 
   # The two produce-side steps, right after the 1 GB backup, in alternating order: whichever
@@ -351,6 +403,8 @@ declare -A LABEL=(
   [ferry_backup_parquet]="ferry backup --snapshot --format parquet"
   [ferry_backup_avro]="ferry backup --snapshot --format avro"
   [ferry_backup_iceberg]="ferry backup --snapshot --format iceberg"
+  [ferry_backup_zstd]="ferry backup --snapshot --recompress zstd"
+  [ferry_backup_lz4]="ferry backup --snapshot --recompress lz4"
 )
 declare -A MED
 for s in "${STEPS[@]}"; do MED[$s]=$(median "${WALLS[$s]}"); done
@@ -376,7 +430,9 @@ REPORT="$WORK/report.md"
 {
   echo "# Ferry end-to-end benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')"
   echo
-  echo "$RECORDS records × $SIZE bytes (values of $VALUE_LEN random base64 bytes, no keys," \
+  value_kind="random base64 bytes"
+  [[ "$VALUES" == json ]] && value_kind="bytes of JSON order documents"
+  echo "$RECORDS records × $SIZE bytes (values of $VALUE_LEN $value_kind, no keys," \
     "$MB MB of payload), $PARTITIONS partitions, single-node Kafka on 127.0.0.1, uncompressed;" \
     "each step run $REPEAT× (median wall time, largest peak RSS)."
   echo
@@ -421,6 +477,10 @@ REPORT="$WORK/report.md"
         "$(ratio "$kf" "${MED[$s]}")× (${MED[$s]} s vs $kf s)"
     fi
     target "${LABEL[$s]}: peak RSS < 512 MiB" "$(ok lt "${RSS[$s]}" $((512 * 1024)))" "$(fmt_mb $((RSS[$s] * 1024))) MiB"
+  done
+  for s in ferry_backup_zstd ferry_backup_lz4; do
+    [[ -n "${MED[$s]:-}" && -n "${OUTSIZE[ferry_backup_raw]:-}" ]] || continue
+    echo "| ${LABEL[$s]} (information): stored size and time next to the plain raw backup | $(ratio "${OUTSIZE[$s]}" "${OUTSIZE[ferry_backup_raw]}")× the bytes, $(ratio "${MED[ferry_backup_raw]}" "${MED[$s]}")× the speed (${MED[$s]} s vs ${MED[ferry_backup_raw]} s) | |"
   done
   if [[ -n "${MED[ferry_backup_iceberg]:-}" && -n "${MED[ferry_backup_parquet]:-}" ]]; then
     echo "| Iceberg export next to the Parquet export (information) | $(ratio "${MED[ferry_backup_parquet]}" "${MED[ferry_backup_iceberg]}")× (${MED[ferry_backup_iceberg]} s vs ${MED[ferry_backup_parquet]} s) | |"
