@@ -205,6 +205,8 @@ import json, random, sys
 n, width, path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 rnd = random.Random(7)
 statuses = ["created", "paid", "packed", "shipped", "delivered", "returned"]
+letters = "abcdefghijklmnopqrstuvwxyz"
+vocab = ["".join(rnd.choice(letters) for _ in range(rnd.randrange(3, 10))) for _ in range(500)]
 with open(path, "w") as out:
     for i in range(n):
         doc = {"order": i, "customer": f"customer-{rnd.randrange(50000)}",
@@ -216,7 +218,15 @@ with open(path, "w") as out:
         pad = width - len(line)
         if pad < 0:
             raise SystemExit(f"SIZE too small for the JSON documents ({len(line) + 1} bytes needed)")
-        doc["note"] = "x" * pad
+        # Free text from a vocabulary of 500 made-up words: compressible like prose, not
+        # like a run of one letter.
+        words, length = [], 0
+        while length < pad + 1:
+            w = vocab[rnd.randrange(len(vocab))]
+            words.append(w)
+            length += len(w) + 1
+        note = " ".join(words)[:pad]
+        doc["note"] = note + "x" * (pad - len(note))
         out.write(json.dumps(doc, separators=(",", ":")) + "\n")
 PY
   [[ "$(stat -c %s "$INPUT.tmp")" == "$WANT_BYTES" ]] || die "generated input has the wrong size"
