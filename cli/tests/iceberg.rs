@@ -5,10 +5,9 @@
 
 mod common;
 
+use common::iceberg::{assert_same, json_msgs, read_table, sorted, Table};
 use common::{create_topic, varied_topic};
-use ferry_testkit::{
-    dump_topic, py_produce_to, run_python_args, unique, DumpedRecord, KcatMsg, TestEnv,
-};
+use ferry_testkit::{dump_topic, py_produce_to, unique, KcatMsg, TestEnv};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -50,23 +49,7 @@ for r in t.scan().to_arrow().to_pylist():
                       hx(r["value"]), hs, r.get("value_json")]))
 "#;
 
-struct Table {
-    head: serde_json::Value,
-    rows: Vec<DumpedRecord>,
-    typed: Vec<serde_json::Value>,
-}
-
-fn unhex(v: &serde_json::Value) -> Option<Vec<u8>> {
-    let s = v.as_str()?;
-    Some(
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
-            .collect(),
-    )
-}
-
-fn read_table(
+fn read_sql_table(
     env: &TestEnv,
     dir: &Path,
     warehouse: &str,
@@ -77,60 +60,7 @@ fn read_table(
     let props = props.to_string();
     let mut args = vec![catalog.as_str(), warehouse, "kafka.events", props.as_str()];
     args.extend(filter);
-    let out = run_python_args(env, READ_TABLE_PY, &args, b"");
-    let text = String::from_utf8(out).expect("utf-8");
-    let mut lines = text.lines();
-    let head: serde_json::Value = serde_json::from_str(lines.next().expect("head")).expect("json");
-    let mut rows = Vec::new();
-    let mut typed = Vec::new();
-    for l in lines {
-        let v: serde_json::Value = serde_json::from_str(l).expect("row");
-        rows.push(DumpedRecord {
-            partition: v[0].as_i64().expect("partition") as i32,
-            offset: v[1].as_i64().expect("offset"),
-            timestamp: v[2].as_i64().expect("timestamp"),
-            timestamp_type: v[3].as_str().expect("timestamp_type").to_string(),
-            key: unhex(&v[4]),
-            value: unhex(&v[5]),
-            headers: v[6]
-                .as_array()
-                .expect("headers")
-                .iter()
-                .map(|h| (h[0].as_str().expect("key").to_string(), unhex(&h[1])))
-                .collect(),
-        });
-        typed.push(v[7].clone());
-    }
-    let mut order: Vec<usize> = (0..rows.len()).collect();
-    order.sort_by_key(|&i| (rows[i].partition, rows[i].offset));
-    let rows_sorted = order.iter().map(|&i| rows[i].clone()).collect();
-    let typed_sorted = order.iter().map(|&i| typed[i].clone()).collect();
-    Table {
-        head,
-        rows: rows_sorted,
-        typed: typed_sorted,
-    }
-}
-
-fn sorted(mut v: Vec<DumpedRecord>) -> Vec<DumpedRecord> {
-    v.sort_by_key(|r| (r.partition, r.offset));
-    v
-}
-
-fn assert_same(what: &str, got: &[DumpedRecord], want: &[DumpedRecord]) {
-    for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!(
-            g == w,
-            "{what}: record {i} differs: got p{} @{} ts={} want p{} @{} ts={}",
-            g.partition,
-            g.offset,
-            g.timestamp,
-            w.partition,
-            w.offset,
-            w.timestamp
-        );
-    }
-    assert_eq!(got.len(), want.len(), "{what}: record count");
+    read_table(env, READ_TABLE_PY, &args)
 }
 
 fn warehouse(dir: &Path) -> String {
@@ -190,7 +120,7 @@ fn an_iceberg_export_holds_every_record_as_pyiceberg_reads_it() {
         ],
         &[],
     );
-    let table = read_table(&env, dir.path(), &wh, serde_json::json!({}), None);
+    let table = read_sql_table(&env, dir.path(), &wh, serde_json::json!({}), None);
     assert_same("table read by pyiceberg", &table.rows, &source);
     let offsets: serde_json::Value = serde_json::from_str(
         table.head["summary"]["ferry.offsets"]
@@ -232,18 +162,8 @@ fn an_iceberg_export_holds_every_record_as_pyiceberg_reads_it() {
 
     // Run again: nothing new, nothing twice.
     iceberg_backup(&env, &topic, dir.path(), &wh, &[], &[]);
-    let again = read_table(&env, dir.path(), &wh, serde_json::json!({}), None);
+    let again = read_sql_table(&env, dir.path(), &wh, serde_json::json!({}), None);
     assert_eq!(again.rows.len(), total, "a second run adds nothing");
-}
-
-fn json_msgs(from: i64, n: i64, extra: impl Fn(i64) -> String) -> Vec<KcatMsg> {
-    (from..from + n)
-        .map(|i| {
-            let v = format!("{{\"id\":{i},\"name\":\"n{i}\"{}}}", extra(i));
-            KcatMsg::new(Some(format!("k{i}").as_bytes()), Some(v.as_bytes()))
-                .at(1_764_547_200_000 + i)
-        })
-        .collect()
 }
 
 #[test]
@@ -273,7 +193,7 @@ fn json_fields_become_columns_that_evolve_and_changed_types_go_to_the_dead_lette
     ];
     common::ferry_success(&["run", pipeline], &vars);
     let wh = format!("file://{base}/warehouse");
-    let first = read_table(
+    let first = read_sql_table(
         &env,
         dir.path(),
         &wh,
@@ -298,7 +218,7 @@ fn json_fields_become_columns_that_evolve_and_changed_types_go_to_the_dead_lette
     );
     py_produce_to(&env, &env.kafka, &topic, Some(0), &more, "none", false);
     common::ferry_success(&["run", pipeline], &vars);
-    let second = read_table(
+    let second = read_sql_table(
         &env,
         dir.path(),
         &wh,
@@ -404,14 +324,14 @@ sink:
     child.kill().expect("kill -9");
     child.wait().expect("reaped");
     let wh = format!("file://{base}/warehouse");
-    let partial = read_table(&env, dir.path(), &wh, serde_json::json!({}), None);
+    let partial = read_sql_table(&env, dir.path(), &wh, serde_json::json!({}), None);
     assert!(
         partial.rows.len() < total,
         "the kill came before the end ({} rows)",
         partial.rows.len()
     );
     common::ferry_success(&["run", file.to_str().expect("path")], &[]);
-    let table = read_table(&env, dir.path(), &wh, serde_json::json!({}), None);
+    let table = read_sql_table(&env, dir.path(), &wh, serde_json::json!({}), None);
     let distinct: std::collections::BTreeSet<(i32, i64)> =
         table.rows.iter().map(|r| (r.partition, r.offset)).collect();
     assert_eq!(table.rows.len(), total, "row count equals the topic's");
@@ -457,7 +377,7 @@ fn an_iceberg_warehouse_on_s3_is_read_by_pyiceberg() {
         "s3.secret-access-key": env.aws_secret_access_key,
         "s3.region": env.aws_region,
     });
-    let table = read_table(
+    let table = read_sql_table(
         &env,
         dir.path(),
         &format!("s3://{}/{prefix}", env.s3_bucket),

@@ -9,10 +9,9 @@
 
 mod common;
 
+use common::iceberg::{assert_same, json_msgs, read_table, sorted, Table};
 use common::{create_topic, varied_topic};
-use ferry_testkit::{
-    dump_topic, py_produce_to, run_python_args, unique, DumpedRecord, KcatMsg, TestEnv,
-};
+use ferry_testkit::{dump_topic, py_produce_to, run_python_args, unique, TestEnv};
 
 /// Reads an Iceberg table with pyiceberg's `RestCatalog` and prints a first line with
 /// `{"summary", "snapshots", "columns", "typed", "location"}`, then each row as
@@ -52,23 +51,7 @@ for r in t.scan().to_arrow().to_pylist():
                       hx(r["value"]), hs, r.get("value_json")]))
 "#;
 
-struct Table {
-    head: serde_json::Value,
-    rows: Vec<DumpedRecord>,
-    typed: Vec<serde_json::Value>,
-}
-
-fn unhex(v: &serde_json::Value) -> Option<Vec<u8>> {
-    let s = v.as_str()?;
-    Some(
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
-            .collect(),
-    )
-}
-
-fn read_table(env: &TestEnv, catalog: &str, table: &str, filter: Option<&str>) -> Table {
+fn read_rest_table(env: &TestEnv, catalog: &str, table: &str, filter: Option<&str>) -> Table {
     read_table_with(env, catalog, table, serde_json::json!({}), filter)
 }
 
@@ -82,53 +65,7 @@ fn read_table_with(
     let props = props.to_string();
     let mut args = vec![catalog, table, props.as_str()];
     args.extend(filter);
-    let out = run_python_args(env, READ_TABLE_PY, &args, b"");
-    let text = String::from_utf8(out).expect("utf-8");
-    let mut lines = text.lines();
-    let head: serde_json::Value = serde_json::from_str(lines.next().expect("head")).expect("json");
-    let mut rows = Vec::new();
-    for l in lines {
-        let v: serde_json::Value = serde_json::from_str(l).expect("row");
-        let record = DumpedRecord {
-            partition: v[0].as_i64().expect("partition") as i32,
-            offset: v[1].as_i64().expect("offset"),
-            timestamp: v[2].as_i64().expect("timestamp"),
-            timestamp_type: v[3].as_str().expect("timestamp_type").to_string(),
-            key: unhex(&v[4]),
-            value: unhex(&v[5]),
-            headers: v[6]
-                .as_array()
-                .expect("headers")
-                .iter()
-                .map(|h| (h[0].as_str().expect("key").to_string(), unhex(&h[1])))
-                .collect(),
-        };
-        rows.push((record, v[7].clone()));
-    }
-    rows.sort_by_key(|(r, _)| (r.partition, r.offset));
-    let (rows, typed) = rows.into_iter().unzip();
-    Table { head, rows, typed }
-}
-
-fn sorted(mut v: Vec<DumpedRecord>) -> Vec<DumpedRecord> {
-    v.sort_by_key(|r| (r.partition, r.offset));
-    v
-}
-
-fn assert_same(what: &str, got: &[DumpedRecord], want: &[DumpedRecord]) {
-    for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!(
-            g == w,
-            "{what}: record {i} differs: got p{} @{} ts={} want p{} @{} ts={}",
-            g.partition,
-            g.offset,
-            g.timestamp,
-            w.partition,
-            w.offset,
-            w.timestamp
-        );
-    }
-    assert_eq!(got.len(), want.len(), "{what}: record count");
+    read_table(env, READ_TABLE_PY, &args)
 }
 
 /// A namespace no other test run uses (the server outlives test runs).
@@ -191,7 +128,7 @@ fn a_rest_catalog_table_holds_every_record_and_a_second_run_adds_nothing() {
         &[],
     );
 
-    let read = read_table(&env, &catalog, &table, None);
+    let read = read_rest_table(&env, &catalog, &table, None);
     assert_same("table read by pyiceberg's RestCatalog", &read.rows, &source);
     assert_eq!(
         read.head["location"],
@@ -230,22 +167,12 @@ fn a_rest_catalog_table_holds_every_record_and_a_second_run_adds_nothing() {
 
     // Run again: the offsets come back from the catalog, nothing is written twice.
     rest_backup(&env, &catalog, &topic, &warehouse, &table, &[], &[]);
-    let again = read_table(&env, &catalog, &table, None);
+    let again = read_rest_table(&env, &catalog, &table, None);
     assert_same("table after a second run", &again.rows, &source);
     assert_eq!(
         again.head["snapshots"], snapshots,
         "a second run commits nothing"
     );
-}
-
-fn json_msgs(from: i64, n: i64, extra: impl Fn(i64) -> String) -> Vec<KcatMsg> {
-    (from..from + n)
-        .map(|i| {
-            let v = format!("{{\"id\":{i},\"name\":\"n{i}\"{}}}", extra(i));
-            KcatMsg::new(Some(format!("k{i}").as_bytes()), Some(v.as_bytes()))
-                .at(1_764_547_200_000 + i)
-        })
-        .collect()
 }
 
 #[test]
@@ -279,7 +206,7 @@ fn json_columns_evolve_through_a_rest_catalog() {
         &["--json-values"],
         &[],
     );
-    let first = read_table(&env, &catalog, &table, Some("value_json.id >= 30"));
+    let first = read_rest_table(&env, &catalog, &table, Some("value_json.id >= 30"));
     assert_eq!(first.rows.len(), 40);
     assert_eq!(
         first.head["typed"],
@@ -306,7 +233,7 @@ fn json_columns_evolve_through_a_rest_catalog() {
         &["--json-values"],
         &[],
     );
-    let second = read_table(&env, &catalog, &table, Some("value_json.price > 50"));
+    let second = read_rest_table(&env, &catalog, &table, Some("value_json.price > 50"));
     assert_eq!(second.rows.len(), 60, "every record once across both runs");
     assert_eq!(
         second.head["typed"],

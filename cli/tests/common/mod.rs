@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests that talk to the dev environment's Kafka.
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod iceberg;
 pub mod worker;
 
 use ferry_kafka::{Client, ClientConfig, NewTopic};
