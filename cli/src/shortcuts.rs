@@ -83,9 +83,11 @@ pub struct BackupArgs {
     #[arg(long = "topic", required = true)]
     pub topics: Vec<String>,
     /// Where to write: a local path, file://, s3://bucket/prefix?endpoint=…&region=…, gs://,
-    /// azblob:// or memory://.
-    #[arg(long, value_parser = parse_uri, value_name = "URI")]
-    pub to: String,
+    /// azblob:// or memory://. Repeat it to keep the backup in several places at once (a
+    /// `fanout` sink: each location a complete backup, the checkpoint advancing only when
+    /// every one holds the data).
+    #[arg(long, value_parser = parse_uri, value_name = "URI", required = true)]
+    pub to: Vec<String>,
     /// Segment format: raw (Kafka batches as fetched, what restore reads best), or an export
     /// format (JSON lines, Avro or Parquet files; restorable too), or `iceberg`: rows of an
     /// Apache Iceberg table (with --catalog and --table; --to is then the warehouse).
@@ -168,6 +170,12 @@ fn iceberg_sink(a: &BackupArgs) -> Result<Value> {
     let (Some(catalog), Some(table)) = (&a.catalog, &a.table) else {
         bail!("--format iceberg needs --catalog URI and --table NAMESPACE.TABLE");
     };
+    let [warehouse] = a.to.as_slice() else {
+        bail!(
+            "--to: --format iceberg writes one table, so give one warehouse location (got {})",
+            a.to.len()
+        );
+    };
     if a.keys.block().is_some() {
         bail!("--encryption-key-file: Iceberg tables are read by other tools and are not encrypted; back up with --format raw to encrypt");
     }
@@ -175,9 +183,9 @@ fn iceberg_sink(a: &BackupArgs) -> Result<Value> {
         bail!("--table '{table}': give it as NAMESPACE.TABLE, e.g. kafka.orders");
     };
     let catalog = if catalog.starts_with("sqlite:") {
-        json!({ "type": "sql", "uri": catalog, "warehouse": a.to })
+        json!({ "type": "sql", "uri": catalog, "warehouse": warehouse })
     } else if catalog.starts_with("http://") || catalog.starts_with("https://") {
-        json!({ "type": "rest", "uri": catalog, "warehouse": a.to })
+        json!({ "type": "rest", "uri": catalog, "warehouse": warehouse })
     } else {
         bail!(
             "--catalog '{catalog}': use sqlite:///PATH (SQL catalog) or http(s)://… (REST catalog)"
@@ -200,6 +208,18 @@ fn iceberg_sink(a: &BackupArgs) -> Result<Value> {
     Ok(sink)
 }
 
+/// The `storage` sink of `ferry backup` writing to `uri`.
+fn storage_sink(a: &BackupArgs, uri: &str) -> Value {
+    let mut sink = json!({ "type": "storage", "uri": uri, "format": a.format });
+    if let (Some(codec), Value::Object(sink)) = (&a.recompress, &mut sink) {
+        sink.insert("raw".into(), json!({ "compression": codec }));
+    }
+    if let (Some(block), Value::Object(sink)) = (a.keys.block(), &mut sink) {
+        sink.insert("encryption".into(), block);
+    }
+    sink
+}
+
 /// The pipeline `ferry backup` runs.
 pub fn backup_pipeline(a: &BackupArgs) -> Result<Value> {
     let mut source = json!({
@@ -220,14 +240,11 @@ pub fn backup_pipeline(a: &BackupArgs) -> Result<Value> {
     let sink = if a.format == "iceberg" {
         iceberg_sink(a)?
     } else {
-        let mut sink = json!({ "type": "storage", "uri": a.to, "format": a.format });
-        if let (Some(codec), Value::Object(sink)) = (&a.recompress, &mut sink) {
-            sink.insert("raw".into(), json!({ "compression": codec }));
+        let copies: Vec<Value> = a.to.iter().map(|uri| storage_sink(a, uri)).collect();
+        match <[Value; 1]>::try_from(copies) {
+            Ok([one]) => one,
+            Err(copies) => json!({ "type": "fanout", "sinks": copies }),
         }
-        if let (Some(block), Value::Object(sink)) = (a.keys.block(), &mut sink) {
-            sink.insert("encryption".into(), block);
-        }
-        sink
     };
     Ok(json!({
         "name": a.name,

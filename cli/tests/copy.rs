@@ -320,3 +320,172 @@ fn copy_refuses_what_is_not_a_backup_and_a_location_holding_another() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("holds another backup"));
 }
+
+/// What a backup holds per partition, from `ferry ls --json`: (topic, partition, first
+/// offset, next offset, records, bytes) — how it is cut into segments aside.
+fn held(uri: &str, vars: &[(&str, &str)]) -> Vec<(String, i64, i64, i64, u64, u64)> {
+    let listing = ls(uri, vars);
+    let mut out = Vec::new();
+    for t in listing["topics"].as_array().expect("topics") {
+        for p in t["partitions"].as_array().expect("partitions") {
+            out.push((
+                t["topic"].as_str().expect("topic").to_string(),
+                p["partition"].as_i64().expect("partition"),
+                p["first_offset"].as_i64().expect("first"),
+                p["next_offset"].as_i64().expect("next"),
+                p["records"].as_u64().expect("records"),
+                p["bytes"].as_u64().expect("bytes"),
+            ));
+        }
+    }
+    out
+}
+
+/// `ferry backup --to A --to B` (a `fanout` sink): both places are complete backups that
+/// list alike and verify; the S3 copy restores equal to the topic; after the local copy is
+/// wiped and more records arrive, the next run fills it again from the start while the S3
+/// copy only gains the new records; a second place that cannot be written fails the backup
+/// without a checkpoint claiming anything.
+#[test]
+fn a_backup_to_two_places_keeps_both_complete_and_refills_a_lost_one() {
+    let Some(env) = ferry_testkit::env_or_skip() else {
+        return;
+    };
+    let vars = env.aws_vars();
+    let topic = unique("fanout");
+    create_topic(&env, &topic, 2, &[("retention.ms", "-1")]);
+    let first: Vec<KcatMsg> = (0..300)
+        .map(|i| {
+            KcatMsg::new(
+                Some(format!("k{i}").as_bytes()),
+                Some(format!("first-{i}").as_bytes()),
+            )
+        })
+        .collect();
+    py_produce_to(&env, &env.kafka, &topic, None, &first, "none", false);
+    let dir = tempfile::tempdir().expect("dir");
+    let local = dir.path().join("local");
+    let local = local.to_str().expect("path");
+    let vault = s3(&env, &unique("fanout"));
+    let backup = |extra: &[&str]| {
+        let mut args = vec![
+            "backup",
+            "--brokers",
+            &env.kafka,
+            "--topic",
+            &topic,
+            "--to",
+            &vault,
+            "--to",
+            local,
+            "--snapshot",
+        ];
+        args.extend_from_slice(extra);
+        ferry_success(&args, &vars)
+    };
+    backup(&[]);
+    for uri in [local, vault.as_str()] {
+        let (v, _) = ferry_success(&["verify", uri], &vars);
+        assert!(v.contains("all good"), "{uri}: {v}");
+    }
+    let both = held(&vault, &vars);
+    assert_eq!(held(local, &[]), both, "both places hold the same");
+    assert_eq!(both.iter().map(|h| h.4).sum::<u64>(), 300, "{both:?}");
+    assert!(both.iter().all(|h| h.2 == 0), "from the start: {both:?}");
+
+    // The local copy is lost; more records arrive; the next run refills it from offset 0.
+    std::fs::remove_dir_all(local).expect("wipe the local copy");
+    let second: Vec<KcatMsg> = (0..100)
+        .map(|i| KcatMsg::new(None, Some(format!("second-{i}").as_bytes())))
+        .collect();
+    py_produce_to(&env, &env.kafka, &topic, None, &second, "none", false);
+    // The checkpoint is in the first place (S3) and says 300: the run must still start from
+    // what the wiped copy holds (nothing), and must not re-encode what S3 already has.
+    let (_, log) = backup(&[]);
+    assert!(
+        log.contains("not from the checkpoint"),
+        "resuming before the checkpoint is said: {log}"
+    );
+    assert!(
+        !log.contains("re-encoded"),
+        "overlaps are cut between batches: {log}"
+    );
+    let refilled = held(local, &[]);
+    assert_eq!(
+        refilled,
+        held(&vault, &vars),
+        "the refilled copy holds what the other does"
+    );
+    assert_eq!(
+        refilled.iter().map(|h| h.4).sum::<u64>(),
+        400,
+        "{refilled:?}"
+    );
+    assert!(
+        refilled.iter().all(|h| h.2 == 0),
+        "refilled from the start: {refilled:?}"
+    );
+    let source = sorted(dump_topic(&env, &env.kafka, &topic));
+    assert_eq!(source.len(), 400);
+    for (name, uri) in [("local", local), ("s3", vault.as_str())] {
+        let (v, _) = ferry_success(&["verify", uri], &vars);
+        assert!(v.contains("all good"), "{uri}: {v}");
+        let target = format!("{topic}-{name}");
+        ferry_success(
+            &[
+                "restore",
+                "--from",
+                uri,
+                "--brokers",
+                &env.kafka,
+                "--topic",
+                &topic,
+                "--rename",
+                &format!("{topic}={target}"),
+            ],
+            &vars,
+        );
+        let restored = sorted(dump_topic(&env, &env.kafka, &target));
+        assert_eq!(restored.len(), source.len(), "{name}: every record once");
+        assert!(restored == source, "{name}: the restore equals the topic");
+    }
+
+    // A second place that cannot be written (a bucket that does not exist): the backup
+    // fails, naming it, and the first place gains no checkpoint past what it held.
+    let fresh = dir.path().join("fresh");
+    let fresh = fresh.to_str().expect("path");
+    let missing = format!(
+        "s3://{}/x?endpoint={}&region={}",
+        unique("no-such-bucket"),
+        env.s3_endpoint,
+        env.aws_region
+    );
+    let out = ferry_output(
+        &[
+            "backup",
+            "--brokers",
+            &env.kafka,
+            "--topic",
+            &topic,
+            "--to",
+            fresh,
+            "--to",
+            &missing,
+            "--snapshot",
+        ],
+        &vars,
+    );
+    assert!(
+        !out.status.success(),
+        "a place that cannot be written fails the backup"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no-such-bucket"),
+        "the error names the place: {err}"
+    );
+    assert!(
+        !Path::new(fresh).join("checkpoints").exists(),
+        "no checkpoint claims what the other place lacks"
+    );
+}

@@ -109,6 +109,33 @@ fn backup_restore_copy_and_export_examples_run() {
     let v = String::from_utf8(copy[0].value.clone().unwrap()).unwrap();
     assert!(v.contains("\"email\":\"***\""), "masked: {v}");
 
+    // The same backup kept in two places: both list the 40 records.
+    let (here, there) = (work.path().join("here"), work.path().join("there"));
+    let two_vars: Vec<(&str, &str)> = vars
+        .iter()
+        .copied()
+        .filter(|(k, _)| *k != "FERRY_BACKUP")
+        .chain([
+            ("FERRY_BACKUP", here.to_str().unwrap()),
+            ("FERRY_VAULT", there.to_str().unwrap()),
+        ])
+        .collect();
+    run(&example("backup-two-places.yaml"), &two_vars);
+    for place in [&here, &there] {
+        let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .args(["ls", place.to_str().unwrap(), "--json"])
+            .output()
+            .expect("ferry ls runs");
+        let listing: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ls json");
+        let records: u64 = listing["topics"][0]["partitions"]
+            .as_array()
+            .expect("partitions")
+            .iter()
+            .filter_map(|p| p["records"].as_u64())
+            .sum();
+        assert_eq!(records, 40, "{}: {listing}", place.display());
+    }
+
     run(&example("export-parquet.yaml"), &vars);
     assert!(common::files_under(&lake, "parquet").len() >= 2);
     let avro_vars: Vec<(&str, &str)> = vars

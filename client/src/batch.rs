@@ -669,6 +669,39 @@ impl RawDecoder for BatchDecoder {
         decode_batches(&raw.bytes, topic, partition)
             .map_err(|e| ferry_model::Error::decode("kafka", e))
     }
+
+    fn batches_from(&self, raw: &RawBatches, offset: i64) -> Option<RawBatches> {
+        let start = batch_boundary_at(&raw.bytes, offset)?;
+        let kept = raw.bytes.slice(start..);
+        let scanned = scan_batches(&kept).ok()?;
+        Some(RawBatches {
+            record_count: scanned.as_ref().map_or(0, |s| s.record_count),
+            min_timestamp: scanned.as_ref().and_then(|s| s.min_timestamp),
+            max_timestamp: scanned.as_ref().and_then(|s| s.max_timestamp),
+            bytes: kept,
+            // Kept whole: an aborted transaction that began before `offset` can still cover
+            // the batches kept, and a restore only drops what these batches hold.
+            aborted: raw.aborted.clone(),
+            decoder: raw.decoder.clone(),
+        })
+    }
+}
+
+/// Where in `bytes` the first batch at or after `offset` begins, when no batch before it
+/// reaches `offset` (so cutting there splits no batch); `None` when one does or the bytes
+/// cannot be walked.
+fn batch_boundary_at(bytes: &Bytes, offset: i64) -> Option<usize> {
+    let mut it = BatchIter::new(bytes);
+    loop {
+        let pos = it.position();
+        match it.next() {
+            None => return Some(pos),
+            Some(Err(_)) => return None,
+            Some(Ok((h, _))) if h.base_offset >= offset => return Some(pos),
+            Some(Ok((h, _))) if h.next_offset() > offset => return None,
+            Some(Ok(_)) => {}
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -961,6 +994,54 @@ mod tests {
 
     fn topic() -> Arc<str> {
         Arc::from("t")
+    }
+
+    #[test]
+    fn batches_from_keeps_whole_batches_after_a_boundary_and_refuses_to_split_one() {
+        let three: Vec<ProduceRecord> = (0..3).map(|i| rec(None, Some("v"), DAY + i)).collect();
+        let mut bytes = BytesMut::new();
+        // Offsets 10..13, then 13..16 (zstd), then 20..23 (16..20 compacted away).
+        bytes.extend_from_slice(&build_batch(10, &three, Compression::None, 0, None).unwrap());
+        bytes.extend_from_slice(&build_batch(13, &three, Compression::Zstd, 0, None).unwrap());
+        let last = build_batch(20, &three, Compression::None, 0, None).unwrap();
+        bytes.extend_from_slice(&last);
+        let raw = RawBatches {
+            bytes: bytes.freeze(),
+            record_count: 9,
+            min_timestamp: Some(DAY),
+            max_timestamp: Some(DAY + 2),
+            aborted: Vec::new(),
+            decoder: Arc::new(BatchDecoder),
+        };
+        let at13 = BatchDecoder
+            .batches_from(&raw, 13)
+            .expect("13 is a boundary");
+        assert_eq!(at13.record_count, 6);
+        assert_eq!(
+            &at13.bytes[..],
+            &raw.bytes[raw.bytes.len() - at13.bytes.len()..]
+        );
+        let offsets: Vec<i64> = decode_batches(&at13.bytes, &topic(), 0)
+            .unwrap()
+            .iter()
+            .map(|r| r.offset)
+            .collect();
+        assert_eq!(offsets, vec![13, 14, 15, 20, 21, 22]);
+        // 18 lies in the compacted-away gap: the last batch, byte for byte.
+        let at18 = BatchDecoder
+            .batches_from(&raw, 18)
+            .expect("18 is between batches");
+        assert_eq!(at18.bytes, last);
+        assert_eq!(at18.record_count, 3);
+        assert!(
+            BatchDecoder.batches_from(&raw, 14).is_none(),
+            "14 is inside a batch"
+        );
+        assert!(BatchDecoder
+            .batches_from(&raw, 10)
+            .is_some_and(|r| r.bytes == raw.bytes));
+        let none = BatchDecoder.batches_from(&raw, 23).expect("past the end");
+        assert_eq!((none.bytes.len(), none.record_count), (0, 0));
     }
 
     #[test]

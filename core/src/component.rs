@@ -109,6 +109,15 @@ pub trait Sink: Send {
         Ok(None)
     }
 
+    /// Whether the offsets [`Sink::open`] reported are exactly where every part of the sink
+    /// must resume, even where the stored checkpoint is further: a sink writing several
+    /// copies (`fanout`) reports what all of them hold, so a copy that was lost or added
+    /// later is filled again from there instead of skipped past. Asked after `open`.
+    /// `false` (the default): the runtime resumes after the further of the two.
+    fn open_offsets_are_exact(&self) -> bool {
+        false
+    }
+
     /// Accepts a batch. The sink owns its ack and resolves it once the batch is durable
     /// (at the latest in `flush`).
     async fn write(&mut self, batch: Batch) -> Result<(), Error>;

@@ -674,6 +674,12 @@ impl Registry {
         lookup(&self.transforms, "transform", type_name)?.build(input, ctx)
     }
 
+    /// Checks a sink config given outside a pipeline file (its options and their meaning)
+    /// without building it: no network, nothing created.
+    pub fn check_sink(&self, type_name: &str, input: &ConfigInput<'_>) -> Result<()> {
+        lookup(&self.sinks, "sink", type_name)?.check(input)
+    }
+
     /// Builds a sink from a config given outside a pipeline file.
     pub fn build_sink(
         &self,

@@ -393,6 +393,18 @@ async fn resume_point(
         Some(st) => st.load().await?.map(|c| c.offsets),
         None => None,
     };
+    if sink.open_offsets_are_exact() {
+        if let Some(d) = durable {
+            if let Some(c) = loaded.as_ref().filter(|c| **c != d) {
+                tracing::info!(
+                    pipeline = %name,
+                    checkpoint_partitions = c.values().map(|p| p.len()).sum::<usize>(),
+                    "resuming from what every copy of the sink holds, not from the checkpoint (a copy is behind it)"
+                );
+            }
+            return Ok(Some(d).filter(|d| !d.is_empty()));
+        }
+    }
     if let Some(d) = durable.filter(|d| !d.is_empty()) {
         let mut merged = loaded.take().unwrap_or_default();
         for (topic, parts) in d {

@@ -26,6 +26,14 @@ pub trait RawDecoder: Send + Sync {
         partition: i32,
         raw: &RawBatches,
     ) -> Result<Vec<Record>, Error>;
+
+    /// The batches of `raw` from `offset` on, byte for byte, when `offset` falls between two
+    /// of them (no batch holds offsets on both sides of it); `None` otherwise, or when the
+    /// decoder cannot tell. A sink handed a batch that overlaps what it already stored keeps
+    /// the new batches as they were fetched instead of re-encoding their records.
+    fn batches_from(&self, _raw: &RawBatches, _offset: i64) -> Option<RawBatches> {
+        None
+    }
 }
 
 /// Untouched Kafka v2 record batches as fetched, plus what a manifest needs without decoding.

@@ -214,10 +214,19 @@ impl Sink for StorageSink {
         let mut gap = None;
         if let Some(prev) = prev {
             if batch.first_offset < prev {
-                // Overlaps what is stored: keep only the new offsets, re-encoded.
-                tracing::warn!(topic = %batch.topic, partition = batch.partition, from = batch.first_offset, stored_up_to = prev, "batch overlaps stored data; storing only new offsets");
-                let records = batch.records_mut()?;
-                records.retain(|r| r.offset >= prev);
+                // Overlaps what is stored (a copy of a `fanout` behind the others, a
+                // re-delivery): keep only the new offsets — the fetched batches from there
+                // byte for byte when the stored data ends between two of them, else the new
+                // records re-encoded.
+                let kept = batch.raw().and_then(|r| r.decoder.batches_from(r, prev));
+                if let Some(raw) = kept {
+                    tracing::debug!(topic = %batch.topic, partition = batch.partition, from = batch.first_offset, stored_up_to = prev, "batch overlaps stored data; storing the batches after it");
+                    batch.payload = ferry_core::Payload::Raw(raw);
+                } else {
+                    tracing::warn!(topic = %batch.topic, partition = batch.partition, from = batch.first_offset, stored_up_to = prev, "batch overlaps stored data mid-batch; storing only new offsets, re-encoded");
+                    let records = batch.records_mut()?;
+                    records.retain(|r| r.offset >= prev);
+                }
                 batch.first_offset = prev;
             }
             if batch.first_offset > prev {
