@@ -11,6 +11,10 @@ use ferry_formats::segment::SegmentEncoder;
 use std::sync::Arc;
 use std::time::Instant;
 
+/// Segments closed at once by [`StorageSink::close_all`]: enough to overlap the store's
+/// latency (uploads, `fsync`s, manifests), few enough that their last parts fit in memory.
+const CLOSES_IN_PARALLEL: usize = 16;
+
 /// A segment being written: its object writer, encoder and what its manifest will say.
 pub(super) struct OpenSegment {
     pub(super) first_offset: i64,
@@ -229,12 +233,33 @@ impl StorageSink {
             .filter(|(_, s)| due(s))
             .map(|(k, _)| k.clone())
             .collect();
-        for k in keys {
-            if let Some(seg) = self.open.remove(&k) {
-                let next = self.close_segment(&k.0, k.1, seg).await?;
-                self.last_next.insert(k, next);
-            }
-        }
+        let segs: Vec<_> = keys
+            .into_iter()
+            .filter_map(|k| self.open.remove(&k).map(|seg| (k, seg)))
+            .collect();
+        self.close_all(segs).await
+    }
+
+    /// Closes `segs`, up to [`CLOSES_IN_PARALLEL`] at a time: each close waits on the store
+    /// (the last part's upload, an `fsync`, the manifest), so a checkpoint or the end of a
+    /// backup of thousands of partitions would otherwise wait for them one after another.
+    /// Each segment's manifest still follows its own object; segments of different
+    /// partitions have no order among them.
+    pub(super) async fn close_all(
+        &mut self,
+        segs: Vec<((Arc<str>, i32), OpenSegment)>,
+    ) -> Result<()> {
+        use futures::stream::{self, StreamExt, TryStreamExt};
+        let this = &*self;
+        let closed: Vec<((Arc<str>, i32), i64)> = stream::iter(segs)
+            .map(|(k, seg)| async move {
+                let next = this.close_segment(&k.0, k.1, seg).await?;
+                Ok::<_, Error>((k, next))
+            })
+            .buffer_unordered(CLOSES_IN_PARALLEL)
+            .try_collect()
+            .await?;
+        self.last_next.extend(closed);
         Ok(())
     }
 
@@ -272,18 +297,18 @@ impl StorageSink {
             return Ok(());
         }
         sizes.sort_by_key(|s| std::cmp::Reverse(s.0));
-        let mut closed = 0usize;
+        let mut segs = Vec::new();
         for (size, k) in sizes {
             if total <= budget / 2 {
                 break;
             }
             if let Some(seg) = self.open.remove(&k) {
-                let next = self.close_segment(&k.0, k.1, seg).await?;
-                self.last_next.insert(k, next);
+                segs.push((k, seg));
                 total -= size;
-                closed += 1;
             }
         }
+        let closed = segs.len();
+        self.close_all(segs).await?;
         metrics::counter!("ferry_segments_closed_for_memory_total").increment(closed as u64);
         tracing::debug!(
             closed,
