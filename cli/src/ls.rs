@@ -104,6 +104,7 @@ pub fn render(s: &BackupSummary) -> String {
         "NEXT",
         "RECORDS",
         "BYTES",
+        "IN KAFKA",
         "SEGMENTS",
         "MIN TIME",
         "MAX TIME",
@@ -113,10 +114,12 @@ pub fn render(s: &BackupSummary) -> String {
     .map(|h| h.to_string())
     .collect::<Vec<_>>()];
     let (mut records, mut bytes, mut segments, mut partitions) = (0u64, 0u64, 0usize, 0usize);
+    let mut in_kafka = Some(0u64);
     for t in &s.topics {
         for p in &t.partitions {
             records += p.records;
             bytes += p.bytes;
+            in_kafka = in_kafka.zip(p.source_bytes).map(|(a, b)| a + b);
             segments += p.segments;
             partitions += 1;
             let gaps = if p.gaps.is_empty() {
@@ -140,6 +143,7 @@ pub fn render(s: &BackupSummary) -> String {
                 p.next_offset.to_string(),
                 p.records.to_string(),
                 human_bytes(p.bytes),
+                p.source_bytes.map_or("-".into(), human_bytes),
                 p.segments.to_string(),
                 p.min_timestamp.map_or("-".into(), rfc3339),
                 p.max_timestamp.map_or("-".into(), rfc3339),
@@ -154,9 +158,13 @@ pub fn render(s: &BackupSummary) -> String {
         out.push_str("(no complete segments)\n");
     }
     out.push_str(&format!(
-        "\n{} topic(s), {partitions} partition(s), {segments} segment(s), {records} record(s), {}\n",
+        "\n{} topic(s), {partitions} partition(s), {segments} segment(s), {records} record(s), {} stored{}\n",
         s.topics.len(),
-        human_bytes(bytes)
+        human_bytes(bytes),
+        in_kafka.filter(|_| partitions > 0).map_or(String::new(), |k| format!(
+            " ({} in Kafka)",
+            human_bytes(k)
+        ))
     ));
 
     let with_docs: Vec<_> = s
@@ -258,6 +266,7 @@ mod tests {
                     next_offset: 110,
                     records: 95,
                     bytes: 2048,
+                    source_bytes: Some(6144),
                     segments: 2,
                     min_timestamp: Some(1_700_000_000_000),
                     max_timestamp: None,
@@ -286,6 +295,8 @@ mod tests {
                 "110",
                 "95",
                 "2.0",
+                "KiB",
+                "6.0",
                 "KiB",
                 "2",
                 "2023-11-14T22:13:20.000Z",

@@ -1189,6 +1189,35 @@ fn recompressed_raw_segments_are_smaller_restore_byte_for_byte_and_kafka_reads_t
     };
     let (p, z) = (size(&plain), size(&zstd));
     assert!(z * 3 < p, "recompressed {z} bytes vs {p} stored as fetched");
+    // `ferry ls` shows both sizes: stored, and what the records took in Kafka (the plain
+    // backup's segments are the fetched batches, so that is what they add up to).
+    let listing = |d: &std::path::Path| -> serde_json::Value {
+        let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .args(["ls", d.to_str().unwrap(), "--json"])
+            .output()
+            .unwrap();
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let sum = |v: &serde_json::Value, field: &str| -> u64 {
+        v["topics"][0]["partitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p[field].as_u64().expect(field))
+            .sum()
+    };
+    let (lp, lz) = (listing(&plain), listing(&zstd));
+    assert_eq!((sum(&lp, "bytes"), sum(&lp, "source_bytes")), (p, p));
+    assert_eq!((sum(&lz, "bytes"), sum(&lz, "source_bytes")), (z, p));
+    let table = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["ls", zstd.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table.contains("IN KAFKA") && table.contains(" in Kafka)"),
+        "{table}"
+    );
 
     // Kafka's own tool reads the recompressed segments, codec zstd.
     let seg = &common::files_under(&zstd, "log")[0];

@@ -92,6 +92,12 @@ pub struct SegmentManifest {
     /// without the key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encryption: Option<SegmentEncryption>,
+    /// Bytes the segment's records took in Kafka: the fetched record batches for `raw`
+    /// (before a recompression), the keys, values and headers for the decoded formats. Next
+    /// to `bytes` it shows what compression and encoding saved. Absent in manifests written
+    /// before Ferry recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_bytes: Option<u64>,
 }
 
 /// The `encryption` of a [`SegmentManifest`]: what a reader needs to find the key, nothing

@@ -71,6 +71,8 @@ fn backup_seeds(dir: &Path) -> usize {
         aborted: Vec::new(),
         gaps: vec![Gap { from: 50, to: 52 }],
         written_at_ms: 1_700_000_060_000,
+        encryption: None,
+        source_bytes: None,
     };
     let with = |pick: u8, doc: Vec<u8>| {
         let mut v = vec![pick];

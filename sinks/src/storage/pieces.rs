@@ -222,6 +222,7 @@ impl StorageSink {
             }
         };
         seg.records += count;
+        seg.source_bytes += batch.size_bytes() as u64;
         seg.min_ts = match (seg.min_ts, min_ts) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),

@@ -23,6 +23,8 @@ pub(super) struct OpenSegment {
     pub(super) min_ts: Option<i64>,
     pub(super) max_ts: Option<i64>,
     pub(super) bytes: u64,
+    /// Bytes the records took in Kafka (see `SegmentManifest::source_bytes`).
+    pub(super) source_bytes: u64,
     pub(super) crc: u32,
     pub(super) aborted: Vec<ferry_core::AbortedTxn>,
     pub(super) gaps: Vec<Gap>,
@@ -100,6 +102,7 @@ impl StorageSink {
             first_offset: batch.first_offset,
             next_offset: batch.first_offset,
             records: 0,
+            source_bytes: 0,
             min_ts: None,
             max_ts: None,
             bytes: 0,
@@ -201,6 +204,7 @@ impl StorageSink {
             gaps: seg.gaps,
             written_at_ms: layout::now_ms(),
             encryption,
+            source_bytes: Some(seg.source_bytes),
         };
         let json = serde_json::to_vec_pretty(&manifest)
             .map_err(|e| Error::internal(format!("encoding manifest: {e}")))?;

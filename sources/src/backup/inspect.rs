@@ -53,6 +53,9 @@ pub struct PartitionSummary {
     pub records: u64,
     /// Bytes of the segment objects.
     pub bytes: u64,
+    /// Bytes the records took in Kafka (sum of the manifests' `source_bytes`; `None` when
+    /// a manifest does not say, as those of older Ferry versions).
+    pub source_bytes: Option<u64>,
     /// Number of complete segments.
     pub segments: usize,
     /// Smallest record timestamp, milliseconds.
@@ -89,6 +92,7 @@ pub fn summarize_partition(
         next_offset: first.next_offset,
         records: 0,
         bytes: 0,
+        source_bytes: Some(0),
         segments: manifests.len(),
         min_timestamp: None,
         max_timestamp: None,
@@ -104,6 +108,7 @@ pub fn summarize_partition(
         s.next_offset = s.next_offset.max(m.next_offset);
         s.records += m.record_count;
         s.bytes += m.bytes;
+        s.source_bytes = s.source_bytes.zip(m.source_bytes).map(|(a, b)| a + b);
         if let Some(t) = m.min_timestamp {
             s.min_timestamp = Some(s.min_timestamp.map_or(t, |x| x.min(t)));
         }

@@ -112,6 +112,7 @@ pub async fn write_segment(
         gaps,
         written_at_ms: 1_700_000_000_000,
         encryption: None,
+        source_bytes: None,
     };
     s.write(&key, data).await.unwrap();
     if with_manifest {
@@ -258,6 +259,7 @@ pub async fn write_jsonl_segment(
         gaps: vec![],
         written_at_ms: 1_700_000_000_000,
         encryption: None,
+        source_bytes: None,
     };
     s.write(&key, data).await.unwrap();
     s.write(
