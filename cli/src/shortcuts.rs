@@ -125,6 +125,12 @@ pub struct BackupArgs {
     /// Encrypt the backup with this key (see `ferry keygen`).
     #[command(flatten)]
     pub keys: crate::keygen::KeyArgs,
+    /// Lock every segment and manifest written with S3 Object Lock for this long:
+    /// MODE:DAYS, e.g. `governance:30d` or `compliance:365d` (s3:// only; the bucket must
+    /// have Object Lock enabled). A stolen credential can then not delete them, and
+    /// `ferry prune` keeps them until the lock ends.
+    #[arg(long, value_name = "MODE:DAYS", value_parser = parse_object_lock)]
+    pub object_lock: Option<ferry_core::object_lock::ObjectLockConfig>,
     /// Print the pipeline this command runs, as YAML, and exit.
     #[arg(long)]
     pub print_pipeline: bool,
@@ -140,6 +146,13 @@ pub fn parse_uri(s: &str) -> std::result::Result<String, String> {
     ferry_core::storage::StorageUri::parse(s)
         .map(|_| s.to_string())
         .map_err(|e| format!("'{s}' is not a storage location: {e}"))
+}
+
+/// Parses an `--object-lock` value (`MODE:DAYS`).
+fn parse_object_lock(
+    s: &str,
+) -> std::result::Result<ferry_core::object_lock::ObjectLockConfig, String> {
+    s.parse()
 }
 
 /// Checks a `--start` value.
@@ -217,6 +230,12 @@ pub fn backup_pipeline(a: &BackupArgs) -> Result<Value> {
             "--recompress applies to --format raw (the other formats choose their own compression)"
         );
     }
+    if let Some(lock) = &a.object_lock {
+        if a.format == "iceberg" {
+            bail!("--object-lock applies to the storage sink's segments and manifests; Iceberg tables are written by their own commit protocol and are not locked");
+        }
+        lock.validate(&a.to, "--object-lock")?;
+    }
     let sink = if a.format == "iceberg" {
         iceberg_sink(a)?
     } else {
@@ -226,6 +245,9 @@ pub fn backup_pipeline(a: &BackupArgs) -> Result<Value> {
         }
         if let (Some(block), Value::Object(sink)) = (a.keys.block(), &mut sink) {
             sink.insert("encryption".into(), block);
+        }
+        if let (Some(lock), Value::Object(sink)) = (&a.object_lock, &mut sink) {
+            sink.insert("object_lock".into(), serde_json::to_value(lock)?);
         }
         sink
     };
