@@ -232,6 +232,7 @@ pub(crate) fn xml_text(xml: &str, tag: &str) -> Option<String> {
 }
 
 /// Every `<tag>…</tag>` element of `xml`, inner text as it is.
+#[cfg_attr(not(feature = "s3"), allow(dead_code))]
 pub(crate) fn xml_elements<'a>(xml: &'a str, tag: &str) -> Vec<&'a str> {
     let open = format!("<{tag}>");
     let close = format!("</{tag}>");

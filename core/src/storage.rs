@@ -669,6 +669,7 @@ impl Storage {
 
     /// Locks the current version of an object until `retention.until_ms` (S3
     /// PutObjectRetention); an error on any other storage.
+    #[cfg_attr(not(feature = "s3"), allow(unused_variables))]
     pub async fn lock(&self, path: &str, retention: &Retention) -> Result<()> {
         #[cfg(feature = "s3")]
         return self
@@ -681,6 +682,7 @@ impl Storage {
 
     /// The Object Lock retention of an object's current version (`None`: none, or no such
     /// object, or not S3).
+    #[cfg_attr(not(feature = "s3"), allow(unused_variables))]
     pub async fn retention(&self, path: &str) -> Result<Option<Retention>> {
         if !self.is_s3() {
             return Ok(None);
@@ -693,6 +695,7 @@ impl Storage {
 
     /// Every version and delete marker of an object in a versioned S3 bucket, each version
     /// with its retention; an error on any other storage.
+    #[cfg_attr(not(feature = "s3"), allow(unused_variables))]
     pub async fn versions(&self, path: &str) -> Result<Vec<ObjectVersion>> {
         #[cfg(feature = "s3")]
         return self.s3("listing versions")?.versions(path).await;
@@ -702,6 +705,7 @@ impl Storage {
 
     /// Deletes one version of an object for good (versioned S3 buckets); a refusal of the
     /// store (a locked version) is [`VersionDelete::Refused`].
+    #[cfg_attr(not(feature = "s3"), allow(unused_variables))]
     pub async fn delete_version(&self, path: &str, version_id: &str) -> Result<VersionDelete> {
         if self.local.as_ref().is_some_and(|l| l.read_only) {
             return Err(Error::config(format!(
