@@ -17,6 +17,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// the next backup run (or `ferry verify`) reports and removes — never a manifest that claims
 /// missing data. Safe while a continuous backup writes the location (it only adds segments
 /// at the end).
+///
+/// On S3, a segment still locked by S3 Object Lock (its object or its manifest) stays, and so
+/// does everything after it in its partition; the output names the locked objects and when
+/// their locks end. In a versioned bucket every version of a pruned segment and manifest is
+/// deleted (a plain DELETE there only adds a delete marker).
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The backup: a local path, file://, s3://…, gs://…, azblob://…
@@ -260,6 +265,44 @@ mod tests {
             "aborted": [], "gaps": [], "written_at_ms": 0
         }))
         .expect("manifest")
+    }
+
+    #[test]
+    fn a_segment_is_locked_while_any_version_of_its_objects_is() {
+        use ferry_core::object_lock::LockMode;
+        let version = |id: &str, until_ms: Option<i64>| ObjectVersion {
+            version_id: id.into(),
+            delete_marker: false,
+            retention: until_ms.map(|until_ms| Retention {
+                mode: LockMode::Governance,
+                until_ms,
+            }),
+        };
+        let objects = SegmentObjects {
+            objects: vec![
+                ("m".into(), Some(vec![version("1", Some(50))])),
+                (
+                    "s".into(),
+                    Some(vec![
+                        version("2", Some(200)),
+                        version("3", None),
+                        version("4", Some(300)),
+                    ]),
+                ),
+            ],
+        };
+        // At 100: the manifest's lock has ended, the segment's older version still holds
+        // (and the longest lock of its versions is shown).
+        let locked = objects.locked(100);
+        assert_eq!(locked.len(), 1);
+        assert_eq!(locked[0].0, "s");
+        assert_eq!(locked[0].1.until_ms, 300);
+        assert!(objects.locked(300).is_empty());
+        // An unversioned bucket: no versions read, nothing locked.
+        let plain = SegmentObjects {
+            objects: vec![("m".into(), None), ("s".into(), None)],
+        };
+        assert!(plain.locked(0).is_empty());
     }
 
     #[test]
