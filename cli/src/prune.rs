@@ -1,6 +1,7 @@
 //! `ferry prune`: deletes a backup's old segments (retention of the backups themselves).
 
 use anyhow::{bail, Context, Result};
+use ferry_core::object_lock::{ObjectVersion, Retention, VersionDelete};
 use ferry_core::transforms::filter::TimeBound;
 use ferry_core::Storage;
 use ferry_formats::layout::{self, Inventory, SegmentManifest};
@@ -16,6 +17,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// the next backup run (or `ferry verify`) reports and removes — never a manifest that claims
 /// missing data. Safe while a continuous backup writes the location (it only adds segments
 /// at the end).
+///
+/// On S3, a segment still locked by S3 Object Lock (its object or its manifest) stays, and so
+/// does everything after it in its partition; the output names the locked objects and when
+/// their locks end. In a versioned bucket every version of a pruned segment and manifest is
+/// deleted (a plain DELETE there only adds a delete marker).
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The backup: a local path, file://, s3://…, gs://…, azblob://…
@@ -75,7 +81,77 @@ fn prunable(manifests: &[SegmentManifest], bound: i64) -> usize {
     n
 }
 
+/// The objects of a segment (its manifest and its object) and, in a versioned bucket,
+/// their versions.
+struct SegmentObjects {
+    /// `(key, versions)`, manifest first; versions are `None` unless the bucket is versioned.
+    objects: Vec<(String, Option<Vec<ObjectVersion>>)>,
+}
+
+impl SegmentObjects {
+    async fn read(storage: &Storage, keys: [String; 2], versioned: bool) -> Result<Self> {
+        let mut objects = Vec::with_capacity(keys.len());
+        for key in keys {
+            let versions = if versioned {
+                Some(storage.versions(&key).await?)
+            } else {
+                None
+            };
+            objects.push((key, versions));
+        }
+        Ok(SegmentObjects { objects })
+    }
+
+    /// The objects with a version whose S3 Object Lock retention is still in force, each
+    /// with the lock that ends last.
+    fn locked(&self, now_ms: i64) -> Vec<(&str, Retention)> {
+        let mut out = Vec::new();
+        for (key, versions) in &self.objects {
+            let longest = versions
+                .iter()
+                .flatten()
+                .filter_map(|v| v.retention)
+                .filter(|r| r.in_force(now_ms))
+                .max_by_key(|r| r.until_ms);
+            if let Some(r) = longest {
+                out.push((key.as_str(), r));
+            }
+        }
+        out
+    }
+
+    /// Deletes the objects, manifest first: every version of each in a versioned bucket
+    /// (a DELETE without a version id would only add a delete marker there and keep the
+    /// data), else the object.
+    async fn delete(&self, storage: &Storage, uri: &str) -> Result<()> {
+        for (key, versions) in &self.objects {
+            let Some(versions) = versions else {
+                storage.delete(key).await?;
+                continue;
+            };
+            for v in versions {
+                if let VersionDelete::Refused(why) =
+                    storage.delete_version(key, &v.version_id).await?
+                {
+                    bail!(
+                        "{uri}/{key}: the store refused to delete version {} ({why}); nothing after it was deleted. Check that these credentials may delete object versions (s3:DeleteObjectVersion) and that the version is not locked (S3 Object Lock, legal hold)",
+                        v.version_id
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Runs `ferry prune`.
+///
+/// On S3, a segment whose manifest or object has a version still locked by S3 Object Lock
+/// is not deleted, and neither is anything after it in its partition (what stays must be
+/// one contiguous range of offsets, which `ls`, `verify` and restores rely on); the output
+/// names the locked objects and when their locks end. In a versioned bucket (every bucket
+/// with Object Lock is), prune deletes every version of what it prunes: a plain DELETE
+/// there only adds a delete marker, leaving the data stored (and billed).
 pub async fn main(args: Args) -> Result<()> {
     let bound = bound_ms(&args)?;
     let storage = Storage::from_uri(&args.uri)?;
@@ -86,6 +162,9 @@ pub async fn main(args: Args) -> Result<()> {
             layout::DESCRIPTOR
         );
     }
+    let uri = storage.to_string();
+    let versioned = storage.versioned().await?;
+    let now = layout::now_ms();
     let keys = storage.list("topics/").await?;
     let inv = Inventory::from_keys(&keys);
     let verb = if args.dry_run {
@@ -93,7 +172,7 @@ pub async fn main(args: Args) -> Result<()> {
     } else {
         "deleted"
     };
-    let (mut total_segments, mut total_records) = (0usize, 0u64);
+    let (mut total_segments, mut total_records, mut total_locked) = (0usize, 0u64, 0usize);
     for ((topic, partition), firsts) in &inv.manifests {
         let mut manifests = Vec::with_capacity(firsts.len());
         for first in firsts {
@@ -109,36 +188,68 @@ pub async fn main(args: Args) -> Result<()> {
         if n == 0 {
             continue;
         }
-        let mut p = Pruned {
-            kept_from: manifests.get(n).map(|m| m.first_offset),
-            ..Pruned::default()
-        };
-        for m in &manifests[..n] {
+        let mut p = Pruned::default();
+        let mut kept = n;
+        for (i, m) in manifests[..n].iter().enumerate() {
+            let objects = SegmentObjects::read(
+                &storage,
+                [
+                    layout::manifest_key(topic, *partition, m.first_offset),
+                    m.segment.clone(),
+                ],
+                versioned,
+            )
+            .await?;
+            let locked = objects.locked(now);
+            if !locked.is_empty() {
+                kept = i;
+                let names: Vec<String> = locked
+                    .iter()
+                    .map(|(key, r)| format!("{key} ({r})"))
+                    .collect();
+                crate::outln!(
+                    "{topic}/{partition}: still locked (S3 Object Lock): {}; the segment from offset {} and {} later segment(s) older than the bound stay",
+                    names.join(", "),
+                    m.first_offset,
+                    n - i - 1
+                );
+                break;
+            }
             if !args.dry_run {
-                storage
-                    .delete(&layout::manifest_key(topic, *partition, m.first_offset))
-                    .await?;
-                storage.delete(&m.segment).await?;
+                objects.delete(&storage, &uri).await?;
             }
             p.segments += 1;
             p.records += m.record_count;
             p.bytes += m.bytes;
         }
+        p.kept_from = manifests.get(kept).map(|m| m.first_offset);
+        total_locked += n - kept;
         total_segments += p.segments;
         total_records += p.records;
-        crate::outln!(
-            "{topic}/{partition}: {verb} {} segment(s), {} records, {} bytes; kept from offset {}",
-            p.segments,
-            p.records,
-            p.bytes,
-            p.kept_from.map_or("-".to_string(), |o| o.to_string())
-        );
+        if p.segments > 0 {
+            crate::outln!(
+                "{topic}/{partition}: {verb} {} segment(s), {} records, {} bytes; kept from offset {}",
+                p.segments,
+                p.records,
+                p.bytes,
+                p.kept_from.map_or("-".to_string(), |o| o.to_string())
+            );
+        }
     }
-    crate::outln!(
+    let mut summary = format!(
         "{}: {verb} {total_segments} segment(s) holding {total_records} records older than {}",
         args.uri,
         crate::ls::rfc3339(bound)
     );
+    if versioned && total_segments > 0 {
+        summary.push_str(" (every version: the bucket is versioned)");
+    }
+    if total_locked > 0 {
+        summary.push_str(&format!(
+            "; {total_locked} segment(s) older than the bound kept: still locked by S3 Object Lock, or after a locked one"
+        ));
+    }
+    crate::outln!("{summary}");
     Ok(())
 }
 
@@ -154,6 +265,44 @@ mod tests {
             "aborted": [], "gaps": [], "written_at_ms": 0
         }))
         .expect("manifest")
+    }
+
+    #[test]
+    fn a_segment_is_locked_while_any_version_of_its_objects_is() {
+        use ferry_core::object_lock::LockMode;
+        let version = |id: &str, until_ms: Option<i64>| ObjectVersion {
+            version_id: id.into(),
+            delete_marker: false,
+            retention: until_ms.map(|until_ms| Retention {
+                mode: LockMode::Governance,
+                until_ms,
+            }),
+        };
+        let objects = SegmentObjects {
+            objects: vec![
+                ("m".into(), Some(vec![version("1", Some(50))])),
+                (
+                    "s".into(),
+                    Some(vec![
+                        version("2", Some(200)),
+                        version("3", None),
+                        version("4", Some(300)),
+                    ]),
+                ),
+            ],
+        };
+        // At 100: the manifest's lock has ended, the segment's older version still holds
+        // (and the longest lock of its versions is shown).
+        let locked = objects.locked(100);
+        assert_eq!(locked.len(), 1);
+        assert_eq!(locked[0].0, "s");
+        assert_eq!(locked[0].1.until_ms, 300);
+        assert!(objects.locked(300).is_empty());
+        // An unversioned bucket: no versions read, nothing locked.
+        let plain = SegmentObjects {
+            objects: vec![("m".into(), None), ("s".into(), None)],
+        };
+        assert!(plain.locked(0).is_empty());
     }
 
     #[test]

@@ -127,6 +127,12 @@ pub struct BackupArgs {
     /// Encrypt the backup with this key (see `ferry keygen`).
     #[command(flatten)]
     pub keys: crate::keygen::KeyArgs,
+    /// Lock every segment and manifest written with S3 Object Lock for this long:
+    /// MODE:DAYS, e.g. `governance:30d` or `compliance:365d` (s3:// only; the bucket must
+    /// have Object Lock enabled). A stolen credential can then not delete them, and
+    /// `ferry prune` keeps them until the lock ends.
+    #[arg(long, value_name = "MODE:DAYS", value_parser = parse_object_lock)]
+    pub object_lock: Option<ferry_core::object_lock::ObjectLockConfig>,
     /// Print the pipeline this command runs, as YAML, and exit.
     #[arg(long)]
     pub print_pipeline: bool,
@@ -142,6 +148,13 @@ pub fn parse_uri(s: &str) -> std::result::Result<String, String> {
     ferry_core::storage::StorageUri::parse(s)
         .map(|_| s.to_string())
         .map_err(|e| format!("'{s}' is not a storage location: {e}"))
+}
+
+/// Parses an `--object-lock` value (`MODE:DAYS`).
+fn parse_object_lock(
+    s: &str,
+) -> std::result::Result<ferry_core::object_lock::ObjectLockConfig, String> {
+    s.parse()
 }
 
 /// Checks a `--start` value.
@@ -209,7 +222,7 @@ fn iceberg_sink(a: &BackupArgs) -> Result<Value> {
 }
 
 /// The `storage` sink of `ferry backup` writing to `uri`.
-fn storage_sink(a: &BackupArgs, uri: &str) -> Value {
+fn storage_sink(a: &BackupArgs, uri: &str) -> Result<Value> {
     let mut sink = json!({ "type": "storage", "uri": uri, "format": a.format });
     if let (Some(codec), Value::Object(sink)) = (&a.recompress, &mut sink) {
         sink.insert("raw".into(), json!({ "compression": codec }));
@@ -217,7 +230,10 @@ fn storage_sink(a: &BackupArgs, uri: &str) -> Value {
     if let (Some(block), Value::Object(sink)) = (a.keys.block(), &mut sink) {
         sink.insert("encryption".into(), block);
     }
-    sink
+    if let (Some(lock), Value::Object(sink)) = (&a.object_lock, &mut sink) {
+        sink.insert("object_lock".into(), serde_json::to_value(lock)?);
+    }
+    Ok(sink)
 }
 
 /// The pipeline `ferry backup` runs.
@@ -237,10 +253,21 @@ pub fn backup_pipeline(a: &BackupArgs) -> Result<Value> {
             "--recompress applies to --format raw (the other formats choose their own compression)"
         );
     }
+    if let Some(lock) = &a.object_lock {
+        if a.format == "iceberg" {
+            bail!("--object-lock applies to the storage sink's segments and manifests; Iceberg tables are written by their own commit protocol and are not locked");
+        }
+        for uri in &a.to {
+            lock.validate(uri, "--object-lock")?;
+        }
+    }
     let sink = if a.format == "iceberg" {
         iceberg_sink(a)?
     } else {
-        let copies: Vec<Value> = a.to.iter().map(|uri| storage_sink(a, uri)).collect();
+        let copies: Vec<Value> =
+            a.to.iter()
+                .map(|uri| storage_sink(a, uri))
+                .collect::<Result<_>>()?;
         match <[Value; 1]>::try_from(copies) {
             Ok([one]) => one,
             Err(copies) => json!({ "type": "fanout", "sinks": copies }),

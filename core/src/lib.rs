@@ -12,6 +12,7 @@ pub mod error;
 pub mod interpolate;
 pub mod metadata;
 pub mod metrics;
+pub mod object_lock;
 pub mod progress;
 pub mod registry;
 pub mod runtime;

@@ -17,6 +17,7 @@
 //! - `memory://name` — in-process, shared by every `Storage` of the same name (tests, demos)
 
 use crate::error::{Error, Result};
+use crate::object_lock::{ObjectVersion, Retention, VersionDelete};
 use bytes::Bytes;
 use opendal::layers::{RetryLayer, TimeoutLayer};
 use opendal::{ErrorKind, Operator};
@@ -25,6 +26,9 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
+
+#[cfg(feature = "s3")]
+mod s3api;
 
 /// A storage location and the operator that reaches it.
 ///
@@ -42,6 +46,9 @@ pub struct Storage {
     scheme: &'static str,
     /// The URI with its query string removed, safe to print.
     display: String,
+    /// An S3 location's client for the calls opendal does not make (Object Lock, versions).
+    #[cfg(feature = "s3")]
+    s3: Option<Arc<s3api::S3Api>>,
 }
 
 impl fmt::Debug for Storage {
@@ -415,9 +422,16 @@ impl Storage {
                 local: Some(Arc::new(LocalRoot { root, read_only })),
                 scheme: "file",
                 display,
+                #[cfg(feature = "s3")]
+                s3: None,
             });
         }
         let op = with_layers(remote_operator(&parsed, uri)?, retries(&parsed, uri)?);
+        #[cfg(feature = "s3")]
+        let s3 = match parsed.scheme.as_str() {
+            "s3" => Some(Arc::new(s3api::S3Api::new(&parsed, uri)?)),
+            _ => None,
+        };
         Ok(Storage {
             op: Arc::new(OnceLock::from(op)),
             local: None,
@@ -428,6 +442,8 @@ impl Storage {
                 _ => "memory",
             },
             display,
+            #[cfg(feature = "s3")]
+            s3,
         })
     }
 
@@ -605,6 +621,105 @@ impl Storage {
             .collect();
         out.sort();
         Ok(out)
+    }
+
+    /// Whether this is an S3 location (the only kind with Object Lock and the calls below).
+    pub fn is_s3(&self) -> bool {
+        self.scheme == "s3"
+    }
+
+    #[cfg(feature = "s3")]
+    fn s3(&self, doing: &str) -> Result<&s3api::S3Api> {
+        self.s3.as_deref().ok_or_else(|| {
+            Error::config(format!(
+                "{}: {doing} needs an s3:// location (S3 Object Lock)",
+                self.display
+            ))
+        })
+    }
+
+    #[cfg(not(feature = "s3"))]
+    fn s3(&self, _doing: &str) -> Result<std::convert::Infallible> {
+        Err(not_built("s3", "s3"))
+    }
+
+    /// Whether the bucket has S3 Object Lock enabled; `false` for any other kind of storage.
+    pub async fn object_lock_enabled(&self) -> Result<bool> {
+        if !self.is_s3() {
+            return Ok(false);
+        }
+        #[cfg(feature = "s3")]
+        return self.s3("checking Object Lock")?.object_lock_enabled().await;
+        #[cfg(not(feature = "s3"))]
+        match self.s3("checking Object Lock")? {}
+    }
+
+    /// Whether the bucket keeps object versions (S3 versioning enabled or suspended), so
+    /// that [`Storage::delete`] only hides an object behind a delete marker; `false` for
+    /// any other kind of storage.
+    pub async fn versioned(&self) -> Result<bool> {
+        if !self.is_s3() {
+            return Ok(false);
+        }
+        #[cfg(feature = "s3")]
+        return self.s3("checking versioning")?.versioned().await;
+        #[cfg(not(feature = "s3"))]
+        match self.s3("checking versioning")? {}
+    }
+
+    /// Locks the current version of an object until `retention.until_ms` (S3
+    /// PutObjectRetention); an error on any other storage.
+    #[cfg_attr(not(feature = "s3"), allow(unused_variables))]
+    pub async fn lock(&self, path: &str, retention: &Retention) -> Result<()> {
+        #[cfg(feature = "s3")]
+        return self
+            .s3("locking objects")?
+            .put_retention(path, retention)
+            .await;
+        #[cfg(not(feature = "s3"))]
+        match self.s3("locking objects")? {}
+    }
+
+    /// The Object Lock retention of an object's current version (`None`: none, or no such
+    /// object, or not S3).
+    #[cfg_attr(not(feature = "s3"), allow(unused_variables))]
+    pub async fn retention(&self, path: &str) -> Result<Option<Retention>> {
+        if !self.is_s3() {
+            return Ok(None);
+        }
+        #[cfg(feature = "s3")]
+        return self.s3("reading retention")?.retention(path, None).await;
+        #[cfg(not(feature = "s3"))]
+        match self.s3("reading retention")? {}
+    }
+
+    /// Every version and delete marker of an object in a versioned S3 bucket, each version
+    /// with its retention; an error on any other storage.
+    #[cfg_attr(not(feature = "s3"), allow(unused_variables))]
+    pub async fn versions(&self, path: &str) -> Result<Vec<ObjectVersion>> {
+        #[cfg(feature = "s3")]
+        return self.s3("listing versions")?.versions(path).await;
+        #[cfg(not(feature = "s3"))]
+        match self.s3("listing versions")? {}
+    }
+
+    /// Deletes one version of an object for good (versioned S3 buckets); a refusal of the
+    /// store (a locked version) is [`VersionDelete::Refused`].
+    #[cfg_attr(not(feature = "s3"), allow(unused_variables))]
+    pub async fn delete_version(&self, path: &str, version_id: &str) -> Result<VersionDelete> {
+        if self.local.as_ref().is_some_and(|l| l.read_only) {
+            return Err(Error::config(format!(
+                "{} is opened read-only: this command does not write",
+                self.display
+            )));
+        }
+        #[cfg(feature = "s3")]
+        return self
+            .s3("deleting versions")?
+            .delete_version(path, version_id)
+            .await;
+        #[cfg(not(feature = "s3"))]
+        match self.s3("deleting versions")? {}
     }
 }
 

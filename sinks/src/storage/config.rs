@@ -139,6 +139,13 @@ pub struct StorageSinkConfig {
     /// base64, as `ferry keygen FILE` writes.
     #[serde(default)]
     pub encryption: Option<ferry_core::encryption::EncryptionConfig>,
+    /// S3 Object Lock (s3:// only; the bucket must have Object Lock enabled): every segment
+    /// and manifest written is locked for `days` days in `mode` (`governance` or
+    /// `compliance`), so a stolen credential cannot delete or overwrite them. The lease,
+    /// checkpoints and markers stay unlocked (Ferry rewrites them). E.g.
+    /// `{mode: governance, days: 30}`.
+    #[serde(default)]
+    pub object_lock: Option<ferry_core::object_lock::ObjectLockConfig>,
 }
 
 impl StorageSinkConfig {
@@ -242,6 +249,9 @@ impl SinkFactory for StorageSinkFactory {
         c.dead_letter_prefix()?;
         if let Some(e) = &c.encryption {
             e.validate()?;
+        }
+        if let Some(lock) = &c.object_lock {
+            lock.validate(&c.uri, "object_lock")?;
         }
         if c.max_buffered_bytes.bytes() == 0 {
             return Err(Error::config("max_buffered_bytes must be > 0"));

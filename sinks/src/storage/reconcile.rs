@@ -11,6 +11,8 @@ impl StorageSink {
     /// returns the next offset after the last manifest of each partition.
     pub(super) async fn reconcile(&mut self) -> Result<Offsets> {
         self.storage.check().await?;
+        // Before anything is written: a bucket without Object Lock cannot keep the promise.
+        self.check_object_lock().await?;
         self.check_descriptor().await?;
         let keys = self.storage.list("topics/").await?;
         let inv = layout::Inventory::from_keys(&keys);
@@ -42,6 +44,7 @@ impl StorageSink {
             tracing::warn!(segment = %key, "removing a segment without manifest (an interrupted write)");
             self.storage.delete(&key).await?;
         }
+        self.relock_newest(&lasts).await?;
         let mut durable = Offsets::new();
         for (topic, partition, m) in lasts {
             self.last_next
@@ -52,6 +55,44 @@ impl StorageSink {
                 .insert(partition, m.next_offset);
         }
         Ok(durable)
+    }
+
+    /// With `object_lock:`, checks that the bucket has S3 Object Lock enabled
+    /// (GetObjectLockConfiguration), so nothing is written unlocked.
+    async fn check_object_lock(&self) -> Result<()> {
+        let Some(lock) = &self.config.object_lock else {
+            return Ok(());
+        };
+        if self.storage.object_lock_enabled().await? {
+            return Ok(());
+        }
+        Err(Error::config(format!(
+            "object_lock: the bucket of {} does not have S3 Object Lock enabled, so its objects cannot be locked ({} for {} days asked). Enable it on the bucket (a new bucket: `aws s3api create-bucket --object-lock-enabled-for-bucket`; an existing one: enable versioning, then `aws s3api put-object-lock-configuration --object-lock-configuration ObjectLockEnabled=Enabled`), write to a bucket that has it, or remove object_lock",
+            self.storage, lock.mode, lock.days
+        )))
+    }
+
+    /// With `object_lock:`, locks the newest manifest and segment of each partition this
+    /// writer owns when they have no retention: a crash between writing a manifest and
+    /// locking it left them so (older ones were locked before the next was written).
+    async fn relock_newest(&self, lasts: &[(String, i32, SegmentManifest)]) -> Result<()> {
+        let Some(lock) = &self.config.object_lock else {
+            return Ok(());
+        };
+        for (topic, partition, m) in lasts {
+            if !self.owns(topic, *partition) {
+                continue;
+            }
+            let manifest = layout::manifest_key(topic, *partition, m.first_offset);
+            for key in [&m.segment, &manifest] {
+                if self.storage.retention(key).await?.is_none() {
+                    let retention = lock.retention_from(layout::now_ms());
+                    tracing::warn!(object = %key, %retention, "locking an object a crashed run wrote but did not lock");
+                    self.storage.lock(key, &retention).await?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Checks the descriptor of a location that has one (a newer layout is refused) and

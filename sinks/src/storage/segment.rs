@@ -185,6 +185,8 @@ impl StorageSink {
             .close()
             .await
             .map_err(|e| Error::storage(format!("closing {}/{}", self.storage, seg.key), e))?;
+        // Locked before its manifest commits it: a committed segment is always locked.
+        self.lock_object(&seg.key).await?;
         self.write_dead_letters(topic, partition, &mut seg).await?;
         seg.aborted.sort_by_key(|a| (a.first_offset, a.producer_id));
         seg.aborted.dedup();
@@ -216,6 +218,8 @@ impl StorageSink {
                 self.storage
             )));
         }
+        // A crash before this leaves the newest manifest unlocked: the next open locks it.
+        self.lock_object(&mkey).await?;
         if let Some(marker) = &seg.pending {
             // The manifest commits the segment; a marker left behind is removed on start.
             if let Err(e) = self.storage.delete(marker).await {
@@ -228,6 +232,17 @@ impl StorageSink {
             a.resolve();
         }
         Ok(seg.next_offset)
+    }
+
+    /// Locks an object just written (S3 Object Lock) when the sink has `object_lock:`,
+    /// until now + its days.
+    pub(super) async fn lock_object(&self, key: &str) -> Result<()> {
+        if let Some(lock) = &self.config.object_lock {
+            let retention = lock.retention_from(layout::now_ms());
+            self.storage.lock(key, &retention).await?;
+            tracing::debug!(object = %key, %retention, "locked");
+        }
+        Ok(())
     }
 
     pub(super) async fn close_where(&mut self, due: impl Fn(&OpenSegment) -> bool) -> Result<()> {

@@ -38,6 +38,45 @@ const DAY: i64 = 86_400_000;
 const T0: i64 = 1_764_547_200_000; // 2025-12-01T00:00:00Z
 
 #[test]
+fn object_lock_is_only_for_s3_and_its_block_is_checked() {
+    let f = StorageSinkFactory;
+    let lock = serde_json::json!({"object_lock": {"mode": "governance", "days": 30}});
+    f.validate(&config(
+        "s3://b/p?endpoint=http://127.0.0.1:1",
+        lock.clone(),
+    ))
+    .expect("s3 takes object_lock");
+    for uri in ["memory://o", "/tmp/backup", "gs://b/p"] {
+        let e = f
+            .validate(&config(uri, lock.clone()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("object_lock: S3 Object Lock needs an s3:// location"),
+            "{uri}: {e}"
+        );
+    }
+    let e = f
+        .validate(&config(
+            "s3://b/p",
+            serde_json::json!({"object_lock": {"mode": "governance", "days": 0}}),
+        ))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("between 1 and 36500"), "{e}");
+    for bad in [
+        serde_json::json!({"uri": "s3://b/p", "object_lock": {"mode": "legal", "days": 1}}),
+        serde_json::json!({"uri": "s3://b/p", "object_lock": {"mode": "governance"}}),
+        serde_json::json!({"uri": "s3://b/p", "object_lock": {"mode": "governance", "days": 1, "years": 1}}),
+    ] {
+        assert!(
+            serde_json::from_value::<StorageSinkConfig>(bad.clone()).is_err(),
+            "{bad}"
+        );
+    }
+}
+
+#[test]
 fn option_blocks_must_match_the_format() {
     let f = StorageSinkFactory;
     let ok = config(
