@@ -216,6 +216,22 @@ done
 EOF
 chmod +x "$WORK/produce.sh"
 
+# create.sh PY ADMIN BROKERS PARTITIONS BYTES TOPIC...: creates kcat's target topics, as
+# create_set does, as one program (so /usr/bin/time can time it): a restore creates its
+# topics inside its timed step, so kcat's side is timed with its creation too.
+cat >"$WORK/create.sh" <<'EOS'
+#!/usr/bin/env bash
+set -euo pipefail
+py=$1 admin=$2 brokers=$3 parts=$4 b=$5
+shift 5
+if ((b > 1000000)); then
+  for t in "$@"; do "$py" "$admin" "$brokers" create "$t" "$parts" "max.message.bytes=$((b + 1048576))"; done
+else
+  "$py" "$admin" "$brokers" create-many "$parts" "$@"
+fi
+EOS
+chmod +x "$WORK/create.sh"
+
 
 # scenario NAME COUNT BYTES PARTITIONS
 scenario() {
@@ -282,7 +298,7 @@ scenario() {
     kcat_step() {
       local kn=()
       for ((i = 0; i < topics; i++)); do kn+=("$kt-t$i"); done
-      create_set "$per_topic" "$b" "${kn[@]}"
+      timed "$name|kcat_create" "$WORK/create.sh" "$PY" "$HERE/kafka_admin.py" "$BROKERS" "$per_topic" "$b" "${kn[@]}"
       timed "$name|kcat_produce" "$WORK/produce.sh" "$KCAT" "$BROKERS" "$kt" "$parts_dir" "${cfg[@]}"
       check_eq "$name: records after kcat -P" "$(topic_records "$kt-t[0-9]+")" "$n"
       # Dropped at once: the source, kcat's copy and the restored copy of 6,000
@@ -365,15 +381,17 @@ REPORT="$WORK/report.md"
     "each step's median wall time over its rounds (kcat and Ferry in turns), largest peak RSS." \
     "Ratios are kcat's time over Ferry's (> 1: Ferry faster). BUSY=$BUSY."
   echo
-  echo "| scenario | partitions | records | GB | backup s (s/GB) | kcat→null s | backup vs kcat→null | restore s | kcat -P s | restore vs kcat -P | parquet s | kcat→file s | parquet vs kcat→file | RSS MiB backup / restore / parquet | first segment s |"
-  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|"
+  echo "| scenario | partitions | records | GB | backup s (s/GB) | kcat→null s | backup vs kcat→null | restore s | kcat -P s | restore vs kcat -P | create + kcat -P s | restore vs create + kcat -P | parquet s | kcat→file s | parquet vs kcat→file | RSS MiB backup / restore / parquet | first segment s |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|"
   for sc in "${SCENARIOS[@]}"; do
     by=${SC_BYTES[$sc]}
     bk=$(med "$sc|ferry_backup") knull=$(med "$sc|kcat_null") kf=$(med "$sc|kcat_file")
     r=$(med "$sc|ferry_restore") kp=$(med "$sc|kcat_produce") pq=$(med "$sc|ferry_parquet")
     first=$(median "${WALLS[$sc|first_segment]:-}")
+    kc=$(med "$sc|kcat_create")
+    kcp=$(awk -v a="$kc" -v b="$kp" 'BEGIN { if (a != "-" && b != "-") printf "%.2f", a + b; else print "-" }')
     echo "| $sc | ${SC_PARTS[$sc]} | ${SC_RECORDS[$sc]} | $(awk -v b="$by" 'BEGIN { printf "%.2f", b / 1e9 }') |" \
-      "$bk ($(s_per_gb "$bk" "$by")) | $knull | $(ratio "$knull" "$bk") | $r | $kp | $(ratio "$kp" "$r") | $pq | $kf | $(ratio "$kf" "$pq") |" \
+      "$bk ($(s_per_gb "$bk" "$by")) | $knull | $(ratio "$knull" "$bk") | $r | $kp | $(ratio "$kp" "$r") | $kcp | $(ratio "$kcp" "$r") | $pq | $kf | $(ratio "$kf" "$pq") |" \
       "$(mib "${RSS[$sc|ferry_backup]:-0}") / $(mib "${RSS[$sc|ferry_restore]:-0}") / $(mib "${RSS[$sc|ferry_parquet]:-0}") | ${first:--} |"
   done
   echo
