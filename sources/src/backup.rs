@@ -81,9 +81,27 @@ const NAME: &str = "backup";
 /// Records (approximate bytes) gathered into one emitted batch.
 const TARGET_BATCH_BYTES: usize = 1 << 20;
 
-/// Partitions read at once (round robin); the others wait their turn. Each holds at most
-/// about one read chunk, so this bounds the source's memory.
+/// Partitions read at once (round robin); the others wait their turn. Each holds about
+/// one read chunk and one read ahead, so this bounds the source's memory.
 const ACTIVE_PARTITIONS: usize = 32;
+
+/// Bytes the active partitions' chunks and read-aheads may hold together when `read_chunk`
+/// is not given: each partition's chunk is this shared out (4 MiB at most, 1 MiB at least),
+/// so a restore of many partitions holds 64 MiB of reads, not 32 × 2 × 4 MiB.
+const READ_BUDGET: u64 = 64 << 20;
+
+/// Smallest chunk the shared budget gives a partition (smaller ranged reads would cost
+/// more in requests to an object store than they save).
+const MIN_SHARED_CHUNK: u64 = 1 << 20;
+
+/// Each active partition's read chunk: `read_chunk` when given, else [`READ_BUDGET`]
+/// shared by the `active` partitions, each with a chunk in hand and one read ahead.
+fn chunk_for(configured: Option<u64>, active: usize) -> u64 {
+    configured.unwrap_or_else(|| {
+        (READ_BUDGET / (2 * active.max(1) as u64))
+            .clamp(MIN_SHARED_CHUNK, segment::DEFAULT_READ_CHUNK)
+    })
+}
 
 /// Configuration of the `backup` source.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
@@ -120,8 +138,9 @@ pub struct BackupSourceConfig {
     /// as a `read_committed` consumer would). Transaction markers are always dropped.
     #[serde(default)]
     pub include_aborted: bool,
-    /// Bytes per ranged read of a segment (default 4MiB). A batch larger than this is read
-    /// whole.
+    /// Bytes per ranged read of a segment. Default: 64 MiB shared by the partitions read
+    /// at once (each with one chunk read ahead): 4 MiB for up to 8 partitions, down to 1 MiB
+    /// for 32. A batch larger than this is read whole.
     #[serde(default)]
     pub read_chunk: Option<ByteSize>,
     /// The keys of an encrypted backup: `{key_file: PATH}`, `{key_env: VAR}`, or after a
@@ -153,7 +172,8 @@ struct Resolved {
     range: OffsetRange,
     per_partition: BTreeMap<(String, i32), OffsetRange>,
     include_aborted: bool,
-    chunk: u64,
+    /// `read_chunk`, when given (else shared out by [`chunk_for`]).
+    chunk: Option<u64>,
 }
 
 fn check_range(what: &str, r: OffsetRange) -> Result<()> {
@@ -203,10 +223,8 @@ impl Resolved {
             check_range(&format!("'offsets.{key}'"), *r)?;
             per_partition.insert(tp, *r);
         }
-        let chunk = c
-            .read_chunk
-            .map_or(segment::DEFAULT_READ_CHUNK, ByteSize::bytes);
-        if chunk == 0 {
+        let chunk = c.read_chunk.map(ByteSize::bytes);
+        if chunk == Some(0) {
             return Err(Error::config("'read_chunk' must be more than 0 bytes"));
         }
         if let Some(e) = &c.encryption {
@@ -399,17 +417,22 @@ impl BackupSource {
                     until: config.until,
                 },
                 config.include_aborted,
-                config.chunk,
+                segment::DEFAULT_READ_CHUNK,
             )
             .with_keys(keys.clone());
             if !reader.is_done() {
                 readers.push_back(reader);
             }
         }
+        let chunk = chunk_for(config.chunk, readers.len().min(ACTIVE_PARTITIONS));
+        for r in readers.iter_mut() {
+            r.set_chunk(chunk);
+        }
         tracing::info!(
             backup = %config.storage,
             topics = opened.topics.len(),
             partitions = readers.len(),
+            read_chunk = chunk,
             "reading backup"
         );
         Ok(readers)
@@ -543,4 +566,25 @@ fn filter_groups(
             (!g.offsets.is_empty()).then_some(g)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_read_budget_is_shared_by_the_active_partitions() {
+        const MIB: u64 = 1 << 20;
+        assert_eq!(
+            chunk_for(None, 1),
+            4 * MIB,
+            "a few partitions keep 4 MiB reads"
+        );
+        assert_eq!(chunk_for(None, 8), 4 * MIB);
+        assert_eq!(chunk_for(None, 16), 2 * MIB);
+        assert_eq!(chunk_for(None, ACTIVE_PARTITIONS), MIB);
+        assert!(2 * ACTIVE_PARTITIONS as u64 * chunk_for(None, ACTIVE_PARTITIONS) <= READ_BUDGET);
+        assert_eq!(chunk_for(None, 0), 4 * MIB);
+        assert_eq!(chunk_for(Some(123), 32), 123, "read_chunk given wins");
+    }
 }

@@ -131,6 +131,11 @@ impl PartitionReader {
         self
     }
 
+    /// Sets the bytes of each ranged read of the segments not opened yet.
+    pub fn set_chunk(&mut self, chunk: u64) {
+        self.chunk = chunk.max(1);
+    }
+
     /// Topic.
     pub fn topic(&self) -> &Arc<str> {
         &self.topic
