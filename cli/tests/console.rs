@@ -650,7 +650,44 @@ fn the_console_in_a_browser() {
             .is_some_and(|l| l.iter().any(|b| b["uri"] == json!(added))),
         "{list}"
     );
+    // A configured location cannot be removed through the API; the added one can, from the
+    // page (after a confirmation), and its backup is not touched.
+    assert_eq!(w.api("DELETE", "/backups/0", None).0, 409);
+    assert_eq!(w.api("DELETE", "/backups/99", None).0, 404);
+    let added_index = list
+        .as_array()
+        .and_then(|l| l.iter().find(|b| b["uri"] == json!(added)))
+        .map(|b| {
+            assert_eq!(b["added"], json!(true), "{b}");
+            b["index"].clone()
+        })
+        .expect("the added location");
+    browser.js(&format!("const s = document.getElementById('backup-select'); s.value = '{added_index}'; s.dispatchEvent(new Event('change')); return true"));
+    browser.wait_for(
+        "the Remove button of an added location",
+        "return !document.getElementById('backup-remove').hidden",
+    );
+    browser.click("#backup-remove");
+    browser.session_cmd("POST", "/alert/accept", json!({}));
+    browser.wait_for(
+        "the removed location gone from the list",
+        &format!(
+            "return ![...document.querySelectorAll('#backup-select option')].some(o => o.textContent === {})",
+            json!(added)
+        ),
+    );
+    let (_, list) = w.api("GET", "/backups", None);
+    assert!(
+        list.as_array()
+            .is_some_and(|l| !l.iter().any(|b| b["uri"] == json!(added))),
+        "{list}"
+    );
     browser.js("const s = document.getElementById('backup-select'); s.value = '0'; s.dispatchEvent(new Event('change')); return true");
+    assert_eq!(
+        browser.js("return document.getElementById('backup-remove').hidden"),
+        json!(true),
+        "no Remove button for a configured location"
+    );
     browser.resize(390, 844);
     browser.screenshot(&shots.join("console-backups-phone.png"));
     browser.goto(&w.url("/ui#pipelines"));

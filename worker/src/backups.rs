@@ -1,7 +1,8 @@
 //! Backup locations in the API: `GET /backups` lists the locations the worker was given
 //! (`--backup URI`, `backups:`) and those added with `POST /backups {"uri": …}` (kept in the
 //! group's config topic, so every worker lists them, after the configured ones, oldest
-//! first), `GET /backups/{index}` answers what one holds, the same
+//! first; `DELETE /backups/{index}` forgets an added one — the backup itself is not
+//! touched), `GET /backups/{index}` answers what one holds, the same
 //! JSON as `ferry ls --json` (read from manifests and small documents, never segments).
 //! `POST /backups/{index}/verify` starts the checks of `ferry verify` in the background and
 //! `GET /backups/{index}/verify` follows them: progress, then the report. Runs are kept in
@@ -27,7 +28,10 @@ type AppState = Arc<Shared>;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/backups", get(list_backups).post(add_backup))
-        .route("/backups/{index}", get(backup_summary))
+        .route(
+            "/backups/{index}",
+            get(backup_summary).delete(remove_backup),
+        )
         .route(
             "/backups/{index}/verify",
             get(verify_status).post(start_verify),
@@ -41,6 +45,8 @@ pub struct BackupLocation {
     pub index: usize,
     /// The URI with its query removed (a query may hold credentials).
     pub uri: String,
+    /// Added through the API (`DELETE /backups/{index}` can remove it), not configured.
+    pub added: bool,
 }
 
 async fn list_backups(State(shared): State<AppState>) -> Json<Vec<BackupLocation>> {
@@ -51,6 +57,7 @@ async fn list_backups(State(shared): State<AppState>) -> Json<Vec<BackupLocation
             .map(|(index, uri)| BackupLocation {
                 index,
                 uri: redacted(uri),
+                added: index >= shared.config.backups.len(),
             })
             .collect(),
     )
@@ -108,6 +115,7 @@ async fn add_backup(
                 Json(BackupLocation {
                     index,
                     uri: redacted(&uri),
+                    added: false,
                 }),
             ));
         }
@@ -131,6 +139,7 @@ async fn add_backup(
                 Json(BackupLocation {
                     index,
                     uri: redacted(&uri),
+                    added: true,
                 }),
             ));
         }
@@ -142,6 +151,55 @@ async fn add_backup(
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+}
+
+/// Forgets a location added through the API: 204 once every list shows it gone (its
+/// backup is not touched), 404 for an unknown index, 409 for a configured one (`--backup`,
+/// `backups:`: change the worker's configuration instead). The indices of the locations
+/// after it move down by one.
+async fn remove_backup(
+    State(shared): State<AppState>,
+    Path(index): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let index = parse_index(&index)?;
+    let uri = location(&shared, index)?;
+    if index < shared.config.backups.len() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "backup location #{index} ({}) is in the worker's configuration (--backup or backups:), not added through the API: remove it there",
+                redacted(&uri)
+            ),
+        ));
+    }
+    if !shared
+        .store
+        .remove_location(&uri)
+        .await
+        .map_err(|e| ApiError::internal(&e))?
+    {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("backup location #{index} was not added through the API"),
+        ));
+    }
+    // As for adding: answer once the config topic's follower has applied it, so the next
+    // GET /backups no longer lists it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while all_locations(&shared)
+        .iter()
+        .any(|u| redacted(u) == redacted(&uri))
+    {
+        if std::time::Instant::now() > deadline {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the removal was written to the config topic but has not come back from it within 10 s; GET /backups will stop listing the location once it does",
+            ));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    tracing::info!(backup = %redacted(&uri), index, "backup location removed");
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// A URI as people may see it: without its query.

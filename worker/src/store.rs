@@ -174,6 +174,18 @@ impl PipelineStore {
         Ok(())
     }
 
+    /// Removes a location added through the API (by its URI without query); `false` when
+    /// none was added under it.
+    pub async fn remove_location(&self, uri: &str) -> Result<bool> {
+        let base = uri.split_once('?').map_or(uri, |(b, _)| b);
+        let key = format!("{LOCATION_PREFIX}{base}");
+        if self.topic.get(&key).is_none() {
+            return Ok(false);
+        }
+        self.topic.put(&key, None).await?;
+        Ok(true)
+    }
+
     async fn update(&self, name: &str, change: impl FnOnce(&mut StoredDef)) -> Result<bool> {
         let Some(old) = self.get(name) else {
             return Ok(false);

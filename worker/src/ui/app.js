@@ -352,7 +352,8 @@ async function loadBackupList() {
     $("backup-chooser").hidden = list.length === 0;
     const select = $("backup-select");
     const chosen = select.value;
-    select.replaceChildren(...list.map((b) => el("option", { value: String(b.index), text: b.uri })));
+    select.replaceChildren(...list.map((b) =>
+      el("option", { value: String(b.index), text: b.uri, "data-added": b.added ? "1" : "" })));
     if (chosen && list.some((b) => String(b.index) === chosen)) select.value = chosen;
     if (list.length) showBackup();
     else $("backup-detail").replaceChildren();
@@ -377,8 +378,25 @@ async function addBackup(ev) {
   }
 }
 
+/** Forgets the chosen location (only those added through the API), after asking. */
+async function removeBackup() {
+  const select = $("backup-select");
+  const option = select.selectedOptions[0];
+  if (!option || !option.dataset.added) return;
+  if (!confirm("Forget the location " + option.textContent + "? Its backup is not touched.")) return;
+  try {
+    await api("DELETE", "/backups/" + encodeURIComponent(select.value));
+    select.value = "";
+    await loadBackupList();
+  } catch (e) {
+    if (!(e instanceof Unauthorized)) $("backups-error").textContent = "Cannot remove it: " + e.message;
+  }
+}
+
 async function showBackup() {
   const index = $("backup-select").value;
+  const option = $("backup-select").selectedOptions[0];
+  $("backup-remove").hidden = !(option && option.dataset.added);
   const detail = $("backup-detail");
   detail.replaceChildren(el("p", { class: "muted", text: "Reading the backup…" }));
   try {
@@ -888,6 +906,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("backup-select").addEventListener("change", showBackup);
   $("backup-refresh").addEventListener("click", showBackup);
   $("backup-add-form").addEventListener("submit", addBackup);
+  $("backup-remove").addEventListener("click", removeBackup);
   $("restore-backup").addEventListener("change", chooseBackup);
   $("restore-pit").addEventListener("change", onPitToggled);
   $("restore-slider").addEventListener("input", onSlider);
