@@ -70,6 +70,7 @@ mod config;
 mod dead_letter;
 mod encryption;
 pub mod lease;
+mod local_file;
 mod pieces;
 mod reconcile;
 mod segment;

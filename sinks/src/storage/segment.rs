@@ -1,6 +1,7 @@
 //! Segments: opening an object for a partition's run of offsets, appending encoded
 //! bytes, and closing it (object, dead letters, manifest, then the acks) when it rolls.
 
+use super::local_file::{LocalFile, SegmentWriter};
 use super::pieces::Piece;
 use super::StorageSink;
 use bytes::Bytes;
@@ -33,7 +34,7 @@ pub(super) struct OpenSegment {
     pub(super) bucket: Option<i64>,
     /// Marker written before a templated object, removed after its manifest.
     pub(super) pending: Option<String>,
-    pub(super) writer: opendal::Writer,
+    pub(super) writer: SegmentWriter,
     pub(super) encoder: Box<dyn SegmentEncoder>,
     /// Encrypts the object as it is written (`encryption:` set); `bytes` and `crc` count
     /// the stored (encrypted) bytes.
@@ -75,25 +76,25 @@ impl StorageSink {
             Some(keys) => Some(Sealer::new(keys.as_ref(), &key).await?),
             None => None,
         };
-        let mut writer = self.storage.operator()?.writer_with(&key);
-        if !self.local {
-            // Object stores upload in parts of this size; local files are written through
-            // (buffering a chunk per open partition would only cost memory).
-            writer = writer.chunk(self.config.chunk_size.bytes() as usize);
-        } else if !self.storage.exists(&key).await? {
-            // opendal writes a new local file through a position writer that keeps the last
-            // buffer it was given until the next write: a slice of a fetch response, which
-            // keeps that whole response (up to fetch_max_bytes) alive. One per open segment,
-            // so memory grew with the partition count (60 partitions: 300 MiB peak RSS for a
-            // raw backup, 6 partitions: 115 MiB). Append mode writes each buffer at once; a
-            // new file is still staged in `.ferry-tmp/` and renamed on close. (An existing
-            // file would be appended to in place: never the case after reconciling, but
-            // that path keeps the default writer.)
-            writer = writer.append(true);
-        }
-        let writer = writer
-            .await
-            .map_err(|e| Error::storage(format!("opening {}/{key}", self.storage), e))?;
+        let writer =
+            match self.storage.local_root() {
+                // A new local file: Ferry's own writer, which holds no buffer per open segment
+                // (see `local_file`). (An existing file — never the case after reconciling — is
+                // appended to in place through opendal.)
+                Some(root) if !self.storage.exists(&key).await? => {
+                    SegmentWriter::Local(LocalFile::create(root, &key).await?)
+                }
+                _ => {
+                    let mut writer = self.storage.operator()?.writer_with(&key);
+                    if !self.local {
+                        // Object stores upload in parts of this size.
+                        writer = writer.chunk(self.config.chunk_size.bytes() as usize);
+                    }
+                    SegmentWriter::Opendal(writer.await.map_err(|e| {
+                        Error::storage(format!("opening {}/{key}", self.storage), e)
+                    })?)
+                }
+            };
         let bucket = match (&self.template, piece.bucket) {
             (Some(t), None) => t.bucket(piece.first_ts),
             (_, b) => b,
