@@ -333,3 +333,93 @@ fn create_only_writes_list_and_delete_hold_on_azure_and_gcs() {
         }
     });
 }
+
+/// boto3 on the dev S3 server: `ENDPOINT KEY SECRET REGION BUCKET PREFIX start|list`. `start`
+/// begins a multipart upload of one part under PREFIX and never completes it (what a writer
+/// killed mid-segment leaves); `list` prints the keys of the unfinished uploads under PREFIX.
+const MULTIPART_PY: &str = r#"
+import sys, json, boto3
+ep, ak, sk, region, bucket, prefix, cmd = sys.argv[1:8]
+s3 = boto3.client("s3", endpoint_url=ep, aws_access_key_id=ak, aws_secret_access_key=sk, region_name=region)
+if cmd == "start":
+    key = prefix + "/topics/t/0/00000000000000000000.log"
+    u = s3.create_multipart_upload(Bucket=bucket, Key=key)
+    s3.upload_part(Bucket=bucket, Key=key, UploadId=u["UploadId"], PartNumber=1, Body=b"x" * (5 << 20))
+    print(json.dumps(key))
+else:
+    r = s3.list_multipart_uploads(Bucket=bucket, Prefix=prefix + "/")
+    print(json.dumps([u["Key"] for u in r.get("Uploads", [])]))
+"#;
+
+/// A multipart upload a crashed writer left unfinished in an S3 location is aborted by the
+/// next backup there (under its lease), and one elsewhere in the bucket is left alone.
+#[test]
+fn the_next_backup_aborts_the_unfinished_uploads_a_crash_left_on_s3() {
+    let Some(env) = env_or_skip() else { return };
+    let vars = env.aws_vars();
+    let topic = unique("multipart");
+    create_topic(&env, &topic, 1, &[]);
+    let msgs: Vec<KcatMsg> = (0..50)
+        .map(|i| KcatMsg::new(None, Some(format!("v{i}").as_bytes())))
+        .collect();
+    py_produce_to(&env, &env.kafka, &topic, None, &msgs, "none", false);
+    let (prefix, elsewhere) = (unique("multipart"), unique("multipart-other"));
+    let uri = env.s3_uri(&prefix);
+    let backup = |uri: &str| {
+        ferry_success(
+            &[
+                "backup",
+                "--brokers",
+                &env.kafka,
+                "--topic",
+                &topic,
+                "--to",
+                uri,
+                "--snapshot",
+            ],
+            &vars,
+        )
+    };
+    backup(&uri);
+    let boto = |prefix: &str, cmd: &str| -> serde_json::Value {
+        let out = ferry_testkit::run_python_args(
+            &env,
+            MULTIPART_PY,
+            &[
+                &env.s3_endpoint,
+                &env.aws_access_key_id,
+                &env.aws_secret_access_key,
+                &env.aws_region,
+                &env.s3_bucket,
+                prefix,
+                cmd,
+            ],
+            b"",
+        );
+        serde_json::from_slice(&out).expect("json")
+    };
+    boto(&prefix, "start");
+    boto(&elsewhere, "start");
+    assert_eq!(boto(&prefix, "list").as_array().map(Vec::len), Some(1));
+    produce_more(&env, &topic);
+    let (_, log) = backup(&uri);
+    assert!(
+        log.contains("aborted the unfinished multipart uploads"),
+        "{log}"
+    );
+    assert_eq!(boto(&prefix, "list"), serde_json::json!([]), "aborted");
+    assert_eq!(
+        boto(&elsewhere, "list").as_array().map(Vec::len),
+        Some(1),
+        "another location's upload is not this backup's to abort"
+    );
+    let (v, _) = ferry_success(&["verify", &uri], &vars);
+    assert!(v.contains("all good") && v.contains("60 record(s)"), "{v}");
+}
+
+fn produce_more(env: &TestEnv, topic: &str) {
+    let msgs: Vec<KcatMsg> = (0..10)
+        .map(|i| KcatMsg::new(None, Some(format!("w{i}").as_bytes())))
+        .collect();
+    py_produce_to(env, &env.kafka, topic, None, &msgs, "none", false);
+}

@@ -643,6 +643,27 @@ impl Storage {
         Err(not_built("s3", "s3"))
     }
 
+    /// Aborts the multipart uploads under this S3 location that were started and never
+    /// completed (a writer that crashed mid-segment leaves its parts stored and billed, and
+    /// opendal does not list them); returns how many. Call it only while no other writer can
+    /// be uploading here (under the location's lease). Nothing to do on other storages.
+    pub async fn abort_incomplete_uploads(&self) -> Result<usize> {
+        if !self.is_s3() {
+            return Ok(0);
+        }
+        #[cfg(feature = "s3")]
+        {
+            let api = self.s3("aborting unfinished uploads")?;
+            let uploads = api.incomplete_uploads().await?;
+            for (key, id) in &uploads {
+                api.abort_upload(key, id).await?;
+            }
+            Ok(uploads.len())
+        }
+        #[cfg(not(feature = "s3"))]
+        match self.s3("aborting unfinished uploads")? {}
+    }
+
     /// Whether the bucket has S3 Object Lock enabled; `false` for any other kind of storage.
     pub async fn object_lock_enabled(&self) -> Result<bool> {
         if !self.is_s3() {

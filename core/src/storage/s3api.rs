@@ -1,6 +1,7 @@
 //! The few S3 calls opendal does not make: the bucket's Object Lock and versioning state,
-//! PutObjectRetention, an object version's retention (HeadObject), ListObjectVersions and
-//! DeleteObject of one version.
+//! PutObjectRetention, an object version's retention (HeadObject), ListObjectVersions,
+//! DeleteObject of one version, and ListMultipartUploads / AbortMultipartUpload (what a
+//! crashed writer's unfinished uploads leave: invisible, but billed).
 //!
 //! They are signed like opendal's own requests (the same reqsign crates, the same
 //! credential rules as [`super::s3_credentials`]: the URI's keys, then `AWS_*` variables and
@@ -403,6 +404,69 @@ impl S3Api {
             v.retention = self.retention(path, Some(&v.version_id)).await?;
         }
         Ok(out)
+    }
+
+    /// Multipart uploads under the location's prefix that were started and never completed
+    /// or aborted (ListMultipartUploads): each key (relative to the location) with its
+    /// upload id.
+    pub async fn incomplete_uploads(&self) -> Result<Vec<(String, String)>> {
+        let what = format!(
+            "listing the unfinished multipart uploads of {}",
+            self.display
+        );
+        let mut out = Vec::new();
+        let mut markers: Option<(String, String)> = None;
+        loop {
+            let mut query = format!("prefix={}&uploads=", encode(&self.root, false));
+            if let Some((k, u)) = &markers {
+                query = format!(
+                    "key-marker={}&prefix={}&upload-id-marker={}&uploads=",
+                    encode(k, false),
+                    encode(&self.root, false),
+                    encode(u, false)
+                );
+            }
+            let a = self
+                .call(Method::GET, None, &query, &[], Bytes::new(), &what)
+                .await?;
+            if !a.status.is_success() {
+                return Err(self.failure(&what, &a));
+            }
+            let xml = String::from_utf8_lossy(&a.body).into_owned();
+            for u in xml_elements(&xml, "Upload") {
+                if let (Some(key), Some(id)) = (xml_text(u, "Key"), xml_text(u, "UploadId")) {
+                    if let Some(relative) = key.strip_prefix(&self.root) {
+                        out.push((relative.to_string(), id));
+                    }
+                }
+            }
+            let truncated = xml_text(&xml, "IsTruncated").is_some_and(|t| t.trim() == "true");
+            match (
+                truncated,
+                xml_text(&xml, "NextKeyMarker"),
+                xml_text(&xml, "NextUploadIdMarker"),
+            ) {
+                (true, Some(k), Some(u)) if markers.as_ref() != Some(&(k.clone(), u.clone())) => {
+                    markers = Some((k, u))
+                }
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// Aborts one unfinished multipart upload of `path` (its parts are freed); one already
+    /// gone is not an error.
+    pub async fn abort_upload(&self, path: &str, upload_id: &str) -> Result<()> {
+        let what = format!("aborting an unfinished upload of {}/{path}", self.display);
+        let query = format!("uploadId={}", encode(upload_id, false));
+        let a = self
+            .call(Method::DELETE, Some(path), &query, &[], Bytes::new(), &what)
+            .await?;
+        if a.status.is_success() || a.status == StatusCode::NOT_FOUND {
+            return Ok(());
+        }
+        Err(self.failure(&what, &a))
     }
 
     /// Deletes one version (or delete marker) of `path` for good. A version S3 refuses to

@@ -129,6 +129,17 @@ impl StorageSink {
             // Under the lease, what is staged in `.ferry-tmp/` is no other writer's: it is
             // what a crashed run of this location left.
             self.remove_staged_leftovers();
+            // Likewise the unfinished multipart uploads of an S3 location. (Tasks of a
+            // worker group hold no lease and leave them: another task may be uploading.)
+            match self.storage.abort_incomplete_uploads().await {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!(location = %self.storage, uploads = n, "aborted the unfinished multipart uploads a crashed run left")
+                }
+                Err(e) => {
+                    tracing::warn!(location = %self.storage, error = %ferry_core::error_chain(&e), "could not look for unfinished multipart uploads (they stay until the bucket's lifecycle rule removes them)")
+                }
+            }
         }
         Ok(())
     }
