@@ -128,6 +128,48 @@ impl Cluster {
         eprintln!("killed node {id} (pid {})", pid.trim());
     }
 
+    /// SIGTERM of node `id` (a controlled shutdown, as in a rolling upgrade), then waits
+    /// until its process is gone.
+    fn stop_node(&self, id: i32) {
+        let pid = std::fs::read_to_string(self.run_dir.join(format!("cluster-{id}.pid")))
+            .expect("pid file of the node");
+        let pid = pid.trim().to_string();
+        let status = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -TERM {pid}");
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while Path::new(&format!("/proc/{pid}")).exists() {
+            assert!(
+                Instant::now() < deadline,
+                "node {id} (pid {pid}) still running 90 s after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        eprintln!("stopped node {id} (pid {pid}) with SIGTERM");
+    }
+
+    /// A rolling restart: each node in turn stopped with SIGTERM, started again and waited
+    /// for until every partition of `topics` has all three replicas in sync, then the next.
+    /// `between` runs after each node is back (the test checks its run is still going).
+    fn rolling_restart(&self, topics: &[&str], mut between: impl FnMut(i32)) {
+        for node in 1..=3 {
+            self.stop_node(node);
+            Down {
+                cluster: self,
+                node,
+                up: false,
+            }
+            .restart();
+            for t in topics {
+                self.wait_fully_replicated(t);
+            }
+            eprintln!("node {node} back and in sync");
+            between(node);
+        }
+    }
+
     fn start_node(&self, id: i32) {
         let status = Command::new(&self.dev_env)
             .args(["cluster-start-node", &id.to_string()])
@@ -176,7 +218,11 @@ fn spawn_run(file: &Path, log: &Path) -> Run {
     Run(Command::new(ferry_bin())
         .args(["run"])
         .arg(file)
-        .env("FERRY_LOG", "info")
+        // FERRY_TEST_LOG=debug to see more of a failing run.
+        .env(
+            "FERRY_LOG",
+            std::env::var("FERRY_TEST_LOG").unwrap_or_else(|_| "info".into()),
+        )
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
@@ -281,8 +327,15 @@ fn assert_same_records(env: &TestEnv, c: &Cluster, original: &str, copy: &str, t
 /// requests, so later reads need many fetches).
 fn fill(c: &Cluster, work: &Path, topic: &str, count: usize, name: &str) {
     let yaml = work.join(format!("{name}.yaml"));
+    fill_file(c, &yaml, topic, count, name);
+    let log = work.join(format!("{name}.log"));
+    wait_success(spawn_run(&yaml, &log), Duration::from_secs(180), name, &log);
+}
+
+/// Writes the pipeline of [`fill`] to `yaml`.
+fn fill_file(c: &Cluster, yaml: &Path, topic: &str, count: usize, name: &str) {
     std::fs::write(
-        &yaml,
+        yaml,
         format!(
             r#"name: {name}
 source:
@@ -305,9 +358,7 @@ delivery:
             brokers = c.brokers
         ),
     )
-    .unwrap();
-    let log = work.join(format!("{name}.log"));
-    wait_success(spawn_run(&yaml, &log), Duration::from_secs(180), name, &log);
+    .expect("write the fill pipeline");
 }
 
 fn backup_yaml(c: &Cluster, topic: &str, dir: &Path, stop: &str) -> String {
@@ -671,4 +722,320 @@ fn snapshot_backup_gives_up_on_silent_brokers_after_its_deadline() {
     assert!(!status.success(), "{text}");
     assert!(took < Duration::from_secs(10), "took {took:?}:\n{text}");
     assert!(text.contains("timed out after 2s"), "{text}");
+}
+
+/// Sum of the bytes the proxies forwarded, both directions.
+fn forwarded(proxies: &Proxies) -> u64 {
+    proxies.0.iter().map(|p| p.forwarded()).sum()
+}
+
+fn accepted(proxies: &Proxies) -> u64 {
+    proxies.0.iter().map(|p| p.accepted()).sum()
+}
+
+/// Waits until the proxies forwarded `bytes` while `child` still runs; fails when the run
+/// ended first (the fault would then hit nothing).
+fn wait_forwarded(proxies: &Proxies, child: &mut Run, bytes: u64, what: &str, log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while forwarded(proxies) < bytes {
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "the run ended before {what} ({} bytes forwarded): make it slower\n{}",
+            forwarded(proxies),
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        assert!(
+            Instant::now() < deadline,
+            "{what}: {} of {bytes} bytes forwarded after 120 s",
+            forwarded(proxies)
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn restore_through_cut_slowed_and_stalled_connections_is_exact() {
+    use ferry_testkit::proxy::Fault;
+    let Some(c) = cluster() else { return };
+    let _one = CLUSTER.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(env) = ferry_testkit::env_or_skip() else {
+        return;
+    };
+    let proxies = Proxies::start();
+    let work = tempfile::tempdir().unwrap();
+    let topic = unique("fault-cut");
+    let total = 3 * 6000;
+    c.create_topic(&topic, 3);
+    fill(&c, work.path(), &topic, total, "fill");
+    let backup = work.path().join("backup");
+    let yaml = work.path().join("backup.yaml");
+    std::fs::write(&yaml, backup_yaml(&c, &topic, &backup, "high_watermark")).unwrap();
+    let log = work.path().join("backup.log");
+    wait_success(
+        spawn_run(&yaml, &log),
+        Duration::from_secs(120),
+        "backup",
+        &log,
+    );
+
+    // The restore reaches every broker only through a proxy.
+    let through_proxies = Cluster {
+        brokers: proxies.brokers(),
+        run_dir: c.run_dir.clone(),
+        dev_env: c.dev_env.clone(),
+    };
+    let restored = format!("{topic}-r");
+    c.create_topic(&restored, 3);
+    let state = work.path().join("state");
+    let yaml = work.path().join("restore.yaml");
+    std::fs::write(
+        &yaml,
+        restore_yaml(&through_proxies, &topic, &restored, &backup, &state),
+    )
+    .unwrap();
+    let log = work.path().join("restore.log");
+    let started = Instant::now();
+    let mut child = spawn_run(&yaml, &log);
+    // 1. Every live connection reset, five times, while produce requests and their answers
+    //    are on the wire (the restore keeps all three brokers busy, so a cut lands
+    //    mid-request or mid-response).
+    let mut at = 0;
+    for n in 1..=5 {
+        at += 150_000;
+        wait_forwarded(&proxies, &mut child, at, &format!("cut {n}"), &log);
+        proxies.cut();
+    }
+    let reconnects = accepted(&proxies);
+    // 2. A slow link: 20 KB/s per broker each way for 3 s.
+    at = forwarded(&proxies) + 100_000;
+    wait_forwarded(&proxies, &mut child, at, "the slow link", &log);
+    proxies.set(Fault::Slow(20_000));
+    std::thread::sleep(Duration::from_secs(3));
+    proxies.set(Fault::Pass);
+    // 3. A stalled link: no byte moves for 4 s (below the 10 s request timeout, so the
+    //    answers arrive late, not never).
+    at = forwarded(&proxies) + 100_000;
+    wait_forwarded(&proxies, &mut child, at, "the stall", &log);
+    proxies.set(Fault::Stall);
+    std::thread::sleep(Duration::from_secs(4));
+    proxies.set(Fault::Pass);
+    // 4. Reset once more right after the stall, when the delayed answers are in flight.
+    std::thread::sleep(Duration::from_millis(50));
+    proxies.cut();
+    wait_success(child, Duration::from_secs(180), "restore", &log);
+    eprintln!(
+        "restore through faults took {:?}; {} bytes forwarded, {} connections accepted",
+        started.elapsed(),
+        forwarded(&proxies),
+        accepted(&proxies)
+    );
+    assert!(
+        reconnects > 3,
+        "the cuts made the restore reconnect ({reconnects} connections)"
+    );
+    assert_same_records(&env, &c, &topic, &restored, total);
+}
+
+#[test]
+fn restore_gives_up_on_silent_brokers_and_a_rerun_completes_it_exactly() {
+    use ferry_testkit::proxy::Fault;
+    let Some(c) = cluster() else { return };
+    let _one = CLUSTER.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(env) = ferry_testkit::env_or_skip() else {
+        return;
+    };
+    let proxies = Proxies::start();
+    let work = tempfile::tempdir().unwrap();
+    let topic = unique("fault-silent-r");
+    let total = 3 * 4000;
+    c.create_topic(&topic, 3);
+    fill(&c, work.path(), &topic, total, "fill");
+    let backup = work.path().join("backup");
+    let yaml = work.path().join("backup.yaml");
+    std::fs::write(&yaml, backup_yaml(&c, &topic, &backup, "high_watermark")).unwrap();
+    let log = work.path().join("backup.log");
+    wait_success(
+        spawn_run(&yaml, &log),
+        Duration::from_secs(120),
+        "backup",
+        &log,
+    );
+
+    let through_proxies = Cluster {
+        brokers: proxies.brokers(),
+        run_dir: c.run_dir.clone(),
+        dev_env: c.dev_env.clone(),
+    };
+    let restored = format!("{topic}-r");
+    c.create_topic(&restored, 3);
+    let state = work.path().join("state");
+    let yaml = work.path().join("restore.yaml");
+    let text = restore_yaml(&through_proxies, &topic, &restored, &backup, &state)
+        .replace("request_timeout: 10s", "request_timeout: 2s")
+        .replace("retry: { deadline: 90s }", "retry: { deadline: 4s }");
+    std::fs::write(&yaml, text).unwrap();
+    let log = work.path().join("restore.log");
+    // A slow link keeps the restore running until the brokers go silent.
+    proxies.set(Fault::Slow(30_000));
+    let mut child = spawn_run(&yaml, &log);
+    wait_forwarded(&proxies, &mut child, 100_000, "the silence", &log);
+    // The brokers accept connections and read requests but never answer.
+    proxies.set(Fault::Stall);
+    let silent_since = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(
+            silent_since.elapsed() < Duration::from_secs(60),
+            "the restore did not give up within 60 s of silence (request timeout 2 s, deadline 4 s)\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let took = silent_since.elapsed();
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        !status.success(),
+        "a restore that could not finish exited 0:\n{text}"
+    );
+    eprintln!("the restore gave up {took:?} after the brokers went silent");
+    assert!(
+        took < Duration::from_secs(45),
+        "gave up after {took:?}:\n{text}"
+    );
+    assert!(
+        text.contains("timed out after") && text.contains("127.0.0.1:2929"),
+        "the error names the silent broker and the timeout:\n{text}"
+    );
+
+    // The brokers answer again: a re-run resumes from what the first run made durable and
+    // the target holds every record once.
+    proxies.set(Fault::Pass);
+    let log = work.path().join("rerun.log");
+    wait_success(
+        spawn_run(&yaml, &log),
+        Duration::from_secs(120),
+        "restore re-run",
+        &log,
+    );
+    assert_same_records(&env, &c, &topic, &restored, total);
+}
+
+/// Records `ferry ls --json` counts in the backup at `dir`.
+fn backed_up(dir: &Path) -> u64 {
+    let out = Command::new(ferry_bin())
+        .args(["ls", "--json"])
+        .arg(dir)
+        .output()
+        .expect("ferry ls runs");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    v["topics"]
+        .as_array()
+        .map(|ts| {
+            ts.iter()
+                .flat_map(|t| t["partitions"].as_array().cloned().unwrap_or_default())
+                .map(|p| p["records"].as_u64().unwrap_or(0))
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn continuous_backup_and_restore_ride_out_rolling_restarts() {
+    let Some(c) = cluster() else { return };
+    let _one = CLUSTER.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(env) = ferry_testkit::env_or_skip() else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let topic = unique("fault-roll");
+    c.create_topic(&topic, 3);
+    fill(&c, work.path(), &topic, 3000, "fill-1");
+
+    let backup = work.path().join("backup");
+    let yaml = work.path().join("backup.yaml");
+    std::fs::write(&yaml, backup_yaml(&c, &topic, &backup, "never")).unwrap();
+    let log = work.path().join("backup.log");
+    let mut child = spawn_run(&yaml, &log);
+    // Records keep arriving during the whole rolling restart: a fill runs beside it (its
+    // producer rides out the restarts too), a second one after each node.
+    let fill_yaml = |name: &str, count: usize| {
+        let path = work.path().join(format!("{name}.yaml"));
+        fill_file(&c, &path, &topic, count, name);
+        path
+    };
+    let during = fill_yaml("fill-during", 6000);
+    let fill_log = work.path().join("fill-during.log");
+    let filler = spawn_run(&during, &fill_log);
+    let mut total = 3000 + 6000;
+    let started = Instant::now();
+    c.rolling_restart(&[&topic], |node| {
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "the continuous backup exited during the rolling restart (node {node}):\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        fill(&c, work.path(), &topic, 1000, &format!("fill-after-{node}"));
+        total += 1000;
+    });
+    eprintln!(
+        "rolling restart during the backup took {:?}",
+        started.elapsed()
+    );
+    wait_success(filler, Duration::from_secs(120), "fill during", &fill_log);
+    // Caught up: the backup holds as many records as were produced (exactness is checked
+    // through the restore below).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let n = backed_up(&backup);
+        if n == total as u64 {
+            break;
+        }
+        assert!(
+            n < total as u64,
+            "the backup holds {n} records of {total}: some twice"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "the backup holds {n} of {total} records 60 s after the rolling restart:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    wait_success(child, Duration::from_secs(60), "continuous backup", &log);
+
+    // The restore, during a second rolling restart.
+    let restored = format!("{topic}-r");
+    c.create_topic(&restored, 3);
+    let state = work.path().join("state");
+    let yaml = work.path().join("restore.yaml");
+    // A slower restore (one small request in flight at a time) that outlasts the restarts.
+    let text = restore_yaml(&c, &topic, &restored, &backup, &state)
+        .replace("max_in_flight_bytes: 16KiB", "max_in_flight_bytes: 4KiB");
+    std::fs::write(&yaml, text).unwrap();
+    let log = work.path().join("restore.log");
+    let mut child = spawn_run(&yaml, &log);
+    let started = Instant::now();
+    let mut running_through = 0;
+    c.rolling_restart(&[&topic, &restored], |node| {
+        if child.try_wait().expect("wait").is_none() {
+            running_through = node;
+        }
+    });
+    eprintln!(
+        "rolling restart during the restore took {:?}; the restore ran through node {running_through}'s restart",
+        started.elapsed()
+    );
+    assert!(
+        running_through >= 1,
+        "the restore finished before the first node was back: make it slower"
+    );
+    wait_success(child, Duration::from_secs(180), "restore", &log);
+    assert_same_records(&env, &c, &topic, &restored, total);
 }

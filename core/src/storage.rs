@@ -76,7 +76,7 @@ impl LocalRoot {
             // crash never leaves a half-written checkpoint, manifest or segment.
             b = b.atomic_write_dir(&self.root.join(TMP_DIR).to_string_lossy());
         }
-        Ok(with_layers(Operator::new(b)?, DEFAULT_RETRIES))
+        Ok(with_layers(Operator::new(b)?, Limits::default()))
     }
 }
 
@@ -85,13 +85,60 @@ impl LocalRoot {
 /// exponential backoff from 1 s, about half a minute of trouble is ridden out per request.
 pub const DEFAULT_RETRIES: usize = 5;
 
-fn with_layers(op: Operator, retries: usize) -> Operator {
+/// How long one request may take by default (URI parameter `timeout`): a store that accepts
+/// a request and never answers fails it after this long, and the retry layer tries again.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Limits of one request: the whole of a non-streaming operation, and each read or write
+/// step of a streaming one (the I/O timeout, at most 30 s and never above the whole).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Limits {
+    retries: usize,
+    timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            retries: DEFAULT_RETRIES,
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+}
+
+fn with_layers(op: Operator, limits: Limits) -> Operator {
+    // The timeout layer sits inside the retry layer, so a timed-out request is retried
+    // (opendal marks its timeout errors temporary) rather than failing the operation.
     op.layer(
         TimeoutLayer::new()
-            .with_timeout(Duration::from_secs(60))
-            .with_io_timeout(Duration::from_secs(30)),
+            .with_timeout(limits.timeout)
+            .with_io_timeout(limits.timeout.min(Duration::from_secs(30))),
     )
-    .layer(RetryLayer::new().with_max_times(retries).with_jitter())
+    .layer(
+        RetryLayer::new()
+            .with_max_times(limits.retries)
+            .with_jitter(),
+    )
+}
+
+/// The `retries` and `timeout` URI parameters.
+fn limits(parsed: &StorageUri, uri: &str) -> Result<Limits> {
+    let timeout = match parsed.params.get("timeout") {
+        None => DEFAULT_TIMEOUT,
+        Some(v) => match humantime::parse_duration(v) {
+            Ok(d) if !d.is_zero() => d,
+            _ => {
+                return Err(Error::config(format!(
+                    "{}: timeout={v} must be a duration such as 30s or 2m (how long one request may take before it is retried; default 60s)",
+                    redact_query(uri)
+                )))
+            }
+        },
+    };
+    Ok(Limits {
+        retries: retries(parsed, uri)?,
+        timeout,
+    })
 }
 
 /// The `retries` URI parameter (default [`DEFAULT_RETRIES`]).
@@ -417,7 +464,7 @@ impl Storage {
                 display,
             });
         }
-        let op = with_layers(remote_operator(&parsed, uri)?, retries(&parsed, uri)?);
+        let op = with_layers(remote_operator(&parsed, uri)?, limits(&parsed, uri)?);
         Ok(Storage {
             op: Arc::new(OnceLock::from(op)),
             local: None,
