@@ -1015,13 +1015,29 @@ fn continuous_backup_and_restore_ride_out_rolling_restarts() {
     c.create_topic(&restored, 3);
     let state = work.path().join("state");
     let yaml = work.path().join("restore.yaml");
-    // A slower restore (one small request in flight at a time) that outlasts the restarts.
-    let text = restore_yaml(&c, &topic, &restored, &backup, &state)
-        .replace("max_in_flight_bytes: 16KiB", "max_in_flight_bytes: 4KiB");
-    std::fs::write(&yaml, text).unwrap();
+    // Through the proxies, slowed to 8 KB/s per connection and direction, so that the
+    // restore (about 1.5 MB on the wire) outlasts the first two nodes' restarts. A
+    // stopped node's proxy refuses to connect onwards, as the node itself would.
+    let proxies = Proxies::start();
+    proxies.set(ferry_testkit::proxy::Fault::Slow(8_000));
+    let through_proxies = Cluster {
+        brokers: proxies.brokers(),
+        run_dir: c.run_dir.clone(),
+        dev_env: c.dev_env.clone(),
+    };
+    std::fs::write(
+        &yaml,
+        restore_yaml(&through_proxies, &topic, &restored, &backup, &state),
+    )
+    .unwrap();
     let log = work.path().join("restore.log");
     let mut child = spawn_run(&yaml, &log);
     let started = Instant::now();
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        child.try_wait().expect("wait").is_none(),
+        "the restore finished before the first node was stopped: make it slower"
+    );
     let mut running_through = 0;
     c.rolling_restart(&[&topic, &restored], |node| {
         if child.try_wait().expect("wait").is_none() {
@@ -1033,9 +1049,10 @@ fn continuous_backup_and_restore_ride_out_rolling_restarts() {
         started.elapsed()
     );
     assert!(
-        running_through >= 1,
-        "the restore finished before the first node was back: make it slower"
+        running_through >= 2,
+        "the restore finished before the second node was back: make it slower"
     );
+    proxies.set(ferry_testkit::proxy::Fault::Pass);
     wait_success(child, Duration::from_secs(180), "restore", &log);
     assert_same_records(&env, &c, &topic, &restored, total);
 }
