@@ -472,14 +472,16 @@ fn an_s3_stall_longer_than_the_retries_fails_with_one_line_and_a_rerun_completes
         "the last line names the object:\n{text}"
     );
     assert!(
-        last.contains("timeout") || last.contains("timed out"),
+        last.contains("did not answer in time") && last.contains("timeout reached"),
         "the last line says the store did not answer in time:\n{text}"
     );
     proxy.set(Fault::Pass);
-    // Nothing half-written claims data: what the failed run left verifies.
+    eprintln!("its last line: {last}");
+    // Nothing half-written claims data: what the failed run left verifies (a segment object
+    // the stall interrupted before its manifest is reported as a warning, and ignored).
     let vars = env.aws_vars();
     let (v, _) = ferry_success(&["verify", &direct], &vars);
-    assert!(v.contains("all good") || v.contains("no segments"), "{v}");
+    assert!(v.contains("all good") || v.contains("no damage"), "{v}");
     // A re-run (straight to moto) completes the backup exactly.
     let dir2 = tempfile::tempdir().expect("dir");
     let (mut child, log) = spawn_backup(&env, dir2.path(), &topic, &direct);

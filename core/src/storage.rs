@@ -811,6 +811,18 @@ mod tests {
     }
 
     #[test]
+    fn retries_and_timeout_come_from_the_uri() {
+        let limits_of = |uri: &str| limits(&StorageUri::parse(uri).unwrap(), uri);
+        assert_eq!(limits_of("s3://b/p").unwrap(), Limits::default());
+        let l = limits_of("s3://b/p?timeout=2s&retries=1").unwrap();
+        assert_eq!((l.timeout, l.retries), (Duration::from_secs(2), 1));
+        for bad in ["s3://b/p?timeout=soon", "s3://b/p?timeout=0s"] {
+            let e = limits_of(bad).unwrap_err().to_string();
+            assert!(e.contains("timeout=") && e.contains("duration"), "{e}");
+        }
+    }
+
+    #[test]
     fn persistent_errors_get_one_line_with_what_to_do() {
         let bucket = "ConfigInvalid (persistent) at list, context: { uri: http://h/b } => S3Error { code: \"NoSuchBucket\" }";
         assert!(persistent_cause(bucket, "s3")
