@@ -68,15 +68,26 @@ impl Cluster {
 
     /// A topic replicated on all three nodes (min.insync.replicas 2 from the brokers).
     fn create_topic(&self, name: &str, partitions: i32) {
+        self.create_topic_with(name, partitions, 3, &[]);
+    }
+
+    fn create_topic_with(
+        &self,
+        name: &str,
+        partitions: i32,
+        replication_factor: i16,
+        extra: &[(&str, &str)],
+    ) {
         let configs: BTreeMap<String, String> = common::ANY_TIMESTAMP
             .iter()
+            .chain(extra)
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         common::rt()
             .block_on(self.client().create_topics(&[NewTopic {
                 name: name.to_string(),
                 partitions,
-                replication_factor: 3,
+                replication_factor,
                 configs,
             }]))
             .expect("create topic");
@@ -100,12 +111,16 @@ impl Cluster {
             .expect("partition in metadata")
     }
 
-    /// Waits until every partition of `topic` has a leader and all three replicas in sync.
+    /// Waits until every partition of `topic` has a leader and all its replicas in sync.
     fn wait_fully_replicated(&self, topic: &str) {
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             let parts = self.partition_meta(topic);
-            if !parts.is_empty() && parts.iter().all(|p| p.leader >= 0 && p.isr.len() == 3) {
+            if !parts.is_empty()
+                && parts
+                    .iter()
+                    .all(|p| p.leader >= 0 && p.isr.len() == p.replicas.len())
+            {
                 return;
             }
             assert!(
@@ -326,14 +341,26 @@ fn assert_same_records(env: &TestEnv, c: &Cluster, original: &str, copy: &str, t
 /// Fills `topic` with `count` generated records through Ferry's kafka sink (small
 /// requests, so later reads need many fetches).
 fn fill(c: &Cluster, work: &Path, topic: &str, count: usize, name: &str) {
+    fill_partitions(c, work, topic, 3, count, name);
+}
+
+/// [`fill`] for a topic of `partitions` partitions.
+fn fill_partitions(
+    c: &Cluster,
+    work: &Path,
+    topic: &str,
+    partitions: i32,
+    count: usize,
+    name: &str,
+) {
     let yaml = work.join(format!("{name}.yaml"));
-    fill_file(c, &yaml, topic, count, name);
+    fill_file(c, &yaml, topic, partitions, count, name);
     let log = work.join(format!("{name}.log"));
     wait_success(spawn_run(&yaml, &log), Duration::from_secs(180), name, &log);
 }
 
 /// Writes the pipeline of [`fill`] to `yaml`.
-fn fill_file(c: &Cluster, yaml: &Path, topic: &str, count: usize, name: &str) {
+fn fill_file(c: &Cluster, yaml: &Path, topic: &str, partitions: i32, count: usize, name: &str) {
     std::fs::write(
         yaml,
         format!(
@@ -342,7 +369,7 @@ source:
   type: generator
   count: {count}
   topic: "{topic}"
-  partitions: 3
+  partitions: {partitions}
   key_space: 100
   payload_size: 80
   batch_size: 20
@@ -919,6 +946,11 @@ fn restore_gives_up_on_silent_brokers_and_a_rerun_completes_it_exactly() {
         "restore re-run",
         &log,
     );
+    for l in std::fs::read_to_string(&log).unwrap_or_default().lines() {
+        if l.contains("landed") || l.contains("WARN") {
+            eprintln!("re-run: {l}");
+        }
+    }
     assert_same_records(&env, &c, &topic, &restored, total);
 }
 
@@ -962,7 +994,7 @@ fn continuous_backup_and_restore_ride_out_rolling_restarts() {
     // producer rides out the restarts too), a second one after each node.
     let fill_yaml = |name: &str, count: usize| {
         let path = work.path().join(format!("{name}.yaml"));
-        fill_file(&c, &path, &topic, count, name);
+        fill_file(&c, &path, &topic, 3, count, name);
         path
     };
     let during = fill_yaml("fill-during", 6000);
@@ -1055,4 +1087,139 @@ fn continuous_backup_and_restore_ride_out_rolling_restarts() {
     proxies.set(ferry_testkit::proxy::Fault::Pass);
     wait_success(child, Duration::from_secs(180), "restore", &log);
     assert_same_records(&env, &c, &topic, &restored, total);
+}
+
+#[test]
+fn a_continuous_backup_rides_out_a_log_truncated_by_an_unclean_leader_election() {
+    let Some(c) = cluster() else { return };
+    let _one = CLUSTER.lock().unwrap_or_else(|p| p.into_inner());
+    let work = tempfile::tempdir().unwrap();
+    let topic = unique("fault-unclean");
+    // Two replicas, one enough to write, and unclean elections allowed: a replica that
+    // missed the last records can become leader.
+    c.create_topic_with(
+        &topic,
+        1,
+        2,
+        &[
+            ("min.insync.replicas", "1"),
+            ("unclean.leader.election.enable", "true"),
+        ],
+    );
+    let meta = c.partition_meta(&topic);
+    let leader = meta[0].leader;
+    let follower = *meta[0]
+        .replicas
+        .iter()
+        .find(|r| **r != leader)
+        .expect("a second replica");
+    fill_partitions(&c, work.path(), &topic, 1, 1000, "fill-1");
+
+    let backup = work.path().join("backup");
+    let yaml = work.path().join("backup.yaml");
+    std::fs::write(&yaml, backup_yaml(&c, &topic, &backup, "never")).unwrap();
+    let log = work.path().join("backup.log");
+    let mut child = spawn_run(&yaml, &log);
+    let wait_backed_up = |want: u64, what: &str, child: &mut Run| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let n = backed_up(&backup);
+            if n == want {
+                return;
+            }
+            assert!(
+                child.try_wait().expect("wait").is_none(),
+                "{what}: the continuous backup exited:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            assert!(
+                Instant::now() < deadline,
+                "{what}: {n} of {want} records backed up after 60 s:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    };
+    wait_backed_up(1000, "before the faults", &mut child);
+
+    // The follower stops; 1000 records land on the leader alone and are backed up.
+    c.stop_node(follower);
+    let follower_down = Down {
+        cluster: &c,
+        node: follower,
+        up: false,
+    };
+    fill_partitions(&c, work.path(), &topic, 1, 1000, "fill-2");
+    wait_backed_up(2000, "written to the leader alone", &mut child);
+    // The leader dies; the follower comes back and, unclean, becomes leader with 1000
+    // records: offsets 1000..2000, backed up, are gone from the cluster.
+    c.kill_node(leader);
+    let leader_down = Down {
+        cluster: &c,
+        node: leader,
+        up: false,
+    };
+    follower_down.restart();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let p = c.partition_meta(&topic);
+        if p.first().is_some_and(|p| p.leader == follower) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no unclean election of node {follower} within 90 s: {p:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // New records at offsets 1000..1500 (taken in the backup), then 1500..2500: the backup
+    // must neither fail nor store them under taken offsets; it goes on at 2000.
+    fill_partitions(&c, work.path(), &topic, 1, 500, "fill-3");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("truncated below offsets already backed up")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the truncation was not reported within 60 s:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "the continuous backup exited at the truncation:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    fill_partitions(&c, work.path(), &topic, 1, 1000, "fill-4");
+    wait_backed_up(2500, "after the truncation", &mut child);
+    leader_down.restart();
+    c.wait_fully_replicated(&topic);
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    wait_success(child, Duration::from_secs(60), "continuous backup", &log);
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let report = text
+        .lines()
+        .find(|l| l.contains("truncated below offsets already backed up"))
+        .unwrap_or_default();
+    eprintln!("the report: {report}");
+    assert!(
+        report.contains("ERROR") && report.contains("backed_up_to=2000"),
+        "one loud line with the range:\n{text}"
+    );
+    // Every offset of 0..2500 once: ferry verify checks the manifests cover each offset
+    // once, without overlap.
+    let out = Command::new(ferry_bin())
+        .arg("verify")
+        .arg(&backup)
+        .output()
+        .expect("ferry verify runs");
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{said}");
+    assert_eq!(backed_up(&backup), 2500);
 }

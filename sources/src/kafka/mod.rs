@@ -72,6 +72,9 @@ struct PartitionState {
     stop: Option<i64>,
     /// Where a retention gap started, to be reported by the next batch's span.
     done: bool,
+    /// The log end this partition was found truncated to, below `position` (reported once
+    /// per truncation; see [`KafkaSource::reset_out_of_range`]).
+    truncated_to: Option<i64>,
 }
 
 /// The `kafka` source.
@@ -212,6 +215,7 @@ impl KafkaSource {
                     position,
                     stop: None,
                     done: false,
+                    truncated_to: None,
                 });
             }
             self.topics.push(t.name.clone());
@@ -428,6 +432,10 @@ impl KafkaSource {
             }
         }
         let state = &mut self.partitions[idx];
+        if produced {
+            // Past a truncation, if there was one: the next is reported again.
+            state.truncated_to = None;
+        }
         if let Some(scope) = &self.scope {
             scope.progress.set(
                 &state.topic,
@@ -470,14 +478,81 @@ impl KafkaSource {
                 "offsets deleted by retention before they were backed up: recording a gap"
             );
             self.partitions[idx].position = lo;
-            Ok(())
-        } else {
-            Err(Error::refused(format!(
-                "{topic}/{partition}: offset {position} is beyond the log end {hi}: \
-                 the topic was recreated or truncated; start a new backup (start: earliest) \
-                 to a new location"
-            )))
+            return Ok(());
         }
+        if position <= hi {
+            // In range by the time we asked: the answer came from a broker that had not
+            // caught up (a leader that just took over). Fetch again with fresh metadata.
+            tracing::debug!(topic = %topic, partition, position, log_end = hi, "offset out of range, then in range: retrying");
+            client.invalidate_metadata();
+            return Ok(());
+        }
+        // The log now ends below offsets already backed up. A topic deleted and created
+        // again under the same name has a new id: that is a different topic, refused as
+        // before, since resuming would mix two topics' offsets in one backup.
+        if self.recreated(client, &topic).await? {
+            return Err(Error::refused(format!(
+                "{topic}/{partition}: offset {position} is beyond the log end {hi} and the \
+                 topic has a new id: it was deleted and created again; start a new backup \
+                 (start: earliest) to a new location"
+            )));
+        }
+        // Same topic, shorter log: an unclean leader election made a replica that missed
+        // the last records leader, and the cluster dropped offsets hi..position that the
+        // backup already holds. Failing would stop the backup of every other partition for
+        // good, and jumping back would store other records under offsets the backup holds:
+        // the backup keeps what it has and continues at `position` once the log reaches it.
+        // The records Kafka writes at hi..position from now on cannot be backed up (their
+        // offsets are taken); this is said loudly, once per truncation.
+        let snapshot = self.config.stop == StopAt::HighWatermark;
+        let state = &mut self.partitions[idx];
+        if state.truncated_to.is_none_or(|t| hi < t) {
+            state.truncated_to = Some(hi);
+            tracing::error!(
+                topic = %topic, partition, log_end = hi, backed_up_to = position,
+                lost = position - hi,
+                "the partition's log was truncated below offsets already backed up (an unclean \
+                 leader election): the backup keeps its records at offsets {hi}..{position}, \
+                 which Kafka no longer has; records Kafka writes at those offsets from now on \
+                 are not backed up (the backup holds other records under them); {}",
+                if snapshot {
+                    "the snapshot ends this partition here"
+                } else {
+                    "continuing at the backed-up end once the log reaches it"
+                }
+            );
+        }
+        if snapshot {
+            // The snapshot's end was read before the truncation; nothing up to it can be
+            // read any more beyond what the backup holds.
+            state.stop = Some(position);
+            state.done = true;
+        } else {
+            // Each fetch of this partition is answered out of range at once until the log
+            // grows past `position`: wait a little rather than spin on ListOffsets.
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+        Ok(())
+    }
+
+    /// Whether `topic` now has another id than when the backup started reading it.
+    async fn recreated(&self, client: &Client, topic: &str) -> Result<bool> {
+        let before = self
+            .last_metadata
+            .as_ref()
+            .and_then(|m| m.topics.iter().find(|t| t.name == topic))
+            .and_then(|t| t.topic_id.clone());
+        let Some(before) = before else {
+            return Ok(false);
+        };
+        let md = client
+            .metadata(Some(&[topic.to_string()]))
+            .await
+            .map_err(kerr)?;
+        Ok(md
+            .topic(topic)
+            .and_then(|t| t.id)
+            .is_some_and(|id| id.to_string() != before))
     }
 
     async fn collect_metadata(&mut self) -> Result<SourceMetadata> {
