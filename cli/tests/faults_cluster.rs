@@ -931,7 +931,7 @@ fn restore_gives_up_on_silent_brokers_and_a_rerun_completes_it_exactly() {
     // request timeout plus 5 s, a try in progress at the deadline runs to its end, and the
     // client's retry loops nest (re-dialing a broker, each attempt an ApiVersions of 2 s,
     // inside the producer's rounds, each broker asked in turn for metadata). Measured
-    // 11-47 s over eight runs.
+    // 11-47 s over nine runs.
     assert!(
         took < Duration::from_secs(75),
         "gave up after {took:?}:\n{text}"
@@ -944,8 +944,9 @@ fn restore_gives_up_on_silent_brokers_and_a_rerun_completes_it_exactly() {
     // The brokers answer again: a re-run resumes from what the first run made durable and
     // the target holds every record once. The connections the dead run left are reset
     // first: the proxies still hold request bytes it sent into the silence, and delivered
-    // now they would land after the re-run read the target's end (in one of six runs
-    // without the reset, one Produce request of 40 records landed twice that way; see the
+    // now they could land after the re-run read the target's end (in one of four re-runs
+    // without the reset, one Produce request of 40 records landed twice, most likely that
+    // way; see the
     // README's Status, "Faults").
     proxies.cut();
     proxies.set(Fault::Pass);
