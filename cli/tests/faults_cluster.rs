@@ -1189,7 +1189,7 @@ fn a_continuous_backup_rides_out_a_log_truncated_by_an_unclean_leader_election()
     let deadline = Instant::now() + Duration::from_secs(60);
     while !std::fs::read_to_string(&log)
         .unwrap_or_default()
-        .contains("truncated below offsets already backed up")
+        .contains("an unclean leader election truncated it")
     {
         assert!(
             Instant::now() < deadline,
@@ -1216,7 +1216,7 @@ fn a_continuous_backup_rides_out_a_log_truncated_by_an_unclean_leader_election()
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     let report = text
         .lines()
-        .find(|l| l.contains("truncated below offsets already backed up"))
+        .find(|l| l.contains("an unclean leader election truncated it"))
         .unwrap_or_default();
     eprintln!("the report: {report}");
     assert!(

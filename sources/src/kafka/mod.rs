@@ -68,6 +68,8 @@ struct PartitionState {
     partition: i32,
     /// Next offset to fetch.
     position: i64,
+    /// Where this run started reading the partition.
+    started_at: i64,
     /// Snapshot end (exclusive); set from the first fetch response.
     stop: Option<i64>,
     /// Where a retention gap started, to be reported by the next batch's span.
@@ -102,6 +104,9 @@ pub struct KafkaSource {
     initialized: bool,
     /// The part of the topics this source reads when it is one task of a shared pipeline.
     scope: Option<TaskScope>,
+    /// Each topic's id when this run resolved it: a different id later means the topic was
+    /// deleted and created again.
+    topic_ids: HashMap<String, String>,
 }
 
 /// A client error as Ferry's: a connection error (retriable when the client says so).
@@ -129,6 +134,7 @@ impl KafkaSource {
             prefetch: None,
             initialized: false,
             scope: None,
+            topic_ids: HashMap::new(),
         })
     }
 
@@ -213,10 +219,14 @@ impl KafkaSource {
                     topic: topic.clone(),
                     partition: p,
                     position,
+                    started_at: position,
                     stop: None,
                     done: false,
                     truncated_to: None,
                 });
+            }
+            if let Some(id) = t.id {
+                self.topic_ids.insert(t.name.clone(), id.to_string());
             }
             self.topics.push(t.name.clone());
         }
@@ -488,13 +498,18 @@ impl KafkaSource {
             return Ok(());
         }
         // The log now ends below offsets already backed up. A topic deleted and created
-        // again under the same name has a new id: that is a different topic, refused as
-        // before, since resuming would mix two topics' offsets in one backup.
-        if self.recreated(client, &topic).await? {
+        // again under the same name is a different topic: resuming would mix two topics'
+        // offsets in one backup, so it is refused. Within a run the topic id tells; a run
+        // that resumed from a checkpoint and has read nothing yet cannot tell a recreation
+        // (the id it saw at start is already the new one) from a truncation that happened
+        // while Ferry was stopped, and refuses both, as before.
+        let read_this_run = self.partitions[idx].position > self.partitions[idx].started_at;
+        if !read_this_run || self.recreated(client, &topic).await? {
             return Err(Error::refused(format!(
-                "{topic}/{partition}: offset {position} is beyond the log end {hi} and the \
-                 topic has a new id: it was deleted and created again; start a new backup \
-                 (start: earliest) to a new location"
+                "{topic}/{partition}: offset {position} is beyond the log end {hi}: the topic \
+                 was deleted and created again, or its log truncated (an unclean leader \
+                 election) before this run read from it; start a new backup (start: earliest) \
+                 to a new location"
             )));
         }
         // Same topic, shorter log: an unclean leader election made a replica that missed
@@ -510,11 +525,11 @@ impl KafkaSource {
             state.truncated_to = Some(hi);
             tracing::error!(
                 topic = %topic, partition, log_end = hi, backed_up_to = position,
-                lost = position - hi,
-                "the partition's log was truncated below offsets already backed up (an unclean \
-                 leader election): the backup keeps its records at offsets {hi}..{position}, \
-                 which Kafka no longer has; records Kafka writes at those offsets from now on \
-                 are not backed up (the backup holds other records under them); {}",
+                "the partition's log ends below the offset up to which it is backed up: an \
+                 unclean leader election truncated it. The backup keeps the records it holds \
+                 below {position}, some of which Kafka no longer has; records Kafka writes \
+                 below {position} from now on are not backed up (the backup holds other \
+                 records under those offsets); {}",
                 if snapshot {
                     "the snapshot ends this partition here"
                 } else {
@@ -535,14 +550,9 @@ impl KafkaSource {
         Ok(())
     }
 
-    /// Whether `topic` now has another id than when the backup started reading it.
+    /// Whether `topic` now has another id than when this run started reading it.
     async fn recreated(&self, client: &Client, topic: &str) -> Result<bool> {
-        let before = self
-            .last_metadata
-            .as_ref()
-            .and_then(|m| m.topics.iter().find(|t| t.name == topic))
-            .and_then(|t| t.topic_id.clone());
-        let Some(before) = before else {
+        let Some(before) = self.topic_ids.get(topic) else {
             return Ok(false);
         };
         let md = client
@@ -552,7 +562,7 @@ impl KafkaSource {
         Ok(md
             .topic(topic)
             .and_then(|t| t.id)
-            .is_some_and(|id| id.to_string() != before))
+            .is_some_and(|id| id.to_string() != *before))
     }
 
     async fn collect_metadata(&mut self) -> Result<SourceMetadata> {
