@@ -931,7 +931,7 @@ fn restore_gives_up_on_silent_brokers_and_a_rerun_completes_it_exactly() {
     // request timeout plus 5 s, a try in progress at the deadline runs to its end, and the
     // client's retry loops nest (re-dialing a broker, each attempt an ApiVersions of 2 s,
     // inside the producer's rounds, each broker asked in turn for metadata). Measured
-    // 11-47 s over nine runs.
+    // 11-47 s over ten runs.
     assert!(
         took < Duration::from_secs(75),
         "gave up after {took:?}:\n{text}"
