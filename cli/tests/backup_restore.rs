@@ -1492,3 +1492,73 @@ fn a_restore_of_100_topics_creates_them_in_batched_requests() {
         assert_eq!(ends.values().sum::<i64>(), 2, "{}", t.name);
     }
 }
+
+/// A topic deleted and created again between two runs of a backup is not taken for a
+/// truncated log (which a running backup rides out, `faults_cluster.rs`): the resumed run
+/// refuses, naming both possibilities, and writes nothing more.
+#[test]
+fn a_topic_recreated_between_runs_is_refused() {
+    let Some(env) = ferry_testkit::env_or_skip() else {
+        return;
+    };
+    let topic = unique("recreated");
+    create_topic(&env, &topic, 1, &[]);
+    let batch = |n: i64| -> Vec<KcatMsg> {
+        (0..n)
+            .map(|i| KcatMsg::new(None, Some(format!("{i}").as_bytes())))
+            .collect()
+    };
+    py_produce_to(
+        &env,
+        &env.kafka,
+        &topic,
+        Some(0),
+        &batch(100),
+        "none",
+        false,
+    );
+    let dir = tempfile::tempdir().expect("dir");
+    let uri = dir.path().to_str().expect("path");
+    let args = [
+        "backup",
+        "--brokers",
+        &env.kafka,
+        "--topic",
+        &topic,
+        "--to",
+        uri,
+        "--snapshot",
+    ];
+    ferry_ok(&args);
+    let c = client(&env);
+    rt().block_on(c.delete_topics(std::slice::from_ref(&topic)))
+        .expect("delete topic");
+    // Deletion completes in the background: create again until the broker takes it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let created = rt().block_on(c.create_topics(&[NewTopic {
+            name: topic.clone(),
+            partitions: 1,
+            replication_factor: 1,
+            configs: BTreeMap::new(),
+        }]));
+        if created.is_ok() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{topic} not created again: {created:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    py_produce_to(&env, &env.kafka, &topic, Some(0), &batch(10), "none", false);
+    let out = common::ferry_output(&args, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("beyond the log end 10") && stderr.contains("deleted and created again"),
+        "{stderr}"
+    );
+    let ls: serde_json::Value = serde_json::from_str(&ferry_ok(&["ls", uri, "--json"])).unwrap();
+    assert_eq!(ls["topics"][0]["partitions"][0]["records"], 100, "{ls}");
+}

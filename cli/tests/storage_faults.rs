@@ -271,3 +271,221 @@ fn a_continuous_backup_outlives_a_storage_outage_longer_than_its_retries() {
     assert_eq!(restored.len(), 1500, "every record once");
     assert!(restored == source, "the restore equals the topic");
 }
+
+/// A topic of `per_partition` records of 4 KB on each of 3 partitions; returns its dump.
+fn filled_topic(
+    env: &ferry_testkit::TestEnv,
+    topic: &str,
+    per_partition: i64,
+) -> Vec<DumpedRecord> {
+    create_topic(env, topic, 3, &[("retention.ms", "-1")]);
+    let value = vec![b't'; 4000];
+    for p in 0..3 {
+        let msgs: Vec<KcatMsg> = (0..per_partition)
+            .map(|i: i64| KcatMsg::new(Some(format!("{p}-{i}").as_bytes()), Some(&value)))
+            .collect();
+        py_produce_to(env, &env.kafka, topic, Some(p), &msgs, "none", false);
+    }
+    sorted(dump_topic(env, &env.kafka, topic))
+}
+
+/// moto behind a fault proxy, and the backup URIs through it (with `params`) and direct.
+fn proxied_s3(env: &ferry_testkit::TestEnv, params: &str) -> (FaultProxy, String, String) {
+    let upstream = env
+        .s3_endpoint
+        .trim_start_matches("http://")
+        .to_socket_addrs()
+        .expect("S3 endpoint address")
+        .next()
+        .expect("an address");
+    let proxy = FaultProxy::start(0, upstream).expect("proxy");
+    let prefix = unique("stall");
+    let via_proxy = format!(
+        "s3://{}/{prefix}?endpoint=http://{}&region={}&{params}",
+        env.s3_bucket,
+        proxy.addr(),
+        env.aws_region
+    );
+    let direct = format!(
+        "s3://{}/{prefix}?endpoint={}&region={}",
+        env.s3_bucket, env.s3_endpoint, env.aws_region
+    );
+    (proxy, via_proxy, direct)
+}
+
+/// `ferry run` of a snapshot backup of `topic` to `uri` (1 MiB segments: many requests).
+fn spawn_backup(
+    env: &ferry_testkit::TestEnv,
+    dir: &std::path::Path,
+    topic: &str,
+    uri: &str,
+) -> (std::process::Child, std::path::PathBuf) {
+    let yaml = format!(
+        "name: s3-stall\nsource: {{ type: kafka, brokers: [\"{}\"], topics: [\"{topic}\"], stop: high_watermark, partition_max_bytes: 256KiB }}\nsink: {{ type: storage, uri: \"{uri}\", roll: {{ max_bytes: 1MiB }}, chunk_size: 5MiB }}\n",
+        env.kafka
+    );
+    let file = dir.join("stall.yaml");
+    std::fs::write(&file, yaml).expect("write");
+    let log = dir.join("ferry.log");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["run", file.to_str().expect("path")])
+        .env("FERRY_LOG", "info")
+        .envs(env.aws_vars().iter().copied())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("ferry runs");
+    (child, log)
+}
+
+/// Waits until the proxy forwarded `bytes` while `child` runs.
+fn wait_forwarded(proxy: &FaultProxy, child: &mut std::process::Child, bytes: u64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while proxy.forwarded() < bytes {
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "the backup ended before the stall: make it larger"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "the backup wrote {} of {bytes} bytes through the proxy in 60 s",
+            proxy.forwarded()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Waits for `child` to exit within `limit`; kills it and fails otherwise.
+fn wait_exit(
+    child: &mut std::process::Child,
+    limit: Duration,
+    log: &std::path::Path,
+) -> (std::process::ExitStatus, String) {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            return (s, std::fs::read_to_string(log).unwrap_or_default());
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "the backup still ran after {limit:?}:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Restores `uri` under a new name and compares it with `source`.
+fn assert_restores_equal(
+    env: &ferry_testkit::TestEnv,
+    uri: &str,
+    topic: &str,
+    source: &[DumpedRecord],
+) {
+    let vars = env.aws_vars();
+    let (v, _) = ferry_success(&["verify", uri], &vars);
+    assert!(v.contains("all good"), "{v}");
+    let target = format!("{topic}-restored");
+    ferry_success(
+        &[
+            "restore",
+            "--from",
+            uri,
+            "--brokers",
+            &env.kafka,
+            "--topic",
+            topic,
+            "--rename",
+            &format!("{topic}={target}"),
+        ],
+        &vars,
+    );
+    let restored = sorted(dump_topic(env, &env.kafka, &target));
+    assert_eq!(restored.len(), source.len(), "every record once");
+    assert!(restored == source, "the restore equals the topic");
+}
+
+#[test]
+fn an_s3_stall_shorter_than_the_retries_times_out_retries_and_the_backup_completes() {
+    let Some(env) = ferry_testkit::env_or_skip() else {
+        return;
+    };
+    let topic = unique("s3-stall");
+    let source = filled_topic(&env, &topic, 1500);
+    // Each request may take 2 s; three retries (backoff 1 s, 2 s, 4 s, with jitter) outlast
+    // a 5 s stall.
+    let (proxy, via_proxy, direct) = proxied_s3(&env, "timeout=2s&retries=3");
+    let dir = tempfile::tempdir().expect("dir");
+    let (mut child, log) = spawn_backup(&env, dir.path(), &topic, &via_proxy);
+    wait_forwarded(&proxy, &mut child, 4_000_000);
+    // The server accepts and reads but answers nothing, on live and new connections.
+    proxy.set(Fault::Stall);
+    std::thread::sleep(Duration::from_secs(5));
+    proxy.set(Fault::Pass);
+    let (status, text) = wait_exit(&mut child, Duration::from_secs(120), &log);
+    assert!(
+        status.success(),
+        "the backup failed after a 5 s stall:\n{text}"
+    );
+    assert!(
+        text.contains("timeout") || text.contains("timed out"),
+        "the timeout fired and the request was retried:\n{text}"
+    );
+    assert_restores_equal(&env, &direct, &topic, &source);
+}
+
+#[test]
+fn an_s3_stall_longer_than_the_retries_fails_with_one_line_and_a_rerun_completes() {
+    let Some(env) = ferry_testkit::env_or_skip() else {
+        return;
+    };
+    let topic = unique("s3-stall-long");
+    let source = filled_topic(&env, &topic, 1500);
+    let (proxy, via_proxy, direct) = proxied_s3(&env, "timeout=1s&retries=1");
+    let dir = tempfile::tempdir().expect("dir");
+    let (mut child, log) = spawn_backup(&env, dir.path(), &topic, &via_proxy);
+    wait_forwarded(&proxy, &mut child, 4_000_000);
+    proxy.set(Fault::Stall);
+    let stalled = Instant::now();
+    let (status, text) = wait_exit(&mut child, Duration::from_secs(60), &log);
+    let took = stalled.elapsed();
+    eprintln!("the backup gave up {took:?} after S3 stalled");
+    assert!(
+        !status.success(),
+        "a backup whose storage never answers exited 0:\n{text}"
+    );
+    // One request of 1 s and one retry after a backoff of about 1 s: well under 30 s.
+    assert!(
+        took < Duration::from_secs(30),
+        "gave up after {took:?}:\n{text}"
+    );
+    let last = text
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("");
+    assert!(
+        last.contains("/topics/") || last.contains("ferry.json") || last.contains("/lease/"),
+        "the last line names the object:\n{text}"
+    );
+    assert!(
+        last.contains("did not answer in time") && last.contains("timeout reached"),
+        "the last line says the store did not answer in time:\n{text}"
+    );
+    proxy.set(Fault::Pass);
+    eprintln!("its last line: {last}");
+    // Nothing half-written claims data: what the failed run left verifies (a segment object
+    // the stall interrupted before its manifest is reported as a warning, and ignored).
+    let vars = env.aws_vars();
+    let (v, _) = ferry_success(&["verify", &direct], &vars);
+    assert!(v.contains("all good") || v.contains("no damage"), "{v}");
+    // A re-run (straight to moto) completes the backup exactly.
+    let dir2 = tempfile::tempdir().expect("dir");
+    let (mut child, log) = spawn_backup(&env, dir2.path(), &topic, &direct);
+    let (status, text) = wait_exit(&mut child, Duration::from_secs(120), &log);
+    assert!(status.success(), "the re-run failed:\n{text}");
+    assert_restores_equal(&env, &direct, &topic, &source);
+}

@@ -178,10 +178,16 @@ impl Error {
 
     /// A storage error with what Ferry was doing.
     pub fn storage(context: impl Into<String>, source: opendal::Error) -> Self {
-        Error::Storage {
-            context: context.into(),
-            source,
+        let mut context = context.into();
+        // opendal's timeout layer says only "operation timeout reached": say what happened
+        // and which knobs set the limits, on the same line as the object's name.
+        if source.to_string().contains("timeout reached") {
+            context.push_str(
+                ": the store did not answer in time, also not when retried \
+                 (the storage URI's timeout= and retries= set how long and how often)",
+            );
         }
+        Error::Storage { context, source }
     }
 
     /// A broken invariant or failed internal task, with what was being done.
@@ -283,6 +289,27 @@ mod tests {
     #[derive(Debug, thiserror::Error)]
     #[error("wrapper")]
     struct Wrapper(#[source] Inner);
+
+    #[test]
+    fn a_storage_timeout_says_what_happened_and_what_sets_the_limits() {
+        let e = Error::storage(
+            "closing s3://b/p/topics/t/0/00000000000000000000.log",
+            opendal::Error::new(
+                opendal::ErrorKind::Unexpected,
+                "io operation timeout reached",
+            ),
+        );
+        let line = error_chain(&e);
+        assert!(line.contains("t/0/00000000000000000000.log"), "{line}");
+        assert!(line.contains("did not answer in time"), "{line}");
+        assert!(line.contains("timeout= and retries="), "{line}");
+        assert!(!line.contains('\n'), "{line}");
+        let other = Error::storage(
+            "writing x",
+            opendal::Error::new(opendal::ErrorKind::Unexpected, "503"),
+        );
+        assert!(!error_chain(&other).contains("in time"));
+    }
 
     #[test]
     fn chain_skips_causes_the_message_already_carries() {

@@ -83,7 +83,7 @@ impl LocalRoot {
             // crash never leaves a half-written checkpoint, manifest or segment.
             b = b.atomic_write_dir(&self.root.join(TMP_DIR).to_string_lossy());
         }
-        Ok(with_layers(Operator::new(b)?, DEFAULT_RETRIES))
+        Ok(with_layers(Operator::new(b)?, Limits::default()))
     }
 }
 
@@ -92,13 +92,60 @@ impl LocalRoot {
 /// exponential backoff from 1 s, about half a minute of trouble is ridden out per request.
 pub const DEFAULT_RETRIES: usize = 5;
 
-fn with_layers(op: Operator, retries: usize) -> Operator {
+/// How long one request may take by default (URI parameter `timeout`): a store that accepts
+/// a request and never answers fails it after this long, and the retry layer tries again.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Limits of one request: the whole of a non-streaming operation, and each read or write
+/// step of a streaming one (the I/O timeout, at most 30 s and never above the whole).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Limits {
+    retries: usize,
+    timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            retries: DEFAULT_RETRIES,
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+}
+
+fn with_layers(op: Operator, limits: Limits) -> Operator {
+    // The timeout layer sits inside the retry layer, so a timed-out request is retried
+    // (opendal marks its timeout errors temporary) rather than failing the operation.
     op.layer(
         TimeoutLayer::new()
-            .with_timeout(Duration::from_secs(60))
-            .with_io_timeout(Duration::from_secs(30)),
+            .with_timeout(limits.timeout)
+            .with_io_timeout(limits.timeout.min(Duration::from_secs(30))),
     )
-    .layer(RetryLayer::new().with_max_times(retries).with_jitter())
+    .layer(
+        RetryLayer::new()
+            .with_max_times(limits.retries)
+            .with_jitter(),
+    )
+}
+
+/// The `retries` and `timeout` URI parameters.
+fn limits(parsed: &StorageUri, uri: &str) -> Result<Limits> {
+    let timeout = match parsed.params.get("timeout") {
+        None => DEFAULT_TIMEOUT,
+        Some(v) => match humantime::parse_duration(v) {
+            Ok(d) if !d.is_zero() => d,
+            _ => {
+                return Err(Error::config(format!(
+                    "{}: timeout={v} must be a duration such as 30s or 2m (how long one request may take before it is retried; default 60s)",
+                    redact_query(uri)
+                )))
+            }
+        },
+    };
+    Ok(Limits {
+        retries: retries(parsed, uri)?,
+        timeout,
+    })
 }
 
 /// The `retries` URI parameter (default [`DEFAULT_RETRIES`]).
@@ -426,7 +473,7 @@ impl Storage {
                 s3: None,
             });
         }
-        let op = with_layers(remote_operator(&parsed, uri)?, retries(&parsed, uri)?);
+        let op = with_layers(remote_operator(&parsed, uri)?, limits(&parsed, uri)?);
         #[cfg(feature = "s3")]
         let s3 = match parsed.scheme.as_str() {
             "s3" => Some(Arc::new(s3api::S3Api::new(&parsed, uri)?)),
@@ -897,6 +944,18 @@ mod tests {
         assert_eq!(b.read("x/1.json").await.unwrap(), Bytes::from("one"));
         assert_eq!(b.list("x/").await.unwrap(), vec!["x/1.json".to_string()]);
         assert_eq!(a.read_opt("nope").await.unwrap(), None);
+    }
+
+    #[test]
+    fn retries_and_timeout_come_from_the_uri() {
+        let limits_of = |uri: &str| limits(&StorageUri::parse(uri).unwrap(), uri);
+        assert_eq!(limits_of("s3://b/p").unwrap(), Limits::default());
+        let l = limits_of("s3://b/p?timeout=2s&retries=1").unwrap();
+        assert_eq!((l.timeout, l.retries), (Duration::from_secs(2), 1));
+        for bad in ["s3://b/p?timeout=soon", "s3://b/p?timeout=0s"] {
+            let e = limits_of(bad).unwrap_err().to_string();
+            assert!(e.contains("timeout=") && e.contains("duration"), "{e}");
+        }
     }
 
     #[test]

@@ -127,9 +127,15 @@ impl KafkaSink {
             .connection
             .client_config()
             .map_err(Error::config)?;
+        let request_timeout = cfg.request_timeout;
         let client = Client::connect(cfg).await.map_err(kerr)?;
         let producer = client
             .producer(ProducerConfig {
+                // The sink's `request_timeout`, not the producer's default of 30 s: before, a
+                // restore to brokers that accepted requests and never answered waited 35 s per
+                // Produce whatever the pipeline said (found by the fault tests,
+                // `restore_gives_up_on_silent_brokers_and_a_rerun_completes_it_exactly`).
+                request_timeout,
                 idempotent: true,
                 acks: -1,
                 compression: self.config.compression.codec(),

@@ -68,10 +68,15 @@ struct PartitionState {
     partition: i32,
     /// Next offset to fetch.
     position: i64,
+    /// Where this run started reading the partition.
+    started_at: i64,
     /// Snapshot end (exclusive); set from the first fetch response.
     stop: Option<i64>,
     /// Where a retention gap started, to be reported by the next batch's span.
     done: bool,
+    /// The log end this partition was found truncated to, below `position` (reported once
+    /// per truncation; see [`KafkaSource::reset_out_of_range`]).
+    truncated_to: Option<i64>,
 }
 
 /// The `kafka` source.
@@ -99,6 +104,9 @@ pub struct KafkaSource {
     initialized: bool,
     /// The part of the topics this source reads when it is one task of a shared pipeline.
     scope: Option<TaskScope>,
+    /// Each topic's id when this run resolved it: a different id later means the topic was
+    /// deleted and created again.
+    topic_ids: HashMap<String, String>,
 }
 
 /// A client error as Ferry's: a connection error (retriable when the client says so).
@@ -126,6 +134,7 @@ impl KafkaSource {
             prefetch: None,
             initialized: false,
             scope: None,
+            topic_ids: HashMap::new(),
         })
     }
 
@@ -210,9 +219,14 @@ impl KafkaSource {
                     topic: topic.clone(),
                     partition: p,
                     position,
+                    started_at: position,
                     stop: None,
                     done: false,
+                    truncated_to: None,
                 });
+            }
+            if let Some(id) = t.id {
+                self.topic_ids.insert(t.name.clone(), id.to_string());
             }
             self.topics.push(t.name.clone());
         }
@@ -428,6 +442,10 @@ impl KafkaSource {
             }
         }
         let state = &mut self.partitions[idx];
+        if produced {
+            // Past a truncation, if there was one: the next is reported again.
+            state.truncated_to = None;
+        }
         if let Some(scope) = &self.scope {
             scope.progress.set(
                 &state.topic,
@@ -470,14 +488,81 @@ impl KafkaSource {
                 "offsets deleted by retention before they were backed up: recording a gap"
             );
             self.partitions[idx].position = lo;
-            Ok(())
-        } else {
-            Err(Error::refused(format!(
-                "{topic}/{partition}: offset {position} is beyond the log end {hi}: \
-                 the topic was recreated or truncated; start a new backup (start: earliest) \
-                 to a new location"
-            )))
+            return Ok(());
         }
+        if position <= hi {
+            // In range by the time we asked: the answer came from a broker that had not
+            // caught up (a leader that just took over). Fetch again with fresh metadata.
+            tracing::debug!(topic = %topic, partition, position, log_end = hi, "offset out of range, then in range: retrying");
+            client.invalidate_metadata();
+            return Ok(());
+        }
+        // The log now ends below offsets already backed up. A topic deleted and created
+        // again under the same name is a different topic: resuming would mix two topics'
+        // offsets in one backup, so it is refused. Within a run the topic id tells; a run
+        // that resumed from a checkpoint and has read nothing yet cannot tell a recreation
+        // (the id it saw at start is already the new one) from a truncation that happened
+        // while Ferry was stopped, and refuses both, as before.
+        let read_this_run = self.partitions[idx].position > self.partitions[idx].started_at;
+        if !read_this_run || self.recreated(client, &topic).await? {
+            return Err(Error::refused(format!(
+                "{topic}/{partition}: offset {position} is beyond the log end {hi}: the topic \
+                 was deleted and created again, or its log truncated (an unclean leader \
+                 election) before this run read from it; start a new backup (start: earliest) \
+                 to a new location"
+            )));
+        }
+        // Same topic, shorter log: an unclean leader election made a replica that missed
+        // the last records leader, and the cluster dropped offsets hi..position that the
+        // backup already holds. Failing would stop the backup of every other partition for
+        // good, and jumping back would store other records under offsets the backup holds:
+        // the backup keeps what it has and continues at `position` once the log reaches it.
+        // The records Kafka writes at hi..position from now on cannot be backed up (their
+        // offsets are taken); this is said loudly, once per truncation.
+        let snapshot = self.config.stop == StopAt::HighWatermark;
+        let state = &mut self.partitions[idx];
+        if state.truncated_to.is_none_or(|t| hi < t) {
+            state.truncated_to = Some(hi);
+            tracing::error!(
+                topic = %topic, partition, log_end = hi, backed_up_to = position,
+                "the partition's log ends below the offset up to which it is backed up: an \
+                 unclean leader election truncated it. The backup keeps the records it holds \
+                 below {position}, some of which Kafka no longer has; records Kafka writes \
+                 below {position} from now on are not backed up (the backup holds other \
+                 records under those offsets); {}",
+                if snapshot {
+                    "the snapshot ends this partition here"
+                } else {
+                    "continuing at the backed-up end once the log reaches it"
+                }
+            );
+        }
+        if snapshot {
+            // The snapshot's end was read before the truncation; nothing up to it can be
+            // read any more beyond what the backup holds.
+            state.stop = Some(position);
+            state.done = true;
+        } else {
+            // Each fetch of this partition is answered out of range at once until the log
+            // grows past `position`: wait a little rather than spin on ListOffsets.
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+        Ok(())
+    }
+
+    /// Whether `topic` now has another id than when this run started reading it.
+    async fn recreated(&self, client: &Client, topic: &str) -> Result<bool> {
+        let Some(before) = self.topic_ids.get(topic) else {
+            return Ok(false);
+        };
+        let md = client
+            .metadata(Some(&[topic.to_string()]))
+            .await
+            .map_err(kerr)?;
+        Ok(md
+            .topic(topic)
+            .and_then(|t| t.id)
+            .is_some_and(|id| id.to_string() != *before))
     }
 
     async fn collect_metadata(&mut self) -> Result<SourceMetadata> {
