@@ -116,7 +116,8 @@ fn end_offsets(records: &[DumpedRecord]) -> BTreeMap<String, i64> {
 /// the topic's end offsets; across snapshots no partition's offset is ever lowered or
 /// dropped (a task's commit keeps what the other task committed).
 fn check_table(what: &str, read: &Table, topic: &str, source: &[DumpedRecord]) {
-    let distinct: BTreeSet<(i32, i64)> = read.rows.iter().map(|r| (r.partition, r.offset)).collect();
+    let distinct: BTreeSet<(i32, i64)> =
+        read.rows.iter().map(|r| (r.partition, r.offset)).collect();
     assert_eq!(
         distinct.len(),
         read.rows.len(),
