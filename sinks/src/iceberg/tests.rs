@@ -279,3 +279,86 @@ fn error_texts_are_one_line_and_cut() {
     assert!(text.ends_with("more bytes)"), "{text}");
     assert!(text.chars().count() < 1600, "{}", text.len());
 }
+
+/// A fence that refuses: the task lost its partitions.
+struct Lost;
+
+#[async_trait]
+impl ferry_core::Fence for Lost {
+    async fn check(&self) -> Result<()> {
+        Err(Error::refused("lost its partitions"))
+    }
+}
+
+fn scope(partitions: &[i32], fence: Option<Arc<dyn ferry_core::Fence>>) -> ferry_core::TaskScope {
+    ferry_core::TaskScope {
+        partitions: Some(
+            partitions
+                .iter()
+                .map(|p| ("orders".to_string(), *p))
+                .collect(),
+        ),
+        fence,
+        ..ferry_core::TaskScope::default()
+    }
+}
+
+#[test]
+fn tasks_of_a_worker_group_share_a_table_and_a_fenced_task_commits_nothing() {
+    let dir = tempfile::tempdir().expect("dir");
+    let cfg = config(dir.path(), serde_json::json!({}));
+    rt().block_on(async {
+        let tracker = AckTracker::new();
+        // Both tasks open before the table exists; the second creates it too late and loads
+        // the first's.
+        let mut t0 = IcebergSink::new(cfg.clone())
+            .expect("sink")
+            .with_scope(Some(scope(&[0], None)));
+        let mut t1 = IcebergSink::new(cfg.clone())
+            .expect("sink")
+            .with_scope(Some(scope(&[1], None)));
+        t0.open().await.expect("open");
+        t1.open().await.expect("open");
+        t0.write(batch(&tracker, 0, 0, &["a", "b"]))
+            .await
+            .expect("write");
+        t1.write(batch(&tracker, 1, 10, &["c"]))
+            .await
+            .expect("write");
+        t0.close().await.expect("close");
+        t1.close().await.expect("close");
+        let table = load(&cfg).await;
+        let offsets = table_offsets(&table).expect("offsets");
+        assert_eq!(
+            (offsets["orders"][&0], offsets["orders"][&1]),
+            (2, 11),
+            "the second commit kept the first task's offsets"
+        );
+
+        // A task resumes its own partitions only.
+        let mut again = IcebergSink::new(cfg.clone())
+            .expect("sink")
+            .with_scope(Some(scope(&[1], None)));
+        let resumed = again.open().await.expect("open").expect("offsets");
+        assert_eq!(
+            resumed,
+            Offsets::from([("orders".to_string(), BTreeMap::from([(1, 11)]))])
+        );
+
+        // A task whose fence refuses writes files but commits none.
+        let snapshots = table.metadata().snapshots().count();
+        let mut fenced = IcebergSink::new(cfg.clone())
+            .expect("sink")
+            .with_scope(Some(scope(&[0], Some(Arc::new(Lost)))));
+        fenced.open().await.expect("open");
+        fenced
+            .write(batch(&tracker, 0, 2, &["d"]))
+            .await
+            .expect("write");
+        let err = fenced.close().await.expect_err("a fenced task's commit");
+        assert!(err.to_string().contains("lost its partitions"), "{err}");
+        let table = load(&cfg).await;
+        assert_eq!(table.metadata().snapshots().count(), snapshots);
+        assert_eq!(table_offsets(&table).expect("offsets")["orders"][&0], 2);
+    });
+}
