@@ -362,3 +362,64 @@ fn tasks_of_a_worker_group_share_a_table_and_a_fenced_task_commits_nothing() {
         assert_eq!(table_offsets(&table).expect("offsets")["orders"][&0], 2);
     });
 }
+
+#[test]
+fn a_commit_made_from_a_table_another_writer_moved_conflicts() {
+    let dir = tempfile::tempdir().expect("dir");
+    let cfg = config(dir.path(), serde_json::json!({}));
+    rt().block_on(async {
+        let tracker = AckTracker::new();
+        let mut first = IcebergSink::new(cfg.clone()).expect("sink");
+        first.open().await.expect("open");
+        first
+            .write(batch(&tracker, 0, 0, &["a"]))
+            .await
+            .expect("write");
+        first.close().await.expect("close");
+        let stale = load(&cfg).await;
+
+        // Data files for a commit from the stale table.
+        let mut late = IcebergSink::new(cfg.clone()).expect("sink");
+        late.open().await.expect("open");
+        let mut b = batch(&tracker, 2, 0, &["x"]);
+        let records = std::mem::take(b.records_mut().expect("records"));
+        late.write_records(&records).await.expect("write");
+        let files = match late.files.take() {
+            Some(Files::Unpartitioned(mut w)) => w.close().await.expect("close files"),
+            _ => panic!("an unpartitioned table's files"),
+        };
+
+        // Another writer commits in between.
+        let mut other = IcebergSink::new(cfg.clone()).expect("sink");
+        other.open().await.expect("open");
+        other
+            .write(batch(&tracker, 1, 0, &["b"]))
+            .await
+            .expect("write");
+        other.close().await.expect("close");
+
+        let catalog = catalog::connect(&cfg.catalog).await.expect("catalog");
+        let tx = Transaction::new(&stale);
+        let tx = tx
+            .fast_append()
+            .add_data_files(files)
+            .apply(tx)
+            .expect("append");
+        let pinned = catalog::PinnedCatalog::new(catalog, stale.clone());
+        let err = tx
+            .commit(&pinned)
+            .await
+            .expect_err("a commit from the stale table");
+        assert_eq!(err.kind(), ErrorKind::CatalogCommitConflicts, "{err}");
+        assert!(
+            !err.retryable(),
+            "left to the sink's own loop to merge again"
+        );
+        let table = load(&cfg).await;
+        assert_eq!(
+            table_offsets(&table).expect("offsets")["orders"].len(),
+            2,
+            "the other writer's offsets are still there"
+        );
+    });
+}
