@@ -4,8 +4,13 @@
 
 use super::config::CatalogConfig;
 use super::storage::{warehouse_location, FerryStorageFactory};
+use async_trait::async_trait;
 use ferry_core::{Error, Result};
-use iceberg::{Catalog, CatalogBuilder};
+use iceberg::table::Table;
+use iceberg::{
+    Catalog, CatalogBuilder, ErrorKind, Namespace, NamespaceIdent, TableCommit, TableCreation,
+    TableIdent,
+};
 use iceberg_catalog_rest::{
     RestCatalogBuilder, REST_CATALOG_PROP_URI, REST_CATALOG_PROP_WAREHOUSE,
 };
@@ -95,6 +100,124 @@ pub async fn connect(config: &CatalogConfig) -> Result<Arc<dyn Catalog>> {
                 .map_err(|e| catalog_error(config, e))?;
             Ok(Arc::new(catalog))
         }
+    }
+}
+
+/// The catalog as one commit sees it: `load_table` of the committed table answers the table
+/// the commit was computed from, and a conflict is returned rather than retried.
+///
+/// Why: iceberg-rust's `Transaction::commit` reloads the table before it commits and, when
+/// another writer committed in between, re-applies the actions on the newer table; it does
+/// the same on its own retries after a conflict. A fast append's snapshot summary is fixed
+/// when the action is made, so that rebase would commit `ferry.offsets` merged from the older
+/// table, dropping the offsets the other writer (another task of a worker group) had just
+/// committed. Pinned, the commit carries the requirement that the table is still at the
+/// snapshot the offsets were merged from; when it is not the catalog refuses it, and the
+/// sink reloads, merges again and retries.
+#[derive(Debug)]
+pub(crate) struct PinnedCatalog {
+    inner: Arc<dyn Catalog>,
+    table: Table,
+}
+
+impl PinnedCatalog {
+    /// `inner`, with `table` (freshly loaded) as the state commits to it start from.
+    pub(crate) fn new(inner: Arc<dyn Catalog>, table: Table) -> Self {
+        PinnedCatalog { inner, table }
+    }
+}
+
+#[async_trait]
+impl Catalog for PinnedCatalog {
+    async fn list_namespaces(
+        &self,
+        parent: Option<&NamespaceIdent>,
+    ) -> iceberg::Result<Vec<NamespaceIdent>> {
+        self.inner.list_namespaces(parent).await
+    }
+
+    async fn create_namespace(
+        &self,
+        namespace: &NamespaceIdent,
+        properties: HashMap<String, String>,
+    ) -> iceberg::Result<Namespace> {
+        self.inner.create_namespace(namespace, properties).await
+    }
+
+    async fn get_namespace(&self, namespace: &NamespaceIdent) -> iceberg::Result<Namespace> {
+        self.inner.get_namespace(namespace).await
+    }
+
+    async fn namespace_exists(&self, namespace: &NamespaceIdent) -> iceberg::Result<bool> {
+        self.inner.namespace_exists(namespace).await
+    }
+
+    async fn update_namespace(
+        &self,
+        namespace: &NamespaceIdent,
+        properties: HashMap<String, String>,
+    ) -> iceberg::Result<()> {
+        self.inner.update_namespace(namespace, properties).await
+    }
+
+    async fn drop_namespace(&self, namespace: &NamespaceIdent) -> iceberg::Result<()> {
+        self.inner.drop_namespace(namespace).await
+    }
+
+    async fn list_tables(&self, namespace: &NamespaceIdent) -> iceberg::Result<Vec<TableIdent>> {
+        self.inner.list_tables(namespace).await
+    }
+
+    async fn create_table(
+        &self,
+        namespace: &NamespaceIdent,
+        creation: TableCreation,
+    ) -> iceberg::Result<Table> {
+        self.inner.create_table(namespace, creation).await
+    }
+
+    async fn load_table(&self, table: &TableIdent) -> iceberg::Result<Table> {
+        if table == self.table.identifier() {
+            return Ok(self.table.clone());
+        }
+        self.inner.load_table(table).await
+    }
+
+    async fn drop_table(&self, table: &TableIdent) -> iceberg::Result<()> {
+        self.inner.drop_table(table).await
+    }
+
+    async fn purge_table(&self, table: &TableIdent) -> iceberg::Result<()> {
+        self.inner.purge_table(table).await
+    }
+
+    async fn table_exists(&self, table: &TableIdent) -> iceberg::Result<bool> {
+        self.inner.table_exists(table).await
+    }
+
+    async fn rename_table(&self, src: &TableIdent, dest: &TableIdent) -> iceberg::Result<()> {
+        self.inner.rename_table(src, dest).await
+    }
+
+    async fn register_table(
+        &self,
+        table: &TableIdent,
+        metadata_location: String,
+    ) -> iceberg::Result<Table> {
+        self.inner.register_table(table, metadata_location).await
+    }
+
+    async fn update_table(&self, commit: TableCommit) -> iceberg::Result<Table> {
+        self.inner.update_table(commit).await.map_err(|e| {
+            if e.kind() == ErrorKind::CatalogCommitConflicts {
+                // Not retryable here: a retry would commit from the same stale table. The
+                // sink's own loop reloads and merges again.
+                iceberg::Error::new(ErrorKind::CatalogCommitConflicts, e.message().to_string())
+                    .with_source(e)
+            } else {
+                e
+            }
+        })
     }
 }
 

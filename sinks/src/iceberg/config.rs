@@ -236,7 +236,22 @@ impl SinkFactory for IcebergSinkFactory {
         config.validate()
     }
 
-    fn build(&self, config: IcebergSinkConfig, _ctx: &BuildContext) -> Result<Box<dyn Sink>> {
-        Ok(Box::new(IcebergSink::new(config)?))
+    fn build(&self, config: IcebergSinkConfig, ctx: &BuildContext) -> Result<Box<dyn Sink>> {
+        let shared = ctx.scope.as_ref().is_some_and(|s| s.partitions.is_some());
+        if shared {
+            if let CatalogConfig::Sql { uri, .. } = &config.catalog {
+                // Several processes commit through one SQLite file: safe only while they
+                // share its host's file locks (not over NFS or other network file systems),
+                // and not tested.
+                tracing::warn!(
+                    pipeline = %ctx.pipeline,
+                    catalog = %uri,
+                    "iceberg sink: tasks of a worker group share a SQL catalog on a SQLite file; this works only when every worker runs on the host that has the file (not over a network file system) and is not tested; use a REST catalog (catalog: {{type: rest, …}}) for workers"
+                );
+            }
+        }
+        Ok(Box::new(
+            IcebergSink::new(config)?.with_scope(ctx.scope.clone()),
+        ))
     }
 }

@@ -80,8 +80,12 @@ pub const SUMMARY_RANGES: &str = "ferry.ranges";
 /// Largest row group a data file's writer buffers.
 const ROW_GROUP_BYTES: usize = 32 * 1024 * 1024;
 
-/// Commit attempts when other writers commit at the same time.
-const COMMIT_ATTEMPTS: usize = 8;
+/// Commit attempts when other writers commit at the same time (each conflict means another
+/// writer's commit went through, so the writers as a whole progress).
+const COMMIT_ATTEMPTS: usize = 16;
+
+/// Longest wait between two commit attempts.
+const COMMIT_BACKOFF_MAX_MS: u64 = 2_000;
 
 type Builder =
     DataFileWriterBuilder<ParquetWriterBuilder, DefaultLocationGenerator, DefaultFileNameGenerator>;
@@ -124,6 +128,9 @@ pub struct IcebergSink {
     committed: Offsets,
     pending: Pending,
     dead_letter: Option<Storage>,
+    /// Set when this sink is one task of a pipeline a worker group shares (see
+    /// [`IcebergSink::with_scope`]).
+    scope: Option<ferry_core::TaskScope>,
 }
 
 /// Longest error text kept: a REST catalog's error may carry a whole HTML page (a Java
@@ -180,7 +187,36 @@ impl IcebergSink {
             committed: Offsets::new(),
             pending: Pending::default(),
             dead_letter,
+            scope: None,
         })
+    }
+
+    /// Makes this sink one task of a pipeline that workers of a group share: the tasks write
+    /// the same table, each its own partitions. On open the task resumes only its own
+    /// partitions from `ferry.offsets`; before each commit the scope's fence must confirm the
+    /// task still owns its partitions (a task that lost them commits nothing: their new
+    /// owner may already be writing them). Commits merge into the other tasks' offsets.
+    pub fn with_scope(mut self, scope: Option<ferry_core::TaskScope>) -> Self {
+        self.scope = scope;
+        self
+    }
+
+    /// Whether this sink's task writes `topic`/`partition` (every partition without a scope).
+    fn owns(&self, topic: &str, partition: i32) -> bool {
+        self.scope.as_ref().is_none_or(|s| s.owns(topic, partition))
+    }
+
+    /// An error when this task of a worker group lost its partitions: nothing more may be
+    /// committed.
+    fn check_writer(&self) -> impl std::future::Future<Output = Result<()>> + Send + 'static {
+        // A future that holds no `&self` (the sink is not `Sync`: its Parquet writers).
+        let scope = self.scope.clone();
+        async move {
+            match scope {
+                Some(scope) => scope.check_fence().await,
+                None => Ok(()),
+            }
+        }
     }
 
     fn catalog(&self) -> Result<&Arc<dyn Catalog>> {
@@ -346,7 +382,8 @@ impl IcebergSink {
             let tx = action
                 .apply(tx)
                 .map_err(|e| iceberg_error("iceberg schema update", e))?;
-            match tx.commit(catalog.as_ref()).await {
+            let pinned = catalog::PinnedCatalog::new(catalog.clone(), table.clone());
+            match tx.commit(&pinned).await {
                 Ok(t) => {
                     tracing::info!(table = %self.ident, columns = ?missing.iter().map(|(n, t)| format!("{}.{n}: {t:?}", values.column())).collect::<Vec<_>>(), "iceberg columns added for new JSON fields");
                     self.set_table(t);
@@ -357,6 +394,7 @@ impl IcebergSink {
                         && attempt < COMMIT_ATTEMPTS =>
                 {
                     tracing::debug!(attempt, "iceberg schema update conflicted; retrying");
+                    commit_backoff(attempt).await;
                 }
                 Err(e) => {
                     return Err(iceberg_error(
@@ -465,10 +503,13 @@ impl IcebergSink {
             .map_err(|e| Error::internal(format!("encoding ranges: {e}")))?;
         let rows: u64 = files.iter().map(|f| f.record_count()).sum();
         for attempt in 1..=COMMIT_ATTEMPTS {
+            // Before every attempt: a retry may come after a rebalance took the partitions.
+            self.check_writer().await?;
             let table = catalog
                 .load_table(&self.ident)
                 .await
                 .map_err(|e| iceberg_error(&format!("loading table {}", self.ident), e))?;
+            // Cumulative: the other writers' partitions stay as they committed them.
             let mut offsets = table_offsets(&table)?;
             for (topic, parts) in &pending.ranges {
                 let entry = offsets.entry(topic.clone()).or_default();
@@ -492,7 +533,9 @@ impl IcebergSink {
                 .set_snapshot_properties(summary)
                 .apply(tx)
                 .map_err(|e| iceberg_error("iceberg append", e))?;
-            match tx.commit(catalog.as_ref()).await {
+            // Pinned to `table`: the offsets were merged from it (see `PinnedCatalog`).
+            let pinned = catalog::PinnedCatalog::new(catalog.clone(), table.clone());
+            match tx.commit(&pinned).await {
                 Ok(t) => {
                     tracing::info!(table = %self.ident, files = files.len(), rows, records = pending.records, "iceberg commit");
                     metrics::counter!("ferry_iceberg_commits_total").increment(1);
@@ -509,11 +552,18 @@ impl IcebergSink {
                         attempt,
                         "iceberg commit conflicted with another writer; retrying"
                     );
+                    metrics::counter!("ferry_iceberg_commit_conflicts_total").increment(1);
+                    commit_backoff(attempt).await;
                 }
                 Err(e) => return Err(iceberg_error(&format!("committing to {}", self.ident), e)),
             }
         }
-        Err(Error::internal("iceberg commit: out of attempts"))
+        Err(Error::component(
+            format!("iceberg: committing to {}", self.ident),
+            std::io::Error::other(format!(
+                "{COMMIT_ATTEMPTS} attempts conflicted with other writers' commits"
+            )),
+        ))
     }
 
     /// Writes the records whose typed fields did not fit, before the commit that holds
@@ -573,6 +623,15 @@ fn with_column(
     columns.push(column);
     arrow::array::RecordBatch::try_new(Arc::new(arrow::datatypes::Schema::new(fields)), columns)
         .map_err(|e| Error::internal(format!("iceberg: typed columns: {e}")))
+}
+
+/// Waits before commit attempt `attempt + 1`: growing, with jitter so that writers that
+/// conflicted do not try again in the same instant.
+async fn commit_backoff(attempt: usize) {
+    use rand::Rng;
+    let base = (25u64 << attempt.min(6)).min(COMMIT_BACKOFF_MAX_MS);
+    let jitter = rand::rng().random_range(0..=base);
+    tokio::time::sleep(std::time::Duration::from_millis(base / 2 + jitter / 2)).await;
 }
 
 /// A random 128-bit hex name part.
@@ -636,7 +695,13 @@ impl Sink for IcebergSink {
                 .await
                 .map_err(|e| iceberg_error(&format!("loading table {}", self.ident), e))?;
             self.check_location(&table)?;
-            self.committed = table_offsets(&table)?;
+            // Only this task's partitions: the other tasks of a worker group resume theirs.
+            let mut committed = table_offsets(&table)?;
+            for (topic, parts) in committed.iter_mut() {
+                parts.retain(|p, _| self.owns(topic, *p));
+            }
+            committed.retain(|_, parts| !parts.is_empty());
+            self.committed = committed;
             tracing::info!(table = %self.ident, offsets = ?self.committed, "iceberg table found; resuming after the offsets of its last commit");
             self.set_table(table);
         }

@@ -279,3 +279,147 @@ fn error_texts_are_one_line_and_cut() {
     assert!(text.ends_with("more bytes)"), "{text}");
     assert!(text.chars().count() < 1600, "{}", text.len());
 }
+
+/// A fence that refuses: the task lost its partitions.
+struct Lost;
+
+#[async_trait]
+impl ferry_core::Fence for Lost {
+    async fn check(&self) -> Result<()> {
+        Err(Error::refused("lost its partitions"))
+    }
+}
+
+fn scope(partitions: &[i32], fence: Option<Arc<dyn ferry_core::Fence>>) -> ferry_core::TaskScope {
+    ferry_core::TaskScope {
+        partitions: Some(
+            partitions
+                .iter()
+                .map(|p| ("orders".to_string(), *p))
+                .collect(),
+        ),
+        fence,
+        ..ferry_core::TaskScope::default()
+    }
+}
+
+#[test]
+fn tasks_of_a_worker_group_share_a_table_and_a_fenced_task_commits_nothing() {
+    let dir = tempfile::tempdir().expect("dir");
+    let cfg = config(dir.path(), serde_json::json!({}));
+    rt().block_on(async {
+        let tracker = AckTracker::new();
+        // Both tasks open before the table exists; the second creates it too late and loads
+        // the first's.
+        let mut t0 = IcebergSink::new(cfg.clone())
+            .expect("sink")
+            .with_scope(Some(scope(&[0], None)));
+        let mut t1 = IcebergSink::new(cfg.clone())
+            .expect("sink")
+            .with_scope(Some(scope(&[1], None)));
+        t0.open().await.expect("open");
+        t1.open().await.expect("open");
+        t0.write(batch(&tracker, 0, 0, &["a", "b"]))
+            .await
+            .expect("write");
+        t1.write(batch(&tracker, 1, 10, &["c"]))
+            .await
+            .expect("write");
+        t0.close().await.expect("close");
+        t1.close().await.expect("close");
+        let table = load(&cfg).await;
+        let offsets = table_offsets(&table).expect("offsets");
+        assert_eq!(
+            (offsets["orders"][&0], offsets["orders"][&1]),
+            (2, 11),
+            "the second commit kept the first task's offsets"
+        );
+
+        // A task resumes its own partitions only.
+        let mut again = IcebergSink::new(cfg.clone())
+            .expect("sink")
+            .with_scope(Some(scope(&[1], None)));
+        let resumed = again.open().await.expect("open").expect("offsets");
+        assert_eq!(
+            resumed,
+            Offsets::from([("orders".to_string(), BTreeMap::from([(1, 11)]))])
+        );
+
+        // A task whose fence refuses writes files but commits none.
+        let snapshots = table.metadata().snapshots().count();
+        let mut fenced = IcebergSink::new(cfg.clone())
+            .expect("sink")
+            .with_scope(Some(scope(&[0], Some(Arc::new(Lost)))));
+        fenced.open().await.expect("open");
+        fenced
+            .write(batch(&tracker, 0, 2, &["d"]))
+            .await
+            .expect("write");
+        let err = fenced.close().await.expect_err("a fenced task's commit");
+        assert!(err.to_string().contains("lost its partitions"), "{err}");
+        let table = load(&cfg).await;
+        assert_eq!(table.metadata().snapshots().count(), snapshots);
+        assert_eq!(table_offsets(&table).expect("offsets")["orders"][&0], 2);
+    });
+}
+
+#[test]
+fn a_commit_made_from_a_table_another_writer_moved_conflicts() {
+    let dir = tempfile::tempdir().expect("dir");
+    let cfg = config(dir.path(), serde_json::json!({}));
+    rt().block_on(async {
+        let tracker = AckTracker::new();
+        let mut first = IcebergSink::new(cfg.clone()).expect("sink");
+        first.open().await.expect("open");
+        first
+            .write(batch(&tracker, 0, 0, &["a"]))
+            .await
+            .expect("write");
+        first.close().await.expect("close");
+        let stale = load(&cfg).await;
+
+        // Data files for a commit from the stale table.
+        let mut late = IcebergSink::new(cfg.clone()).expect("sink");
+        late.open().await.expect("open");
+        let mut b = batch(&tracker, 2, 0, &["x"]);
+        let records = std::mem::take(b.records_mut().expect("records"));
+        late.write_records(&records).await.expect("write");
+        let files = match late.files.take() {
+            Some(Files::Unpartitioned(mut w)) => w.close().await.expect("close files"),
+            _ => panic!("an unpartitioned table's files"),
+        };
+
+        // Another writer commits in between.
+        let mut other = IcebergSink::new(cfg.clone()).expect("sink");
+        other.open().await.expect("open");
+        other
+            .write(batch(&tracker, 1, 0, &["b"]))
+            .await
+            .expect("write");
+        other.close().await.expect("close");
+
+        let catalog = catalog::connect(&cfg.catalog).await.expect("catalog");
+        let tx = Transaction::new(&stale);
+        let tx = tx
+            .fast_append()
+            .add_data_files(files)
+            .apply(tx)
+            .expect("append");
+        let pinned = catalog::PinnedCatalog::new(catalog, stale.clone());
+        let err = tx
+            .commit(&pinned)
+            .await
+            .expect_err("a commit from the stale table");
+        assert_eq!(err.kind(), ErrorKind::CatalogCommitConflicts, "{err}");
+        assert!(
+            !err.retryable(),
+            "left to the sink's own loop to merge again"
+        );
+        let table = load(&cfg).await;
+        assert_eq!(
+            table_offsets(&table).expect("offsets")["orders"].len(),
+            2,
+            "the other writer's offsets are still there"
+        );
+    });
+}
