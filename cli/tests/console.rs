@@ -138,7 +138,10 @@ fn validate_and_backup_endpoints() {
     assert_eq!(code, 200, "{list}");
     assert_eq!(
         list,
-        json!([{"index": 0, "uri": backup.display().to_string()}, {"index": 1, "uri": empty.display().to_string()}])
+        json!([
+            {"index": 0, "uri": backup.display().to_string(), "added": false},
+            {"index": 1, "uri": empty.display().to_string(), "added": false}
+        ])
     );
     let (code, body) = w.api("GET", "/backups/1", None);
     assert_eq!(code, 404, "{body}");

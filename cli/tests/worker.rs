@@ -780,6 +780,21 @@ fn a_backup_location_added_through_the_api_is_listed_by_every_worker() {
     assert!(code == 200 || code == 201, "{body}");
     let (_, list) = a.get("/backups", None).expect("answer");
     assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+    assert_eq!(list[0]["added"], serde_json::json!(true), "{list}");
+    // Removed through one worker, it is gone from the other's list too; its backup stays.
+    let (code, body) = b
+        .request("DELETE", "/backups/0", None, None)
+        .expect("answer");
+    assert_eq!(code, 204, "{body}");
+    a.wait_until(
+        Duration::from_secs(20),
+        "forgot the removed location",
+        |w| {
+            w.get("/backups", None)
+                .is_some_and(|(_, l)| l == serde_json::json!([]))
+        },
+    );
+    assert!(std::path::Path::new(&backup).join("ferry.json").exists());
     a.stop();
     b.stop();
 }
