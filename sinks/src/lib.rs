@@ -5,12 +5,13 @@
 //! | `storage` | [`storage`] | rolling segments with manifests (backups, exports) to files, S3, GCS, Azure, memory |
 //! | `kafka`   | [`kafka`] (+ [`offset_map`], [`partitioner`]) | Kafka topics: restores and cluster-to-cluster copies |
 //! | `stdout`  | [`stdout`] | JSON lines on standard output |
-//! | `iceberg` | [`iceberg`] | Apache Iceberg v2 tables (SQL or REST catalog), exactly once |
+//! | `iceberg` | `iceberg` (feature `iceberg`, default) | Apache Iceberg v2 tables (SQL or REST catalog), exactly once |
 //! | `fanout`  | [`fanout`] | every batch to several of the sinks above (a backup in two places) |
 //!
 //! [`register`] adds them to a registry.
 
 pub mod fanout;
+#[cfg(feature = "iceberg")]
 pub mod iceberg;
 pub mod kafka;
 pub mod offset_map;
@@ -35,5 +36,6 @@ fn register_leaves(reg: &mut Registry) {
     reg.register_sink(storage::StorageSinkFactory);
     reg.register_sink(kafka::KafkaSinkFactory);
     reg.register_sink(stdout::StdoutFactory);
+    #[cfg(feature = "iceberg")]
     reg.register_sink(iceberg::IcebergSinkFactory);
 }
