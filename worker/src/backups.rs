@@ -127,30 +127,22 @@ async fn add_backup(
         .map_err(|e| ApiError::internal(&e))?;
     // The config topic's follower applies the record shortly; wait for it so the answer's
     // index is the one GET /backups shows.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        if let Some(index) = all_locations(&shared)
-            .iter()
-            .position(|u| redacted(u) == redacted(&uri))
-        {
-            tracing::info!(backup = %redacted(&uri), index, "backup location added");
-            return Ok((
-                StatusCode::CREATED,
-                Json(BackupLocation {
-                    index,
-                    uri: redacted(&uri),
-                    added: true,
-                }),
-            ));
-        }
-        if std::time::Instant::now() > deadline {
-            return Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the location was written to the config topic but has not come back from it within 10 s; GET /backups will list it once it does",
-            ));
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let index = listed_within(&shared, &uri, true, "the location was written to the config topic but has not come back from it within 10 s; GET /backups will list it once it does").await?;
+    let index = index.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the added location is not listed",
+        )
+    })?;
+    tracing::info!(backup = %redacted(&uri), index, "backup location added");
+    Ok((
+        StatusCode::CREATED,
+        Json(BackupLocation {
+            index,
+            uri: redacted(&uri),
+            added: true,
+        }),
+    ))
 }
 
 /// Forgets a location added through the API: 204 once every list shows it gone (its
@@ -185,21 +177,33 @@ async fn remove_backup(
     }
     // As for adding: answer once the config topic's follower has applied it, so the next
     // GET /backups no longer lists it.
+    listed_within(&shared, &uri, false, "the removal was written to the config topic but has not come back from it within 10 s; GET /backups will stop listing the location once it does").await?;
+    tracing::info!(backup = %redacted(&uri), index, "backup location removed");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Waits (up to 10 s) until the config topic's follower has applied an added (`listed`) or
+/// removed location, so the answer matches the next `GET /backups`; returns its index when
+/// listed. `late` is the 503's message when it does not come back in time.
+async fn listed_within(
+    shared: &Shared,
+    uri: &str,
+    listed: bool,
+    late: &str,
+) -> Result<Option<usize>, ApiError> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while all_locations(&shared)
-        .iter()
-        .any(|u| redacted(u) == redacted(&uri))
-    {
+    loop {
+        let index = all_locations(shared)
+            .iter()
+            .position(|u| redacted(u) == redacted(uri));
+        if index.is_some() == listed {
+            return Ok(index);
+        }
         if std::time::Instant::now() > deadline {
-            return Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the removal was written to the config topic but has not come back from it within 10 s; GET /backups will stop listing the location once it does",
-            ));
+            return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, late));
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    tracing::info!(backup = %redacted(&uri), index, "backup location removed");
-    Ok(StatusCode::NO_CONTENT)
 }
 
 /// A URI as people may see it: without its query.
