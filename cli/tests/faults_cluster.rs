@@ -287,16 +287,16 @@ impl Drop for Down<'_> {
     }
 }
 
-/// Kills the leader of `topic`/0 while `child` runs. Fails when the run ended before the
-/// kill (the test would show nothing).
+/// Kills node `leader` (looked up before `child` started, so that no lookup eats into the
+/// run) `after` the start of `child`. Fails when the run ended before the kill (the test
+/// would show nothing).
 fn kill_leader_during<'a>(
     c: &'a Cluster,
     child: &mut Run,
-    topic: &str,
+    leader: i32,
     after: Duration,
 ) -> Down<'a> {
     std::thread::sleep(after);
-    let leader = c.leader_of(topic, 0);
     assert!(
         child.try_wait().expect("wait").is_none(),
         "the run finished before the leader was killed: make it slower"
@@ -456,13 +456,30 @@ fn snapshot_backup_and_restore_ride_out_a_killed_leader() {
     c.create_topic(&topic, 3);
     fill(&c, work.path(), &topic, total, "fill");
 
+    // Both runs reach the nodes through proxies slowed to 150 KB/s per connection and
+    // direction, so that each takes seconds (about 2 MB on the wire) and the kill lands
+    // mid-run however fast the machine is; a killed node's proxy refuses to connect
+    // onwards, as the node itself would.
+    let proxies = Proxies::start();
+    proxies.set(ferry_testkit::proxy::Fault::Slow(150_000));
+    let slowed = Cluster {
+        brokers: proxies.brokers(),
+        run_dir: c.run_dir.clone(),
+        dev_env: c.dev_env.clone(),
+    };
+
     // Backup: the leader of partition 0 dies while the snapshot runs.
     let backup = work.path().join("backup");
     let yaml = work.path().join("backup.yaml");
-    std::fs::write(&yaml, backup_yaml(&c, &topic, &backup, "high_watermark")).unwrap();
+    std::fs::write(
+        &yaml,
+        backup_yaml(&slowed, &topic, &backup, "high_watermark"),
+    )
+    .unwrap();
     let log = work.path().join("backup.log");
+    let leader = c.leader_of(&topic, 0);
     let mut child = spawn_run(&yaml, &log);
-    let down = kill_leader_during(&c, &mut child, &topic, Duration::from_millis(400));
+    let down = kill_leader_during(&c, &mut child, leader, Duration::from_millis(400));
     wait_success(child, Duration::from_secs(180), "backup", &log);
     down.restart();
     c.wait_fully_replicated(&topic);
@@ -472,10 +489,15 @@ fn snapshot_backup_and_restore_ride_out_a_killed_leader() {
     c.create_topic(&restored, 3);
     let state = work.path().join("state");
     let yaml = work.path().join("restore.yaml");
-    std::fs::write(&yaml, restore_yaml(&c, &topic, &restored, &backup, &state)).unwrap();
+    std::fs::write(
+        &yaml,
+        restore_yaml(&slowed, &topic, &restored, &backup, &state),
+    )
+    .unwrap();
     let log = work.path().join("restore.log");
+    let leader = c.leader_of(&restored, 0);
     let mut child = spawn_run(&yaml, &log);
-    let down = kill_leader_during(&c, &mut child, &restored, Duration::from_millis(400));
+    let down = kill_leader_during(&c, &mut child, leader, Duration::from_millis(400));
     wait_success(child, Duration::from_secs(180), "restore", &log);
     down.restart();
     c.wait_fully_replicated(&restored);
@@ -499,8 +521,9 @@ fn continuous_backup_rides_out_a_killed_and_restarted_leader() {
     let yaml = work.path().join("backup.yaml");
     std::fs::write(&yaml, backup_yaml(&c, &topic, &backup, "never")).unwrap();
     let log = work.path().join("backup.log");
+    let leader = c.leader_of(&topic, 0);
     let mut child = spawn_run(&yaml, &log);
-    let down = kill_leader_during(&c, &mut child, &topic, Duration::from_secs(2));
+    let down = kill_leader_during(&c, &mut child, leader, Duration::from_secs(2));
     // Written at once, while the leader's death is still being noticed and its leaderships
     // move (two replicas stay in sync, so acks=all succeeds): the producer's retries of
     // batches the dead leader had already replicated must not fail the fill.
