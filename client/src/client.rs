@@ -431,7 +431,7 @@ impl Client {
     {
         let mut backoff = self.inner.cfg.retry.start();
         loop {
-            let e = match op().await {
+            let e = match backoff.attempt(op()).await {
                 Ok(v) => return Ok(v),
                 Err(e) if e.is_retriable() => e,
                 Err(e) => return Err(e),
@@ -731,7 +731,9 @@ impl Client {
         let mut backoff = self.inner.cfg.retry.start();
         loop {
             let items: Vec<(String, i32)> = todo.iter().map(|p| (topic.to_string(), *p)).collect();
-            let routing = self.by_leader(&items, |(t, p)| (t.as_str(), *p)).await;
+            let routing = backoff
+                .attempt(self.by_leader(&items, |(t, p)| (t.as_str(), *p)))
+                .await;
             let mut retry: Vec<(i32, ClientError)> = routing
                 .failed
                 .into_iter()
@@ -746,7 +748,7 @@ impl Client {
                     )
                 }
             });
-            for (parts, res) in join_all(futs).await {
+            for (parts, res) in backoff.attempt(join_all(futs)).await {
                 match res {
                     Ok(results) => {
                         for (p, r) in results {
@@ -894,8 +896,8 @@ impl Client {
         let mut todo: Vec<FetchRequestPartition> = requests.to_vec();
         let mut backoff = self.inner.cfg.retry.start();
         loop {
-            let routing = self
-                .by_leader(&todo, |r| (r.topic.as_str(), r.partition))
+            let routing = backoff
+                .attempt(self.by_leader(&todo, |r| (r.topic.as_str(), r.partition)))
                 .await;
             let mut retry: Vec<FetchRetry> = Vec::new();
             for (r, e) in routing.failed {
@@ -918,7 +920,7 @@ impl Client {
                     };
                     (parts, res)
                 });
-            for (parts, res) in join_all(futs).await {
+            for (parts, res) in backoff.attempt(join_all(futs)).await {
                 match res {
                     Ok(results) => sort_fetch_answers(parts, results, &mut done, &mut retry),
                     Err(e) if e.is_retriable() => {

@@ -108,12 +108,13 @@ fn api_name(key: i16) -> String {
 impl Connection {
     /// Dials `addr`, negotiates versions and authenticates.
     pub(crate) async fn connect(addr: &str, cfg: &ConnConfig) -> Result<Arc<Connection>> {
-        let tcp = tokio::time::timeout(cfg.connect_timeout, TcpStream::connect(addr))
+        let connect_timeout = crate::retry::within_deadline(cfg.connect_timeout);
+        let tcp = tokio::time::timeout(connect_timeout, TcpStream::connect(addr))
             .await
             .map_err(|_| ClientError::Timeout {
                 addr: addr.to_string(),
                 api: "connect".into(),
-                after: cfg.connect_timeout,
+                after: connect_timeout,
             })?
             .map_err(|e| ClientError::Io {
                 addr: addr.to_string(),
@@ -499,6 +500,8 @@ impl Connection {
         rx: oneshot::Receiver<Result<Bytes>>,
         timeout: Duration,
     ) -> Result<Bytes> {
+        // Not past the give-up time of the retry loop this request is a try of.
+        let timeout = crate::retry::within_deadline(timeout);
         match tokio::time::timeout(timeout, rx).await {
             Err(_) => {
                 lock(&self.state).pending.remove(&corr);
@@ -635,7 +638,7 @@ impl BrokerHandle {
             let wait = self.cfg.retry.delay(n - 1);
             let elapsed = last.map(|t| t.elapsed()).unwrap_or(wait);
             if elapsed < wait {
-                tokio::time::sleep(wait - elapsed).await;
+                tokio::time::sleep(crate::retry::within_deadline(wait - elapsed)).await;
             }
         }
         match Connection::connect(&self.addr, &self.cfg).await {

@@ -540,7 +540,7 @@ impl Producer {
                 if q.is_empty() {
                     continue;
                 }
-                match self.client.leader_gen(&key.0, key.1).await {
+                match backoff.attempt(self.client.leader_gen(&key.0, key.1)).await {
                     Ok((l, generation)) => {
                         round.seen.insert(key.0.clone(), generation);
                         by_leader.entry(l).or_default().push(key.clone());
@@ -561,7 +561,7 @@ impl Producer {
                     .collect();
                 async move { (self.send_leader(leader, heads.clone()).await, heads) }
             });
-            for (outcome, heads) in join_all(sends).await {
+            for (outcome, heads) in backoff.attempt(join_all(sends)).await {
                 match outcome {
                     Ok(answers) => {
                         for (key, ans) in answers {
@@ -1003,8 +1003,20 @@ impl InFlight {
         // Answers in the order the requests went out: a partition's batches land in order,
         // and after its first failure nothing more of it counts here.
         let mut failed: HashSet<(String, i32)> = HashSet::new();
+        // The retry deadline counts from this call's first failure: from then on, the
+        // answers still awaited and the careful path that follows give up by it, however
+        // their own timeouts and retry loops nest.
+        let policy = self.producer.client.config().retry.clone();
+        let mut give_up_at = None;
         for (keys, answers) in std::mem::take(&mut self.sent) {
-            match answers.await {
+            let answers = crate::retry::give_up_by(give_up_at, answers).await;
+            if answers
+                .as_ref()
+                .map_or(true, |a| a.iter().any(|(_, r)| r.is_err()))
+            {
+                give_up_at = give_up_at.or_else(|| policy.give_up_at());
+            }
+            match answers {
                 Ok(answers) => {
                     for (key, ans) in answers {
                         if failed.contains(&key) {
@@ -1051,9 +1063,11 @@ impl InFlight {
         }
         let _order = self.producer.shared.state.lock().await;
         let (queues, results) = (&mut self.queues, &mut self.results);
-        self.producer
-            .careful(self.turn.ticket, queues, results)
-            .await
+        crate::retry::give_up_by(
+            give_up_at,
+            self.producer.careful(self.turn.ticket, queues, results),
+        )
+        .await
     }
 }
 

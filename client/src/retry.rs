@@ -5,9 +5,50 @@
 //! `jitter` of itself at random (so clients that failed together do not retry together). A
 //! loop gives up after `attempts` tries or once `deadline` has passed since its first try,
 //! whichever comes first; with neither set it retries for as long as the error is retriable.
+//!
+//! Loops nest (a produce retry looks the leader up, which retries metadata, which re-dials a
+//! broker), so each loop runs its tries under its give-up time ([`Backoff::attempt`]): a
+//! loop started inside gives up no later than the one around it, and requests and dials
+//! inside wait no longer than that ([`within_deadline`]). Without this, giving up took
+//! several times `deadline`, each inner loop starting its own.
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::future::Future;
 use std::time::{Duration, Instant};
+
+tokio::task_local! {
+    /// When the retry loop whose try is running gives up (see [`Backoff::attempt`]).
+    static GIVE_UP_AT: Option<Instant>;
+}
+
+/// When the retry loops around the running code give up, if any of them does.
+pub fn give_up_at() -> Option<Instant> {
+    GIVE_UP_AT.try_with(|at| *at).ok().flatten()
+}
+
+/// `wait` shortened so that it ends when the retry loops around the running code give up:
+/// a request or dial started just before the deadline does not run a whole timeout past it.
+pub fn within_deadline(wait: Duration) -> Duration {
+    match give_up_at() {
+        Some(at) => wait.min(at.saturating_duration_since(Instant::now())),
+        None => wait,
+    }
+}
+
+/// Runs `fut` as code whose retry loops give up at `at` at the latest (`None`: whenever
+/// the loops around it do).
+pub async fn give_up_by<F: Future>(at: Option<Instant>, fut: F) -> F::Output {
+    let at = earliest(at, give_up_at());
+    GIVE_UP_AT.scope(at, fut).await
+}
+
+/// The earlier of two optional instants (`None` means never).
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
 
 /// How the client retries retriable errors.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -100,13 +141,21 @@ impl RetryPolicy {
         self.delay_with(retry, rand::random::<f64>())
     }
 
-    /// The state of one retry loop, started now.
+    /// The state of one retry loop, started now. It gives up at its own deadline or when
+    /// the loops around it do, whichever comes first.
     pub fn start(&self) -> Backoff {
+        let started = Instant::now();
         Backoff {
             policy: self.clone(),
             failures: 0,
-            started: Instant::now(),
+            started,
+            give_up_at: earliest(self.deadline.map(|d| started + d), give_up_at()),
         }
+    }
+
+    /// When a loop started now under this policy gives up (see [`RetryPolicy::start`]).
+    pub fn give_up_at(&self) -> Option<Instant> {
+        earliest(self.deadline.map(|d| Instant::now() + d), give_up_at())
     }
 }
 
@@ -116,25 +165,31 @@ pub struct Backoff {
     policy: RetryPolicy,
     failures: u32,
     started: Instant,
+    give_up_at: Option<Instant>,
 }
 
 impl Backoff {
     /// Records a failed try and returns how long to wait before the next, or `None` when
-    /// the policy says to give up (attempts used up, or the deadline reached). The wait is
-    /// cut short so the next try starts before the deadline.
+    /// the policy says to give up: attempts used up, or the wait would reach the give-up
+    /// time (the deadline, or that of a loop around this one).
     pub fn next_delay(&mut self) -> Option<Duration> {
         self.failures = self.failures.saturating_add(1);
         if self.policy.attempts.is_some_and(|a| self.failures >= a) {
             return None;
         }
         let delay = self.policy.delay(self.failures - 1);
-        match self.policy.deadline {
+        match self.give_up_at {
             None => Some(delay),
-            Some(deadline) => {
-                let left = deadline.checked_sub(self.started.elapsed())?;
-                (!left.is_zero()).then(|| delay.min(left))
-            }
+            // A try after a wait that reaches the give-up time would have no time left
+            // (requests inside are cut to it): give up now instead.
+            Some(at) => (at.saturating_duration_since(Instant::now()) > delay).then_some(delay),
         }
+    }
+
+    /// Runs one try of this loop: retry loops started inside it give up no later than this
+    /// one, and requests inside wait no longer (see [`within_deadline`]).
+    pub async fn attempt<F: Future>(&self, fut: F) -> F::Output {
+        GIVE_UP_AT.scope(self.give_up_at, fut).await
     }
 
     /// Failed tries so far.
@@ -251,21 +306,82 @@ mod tests {
         assert_eq!(b.failures(), 4);
     }
 
+    #[tokio::test]
+    async fn a_loop_inside_another_gives_up_with_it() {
+        let outer = RetryPolicy {
+            deadline: Some(Duration::from_millis(200)),
+            ..RetryPolicy::default()
+        };
+        let inner = RetryPolicy {
+            deadline: Some(Duration::from_secs(30)),
+            ..RetryPolicy::default()
+        };
+        let b = outer.start();
+        let (inner_at, capped) = b
+            .attempt(async {
+                (
+                    inner.start().give_up_at,
+                    within_deadline(Duration::from_secs(10)),
+                )
+            })
+            .await;
+        assert_eq!(
+            inner_at, b.give_up_at,
+            "the inner loop keeps the outer deadline"
+        );
+        assert!(
+            capped <= Duration::from_millis(200),
+            "a wait inside is cut: {capped:?}"
+        );
+        // An inner deadline sooner than the outer one stays.
+        let short = RetryPolicy {
+            deadline: Some(Duration::from_millis(50)),
+            ..RetryPolicy::default()
+        };
+        let at = b.attempt(async { short.start().give_up_at }).await;
+        assert!(at < b.give_up_at, "the sooner deadline wins");
+        // Outside any loop nothing is cut.
+        assert_eq!(
+            within_deadline(Duration::from_secs(10)),
+            Duration::from_secs(10)
+        );
+        assert_eq!(inner.start().give_up_at.map(|_| ()), Some(()));
+    }
+
+    #[tokio::test]
+    async fn a_loop_without_deadline_inside_one_with_a_deadline_gives_up_with_it() {
+        let outer = RetryPolicy {
+            deadline: Some(Duration::from_millis(100)),
+            ..RetryPolicy::default()
+        };
+        let forever = RetryPolicy::default().forever();
+        let b = outer.start();
+        let mut inner = b.attempt(async { forever.start() }).await;
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        assert_eq!(inner.next_delay(), None, "gives up at the outer deadline");
+        // On its own it never does.
+        let mut alone = forever.start();
+        assert!(alone.next_delay().is_some());
+    }
+
     #[test]
-    fn the_deadline_ends_the_loop_and_cuts_the_last_wait() {
+    fn the_loop_gives_up_when_its_next_wait_would_reach_the_deadline() {
         let p = RetryPolicy {
             attempts: None,
-            deadline: Some(Duration::from_millis(150)),
+            deadline: Some(Duration::from_millis(1000)),
             jitter: 0.0,
-            initial_delay: Duration::from_millis(120),
+            initial_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(10),
             ..policy()
         };
         let mut b = p.start();
-        assert_eq!(b.next_delay(), Some(Duration::from_millis(120)));
+        assert_eq!(b.next_delay(), Some(Duration::from_millis(100)));
         std::thread::sleep(Duration::from_millis(100));
-        let d = b.next_delay().expect("still before the deadline");
-        assert!(d <= Duration::from_millis(50), "cut to what is left: {d:?}");
-        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(b.next_delay(), Some(Duration::from_millis(200)));
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(b.next_delay(), Some(Duration::from_millis(400)));
+        std::thread::sleep(Duration::from_millis(400));
+        // About 300 ms left, the next wait 800 ms: a try after it would have no time.
         assert_eq!(b.next_delay(), None);
     }
 

@@ -771,11 +771,13 @@ async fn fetch_retries_until_the_deadline() {
         .unwrap();
     let took = started.elapsed();
     assert_eq!(got[0].error, Some(KafkaCode::NOT_LEADER_OR_FOLLOWER));
+    // Waits of 50, 100, 200 ms; the next 200 ms wait would end past the 600 ms deadline
+    // (at about 550 ms), so the loop gives up then, not later.
     assert!(
-        took >= Duration::from_millis(600) && took < Duration::from_secs(3),
+        took >= Duration::from_millis(300) && took <= Duration::from_millis(1200),
         "{took:?}"
     );
-    // 50, 100, 200, 200 ms ... until 600 ms: at least 4 tries.
+    // At least 4 tries.
     assert!(cluster.fetch_calls[2].load(Ordering::SeqCst) >= 4);
 }
 
