@@ -9,6 +9,11 @@ Fills one topic with Ferry's generator, then runs randomized trials:
   restore  one complete backup restored into a fresh topic, killed the same way, then run to
            the end; the restored topic read with librdkafka must hold every source record
            once (lost / duplicated counted per (partition, key, value, timestamp)).
+With --cluster (the 3-node cluster of `scripts/dev-env cluster-up`, replication factor 3,
+min.insync.replicas 2), every trial also kills one broker node with SIGKILL at a random
+moment while Ferry runs and is being killed, and starts it again a few seconds later: Ferry's
+kills and leader changes combined. Before the next trial every partition is fully replicated
+again.
 Prints one line per trial and a Markdown table at the end (also written to --out).
 """
 
@@ -22,6 +27,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 from confluent_kafka import Consumer, TopicPartition
@@ -41,12 +47,55 @@ def run_ferry(ferry, yaml_path, quiet=True):
     )
 
 
-def create_topic(broker, name, partitions):
+def create_topic(broker, name, partitions, replicas=1):
     admin = AdminClient({"bootstrap.servers": broker})
     fut = admin.create_topics(
-        [NewTopic(name, partitions, 1, config={"retention.ms": "-1"})]
+        [NewTopic(name, partitions, replicas, config={"retention.ms": "-1"})]
     )[name]
     fut.result(30)
+
+
+class BrokerFaults:
+    """Kills one node of the dev-env 3-node cluster during a trial and starts it again."""
+
+    def __init__(self, run_dir, dev_env, broker, rng):
+        self.run_dir, self.dev_env, self.broker, self.rng = run_dir, dev_env, broker, rng
+        self.thread = None
+        self.note = ""
+
+    def start(self):
+        node = self.rng.randint(1, 3)
+        after = self.rng.uniform(0.0, 1.5)
+        down_for = self.rng.uniform(2.0, 8.0)
+        self.thread = threading.Thread(target=self._fault, args=(node, after, down_for))
+        self.thread.start()
+
+    def _fault(self, node, after, down_for):
+        time.sleep(after)
+        with open(os.path.join(self.run_dir, f"cluster-{node}.pid")) as fh:
+            pid = int(fh.read().strip())
+        os.kill(pid, signal.SIGKILL)
+        log(f"killed broker node {node} {after:.2f} s into the trial; down for {down_for:.1f} s")
+        time.sleep(down_for)
+        subprocess.run([self.dev_env, "cluster-start-node", str(node)], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.note = f"node {node} at {after:.1f} s for {down_for:.1f} s"
+
+    def finish(self, topics, timeout_s=180):
+        """Waits for the node to be back and every partition of `topics` fully replicated."""
+        if self.thread is None:
+            return
+        self.thread.join()
+        self.thread = None
+        admin = AdminClient({"bootstrap.servers": self.broker})
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            md = admin.list_topics(timeout=30)
+            parts = [p for t in topics if t in md.topics for p in md.topics[t].partitions.values()]
+            if parts and all(p.leader >= 0 and len(p.isrs) == len(p.replicas) for p in parts):
+                return
+            time.sleep(0.5)
+        raise RuntimeError(f"{topics} not fully replicated {timeout_s} s after the broker came back")
 
 
 def dump(broker, topic, timeout_s=60):
@@ -81,10 +130,13 @@ def dump(broker, topic, timeout_s=60):
     return seen, ends
 
 
-def kill_run(ferry, yaml_path, kills, progress, rng, timeout_s=120):
+def kill_run(ferry, yaml_path, kills, progress, rng, timeout_s=120, faults=None):
     """Runs the pipeline, killing it `kills` times; returns how many kills landed after the
-    run had committed progress of its own. Then one last run to the end."""
+    run had committed progress of its own. Then one last run to the end. `faults` (a
+    BrokerFaults) starts with the first run."""
     landed = 0
+    if faults:
+        faults.start()
     for i in range(kills):
         before = progress()
         proc = run_ferry(ferry, yaml_path)
@@ -186,13 +238,15 @@ def checkpoint_sum(path):
         return 0
 
 
-def backup_trial(ferry, broker, topic, ends, work, rng, kills):
+def backup_trial(ferry, broker, topic, ends, work, rng, kills, faults=None):
     d = tempfile.mkdtemp(prefix="backup-", dir=work)
     y = os.path.join(d, "backup.yaml")
     data = os.path.join(d, "data")
     with open(y, "w") as fh:
         fh.write(backup_yaml(broker, topic, data))
-    landed = kill_run(ferry, y, kills, lambda: committed_records(data, topic), rng)
+    landed = kill_run(ferry, y, kills, lambda: committed_records(data, topic), rng, faults=faults)
+    if faults:
+        faults.finish([topic])
     lost = dup = 0
     for p, end in ends.items():
         covered = collections.Counter()
@@ -205,7 +259,7 @@ def backup_trial(ferry, broker, topic, ends, work, rng, kills):
     return data, landed, lost, dup, ok
 
 
-def restore_trial(ferry, broker, topic, backup_dir, source, work, rng, kills, n):
+def restore_trial(ferry, broker, topic, backup_dir, source, work, rng, kills, n, faults=None):
     d = tempfile.mkdtemp(prefix="restore-", dir=work)
     target = f"{topic}-r{n}"
     state = os.path.join(d, "state")
@@ -213,7 +267,12 @@ def restore_trial(ferry, broker, topic, backup_dir, source, work, rng, kills, n)
     with open(y, "w") as fh:
         fh.write(restore_yaml(broker, backup_dir, topic, target, state))
     ckpt = os.path.join(state, "checkpoints", "chaos-restore.json")
-    landed = kill_run(ferry, y, kills, lambda: checkpoint_sum(ckpt), rng)
+    if faults:
+        # Made beforehand with 3 replicas, so that a killed node holds some of its leaders.
+        create_topic(broker, target, len({p for (p, _, _, _) in source}), 3)
+    landed = kill_run(ferry, y, kills, lambda: checkpoint_sum(ckpt), rng, faults=faults)
+    if faults:
+        faults.finish([topic, target])
     copy, _ = dump(broker, target)
     lost = sum(max(0, n - copy[k]) for k, n in source.items())
     dup = sum(max(0, n - source[k]) for k, n in copy.items())
@@ -231,13 +290,22 @@ def main():
     ap.add_argument("--seed", type=int, default=int(time.time()))
     ap.add_argument("--work", default="/var/tmp/ferry-chaos")
     ap.add_argument("--out", default="")
+    ap.add_argument("--cluster", action="store_true",
+                    help="--broker is the dev-env 3-node cluster: kill a node in every trial")
     a = ap.parse_args()
     rng = random.Random(a.seed)
+    replicas = 3 if a.cluster else 1
+
+    def faults():
+        if not a.cluster:
+            return None
+        return BrokerFaults(os.environ["FERRY_CLUSTER_RUN"], os.environ["FERRY_CLUSTER_DEV_ENV"],
+                            a.broker, rng)
     os.makedirs(a.work, exist_ok=True)
     work = tempfile.mkdtemp(prefix="run-", dir=a.work)
     topic = f"chaos-{a.seed}"
     log(f"seed {a.seed}; filling {topic} with {a.records} records over {a.partitions} partitions")
-    create_topic(a.broker, topic, a.partitions)
+    create_topic(a.broker, topic, a.partitions, replicas)
     fill = os.path.join(work, "fill.yaml")
     with open(fill, "w") as fh:
         fh.write(f"""name: chaos-fill
@@ -256,25 +324,30 @@ delivery: {{ checkpoint: none }}
     complete_backup = None
     for i in range(a.trials):
         kills = rng.randint(1, a.max_kills)
-        data, landed, lost, dup, ok = backup_trial(a.ferry, a.broker, topic, ends, work, rng, kills)
+        f = faults()
+        data, landed, lost, dup, ok = backup_trial(a.ferry, a.broker, topic, ends, work, rng, kills, f)
         complete_backup = complete_backup or data
-        rows.append(("backup", i + 1, kills, landed, lost, dup, "yes" if ok else "NO"))
-        log(f"backup trial {i + 1}: {landed}/{kills} kills after a commit, lost {lost}, duplicated {dup}, verify {'ok' if ok else 'FAILED'}")
+        note = f.note if f else "-"
+        rows.append(("backup", i + 1, kills, landed, lost, dup, "yes" if ok else "NO", note))
+        log(f"backup trial {i + 1}: {landed}/{kills} kills after a commit, lost {lost}, duplicated {dup}, verify {'ok' if ok else 'FAILED'}; broker killed: {note}")
     for i in range(a.trials):
         kills = rng.randint(1, a.max_kills)
-        landed, lost, dup = restore_trial(a.ferry, a.broker, topic, complete_backup, source, work, rng, kills, i + 1)
-        rows.append(("restore", i + 1, kills, landed, lost, dup, "-"))
-        log(f"restore trial {i + 1}: {landed}/{kills} kills after a commit, lost {lost}, duplicated {dup}")
+        f = faults()
+        landed, lost, dup = restore_trial(a.ferry, a.broker, topic, complete_backup, source, work, rng, kills, i + 1, f)
+        note = f.note if f else "-"
+        rows.append(("restore", i + 1, kills, landed, lost, dup, "-", note))
+        log(f"restore trial {i + 1}: {landed}/{kills} kills after a commit, lost {lost}, duplicated {dup}; broker killed: {note}")
 
     lines = [
         f"# Ferry kill -9 campaign, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
         "",
-        f"{a.records} records over {a.partitions} partitions, seed {a.seed}; each trial kills the run 1..{a.max_kills} times (SIGKILL), then runs it to the end.",
+        f"{a.records} records over {a.partitions} partitions, seed {a.seed}; each trial kills the run 1..{a.max_kills} times (SIGKILL), then runs it to the end."
+        + (" On the 3-node cluster (replication factor 3, min.insync.replicas 2): each trial also kills one broker node (SIGKILL) and starts it again." if a.cluster else ""),
         "",
-        "| kind | trial | kills | kills after a commit | lost | duplicated | verify |",
-        "|---|---:|---:|---:|---:|---:|---|",
+        "| kind | trial | kills | kills after a commit | lost | duplicated | verify | broker killed |",
+        "|---|---:|---:|---:|---:|---:|---|---|",
     ]
-    lines += [f"| {k} | {t} | {n} | {l} | {lo} | {d} | {v} |" for (k, t, n, l, lo, d, v) in rows]
+    lines += [f"| {k} | {t} | {n} | {l} | {lo} | {d} | {v} | {b} |" for (k, t, n, l, lo, d, v, b) in rows]
     bad = [r for r in rows if r[4] or r[5] or r[6] == "NO"]
     lines += ["", f"Trials: {len(rows)}; lost {sum(r[4] for r in rows)}, duplicated {sum(r[5] for r in rows)}; failing trials: {len(bad)}."]
     text = "\n".join(lines) + "\n"

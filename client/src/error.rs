@@ -208,6 +208,10 @@ pub enum ClientError {
     /// The idempotent producer hit an error it cannot recover from by retrying.
     #[error("producer: {0}")]
     Producer(String),
+    /// A newer producer with the same producer id and a higher epoch wrote to the partition
+    /// (a later run took over, see `Producer::take_over`): this one's writes are refused.
+    #[error("producer fenced: {0}")]
+    Fenced(String),
     /// TLS setup or handshake failed.
     #[error("tls: {0}")]
     Tls(String),

@@ -168,6 +168,8 @@ struct State {
     epoch: i16,
     sequences: HashMap<(String, i32), i32>,
     initialized: bool,
+    /// An earlier run's producer id and epoch to continue as (see [`Producer::take_over`]).
+    take_over: Option<(i64, i16)>,
 }
 
 /// What concurrent calls share: the idempotence state and the order of the calls.
@@ -286,6 +288,7 @@ impl Client {
                     epoch: -1,
                     sequences: HashMap::new(),
                     initialized: false,
+                    take_over: None,
                 }),
                 turns: Turns::new(),
                 landed_by: std::sync::Mutex::new(HashMap::new()),
@@ -306,7 +309,47 @@ impl Producer {
         s.initialized.then_some((s.producer_id, s.epoch))
     }
 
+    /// Makes this producer continue as an earlier run's `producer_id` with the epoch after
+    /// `epoch` (sequences from 0), instead of asking the cluster for a new id: once it has
+    /// written to a partition, the broker refuses there whatever the earlier run still had
+    /// in flight (a request of an older epoch is fenced, `INVALID_PRODUCER_EPOCH`), so a
+    /// late delivery cannot land after this run's records. This is the epoch bump KIP-360
+    /// gives idempotent producers, done across runs. Ignored when the epoch cannot grow
+    /// (a new id is asked for then, as it is after a failed call).
+    pub async fn take_over(&self, producer_id: i64, epoch: i16) {
+        let mut st = self.shared.state.lock().await;
+        if producer_id >= 0 && (0..i16::MAX - 1).contains(&epoch) {
+            st.take_over = Some((producer_id, epoch));
+            st.initialized = false;
+        }
+    }
+
+    /// The producer id and epoch this producer writes with, asking the cluster for them
+    /// first when it has none yet (an idempotent producer only; `None` otherwise).
+    pub async fn ensure_initialized(&self) -> Result<Option<(i64, i16)>> {
+        if !self.cfg.idempotent {
+            return Ok(None);
+        }
+        let mut st = self.shared.state.lock().await;
+        if !st.initialized {
+            self.init(&mut st).await?;
+        }
+        Ok(Some((st.producer_id, st.epoch)))
+    }
+
     async fn init(&self, st: &mut State) -> Result<()> {
+        if let Some((id, epoch)) = st.take_over.take() {
+            st.producer_id = id;
+            st.epoch = epoch + 1;
+            st.sequences.clear();
+            st.initialized = true;
+            debug!(
+                producer_id = id,
+                epoch = st.epoch,
+                "idempotent producer continues an earlier run's id with the next epoch"
+            );
+            return Ok(());
+        }
         let client = &self.client;
         let resp =
             client
@@ -635,14 +678,20 @@ impl Producer {
 
     fn fatal(&self, key: &(String, i32), e: ClientError) -> ClientError {
         match e.code() {
-            Some(KafkaCode::OUT_OF_ORDER_SEQUENCE_NUMBER)
-            | Some(KafkaCode::UNKNOWN_PRODUCER_ID)
-            | Some(KafkaCode::INVALID_PRODUCER_EPOCH) => ClientError::Producer(format!(
+            // Not a lost sequence: a newer run took this producer id over (see
+            // `Producer::take_over`) and the broker refuses this one's writes from now on.
+            Some(KafkaCode::INVALID_PRODUCER_EPOCH) => ClientError::Fenced(format!(
+                "{}/{}: a newer producer with this producer id wrote here, so the broker refuses                  this one's older epoch ({e}); a later run of the same pipeline took over, and                  nothing of this request was written",
+                key.0, key.1
+            )),
+            Some(KafkaCode::OUT_OF_ORDER_SEQUENCE_NUMBER) | Some(KafkaCode::UNKNOWN_PRODUCER_ID) => {
+                ClientError::Producer(format!(
                 "{}/{}: the broker rejected the idempotent producer's sequence ({e}); records \
                      may be missing or duplicated around this point. The producer re-initializes \
                      on the next call",
-                key.0, key.1
-            )),
+                    key.0, key.1
+                ))
+            }
             Some(KafkaCode::MESSAGE_TOO_LARGE) | Some(KafkaCode::RECORD_LIST_TOO_LARGE) => {
                 ClientError::Producer(format!(
                     "{}/{}: a batch is larger than the topic's max.message.bytes or the broker's \

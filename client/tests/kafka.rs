@@ -832,3 +832,52 @@ async fn fetch_of_an_unknown_topic_reports_the_code() {
     assert_eq!(f[0].error, Some(KafkaCode::UNKNOWN_TOPIC_OR_PARTITION));
     assert!(f[0].data.is_none());
 }
+
+#[tokio::test]
+async fn a_producer_taking_over_an_earlier_id_fences_what_that_one_still_sends() {
+    let Some(addr) = kafka() else { return };
+    let c = client(&addr).await;
+    let topic = unique("take-over");
+    create(&c, &topic, 1, &[]).await;
+    let batch = |value: &str| ProduceBatch {
+        topic: topic.clone(),
+        partition: 0,
+        records: vec![ProduceRecord {
+            key: None,
+            value: Some(Bytes::from(value.to_string())),
+            headers: Vec::new(),
+            timestamp: now_ms(),
+        }],
+    };
+    // The earlier run: writes once, then stands for a run whose requests are still on the way.
+    let earlier = c.producer(ProducerConfig::default()).expect("producer");
+    earlier
+        .produce(vec![batch("one")])
+        .await
+        .expect("first write");
+    let (id, epoch) = earlier.producer_id().await.expect("initialized");
+
+    // The re-run continues as the same id, one epoch on, and writes.
+    let rerun = c.producer(ProducerConfig::default()).expect("producer");
+    rerun.take_over(id, epoch).await;
+    assert_eq!(
+        rerun.ensure_initialized().await.expect("no request needed"),
+        Some((id, epoch + 1))
+    );
+    rerun
+        .produce(vec![batch("two")])
+        .await
+        .expect("re-run writes");
+
+    // What the earlier run sends now is refused, not appended.
+    let late = earlier.produce(vec![batch("late")]).await;
+    let err = late.expect_err("the earlier epoch is fenced");
+    assert!(
+        matches!(err, ferry_kafka::ClientError::Fenced(_))
+            && err.to_string().contains("INVALID_PRODUCER_EPOCH"),
+        "refused as an older epoch: {err}"
+    );
+    let (records, _) = read_all(&c, &topic, 0, 0, &FetchOptions::default()).await;
+    let values: Vec<&[u8]> = records.iter().filter_map(|r| r.value.as_deref()).collect();
+    assert_eq!(values, vec![&b"one"[..], &b"two"[..]]);
+}

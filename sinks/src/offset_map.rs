@@ -59,6 +59,20 @@ pub struct OffsetMap {
     /// landed before the first map with runs was saved are recognised on resume too.
     #[serde(default)]
     pub target_bases: Vec<TargetBase>,
+    /// The idempotent producer id and epoch the run that saved this map writes with: a
+    /// re-run continues as that id with the next epoch, which fences what the earlier run
+    /// still had in flight (absent in maps of older versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub producer: Option<ProducerIdentity>,
+}
+
+/// An idempotent producer's id and epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProducerIdentity {
+    /// Producer id the cluster gave out.
+    pub id: i64,
+    /// Its epoch.
+    pub epoch: i16,
 }
 
 /// In-memory form of the map with fast appends.
@@ -106,6 +120,7 @@ impl OffsetMapper {
                     offset: *offset,
                 })
                 .collect(),
+            producer: None,
         }
     }
 

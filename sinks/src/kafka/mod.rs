@@ -18,7 +18,7 @@ pub use config::{GroupOptions, KafkaSinkConfig, KafkaSinkFactory, Partitioning};
 
 pub use target::TargetTopic;
 
-use crate::offset_map::{OffsetMap, OffsetMapper};
+use crate::offset_map::{OffsetMap, OffsetMapper, ProducerIdentity};
 use crate::partitioner::java_partition;
 use async_trait::async_trait;
 use ferry_core::{
@@ -68,6 +68,9 @@ pub struct KafkaSink {
     acks: Vec<Ack>,
     /// Records per target partition known to have landed after the map was last saved.
     skip: HashMap<(String, i32), i64>,
+    /// On resume, each mapped target partition's end when the sink opened, until this run's
+    /// first write there: anything between is somebody else's (see `check_first_landing`).
+    resumed_at: HashMap<(String, i32), i64>,
     produced: u64,
     /// Produce calls on the wire, oldest first (at most [`CALLS_IN_FLIGHT`]).
     in_flight: std::collections::VecDeque<tokio::task::JoinHandle<InFlightResult>>,
@@ -108,6 +111,7 @@ impl KafkaSink {
             pending_bytes: 0,
             acks: Vec::new(),
             skip: HashMap::new(),
+            resumed_at: HashMap::new(),
             produced: 0,
             in_flight: Default::default(),
             advances: Vec::new(),
@@ -320,6 +324,7 @@ impl KafkaSink {
             .map_err(|e| Error::internal(format!("produce task failed: {e}")))?
             .map_err(kerr)?;
         for (res, origin) in results.iter().zip(origins) {
+            self.check_first_landing(res);
             for (i, (sp, so)) in origin.iter().enumerate() {
                 if let Some(off) = res.offset_of(i) {
                     self.map.record(&res.topic, *sp, *so, res.partition, off);
@@ -330,11 +335,44 @@ impl KafkaSink {
         Ok(())
     }
 
+    /// On resume, the first records this run lands on a target partition must land at the
+    /// end the sink saw when it opened. Further on means records arrived in between: most
+    /// likely requests an earlier run left in flight (a stalled network delivers them late),
+    /// which may duplicate records this run writes. They cannot be taken back, so they are
+    /// reported loudly, with where they are.
+    fn check_first_landing(&mut self, res: &ferry_kafka::ProduceResult) {
+        let key = (res.topic.clone(), res.partition);
+        let Some(opened_at) = self.resumed_at.remove(&key) else {
+            return;
+        };
+        if res.base_offset > opened_at {
+            metrics::counter!("ferry_restore_foreign_records_total", "topic" => res.topic.clone())
+                .increment((res.base_offset - opened_at) as u64);
+            tracing::error!(
+                topic = %res.topic,
+                partition = res.partition,
+                from = opened_at,
+                to = res.base_offset,
+                records = res.base_offset - opened_at,
+                "records landed on the target between this run's start and its first write there                  (most likely requests an earlier run of this pipeline left in flight); they may                  duplicate restored records: check these offsets"
+            );
+        }
+    }
+
     async fn save_map(&self) -> Result<()> {
         if let Some(state) = &self.state {
-            let map = self
+            let mut map = self
                 .map
                 .to_map(&self.pipeline, ferry_formats::layout::now_ms());
+            // The producer id and epoch every write until the next save uses: a re-run
+            // takes them over (see `open`).
+            if let Some(producer) = &self.producer {
+                map.producer = producer
+                    .ensure_initialized()
+                    .await
+                    .map_err(kerr)?
+                    .map(|(id, epoch)| ProducerIdentity { id, epoch });
+            }
             let json = serde_json::to_vec(&map)
                 .map_err(|e| Error::internal(format!("encoding offset map: {e}")))?;
             state.write(&self.map_key(), json).await?;
@@ -413,11 +451,23 @@ impl Sink for KafkaSink {
         let Some(bytes) = state.read_opt(&self.map_key()).await? else {
             return Ok(None);
         };
-        let map: OffsetMap = serde_json::from_slice(&bytes)
+        let mut map: OffsetMap = serde_json::from_slice(&bytes)
             .map_err(|e| Error::Corrupt(format!("{state}/{}: {e}", self.map_key())))?;
+        let earlier = map.producer.take();
         self.map = OffsetMapper::from_map(map);
-        // Records produced after the map was last saved: the target's end is past the map's.
         let client = self.client().await?;
+        // Continue as the earlier run's producer id, one epoch on: requests that run left in
+        // flight are then refused wherever this run has written (a stalled network can
+        // deliver them minutes after it died).
+        if let (Some(p), Some(producer)) = (earlier, &self.producer) {
+            producer.take_over(p.id, p.epoch).await;
+            tracing::info!(
+                producer_id = p.id,
+                epoch = p.epoch + 1,
+                "continuing the earlier run's producer id with the next epoch: what it left in                  flight is refused where this run writes"
+            );
+        }
+        // Records produced after the map was last saved: the target's end is past the map's.
         for ((topic, partition), end) in self.map.target_ends() {
             let now = match client
                 .list_offsets(&topic, &[partition], OffsetSpec::Latest)
@@ -439,6 +489,7 @@ impl Sink for KafkaSink {
                 Err(e) => return Err(kerr(e)),
             };
             let latest = now.get(&partition).copied().unwrap_or(end);
+            self.resumed_at.insert((topic.clone(), partition), latest);
             if latest > end {
                 tracing::warn!(topic, partition, records = latest - end, "records landed after the last saved offset map; they will not be produced again");
                 self.skip.insert((topic, partition), latest - end);
