@@ -1,6 +1,6 @@
 //! Object-store faults during a backup, against the dev moto S3 server behind the test kit's
-//! fault proxy: connections cut mid-request, `503 Service Unavailable` answers, and the
-//! server unreachable for seconds (as during a restart). The backup rides them out (opendal's
+//! fault proxy: connections cut mid-request, `503 Service Unavailable` and `500 Internal
+//! Server Error` answers, and the server unreachable for seconds (as during a restart). The backup rides them out (opendal's
 //! retries) and is exact: `ferry verify` passes and the restore equals the topic.
 
 mod common;
@@ -487,5 +487,60 @@ fn an_s3_stall_longer_than_the_retries_fails_with_one_line_and_a_rerun_completes
     let (mut child, log) = spawn_backup(&env, dir2.path(), &topic, &direct);
     let (status, text) = wait_exit(&mut child, Duration::from_secs(120), &log);
     assert!(status.success(), "the re-run failed:\n{text}");
+    assert_restores_equal(&env, &direct, &topic, &source);
+}
+
+#[test]
+fn s3_answering_500_for_a_while_during_a_backup_is_retried_and_the_backup_is_exact() {
+    let Some(env) = ferry_testkit::env_or_skip() else {
+        return;
+    };
+    let topic = unique("s3-500");
+    let source = filled_topic(&env, &topic, 1500);
+    // The default retries, spelled out: five, backing off from 1 s (with jitter), so a
+    // request answered 500 twice succeeds on its third try.
+    let (proxy, via_proxy, direct) = proxied_s3(&env, "retries=5");
+    let dir = tempfile::tempdir().expect("dir");
+    let (mut child, log) = spawn_backup(&env, dir.path(), &topic, &via_proxy);
+    wait_forwarded(&proxy, &mut child, 4_000_000);
+    // S3's `InternalError`: every new connection is answered 500 until two requests met it
+    // (a request and its first retry, or two requests); cutting the live connections makes
+    // the backup's next requests (and the retries of the cut ones) meet it.
+    proxy.set(Fault::Http(500));
+    proxy.cut();
+    let started = Instant::now();
+    while proxy.http_errors() < 2 && started.elapsed() < Duration::from_secs(30) {
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "the backup exited while S3 answered 500:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    proxy.set(Fault::Pass);
+    let answered = proxy.http_errors();
+    eprintln!(
+        "S3 answered 500 to {answered} requests for {:?}",
+        started.elapsed()
+    );
+    assert!(
+        answered >= 2,
+        "only {answered} requests met the 500s in 30 s"
+    );
+    let (status, text) = wait_exit(&mut child, Duration::from_secs(120), &log);
+    assert!(
+        status.success(),
+        "the backup failed after S3 answered 500:\n{text}"
+    );
+    // The store's answer reached the retry layer as what it was, and was retried.
+    assert!(
+        text.contains("will retry") && text.contains("InternalError"),
+        "the 500s were retried:\n{text}"
+    );
+    assert!(
+        proxy.forwarded() > 18_000_000,
+        "the backup went on through the proxy after the 500s ({} bytes)",
+        proxy.forwarded()
+    );
     assert_restores_equal(&env, &direct, &topic, &source);
 }

@@ -83,9 +83,20 @@ impl LocalRoot {
             // crash never leaves a half-written checkpoint, manifest or segment.
             b = b.atomic_write_dir(&self.root.join(TMP_DIR).to_string_lossy());
         }
-        Ok(with_layers(Operator::new(b)?, Limits::default()))
+        Ok(with_layers(Operator::new(b)?, LOCAL_LIMITS))
     }
 }
+
+/// Limits of a local folder: the default timeout and no retries. opendal marks every I/O
+/// error it has no kind for as temporary, a full disk and a read-only file system among
+/// them, so its retry layer would retry each for about a minute (five times, backing off
+/// from 1 s), logging a dump per try, before the error no retry fixes reached the user. A
+/// local file system has no transient faults worth that wait (the kernel already retries a
+/// hard-mounted NFS share); a continuous pipeline is restarted by the runtime anyway.
+const LOCAL_LIMITS: Limits = Limits {
+    retries: 0,
+    timeout: DEFAULT_TIMEOUT,
+};
 
 /// Timeouts and retries every operator gets.
 /// Retries of a failed request by default (URI parameter `retries`): with the layer's
@@ -116,12 +127,15 @@ impl Default for Limits {
 fn with_layers(op: Operator, limits: Limits) -> Operator {
     // The timeout layer sits inside the retry layer, so a timed-out request is retried
     // (opendal marks its timeout errors temporary) rather than failing the operation.
-    op.layer(
+    let op = op.layer(
         TimeoutLayer::new()
             .with_timeout(limits.timeout)
             .with_io_timeout(limits.timeout.min(Duration::from_secs(30))),
-    )
-    .layer(
+    );
+    if limits.retries == 0 {
+        return op;
+    }
+    op.layer(
         RetryLayer::new()
             .with_max_times(limits.retries)
             .with_jitter(),
@@ -552,7 +566,10 @@ impl Storage {
     /// Errors that retrying cannot fix (a missing bucket, no permission, a read-only or full
     /// disk) become one line naming the object, the cause and what to do, instead of the
     /// operator's dump of request details.
-    fn fail(&self, context: String, e: opendal::Error) -> Error {
+    ///
+    /// Public so that writers outside this type (the storage sink's segment writers) report
+    /// their failures the same way.
+    pub fn fail(&self, context: String, e: opendal::Error) -> Error {
         match persistent_cause(&e.to_string(), self.scheme) {
             Some(cause) => Error::config(format!("{context}: {cause}")),
             None => Error::storage(context, e),

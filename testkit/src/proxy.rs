@@ -1,7 +1,7 @@
 //! A fault proxy: a small TCP proxy on loopback that passes bytes through, or, on command,
 //! stalls them, slows them to a bandwidth, refuses new connections, answers new HTTP
-//! connections `503 Service Unavailable` (an object store having a bad moment), or cuts the
-//! live ones.
+//! connections with an error status such as `503 Service Unavailable` or `500 Internal Server
+//! Error` (an object store having a bad moment), or cuts the live ones.
 //!
 //! Kafka clients learn broker addresses from metadata, so one proxy in front of a bootstrap
 //! address is not enough: every broker needs its own proxy and must advertise the proxy's
@@ -34,8 +34,23 @@ pub enum Fault {
     Refuse,
     /// New connections get, once their first request's head has arrived, an HTTP `503 Service
     /// Unavailable` with `Connection: close` (an object store shedding load); live ones pass.
-    /// [`FaultProxy::cut`] first so that clients holding connections open new ones.
+    /// [`FaultProxy::cut`] first so that clients holding connections open new ones. The same
+    /// as `Http(503)`.
     Http503,
+    /// Like [`Fault::Http503`] with this status instead: `Http(500)` is an object store's
+    /// `500 Internal Server Error` (S3's `InternalError`, which AWS asks clients to retry).
+    Http(u16),
+}
+
+impl Fault {
+    /// The HTTP status new connections are answered with, if this fault answers them.
+    fn http_status(self) -> Option<u16> {
+        match self {
+            Fault::Http503 => Some(503),
+            Fault::Http(status) => Some(status),
+            _ => None,
+        }
+    }
 }
 
 struct Shared {
@@ -44,6 +59,8 @@ struct Shared {
     stop: AtomicBool,
     accepted: AtomicU64,
     forwarded: AtomicU64,
+    /// Connections answered with an HTTP error status by [`Fault::Http503`] or [`Fault::Http`].
+    http_errors: AtomicU64,
 }
 
 /// A running proxy from `listen` to `upstream`; stops when dropped.
@@ -67,6 +84,7 @@ impl FaultProxy {
             stop: AtomicBool::new(false),
             accepted: AtomicU64::new(0),
             forwarded: AtomicU64::new(0),
+            http_errors: AtomicU64::new(0),
         });
         let s = shared.clone();
         let acceptor = thread::Builder::new()
@@ -116,6 +134,12 @@ impl FaultProxy {
     pub fn forwarded(&self) -> u64 {
         self.shared.forwarded.load(Ordering::SeqCst)
     }
+
+    /// Requests answered with an HTTP error status so far ([`Fault::Http503`], [`Fault::Http`]),
+    /// so a test can tell its fault was met rather than passing without it.
+    pub fn http_errors(&self) -> u64 {
+        self.shared.http_errors.load(Ordering::SeqCst)
+    }
 }
 
 impl Drop for FaultProxy {
@@ -143,18 +167,17 @@ fn accept_loop(listener: TcpListener, upstream: SocketAddr, shared: Arc<Shared>)
             Err(_) => continue,
         };
         shared.accepted.fetch_add(1, Ordering::SeqCst);
-        match *lock(&shared.fault) {
-            Fault::Refuse => {
-                let _ = client.shutdown(Shutdown::Both);
-                continue;
-            }
-            Fault::Http503 => {
-                let _ = thread::Builder::new()
-                    .name("fault-proxy-503".into())
-                    .spawn(move || answer_503(client));
-                continue;
-            }
-            _ => {}
+        let fault = *lock(&shared.fault);
+        if fault == Fault::Refuse {
+            let _ = client.shutdown(Shutdown::Both);
+            continue;
+        }
+        if let Some(status) = fault.http_status() {
+            let s = shared.clone();
+            let _ = thread::Builder::new()
+                .name(format!("fault-proxy-{status}"))
+                .spawn(move || answer_http(client, status, &s));
+            continue;
         }
         let _ = client.set_nonblocking(false);
         let Ok(server) = TcpStream::connect_timeout(&upstream, Duration::from_secs(5)) else {
@@ -183,8 +206,9 @@ fn accept_loop(listener: TcpListener, upstream: SocketAddr, shared: Arc<Shared>)
     }
 }
 
-/// Reads a request head (up to its blank line, 64 KiB or 2 s) and answers 503.
-fn answer_503(mut client: TcpStream) {
+/// Reads a request head (up to its blank line, 64 KiB or 2 s) and answers `status` with an
+/// S3-style error body.
+fn answer_http(mut client: TcpStream, status: u16, shared: &Shared) {
     let _ = client.set_nonblocking(false);
     let _ = client.set_read_timeout(Some(Duration::from_secs(2)));
     let mut head = Vec::new();
@@ -195,13 +219,22 @@ fn answer_503(mut client: TcpStream) {
             Ok(n) => head.extend_from_slice(&buf[..n]),
         }
     }
-    let body = "SlowDown: the fault proxy answers 503";
-    let _ = write!(
+    let (reason, code) = match status {
+        500 => ("Internal Server Error", "InternalError"),
+        503 => ("Service Unavailable", "SlowDown"),
+        _ => ("Error", "ProxyFault"),
+    };
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>the fault proxy answers {status}</Message></Error>"
+    );
+    let written = write!(
         client,
-        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
-    let _ = client.flush();
+    if written.is_ok() && client.flush().is_ok() {
+        shared.http_errors.fetch_add(1, Ordering::SeqCst);
+    }
     let _ = client.shutdown(Shutdown::Both);
 }
 
@@ -226,7 +259,7 @@ fn pump(mut from: TcpStream, mut to: TcpStream, shared: Arc<Shared>) {
                 }
                 // About 20 slices a second at the asked rate.
                 Fault::Slow(bps) => (bps / 20).max(1) as usize,
-                Fault::Pass | Fault::Refuse | Fault::Http503 => chunk.len(),
+                Fault::Pass | Fault::Refuse | Fault::Http503 | Fault::Http(_) => chunk.len(),
             };
             let step = step.min(chunk.len());
             if to.write_all(&chunk[..step]).is_err() {
@@ -332,5 +365,15 @@ mod tests {
         let mut answer = String::new();
         http.read_to_string(&mut answer).unwrap();
         assert!(answer.starts_with("HTTP/1.1 503 "), "{answer}");
+
+        proxy.set(Fault::Http(500));
+        let mut http = TcpStream::connect(proxy.addr()).unwrap();
+        http.write_all(b"PUT /x HTTP/1.1\r\nHost: a\r\n\r\n")
+            .unwrap();
+        let mut answer = String::new();
+        http.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 500 "), "{answer}");
+        assert!(answer.contains("<Code>InternalError</Code>"), "{answer}");
+        assert_eq!(proxy.http_errors(), 2);
     }
 }

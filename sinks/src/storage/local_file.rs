@@ -13,7 +13,6 @@
 //! half-written segment under its real name.
 
 use bytes::Bytes;
-use ferry_core::{Error, Result};
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -75,7 +74,12 @@ pub(super) struct LocalFile {
 impl LocalFile {
     /// Creates the staging file for `key` under `root` (its `.ferry-tmp/` exists once the
     /// storage was opened for writing; it is made here too if not).
-    pub(super) async fn create(root: &Path, key: &str) -> Result<LocalFile> {
+    /// Fails with the I/O error as an opendal one, for the caller to name the object and
+    /// classify it ([`ferry_core::storage::Storage::fail`]).
+    pub(super) async fn create(
+        root: &Path,
+        key: &str,
+    ) -> std::result::Result<LocalFile, opendal::Error> {
         let tmp_dir = root.join(ferry_core::storage::TMP_DIR);
         let temp = tmp_dir.join(format!("{:032x}.segment", rand::random::<u128>()));
         let target = root.join(key);
@@ -88,12 +92,7 @@ impl LocalFile {
             Ok((f, temp))
         })
         .await
-        .map_err(|e| {
-            Error::storage(
-                format!("creating a local segment file for {key}"),
-                io_error("creating")(e),
-            )
-        })?;
+        .map_err(io_error("creating"))?;
         Ok(LocalFile {
             file: Arc::new(file),
             temp,

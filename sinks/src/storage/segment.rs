@@ -76,25 +76,28 @@ impl StorageSink {
             Some(keys) => Some(Sealer::new(keys.as_ref(), &key).await?),
             None => None,
         };
-        let writer =
-            match self.storage.local_root() {
-                // A new local file: Ferry's own writer, which holds no buffer per open segment
-                // (see `local_file`). (An existing file — never the case after reconciling — is
-                // appended to in place through opendal.)
-                Some(root) if !self.storage.exists(&key).await? => {
-                    SegmentWriter::Local(LocalFile::create(root, &key).await?)
+        let writer = match self.storage.local_root() {
+            // A new local file: Ferry's own writer, which holds no buffer per open segment
+            // (see `local_file`). (An existing file — never the case after reconciling — is
+            // appended to in place through opendal.)
+            Some(root) if !self.storage.exists(&key).await? => {
+                SegmentWriter::Local(LocalFile::create(root, &key).await.map_err(|e| {
+                    self.storage
+                        .fail(format!("creating {}/{key}", self.storage), e)
+                })?)
+            }
+            _ => {
+                let mut writer = self.storage.operator()?.writer_with(&key);
+                if !self.local {
+                    // Object stores upload in parts of this size.
+                    writer = writer.chunk(self.config.chunk_size.bytes() as usize);
                 }
-                _ => {
-                    let mut writer = self.storage.operator()?.writer_with(&key);
-                    if !self.local {
-                        // Object stores upload in parts of this size.
-                        writer = writer.chunk(self.config.chunk_size.bytes() as usize);
-                    }
-                    SegmentWriter::Opendal(writer.await.map_err(|e| {
-                        Error::storage(format!("opening {}/{key}", self.storage), e)
-                    })?)
-                }
-            };
+                SegmentWriter::Opendal(writer.await.map_err(|e| {
+                    self.storage
+                        .fail(format!("opening {}/{key}", self.storage), e)
+                })?)
+            }
+        };
         let bucket = match (&self.template, piece.bucket) {
             (Some(t), None) => t.bucket(piece.first_ts),
             (_, b) => b,
@@ -142,10 +145,11 @@ impl StorageSink {
         }
         seg.crc = crc32c::crc32c_append(seg.crc, &bytes);
         seg.bytes += bytes.len() as u64;
-        seg.writer
-            .write(bytes)
-            .await
-            .map_err(|e| Error::storage(format!("writing {}/{}", self.storage, seg.key), e))
+        // Through `fail`: a full or read-only disk is one line saying so and what to do.
+        seg.writer.write(bytes).await.map_err(|e| {
+            self.storage
+                .fail(format!("writing {}/{}", self.storage, seg.key), e)
+        })
     }
 
     /// Closes a segment: rest of the bytes, the object, then its manifest, then the acks.
@@ -182,10 +186,10 @@ impl StorageSink {
             let _ = seg.writer.abort().await;
             return Err(e);
         }
-        seg.writer
-            .close()
-            .await
-            .map_err(|e| Error::storage(format!("closing {}/{}", self.storage, seg.key), e))?;
+        seg.writer.close().await.map_err(|e| {
+            self.storage
+                .fail(format!("closing {}/{}", self.storage, seg.key), e)
+        })?;
         // Locked before its manifest commits it: a committed segment is always locked.
         self.lock_object(&seg.key).await?;
         self.write_dead_letters(topic, partition, &mut seg).await?;
