@@ -849,6 +849,119 @@ impl Client {
         Ok(out)
     }
 
+    /// The log end offsets of `partitions` of `topic` on their leaders: one past the last
+    /// record each leader appended, replicated or not, where [`Client::list_offsets`] with
+    /// [`OffsetSpec::Latest`] says the high watermark (what is replicated and readable).
+    /// Between the two lie records whose fate is open: a produce request that a dying
+    /// writer left behind and that waits for its replicas. Asked with OffsetForLeaderEpoch
+    /// for each leader's current epoch (KIP-320), whose end offset is the leader's log end.
+    pub async fn log_end_offsets(
+        &self,
+        topic: &str,
+        partitions: &[i32],
+    ) -> Result<BTreeMap<i32, i64>> {
+        self.retry("OffsetForLeaderEpoch", || async {
+            let md = self.metadata_once(Some(&[topic.to_string()])).await?;
+            let meta = md.topic(topic).ok_or_else(|| {
+                ClientError::kafka(
+                    "OffsetForLeaderEpoch",
+                    topic,
+                    KafkaCode::UNKNOWN_TOPIC_OR_PARTITION,
+                    None,
+                )
+            })?;
+            let mut by_leader: BTreeMap<i32, Vec<(i32, i32)>> = BTreeMap::new();
+            for p in partitions {
+                let pm = meta.partitions.iter().find(|m| m.id == *p).ok_or_else(|| {
+                    ClientError::kafka(
+                        "OffsetForLeaderEpoch",
+                        format!("{topic}/{p}"),
+                        KafkaCode::UNKNOWN_TOPIC_OR_PARTITION,
+                        None,
+                    )
+                })?;
+                if pm.leader < 0 || pm.leader_epoch < 0 {
+                    return Err(ClientError::kafka(
+                        "OffsetForLeaderEpoch",
+                        format!("{topic}/{p}"),
+                        KafkaCode::LEADER_NOT_AVAILABLE,
+                        None,
+                    ));
+                }
+                by_leader
+                    .entry(pm.leader)
+                    .or_default()
+                    .push((*p, pm.leader_epoch));
+            }
+            let mut out = BTreeMap::new();
+            for (leader, parts) in by_leader {
+                out.extend(self.log_end_offsets_leader(leader, topic, &parts).await?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn log_end_offsets_leader(
+        &self,
+        leader: i32,
+        topic: &str,
+        parts: &[(i32, i32)],
+    ) -> Result<Vec<(i32, i64)>> {
+        use kafka_protocol::messages::offset_for_leader_epoch_request::{
+            OffsetForLeaderPartition, OffsetForLeaderTopic,
+        };
+        let conn = self.conn(leader).await?;
+        // v3+ names the asker: -1 is a consumer (not a follower).
+        let v = conn.version(ApiKey::OffsetForLeaderEpoch)?;
+        let req = kafka_protocol::messages::OffsetForLeaderEpochRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_topics(vec![OffsetForLeaderTopic::default()
+                .with_topic(topic_name(topic))
+                .with_partitions(
+                    parts
+                        .iter()
+                        .map(|(p, epoch)| {
+                            OffsetForLeaderPartition::default()
+                                .with_partition(*p)
+                                .with_current_leader_epoch(*epoch)
+                                .with_leader_epoch(*epoch)
+                        })
+                        .collect(),
+                )]);
+        let resp = conn.send(&req, v).await?;
+        conn.throttle(resp.throttle_time_ms);
+        let mut out = Vec::new();
+        for t in resp.topics {
+            for p in t.partitions {
+                if let Some(code) = KafkaCode::from_code(p.error_code) {
+                    // A leader that moved (fenced or unknown epoch, not the leader any more)
+                    // is retried with fresh metadata by the caller's loop.
+                    return Err(ClientError::kafka(
+                        "OffsetForLeaderEpoch",
+                        format!("{topic}/{}", p.partition),
+                        code,
+                        None,
+                    )
+                    .with_addr(conn.addr()));
+                }
+                out.push((p.partition, p.end_offset));
+            }
+        }
+        if out.len() != parts.len() {
+            return Err(ClientError::Protocol {
+                addr: conn.addr().to_string(),
+                api: "OffsetForLeaderEpoch".into(),
+                message: format!(
+                    "answered {} of {} partitions of {topic}",
+                    out.len(),
+                    parts.len()
+                ),
+            });
+        }
+        Ok(out)
+    }
+
     // -----------------------------------------------------------------------------------------
     // Fetch
 

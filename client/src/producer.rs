@@ -681,17 +681,18 @@ impl Producer {
             // Not a lost sequence: a newer run took this producer id over (see
             // `Producer::take_over`) and the broker refuses this one's writes from now on.
             Some(KafkaCode::INVALID_PRODUCER_EPOCH) => ClientError::Fenced(format!(
-                "{}/{}: a newer producer with this producer id wrote here, so the broker refuses                  this one's older epoch ({e}); a later run of the same pipeline took over, and                  nothing of this request was written",
+                "{}/{}: a newer producer with this producer id wrote here, so the broker refuses \
+                 this one's older epoch ({e}); a later run of the same pipeline took over, and \
+                 nothing of this request was written",
                 key.0, key.1
             )),
-            Some(KafkaCode::OUT_OF_ORDER_SEQUENCE_NUMBER) | Some(KafkaCode::UNKNOWN_PRODUCER_ID) => {
-                ClientError::Producer(format!(
+            Some(KafkaCode::OUT_OF_ORDER_SEQUENCE_NUMBER)
+            | Some(KafkaCode::UNKNOWN_PRODUCER_ID) => ClientError::Producer(format!(
                 "{}/{}: the broker rejected the idempotent producer's sequence ({e}); records \
                      may be missing or duplicated around this point. The producer re-initializes \
                      on the next call",
-                    key.0, key.1
-                ))
-            }
+                key.0, key.1
+            )),
             Some(KafkaCode::MESSAGE_TOO_LARGE) | Some(KafkaCode::RECORD_LIST_TOO_LARGE) => {
                 ClientError::Producer(format!(
                     "{}/{}: a batch is larger than the topic's max.message.bytes or the broker's \

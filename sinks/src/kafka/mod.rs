@@ -81,6 +81,65 @@ pub struct KafkaSink {
 /// Where a produce request's batches landed, with the origin of each record.
 type InFlightResult = ferry_kafka::Result<(Vec<ferry_kafka::ProduceResult>, Vec<Vec<(i32, i64)>>)>;
 
+/// How long a resuming sink waits for records above a partition's high watermark to be
+/// replicated or dropped. Kafka takes a silent follower out of the in-sync replicas after
+/// `replica.lag.time.max.ms` (30 s by default); until then the high watermark stands still.
+const SETTLE_LIMIT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// The end of `topic`/`partition` once nothing in it is undecided. A run killed while its
+/// Produce waited for replicas (a follower just died, say) leaves records the leader has
+/// appended above the high watermark: they become readable once replicated, or vanish if
+/// the leader fails first. Counting from the high watermark alone, a re-run would write
+/// them again, and both copies would show once they are replicated (found by the kill -9
+/// campaign on the 3-node cluster, `benches/chaos.sh --cluster`). So this waits until the
+/// high watermark reaches the leader's log end, and returns it. `hw` is the high
+/// watermark already read.
+async fn settled_end(client: &Client, topic: &str, partition: i32, hw: i64) -> Result<i64> {
+    let started = std::time::Instant::now();
+    let mut hw = hw;
+    let mut reported = false;
+    loop {
+        let leo = client
+            .log_end_offsets(topic, &[partition])
+            .await
+            .map_err(kerr)?
+            .get(&partition)
+            .copied()
+            .unwrap_or(hw);
+        if leo <= hw {
+            return Ok(hw);
+        }
+        if !reported {
+            tracing::info!(
+                topic,
+                partition,
+                high_watermark = hw,
+                log_end = leo,
+                "records an earlier run produced are not replicated yet; waiting until they are (or are dropped) before resuming"
+            );
+            reported = true;
+        }
+        if started.elapsed() > SETTLE_LIMIT {
+            return Err(Error::connection(
+                "sink kafka",
+                true,
+                format!(
+                    "{topic}/{partition}: records at offsets {hw}..{leo} are still not replicated after                      {}s, so it cannot be told whether they will stay; check the partition's replicas                      (kafka-topics --describe), then run again",
+                    SETTLE_LIMIT.as_secs()
+                ),
+            ));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        hw = client
+            .list_offsets(topic, &[partition], OffsetSpec::Latest)
+            .await
+            .map_err(kerr)?
+            .get(&partition)
+            .copied()
+            .unwrap_or(hw);
+    }
+}
+
 /// A client error as Ferry's: a connection error (retriable when the client says so).
 fn kerr(e: ferry_kafka::ClientError) -> Error {
     Error::connection("sink kafka", e.is_retriable(), e)
@@ -354,7 +413,9 @@ impl KafkaSink {
                 from = opened_at,
                 to = res.base_offset,
                 records = res.base_offset - opened_at,
-                "records landed on the target between this run's start and its first write there                  (most likely requests an earlier run of this pipeline left in flight); they may                  duplicate restored records: check these offsets"
+                "records landed on the target between this run's start and its first write there \
+                 (most likely requests an earlier run of this pipeline left in flight); they may \
+                 duplicate restored records: check these offsets"
             );
         }
     }
@@ -464,7 +525,8 @@ impl Sink for KafkaSink {
             tracing::info!(
                 producer_id = p.id,
                 epoch = p.epoch + 1,
-                "continuing the earlier run's producer id with the next epoch: what it left in                  flight is refused where this run writes"
+                "continuing the earlier run's producer id with the next epoch: what it left in \
+                 flight is refused where this run writes"
             );
         }
         // Records produced after the map was last saved: the target's end is past the map's.
@@ -488,7 +550,8 @@ impl Sink for KafkaSink {
                 }
                 Err(e) => return Err(kerr(e)),
             };
-            let latest = now.get(&partition).copied().unwrap_or(end);
+            let hw = now.get(&partition).copied().unwrap_or(end);
+            let latest = settled_end(&client, &topic, partition, hw).await?;
             self.resumed_at.insert((topic.clone(), partition), latest);
             if latest > end {
                 tracing::warn!(topic, partition, records = latest - end, "records landed after the last saved offset map; they will not be produced again");
