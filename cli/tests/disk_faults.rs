@@ -217,6 +217,34 @@ fn assert_names_a_path(last: &str, root: &Path, text: &str) {
     );
 }
 
+/// A backup run that met `what` (the outcome of [`backup`]): a non-zero exit within
+/// seconds (not retried as a temporary fault), one error line, last, naming a path on `disk`
+/// and saying each of `says` (the cause and what to do).
+fn assert_fails_at_once_with_one_line(
+    (status, text, took): (ExitStatus, String, Duration),
+    disk: &Tmpfs,
+    what: &str,
+    says: &[&str],
+) {
+    eprintln!("the backup onto {what} exited {status} after {took:?}");
+    assert!(!status.success(), "a backup onto {what} exited 0:\n{text}");
+    assert!(
+        took < Duration::from_secs(15),
+        "took {took:?} to give up on {what}:\n{text}"
+    );
+    let (last, errors) = last_line(&text);
+    eprintln!("its last line: {last}");
+    assert_eq!(errors, 1, "one error line:\n{text}");
+    assert!(
+        last.starts_with("error:"),
+        "the last line is the error:\n{text}"
+    );
+    assert_names_a_path(last, &disk.path, &text);
+    for s in says {
+        assert!(last.contains(s), "the last line says '{s}':\n{text}");
+    }
+}
+
 #[test]
 fn a_full_disk_fails_the_backup_at_once_with_one_line_and_a_rerun_with_room_completes_it() {
     let Some(env) = ferry_testkit::env_or_skip() else {
@@ -233,28 +261,12 @@ fn a_full_disk_fails_the_backup_at_once_with_one_line_and_a_rerun_with_room_comp
     assert_eq!(source.len(), 4500);
     let uri = disk.uri();
 
-    let (status, text, took) = backup(&env, &topic, &uri, Duration::from_secs(60));
-    eprintln!("the backup into a full disk exited {status} after {took:?}");
-    assert!(
-        !status.success(),
-        "a backup into a full disk exited 0:\n{text}"
-    );
     // A full disk is not a temporary fault: no retries with backoff.
-    assert!(
-        took < Duration::from_secs(15),
-        "took {took:?} to give up on a full disk:\n{text}"
-    );
-    let (last, errors) = last_line(&text);
-    eprintln!("its last line: {last}");
-    assert_eq!(errors, 1, "one error line:\n{text}");
-    assert!(
-        last.starts_with("error:"),
-        "the last line is the error:\n{text}"
-    );
-    assert_names_a_path(last, &disk.path, &text);
-    assert!(
-        last.contains("the disk is full") && last.contains("free space"),
-        "the last line says the disk is full and what to do:\n{text}"
+    assert_fails_at_once_with_one_line(
+        backup(&env, &topic, &uri, Duration::from_secs(60)),
+        &disk,
+        "a full disk",
+        &["the disk is full", "free space"],
     );
     // Nothing claimed that the disk does not hold: what is there verifies, and holds part
     // of the topic.
@@ -294,27 +306,11 @@ fn a_read_only_disk_fails_the_backup_at_once_with_one_line_and_a_rerun_once_writ
     let source = sorted(dump_topic(&env, &env.kafka, &topic));
     assert_eq!(source.len(), 3000);
     disk.remount("ro");
-    let (status, text, took) = backup(&env, &topic, &uri, Duration::from_secs(60));
-    eprintln!("the backup onto a read-only disk exited {status} after {took:?}");
-    assert!(
-        !status.success(),
-        "a backup onto a read-only disk exited 0:\n{text}"
-    );
-    assert!(
-        took < Duration::from_secs(15),
-        "took {took:?} to give up on a read-only disk:\n{text}"
-    );
-    let (last, errors) = last_line(&text);
-    eprintln!("its last line: {last}");
-    assert_eq!(errors, 1, "one error line:\n{text}");
-    assert!(
-        last.starts_with("error:"),
-        "the last line is the error:\n{text}"
-    );
-    assert_names_a_path(last, &disk.path, &text);
-    assert!(
-        last.contains("read-only") && last.contains("writable location"),
-        "the last line says the file system is read-only and what to do:\n{text}"
+    assert_fails_at_once_with_one_line(
+        backup(&env, &topic, &uri, Duration::from_secs(60)),
+        &disk,
+        "a read-only disk",
+        &["read-only", "writable location"],
     );
     // Nothing new claimed: the backup still holds exactly the first run's records.
     assert_verifies(&uri);

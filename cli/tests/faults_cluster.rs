@@ -359,6 +359,25 @@ fn fill_partitions(
     wait_success(spawn_run(&yaml, &log), Duration::from_secs(180), name, &log);
 }
 
+/// A fresh 3-partition topic named after `prefix`, filled with `total` records, and a raw
+/// snapshot backup of it in `work/backup`.
+fn backed_up_topic(c: &Cluster, work: &Path, prefix: &str, total: usize) -> (String, PathBuf) {
+    let topic = unique(prefix);
+    c.create_topic(&topic, 3);
+    fill(c, work, &topic, total, "fill");
+    let backup = work.join("backup");
+    let yaml = work.join("backup.yaml");
+    std::fs::write(&yaml, backup_yaml(c, &topic, &backup, "high_watermark")).unwrap();
+    let log = work.join("backup.log");
+    wait_success(
+        spawn_run(&yaml, &log),
+        Duration::from_secs(120),
+        "backup",
+        &log,
+    );
+    (topic, backup)
+}
+
 /// Writes the pipeline of [`fill`] to `yaml`.
 fn fill_file(c: &Cluster, yaml: &Path, topic: &str, partitions: i32, count: usize, name: &str) {
     std::fs::write(
@@ -462,11 +481,7 @@ fn snapshot_backup_and_restore_ride_out_a_killed_leader() {
     // onwards, as the node itself would.
     let proxies = Proxies::start();
     proxies.set(ferry_testkit::proxy::Fault::Slow(150_000));
-    let slowed = Cluster {
-        brokers: proxies.brokers(),
-        run_dir: c.run_dir.clone(),
-        dev_env: c.dev_env.clone(),
-    };
+    let slowed = proxies.cluster(&c);
 
     // Backup: the leader of partition 0 dies while the snapshot runs.
     let backup = work.path().join("backup");
@@ -579,6 +594,15 @@ impl Proxies {
         )
     }
 
+    /// `c` as a client bootstrapped through the proxies sees it.
+    fn cluster(&self, c: &Cluster) -> Cluster {
+        Cluster {
+            brokers: self.brokers(),
+            run_dir: c.run_dir.clone(),
+            dev_env: c.dev_env.clone(),
+        }
+    }
+
     fn brokers(&self) -> String {
         self.0
             .iter()
@@ -629,11 +653,7 @@ fn continuous_backup_rides_out_an_outage_longer_than_the_deadline() {
     let metrics = "127.0.0.1:29490";
     let backup = work.path().join("backup");
     let yaml = work.path().join("backup.yaml");
-    let through_proxies = Cluster {
-        brokers: proxies.brokers(),
-        run_dir: c.run_dir.clone(),
-        dev_env: c.dev_env.clone(),
-    };
+    let through_proxies = proxies.cluster(&c);
     let text = backup_yaml(&through_proxies, &topic, &backup, "never")
         .replace("request_timeout: 10s", "request_timeout: 3s")
         .replace("retry: { deadline: 90s }", "retry: { deadline: 4s }")
@@ -710,11 +730,7 @@ fn snapshot_backup_gives_up_on_silent_brokers_after_its_deadline() {
     c.create_topic(&topic, 3);
     fill(&c, work.path(), &topic, 6000, "fill");
 
-    let through_proxies = Cluster {
-        brokers: proxies.brokers(),
-        run_dir: c.run_dir.clone(),
-        dev_env: c.dev_env.clone(),
-    };
+    let through_proxies = proxies.cluster(&c);
     let backup = work.path().join("backup");
     let yaml = work.path().join("backup.yaml");
     let text = backup_yaml(&through_proxies, &topic, &backup, "high_watermark")
@@ -815,27 +831,11 @@ fn restore_through_cut_slowed_and_stalled_connections_is_exact() {
     };
     let proxies = Proxies::start();
     let work = tempfile::tempdir().unwrap();
-    let topic = unique("fault-cut");
     let total = 3 * 6000;
-    c.create_topic(&topic, 3);
-    fill(&c, work.path(), &topic, total, "fill");
-    let backup = work.path().join("backup");
-    let yaml = work.path().join("backup.yaml");
-    std::fs::write(&yaml, backup_yaml(&c, &topic, &backup, "high_watermark")).unwrap();
-    let log = work.path().join("backup.log");
-    wait_success(
-        spawn_run(&yaml, &log),
-        Duration::from_secs(120),
-        "backup",
-        &log,
-    );
+    let (topic, backup) = backed_up_topic(&c, work.path(), "fault-cut", total);
 
     // The restore reaches every broker only through a proxy.
-    let through_proxies = Cluster {
-        brokers: proxies.brokers(),
-        run_dir: c.run_dir.clone(),
-        dev_env: c.dev_env.clone(),
-    };
+    let through_proxies = proxies.cluster(&c);
     let restored = format!("{topic}-r");
     c.create_topic(&restored, 3);
     let state = work.path().join("state");
@@ -898,26 +898,10 @@ fn restore_gives_up_on_silent_brokers_and_a_rerun_completes_it_exactly() {
     };
     let proxies = Proxies::start();
     let work = tempfile::tempdir().unwrap();
-    let topic = unique("fault-silent-r");
     let total = 3 * 4000;
-    c.create_topic(&topic, 3);
-    fill(&c, work.path(), &topic, total, "fill");
-    let backup = work.path().join("backup");
-    let yaml = work.path().join("backup.yaml");
-    std::fs::write(&yaml, backup_yaml(&c, &topic, &backup, "high_watermark")).unwrap();
-    let log = work.path().join("backup.log");
-    wait_success(
-        spawn_run(&yaml, &log),
-        Duration::from_secs(120),
-        "backup",
-        &log,
-    );
+    let (topic, backup) = backed_up_topic(&c, work.path(), "fault-silent-r", total);
 
-    let through_proxies = Cluster {
-        brokers: proxies.brokers(),
-        run_dir: c.run_dir.clone(),
-        dev_env: c.dev_env.clone(),
-    };
+    let through_proxies = proxies.cluster(&c);
     let restored = format!("{topic}-r");
     c.create_topic(&restored, 3);
     let state = work.path().join("state");
@@ -1109,11 +1093,7 @@ fn continuous_backup_and_restore_ride_out_rolling_restarts() {
     // stopped node's proxy refuses to connect onwards, as the node itself would.
     let proxies = Proxies::start();
     proxies.set(ferry_testkit::proxy::Fault::Slow(8_000));
-    let through_proxies = Cluster {
-        brokers: proxies.brokers(),
-        run_dir: c.run_dir.clone(),
-        dev_env: c.dev_env.clone(),
-    };
+    let through_proxies = proxies.cluster(&c);
     std::fs::write(
         &yaml,
         restore_yaml(&through_proxies, &topic, &restored, &backup, &state),
@@ -1296,20 +1276,8 @@ fn a_restore_rerun_waits_for_records_the_killed_run_left_unreplicated() {
         return;
     };
     let work = tempfile::tempdir().unwrap();
-    let topic = unique("fault-limbo");
     let total = 3 * 3000;
-    c.create_topic(&topic, 3);
-    fill(&c, work.path(), &topic, total, "fill");
-    let backup = work.path().join("backup");
-    let yaml = work.path().join("backup.yaml");
-    std::fs::write(&yaml, backup_yaml(&c, &topic, &backup, "high_watermark")).unwrap();
-    let log = work.path().join("backup.log");
-    wait_success(
-        spawn_run(&yaml, &log),
-        Duration::from_secs(120),
-        "backup",
-        &log,
-    );
+    let (topic, backup) = backed_up_topic(&c, work.path(), "fault-limbo", total);
 
     let restored = format!("{topic}-r");
     c.create_topic(&restored, 3);
@@ -1326,11 +1294,7 @@ fn a_restore_rerun_waits_for_records_the_killed_run_left_unreplicated() {
     // when the follower dies.
     let proxies = Proxies::start();
     proxies.set(Fault::Slow(30_000));
-    let through_proxies = Cluster {
-        brokers: proxies.brokers(),
-        run_dir: c.run_dir.clone(),
-        dev_env: c.dev_env.clone(),
-    };
+    let through_proxies = proxies.cluster(&c);
     let state = work.path().join("state");
     let yaml = work.path().join("restore.yaml");
     std::fs::write(
