@@ -329,12 +329,28 @@ fn assert_same_records(env: &TestEnv, c: &Cluster, original: &str, copy: &str, t
             .iter()
             .zip(got.iter())
             .position(|(x, y)| (&x.key, &x.value, x.timestamp) != (&y.key, &y.value, y.timestamp));
-        assert!(
-            orig.len() == got.len() && first_diff.is_none(),
-            "partition {p}: copy has {} records, original {}, first difference at {first_diff:?}",
-            got.len(),
-            orig.len()
-        );
+        if orig.len() != got.len() || first_diff.is_some() {
+            // Say which records: doubled or missing, and where the copy first differs.
+            let key = |r: &DumpedRecord| (r.key.clone(), r.value.clone(), r.timestamp);
+            let mut want: HashMap<_, i64> = HashMap::new();
+            for r in orig {
+                *want.entry(key(r)).or_default() += 1;
+            }
+            for r in &got {
+                *want.entry(key(r)).or_default() -= 1;
+            }
+            let missing: i64 = want.values().filter(|n| **n > 0).sum();
+            let doubled: i64 = -want.values().filter(|n| **n < 0).sum::<i64>();
+            let at = first_diff.unwrap_or(orig.len().min(got.len()));
+            panic!(
+                "partition {p}: copy has {} records, original {}: {missing} missing, {doubled} \
+                 extra; first difference at index {at}: original {:?}, copy {:?}",
+                got.len(),
+                orig.len(),
+                orig.get(at).map(|r| (r.offset, r.timestamp)),
+                got.get(at).map(|r| (r.offset, r.timestamp)),
+            );
+        }
     }
 }
 
@@ -516,6 +532,16 @@ fn snapshot_backup_and_restore_ride_out_a_killed_leader() {
     wait_success(child, Duration::from_secs(180), "restore", &log);
     down.restart();
     c.wait_fully_replicated(&restored);
+    // What the runs said about the fault, for a failure below.
+    for (what, log) in [("backup", "backup.log"), ("restore", "restore.log")] {
+        let text = std::fs::read_to_string(work.path().join(log)).unwrap_or_default();
+        for l in text
+            .lines()
+            .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+        {
+            eprintln!("{what}: {l}");
+        }
+    }
 
     assert_same_records(&env, &c, &topic, &restored, total);
 }
