@@ -1372,3 +1372,110 @@ fn a_restore_rerun_waits_for_records_the_killed_run_left_unreplicated() {
         "the re-run met records above the high watermark and waited for them:\n{text}"
     );
 }
+
+/// A snapshot backup whose partition is truncated under it by an unclean leader election
+/// (the log now ends below what the backup holds) ends that partition at what it holds, with
+/// one loud line, instead of failing or storing other records under offsets it holds.
+#[test]
+fn a_snapshot_backup_ends_a_partition_truncated_under_it_at_what_it_holds() {
+    use ferry_testkit::proxy::Fault;
+    let Some(c) = cluster() else { return };
+    let _one = CLUSTER.lock().unwrap_or_else(|p| p.into_inner());
+    let work = tempfile::tempdir().unwrap();
+    let topic = unique("fault-unclean-snap");
+    // Two replicas, one enough to write, unclean elections allowed (as in the continuous
+    // test above).
+    c.create_topic_with(
+        &topic,
+        1,
+        2,
+        &[
+            ("min.insync.replicas", "1"),
+            ("unclean.leader.election.enable", "true"),
+        ],
+    );
+    let meta = c.partition_meta(&topic);
+    let leader = meta[0].leader;
+    let follower = *meta[0]
+        .replicas
+        .iter()
+        .find(|r| **r != leader)
+        .expect("a second replica");
+    fill_partitions(&c, work.path(), &topic, 1, 1000, "fill-1");
+    // The follower stops; 1000 more records land on the leader alone.
+    c.stop_node(follower);
+    let follower_down = Down {
+        cluster: &c,
+        node: follower,
+        up: false,
+    };
+    fill_partitions(&c, work.path(), &topic, 1, 1000, "fill-2");
+
+    // The snapshot (end: offset 2000) reads through proxies slowed to 20 KB/s.
+    let proxies = Proxies::start();
+    proxies.set(Fault::Slow(20_000));
+    let backup = work.path().join("backup");
+    let yaml = work.path().join("backup.yaml");
+    std::fs::write(
+        &yaml,
+        backup_yaml(&proxies.cluster(&c), &topic, &backup, "high_watermark"),
+    )
+    .unwrap();
+    let log = work.path().join("backup.log");
+    let mut child = spawn_run(&yaml, &log);
+    // Once it holds more than the follower has, the leader dies and the follower, back,
+    // becomes leader with 1000 records: offsets 1000..2000 are gone from the cluster.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let n = backed_up(&backup);
+        assert!(
+            n < 2000 && child.try_wait().expect("wait").is_none(),
+            "the snapshot finished before the truncation: make it slower"
+        );
+        if n > 1000 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{n} records backed up after 90 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    c.kill_node(leader);
+    let leader_down = Down {
+        cluster: &c,
+        node: leader,
+        up: false,
+    };
+    follower_down.restart();
+    wait_success(child, Duration::from_secs(180), "snapshot backup", &log);
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let report = text
+        .lines()
+        .find(|l| l.contains("an unclean leader election truncated it"))
+        .unwrap_or_default();
+    eprintln!("the report: {report}");
+    assert!(
+        report.contains("ERROR") && report.contains("the snapshot ends this partition here"),
+        "one loud line saying where the snapshot ends:\n{text}"
+    );
+    // It holds every offset it read once, and nothing more: 0 up to where it was.
+    let held = backed_up(&backup);
+    assert!(
+        report.contains(&format!("backed_up_to={held}")),
+        "the backup holds {held} records, ending where the report says:\n{report}"
+    );
+    assert!((1000..2000).contains(&held), "{held}");
+    let out = Command::new(ferry_bin())
+        .arg("verify")
+        .arg(&backup)
+        .output()
+        .expect("ferry verify runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    leader_down.restart();
+    c.wait_fully_replicated(&topic);
+}
