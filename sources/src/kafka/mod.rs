@@ -245,7 +245,10 @@ impl KafkaSource {
                     position,
                     started_at: position,
                     stop,
-                    done: stop.is_some_and(|end| position >= end),
+                    // Done only when nothing is left to read. A start beyond the end (a
+                    // checkpoint past a recreated or truncated log) is left to the first
+                    // fetch, whose OFFSET_OUT_OF_RANGE answer says which (and refuses).
+                    done: stop == Some(position),
                     truncated_to: None,
                 });
             }
