@@ -400,6 +400,11 @@ impl KafkaSink {
     /// which may duplicate records this run writes. They cannot be taken back, so they are
     /// reported loudly, with where they are.
     fn check_first_landing(&mut self, res: &ferry_kafka::ProduceResult) {
+        // Empty except while a resumed run has not yet written everywhere: no key to build
+        // per result on a fresh run or once every partition has had its first write.
+        if self.resumed_at.is_empty() {
+            return;
+        }
         let key = (res.topic.clone(), res.partition);
         let Some(opened_at) = self.resumed_at.remove(&key) else {
             return;
