@@ -7,7 +7,7 @@ import json
 import sys
 import time
 
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 broker, topic, isolation, timeout_s = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
 deadline = time.monotonic() + timeout_s
@@ -31,10 +31,34 @@ md = c.list_topics(topic, timeout=max(1.0, deadline - time.monotonic()))
 t = md.topics.get(topic)
 if t is None or t.error is not None:
     sys.exit(f"dump: topic {topic!r} not found: {t.error if t else 'missing'}")
+
+MOVING_LEADER = {
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.REQUEST_TIMED_OUT,
+    KafkaError._TIMED_OUT,
+    KafkaError._TRANSPORT,
+}
+
+
+def watermarks(p):
+    # Right after a broker restart the metadata can still name the old leader:
+    # NOT_LEADER_FOR_PARTITION and friends are retriable, so ask again until
+    # the deadline (the fault tests read topics whose leaders just moved).
+    while True:
+        try:
+            return c.get_watermark_offsets(TopicPartition(topic, p), timeout=max(1.0, deadline - time.monotonic()))
+        except KafkaException as e:
+            err = e.args[0]
+            if not (err.retriable() or err.code() in MOVING_LEADER) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 pending = set()
 assignment = []
 for p in sorted(t.partitions):
-    lo, hi = c.get_watermark_offsets(TopicPartition(topic, p), timeout=max(1.0, deadline - time.monotonic()))
+    lo, hi = watermarks(p)
     if hi > lo:
         assignment.append(TopicPartition(topic, p, lo))
         pending.add(p)
