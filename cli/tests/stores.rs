@@ -320,6 +320,12 @@ fn create_only_writes_list_and_delete_hold_on_azure_and_gcs() {
                 "{store:?}: a create-only write replaced an object"
             );
             assert_eq!(&s.read("m/1.json").await.expect("read")[..], b"one");
+            assert!(
+                s.write_new("m/1.json", "one")
+                    .await
+                    .expect("create the same"),
+                "{store:?}: a create finding its own bytes (a retry after a lost answer) failed"
+            );
             s.write("m/2.json", "2").await.expect("write");
             assert_eq!(
                 s.list("m/").await.expect("list"),

@@ -627,12 +627,17 @@ impl Storage {
             .map_err(|e| self.fail(format!("writing {}/{path}", self.display), e))
     }
 
-    /// Writes an object only if none exists under that name. Returns `false` when one does.
+    /// Writes an object only if none exists under that name. Returns `false` when one does
+    /// with other bytes.
+    ///
+    /// An object that exists with exactly `data` counts as written (`true`): a create whose
+    /// answer was lost (a timeout while the store had already stored it) is sent again by
+    /// the retry layer and then finds its own object; that is not another writer.
     pub async fn write_new(&self, path: &str, data: impl Into<Bytes>) -> Result<bool> {
         let data: Bytes = data.into();
         match self
             .writable()?
-            .write_with(path, data)
+            .write_with(path, data.clone())
             .if_not_exists(true)
             .await
         {
@@ -641,7 +646,11 @@ impl Storage {
                 if e.kind() == ErrorKind::ConditionNotMatch
                     || e.kind() == ErrorKind::AlreadyExists =>
             {
-                Ok(false)
+                let ours = self.read_opt(path).await?.is_some_and(|held| held == data);
+                if ours {
+                    tracing::debug!(object = %format!("{}/{path}", self.display), "create found the object already holding these bytes (an earlier attempt's answer was lost)");
+                }
+                Ok(ours)
             }
             Err(e) => Err(self.fail(format!("creating {}/{path}", self.display), e)),
         }
@@ -1037,6 +1046,9 @@ mod tests {
         let s = Storage::from_uri(dir.path().to_str().unwrap()).unwrap();
         assert!(s.write_new("a/b.bin", vec![1u8, 2]).await.unwrap());
         assert!(!s.write_new("a/b.bin", vec![3u8]).await.unwrap());
+        // The same bytes again: a retried create whose first answer was lost.
+        assert!(s.write_new("a/b.bin", vec![1u8, 2]).await.unwrap());
+        assert_eq!(s.read("a/b.bin").await.unwrap(), Bytes::from(vec![1u8, 2]));
         assert_eq!(s.list("a/").await.unwrap(), vec!["a/b.bin".to_string()]);
         assert_eq!(
             std::fs::read(dir.path().join("a/b.bin")).unwrap(),
