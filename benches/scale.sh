@@ -22,8 +22,9 @@
 # default REPEAT): kcat -C → /dev/null, kcat -C → file, ferry backup --snapshot (raw; the
 # time its first segment manifest appeared is recorded too), then kcat -P into fresh topics
 # and ferry restore of the backup into fresh topics in turns (kcat first in odd rounds),
-# then ferry backup --format parquet. Several topics are read by kcat as one balanced
-# consumer (-G, a regex subscription) and produced by one kcat -P per topic.
+# then the exports (SCALE_EXPORTS, default "parquet avro": ferry backup --snapshot --format
+# F each). Several topics are read by kcat as one balanced consumer (-G, a regex
+# subscription) and produced by one kcat -P per topic.
 # BUSY=1 runs a second CPU-bound process (a fixed-size gzip loop) beside every step.
 #
 # Env: FERRY_BIN (default: the release binary, built unless --no-build), FERRY_BENCH_HOME
@@ -43,6 +44,7 @@ SCALE_PART_RECORDS="${SCALE_PART_RECORDS:-1000000}"
 SCALE_LARGE="${SCALE_LARGE-100x10485760}"
 SCALE_SMALL="${SCALE_SMALL-10000000x100}"
 SCALE_ONLY="${SCALE_ONLY:-}"
+SCALE_EXPORTS="${SCALE_EXPORTS-parquet avro}"
 REPEAT="${REPEAT:-3}"
 SCALE_REPEAT_6000="${SCALE_REPEAT_6000:-$REPEAT}"
 BUSY="${BUSY:-0}"
@@ -51,7 +53,7 @@ KEEP=0
 OUT=""
 ARGS_GIVEN="$*"
 
-usage() { sed -n '2,36p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,34p' "$0" | sed 's/^# \{0,1\}//'; }
 die() {
   echo "scale: ERROR: $*" >&2
   [[ -n "${WORK:-}" && -d "$WORK" ]] && echo "$*" | cut -c1-300 >"$WORK/last_error"
@@ -317,11 +319,14 @@ scenario() {
     }
     if ((r % 2)); then kcat_step; restore_step; else restore_step; kcat_step; fi
     ((KEEP)) || rm -rf "$dir" "$WORK/state-$name-$r"
-    local pq="$WORK/parquet-$name"
-    rm -rf "$pq"
-    timed "$name|ferry_parquet" "$FERRY" backup --brokers "$BROKERS" --topic "/$re/" --to "$pq" --snapshot --format parquet
-    check_eq "$name: records in the parquet export" "$(backup_records "$pq")" "$n"
-    rm -rf "$pq"
+    local fmt ex
+    for fmt in $SCALE_EXPORTS; do
+      ex="$WORK/$fmt-$name"
+      rm -rf "$ex"
+      timed "$name|ferry_$fmt" "$FERRY" backup --brokers "$BROKERS" --topic "/$re/" --to "$ex" --snapshot --format "$fmt"
+      check_eq "$name: records in the $fmt export" "$(backup_records "$ex")" "$n"
+      rm -rf "$ex"
+    done
   done
   ((KEEP)) || { admin delete "${names[@]}" || true; rm -rf "$parts_dir"; }
 }
@@ -381,18 +386,18 @@ REPORT="$WORK/report.md"
     "each step's median wall time over its rounds (kcat and Ferry in turns), largest peak RSS." \
     "Ratios are kcat's time over Ferry's (> 1: Ferry faster). BUSY=$BUSY."
   echo
-  echo "| scenario | partitions | records | GB | backup s (s/GB) | kcat→null s | backup vs kcat→null | restore s | kcat -P s | restore vs kcat -P | create + kcat -P s | restore vs create + kcat -P | parquet s | kcat→file s | parquet vs kcat→file | RSS MiB backup / restore / parquet | first segment s |"
-  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|"
+  echo "| scenario | partitions | records | GB | backup s (s/GB) | kcat→null s | backup vs kcat→null | restore s | kcat -P s | restore vs kcat -P | create + kcat -P s | restore vs create + kcat -P | parquet s | kcat→file s | parquet vs kcat→file | avro s | avro vs kcat→file | RSS MiB backup / restore / parquet / avro | first segment s |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|"
   for sc in "${SCENARIOS[@]}"; do
     by=${SC_BYTES[$sc]}
     bk=$(med "$sc|ferry_backup") knull=$(med "$sc|kcat_null") kf=$(med "$sc|kcat_file")
-    r=$(med "$sc|ferry_restore") kp=$(med "$sc|kcat_produce") pq=$(med "$sc|ferry_parquet")
+    r=$(med "$sc|ferry_restore") kp=$(med "$sc|kcat_produce") pq=$(med "$sc|ferry_parquet") av=$(med "$sc|ferry_avro")
     first=$(median "${WALLS[$sc|first_segment]:-}")
     kc=$(med "$sc|kcat_create")
     kcp=$(awk -v a="$kc" -v b="$kp" 'BEGIN { if (a != "-" && b != "-") printf "%.2f", a + b; else print "-" }')
     echo "| $sc | ${SC_PARTS[$sc]} | ${SC_RECORDS[$sc]} | $(awk -v b="$by" 'BEGIN { printf "%.2f", b / 1e9 }') |" \
-      "$bk ($(s_per_gb "$bk" "$by")) | $knull | $(ratio "$knull" "$bk") | $r | $kp | $(ratio "$kp" "$r") | $kcp | $(ratio "$kcp" "$r") | $pq | $kf | $(ratio "$kf" "$pq") |" \
-      "$(mib "${RSS[$sc|ferry_backup]:-0}") / $(mib "${RSS[$sc|ferry_restore]:-0}") / $(mib "${RSS[$sc|ferry_parquet]:-0}") | ${first:--} |"
+      "$bk ($(s_per_gb "$bk" "$by")) | $knull | $(ratio "$knull" "$bk") | $r | $kp | $(ratio "$kp" "$r") | $kcp | $(ratio "$kcp" "$r") | $pq | $kf | $(ratio "$kf" "$pq") | $av | $(ratio "$kf" "$av") |" \
+      "$(mib "${RSS[$sc|ferry_backup]:-0}") / $(mib "${RSS[$sc|ferry_restore]:-0}") / $(mib "${RSS[$sc|ferry_parquet]:-0}") / $(mib "${RSS[$sc|ferry_avro]:-0}") | ${first:--} |"
   done
   echo
   echo "Wall seconds of every round:"
@@ -402,7 +407,7 @@ REPORT="$WORK/report.md"
   echo
   echo "Checks passed: every source topic set, kcat's file, every backup and export (\`ferry ls --json\`) and every restored and kcat-produced topic set hold the scenario's record count."
   echo
-  echo "Command: \`SCALE_RECORDS=\"$SCALE_RECORDS\" SCALE_SIZE=$SCALE_SIZE SCALE_PARTITIONS=\"$SCALE_PARTITIONS\" SCALE_PART_RECORDS=$SCALE_PART_RECORDS SCALE_LARGE=\"$SCALE_LARGE\" SCALE_SMALL=\"$SCALE_SMALL\" SCALE_ONLY=\"$SCALE_ONLY\" REPEAT=$REPEAT SCALE_REPEAT_6000=$SCALE_REPEAT_6000 BUSY=$BUSY benches/scale.sh${ARGS_GIVEN:+ $ARGS_GIVEN}\`"
+  echo "Command: \`SCALE_RECORDS=\"$SCALE_RECORDS\" SCALE_SIZE=$SCALE_SIZE SCALE_PARTITIONS=\"$SCALE_PARTITIONS\" SCALE_PART_RECORDS=$SCALE_PART_RECORDS SCALE_LARGE=\"$SCALE_LARGE\" SCALE_SMALL=\"$SCALE_SMALL\" SCALE_EXPORTS=\"$SCALE_EXPORTS\" SCALE_ONLY=\"$SCALE_ONLY\" REPEAT=$REPEAT SCALE_REPEAT_6000=$SCALE_REPEAT_6000 BUSY=$BUSY benches/scale.sh${ARGS_GIVEN:+ $ARGS_GIVEN}\`"
   echo
   echo "ferry: $FERRY_BIN_ORIG built $FERRY_BIN_BUILT (tree $TREE);" \
     "$("$KCAT" -V 2>/dev/null | grep -o 'Version [^ ]*' | head -1 | sed 's/Version/kcat/');" \
