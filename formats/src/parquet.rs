@@ -491,8 +491,10 @@ impl Columns {
         Ok(rejected)
     }
 
-    /// The buffered records as an Arrow batch; the builders start over.
+    /// The buffered records as an Arrow batch; the builders start over, sized for a chunk
+    /// like this one (see [`Columns::presize`]).
     fn finish(&mut self) -> Result<RecordBatch> {
+        let next = ChunkSize::of(self);
         let header_offsets = std::mem::replace(&mut self.header_offsets, vec![0]);
         let headers = StructArray::try_new(
             header_fields(),
@@ -530,7 +532,54 @@ impl Columns {
             None => {}
         }
         self.bytes = 0;
+        self.presize(next);
         RecordBatch::try_new(schema, columns).map_err(arrow_error)
+    }
+
+    /// Gives the (just emptied) builders room for `size` up front. Chunks of one
+    /// partition are alike (they close at the same byte bound), so the next one fills this
+    /// room instead of regrowing every buffer by doubling from empty: the export profile
+    /// (benches/results/profile-export-2026-12-06.md) showed those regrowth copies and the
+    /// fresh pages they fault in. The room is what the chunk just held, at most
+    /// [`CHUNK_BYTES`] per column (chunks close at that bound or at the smaller row-group
+    /// share of many open partitions), and pages of it not yet written are not resident,
+    /// so thousands of open partitions do not multiply memory.
+    fn presize(&mut self, size: ChunkSize) {
+        let rows = size.rows;
+        self.topic = StringBuilder::with_capacity(rows, size.topic);
+        self.partition = Vec::with_capacity(rows);
+        self.offset = Vec::with_capacity(rows);
+        self.timestamp = Vec::with_capacity(rows);
+        self.timestamp_type = StringBuilder::with_capacity(rows, size.timestamp_type);
+        self.key = BinaryBuilder::with_capacity(rows, size.key);
+        self.value = BinaryBuilder::with_capacity(rows, size.value);
+        self.header_offsets.reserve(rows);
+    }
+}
+
+/// What a finished chunk of [`Columns`] held: rows and the bytes of its variable-length
+/// columns.
+#[derive(Debug, Clone, Copy)]
+struct ChunkSize {
+    rows: usize,
+    topic: usize,
+    timestamp_type: usize,
+    key: usize,
+    value: usize,
+}
+
+impl ChunkSize {
+    /// The size of `columns`, each figure capped at [`CHUNK_BYTES`] (a chunk held back
+    /// for a typed column's schema can be larger than chunks ever are after it).
+    fn of(columns: &Columns) -> Self {
+        let cap = |n: usize| n.min(CHUNK_BYTES);
+        ChunkSize {
+            rows: cap(columns.len()),
+            topic: cap(columns.topic.values_slice().len()),
+            timestamp_type: cap(columns.timestamp_type.values_slice().len()),
+            key: cap(columns.key.values_slice().len()),
+            value: cap(columns.value.values_slice().len()),
+        }
     }
 }
 
