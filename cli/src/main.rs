@@ -116,7 +116,34 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
     }
 }
 
+/// Caps glibc's malloc arenas at the number of cores (at least 2), unless
+/// `MALLOC_ARENA_MAX` is set (glibc then applies that itself).
+///
+/// glibc gives threads up to 8 arenas per core, and memory freed in one arena is not reused
+/// by threads on another: a restore's buffers move between the runtime's threads, so its
+/// peak RSS grew with the amount restored (209 MiB for 1 GB, 292 MiB for 5 GB of 1 KiB
+/// records) and passed the 256 MiB bound. With 2 arenas on this 2-core machine the 5 GB
+/// restore peaked at 210 MiB, no slower (benches/results/scale-records-2026-12-06.md).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn limit_malloc_arenas() {
+    if std::env::var_os("MALLOC_ARENA_MAX").is_some() {
+        return;
+    }
+    let arenas = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .max(2);
+    let arenas = libc::c_int::try_from(arenas).unwrap_or(libc::c_int::MAX);
+    // SAFETY: mallopt only sets an allocator parameter; called before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, arenas);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn limit_malloc_arenas() {}
+
 fn main() -> ExitCode {
+    limit_malloc_arenas();
     let cli = Cli::parse();
     if let Err(e) = logging::init(cli.log_format, &cli.log_level) {
         eprintln!("error: {e:#}");
