@@ -123,7 +123,8 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
 /// by threads on another: a restore's buffers move between the runtime's threads, so its
 /// peak RSS grew with the amount restored (209 MiB for 1 GB, 292 MiB for 5 GB of 1 KiB
 /// records) and passed the 256 MiB bound. With 2 arenas on this 2-core machine the 5 GB
-/// restore peaked at 210 MiB, no slower (benches/results/scale-records-2026-12-06.md).
+/// restore peaked at 191-215 MiB, no slower; one arena lowers peaks further but cost the
+/// Parquet export CPU (benches/results/ab-2026-12-06.md).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn limit_malloc_arenas() {
     if std::env::var_os("MALLOC_ARENA_MAX").is_some() {
