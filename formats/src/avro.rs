@@ -510,27 +510,21 @@ impl AvroEncoder {
     }
 
     /// Counts `record` as buffered, or everything as written when its append flushed a
-    /// block. `written_before` is the length of the writer's output before the append: it
-    /// grows only by the header (with the first record) and by blocks. Counting by "the
-    /// output is empty" missed the first batch of every segment (the header sat in the output
-    /// until the batch's `take`), so a snapshot of 6,000 small partitions reported almost
-    /// nothing buffered while holding about 1 GB (peak RSS 1,312 MiB).
-    fn count(&mut self, record: &Record, written_before: usize, header_before: bool) {
+    /// block. `written_before` is the length of the writer's output before the append
+    /// (`None`: no writer yet, so the append wrote only the header). Past the header, the
+    /// output grows only by blocks. Counting by "the output is empty" missed the first batch
+    /// of every segment (the header sat in the output until the batch's `take`).
+    fn count(&mut self, record: &Record, written_before: Option<usize>) {
         let written_after = self.writer.as_ref().map_or(0, |w| w.get_ref().len());
-        if header_before && written_after > written_before {
-            self.pending = 0;
-        } else {
-            self.pending += record.size_hint();
+        match written_before {
+            Some(before) if written_after > before => self.pending = 0,
+            _ => self.pending += record.size_hint(),
         }
     }
 
-    /// What [`AvroEncoder::count`] needs from before an append: the output's length and
-    /// whether the header was written already.
-    fn before_append(&self) -> (usize, bool) {
-        match &self.writer {
-            Some(w) => (w.get_ref().len(), true),
-            None => (0, false),
-        }
+    /// The length of the writer's output, if there is a writer (see [`AvroEncoder::count`]).
+    fn written(&self) -> Option<usize> {
+        self.writer.as_ref().map(|w| w.get_ref().len())
     }
 
     /// Appends one record (control records are skipped).
@@ -538,12 +532,12 @@ impl AvroEncoder {
         if record.is_control {
             return Ok(());
         }
-        let (written_before, header_before) = self.before_append();
+        let written_before = self.written();
         let Some(typed) = &mut self.typed else {
             self.writer_for(&SCHEMA)
                 .append_ser(RecordOut(record))
                 .map_err(avro_error)?;
-            self.count(record, written_before, header_before);
+            self.count(record, written_before);
             return Ok(());
         };
         let (reader, decoded) = typed.values.decode(&typed.topic, record)?;
@@ -560,6 +554,8 @@ impl AvroEncoder {
             };
             let waiting = std::mem::take(&mut typed.waiting);
             typed.bytes = typed.rejected.iter().map(|(r, _)| r.size_hint()).sum();
+            // They move from `typed.bytes` into the writer's block.
+            self.pending += waiting.iter().map(Record::size_hint).sum::<usize>();
             let column = typed.column.clone();
             let schema = envelope_with(&reader, &column)?;
             let writer = self.writer_for(schema);
@@ -581,7 +577,7 @@ impl AvroEncoder {
                     record.topic, record.partition, record.offset
                 ))
             })?;
-        self.count(record, written_before, header_before);
+        self.count(record, written_before);
         Ok(())
     }
 

@@ -491,10 +491,9 @@ impl Columns {
         Ok(rejected)
     }
 
-    /// The buffered records as an Arrow batch; the builders start over, sized for a chunk
-    /// like this one (see [`Columns::presize`]).
+    /// The buffered records as an Arrow batch; the builders start over (empty: see
+    /// [`Columns::presize`] for the chunks of a segment).
     fn finish(&mut self) -> Result<RecordBatch> {
-        let next = ChunkSize::of(self);
         let header_offsets = std::mem::replace(&mut self.header_offsets, vec![0]);
         let headers = StructArray::try_new(
             header_fields(),
@@ -532,7 +531,6 @@ impl Columns {
             None => {}
         }
         self.bytes = 0;
-        self.presize(next);
         RecordBatch::try_new(schema, columns).map_err(arrow_error)
     }
 
@@ -682,13 +680,13 @@ impl ParquetEncoder {
         }
         let limit = self.limit();
         if self.row_group_bytes >= limit {
-            self.write_columns()?;
+            self.write_columns(true)?;
             if let Some(w) = self.writer() {
                 w.flush().map_err(parquet_error)?;
             }
             self.row_group_bytes = 0;
         } else if self.columns.bytes >= CHUNK_BYTES.min(limit) {
-            self.write_columns()?;
+            self.write_columns(true)?;
         }
         Ok(())
     }
@@ -734,11 +732,18 @@ impl ParquetEncoder {
             .ok_or_else(|| Error::internal("parquet: no writer"))
     }
 
-    fn write_columns(&mut self) -> Result<()> {
+    /// Hands the buffered columns to the writer. `more`: records follow in this segment,
+    /// so the builders are sized for a chunk like this one ([`Columns::presize`]); not at
+    /// the segment's end, where the room would go unused.
+    fn write_columns(&mut self, more: bool) -> Result<()> {
         if self.columns.len() == 0 {
             return Ok(());
         }
+        let next = more.then(|| ChunkSize::of(&self.columns));
         let batch = self.columns.finish()?;
+        if let Some(size) = next {
+            self.columns.presize(size);
+        }
         self.writer_for(batch.schema())?
             .write(&batch)
             .map_err(parquet_error)
@@ -774,7 +779,7 @@ impl ParquetEncoder {
                 "parquet: the segment ends before its topic has a reader schema (no value could be decoded yet): written without the typed column"
             );
         }
-        self.write_columns()?;
+        self.write_columns(false)?;
         let schema = self.columns.schema();
         let next = self.next_offset;
         let w = self.writer_for(schema)?;

@@ -24,6 +24,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod config;
+
+/// Tells the progress report how many offsets a snapshot partition has left: `end` (its
+/// stop) from `position`.
+fn expect_to_read(end: i64, position: i64) {
+    ferry_core::progress::expect(end.saturating_sub(position).max(0) as u64);
+}
+
 #[cfg(test)]
 mod tests;
 
@@ -236,7 +243,7 @@ impl KafkaSource {
                     .insert(p, self.partitions.len());
                 let stop = snapshot_ends.get(&p).copied();
                 if let Some(end) = stop {
-                    ferry_core::progress::expect(end.saturating_sub(position).max(0) as u64);
+                    expect_to_read(end, position);
                     tracing::debug!(topic = %t.name, partition = p, stop = end, "snapshot end");
                 }
                 self.partitions.push(PartitionState {
@@ -387,7 +394,7 @@ impl KafkaSource {
             // as the end would finish the partition before reading it.
             if end >= 0 {
                 state.stop = Some(end);
-                ferry_core::progress::expect(end.saturating_sub(state.position).max(0) as u64);
+                expect_to_read(end, state.position);
                 tracing::debug!(topic = %state.topic, partition = state.partition, stop = end, "snapshot end");
             }
         }
