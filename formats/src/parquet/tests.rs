@@ -842,3 +842,35 @@ fn open_encoders_share_one_row_group_budget() {
     // Never under 1 MiB, however many are open.
     assert_eq!(row_groups_with_others_open(16 << 20, 200, 4), 4);
 }
+
+#[test]
+fn room_made_for_the_next_chunk_counts_as_buffered() {
+    let options = ParquetOptions {
+        row_group_bytes: ByteSize(MIN_ROW_GROUP_BYTES as u64),
+        ..ParquetOptions::default()
+    };
+    let mut enc = ParquetEncoder::new(&options, "orders", 3, 0);
+    let value = "x".repeat(1024);
+    let mut offset = 0;
+    // Until the first row group is complete: the builders then have room for a chunk
+    // like it, with no record in them yet.
+    let mut file = Vec::new();
+    while file.is_empty() {
+        enc.append(&json_record(offset, Some(&value))).unwrap();
+        offset += 1;
+        assert!(offset < 10_000, "no row group was written");
+        file.extend_from_slice(&enc.take().unwrap());
+    }
+    assert_eq!(enc.columns.len(), 0, "the row group took every record");
+    assert!(
+        enc.columns.reserved >= MIN_ROW_GROUP_BYTES / 2,
+        "{}",
+        enc.columns.reserved
+    );
+    assert!(
+        SegmentEncoder::buffered_bytes(&enc) >= enc.columns.reserved,
+        "the room counts as buffered"
+    );
+    file.extend_from_slice(&enc.finish_file().unwrap());
+    assert_eq!(read_parquet(Bytes::from(file)).unwrap().len() as i64, offset);
+}

@@ -19,9 +19,10 @@
 //!
 //! The file header carries the metadata `ferry.topic`, `ferry.partition` and
 //! `ferry.first_offset` (UTF-8 strings). Blocks are compressed with the configured codec
-//! ([`AvroCodec`], zstd by default) and hold about [`AvroOptions::block_bytes`] of encoded
+//! ([`AvroCodec`], snappy by default) and hold about [`AvroOptions::block_bytes`] of encoded
 //! records, so the encoder's memory stays bounded: [`AvroEncoder::encode`] returns the
-//! header and every block that filled up, [`SegmentEncoder::finish`] the last block.
+//! header and every block that filled up, [`SegmentEncoder::finish`] the last block. The
+//! container file is framed here ([`container`]); apache-avro encodes the records.
 //!
 //! **Decoded values.** With `value: {as: avro, registry: {url}}` ([`AvroFormatOptions`];
 //! Confluent Schema-Registry Avro values, see [`crate::confluent`]) each record also gets
@@ -39,14 +40,17 @@
 use crate::confluent::{AvroValueColumns, AvroValues, IdSchema};
 use crate::segment::{SegmentEncoder, SegmentFormat};
 use apache_avro::types::Value;
-use apache_avro::{Codec, DeflateSettings, Schema, Writer, ZstandardSettings};
+use apache_avro::{Codec, DeflateSettings, Schema, ZstandardSettings};
 use bytes::Bytes;
+use container::Container;
 use ferry_core::{Batch, ByteSize, Error, Header, Record, Result, TimestampType};
 use serde::ser::{SerializeSeq, SerializeStruct};
 use serde::{Deserialize, Serialize, Serializer};
 use std::collections::HashMap;
 use std::io::Read;
 use std::sync::{Arc, LazyLock, Mutex};
+
+mod container;
 
 /// File extension of Avro segment objects.
 pub const EXTENSION: &str = "avro";
@@ -130,7 +134,7 @@ fn default_block_bytes() -> ByteSize {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AvroOptions {
-    /// Block compression: `null`, `deflate`, `snappy` or `zstd` (default).
+    /// Block compression: `snappy` (default), `zstd`, `deflate` or `null`.
     #[serde(default)]
     pub codec: AvroCodec,
     /// A block is written once its encoded records (before compression) reach this size
@@ -341,14 +345,12 @@ fn avro_error(e: apache_avro::Error) -> Error {
 /// Encoder of one Avro segment: the file header, then a block each time
 /// [`AvroOptions::block_bytes`] of records are buffered.
 pub struct AvroEncoder {
-    /// Made with the first record (or at the end): with decoded values, the envelope
+    /// Started with the first record (or at the end): with decoded values, the envelope
     /// schema waits for the topic's reader schema.
-    writer: Option<Writer<'static, Vec<u8>>>,
+    file: Option<Container>,
     codec: Codec,
     block: usize,
     metadata: [(&'static str, String); 3],
-    /// Approximate bytes of records appended since the last block was written.
-    pending: usize,
     typed: Option<TypedValues>,
 }
 
@@ -369,12 +371,12 @@ struct TypedValues {
 impl std::fmt::Debug for AvroEncoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AvroEncoder")
-            .field("pending", &self.pending)
+            .field("buffered", &self.buffered_bytes())
             .finish_non_exhaustive()
     }
 }
 
-/// Envelope schemas with a decoded-value field, by their JSON: a [`Writer`] borrows its
+/// Envelope schemas with a decoded-value field, by their JSON: a [`Container`] borrows its
 /// schema, so each distinct one is kept for the life of the process (one per reader
 /// schema and column name).
 static ENVELOPES: LazyLock<Mutex<HashMap<String, &'static Schema>>> =
@@ -462,7 +464,7 @@ impl AvroEncoder {
             .unwrap_or(usize::MAX)
             .clamp(1024, 256 * 1024 * 1024);
         AvroEncoder {
-            writer: None,
+            file: None,
             codec: options.codec.codec(),
             block,
             metadata: [
@@ -470,7 +472,6 @@ impl AvroEncoder {
                 ("ferry.partition", partition.to_string()),
                 ("ferry.first_offset", first_offset.to_string()),
             ],
-            pending: 0,
             typed: None,
         }
     }
@@ -489,42 +490,13 @@ impl AvroEncoder {
         self
     }
 
-    /// The writer, made with `schema` if there is none yet.
-    fn writer_for(&mut self, schema: &'static Schema) -> &mut Writer<'static, Vec<u8>> {
-        let (codec, block) = (self.codec, self.block);
-        let metadata = &self.metadata;
-        self.writer.get_or_insert_with(|| {
-            let mut writer = Writer::builder()
-                .schema(schema)
-                .writer(Vec::new())
-                .codec(codec)
-                .block_size(block)
-                .build();
-            // Metadata can only fail after the header was written or for `avro.` keys:
-            // neither is the case here.
-            for (k, v) in metadata {
-                let _ = writer.add_user_metadata(k.to_string(), v);
-            }
-            writer
-        })
-    }
-
-    /// Counts `record` as buffered, or everything as written when its append flushed a
-    /// block. `written_before` is the length of the writer's output before the append
-    /// (`None`: no writer yet, so the append wrote only the header). Past the header, the
-    /// output grows only by blocks. Counting by "the output is empty" missed the first batch
-    /// of every segment (the header sat in the output until the batch's `take`).
-    fn count(&mut self, record: &Record, written_before: Option<usize>) {
-        let written_after = self.writer.as_ref().map_or(0, |w| w.get_ref().len());
-        match written_before {
-            Some(before) if written_after > before => self.pending = 0,
-            _ => self.pending += record.size_hint(),
-        }
-    }
-
-    /// The length of the writer's output, if there is a writer (see [`AvroEncoder::count`]).
-    fn written(&self) -> Option<usize> {
-        self.writer.as_ref().map(|w| w.get_ref().len())
+    /// The file, started with `schema` if there is none yet.
+    fn file_for(&mut self, schema: &'static Schema) -> Result<&mut Container> {
+        let file = match self.file.take() {
+            Some(file) => file,
+            None => Container::start(schema, self.codec, self.block, &self.metadata)?,
+        };
+        Ok(self.file.insert(file))
     }
 
     /// Appends one record (control records are skipped).
@@ -532,13 +504,8 @@ impl AvroEncoder {
         if record.is_control {
             return Ok(());
         }
-        let written_before = self.written();
         let Some(typed) = &mut self.typed else {
-            self.writer_for(&SCHEMA)
-                .append_ser(RecordOut(record))
-                .map_err(avro_error)?;
-            self.count(record, written_before);
-            return Ok(());
+            return self.file_for(&SCHEMA)?.append_ser(&RecordOut(record));
         };
         let (reader, decoded) = typed.values.decode(&typed.topic, record)?;
         let settled = typed.values.settle(record, decoded)?;
@@ -546,7 +513,7 @@ impl AvroEncoder {
             typed.bytes += record.size_hint();
             typed.rejected.push((record.clone(), why));
         }
-        if self.writer.is_none() {
+        if self.file.is_none() {
             let Some(reader) = reader else {
                 typed.bytes += record.size_hint();
                 typed.waiting.push(record.clone());
@@ -554,45 +521,36 @@ impl AvroEncoder {
             };
             let waiting = std::mem::take(&mut typed.waiting);
             typed.bytes = typed.rejected.iter().map(|(r, _)| r.size_hint()).sum();
-            // They move from `typed.bytes` into the writer's block.
-            self.pending += waiting.iter().map(Record::size_hint).sum::<usize>();
             let column = typed.column.clone();
             let schema = envelope_with(&reader, &column)?;
-            let writer = self.writer_for(schema);
+            let file = self.file_for(schema)?;
             for r in &waiting {
-                writer
-                    .append_value_ref(&record_value(r, &column, None))
-                    .map_err(avro_error)?;
+                file.append_value(&record_value(r, &column, None), avro_error)?;
             }
         }
         let column = self.typed.as_ref().map_or("", |t| t.column.as_str());
         let value = record_value(record, column, settled.value);
-        self.writer
+        let misfit = |e| {
+            Error::invalid_data(format!(
+                "avro: topic {} partition {} offset {}: the decoded value does not fit the file schema: {e}",
+                record.topic, record.partition, record.offset
+            ))
+        };
+        self.file
             .as_mut()
-            .ok_or_else(|| Error::internal("avro: no writer"))?
-            .append_value_ref(&value)
-            .map_err(|e| {
-                Error::invalid_data(format!(
-                    "avro: topic {} partition {} offset {}: the decoded value does not fit the file schema: {e}",
-                    record.topic, record.partition, record.offset
-                ))
-            })?;
-        self.count(record, written_before);
-        Ok(())
+            .ok_or_else(|| Error::internal("avro: no file"))?
+            .append_value(&value, misfit)
     }
 
     /// Takes the bytes written so far (header and complete blocks).
     pub fn take(&mut self) -> Bytes {
-        match &mut self.writer {
-            Some(w) => Bytes::from(std::mem::take(w.get_mut())),
-            None => Bytes::new(),
-        }
+        self.file.as_mut().map_or_else(Bytes::new, Container::take)
     }
 
     /// Ends the file: the records still waiting for a reader schema (written without the
     /// decoded-value field) and the last block.
     fn finish_file(&mut self) -> Result<Bytes> {
-        if self.writer.is_none() {
+        if self.file.is_none() {
             let waiting = match &mut self.typed {
                 Some(t) => std::mem::take(&mut t.waiting),
                 None => Vec::new(),
@@ -602,16 +560,15 @@ impl AvroEncoder {
                     "avro: the segment ends before its topic has a reader schema (no value could be decoded yet): written without the decoded-value field"
                 );
             }
-            let writer = self.writer_for(&SCHEMA);
+            let file = self.file_for(&SCHEMA)?;
             for r in &waiting {
-                writer.append_ser(RecordOut(r)).map_err(avro_error)?;
+                file.append_ser(&RecordOut(r))?;
             }
         }
-        if let Some(w) = &mut self.writer {
-            w.flush().map_err(avro_error)?;
+        match &mut self.file {
+            Some(file) => file.finish(),
+            None => Ok(Bytes::new()),
         }
-        self.pending = 0;
-        Ok(self.take())
     }
 }
 
@@ -639,7 +596,8 @@ impl SegmentEncoder for AvroEncoder {
     }
 
     fn buffered_bytes(&self) -> usize {
-        self.pending + self.typed.as_ref().map_or(0, |t| t.bytes)
+        self.file.as_ref().map_or(0, Container::buffered)
+            + self.typed.as_ref().map_or(0, |t| t.bytes)
     }
 }
 
@@ -911,11 +869,17 @@ mod tests {
         let mut enc = AvroFormat::new(options).encoder("orders", 3, 0);
         let out = enc.encode(&segment_batch(records.clone())).unwrap();
         assert!(!out.is_empty(), "the header is returned");
-        let held: usize = records.iter().map(Record::size_hint).sum();
-        assert_eq!(
-            enc.buffered_bytes(),
-            held,
-            "the block of the first batch is still buffered"
+        let payload: usize = records
+            .iter()
+            .filter(|r| !r.is_control)
+            .map(|r| {
+                r.value.as_ref().map_or(0, |v| v.len()) + r.key.as_ref().map_or(0, |k| k.len())
+            })
+            .sum();
+        let held = enc.buffered_bytes();
+        assert!(
+            held >= payload && held <= 4 * payload + 4096,
+            "the block of the first batch is still buffered: {held} bytes for {payload} of keys and values"
         );
         let rest = enc.finish().unwrap();
         assert!(!rest.is_empty());
