@@ -592,7 +592,12 @@ impl Planner {
         ]);
         let field = Field::new("key_value", DataType::Struct(entries), false);
         leaf(
-            B::Map(vec![0], Vec::new(), StringBuilder::new(), Box::new(value)),
+            B::Map(
+                vec![0],
+                Vec::new(),
+                StringBuilder::with_capacity(0, 0),
+                Box::new(value),
+            ),
             DataType::Map(Arc::new(field), false),
         )
     }
@@ -617,7 +622,7 @@ impl Planner {
                 Ok(c)
             }
             _ => Ok(Col::new(
-                B::Json(StringBuilder::new()),
+                B::Json(StringBuilder::with_capacity(0, 0)),
                 DataType::Utf8,
                 has_null,
             )),
@@ -667,7 +672,7 @@ impl Planner {
         let full = name.fully_qualified_name(ns);
         if self.stack.contains(&full) {
             // A recursive type has no finite Arrow type: JSON text.
-            return leaf(B::Json(StringBuilder::new()), DataType::Utf8);
+            return leaf(B::Json(StringBuilder::with_capacity(0, 0)), DataType::Utf8);
         }
         let target = self
             .names
@@ -680,53 +685,63 @@ impl Planner {
 }
 
 /// The builder and type of a scalar Avro type (primitives and logical types without
-/// parameters); `None` for the others.
+/// parameters); `None` for the others. Builders start empty, not with arrow's `new()`
+/// room for 1,024 values: there is a set per open segment, thousands with many partitions.
 fn scalar_col(schema: &Schema) -> Option<(B, DataType)> {
     Some(match schema {
-        Schema::Boolean => (B::Bool(BooleanBuilder::new()), DataType::Boolean),
-        Schema::Int => (B::I32(Int32Builder::new()), DataType::Int32),
-        Schema::Long => (B::I64(Int64Builder::new()), DataType::Int64),
-        Schema::Float => (B::F32(Float32Builder::new()), DataType::Float32),
-        Schema::Double => (B::F64(Float64Builder::new()), DataType::Float64),
-        Schema::Bytes => (B::Bin(BinaryBuilder::new()), DataType::Binary),
-        Schema::String => (B::Str(StringBuilder::new(), Text::String), DataType::Utf8),
-        Schema::Enum(_) => (B::Str(StringBuilder::new(), Text::Enum), DataType::Utf8),
-        Schema::Uuid => (B::Str(StringBuilder::new(), Text::Uuid), DataType::Utf8),
-        Schema::BigDecimal => (
-            B::Str(StringBuilder::new(), Text::BigDecimal),
+        Schema::Boolean => (B::Bool(BooleanBuilder::with_capacity(0)), DataType::Boolean),
+        Schema::Int => (B::I32(Int32Builder::with_capacity(0)), DataType::Int32),
+        Schema::Long => (B::I64(Int64Builder::with_capacity(0)), DataType::Int64),
+        Schema::Float => (B::F32(Float32Builder::with_capacity(0)), DataType::Float32),
+        Schema::Double => (B::F64(Float64Builder::with_capacity(0)), DataType::Float64),
+        Schema::Bytes => (B::Bin(BinaryBuilder::with_capacity(0, 0)), DataType::Binary),
+        Schema::String => (
+            B::Str(StringBuilder::with_capacity(0, 0), Text::String),
             DataType::Utf8,
         ),
-        Schema::Date => (B::Date(Date32Builder::new()), DataType::Date32),
+        Schema::Enum(_) => (
+            B::Str(StringBuilder::with_capacity(0, 0), Text::Enum),
+            DataType::Utf8,
+        ),
+        Schema::Uuid => (
+            B::Str(StringBuilder::with_capacity(0, 0), Text::Uuid),
+            DataType::Utf8,
+        ),
+        Schema::BigDecimal => (
+            B::Str(StringBuilder::with_capacity(0, 0), Text::BigDecimal),
+            DataType::Utf8,
+        ),
+        Schema::Date => (B::Date(Date32Builder::with_capacity(0)), DataType::Date32),
         Schema::TimeMillis => (
-            B::TimeMs(Time32MillisecondBuilder::new()),
+            B::TimeMs(Time32MillisecondBuilder::with_capacity(0)),
             DataType::Time32(TimeUnit::Millisecond),
         ),
         Schema::TimeMicros => (
-            B::TimeUs(Time64MicrosecondBuilder::new()),
+            B::TimeUs(Time64MicrosecondBuilder::with_capacity(0)),
             DataType::Time64(TimeUnit::Microsecond),
         ),
         Schema::TimestampMillis => (
-            B::TsMs(TimestampMillisecondBuilder::new().with_timezone_opt(utc())),
+            B::TsMs(TimestampMillisecondBuilder::with_capacity(0).with_timezone_opt(utc())),
             DataType::Timestamp(TimeUnit::Millisecond, utc()),
         ),
         Schema::TimestampMicros => (
-            B::TsUs(TimestampMicrosecondBuilder::new().with_timezone_opt(utc())),
+            B::TsUs(TimestampMicrosecondBuilder::with_capacity(0).with_timezone_opt(utc())),
             DataType::Timestamp(TimeUnit::Microsecond, utc()),
         ),
         Schema::TimestampNanos => (
-            B::TsNs(TimestampNanosecondBuilder::new().with_timezone_opt(utc())),
+            B::TsNs(TimestampNanosecondBuilder::with_capacity(0).with_timezone_opt(utc())),
             DataType::Timestamp(TimeUnit::Nanosecond, utc()),
         ),
         Schema::LocalTimestampMillis => (
-            B::TsMs(TimestampMillisecondBuilder::new()),
+            B::TsMs(TimestampMillisecondBuilder::with_capacity(0)),
             DataType::Timestamp(TimeUnit::Millisecond, None),
         ),
         Schema::LocalTimestampMicros => (
-            B::TsUs(TimestampMicrosecondBuilder::new()),
+            B::TsUs(TimestampMicrosecondBuilder::with_capacity(0)),
             DataType::Timestamp(TimeUnit::Microsecond, None),
         ),
         Schema::LocalTimestampNanos => (
-            B::TsNs(TimestampNanosecondBuilder::new()),
+            B::TsNs(TimestampNanosecondBuilder::with_capacity(0)),
             DataType::Timestamp(TimeUnit::Nanosecond, None),
         ),
         _ => return None,
@@ -745,12 +760,12 @@ fn decimal_col(d: &apache_avro::schema::DecimalSchema) -> std::result::Result<Co
     let p = u8::try_from(d.precision).map_err(|_| bad())?;
     let s = i8::try_from(d.scale).map_err(|_| bad())?;
     if p <= 38 {
-        let b = Decimal128Builder::new()
+        let b = Decimal128Builder::with_capacity(0)
             .with_precision_and_scale(p, s)
             .map_err(|_| bad())?;
         leaf(B::Dec128(b, p), DataType::Decimal128(p, s))
     } else if p <= 76 {
-        let b = Decimal256Builder::new()
+        let b = Decimal256Builder::with_capacity(0)
             .with_precision_and_scale(p, s)
             .map_err(|_| bad())?;
         leaf(B::Dec256(b, p), DataType::Decimal256(p, s))
@@ -769,9 +784,9 @@ fn duration_col() -> Col {
     Col::new(
         B::Duration(
             [
-                UInt32Builder::new(),
-                UInt32Builder::new(),
-                UInt32Builder::new(),
+                UInt32Builder::with_capacity(0),
+                UInt32Builder::with_capacity(0),
+                UInt32Builder::with_capacity(0),
             ],
             Vec::new(),
         ),

@@ -311,15 +311,17 @@ enum Builder {
 }
 
 impl Builder {
+    /// An empty builder (not arrow's `new()`, which makes room for 1,024 values: there is
+    /// one per column of every open segment, thousands with many partitions).
     fn new(ty: JsonType) -> Self {
         match ty {
-            JsonType::String | JsonType::Json => Builder::Str(StringBuilder::new()),
-            JsonType::Int32 => Builder::I32(Int32Builder::new()),
-            JsonType::Int64 => Builder::I64(Int64Builder::new()),
-            JsonType::Float64 => Builder::F64(Float64Builder::new()),
-            JsonType::Boolean => Builder::Bool(BooleanBuilder::new()),
+            JsonType::String | JsonType::Json => Builder::Str(StringBuilder::with_capacity(0, 0)),
+            JsonType::Int32 => Builder::I32(Int32Builder::with_capacity(0)),
+            JsonType::Int64 => Builder::I64(Int64Builder::with_capacity(0)),
+            JsonType::Float64 => Builder::F64(Float64Builder::with_capacity(0)),
+            JsonType::Boolean => Builder::Bool(BooleanBuilder::with_capacity(0)),
             JsonType::TimestampMs => {
-                Builder::Ts(TimestampMillisecondBuilder::new().with_timezone("UTC"))
+                Builder::Ts(TimestampMillisecondBuilder::with_capacity(0).with_timezone("UTC"))
             }
         }
     }

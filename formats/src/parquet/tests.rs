@@ -872,5 +872,8 @@ fn room_made_for_the_next_chunk_counts_as_buffered() {
         "the room counts as buffered"
     );
     file.extend_from_slice(&enc.finish_file().unwrap());
-    assert_eq!(read_parquet(Bytes::from(file)).unwrap().len() as i64, offset);
+    assert_eq!(
+        read_parquet(Bytes::from(file)).unwrap().len() as i64,
+        offset
+    );
 }
