@@ -99,6 +99,16 @@ if [[ -z "${FERRY_BIN:-}" ]]; then
 fi
 [[ -x "$FERRY_BIN" ]] || die "ferry binary not found at '$FERRY_BIN'"
 "$KCAT" -b "$BROKERS" -L -m 10 >/dev/null 2>&1 || die "no Kafka at $BROKERS (scripts/dev-env up)"
+# The largest partition count of a scenario exists three times at once at worst (the source,
+# kcat's copy, the restored copy, while deleted topics' files wait to be removed), and the dev
+# broker's open-file limit (20,000 here) counts every partition it holds: topics left by
+# test runs are refused up front rather than failing a step half-way.
+max_parts=0
+for p in $SCALE_PARTITIONS; do ((p > max_parts)) && max_parts=$p; done
+held="$("$KCAT" -b "$BROKERS" -L -J -m 30 2>/dev/null | jq '[.topics[].partitions | length] | add // 0')" || held=0
+if ((max_parts >= 600 && held + 3 * max_parts > 19000)); then
+  die "the broker at $BROKERS already holds $held partitions; with $max_parts-partition scenarios it would pass its open-file limit: start from an empty broker (scripts/dev-env reset && scripts/dev-env up)"
+fi
 
 BENCH_HOME="${FERRY_BENCH_HOME:-/var/tmp/ferry-bench}"
 mkdir -p "$BENCH_HOME"
