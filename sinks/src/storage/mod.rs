@@ -105,7 +105,8 @@ pub struct StorageSink {
     /// decoded format (Parquet, Avro, JSON lines: encoding is most of an export's work) the
     /// partitions encode in parallel while the sink goes on. A partition's next write,
     /// `flush` and `close` wait for it ([`StorageSink::settle`]).
-    /// Oldest first, at most [`pieces::ENCODING_IN_PARALLEL`], one per partition.
+    /// Oldest first, at most [`pieces::ENCODING_IN_PARALLEL`] and [`pieces::ENCODING_BYTES`],
+    /// one per partition.
     encoding: std::collections::VecDeque<Encoding>,
     /// Pieces completed since open segments' buffers were last added up
     /// ([`StorageSink::bound_buffers`]).

@@ -11,11 +11,28 @@ use std::sync::Arc;
 /// Pieces encoded on blocking threads at once (see `StorageSink::encoding`).
 pub(super) const ENCODING_IN_PARALLEL: usize = 3;
 
+/// Bytes of the pieces encoded at once, unless one piece alone is larger. Encoding copies a
+/// record several times (column builder, page, compressed page, row group), so with 10 MiB
+/// records three pieces at a time took a Parquet export past 512 MiB; pieces of ordinary
+/// batches (about 1 MiB) never reach this.
+pub(super) const ENCODING_BYTES: usize = 24 << 20;
+
 /// A segment back from a blocking thread with the piece it encoded and the bytes to append.
 type Encoded = (OpenSegment, Batch, Result<Bytes>);
 
+/// Whether a piece of `bytes` may start encoding beside `count` pieces of `in_flight` bytes:
+/// always when none is encoding, else within [`ENCODING_IN_PARALLEL`] and [`ENCODING_BYTES`].
+fn room_to_encode(count: usize, in_flight: usize, bytes: usize) -> bool {
+    count == 0 || (count < ENCODING_IN_PARALLEL && in_flight + bytes <= ENCODING_BYTES)
+}
+
 /// A partition's piece being encoded on a blocking thread.
-pub(super) type Encoding = ((Arc<str>, i32), tokio::task::JoinHandle<Encoded>);
+pub(super) struct Encoding {
+    key: (Arc<str>, i32),
+    /// The piece's batch bytes.
+    bytes: usize,
+    task: tokio::task::JoinHandle<Encoded>,
+}
 
 /// A part of a batch that goes to one segment: records of one time bucket.
 pub(super) struct Piece {
@@ -125,9 +142,10 @@ impl StorageSink {
         }
         let mut batch = piece.batch;
         if decodes(&*self.format) {
-            // A few at a time: each piece in flight holds its batch and the buffers its
-            // records are slices of.
-            while self.encoding.len() >= ENCODING_IN_PARALLEL {
+            // A few at a time: each piece in flight holds its batch, the buffers its
+            // records are slices of and the encoder's copies.
+            let bytes = batch.size_bytes();
+            while !room_to_encode(self.encoding.len(), self.encoding_bytes(), bytes) {
                 // The oldest first: it is the likeliest to be done.
                 self.settle_oldest().await?;
             }
@@ -139,7 +157,7 @@ impl StorageSink {
                 (seg, batch, bytes)
             });
             // `write_piece` settled this partition first: it is not in the queue.
-            self.encoding.push_back((key, task));
+            self.encoding.push_back(Encoding { key, bytes, task });
             return Ok(());
         }
         let bytes = seg.encoder.encode(&batch);
@@ -148,7 +166,7 @@ impl StorageSink {
 
     /// Waits for the piece of `key` being encoded, if any, and completes it.
     pub(super) async fn settle(&mut self, key: &(Arc<str>, i32)) -> Result<()> {
-        match self.encoding.iter().position(|(k, _)| k == key) {
+        match self.encoding.iter().position(|e| e.key == *key) {
             Some(i) => self.settle_at(i).await,
             None => Ok(()),
         }
@@ -163,7 +181,7 @@ impl StorageSink {
     }
 
     async fn settle_at(&mut self, i: usize) -> Result<()> {
-        let Some((key, task)) = self.encoding.remove(i) else {
+        let Some(Encoding { key, task, .. }) = self.encoding.remove(i) else {
             return Ok(());
         };
         let (seg, batch, bytes) = task.await.map_err(|e| {
@@ -173,6 +191,11 @@ impl StorageSink {
             ))
         })?;
         self.complete_piece(key, seg, batch, bytes).await
+    }
+
+    /// Batch bytes of the pieces being encoded.
+    fn encoding_bytes(&self) -> usize {
+        self.encoding.iter().map(|e| e.bytes).sum()
     }
 
     /// [`StorageSink::settle`] for every partition.
@@ -243,5 +266,30 @@ impl StorageSink {
             self.bound_buffers().await?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pieces_encode_a_few_at_a_time_within_a_byte_budget() {
+        const MIB: usize = 1 << 20;
+        assert!(room_to_encode(0, 0, 100 * MIB), "one piece always starts");
+        assert!(
+            room_to_encode(2, 2 * MIB, MIB),
+            "ordinary batches: three at a time"
+        );
+        assert!(!room_to_encode(3, 3 * MIB, MIB));
+        assert!(
+            room_to_encode(1, 10 * MIB, 10 * MIB),
+            "two 10 MiB pieces fit"
+        );
+        assert!(!room_to_encode(2, 20 * MIB, 10 * MIB), "a third does not");
+        assert!(
+            !room_to_encode(1, 30 * MIB, MIB),
+            "nothing beside a piece over the budget"
+        );
     }
 }
