@@ -85,8 +85,12 @@ impl Container {
     /// Appends a datum serialized with serde (the envelope without decoded values, whose
     /// schema defines every type inline, so no names need resolving).
     pub(super) fn append_ser<S: Serialize>(&mut self, datum: &S) -> Result<()> {
-        apache_avro::write_avro_datum_ref(self.schema, datum, &mut self.block)
-            .map_err(avro_error)?;
+        let start = self.block.len();
+        if let Err(e) = apache_avro::write_avro_datum_ref(self.schema, datum, &mut self.block) {
+            // Serde writes as it goes: a datum that failed half-way leaves no bytes behind.
+            self.block.truncate(start);
+            return Err(avro_error(e));
+        }
         self.appended()
     }
 
@@ -203,6 +207,37 @@ mod tests {
             let want = apache_avro::to_avro_datum(&Schema::Long, Value::Long(n)).unwrap();
             assert_eq!(enc(n), want, "{n}");
         }
+    }
+
+    #[test]
+    fn a_datum_that_fails_leaves_nothing_in_the_block() {
+        let schema: &'static Schema = Box::leak(Box::new(Schema::parse_str(
+            r#"{"type": "record", "name": "R", "fields": [{"name": "a", "type": "string"}, {"name": "b", "type": "long"}]}"#,
+        ).unwrap()));
+        #[derive(Serialize)]
+        struct Good<'a> {
+            a: &'a str,
+            b: i64,
+        }
+        #[derive(Serialize)]
+        struct Bad<'a> {
+            a: &'a str,
+            b: &'a str,
+        }
+        let mut c = Container::start(schema, Codec::Null, 1 << 20, &[]).unwrap();
+        c.append_ser(&Good { a: "x", b: 1 }).unwrap();
+        let held = c.block.len();
+        c.append_ser(&Bad {
+            a: "y",
+            b: "not a long",
+        })
+        .expect_err("a string is not a long");
+        assert_eq!(
+            c.block.len(),
+            held,
+            "the failed datum's first field is gone too"
+        );
+        assert_eq!(c.count, 1);
     }
 
     #[test]
