@@ -492,11 +492,18 @@ impl AvroEncoder {
 
     /// The file, started with `schema` if there is none yet.
     fn file_for(&mut self, schema: &'static Schema) -> Result<&mut Container> {
-        let file = match self.file.take() {
-            Some(file) => file,
-            None => Container::start(schema, self.codec, self.block, &self.metadata)?,
-        };
-        Ok(self.file.insert(file))
+        // Checked per record: no move of the container, only a test.
+        if self.file.is_none() {
+            self.file = Some(Container::start(
+                schema,
+                self.codec,
+                self.block,
+                &self.metadata,
+            )?);
+        }
+        self.file
+            .as_mut()
+            .ok_or_else(|| Error::internal("avro: no file"))
     }
 
     /// Appends one record (control records are skipped).
