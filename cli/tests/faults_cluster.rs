@@ -1302,7 +1302,6 @@ fn a_continuous_backup_rides_out_a_log_truncated_by_an_unclean_leader_election()
 /// restore trials when the re-run counted from the high watermark.)
 #[test]
 fn a_restore_rerun_waits_for_records_the_killed_run_left_unreplicated() {
-    use ferry_testkit::proxy::Fault;
     let Some(c) = cluster() else { return };
     let _one = CLUSTER.lock().unwrap_or_else(|p| p.into_inner());
     let Some(env) = ferry_testkit::env_or_skip() else {
@@ -1312,7 +1311,33 @@ fn a_restore_rerun_waits_for_records_the_killed_run_left_unreplicated() {
     let total = 3 * 3000;
     let (topic, backup) = backed_up_topic(&c, work.path(), "fault-limbo", total);
 
-    let restored = format!("{topic}-r");
+    // Whether the killed run leaves records above the high watermark depends on timing
+    // (the proxies' pace against the follower's death); the scenario is set up again, on a
+    // fresh target topic, until the re-run meets such records. Every attempt must restore
+    // exactly, whether it met them or not.
+    for attempt in 1..=3 {
+        if restore_rerun_after_a_killed_run(&c, &env, work.path(), &topic, &backup, attempt) {
+            return;
+        }
+        eprintln!("attempt {attempt}: the re-run met no unreplicated records; again");
+    }
+    panic!("in 3 attempts the re-run never met records above the high watermark");
+}
+
+/// One attempt of the test above: restores `backup` into a fresh topic through slowed
+/// proxies, kills a follower and then the restore, re-runs it directly and checks the
+/// records are exact. Returns whether the re-run met records left unreplicated.
+fn restore_rerun_after_a_killed_run(
+    c: &Cluster,
+    env: &TestEnv,
+    work: &Path,
+    topic: &str,
+    backup: &Path,
+    attempt: u32,
+) -> bool {
+    use ferry_testkit::proxy::Fault;
+    let total = 3 * 3000;
+    let restored = format!("{topic}-r{attempt}");
     c.create_topic(&restored, 3);
     c.wait_fully_replicated(&restored);
     // A follower (not the leader) of partition 0: every partition has a replica on it.
@@ -1327,19 +1352,19 @@ fn a_restore_rerun_waits_for_records_the_killed_run_left_unreplicated() {
     // when the follower dies.
     let proxies = Proxies::start();
     proxies.set(Fault::Slow(30_000));
-    let through_proxies = proxies.cluster(&c);
-    let state = work.path().join("state");
-    let yaml = work.path().join("restore.yaml");
+    let through_proxies = proxies.cluster(c);
+    let state = work.join(format!("state-{attempt}"));
+    let yaml = work.join(format!("restore-{attempt}.yaml"));
     std::fs::write(
         &yaml,
-        restore_yaml(&through_proxies, &topic, &restored, &backup, &state),
+        restore_yaml(&through_proxies, topic, &restored, backup, &state),
     )
     .unwrap();
-    let log = work.path().join("restore.log");
+    let log = work.join(format!("restore-{attempt}.log"));
     let mut child = spawn_run(&yaml, &log);
     wait_forwarded(&proxies, &mut child, 60_000, "the follower's death", &log);
     let down = Down {
-        cluster: &c,
+        cluster: c,
         node: follower,
         up: false,
     };
@@ -1352,13 +1377,13 @@ fn a_restore_rerun_waits_for_records_the_killed_run_left_unreplicated() {
     proxies.cut();
     proxies.set(Fault::Refuse);
 
-    let rerun_yaml = work.path().join("rerun.yaml");
+    let rerun_yaml = work.join(format!("rerun-{attempt}.yaml"));
     std::fs::write(
         &rerun_yaml,
-        restore_yaml(&c, &topic, &restored, &backup, &state),
+        restore_yaml(c, topic, &restored, backup, &state),
     )
     .unwrap();
-    let log = work.path().join("rerun.log");
+    let log = work.join(format!("rerun-{attempt}.log"));
     wait_success(
         spawn_run(&rerun_yaml, &log),
         Duration::from_secs(180),
@@ -1368,16 +1393,13 @@ fn a_restore_rerun_waits_for_records_the_killed_run_left_unreplicated() {
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     for l in text.lines() {
         if l.contains("replicated") || l.contains("landed") || l.contains("WARN") {
-            eprintln!("re-run: {l}");
+            eprintln!("re-run {attempt}: {l}");
         }
     }
     down.restart();
     c.wait_fully_replicated(&restored);
-    assert_same_records(&env, &c, &topic, &restored, total);
-    assert!(
-        text.contains("not replicated yet"),
-        "the re-run met records above the high watermark and waited for them:\n{text}"
-    );
+    assert_same_records(env, c, topic, &restored, total);
+    text.contains("not replicated yet")
 }
 
 /// A snapshot backup whose partition is truncated under it by an unclean leader election
