@@ -116,23 +116,34 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
     }
 }
 
-/// Caps glibc's malloc arenas at the number of cores (at least 2), unless
-/// `MALLOC_ARENA_MAX` is set (glibc then applies that itself).
+/// How many malloc arenas a command gets: one for `restore`, the number of cores (at least 2)
+/// for everything else.
 ///
 /// glibc gives threads up to 8 arenas per core, and memory freed in one arena is not reused
 /// by threads on another: a restore's buffers move between the runtime's threads, so its
 /// peak RSS grew with the amount restored (209 MiB for 1 GB, 292 MiB for 5 GB of 1 KiB
-/// records) and passed the 256 MiB bound. With 2 arenas on this 2-core machine the 5 GB
-/// restore peaked at 191-215 MiB, no slower; one arena lowers peaks further but cost the
-/// Parquet export CPU (benches/results/ab-2026-12-06.md).
+/// records). Capped at the cores (2 here) a 10 GB restore still peaked at 224-410 MiB, past
+/// the 256 MiB bound; with one arena at 175-199 MiB, no slower (its threads mostly hand
+/// buffers on rather than allocate at once). One arena cost the Parquet export 14 % more
+/// CPU (its encoders allocate on several blocking threads at the same time), so the other
+/// commands keep one per core (benches/results/ab-2026-12-06.md, restore-rss-2026-12-07.md).
+fn malloc_arenas_for(command: &Command) -> usize {
+    match command {
+        Command::Restore(_) => 1,
+        _ => std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .max(2),
+    }
+}
+
+/// Caps glibc's malloc arenas (see [`malloc_arenas_for`]), unless `MALLOC_ARENA_MAX` is set
+/// (glibc then applies that itself). Must run before any thread starts: glibc fixes the
+/// limit when it first creates a second arena.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn limit_malloc_arenas() {
+fn limit_malloc_arenas(arenas: usize) {
     if std::env::var_os("MALLOC_ARENA_MAX").is_some() {
         return;
     }
-    let arenas = std::thread::available_parallelism()
-        .map_or(2, |n| n.get())
-        .max(2);
     let arenas = libc::c_int::try_from(arenas).unwrap_or(libc::c_int::MAX);
     // SAFETY: mallopt only sets an allocator parameter; called before any thread starts.
     unsafe {
@@ -141,11 +152,11 @@ fn limit_malloc_arenas() {
 }
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn limit_malloc_arenas() {}
+fn limit_malloc_arenas(_arenas: usize) {}
 
 fn main() -> ExitCode {
-    limit_malloc_arenas();
     let cli = Cli::parse();
+    limit_malloc_arenas(malloc_arenas_for(&cli.command));
     if let Err(e) = logging::init(cli.log_format, &cli.log_level) {
         eprintln!("error: {e:#}");
         return ExitCode::from(2);
@@ -172,4 +183,30 @@ fn main() -> ExitCode {
 /// The error and its causes on one line (core's one formatter).
 fn error_chain(e: &anyhow::Error) -> String {
     ferry_core::error::chain_of(e.chain())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_restore_gets_one_malloc_arena_and_other_commands_one_per_core() {
+        let restore =
+            Cli::try_parse_from(["ferry", "restore", "--from", "/b", "--brokers", "k:9092"])
+                .expect("restore parses");
+        assert_eq!(malloc_arenas_for(&restore.command), 1);
+        let backup = Cli::try_parse_from([
+            "ferry",
+            "backup",
+            "--brokers",
+            "k:9092",
+            "--topic",
+            "t",
+            "--to",
+            "/b",
+        ])
+        .expect("backup parses");
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        assert_eq!(malloc_arenas_for(&backup.command), cores.max(2));
+    }
 }
