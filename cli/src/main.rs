@@ -116,8 +116,9 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
     }
 }
 
-/// How many malloc arenas a command gets: one for `restore`, the number of cores (at least 2)
-/// for everything else.
+/// How many malloc arenas a command gets: one for `restore` and for a `run` whose files are
+/// all restores (a `backup` source into a `kafka` sink), the number of cores (at least 2) for
+/// everything else (exports, workers whose pipelines can be anything).
 ///
 /// glibc gives threads up to 8 arenas per core, and memory freed in one arena is not reused
 /// by threads on another: a restore's buffers move between the runtime's threads, so its
@@ -130,6 +131,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
 fn malloc_arenas_for(command: &Command) -> usize {
     match command {
         Command::Restore(_) => 1,
+        Command::Run(a) if run::all_restores(&a.files) => 1,
         _ => std::thread::available_parallelism()
             .map_or(2, |n| n.get())
             .max(2),

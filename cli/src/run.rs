@@ -55,6 +55,30 @@ impl Job {
     }
 }
 
+/// Whether every file is a restore: a `backup` source into a `kafka` sink. `main` reads this
+/// before the runtime starts, to give such a process one malloc arena as `ferry restore` has
+/// (see `malloc_arenas_for`). Only the two `type:` keys are read; a file that cannot be read
+/// or parsed here counts as not a restore, and [`load`] reports it properly later.
+pub fn all_restores(files: &[PathBuf]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Component {
+        #[serde(rename = "type")]
+        kind: String,
+    }
+    #[derive(serde::Deserialize)]
+    struct Ends {
+        source: Component,
+        sink: Component,
+    }
+    let is_restore = |f: &PathBuf| {
+        std::fs::read_to_string(f)
+            .ok()
+            .and_then(|text| serde_saphyr::from_str::<Ends>(&text).ok())
+            .is_some_and(|e| e.source.kind == "backup" && e.sink.kind == "kafka")
+    };
+    !files.is_empty() && files.iter().all(is_restore)
+}
+
 /// Loads every file into a pipeline (no pipeline starts if one file is wrong).
 pub fn load(files: &[PathBuf]) -> anyhow::Result<Vec<Job>> {
     let mut names = BTreeSet::new();
@@ -202,4 +226,31 @@ async fn watch_signals(stop: watch::Sender<bool>) {
     }
     eprintln!("error: second signal: exiting without draining");
     std::process::exit(130);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RESTORE: &str =
+        "name: r\nsource:\n  type: backup\n  uri: /b\nsink:\n  type: kafka\n  brokers: [k:9092]\n";
+    const EXPORT: &str =
+        "name: e\nsource:\n  type: kafka\n  brokers: [k:9092]\nsink:\n  type: storage\n  uri: /x\n";
+
+    #[test]
+    fn only_files_that_are_all_restores_count_as_restores() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let restore = dir.path().join("restore.yaml");
+        let export = dir.path().join("export.yaml");
+        let broken = dir.path().join("broken.yaml");
+        std::fs::write(&restore, RESTORE).expect("write");
+        std::fs::write(&export, EXPORT).expect("write");
+        std::fs::write(&broken, "source: [").expect("write");
+        assert!(all_restores(std::slice::from_ref(&restore)));
+        assert!(!all_restores(std::slice::from_ref(&export)));
+        assert!(!all_restores(&[restore.clone(), export]));
+        assert!(!all_restores(&[restore, broken]));
+        assert!(!all_restores(&[dir.path().join("missing.yaml")]));
+        assert!(!all_restores(&[]));
+    }
 }
