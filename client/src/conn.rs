@@ -506,9 +506,11 @@ impl Connection {
             Err(_) => {
                 lock(&self.state).pending.remove(&corr);
                 // Like the Java client: a request that timed out leaves the connection in an
-                // unknown state, so it is closed and re-dialed on next use.
+                // unknown state, so it is closed and re-dialed on next use. The reason carries
+                // the wait: requests pipelined behind this one fail with it, and whichever
+                // error reaches the user first must say how long the broker was silent.
                 let api = api_name(api);
-                self.close(&format!("{api} request timed out"));
+                self.close(&format!("{api} request timed out after {timeout:?}"));
                 Err(ClientError::Timeout {
                     addr: self.addr.clone(),
                     api,
