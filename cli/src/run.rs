@@ -57,24 +57,17 @@ impl Job {
 
 /// Whether every file is a restore: a `backup` source into a `kafka` sink. `main` reads this
 /// before the runtime starts, to give such a process one malloc arena as `ferry restore` has
-/// (see `malloc_arenas_for`). Only the two `type:` keys are read; a file that cannot be read
-/// or parsed here counts as not a restore, and [`load`] reports it properly later.
+/// (see `malloc_arenas_for`). Only the two `type:` keys are read
+/// ([`ferry_core::registry::pipeline_ends`]); a file that cannot be read or parsed here counts
+/// as not a restore, and [`load`] reports it properly later.
 pub fn all_restores(files: &[PathBuf]) -> bool {
-    #[derive(serde::Deserialize)]
-    struct Component {
-        #[serde(rename = "type")]
-        kind: String,
-    }
-    #[derive(serde::Deserialize)]
-    struct Ends {
-        source: Component,
-        sink: Component,
-    }
     let is_restore = |f: &PathBuf| {
         std::fs::read_to_string(f)
             .ok()
-            .and_then(|text| serde_saphyr::from_str::<Ends>(&text).ok())
-            .is_some_and(|e| e.source.kind == "backup" && e.sink.kind == "kafka")
+            .and_then(|text| {
+                ferry_core::registry::pipeline_ends(&text, &f.display().to_string()).ok()
+            })
+            .is_some_and(|(source, sink)| source == "backup" && sink == "kafka")
     };
     !files.is_empty() && files.iter().all(is_restore)
 }
@@ -252,5 +245,9 @@ mod tests {
         assert!(!all_restores(&[restore, broken]));
         assert!(!all_restores(&[dir.path().join("missing.yaml")]));
         assert!(!all_restores(&[]));
+        // The shipped restore pipeline, whose values are `${VAR:-default}` references.
+        let shipped = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../pipelines/restore-point-in-time.yaml");
+        assert!(all_restores(&[shipped]));
     }
 }

@@ -1189,6 +1189,20 @@ fn with_type_const(g: &mut SchemaGenerator, sub: Value, name: &str, description:
 
 // --- the first pass over a pipeline file ----------------------------------------------------
 
+/// The `type` of the source and of the sink of the pipeline in `text` (`${VAR}` references
+/// interpolated first), without checking or building anything else: enough to tell a restore
+/// (a `backup` source into a `kafka` sink) before any runtime starts.
+pub fn pipeline_ends(text: &str, file: &str) -> Result<(String, String)> {
+    let interp = interpolate(text, file)?;
+    let head: PipelineHead = parse_yaml_seed(
+        &interp.text,
+        file,
+        PhantomData::<PipelineHead>,
+        &|path: &[PathSeg]| path_string(path),
+    )?;
+    Ok((head.source.type_name, head.sink.type_name))
+}
+
 /// The pipeline file with components reduced to their `type` (first pass).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -492,18 +492,16 @@ impl AvroEncoder {
 
     /// The file, started with `schema` if there is none yet.
     fn file_for(&mut self, schema: &'static Schema) -> Result<&mut Container> {
-        // Checked per record: no move of the container, only a test.
-        if self.file.is_none() {
-            self.file = Some(Container::start(
+        // Called per record: the container is looked at in place, never moved.
+        Ok(match &mut self.file {
+            Some(file) => file,
+            slot @ None => slot.insert(Container::start(
                 schema,
                 self.codec,
                 self.block,
                 &self.metadata,
-            )?);
-        }
-        self.file
-            .as_mut()
-            .ok_or_else(|| Error::internal("avro: no file"))
+            )?),
+        })
     }
 
     /// Appends one record (control records are skipped).
