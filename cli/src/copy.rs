@@ -3,9 +3,14 @@
 
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
+use ferry_core::encryption::KeyProvider;
+use ferry_core::object_lock::ObjectLockConfig;
 use ferry_core::Storage;
 use ferry_formats::layout::{self, Inventory, SegmentManifest};
+use ferry_sources::backup::segment::{check_key, DEFAULT_READ_CHUNK};
+use ferry_sources::backup::verify::verify_segment_with;
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 /// Copy a backup between storages (folder, S3, GCS, Azure), checking every segment against
 /// its manifest.
@@ -18,7 +23,10 @@ use std::collections::BTreeSet;
 /// Topic documents, consumer-group snapshots, checkpoints and dead-letter files are copied
 /// when missing or different. Segments without a manifest (a write in progress) and the
 /// writer's lease are not copied. The copy is a complete backup: `ls`, `verify` and
-/// `restore` work on it. Encrypted backups are copied as they are (no key needed).
+/// `restore` work on it. Encrypted backups are copied as they are (no key needed); with
+/// their keys, every segment the copy writes is also decrypted there and its records
+/// checked before its manifest follows. With `--object-lock`, what the copy writes to S3 is
+/// locked (S3 Object Lock), as the `storage` sink's `object_lock:` does.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The backup to copy: a local path, file://, s3://…, gs://…, azblob://…
@@ -38,6 +46,18 @@ pub struct Args {
     /// Show what would be copied or deleted; write nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Keys of an encrypted backup: each segment the copy writes (with --verify, each it
+    /// holds) is then decrypted from the copy and every batch checked, and a key that
+    /// opens none of the backup's segments is refused before anything is written. Without
+    /// keys an encrypted backup is copied and checked as stored (size and CRC-32C).
+    #[command(flatten)]
+    pub keys: crate::keygen::KeyArgs,
+    /// Lock every segment and manifest the copy writes with S3 Object Lock for this long:
+    /// MODE:DAYS, e.g. `governance:30d` (DST must be s3:// in a bucket with Object Lock
+    /// enabled). A vault's copy then cannot be deleted with a stolen credential; prune it
+    /// with `ferry prune`, which respects the locks.
+    #[arg(long, value_name = "MODE:DAYS", value_parser = crate::shortcuts::parse_object_lock)]
+    pub object_lock: Option<ObjectLockConfig>,
 }
 
 /// What a run did.
@@ -53,6 +73,8 @@ pub struct Tally {
     pub verified: usize,
     /// Objects deleted from the copy (`--delete-extraneous`).
     pub deleted: usize,
+    /// Segments decrypted and checked batch by batch (`--encryption-key-file`).
+    pub decrypted: usize,
 }
 
 /// Objects never copied: the writer's lease, markers of writes in progress, staged files.
@@ -72,6 +94,10 @@ struct Copier {
     dst: Storage,
     args_verify: bool,
     dry_run: bool,
+    /// Keys to open the segments with and check their records (`--encryption-key-file`).
+    keys: Option<Arc<dyn KeyProvider>>,
+    /// S3 Object Lock for what the copy writes (`--object-lock`).
+    lock: Option<ObjectLockConfig>,
     tally: Tally,
 }
 
@@ -90,8 +116,9 @@ impl Copier {
     }
 
     /// Copies a segment and its manifest, unless the copy holds both already; returns the
-    /// segment's object name.
-    async fn copy_segment(&mut self, manifest_key: &str) -> Result<Option<String>> {
+    /// segment's object name. `newest`: the partition's newest manifest, whose lock a
+    /// killed run may not have set yet.
+    async fn copy_segment(&mut self, manifest_key: &str, newest: bool) -> Result<Option<String>> {
         let Some(manifest_bytes) = self.src.read_opt(manifest_key).await? else {
             // Pruned since the listing.
             return Ok(None);
@@ -102,52 +129,123 @@ impl Copier {
             self.dst.read_opt(manifest_key).await?.as_deref() == Some(&manifest_bytes[..]);
         if have_manifest && !self.args_verify {
             self.tally.skipped += 2;
-            return Ok(Some(m.segment));
+        } else {
+            self.copy_segment_object(&m, have_manifest).await?;
+            if have_manifest {
+                self.tally.skipped += 1;
+            } else {
+                self.put(manifest_key, manifest_bytes).await?;
+                self.lock(manifest_key).await?;
+            }
         }
-        // The copy may hold the segment already: written by a run stopped before the
-        // manifest, or copied earlier (with --verify it is read back either way).
+        if have_manifest && newest {
+            // A run killed between writing these and locking them left them unlocked
+            // (older ones were locked before the next segment was written).
+            self.lock_if_unlocked(&m.segment).await?;
+            self.lock_if_unlocked(manifest_key).await?;
+        }
+        Ok(Some(m.segment))
+    }
+
+    /// Makes the copy hold the segment `m` describes — unless it holds it already (written
+    /// by a run stopped before the manifest, or copied earlier: with --verify it is read
+    /// back either way) — then checks its records with the keys and locks it.
+    async fn copy_segment_object(
+        &mut self,
+        m: &SegmentManifest,
+        have_manifest: bool,
+    ) -> Result<()> {
         let held = self.dst.read_opt(&m.segment).await?;
-        if held.as_deref().is_some_and(|b| matches(&m, b)) {
+        if held.as_deref().is_some_and(|b| matches(m, b)) {
             if have_manifest {
                 self.tally.verified += 1;
             }
             self.tally.skipped += 1;
-        } else {
-            if held.is_some() && have_manifest {
-                tracing::warn!(object = %m.segment, "the copy's segment differs from its manifest: copying it again");
+            self.check_records(m).await?;
+            if !have_manifest {
+                self.lock_if_unlocked(&m.segment).await?;
             }
-            let bytes = self.src.read(&m.segment).await?;
-            if !matches(&m, &bytes) {
+            return Ok(());
+        }
+        if held.is_some() && have_manifest {
+            tracing::warn!(object = %m.segment, "the copy's segment differs from its manifest: copying it again");
+        }
+        let bytes = self.src.read(&m.segment).await?;
+        if !matches(m, &bytes) {
+            bail!(
+                "{}/{}: the backup's segment does not match its manifest ({} bytes, CRC-32C {:08x}; the manifest says {} bytes, {:08x}): not copied; run `ferry verify {}`",
+                self.src,
+                m.segment,
+                bytes.len(),
+                crc32c::crc32c(&bytes),
+                m.bytes,
+                m.crc32c,
+                self.src
+            );
+        }
+        self.put(&m.segment, bytes).await?;
+        if self.args_verify && !self.dry_run {
+            let back = self.dst.read(&m.segment).await?;
+            if !matches(m, &back) {
                 bail!(
-                    "{}/{}: the backup's segment does not match its manifest ({} bytes, CRC-32C {:08x}; the manifest says {} bytes, {:08x}): not copied; run `ferry verify {}`",
-                    self.src,
-                    m.segment,
-                    bytes.len(),
-                    crc32c::crc32c(&bytes),
-                    m.bytes,
-                    m.crc32c,
-                    self.src
+                    "{}/{}: read back after copying, the segment does not match its manifest",
+                    self.dst,
+                    m.segment
                 );
             }
-            self.put(&m.segment, bytes).await?;
-            if self.args_verify && !self.dry_run {
-                let back = self.dst.read(&m.segment).await?;
-                if !matches(&m, &back) {
-                    bail!(
-                        "{}/{}: read back after copying, the segment does not match its manifest",
-                        self.dst,
-                        m.segment
-                    );
+            self.tally.verified += 1;
+        }
+        self.check_records(m).await?;
+        self.lock(&m.segment).await
+    }
+
+    /// With keys, decrypts the segment where it now is (the copy; the backup in a dry run)
+    /// and checks every batch and the record count against its manifest.
+    async fn check_records(&mut self, m: &SegmentManifest) -> Result<()> {
+        let Some(keys) = &self.keys else {
+            return Ok(());
+        };
+        let storage = if self.dry_run { &self.src } else { &self.dst };
+        let check = verify_segment_with(
+            storage.clone(),
+            m.clone(),
+            DEFAULT_READ_CHUNK,
+            Some(keys.clone()),
+        )
+        .await;
+        if let Some(p) = check.problems.first() {
+            bail!(
+                "{storage}/{}: {} (decrypted and checked after copying{}); run `ferry verify {storage} --encryption-key-file …`",
+                p.object,
+                p.message,
+                if check.problems.len() > 1 {
+                    format!(", {} more problem(s)", check.problems.len() - 1)
+                } else {
+                    String::new()
                 }
-                self.tally.verified += 1;
-            }
+            );
         }
-        if have_manifest {
-            self.tally.skipped += 1;
-        } else {
-            self.put(manifest_key, manifest_bytes).await?;
+        self.tally.decrypted += 1;
+        Ok(())
+    }
+
+    /// Locks an object the copy just wrote (`--object-lock`) until now + its days.
+    async fn lock(&self, key: &str) -> Result<()> {
+        if let (Some(lock), false) = (&self.lock, self.dry_run) {
+            let retention = lock.retention_from(layout::now_ms());
+            self.dst.lock(key, &retention).await?;
+            tracing::debug!(object = %key, %retention, "locked");
         }
-        Ok(Some(m.segment))
+        Ok(())
+    }
+
+    /// Locks an object of the copy that has no retention yet (`--object-lock`).
+    async fn lock_if_unlocked(&self, key: &str) -> Result<()> {
+        if self.lock.is_none() || self.dry_run || self.dst.retention(key).await?.is_some() {
+            return Ok(());
+        }
+        tracing::warn!(object = %key, "locking an object of the copy that is not locked yet");
+        self.lock(key).await
     }
 
     /// Copies any other object (documents, checkpoints, dead letters) when missing or
@@ -166,6 +264,16 @@ impl Copier {
 
 /// Copies `src` to `dst` as `ferry copy` does; returns what it did.
 pub async fn copy(args: &Args) -> Result<Tally> {
+    let keys = args.keys.load()?;
+    if let Some(lock) = &args.object_lock {
+        lock.validate(&args.dst, "--object-lock")?;
+        if args.delete_extraneous {
+            bail!(
+                "--delete-extraneous with --object-lock: a locked copy is pruned with `ferry prune {}`, which keeps what is still locked and deletes every version of the rest; leave out --delete-extraneous",
+                ferry_core::storage::redact_query(&args.dst)
+            );
+        }
+    }
     let src = Storage::open_read_only(&args.src)?;
     let dst = Storage::from_uri(&args.dst)?;
     let Some(descriptor) = src.read_opt(layout::DESCRIPTOR).await? else {
@@ -185,30 +293,44 @@ pub async fn copy(args: &Args) -> Result<Tally> {
             );
         }
     }
+    if let Some(lock) = &args.object_lock {
+        if !dst.object_lock_enabled().await? {
+            bail!(
+                "--object-lock: the bucket of {dst} does not have S3 Object Lock enabled, so the copy cannot be locked ({} for {} days asked); nothing was copied. Enable it on the bucket (a new bucket: `aws s3api create-bucket --object-lock-enabled-for-bucket`), copy to a bucket that has it, or leave out --object-lock",
+                lock.mode,
+                lock.days
+            );
+        }
+    }
+    let keys_listed = src.list("").await?;
+    let inv = Inventory::from_keys(&keys_listed);
+    if keys.is_some() {
+        check_keys(&src, &inv, keys.as_ref()).await?;
+    }
     let mut c = Copier {
         src,
         dst,
         args_verify: args.verify,
         dry_run: args.dry_run,
+        keys,
+        lock: args.object_lock,
         tally: Tally::default(),
     };
     // The descriptor first: the location is then recognisably this backup's copy.
     c.copy_document(layout::DESCRIPTOR).await?;
-    let keys = c.src.list("").await?;
-    let inv = Inventory::from_keys(&keys);
     let mut wanted: BTreeSet<String> = BTreeSet::new();
     wanted.insert(layout::DESCRIPTOR.to_string());
     for ((topic, partition), firsts) in &inv.manifests {
-        for first in firsts {
+        for (i, first) in firsts.iter().enumerate() {
             let key = layout::manifest_key(topic, *partition, *first);
             // A templated export's segments may be anywhere: the manifest names them.
-            if let Some(segment) = c.copy_segment(&key).await? {
+            if let Some(segment) = c.copy_segment(&key, i + 1 == firsts.len()).await? {
                 wanted.insert(segment);
             }
             wanted.insert(key);
         }
     }
-    for key in &keys {
+    for key in &keys_listed {
         if is_transient(key) || wanted.contains(key) {
             continue;
         }
@@ -220,9 +342,30 @@ pub async fn copy(args: &Args) -> Result<Tally> {
         c.copy_document(key).await?;
     }
     if args.delete_extraneous {
-        delete_extraneous(&mut c, &keys).await?;
+        delete_extraneous(&mut c, &keys_listed).await?;
     }
     Ok(c.tally)
+}
+
+/// Refuses keys that cannot open the backup before anything is copied: each segment's key
+/// id must be one of them (and a plain backup takes no keys).
+async fn check_keys(
+    src: &Storage,
+    inv: &Inventory,
+    keys: Option<&Arc<dyn KeyProvider>>,
+) -> Result<()> {
+    for ((topic, partition), firsts) in &inv.manifests {
+        for first in firsts {
+            let key = layout::manifest_key(topic, *partition, *first);
+            let Some(bytes) = src.read_opt(&key).await? else {
+                continue;
+            };
+            let m: SegmentManifest = serde_json::from_slice(&bytes)
+                .with_context(|| format!("{src}/{key}: not a manifest"))?;
+            check_key(src, &m, keys).context("nothing was copied")?;
+        }
+    }
+    Ok(())
 }
 
 /// Deletes from the copy what the backup does not hold: manifests first, then the rest.
@@ -259,6 +402,12 @@ pub async fn main(args: Args) -> Result<()> {
         line.push_str(&format!(
             "; {} segment(s) read back and verified",
             t.verified
+        ));
+    }
+    if t.decrypted > 0 {
+        line.push_str(&format!(
+            "; {} segment(s) decrypted and checked",
+            t.decrypted
         ));
     }
     if args.delete_extraneous {

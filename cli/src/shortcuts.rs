@@ -151,7 +151,7 @@ pub fn parse_uri(s: &str) -> std::result::Result<String, String> {
 }
 
 /// Parses an `--object-lock` value (`MODE:DAYS`).
-fn parse_object_lock(
+pub(crate) fn parse_object_lock(
     s: &str,
 ) -> std::result::Result<ferry_core::object_lock::ObjectLockConfig, String> {
     s.parse()

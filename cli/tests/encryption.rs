@@ -446,3 +446,114 @@ fn the_encrypted_example_pipeline_takes_its_key_from_the_environment() {
         content(&dump_topic(&env, &env.kafka, &restored))
     );
 }
+
+/// `ferry copy` with the key decrypts what it copied and checks every batch: a wrong key or
+/// keys for a plain backup are refused with nothing copied, and a segment altered together
+/// with its manifest (manifests are not signed), which size and CRC-32C cannot catch, is.
+#[test]
+fn copy_with_the_key_checks_every_record_and_refuses_a_wrong_key() {
+    let Some(env) = ferry_testkit::env_or_skip() else {
+        return;
+    };
+    let topic = unique("enc-copy");
+    create_topic(&env, &topic, 2, &[]);
+    let msgs: Vec<KcatMsg> = (0..40)
+        .map(|i| KcatMsg::new(Some(format!("k{i}").as_bytes()), Some(b"copied-value")))
+        .collect();
+    py_produce_to(&env, &env.kafka, &topic, Some(0), &msgs, "lz4", true);
+    py_produce_to(&env, &env.kafka, &topic, Some(1), &msgs, "none", false);
+    let dir = tempfile::tempdir().unwrap();
+    let (key, _) = keygen(dir.path(), "a.key");
+    let (wrong, wrong_id) = keygen(dir.path(), "wrong.key");
+    let src = dir.path().join("backup");
+    let src = src.to_str().unwrap();
+    let out = backup(&env, &topic, src, &[&key]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    // A wrong key: refused before anything is written.
+    let refused = dir.path().join("refused");
+    let refused = refused.to_str().unwrap();
+    let out = ferry_output(
+        &["copy", src, refused, "--encryption-key-file", &wrong],
+        &[],
+    );
+    assert_refused(
+        &out,
+        &["none of the given keys", &wrong_id, "nothing was copied"],
+    );
+    assert!(!Path::new(refused).exists() || all_files(Path::new(refused)).is_empty());
+
+    // The right key, to S3: every segment decrypted there and checked; the copy restores.
+    let aws = env.aws_vars();
+    let on_s3 = format!(
+        "s3://{}/{}?endpoint={}&region={}",
+        env.s3_bucket,
+        unique("enc-copy"),
+        env.s3_endpoint,
+        env.aws_region
+    );
+    let (out, _) = ferry_success(&["copy", src, &on_s3, "--encryption-key-file", &key], &aws);
+    assert!(out.contains("2 segment(s) decrypted and checked"), "{out}");
+    let restored = format!("{topic}-copy");
+    let rename = format!("{topic}={restored}");
+    ferry_success(
+        &[
+            "restore",
+            "--from",
+            &on_s3,
+            "--brokers",
+            &env.kafka,
+            "--rename",
+            &rename,
+            "--encryption-key-file",
+            &key,
+        ],
+        &aws,
+    );
+    assert_eq!(
+        content(&dump_topic(&env, &env.kafka, &topic)),
+        content(&dump_topic(&env, &env.kafka, &restored))
+    );
+
+    // A segment altered with its manifest made to match: copied without the key (its size
+    // and CRC-32C agree), refused with it, the manifest not written.
+    let seg = common::files_under(&Path::new(src).join("topics").join(&topic).join("0"), "log")
+        .into_iter()
+        .next()
+        .expect("a segment of partition 0");
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let last = bytes.len() - 20;
+    bytes[last] ^= 0x01;
+    std::fs::write(&seg, &bytes).unwrap();
+    let manifest = seg.with_extension("json");
+    let mut m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
+    m["crc32c"] = crc32c::crc32c(&bytes).into();
+    std::fs::write(&manifest, serde_json::to_vec(&m).unwrap()).unwrap();
+    let blind = dir.path().join("blind");
+    let blind = blind.to_str().unwrap();
+    ferry_success(&["copy", src, blind], &[]);
+    let checked = dir.path().join("checked");
+    let checked = checked.to_str().unwrap();
+    let out = ferry_output(&["copy", src, checked, "--encryption-key-file", &key], &[]);
+    assert_refused(&out, &[&format!("topics/{topic}/0/"), "ferry verify"]);
+    let copied_manifest = Path::new(checked)
+        .join("topics")
+        .join(&topic)
+        .join("0")
+        .join(manifest.file_name().unwrap());
+    assert!(
+        !copied_manifest.exists(),
+        "no manifest for a segment that failed its check"
+    );
+
+    // Keys for a plain backup are refused too.
+    let plain = dir.path().join("plain");
+    let plain = plain.to_str().unwrap();
+    assert!(backup(&env, &topic, plain, &[]).status.success());
+    let out = ferry_output(
+        &["copy", plain, refused, "--encryption-key-file", &key],
+        &[],
+    );
+    assert_refused(&out, &["is not encrypted", "nothing was copied"]);
+}

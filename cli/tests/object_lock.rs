@@ -330,3 +330,157 @@ fn object_lock_options_are_checked() {
         "{err}"
     );
 }
+
+/// `ferry copy --object-lock`: an air-gapped vault's copy on S3 is locked like a backup
+/// written there (every segment and manifest; documents not), a newest segment a killed
+/// copy left unlocked is locked by the next run, and a bucket without Object Lock, a local
+/// destination and `--delete-extraneous` are refused with nothing written.
+#[test]
+fn a_copy_with_object_lock_locks_what_it_writes() {
+    let Some(env) = env_or_skip() else { return };
+    let vars = env.aws_vars();
+    let topic = unique("copy-lock");
+    create_topic(&env, &topic, 1, &[]);
+    let dir = tempfile::tempdir().expect("dir");
+    let src = dir.path().join("backup");
+    let src = src.to_str().expect("path");
+    let backup_run = |n: usize| {
+        let msgs: Vec<KcatMsg> = (0..50)
+            .map(|i| KcatMsg::new(Some(format!("{n}-{i}").as_bytes()), Some(b"vault")))
+            .collect();
+        py_produce_to(&env, &env.kafka, &topic, Some(0), &msgs, "none", true);
+        ferry_success(
+            &[
+                "backup",
+                "--brokers",
+                &env.kafka,
+                "--topic",
+                &topic,
+                "--to",
+                src,
+                "--snapshot",
+            ],
+            &[],
+        );
+    };
+    backup_run(0);
+    backup_run(1);
+    let bucket = bucket_name("ferry-vault");
+    assert_eq!(s3(&env, &["create-locked", &bucket]), "ok");
+    let vault = format!(
+        "s3://{bucket}/vault?endpoint={}&region={}",
+        env.s3_endpoint, env.aws_region
+    );
+    let key = |first: i64, ext: &str| format!("vault/topics/{topic}/0/{first:020}.{ext}");
+    let started = now_s();
+    ferry_success(
+        &["copy", src, &vault, "--object-lock", "governance:3d"],
+        &vars,
+    );
+    let three_days = 3.0 * 86_400.0;
+    for first in [0, 50] {
+        for ext in ["log", "json"] {
+            let h = s3(&env, &["head", &bucket, &key(first, ext)]);
+            assert_eq!(h["mode"], "GOVERNANCE", "{first}.{ext}: {h}");
+            let until = h["until"].as_f64().expect("a retain-until date");
+            assert!(
+                until >= started + three_days - 60.0 && until <= now_s() + three_days + 60.0,
+                "{first}.{ext}: locked until {until}"
+            );
+        }
+    }
+    assert_eq!(
+        s3(&env, &["head", &bucket, "vault/ferry.json"])["mode"],
+        serde_json::Value::Null,
+        "documents are not locked"
+    );
+    let seg = key(0, "log");
+    let vid = s3(&env, &["versions", &bucket, &seg])["versions"][0][1]
+        .as_str()
+        .expect("a version")
+        .to_string();
+    assert_eq!(
+        s3(&env, &["delete-version", &bucket, &seg, &vid]),
+        "AccessDenied"
+    );
+
+    // A third segment copied without the lock (as a copy killed between writing and
+    // locking leaves it): the next locked run locks it, and copies nothing.
+    backup_run(2);
+    ferry_success(&["copy", src, &vault], &vars);
+    assert_eq!(
+        s3(&env, &["head", &bucket, &key(100, "log")])["mode"],
+        serde_json::Value::Null
+    );
+    let (out, _) = ferry_success(
+        &["copy", src, &vault, "--object-lock", "governance:3d"],
+        &vars,
+    );
+    assert!(out.contains("copied 0 object(s)"), "{out}");
+    for ext in ["log", "json"] {
+        assert_eq!(
+            s3(&env, &["head", &bucket, &key(100, ext)])["mode"],
+            "GOVERNANCE",
+            "100.{ext}"
+        );
+    }
+    let (v, _) = ferry_success(&["verify", &vault], &vars);
+    assert!(v.contains("all good"), "{v}");
+
+    // Refusals, nothing written.
+    let plain = unique("copy-no-lock");
+    let out = ferry_output(
+        &[
+            "copy",
+            src,
+            &env.s3_uri(&plain),
+            "--object-lock",
+            "compliance:1d",
+        ],
+        &vars,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("--object-lock") && err.contains("does not have S3 Object Lock enabled"),
+        "{err}"
+    );
+    assert_eq!(
+        s3(&env, &["list", &env.s3_bucket, &format!("{plain}/")]),
+        serde_json::json!([]),
+        "nothing written"
+    );
+    let local = dir.path().join("local-copy");
+    let out = ferry_output(
+        &[
+            "copy",
+            src,
+            local.to_str().expect("path"),
+            "--object-lock",
+            "governance:1d",
+        ],
+        &[],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("needs an s3:// location"),
+        "{err}"
+    );
+    assert!(!local.exists(), "nothing written");
+    let out = ferry_output(
+        &[
+            "copy",
+            src,
+            &vault,
+            "--object-lock",
+            "governance:1d",
+            "--delete-extraneous",
+        ],
+        &vars,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("ferry prune"),
+        "{err}"
+    );
+}

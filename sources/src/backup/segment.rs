@@ -99,7 +99,7 @@ pub fn check_key(
         // expected was not written by the encrypted backup (manifests are not signed).
         return match keys {
             Some(k) => Err(Error::config(format!(
-                "{storage}/{} is not encrypted, but keys were given ({}): an encrypted backup                  holds only encrypted segments, so this one was put there by something else;                  leave out the keys to read a plain backup",
+                "{storage}/{} is not encrypted, but keys were given ({}): an encrypted backup holds only encrypted segments, so this one was put there by something else; leave out the keys to read a plain backup",
                 m.segment,
                 k.describe()
             ))),
