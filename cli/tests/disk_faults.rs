@@ -113,9 +113,21 @@ fn backup(
     uri: &str,
     limit: Duration,
 ) -> (ExitStatus, String, Duration) {
+    run_backup(env, topic, uri, limit, "high_watermark")
+}
+
+/// As [`backup`], with the source's `stop:` (`never`: a continuous backup, which only a
+/// fault ends).
+fn run_backup(
+    env: &TestEnv,
+    topic: &str,
+    uri: &str,
+    limit: Duration,
+    stop: &str,
+) -> (ExitStatus, String, Duration) {
     let dir = tempfile::tempdir().expect("dir");
     let yaml = format!(
-        "name: disk-faults\nsource: {{ type: kafka, brokers: [\"{}\"], topics: [\"{topic}\"], stop: high_watermark, partition_max_bytes: 256KiB }}\nsink: {{ type: storage, uri: \"{uri}\", roll: {{ max_bytes: 1MiB }} }}\n",
+        "name: disk-faults\nsource: {{ type: kafka, brokers: [\"{}\"], topics: [\"{topic}\"], stop: {stop}, partition_max_bytes: 256KiB }}\nsink: {{ type: storage, uri: \"{uri}\", roll: {{ max_bytes: 1MiB }} }}\n",
         env.kafka
     );
     let file = dir.path().join("backup.yaml");
@@ -320,5 +332,44 @@ fn a_read_only_disk_fails_the_backup_at_once_with_one_line_and_a_rerun_once_writ
     let (status, text, _) = backup(&env, &topic, &uri, Duration::from_secs(120));
     assert!(status.success(), "the re-run failed:\n{text}");
     assert_eq!(backed_up(&uri), 3000);
+    assert_restores_equal(&env, &uri, &topic, &source);
+}
+
+/// A continuous backup is restarted after storage outages for as long as they last, but a
+/// full disk is not an outage: it stops at once with the same one line (a service manager
+/// shows it failed; restarting it every minute would only fill the log), and a re-run with
+/// room completes the backup exactly.
+#[test]
+fn a_full_disk_stops_a_continuous_backup_at_once_with_one_line() {
+    let Some(env) = ferry_testkit::env_or_skip() else {
+        return;
+    };
+    let Some(disk) = Tmpfs::mount("6m") else {
+        return;
+    };
+    let topic = unique("disk-full-cont");
+    create_topic(&env, &topic, 3, &[("retention.ms", "-1")]);
+    produce(&env, &topic, 3, 0, 1500);
+    let source = sorted(dump_topic(&env, &env.kafka, &topic));
+    assert_eq!(source.len(), 4500);
+    let uri = disk.uri();
+    let outcome = run_backup(&env, &topic, &uri, Duration::from_secs(60), "never");
+    assert!(
+        !outcome.1.contains("storage unavailable"),
+        "not restarted as after an outage:\n{}",
+        outcome.1
+    );
+    assert_fails_at_once_with_one_line(
+        outcome,
+        &disk,
+        "a full disk (continuous)",
+        &["the disk is full", "free space"],
+    );
+    assert_verifies(&uri);
+    assert!(backed_up(&uri) < 4500);
+    disk.remount("size=64m");
+    let (status, text, _) = backup(&env, &topic, &uri, Duration::from_secs(120));
+    assert!(status.success(), "the re-run failed:\n{text}");
+    assert_eq!(backed_up(&uri), 4500);
     assert_restores_equal(&env, &uri, &topic, &source);
 }
