@@ -544,3 +544,120 @@ fn s3_answering_500_for_a_while_during_a_backup_is_retried_and_the_backup_is_exa
     );
     assert_restores_equal(&env, &direct, &topic, &source);
 }
+
+/// The same outage under `ferry worker`: the task is restarted from its last durable point
+/// as `ferry run` does, its status shows the outage as its error meanwhile, and the backup
+/// holds every record once.
+#[test]
+fn a_worker_task_outlives_a_storage_outage_longer_than_its_retries() {
+    let Some(env) = ferry_testkit::env_or_skip() else {
+        return;
+    };
+    let vars = env.aws_vars();
+    let topic = unique("s3-outage-worker");
+    create_topic(&env, &topic, 2, &[("retention.ms", "-1")]);
+    let batch = |from: i64| -> Vec<KcatMsg> {
+        (from..from + 500)
+            .map(|i| {
+                KcatMsg::new(
+                    Some(format!("k{i}").as_bytes()),
+                    Some(format!("v{i}").as_bytes()),
+                )
+            })
+            .collect()
+    };
+    py_produce_to(&env, &env.kafka, &topic, None, &batch(0), "none", false);
+    let upstream = env
+        .s3_endpoint
+        .trim_start_matches("http://")
+        .to_socket_addrs()
+        .expect("S3 endpoint address")
+        .next()
+        .expect("an address");
+    let proxy = FaultProxy::start(0, upstream).expect("proxy");
+    let prefix = unique("outage-worker");
+    let via_proxy = format!(
+        "s3://{}/{prefix}?endpoint=http://{}&region={}&retries=1",
+        env.s3_bucket,
+        proxy.addr(),
+        env.aws_region
+    );
+    let direct = format!(
+        "s3://{}/{prefix}?endpoint={}&region={}",
+        env.s3_bucket, env.s3_endpoint, env.aws_region
+    );
+    let dir = tempfile::tempdir().expect("dir");
+    let pipelines = dir.path().join("pipelines");
+    std::fs::create_dir(&pipelines).expect("pipelines folder");
+    std::fs::write(
+        pipelines.join("outage.yaml"),
+        format!(
+            "name: outage\nsource: {{ type: kafka, brokers: [\"{}\"], topics: [\"{topic}\"] }}\nsink: {{ type: storage, uri: \"{via_proxy}\", commit_interval: 1s }}\ndelivery: {{ checkpoint_interval: 1s }}\n",
+            env.kafka
+        ),
+    )
+    .expect("write");
+    let group = unique("outage-group");
+    let w = common::worker::Worker::start(
+        &env,
+        &group,
+        18651,
+        dir.path(),
+        &["--pipelines", pipelines.to_str().expect("path")],
+        &vars,
+    );
+    let wait_for = |want: u64, what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let n = backed_up(&direct, &vars);
+            if n == want {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: {n} of {want} records backed up after 120 s:\n{}",
+                std::fs::read_to_string(&w.log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    wait_for(500, "before the outage");
+    proxy.set(Fault::Refuse);
+    proxy.cut();
+    py_produce_to(&env, &env.kafka, &topic, None, &batch(500), "none", false);
+    // The outage shows in the task's status while it lasts.
+    w.wait_until(
+        Duration::from_secs(30),
+        "shows the outage in its status",
+        |w| {
+            w.get("/pipelines/outage/status", None)
+                .is_some_and(|(_, s)| s.to_string().contains("storage unavailable"))
+        },
+    );
+    std::thread::sleep(Duration::from_secs(4));
+    proxy.set(Fault::Pass);
+    py_produce_to(&env, &env.kafka, &topic, None, &batch(1000), "none", false);
+    wait_for(1500, "after the outage");
+    w.stop();
+    let (v, _) = ferry_success(&["verify", &direct], &vars);
+    assert!(v.contains("all good"), "{v}");
+    let target = format!("{topic}-restored");
+    ferry_success(
+        &[
+            "restore",
+            "--from",
+            &direct,
+            "--brokers",
+            &env.kafka,
+            "--topic",
+            &topic,
+            "--rename",
+            &format!("{topic}={target}"),
+        ],
+        &vars,
+    );
+    let restored = sorted(dump_topic(&env, &env.kafka, &target));
+    let source = sorted(dump_topic(&env, &env.kafka, &topic));
+    assert_eq!(restored.len(), 1500, "every record once");
+    assert!(restored == source, "the restore equals the topic");
+}
