@@ -7,6 +7,7 @@
 mod completions;
 mod components;
 mod copy;
+mod decrypt;
 mod keygen;
 mod logging;
 mod ls;
@@ -84,6 +85,8 @@ enum Command {
     Man(completions::ManArgs),
     /// Write a new random key for encrypted backups (mode 0600; never overwrites).
     Keygen(keygen::Args),
+    /// Decrypt one object of an encrypted backup (a dead-letter file, a segment).
+    Decrypt(decrypt::Args),
 }
 
 /// The registry of every built-in component: what pipeline files can name.
@@ -113,6 +116,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Completions(a) => completions::completions(a).await,
         Command::Man(a) => completions::man(a).await,
         Command::Keygen(a) => keygen::main(a).await,
+        Command::Decrypt(a) => decrypt::main(a).await,
     }
 }
 

@@ -557,3 +557,150 @@ fn copy_with_the_key_checks_every_record_and_refuses_a_wrong_key() {
     );
     assert_refused(&out, &["is not encrypted", "nothing was copied"]);
 }
+
+/// `ferry decrypt` opens what an encrypted backup sealed: a dead-letter file (stored without
+/// the bad value's bytes) gives back its JSON lines, and a raw segment becomes a Kafka log
+/// segment again that Kafka's own DumpLogSegments reads; a wrong key, a plain object and an
+/// existing output file are refused.
+#[test]
+fn ferry_decrypt_opens_dead_letters_and_segments_of_an_encrypted_backup() {
+    let Some(env) = ferry_testkit::env_or_skip() else {
+        return;
+    };
+    let topic = unique("enc-decrypt");
+    create_topic(&env, &topic, 1, &[]);
+    let secret = "not-json-secret-4711";
+    let values = [r#"{"id":1}"#, r#"{"id":2}"#, secret, r#"{"id":4}"#];
+    let msgs: Vec<KcatMsg> = values
+        .iter()
+        .map(|v| KcatMsg::new(Some(b"k"), Some(v.as_bytes())))
+        .collect();
+    py_produce_to(&env, &env.kafka, &topic, Some(0), &msgs, "none", true);
+    let dir = tempfile::tempdir().unwrap();
+    let (key, _) = keygen(dir.path(), "a.key");
+    let (wrong, wrong_id) = keygen(dir.path(), "wrong.key");
+    let lake = dir.path().join("lake");
+    let yaml = format!(
+        "name: sealed\nsource: {{ type: kafka, brokers: [\"{}\"], topics: [\"{topic}\"], stop: high_watermark }}\nsink:\n  type: storage\n  uri: \"{}\"\n  format: parquet\n  encryption: {{ key_file: \"{key}\" }}\n  parquet:\n    value:\n      as: json\n      schema: [{{name: id, type: int64}}]\n      on_error: dead_letter\n",
+        env.kafka,
+        lake.display()
+    );
+    let file = dir.path().join("sealed.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    ferry_ok(&["run", file.to_str().unwrap()]);
+    let files = common::files_under(&lake.join("dead-letter"), "jsonl");
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert!(!contains(
+        &std::fs::read(&files[0]).unwrap(),
+        secret.as_bytes()
+    ));
+    // Its name in the location, as the dead-letter warning logs it.
+    let dead = format!("dead-letter/{topic}/0/{:020}.jsonl", 0);
+    let dead = dead.as_str();
+    let lake = lake.to_str().unwrap();
+
+    let plain = ferry_ok(&["decrypt", lake, dead, "--encryption-key-file", &key]);
+    let lines: Vec<serde_json::Value> = plain
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{plain}");
+    assert_eq!(lines[0]["record"]["offset"], 2, "{plain}");
+    assert_eq!(lines[0]["record"]["value"], secret, "{plain}");
+    assert!(lines[0]["reason"].as_str().is_some_and(|r| !r.is_empty()));
+
+    let out = ferry_output(
+        &["decrypt", lake, dead, "--encryption-key-file", &wrong],
+        &[],
+    );
+    assert_refused(&out, &[&wrong_id]);
+    let out = ferry_output(&["decrypt", lake, dead], &[]);
+    assert_refused(&out, &["--encryption-key-file"]);
+    // The name is authenticated: the same bytes under another name do not open.
+    let moved = format!("dead-letter/{topic}/0/{:020}.jsonl", 1);
+    std::fs::copy(&files[0], Path::new(lake).join(&moved)).unwrap();
+    let out = ferry_output(
+        &["decrypt", lake, &moved, "--encryption-key-file", &key],
+        &[],
+    );
+    assert_refused(&out, &["moved from another name"]);
+    let out = ferry_output(
+        &[
+            "decrypt",
+            lake,
+            "dead-letter/none.jsonl",
+            "--encryption-key-file",
+            &key,
+        ],
+        &[],
+    );
+    assert_refused(&out, &["no such object"]);
+
+    // A raw segment, decrypted into a file, is a Kafka log segment again.
+    let backup_dir = dir.path().join("backup");
+    let out = backup(&env, &topic, backup_dir.to_str().unwrap(), &[&key]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(common::files_under(&backup_dir, "log").len(), 1);
+    let backup_uri = backup_dir.to_str().unwrap();
+    let seg = format!("topics/{topic}/0/{:020}.log", 0);
+    let seg = seg.as_str();
+    let log = dir.path().join("00000000000000000000.log");
+    let logs = log.to_str().unwrap();
+    ferry_ok(&[
+        "decrypt",
+        backup_uri,
+        seg,
+        "--encryption-key-file",
+        &key,
+        "-o",
+        logs,
+    ]);
+    let dump = std::process::Command::new(&env.java)
+        .args([
+            "-cp",
+            &format!("{}/*", env.kafka_libs),
+            "org.apache.kafka.tools.DumpLogSegments",
+            "--files",
+            logs,
+            "--print-data-log",
+        ])
+        .output()
+        .expect("DumpLogSegments runs");
+    let dumped = String::from_utf8_lossy(&dump.stdout);
+    assert!(
+        dump.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dump.stderr)
+    );
+    assert!(dumped.contains(&format!("payload: {secret}")), "{dumped}");
+    assert_eq!(dumped.matches("payload: ").count(), 4, "{dumped}");
+
+    // An existing output file is never overwritten; a plain object is not decrypted.
+    let before = std::fs::read(&log).unwrap();
+    let out = ferry_output(
+        &[
+            "decrypt",
+            backup_uri,
+            seg,
+            "--encryption-key-file",
+            &key,
+            "-o",
+            logs,
+        ],
+        &[],
+    );
+    assert_refused(&out, &["never overwritten"]);
+    assert_eq!(std::fs::read(&log).unwrap(), before);
+    let work = dir.path().to_str().unwrap();
+    let out = ferry_output(
+        &[
+            "decrypt",
+            work,
+            "00000000000000000000.log",
+            "--encryption-key-file",
+            &key,
+        ],
+        &[],
+    );
+    assert_refused(&out, &["is not encrypted"]);
+}
