@@ -28,7 +28,9 @@
 #                    each round
 # --only GROUPS (comma-separated; default all): kcat (the two kcat -C steps), backup, restore
 # (with kcat -P; needs backup), exports (parquet, avro), iceberg, recompress (raw backups with
-# --recompress zstd and lz4, beside the plain raw one; their sizes are the point).
+# --recompress zstd and lz4, beside the plain raw one; their sizes are the point), encrypted
+# (a raw backup with --encryption-key-file beside the plain one, and with restore its restore
+# beside the plain restore: what encryption costs).
 # --values (VALUES): base64 (default: random, barely compressible) or json (JSON documents of
 # orders, padded to SIZE: text that compresses like real event payloads). E.g. the Iceberg benchmark:
 # `benches/e2e.sh --repeat 3 --only kcat,exports,iceberg`.
@@ -90,7 +92,7 @@ done
 ((PARTITIONS > 0)) || die "PARTITIONS must be > 0"
 ((REPEAT > 0)) || die "REPEAT must be > 0"
 for g in ${ONLY//,/ }; do
-  [[ "$g" =~ ^(kcat|backup|restore|exports|iceberg|recompress)$ ]] || die "--only: unknown group '$g' (kcat, backup, restore, exports, iceberg, recompress)"
+  [[ "$g" =~ ^(kcat|backup|restore|exports|iceberg|recompress|encrypted)$ ]] || die "--only: unknown group '$g' (kcat, backup, restore, exports, iceberg, recompress, encrypted)"
 done
 wants() { [[ ",$ONLY," == *",$1,"* ]]; }
 if wants restore && ! wants backup; then die "--only restore needs backup (it restores that backup)"; fi
@@ -300,6 +302,17 @@ ferry_recompressed() { # STEP CODEC: a raw backup with --recompress CODEC, its r
   ((KEEP)) || rm -rf "$dir"
 }
 
+KEY_FILE="$WORK/bench.key"
+ferry_encrypted() { # STEP: a raw backup encrypted with a fresh key, its records counted (ls needs no key)
+  local step="$1" dir="$WORK/backup-raw-enc"
+  rm -rf "$dir"
+  [[ -e "$KEY_FILE" ]] || "$FERRY_BIN" keygen "$KEY_FILE" >/dev/null
+  timed "$step" "$FERRY_BIN" backup --brokers "$BROKERS" --topic "$SRC_TOPIC" --to "$dir" \
+    --snapshot --encryption-key-file "$KEY_FILE"
+  check_eq "records in the encrypted backup (ferry ls)" "$(backup_records "$dir")" "$RECORDS"
+  OUTSIZE[$step]=$(du -sb "$dir" | cut -f1)
+}
+
 ferry_iceberg() { # STEP: an Iceberg export to a fresh catalog and warehouse, checked by pyiceberg
   local step="$1" dir="$WORK/iceberg"
   rm -rf "$dir"
@@ -326,6 +339,8 @@ create_topic "$SRC_TOPIC"
 "$KCAT" -b "$BROKERS" -P -t "$SRC_TOPIC" -q <"$INPUT"
 check_eq "records in $SRC_TOPIC after kcat -P" "$(topic_records "$SRC_TOPIC")" "$RECORDS"
 
+restore_encrypted_step() { restore_step "$1" encrypted; }
+
 kcat_produce_step() { # r: kcat -P of the input into a fresh scratch topic, dropped after
   local t="$SRC_TOPIC-p$1"
   create_topic "$t"
@@ -334,11 +349,13 @@ kcat_produce_step() { # r: kcat -P of the input into a fresh scratch topic, drop
   ((KEEP)) || drop_topic "$t"
 }
 
-restore_step() { # r: ferry restore of the raw backup into a fresh topic, dropped after
-  local dst="$SRC_TOPIC-restored-$1" state="$WORK/restore-state-$1"
+restore_step() { # r [encrypted]: ferry restore of the raw backup (or the encrypted one) into a fresh topic, dropped after
+  local dst="$SRC_TOPIC-restored-$1${2:+-enc}" state="$WORK/restore-state-$1${2:+-enc}" step=ferry_restore
+  local from=("$WORK/backup-raw")
+  [[ -n "${2:-}" ]] && { step=ferry_restore_encrypted; from=("$WORK/backup-raw-enc" --encryption-key-file "$KEY_FILE"); }
   TOPICS_CREATED+=("$dst")
   rm -rf "$state"
-  timed ferry_restore "$FERRY_BIN" restore --from "$WORK/backup-raw" --brokers "$BROKERS" \
+  timed "$step" "$FERRY_BIN" restore --from "${from[@]}" --brokers "$BROKERS" \
     --topic "$SRC_TOPIC" --rename "$SRC_TOPIC=$dst" --state "$state"
   check_eq "records in $dst after ferry restore" "$(topic_records "$dst")" "$RECORDS"
   if ((!KEEP)); then
@@ -359,8 +376,11 @@ for ((r = 1; r <= REPEAT; r++)); do
     timed kcat_consume_null "$KCAT" -b "$BROKERS" -C -t "$SRC_TOPIC" -o beginning -e -q >/dev/null
   fi
 
-  if wants backup || wants recompress; then
+  if wants backup || wants recompress || wants encrypted; then
+    # In turns with the encrypted backup, so neither always runs first.
+    if wants encrypted && ! ((r % 2)); then ferry_encrypted ferry_backup_encrypted; fi
     ferry_backup ferry_backup_raw raw
+    if wants encrypted && ((r % 2)); then ferry_encrypted ferry_backup_encrypted; fi
   fi
   if wants recompress; then
     # In turns, so neither codec always follows the plain backup.
@@ -377,15 +397,14 @@ for ((r = 1; r <= REPEAT; r++)); do
   # runs second follows the other's 1 GB write, and on this machine that costs it (see
   # restore_vs_kcat.sh), so neither may always take that place.
   if wants restore; then
-    if ((r % 2)); then
-      kcat_produce_step "$r"
-      restore_step "$r"
-    else
-      restore_step "$r"
-      kcat_produce_step "$r"
-    fi
+    produce_steps=(kcat_produce_step restore_step)
+    wants encrypted && produce_steps+=(restore_encrypted_step)
+    n=${#produce_steps[@]}
+    for ((i = 0; i < n; i++)); do
+      "${produce_steps[$(((i + r - 1) % n))]}" "$r"
+    done
   fi
-  ((KEEP)) || rm -rf "$WORK/backup-raw"
+  ((KEEP)) || rm -rf "$WORK/backup-raw" "$WORK/backup-raw-enc"
 
   # The export steps in an order that rotates each round, so none always follows another.
   exports=()
@@ -415,6 +434,8 @@ declare -A LABEL=(
   [ferry_backup_iceberg]="ferry backup --snapshot --format iceberg"
   [ferry_backup_zstd]="ferry backup --snapshot --recompress zstd"
   [ferry_backup_lz4]="ferry backup --snapshot --recompress lz4"
+  [ferry_backup_encrypted]="ferry backup --snapshot --encryption-key-file (raw)"
+  [ferry_restore_encrypted]="ferry restore --encryption-key-file (into a new topic)"
 )
 declare -A MED
 for s in "${STEPS[@]}"; do MED[$s]=$(median "${WALLS[$s]}"); done
@@ -491,6 +512,11 @@ REPORT="$WORK/report.md"
   for s in ferry_backup_zstd ferry_backup_lz4; do
     [[ -n "${MED[$s]:-}" && -n "${OUTSIZE[ferry_backup_raw]:-}" ]] || continue
     echo "| ${LABEL[$s]} (information): stored size and time next to the plain raw backup | $(ratio "${OUTSIZE[$s]}" "${OUTSIZE[ferry_backup_raw]}")× the bytes, $(ratio "${MED[ferry_backup_raw]}" "${MED[$s]}")× the speed (${MED[$s]} s vs ${MED[ferry_backup_raw]} s) | |"
+  done
+  for pair in ferry_backup_encrypted:ferry_backup_raw ferry_restore_encrypted:ferry_restore; do
+    s="${pair%%:*}" plain="${pair##*:}"
+    [[ -n "${MED[$s]:-}" && -n "${MED[$plain]:-}" ]] || continue
+    echo "| ${LABEL[$s]} (information): next to the plain one | $(ratio "${MED[$plain]}" "${MED[$s]}")× the speed (${MED[$s]} s vs ${MED[$plain]} s), $(ratio "$(median "${CPU[$s]}")" "$(median "${CPU[$plain]}")")× the CPU, peak RSS $(fmt_mb $((RSS[$s] * 1024))) vs $(fmt_mb $((RSS[$plain] * 1024))) MiB | |"
   done
   if [[ -n "${MED[ferry_backup_iceberg]:-}" && -n "${MED[ferry_backup_parquet]:-}" ]]; then
     echo "| Iceberg export next to the Parquet export (information) | $(ratio "${MED[ferry_backup_parquet]}" "${MED[ferry_backup_iceberg]}")× (${MED[ferry_backup_iceberg]} s vs ${MED[ferry_backup_parquet]} s) | |"

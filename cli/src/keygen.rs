@@ -5,7 +5,8 @@ use std::path::PathBuf;
 /// Write a new random key for encrypted backups (32 random bytes as one line of base64,
 /// file mode 0600). Never overwrites: an existing FILE is refused.
 ///
-/// Give it to `ferry backup`, `restore` and `verify` with --encryption-key-file FILE, or
+/// Give it to `ferry backup`, `restore`, `verify`, `copy` and `decrypt` with
+/// --encryption-key-file FILE, or
 /// to the storage sink and backup source as `encryption: {key_file: FILE}`. Keep a copy
 /// somewhere safe and apart from the backups: without the key they cannot be read.
 #[derive(Debug, clap::Args)]
