@@ -33,24 +33,7 @@ fn s3_errors_cut_connections_and_a_restart_during_a_backup_leave_it_exact() {
     let source = sorted(dump_topic(&env, &env.kafka, &topic));
     assert_eq!(source.len(), 7500);
 
-    let endpoint = env.s3_endpoint.trim_start_matches("http://");
-    let upstream = endpoint
-        .to_socket_addrs()
-        .expect("S3 endpoint address")
-        .next()
-        .expect("an address");
-    let proxy = FaultProxy::start(0, upstream).expect("proxy");
-    let prefix = unique("faults");
-    let via_proxy = format!(
-        "s3://{}/{prefix}?endpoint=http://{}&region={}",
-        env.s3_bucket,
-        proxy.addr(),
-        env.aws_region
-    );
-    let direct = format!(
-        "s3://{}/{prefix}?endpoint={}&region={}",
-        env.s3_bucket, env.s3_endpoint, env.aws_region
-    );
+    let (proxy, via_proxy, direct) = proxied_s3(&env, "");
     // Small segments and multipart chunks: many requests for the faults to hit.
     let yaml = format!(
         "name: s3-faults\nsource: {{ type: kafka, brokers: [\"{}\"], topics: [\"{topic}\"], stop: high_watermark, partition_max_bytes: 256KiB }}\nsink: {{ type: storage, uri: \"{via_proxy}\", roll: {{ max_bytes: 1MiB }}, chunk_size: 5MiB }}\n",
@@ -116,28 +99,19 @@ fn s3_errors_cut_connections_and_a_restart_during_a_backup_leave_it_exact() {
         proxy.forwarded() > 30_000_000,
         "the backup went through the proxy"
     );
+    assert_restores_equal(&env, &direct, &topic, &source);
+}
 
-    let vars = env.aws_vars();
-    let (v, _) = ferry_success(&["verify", &direct], &vars);
-    assert!(v.contains("all good"), "{v}");
-    let target = format!("{topic}-restored");
-    ferry_success(
-        &[
-            "restore",
-            "--from",
-            &direct,
-            "--brokers",
-            &env.kafka,
-            "--topic",
-            &topic,
-            "--rename",
-            &format!("{topic}={target}"),
-        ],
-        &vars,
-    );
-    let restored = sorted(dump_topic(&env, &env.kafka, &target));
-    assert_eq!(restored.len(), source.len(), "every record once");
-    assert!(restored == source, "the restore equals the topic");
+/// 500 records keyed and valued by their number from `from` (the outage tests' batches).
+fn five_hundred(from: i64) -> Vec<KcatMsg> {
+    (from..from + 500)
+        .map(|i| {
+            KcatMsg::new(
+                Some(format!("k{i}").as_bytes()),
+                Some(format!("v{i}").as_bytes()),
+            )
+        })
+        .collect()
 }
 
 /// Records `ferry ls --json` counts in a backup.
@@ -163,37 +137,17 @@ fn a_continuous_backup_outlives_a_storage_outage_longer_than_its_retries() {
     let vars = env.aws_vars();
     let topic = unique("s3-outage");
     create_topic(&env, &topic, 2, &[("retention.ms", "-1")]);
-    let batch = |from: i64| -> Vec<KcatMsg> {
-        (from..from + 500)
-            .map(|i| {
-                KcatMsg::new(
-                    Some(format!("k{i}").as_bytes()),
-                    Some(format!("v{i}").as_bytes()),
-                )
-            })
-            .collect()
-    };
-    py_produce_to(&env, &env.kafka, &topic, None, &batch(0), "none", false);
-    let upstream = env
-        .s3_endpoint
-        .trim_start_matches("http://")
-        .to_socket_addrs()
-        .expect("S3 endpoint address")
-        .next()
-        .expect("an address");
-    let proxy = FaultProxy::start(0, upstream).expect("proxy");
-    let prefix = unique("outage");
+    py_produce_to(
+        &env,
+        &env.kafka,
+        &topic,
+        None,
+        &five_hundred(0),
+        "none",
+        false,
+    );
     // One retry per request: an outage of a few seconds outlasts the storage's own retries.
-    let via_proxy = format!(
-        "s3://{}/{prefix}?endpoint=http://{}&region={}&retries=1",
-        env.s3_bucket,
-        proxy.addr(),
-        env.aws_region
-    );
-    let direct = format!(
-        "s3://{}/{prefix}?endpoint={}&region={}",
-        env.s3_bucket, env.s3_endpoint, env.aws_region
-    );
+    let (proxy, via_proxy, direct) = proxied_s3(&env, "retries=1");
     let yaml = format!(
         "name: s3-outage\nsource: {{ type: kafka, brokers: [\"{}\"], topics: [\"{topic}\"] }}\nsink: {{ type: storage, uri: \"{via_proxy}\", commit_interval: 1s }}\ndelivery: {{ checkpoint_interval: 1s }}\n",
         env.kafka
@@ -229,14 +183,30 @@ fn a_continuous_backup_outlives_a_storage_outage_longer_than_its_retries() {
     // The storage goes away for 8 s while records keep arriving.
     proxy.set(Fault::Refuse);
     proxy.cut();
-    py_produce_to(&env, &env.kafka, &topic, None, &batch(500), "none", false);
+    py_produce_to(
+        &env,
+        &env.kafka,
+        &topic,
+        None,
+        &five_hundred(500),
+        "none",
+        false,
+    );
     std::thread::sleep(Duration::from_secs(8));
     assert!(
         child.try_wait().expect("wait").is_none(),
         "the continuous backup exited during the outage"
     );
     proxy.set(Fault::Pass);
-    py_produce_to(&env, &env.kafka, &topic, None, &batch(1000), "none", false);
+    py_produce_to(
+        &env,
+        &env.kafka,
+        &topic,
+        None,
+        &five_hundred(1000),
+        "none",
+        false,
+    );
     wait_for(1500, "after the outage");
     // SIGTERM: a graceful stop.
     let _ = std::process::Command::new("kill")
@@ -249,27 +219,9 @@ fn a_continuous_backup_outlives_a_storage_outage_longer_than_its_retries() {
         text.contains("storage unavailable"),
         "the outage was reported:\n{text}"
     );
-    let (v, _) = ferry_success(&["verify", &direct], &vars);
-    assert!(v.contains("all good"), "{v}");
-    let target = format!("{topic}-restored");
-    ferry_success(
-        &[
-            "restore",
-            "--from",
-            &direct,
-            "--brokers",
-            &env.kafka,
-            "--topic",
-            &topic,
-            "--rename",
-            &format!("{topic}={target}"),
-        ],
-        &vars,
-    );
-    let restored = sorted(dump_topic(&env, &env.kafka, &target));
     let source = sorted(dump_topic(&env, &env.kafka, &topic));
-    assert_eq!(restored.len(), 1500, "every record once");
-    assert!(restored == source, "the restore equals the topic");
+    assert_eq!(source.len(), 1500);
+    assert_restores_equal(&env, &direct, &topic, &source);
 }
 
 /// A topic of `per_partition` records of 4 KB on each of 3 partitions; returns its dump.
@@ -299,12 +251,13 @@ fn proxied_s3(env: &ferry_testkit::TestEnv, params: &str) -> (FaultProxy, String
         .next()
         .expect("an address");
     let proxy = FaultProxy::start(0, upstream).expect("proxy");
-    let prefix = unique("stall");
+    let prefix = unique("proxied");
     let via_proxy = format!(
-        "s3://{}/{prefix}?endpoint=http://{}&region={}&{params}",
+        "s3://{}/{prefix}?endpoint=http://{}&region={}{}{params}",
         env.s3_bucket,
         proxy.addr(),
-        env.aws_region
+        env.aws_region,
+        if params.is_empty() { "" } else { "&" }
     );
     let direct = format!(
         "s3://{}/{prefix}?endpoint={}&region={}",
@@ -556,36 +509,17 @@ fn a_worker_task_outlives_a_storage_outage_longer_than_its_retries() {
     let vars = env.aws_vars();
     let topic = unique("s3-outage-worker");
     create_topic(&env, &topic, 2, &[("retention.ms", "-1")]);
-    let batch = |from: i64| -> Vec<KcatMsg> {
-        (from..from + 500)
-            .map(|i| {
-                KcatMsg::new(
-                    Some(format!("k{i}").as_bytes()),
-                    Some(format!("v{i}").as_bytes()),
-                )
-            })
-            .collect()
-    };
-    py_produce_to(&env, &env.kafka, &topic, None, &batch(0), "none", false);
-    let upstream = env
-        .s3_endpoint
-        .trim_start_matches("http://")
-        .to_socket_addrs()
-        .expect("S3 endpoint address")
-        .next()
-        .expect("an address");
-    let proxy = FaultProxy::start(0, upstream).expect("proxy");
-    let prefix = unique("outage-worker");
-    let via_proxy = format!(
-        "s3://{}/{prefix}?endpoint=http://{}&region={}&retries=1",
-        env.s3_bucket,
-        proxy.addr(),
-        env.aws_region
+    py_produce_to(
+        &env,
+        &env.kafka,
+        &topic,
+        None,
+        &five_hundred(0),
+        "none",
+        false,
     );
-    let direct = format!(
-        "s3://{}/{prefix}?endpoint={}&region={}",
-        env.s3_bucket, env.s3_endpoint, env.aws_region
-    );
+    // One retry per request: an outage of a few seconds outlasts the storage's own retries.
+    let (proxy, via_proxy, direct) = proxied_s3(&env, "retries=1");
     let dir = tempfile::tempdir().expect("dir");
     let pipelines = dir.path().join("pipelines");
     std::fs::create_dir(&pipelines).expect("pipelines folder");
@@ -624,7 +558,15 @@ fn a_worker_task_outlives_a_storage_outage_longer_than_its_retries() {
     wait_for(500, "before the outage");
     proxy.set(Fault::Refuse);
     proxy.cut();
-    py_produce_to(&env, &env.kafka, &topic, None, &batch(500), "none", false);
+    py_produce_to(
+        &env,
+        &env.kafka,
+        &topic,
+        None,
+        &five_hundred(500),
+        "none",
+        false,
+    );
     // The outage shows in the task's status while it lasts.
     w.wait_until(
         Duration::from_secs(30),
@@ -636,28 +578,18 @@ fn a_worker_task_outlives_a_storage_outage_longer_than_its_retries() {
     );
     std::thread::sleep(Duration::from_secs(4));
     proxy.set(Fault::Pass);
-    py_produce_to(&env, &env.kafka, &topic, None, &batch(1000), "none", false);
+    py_produce_to(
+        &env,
+        &env.kafka,
+        &topic,
+        None,
+        &five_hundred(1000),
+        "none",
+        false,
+    );
     wait_for(1500, "after the outage");
     w.stop();
-    let (v, _) = ferry_success(&["verify", &direct], &vars);
-    assert!(v.contains("all good"), "{v}");
-    let target = format!("{topic}-restored");
-    ferry_success(
-        &[
-            "restore",
-            "--from",
-            &direct,
-            "--brokers",
-            &env.kafka,
-            "--topic",
-            &topic,
-            "--rename",
-            &format!("{topic}={target}"),
-        ],
-        &vars,
-    );
-    let restored = sorted(dump_topic(&env, &env.kafka, &target));
     let source = sorted(dump_topic(&env, &env.kafka, &topic));
-    assert_eq!(restored.len(), 1500, "every record once");
-    assert!(restored == source, "the restore equals the topic");
+    assert_eq!(source.len(), 1500);
+    assert_restores_equal(&env, &direct, &topic, &source);
 }

@@ -237,6 +237,10 @@ impl ChunkedObject {
                 continue;
             };
             let full = opener.header().stored_chunk_len();
+            // Room for all the plaintext of what is stored (a little less than its size) at
+            // once: grown chunk by chunk, `buf` would double (and be copied) several times
+            // per read, and batches handed on from it keep its whole allocation alive.
+            buf.reserve(d.stored.len());
             // Every whole chunk read so far; a chunk is the last when it ends the object.
             while d.stored_pos < self.size {
                 let this = (self.size - d.stored_pos).min(full);
