@@ -9,8 +9,9 @@ use ferry_core::Storage;
 use ferry_formats::layout::{self, Inventory, SegmentManifest};
 use ferry_sources::backup::segment::{check_key, DEFAULT_READ_CHUNK};
 use ferry_sources::backup::verify::verify_segment_with;
+use futures::StreamExt;
 use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// Copy a backup between storages (folder, S3, GCS, Azure), checking every segment against
 /// its manifest.
@@ -84,9 +85,27 @@ fn is_transient(key: &str) -> bool {
         || key.starts_with(ferry_core::storage::TMP_DIR)
 }
 
-/// Whether `bytes` is the segment its manifest describes.
-fn matches(m: &SegmentManifest, bytes: &[u8]) -> bool {
-    bytes.len() as u64 == m.bytes && crc32c::crc32c(bytes) == m.crc32c
+/// Partitions copied at once (each one's segments in order): object stores answer each
+/// request with some delay, so several transfers in flight keep the link busy.
+const PARTITIONS_IN_PARALLEL: usize = 4;
+
+/// Bytes of a segment read (and written) at a time: a transfer holds about this much, and an
+/// upload its part of the same size, whatever the segment's size.
+const TRANSFER_CHUNK: u64 = 8 << 20;
+
+/// The size and CRC-32C of an object, read in chunks (`None`: there is no such object).
+async fn size_and_crc(storage: &Storage, key: &str) -> Result<Option<(u64, u32)>> {
+    let Some(size) = storage.size(key).await? else {
+        return Ok(None);
+    };
+    let mut crc = 0u32;
+    let mut pos = 0u64;
+    while pos < size {
+        let end = (pos + TRANSFER_CHUNK).min(size);
+        crc = crc32c::crc32c_append(crc, &storage.read_range(key, pos..end).await?);
+        pos = end;
+    }
+    Ok(Some((size, crc)))
 }
 
 struct Copier {
@@ -98,29 +117,77 @@ struct Copier {
     keys: Option<Arc<dyn KeyProvider>>,
     /// S3 Object Lock for what the copy writes (`--object-lock`).
     lock: Option<ObjectLockConfig>,
-    tally: Tally,
+    /// Counted by every transfer in flight.
+    tally: Mutex<Tally>,
 }
 
 impl Copier {
-    /// Writes one object to the copy (not in a dry run), counting it.
-    async fn put(&mut self, key: &str, bytes: Bytes) -> Result<()> {
-        let len = bytes.len();
+    /// Adds to what the run did.
+    fn count(&self, f: impl FnOnce(&mut Tally)) {
+        if let Ok(mut t) = self.tally.lock() {
+            f(&mut t);
+        }
+    }
+
+    /// Counts an object written (logged only once written: a run killed mid-write never
+    /// names the object it lost).
+    fn copied(&self, key: &str, len: u64) {
+        tracing::info!(object = %key, bytes = len, "copied");
+        self.count(|t| {
+            t.copied += 1;
+            t.bytes += len;
+        });
+    }
+
+    /// Writes one small object (a manifest, a document) to the copy (not in a dry run).
+    async fn put(&self, key: &str, bytes: Bytes) -> Result<()> {
+        let len = bytes.len() as u64;
         if !self.dry_run {
             self.dst.write(key, bytes).await?;
         }
-        // Logged once written: a run killed mid-write never names the object it lost.
-        tracing::info!(object = %key, bytes = len, "copied");
-        self.tally.copied += 1;
-        self.tally.bytes += len as u64;
+        self.copied(key, len);
         Ok(())
     }
 
+    /// Copies a partition's segments, each followed by its manifest, in offset order;
+    /// returns the names of the objects copied or already held.
+    ///
+    /// In order, so that a run killed between writing a manifest and locking it leaves that
+    /// one unlocked at most: the last this partition's copy held when the next run starts,
+    /// which that run then finds and locks.
+    async fn copy_partition(&self, manifest_keys: &[String]) -> Result<Vec<String>> {
+        let mut wanted = Vec::new();
+        // The last segment (and its manifest) the copy held before this run.
+        let mut held_last: Option<(String, &str)> = None;
+        for key in manifest_keys {
+            let Some((segment, had_manifest)) = self.copy_segment(key).await? else {
+                continue;
+            };
+            if had_manifest {
+                held_last = Some((segment.clone(), key));
+            } else if let Some((seg, manifest)) = held_last.take() {
+                self.relock(&seg, manifest).await?;
+            }
+            wanted.push(segment);
+            wanted.push(key.clone());
+        }
+        if let Some((seg, manifest)) = held_last {
+            self.relock(&seg, manifest).await?;
+        }
+        Ok(wanted)
+    }
+
+    /// Locks a segment and its manifest that a killed run may have left unlocked.
+    async fn relock(&self, segment: &str, manifest_key: &str) -> Result<()> {
+        self.lock_if_unlocked(segment).await?;
+        self.lock_if_unlocked(manifest_key).await
+    }
+
     /// Copies a segment and its manifest, unless the copy holds both already; returns the
-    /// segment's object name. `newest`: the partition's newest manifest, whose lock a
-    /// killed run may not have set yet.
-    async fn copy_segment(&mut self, manifest_key: &str, newest: bool) -> Result<Option<String>> {
+    /// segment's object name and whether the copy held its manifest already (`None`: the
+    /// manifest is gone, pruned since the listing).
+    async fn copy_segment(&self, manifest_key: &str) -> Result<Option<(String, bool)>> {
         let Some(manifest_bytes) = self.src.read_opt(manifest_key).await? else {
-            // Pruned since the listing.
             return Ok(None);
         };
         let m: SegmentManifest = serde_json::from_slice(&manifest_bytes)
@@ -128,39 +195,31 @@ impl Copier {
         let have_manifest =
             self.dst.read_opt(manifest_key).await?.as_deref() == Some(&manifest_bytes[..]);
         if have_manifest && !self.args_verify {
-            self.tally.skipped += 2;
+            self.count(|t| t.skipped += 2);
         } else {
             self.copy_segment_object(&m, have_manifest).await?;
             if have_manifest {
-                self.tally.skipped += 1;
+                self.count(|t| t.skipped += 1);
             } else {
                 self.put(manifest_key, manifest_bytes).await?;
                 self.lock(manifest_key).await?;
             }
         }
-        if have_manifest && newest {
-            // A run killed between writing these and locking them left them unlocked
-            // (older ones were locked before the next segment was written).
-            self.lock_if_unlocked(&m.segment).await?;
-            self.lock_if_unlocked(manifest_key).await?;
-        }
-        Ok(Some(m.segment))
+        Ok(Some((m.segment, have_manifest)))
     }
 
     /// Makes the copy hold the segment `m` describes — unless it holds it already (written
     /// by a run stopped before the manifest, or copied earlier: with --verify it is read
     /// back either way) — then checks its records with the keys and locks it.
-    async fn copy_segment_object(
-        &mut self,
-        m: &SegmentManifest,
-        have_manifest: bool,
-    ) -> Result<()> {
-        let held = self.dst.read_opt(&m.segment).await?;
-        if held.as_deref().is_some_and(|b| matches(m, b)) {
-            if have_manifest {
-                self.tally.verified += 1;
-            }
-            self.tally.skipped += 1;
+    async fn copy_segment_object(&self, m: &SegmentManifest, have_manifest: bool) -> Result<()> {
+        let held = size_and_crc(&self.dst, &m.segment).await?;
+        if held == Some((m.bytes, m.crc32c)) {
+            self.count(|t| {
+                if have_manifest {
+                    t.verified += 1;
+                }
+                t.skipped += 1;
+            });
             self.check_records(m).await?;
             if !have_manifest {
                 self.lock_if_unlocked(&m.segment).await?;
@@ -170,38 +229,76 @@ impl Copier {
         if held.is_some() && have_manifest {
             tracing::warn!(object = %m.segment, "the copy's segment differs from its manifest: copying it again");
         }
-        let bytes = self.src.read(&m.segment).await?;
-        if !matches(m, &bytes) {
-            bail!(
-                "{}/{}: the backup's segment does not match its manifest ({} bytes, CRC-32C {:08x}; the manifest says {} bytes, {:08x}): not copied; run `ferry verify {}`",
-                self.src,
-                m.segment,
-                bytes.len(),
-                crc32c::crc32c(&bytes),
-                m.bytes,
-                m.crc32c,
-                self.src
-            );
-        }
-        self.put(&m.segment, bytes).await?;
+        self.transfer(m).await?;
         if self.args_verify && !self.dry_run {
-            let back = self.dst.read(&m.segment).await?;
-            if !matches(m, &back) {
+            if size_and_crc(&self.dst, &m.segment).await? != Some((m.bytes, m.crc32c)) {
                 bail!(
                     "{}/{}: read back after copying, the segment does not match its manifest",
                     self.dst,
                     m.segment
                 );
             }
-            self.tally.verified += 1;
+            self.count(|t| t.verified += 1);
         }
         self.check_records(m).await?;
         self.lock(&m.segment).await
     }
 
+    /// Streams the segment `m` names from the backup into the copy (only reads it in a dry
+    /// run), checking its size and CRC-32C against the manifest on the way: a damaged
+    /// segment is reported and its upload aborted, never completed.
+    async fn transfer(&self, m: &SegmentManifest) -> Result<()> {
+        let key = &m.segment;
+        let Some(size) = self.src.size(key).await? else {
+            bail!(
+                "{}/{key}: missing, although its manifest exists: not copied; run `ferry verify {}`",
+                self.src,
+                self.src
+            );
+        };
+        let mut writer = match self.dry_run {
+            true => None,
+            false => Some(self.dst.writer(key, TRANSFER_CHUNK as usize).await?),
+        };
+        let mut crc = 0u32;
+        let mut pos = 0u64;
+        while pos < size {
+            let end = (pos + TRANSFER_CHUNK).min(size);
+            let chunk = self.src.read_range(key, pos..end).await?;
+            crc = crc32c::crc32c_append(crc, &chunk);
+            if let Some(w) = writer.as_mut() {
+                w.write(chunk)
+                    .await
+                    .map_err(|e| self.dst.fail(format!("writing {}/{key}", self.dst), e))?;
+            }
+            pos = end;
+        }
+        if size != m.bytes || crc != m.crc32c {
+            if let Some(mut w) = writer {
+                if let Err(e) = w.abort().await {
+                    tracing::warn!(object = %key, error = %e, "aborting the upload of a damaged segment failed");
+                }
+            }
+            bail!(
+                "{}/{key}: the backup's segment does not match its manifest ({size} bytes, CRC-32C {crc:08x}; the manifest says {} bytes, {:08x}): not copied; run `ferry verify {}`",
+                self.src,
+                m.bytes,
+                m.crc32c,
+                self.src
+            );
+        }
+        if let Some(mut w) = writer {
+            w.close()
+                .await
+                .map_err(|e| self.dst.fail(format!("writing {}/{key}", self.dst), e))?;
+        }
+        self.copied(key, size);
+        Ok(())
+    }
+
     /// With keys, decrypts the segment where it now is (the copy; the backup in a dry run)
     /// and checks every batch and the record count against its manifest.
-    async fn check_records(&mut self, m: &SegmentManifest) -> Result<()> {
+    async fn check_records(&self, m: &SegmentManifest) -> Result<()> {
         let Some(keys) = &self.keys else {
             return Ok(());
         };
@@ -225,7 +322,7 @@ impl Copier {
                 }
             );
         }
-        self.tally.decrypted += 1;
+        self.count(|t| t.decrypted += 1);
         Ok(())
     }
 
@@ -250,12 +347,12 @@ impl Copier {
 
     /// Copies any other object (documents, checkpoints, dead letters) when missing or
     /// different.
-    async fn copy_document(&mut self, key: &str) -> Result<()> {
+    async fn copy_document(&self, key: &str) -> Result<()> {
         let Some(bytes) = self.src.read_opt(key).await? else {
             return Ok(());
         };
         if self.dst.read_opt(key).await?.as_deref() == Some(&bytes[..]) {
-            self.tally.skipped += 1;
+            self.count(|t| t.skipped += 1);
             return Ok(());
         }
         self.put(key, bytes).await
@@ -307,27 +404,38 @@ pub async fn copy(args: &Args) -> Result<Tally> {
     if keys.is_some() {
         check_keys(&src, &inv, keys.as_ref()).await?;
     }
-    let mut c = Copier {
+    let c = Copier {
         src,
         dst,
         args_verify: args.verify,
         dry_run: args.dry_run,
         keys,
         lock: args.object_lock,
-        tally: Tally::default(),
+        tally: Mutex::new(Tally::default()),
     };
     // The descriptor first: the location is then recognisably this backup's copy.
     c.copy_document(layout::DESCRIPTOR).await?;
     let mut wanted: BTreeSet<String> = BTreeSet::new();
     wanted.insert(layout::DESCRIPTOR.to_string());
-    for ((topic, partition), firsts) in &inv.manifests {
-        for (i, first) in firsts.iter().enumerate() {
-            let key = layout::manifest_key(topic, *partition, *first);
-            // A templated export's segments may be anywhere: the manifest names them.
-            if let Some(segment) = c.copy_segment(&key, i + 1 == firsts.len()).await? {
-                wanted.insert(segment);
-            }
-            wanted.insert(key);
+    let partitions: Vec<Vec<String>> = inv
+        .manifests
+        .iter()
+        .map(|((topic, partition), firsts)| {
+            firsts
+                .iter()
+                .map(|first| layout::manifest_key(topic, *partition, *first))
+                .collect()
+        })
+        .collect();
+    // Partitions in parallel, each one's segments in order. The first failure ends the run
+    // (what is in flight then is dropped; see `copy_partition` for the locks).
+    {
+        let mut copies = std::pin::pin!(futures::stream::iter(&partitions)
+            .map(|keys| c.copy_partition(keys))
+            .buffer_unordered(PARTITIONS_IN_PARALLEL));
+        while let Some(done) = copies.next().await {
+            // A templated export's segments may be anywhere: the manifests name them.
+            wanted.extend(done?);
         }
     }
     for key in &keys_listed {
@@ -342,9 +450,9 @@ pub async fn copy(args: &Args) -> Result<Tally> {
         c.copy_document(key).await?;
     }
     if args.delete_extraneous {
-        delete_extraneous(&mut c, &keys_listed).await?;
+        delete_extraneous(&c, &keys_listed).await?;
     }
-    Ok(c.tally)
+    Ok(c.tally.into_inner().unwrap_or_default())
 }
 
 /// Refuses keys that cannot open the backup before anything is copied: each segment's key
@@ -369,7 +477,7 @@ async fn check_keys(
 }
 
 /// Deletes from the copy what the backup does not hold: manifests first, then the rest.
-async fn delete_extraneous(c: &mut Copier, src_keys: &[String]) -> Result<()> {
+async fn delete_extraneous(c: &Copier, src_keys: &[String]) -> Result<()> {
     let keep: BTreeSet<&str> = src_keys.iter().map(String::as_str).collect();
     let theirs = c.dst.list("").await?;
     let (manifests, rest): (Vec<&String>, Vec<&String>) = theirs
@@ -378,7 +486,7 @@ async fn delete_extraneous(c: &mut Copier, src_keys: &[String]) -> Result<()> {
         .partition(|k| matches!(layout::parse_key(k), Some(layout::Entry::Manifest { .. })));
     for key in manifests.into_iter().chain(rest) {
         tracing::info!(object = %key, "deleted from the copy");
-        c.tally.deleted += 1;
+        c.count(|t| t.deleted += 1);
         if !c.dry_run {
             c.dst.delete(key).await?;
         }

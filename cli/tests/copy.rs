@@ -156,6 +156,82 @@ fn a_flipped_byte_in_the_copy_is_caught_and_copy_verify_repairs_it() {
     assert!(v.contains("all good"), "{v}");
 }
 
+/// A segment of about 20 MB — more than one transfer chunk (8 MiB), so it streams in
+/// pieces and uploads to S3 in parts — copies exactly; with a byte flipped in the middle of
+/// the backup's segment, the copy refuses it and S3 holds neither it nor its manifest (the
+/// upload is aborted, not completed).
+#[test]
+fn a_large_segment_streams_in_pieces_and_a_damaged_one_is_never_completed() {
+    let Some(env) = ferry_testkit::env_or_skip() else {
+        return;
+    };
+    let vars = env.aws_vars();
+    let topic = unique("copy-large");
+    create_topic(&env, &topic, 1, &[("retention.ms", "-1")]);
+    let value = vec![b'L'; 4000];
+    let msgs: Vec<KcatMsg> = (0..5000)
+        .map(|i| KcatMsg::new(Some(format!("k{i}").as_bytes()), Some(&value)))
+        .collect();
+    py_produce_to(&env, &env.kafka, &topic, Some(0), &msgs, "none", false);
+    let dir = tempfile::tempdir().expect("dir");
+    let backup = dir.path().join("b");
+    let backup = backup.to_str().expect("path");
+    ferry_success(
+        &[
+            "backup",
+            "--brokers",
+            &env.kafka,
+            "--topic",
+            &topic,
+            "--to",
+            backup,
+            "--snapshot",
+        ],
+        &[],
+    );
+    let segments = common::files_under(Path::new(backup), "log");
+    assert_eq!(segments.len(), 1);
+    let size = std::fs::metadata(&segments[0]).expect("stat").len();
+    assert!(size > 2 * (8 << 20), "a segment of {size} bytes");
+
+    let prefix = unique("copy-large");
+    let on_s3 = s3(&env, &prefix);
+    let (out, _) = ferry_success(&["copy", backup, &on_s3, "--verify"], &vars);
+    assert!(out.contains("1 segment(s) read back and verified"), "{out}");
+    assert_eq!(ls(&on_s3, &vars), ls(backup, &vars));
+    let (v, _) = ferry_success(&["verify", &on_s3], &vars);
+    assert!(v.contains("all good"), "{v}");
+
+    let mut bytes = std::fs::read(&segments[0]).expect("read");
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    std::fs::write(&segments[0], bytes).expect("write");
+    let damaged = unique("copy-damaged");
+    let out = ferry_output(&["copy", backup, &s3(&env, &damaged)], &vars);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("does not match its manifest") && err.contains("not copied"),
+        "{err}"
+    );
+    let segment_name = segments[0]
+        .strip_prefix(backup)
+        .expect("under the backup")
+        .to_str()
+        .expect("utf-8")
+        .trim_start_matches('/')
+        .to_string();
+    // A completed object without its manifest would be listed as an incomplete segment.
+    let out = ferry_output(&["verify", &s3(&env, &damaged)], &vars);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!text.contains(&segment_name), "{text}");
+    assert!(!text.contains("incomplete segment"), "{text}");
+}
+
 /// Objects named in `copied` log lines.
 fn copied_objects(log: &str) -> Vec<String> {
     log.lines()

@@ -617,6 +617,63 @@ impl Storage {
         }
     }
 
+    /// The size of an object in bytes, or `None` if it does not exist.
+    pub async fn size(&self, path: &str) -> Result<Option<u64>> {
+        let Reach::Operator(op) = self.reach()? else {
+            return Ok(None);
+        };
+        match op.stat(path).await {
+            Ok(meta) => Ok(Some(meta.content_length())),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.fail(format!("checking {}/{path}", self.display), e)),
+        }
+    }
+
+    /// Reads the bytes `range` of an object; fewer bytes than asked (the object is shorter)
+    /// are an error.
+    pub async fn read_range(&self, path: &str, range: std::ops::Range<u64>) -> Result<Bytes> {
+        let context = || {
+            format!(
+                "reading bytes {}..{} of {}/{path}",
+                range.start, range.end, self.display
+            )
+        };
+        let bytes = match self.reach()? {
+            Reach::Operator(op) => op
+                .read_with(path)
+                .range(range.clone())
+                .await
+                .map(|b| b.to_bytes())
+                .map_err(|e| self.fail(context(), e))?,
+            Reach::Missing => {
+                return Err(Error::config(format!(
+                    "{}: the folder does not exist",
+                    context()
+                )))
+            }
+        };
+        if bytes.len() as u64 != range.end - range.start {
+            return Err(Error::Corrupt(format!(
+                "{}: the object ended after {} bytes",
+                context(),
+                bytes.len()
+            )));
+        }
+        Ok(bytes)
+    }
+
+    /// A writer of an object too large to hold at once: object stores upload it in parts
+    /// of `part_size` bytes, a local folder stages it and renames it into place on
+    /// `close` (an `abort` leaves nothing). Report its failures with [`Storage::fail`].
+    pub async fn writer(&self, path: &str, part_size: usize) -> Result<opendal::Writer> {
+        let mut w = self.writable()?.writer_with(path);
+        if self.local.is_none() {
+            w = w.chunk(part_size);
+        }
+        w.await
+            .map_err(|e| self.fail(format!("opening {}/{path}", self.display), e))
+    }
+
     /// Writes (or replaces) an object.
     pub async fn write(&self, path: &str, data: impl Into<Bytes>) -> Result<()> {
         let data: Bytes = data.into();
