@@ -474,8 +474,20 @@ fn read_limited(mut r: impl std::io::Read, hint: usize) -> std::io::Result<Vec<u
     Ok(out)
 }
 
+/// The most a snappy block can decompress to per byte: its densest element, a 3-byte copy,
+/// writes 64 bytes.
+const SNAPPY_MAX_RATIO: usize = 22;
+
 fn snappy_raw(block: &[u8], out: &mut Vec<u8>) -> std::result::Result<(), String> {
     let n = snap::raw::decompress_len(block).map_err(|e| e.to_string())?;
+    // The length is the block's own claim: checked before the output is allocated (and
+    // zeroed), or a few damaged bytes would cost hundreds of megabytes each.
+    if n > block.len().saturating_mul(SNAPPY_MAX_RATIO) {
+        return Err(format!(
+            "a snappy block of {} bytes declares {n} bytes, more than snappy can encode in it",
+            block.len()
+        ));
+    }
     if out.len().saturating_add(n) > MAX_DECOMPRESSED_BATCH {
         return Err(format!(
             "decompresses to more than {MAX_DECOMPRESSED_BATCH} bytes"
@@ -975,6 +987,29 @@ mod tests {
     };
 
     const DAY: i64 = 86_400_000;
+
+    /// Found by the `batches` fuzz target: a snappy block is its declared length (a varint)
+    /// and then its elements; five bytes declaring 400 MiB made the decoder allocate and zero
+    /// 400 MiB before failing. The claim is now checked against what the block can hold.
+    #[test]
+    fn a_snappy_block_declaring_more_than_it_can_hold_is_refused_before_allocating() {
+        let mut block = Vec::new();
+        let mut n: u32 = 400 << 20;
+        while n >= 0x80 {
+            block.push((n as u8) | 0x80);
+            n >>= 7;
+        }
+        block.push(n as u8);
+        block.extend_from_slice(&[0, 1, 2]);
+        let e = snappy(&block).expect_err("refused");
+        assert!(e.contains("declares 419430400 bytes"), "{e}");
+        // A real block, compressed as densely as snappy can, still decodes.
+        let plain = vec![b'x'; 1 << 20];
+        let dense = snap::raw::Encoder::new().compress_vec(&plain).expect("compress");
+        assert!(plain.len() <= dense.len() * SNAPPY_MAX_RATIO, "{}", dense.len());
+        assert_eq!(snappy(&dense).expect("decodes"), plain);
+    }
+
     const CODECS: [Compression; 5] = [
         Compression::None,
         Compression::Gzip,
