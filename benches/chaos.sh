@@ -6,7 +6,7 @@
 #                    [--seed S] [--out FILE] [--no-build] [--cluster]
 #
 # Defaults: 20 backup and 20 restore trials of a 30,000-record, 3-partition topic, 1..4 kills
-# each; the table goes to stdout and to benches/results/chaos-<date>.md. Exits 1 when any
+# each; the table goes to stdout and to benches/results/chaos[-cluster]-<date and time>.md. Exits 1 when any
 # trial lost or duplicated a record or failed `ferry verify`. FERRY_BIN picks the binary
 # (default: the release build, built first unless --no-build). --cluster runs it on the
 # 3-node cluster (started with `scripts/dev-env cluster-up`), killing a broker node in every
@@ -45,5 +45,7 @@ if ((BUILD)); then
 fi
 [[ -x "$FERRY_BIN" ]] || { echo "chaos: no ferry binary at $FERRY_BIN (build it, or set FERRY_BIN)" >&2; exit 1; }
 mkdir -p "$ROOT/benches/results"
-out="${out:-$ROOT/benches/results/chaos-$(date -u +%Y-%m-%dT%H%M).md}"
+kind=chaos
+((CLUSTER)) && kind=chaos-cluster
+out="${out:-$ROOT/benches/results/$kind-$(date -u +%Y-%m-%dT%H%M%S).md}"
 exec "$FERRY_PYTHON" "$HERE/chaos.py" --ferry "$FERRY_BIN" --broker "$broker" --out "$out" "${args[@]}"
