@@ -54,19 +54,7 @@ pub async fn main(args: Args) -> Result<()> {
     })?;
     match &args.output {
         Some(path) => {
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(path)
-                .with_context(|| {
-                    format!(
-                        "creating {} (an existing file is never overwritten)",
-                        path.display()
-                    )
-                })?;
-            f.write_all(&plain)
-                .and_then(|()| f.sync_all())
-                .with_context(|| format!("writing {}", path.display()))?;
+            write_new_private(path, &plain)?;
             eprintln!(
                 "decrypted {shown} into {} ({} bytes)",
                 path.display(),
@@ -80,6 +68,30 @@ pub async fn main(args: Args) -> Result<()> {
                 other => other.context("writing to stdout")?,
             }
         }
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to a new file readable by its owner only (it holds records in plaintext);
+/// an existing file is refused, and a write that fails half-way removes what it wrote.
+fn write_new_private(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut f = options.open(path).with_context(|| {
+        format!(
+            "creating {} (an existing file is never overwritten)",
+            path.display()
+        )
+    })?;
+    if let Err(e) = f.write_all(bytes).and_then(|()| f.sync_all()) {
+        drop(f);
+        let _ = std::fs::remove_file(path);
+        return Err(e).with_context(|| format!("writing {} (removed again)", path.display()));
     }
     Ok(())
 }

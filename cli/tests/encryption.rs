@@ -655,6 +655,11 @@ fn ferry_decrypt_opens_dead_letters_and_segments_of_an_encrypted_backup() {
         "-o",
         logs,
     ]);
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&log).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "plaintext for its owner only");
+    }
     let dump = std::process::Command::new(&env.java)
         .args([
             "-cp",

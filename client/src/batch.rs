@@ -1005,8 +1005,14 @@ mod tests {
         assert!(e.contains("declares 419430400 bytes"), "{e}");
         // A real block, compressed as densely as snappy can, still decodes.
         let plain = vec![b'x'; 1 << 20];
-        let dense = snap::raw::Encoder::new().compress_vec(&plain).expect("compress");
-        assert!(plain.len() <= dense.len() * SNAPPY_MAX_RATIO, "{}", dense.len());
+        let dense = snap::raw::Encoder::new()
+            .compress_vec(&plain)
+            .expect("compress");
+        assert!(
+            plain.len() <= dense.len() * SNAPPY_MAX_RATIO,
+            "{}",
+            dense.len()
+        );
         assert_eq!(snappy(&dense).expect("decodes"), plain);
     }
 
