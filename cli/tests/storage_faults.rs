@@ -129,85 +129,120 @@ fn backed_up(uri: &str, vars: &[(&str, &str)]) -> u64 {
         .unwrap_or(0)
 }
 
-#[test]
-fn a_continuous_backup_outlives_a_storage_outage_longer_than_its_retries() {
-    let Some(env) = ferry_testkit::env_or_skip() else {
-        return;
-    };
-    let vars = env.aws_vars();
-    let topic = unique("s3-outage");
-    create_topic(&env, &topic, 2, &[("retention.ms", "-1")]);
-    py_produce_to(
-        &env,
-        &env.kafka,
-        &topic,
-        None,
-        &five_hundred(0),
-        "none",
-        false,
-    );
-    // One retry per request: an outage of a few seconds outlasts the storage's own retries.
-    let (proxy, via_proxy, direct) = proxied_s3(&env, "retries=1");
-    let yaml = format!(
-        "name: s3-outage\nsource: {{ type: kafka, brokers: [\"{}\"], topics: [\"{topic}\"] }}\nsink: {{ type: storage, uri: \"{via_proxy}\", commit_interval: 1s }}\ndelivery: {{ checkpoint_interval: 1s }}\n",
-        env.kafka
-    );
-    let dir = tempfile::tempdir().expect("dir");
-    let file = dir.path().join("outage.yaml");
-    std::fs::write(&file, yaml).expect("write");
-    let log = dir.path().join("ferry.log");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(["run", file.to_str().expect("path")])
-        .env("FERRY_LOG", "info")
-        .envs(vars.iter().copied())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("log"))
-        .spawn()
-        .expect("ferry runs");
-    let wait_for = |want: u64, what: &str| {
-        let deadline = Instant::now() + Duration::from_secs(90);
+/// A continuous backup of a fresh 2-partition topic into S3 behind a fault proxy, run by
+/// `ferry run` or by a worker: the storage away for at least 8 s (`retries=1`, so longer
+/// than the storage's own retries) while records keep arriving.
+struct Outage {
+    env: ferry_testkit::TestEnv,
+    topic: String,
+    proxy: FaultProxy,
+    direct: String,
+    dir: tempfile::TempDir,
+    /// The pipeline file (`name: outage`), writing through the proxy.
+    yaml: String,
+}
+
+impl Outage {
+    fn new(env: ferry_testkit::TestEnv, name: &str) -> Self {
+        let topic = unique(name);
+        create_topic(&env, &topic, 2, &[("retention.ms", "-1")]);
+        let (proxy, via_proxy, direct) = proxied_s3(&env, "retries=1");
+        let yaml = format!(
+            "name: outage\nsource: {{ type: kafka, brokers: [\"{}\"], topics: [\"{topic}\"] }}\nsink: {{ type: storage, uri: \"{via_proxy}\", commit_interval: 1s }}\ndelivery: {{ checkpoint_interval: 1s }}\n",
+            env.kafka
+        );
+        let o = Outage {
+            topic,
+            proxy,
+            direct,
+            dir: tempfile::tempdir().expect("dir"),
+            yaml,
+            env,
+        };
+        o.produce(0);
+        o
+    }
+
+    fn produce(&self, from: i64) {
+        let env = &self.env;
+        py_produce_to(
+            env,
+            &env.kafka,
+            &self.topic,
+            None,
+            &five_hundred(from),
+            "none",
+            false,
+        );
+    }
+
+    /// Waits until the backup holds `want` records; fails with `log` after 120 s.
+    fn wait_for(&self, want: u64, what: &str, log: &std::path::Path) {
+        let vars = self.env.aws_vars();
+        let deadline = Instant::now() + Duration::from_secs(120);
         loop {
-            let n = backed_up(&direct, &vars);
+            let n = backed_up(&self.direct, &vars);
             if n == want {
                 return;
             }
             assert!(
                 Instant::now() < deadline,
-                "{what}: {n} of {want} records backed up after 90 s:\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
+                "{what}: {n} of {want} records backed up after 120 s:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
             );
             std::thread::sleep(Duration::from_millis(200));
         }
+    }
+
+    /// 500 records backed up, then the storage goes away while 500 more arrive; `during`
+    /// runs then and must take at least 8 s; then 500 more, and the backup must hold all.
+    fn run(&self, log: &std::path::Path, during: impl FnOnce()) {
+        self.wait_for(500, "before the outage", log);
+        self.proxy.set(Fault::Refuse);
+        self.proxy.cut();
+        self.produce(500);
+        let started = Instant::now();
+        during();
+        if let Some(rest) = Duration::from_secs(8).checked_sub(started.elapsed()) {
+            std::thread::sleep(rest);
+        }
+        self.proxy.set(Fault::Pass);
+        self.produce(1000);
+        self.wait_for(1500, "after the outage", log);
+    }
+
+    /// The backup verifies and restores equal to the topic, every record once.
+    fn assert_exact(&self) {
+        let source = sorted(dump_topic(&self.env, &self.env.kafka, &self.topic));
+        assert_eq!(source.len(), 1500);
+        assert_restores_equal(&self.env, &self.direct, &self.topic, &source);
+    }
+}
+
+#[test]
+fn a_continuous_backup_outlives_a_storage_outage_longer_than_its_retries() {
+    let Some(env) = ferry_testkit::env_or_skip() else {
+        return;
     };
-    wait_for(500, "before the outage");
-    // The storage goes away for 8 s while records keep arriving.
-    proxy.set(Fault::Refuse);
-    proxy.cut();
-    py_produce_to(
-        &env,
-        &env.kafka,
-        &topic,
-        None,
-        &five_hundred(500),
-        "none",
-        false,
-    );
-    std::thread::sleep(Duration::from_secs(8));
-    assert!(
-        child.try_wait().expect("wait").is_none(),
-        "the continuous backup exited during the outage"
-    );
-    proxy.set(Fault::Pass);
-    py_produce_to(
-        &env,
-        &env.kafka,
-        &topic,
-        None,
-        &five_hundred(1000),
-        "none",
-        false,
-    );
-    wait_for(1500, "after the outage");
+    let o = Outage::new(env, "s3-outage");
+    let file = o.dir.path().join("outage.yaml");
+    std::fs::write(&file, &o.yaml).expect("write");
+    let log = o.dir.path().join("ferry.log");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["run", file.to_str().expect("path")])
+        .env("FERRY_LOG", "info")
+        .envs(o.env.aws_vars().iter().copied())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("ferry runs");
+    o.run(&log, || {
+        std::thread::sleep(Duration::from_secs(8));
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "the continuous backup exited during the outage"
+        );
+    });
     // SIGTERM: a graceful stop.
     let _ = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -219,9 +254,7 @@ fn a_continuous_backup_outlives_a_storage_outage_longer_than_its_retries() {
         text.contains("storage unavailable"),
         "the outage was reported:\n{text}"
     );
-    let source = sorted(dump_topic(&env, &env.kafka, &topic));
-    assert_eq!(source.len(), 1500);
-    assert_restores_equal(&env, &direct, &topic, &source);
+    o.assert_exact();
 }
 
 /// A topic of `per_partition` records of 4 KB on each of 3 partitions; returns its dump.
@@ -506,90 +539,29 @@ fn a_worker_task_outlives_a_storage_outage_longer_than_its_retries() {
     let Some(env) = ferry_testkit::env_or_skip() else {
         return;
     };
-    let vars = env.aws_vars();
-    let topic = unique("s3-outage-worker");
-    create_topic(&env, &topic, 2, &[("retention.ms", "-1")]);
-    py_produce_to(
-        &env,
-        &env.kafka,
-        &topic,
-        None,
-        &five_hundred(0),
-        "none",
-        false,
-    );
-    // One retry per request: an outage of a few seconds outlasts the storage's own retries.
-    let (proxy, via_proxy, direct) = proxied_s3(&env, "retries=1");
-    let dir = tempfile::tempdir().expect("dir");
-    let pipelines = dir.path().join("pipelines");
+    let o = Outage::new(env, "s3-outage-worker");
+    let pipelines = o.dir.path().join("pipelines");
     std::fs::create_dir(&pipelines).expect("pipelines folder");
-    std::fs::write(
-        pipelines.join("outage.yaml"),
-        format!(
-            "name: outage\nsource: {{ type: kafka, brokers: [\"{}\"], topics: [\"{topic}\"] }}\nsink: {{ type: storage, uri: \"{via_proxy}\", commit_interval: 1s }}\ndelivery: {{ checkpoint_interval: 1s }}\n",
-            env.kafka
-        ),
-    )
-    .expect("write");
-    let group = unique("outage-group");
+    std::fs::write(pipelines.join("outage.yaml"), &o.yaml).expect("write");
     let w = common::worker::Worker::start(
-        &env,
-        &group,
+        &o.env,
+        &unique("outage-group"),
         18651,
-        dir.path(),
+        o.dir.path(),
         &["--pipelines", pipelines.to_str().expect("path")],
-        &vars,
+        &o.env.aws_vars(),
     );
-    let wait_for = |want: u64, what: &str| {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let n = backed_up(&direct, &vars);
-            if n == want {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{what}: {n} of {want} records backed up after 120 s:\n{}",
-                std::fs::read_to_string(&w.log).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    };
-    wait_for(500, "before the outage");
-    proxy.set(Fault::Refuse);
-    proxy.cut();
-    py_produce_to(
-        &env,
-        &env.kafka,
-        &topic,
-        None,
-        &five_hundred(500),
-        "none",
-        false,
-    );
-    // The outage shows in the task's status while it lasts.
-    w.wait_until(
-        Duration::from_secs(30),
-        "shows the outage in its status",
-        |w| {
-            w.get("/pipelines/outage/status", None)
-                .is_some_and(|(_, s)| s.to_string().contains("storage unavailable"))
-        },
-    );
-    std::thread::sleep(Duration::from_secs(4));
-    proxy.set(Fault::Pass);
-    py_produce_to(
-        &env,
-        &env.kafka,
-        &topic,
-        None,
-        &five_hundred(1000),
-        "none",
-        false,
-    );
-    wait_for(1500, "after the outage");
+    o.run(&w.log, || {
+        // The outage shows in the task's status while it lasts.
+        w.wait_until(
+            Duration::from_secs(30),
+            "shows the outage in its status",
+            |w| {
+                w.get("/pipelines/outage/status", None)
+                    .is_some_and(|(_, s)| s.to_string().contains("storage unavailable"))
+            },
+        );
+    });
     w.stop();
-    let source = sorted(dump_topic(&env, &env.kafka, &topic));
-    assert_eq!(source.len(), 1500);
-    assert_restores_equal(&env, &direct, &topic, &source);
+    o.assert_exact();
 }
