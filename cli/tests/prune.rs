@@ -12,6 +12,43 @@ fn ls_json(dir: &Path) -> serde_json::Value {
     serde_json::from_str(&out).expect("ls --json")
 }
 
+/// Restores the backup at `b` under a new name and checks it holds the source's `records`
+/// records from offset `first` on (keys, values, timestamps).
+fn assert_restores_from(
+    env: &ferry_testkit::TestEnv,
+    b: &str,
+    topic: &str,
+    first: i64,
+    records: usize,
+) {
+    let target = unique("prune-restored");
+    common::ferry_success(
+        &[
+            "restore",
+            "--brokers",
+            &env.kafka,
+            "--from",
+            b,
+            "--topic",
+            topic,
+            "--rename",
+            &format!("{topic}={target}"),
+        ],
+        &[],
+    );
+    let source: Vec<_> = dump_topic(env, &env.kafka, topic)
+        .into_iter()
+        .filter(|r| r.offset >= first)
+        .map(|r| (r.key, r.value, r.timestamp))
+        .collect();
+    let restored: Vec<_> = dump_topic(env, &env.kafka, &target)
+        .into_iter()
+        .map(|r| (r.key, r.value, r.timestamp))
+        .collect();
+    assert_eq!(source.len(), records);
+    assert_eq!(source, restored);
+}
+
 #[test]
 fn prune_deletes_old_segments_from_the_start_and_what_stays_restores() {
     let Some(env) = env_or_skip() else { return };
@@ -87,32 +124,7 @@ fn prune_deletes_old_segments_from_the_start_and_what_stays_restores() {
     common::ferry_success(&["verify", b], &[]);
 
     // What stays restores as the source from offset 100 on.
-    let target = unique("prune-restored");
-    common::ferry_success(
-        &[
-            "restore",
-            "--brokers",
-            &env.kafka,
-            "--from",
-            b,
-            "--topic",
-            &topic,
-            "--rename",
-            &format!("{topic}={target}"),
-        ],
-        &[],
-    );
-    let source: Vec<_> = dump_topic(&env, &env.kafka, &topic)
-        .into_iter()
-        .filter(|r| r.offset >= 100)
-        .map(|r| (r.key, r.value, r.timestamp))
-        .collect();
-    let restored: Vec<_> = dump_topic(&env, &env.kafka, &target)
-        .into_iter()
-        .map(|r| (r.key, r.value, r.timestamp))
-        .collect();
-    assert_eq!(source.len(), 200);
-    assert_eq!(source, restored);
+    assert_restores_from(&env, b, &topic, 100, 200);
 
     // Everything old: the newest segment of the partition stays.
     let (out, _) = common::ferry_success(&["prune", b, "--keep", "1s"], &[]);
@@ -242,30 +254,5 @@ fn prune_works_while_a_continuous_backup_writes() {
     common::ferry_success(&["run", snapshot.to_str().expect("utf-8")], &[]);
     assert_eq!(partition_range(&backup), (Some(100), Some(300), Some(200)));
     common::ferry_success(&["verify", b], &[]);
-    let target = unique("prune-live-restored");
-    common::ferry_success(
-        &[
-            "restore",
-            "--brokers",
-            &env.kafka,
-            "--from",
-            b,
-            "--topic",
-            &topic,
-            "--rename",
-            &format!("{topic}={target}"),
-        ],
-        &[],
-    );
-    let source: Vec<_> = dump_topic(&env, &env.kafka, &topic)
-        .into_iter()
-        .filter(|r| r.offset >= 100)
-        .map(|r| (r.key, r.value, r.timestamp))
-        .collect();
-    let restored: Vec<_> = dump_topic(&env, &env.kafka, &target)
-        .into_iter()
-        .map(|r| (r.key, r.value, r.timestamp))
-        .collect();
-    assert_eq!(source.len(), 200);
-    assert_eq!(source, restored);
+    assert_restores_from(&env, b, &topic, 100, 200);
 }
