@@ -47,19 +47,7 @@ fn a_copy_through_s3_is_a_backup_that_verifies_and_restores_identically() {
     let dir = tempfile::tempdir().expect("dir");
     let backup = dir.path().join("backup");
     let backup = backup.to_str().expect("path");
-    ferry_success(
-        &[
-            "backup",
-            "--brokers",
-            &env.kafka,
-            "--topic",
-            &topic,
-            "--to",
-            backup,
-            "--snapshot",
-        ],
-        &[],
-    );
+    common::snapshot_backup(&env, &topic, backup);
     let on_s3 = s3(&env, &unique("copy"));
     let (out, _) = ferry_success(&["copy", backup, &on_s3], &vars);
     assert!(
@@ -120,19 +108,7 @@ fn a_flipped_byte_in_the_copy_is_caught_and_copy_verify_repairs_it() {
     let dir = tempfile::tempdir().expect("dir");
     let (backup, copy) = (dir.path().join("b"), dir.path().join("c"));
     let (backup, copy) = (backup.to_str().expect("path"), copy.to_str().expect("path"));
-    ferry_success(
-        &[
-            "backup",
-            "--brokers",
-            &env.kafka,
-            "--topic",
-            &topic,
-            "--to",
-            backup,
-            "--snapshot",
-        ],
-        &[],
-    );
+    common::snapshot_backup(&env, &topic, backup);
     ferry_success(&["copy", backup, copy], &[]);
     let segment = common::files_under(Path::new(copy), "log")
         .into_iter()
@@ -175,19 +151,7 @@ fn a_large_segment_streams_in_pieces_and_a_damaged_one_is_never_completed() {
     let dir = tempfile::tempdir().expect("dir");
     let backup = dir.path().join("b");
     let backup = backup.to_str().expect("path");
-    ferry_success(
-        &[
-            "backup",
-            "--brokers",
-            &env.kafka,
-            "--topic",
-            &topic,
-            "--to",
-            backup,
-            "--snapshot",
-        ],
-        &[],
-    );
+    common::snapshot_backup(&env, &topic, backup);
     let segments = common::files_under(Path::new(backup), "log");
     assert_eq!(segments.len(), 1);
     let size = std::fs::metadata(&segments[0]).expect("stat").len();
@@ -265,19 +229,7 @@ fn a_killed_copy_resumes_transferring_each_object_once_and_follows_a_prune() {
     let dir = tempfile::tempdir().expect("dir");
     let backup = dir.path().join("b");
     let backup = backup.to_str().expect("path");
-    ferry_success(
-        &[
-            "backup",
-            "--brokers",
-            &env.kafka,
-            "--topic",
-            &topic,
-            "--to",
-            backup,
-            "--snapshot",
-        ],
-        &[],
-    );
+    common::snapshot_backup(&env, &topic, backup);
     let segments = common::files_under(Path::new(backup), "log").len();
     assert!(segments >= 30, "{segments} segments");
 
@@ -319,9 +271,11 @@ fn a_killed_copy_resumes_transferring_each_object_once_and_follows_a_prune() {
     }
     let twice: Vec<_> = times.iter().filter(|(_, n)| **n > 1).collect();
     assert!(twice.is_empty(), "objects transferred twice: {twice:?}");
+    // An object written just before the kill but not yet logged is found held by the second
+    // run and kept (not copied again): one per partition in flight at most (4 at once).
     assert!(
-        times.len() >= 2 * segments,
-        "every segment and manifest copied: {} objects, {segments} segments ({out})",
+        times.len() + 4 >= 2 * segments,
+        "every segment and manifest copied: {} objects logged, {segments} segments ({out})",
         times.len()
     );
     let (v, _) = ferry_success(&["verify", &dst], &vars);
@@ -332,19 +286,7 @@ fn a_killed_copy_resumes_transferring_each_object_once_and_follows_a_prune() {
     // of the backup (the first segments go), then a copy with --delete-extraneous: the two
     // agree again.
     py_produce_to(&env, &env.kafka, &topic, None, &msgs[..400], "none", false);
-    ferry_success(
-        &[
-            "backup",
-            "--brokers",
-            &env.kafka,
-            "--topic",
-            &topic,
-            "--to",
-            backup,
-            "--snapshot",
-        ],
-        &[],
-    );
+    common::snapshot_backup(&env, &topic, backup);
     let (more, _) = ferry_success(&["copy", backup, &dst], &vars);
     assert!(
         !more.contains("copied 0 object"),

@@ -349,19 +349,7 @@ fn a_copy_with_object_lock_locks_what_it_writes() {
             .map(|i| KcatMsg::new(Some(format!("{n}-{i}").as_bytes()), Some(b"vault")))
             .collect();
         py_produce_to(&env, &env.kafka, &topic, Some(0), &msgs, "none", true);
-        ferry_success(
-            &[
-                "backup",
-                "--brokers",
-                &env.kafka,
-                "--topic",
-                &topic,
-                "--to",
-                src,
-                "--snapshot",
-            ],
-            &[],
-        );
+        common::snapshot_backup(&env, &topic, src);
     };
     backup_run(0);
     backup_run(1);

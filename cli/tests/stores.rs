@@ -119,19 +119,7 @@ fn copy_from_a_folder_through_s3_azure_and_gcs_restores_identically() {
     let dir = tempfile::tempdir().expect("dir");
     let backup = dir.path().join("backup");
     let backup = backup.to_str().expect("path");
-    ferry_success(
-        &[
-            "backup",
-            "--brokers",
-            &env.kafka,
-            "--topic",
-            &topic,
-            "--to",
-            backup,
-            "--snapshot",
-        ],
-        &[],
-    );
+    common::snapshot_backup(&env, &topic, backup);
     let prefix = unique("copy-chain");
     let chain = [
         backup.to_string(),

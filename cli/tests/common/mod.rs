@@ -134,6 +134,24 @@ pub fn ferry_success(args: &[&str], vars: &[(&str, &str)]) -> (String, String) {
     )
 }
 
+/// `ferry backup --snapshot` of `topic` on the dev Kafka to `to` (no credentials needed);
+/// fails the test if it fails.
+pub fn snapshot_backup(env: &TestEnv, topic: &str, to: &str) {
+    ferry_success(
+        &[
+            "backup",
+            "--brokers",
+            &env.kafka,
+            "--topic",
+            topic,
+            "--to",
+            to,
+            "--snapshot",
+        ],
+        &[],
+    );
+}
+
 /// Every file under `dir` (recursively) whose extension is `ext`, sorted; none when `dir` does
 /// not exist.
 pub fn files_under(dir: &std::path::Path, ext: &str) -> Vec<std::path::PathBuf> {
