@@ -52,7 +52,11 @@ total_crashes=0
 for t in "${TARGETS[@]}"; do
   mkdir -p "corpus/$t" "artifacts/$t"
   run_log="$CARGO_TARGET_DIR/campaign-$t.log"
-  before=$(find "artifacts/$t" -type f | wc -l)
+  # libFuzzer names what it saves by kind: crash-, leak-, oom-, timeout- are findings;
+  # slow-unit- only marks an input that took long (see the README for how to read them).
+  findings() { find "artifacts/$1" -type f ! -name 'slow-unit-*' | wc -l; }
+  slow_before=$(find "artifacts/$t" -type f -name 'slow-unit-*' | wc -l)
+  before=$(findings "$t")
   log "$t: $MINUTES minute(s), log $run_log"
   rc=0
   /usr/bin/time -f '%U %S %e' -o "$run_log.time" nice -n 19 "$BIN/$t" \
@@ -61,16 +65,17 @@ for t in "${TARGETS[@]}"; do
   read -r user sys wall < <(tail -n 1 "$run_log.time")
   runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$run_log" | grep -o '[0-9]*$' | tail -n 1)
   runs="${runs:-0}"
-  crashes=$(($(find "artifacts/$t" -type f | wc -l) - before))
+  crashes=$(($(findings "$t") - before))
+  slow=$(($(find "artifacts/$t" -type f -name 'slow-unit-*' | wc -l) - slow_before))
   cpu=$(awk -v u="$user" -v s="$sys" 'BEGIN { printf "%.1f", (u + s) / 60 }')
   usr=$(awk -v u="$user" 'BEGIN { printf "%.1f", u / 60 }')
   walls=$(awk -v w="$wall" 'BEGIN { printf "%.1f", w / 60 }')
   corpus=$(find "corpus/$t" -type f | wc -l)
-  rows+=("| \`$t\` | $runs | $corpus | $walls | $cpu | $usr | $crashes | $rc |")
+  rows+=("| \`$t\` | $runs | $corpus | $walls | $cpu | $usr | $crashes | $slow | $rc |")
   total_runs=$((total_runs + runs))
   total_crashes=$((total_crashes + crashes))
   total_cpu=$(awk -v a="$total_cpu" -v b="$cpu" 'BEGIN { printf "%.1f", a + b }')
-  log "$t: $runs inputs, $cpu CPU-minutes, $crashes new crash file(s), exit $rc"
+  log "$t: $runs inputs, $cpu CPU-minutes, $crashes new finding(s), $slow slow unit(s), exit $rc"
 done
 
 {
@@ -78,10 +83,10 @@ done
   echo
   echo "$MINUTES minute(s) of wall time per target, one process each at nice 19, sanitizer \`$SAN\`, debug assertions on; $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) at the end."
   echo
-  echo "| target | inputs run | corpus files | wall min | CPU min (user+sys) | of it user | new crashes | exit |"
-  echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+  echo "| target | inputs run | corpus files | wall min | CPU min (user+sys) | of it user | new findings | slow units | exit |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
   printf '%s\n' "${rows[@]}"
-  echo "| total | $total_runs | | | $total_cpu | | $total_crashes | |"
+  echo "| total | $total_runs | | | $total_cpu | | $total_crashes | | |"
   echo
   echo "Command: \`fuzz/campaign.sh $MINUTES${*:+ $*}\` at $(git -C "$HERE" rev-parse --short HEAD)"
 } >"$OUT"
