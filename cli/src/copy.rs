@@ -2,12 +2,12 @@
 //! second copy, an air-gapped vault pulling from the primary).
 
 use anyhow::{bail, Context, Result};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use ferry_core::encryption::KeyProvider;
 use ferry_core::object_lock::ObjectLockConfig;
 use ferry_core::Storage;
 use ferry_formats::layout::{self, Inventory, SegmentManifest};
-use ferry_sources::backup::segment::{check_key, DEFAULT_READ_CHUNK};
+use ferry_sources::backup::segment::{check_key, ChunkedObject, DEFAULT_READ_CHUNK};
 use ferry_sources::backup::verify::verify_segment_with;
 use futures::StreamExt;
 use std::collections::BTreeSet;
@@ -98,14 +98,12 @@ async fn size_and_crc(storage: &Storage, key: &str) -> Result<Option<(u64, u32)>
     let Some(size) = storage.size(key).await? else {
         return Ok(None);
     };
-    let mut crc = 0u32;
-    let mut pos = 0u64;
-    while pos < size {
-        let end = (pos + TRANSFER_CHUNK).min(size);
-        crc = crc32c::crc32c_append(crc, &storage.read_range(key, pos..end).await?);
-        pos = end;
+    let mut object = ChunkedObject::new(storage.clone(), key, size, TRANSFER_CHUNK);
+    let mut buf = BytesMut::new();
+    while object.read_more(&mut buf, 0).await? {
+        buf.clear();
     }
-    Ok(Some((size, crc)))
+    Ok(Some((size, object.crc32c())))
 }
 
 struct Copier {
@@ -260,25 +258,30 @@ impl Copier {
             true => None,
             false => Some(self.dst.writer(key, TRANSFER_CHUNK as usize).await?),
         };
-        let mut crc = 0u32;
-        let mut pos = 0u64;
-        while pos < size {
-            let end = (pos + TRANSFER_CHUNK).min(size);
-            let chunk = self.src.read_range(key, pos..end).await?;
-            crc = crc32c::crc32c_append(crc, &chunk);
-            if let Some(w) = writer.as_mut() {
-                w.write(chunk)
-                    .await
-                    .map_err(|e| self.dst.fail(format!("writing {}/{key}", self.dst), e))?;
-            }
-            pos = end;
-        }
-        if size != m.bytes || crc != m.crc32c {
-            if let Some(mut w) = writer {
-                if let Err(e) = w.abort().await {
-                    tracing::warn!(object = %key, error = %e, "aborting the upload of a damaged segment failed");
+        // Read ahead while the last piece uploads; the object keeps the CRC-32C of what it read.
+        let mut object = ChunkedObject::new(self.src.clone(), key.as_str(), size, TRANSFER_CHUNK);
+        let streamed: Result<()> = async {
+            let mut buf = BytesMut::new();
+            while object.read_more(&mut buf, 0).await? {
+                let piece = buf.split().freeze();
+                if let Some(w) = writer.as_mut() {
+                    w.write(piece)
+                        .await
+                        .map_err(|e| self.dst.fail(format!("writing {}/{key}", self.dst), e))?;
                 }
             }
+            Ok(())
+        }
+        .await;
+        let crc = object.crc32c();
+        if streamed.is_err() || size != m.bytes || crc != m.crc32c {
+            // Never completed: a store keeps no object, a folder no file.
+            if let Some(mut w) = writer {
+                if let Err(e) = w.abort().await {
+                    tracing::warn!(object = %key, error = %e, "aborting an unfinished upload failed");
+                }
+            }
+            streamed?;
             bail!(
                 "{}/{key}: the backup's segment does not match its manifest ({size} bytes, CRC-32C {crc:08x}; the manifest says {} bytes, {:08x}): not copied; run `ferry verify {}`",
                 self.src,

@@ -110,17 +110,7 @@ fn prune_deletes_old_segments_from_the_start_and_what_stays_restores() {
         2 + 1,
         "2 manifests + topic.json"
     );
-    let ls = ls_json(&backup);
-    let p = &ls["topics"][0]["partitions"][0];
-    assert_eq!(
-        (
-            p["first_offset"].as_i64(),
-            p["next_offset"].as_i64(),
-            p["records"].as_u64()
-        ),
-        (Some(100), Some(300), Some(200)),
-        "{ls}"
-    );
+    assert_eq!(partition_range(&backup), (Some(100), Some(300), Some(200)));
     common::ferry_success(&["verify", b], &[]);
 
     // What stays restores as the source from offset 100 on.

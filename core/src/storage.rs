@@ -629,39 +629,6 @@ impl Storage {
         }
     }
 
-    /// Reads the bytes `range` of an object; fewer bytes than asked (the object is shorter)
-    /// are an error.
-    pub async fn read_range(&self, path: &str, range: std::ops::Range<u64>) -> Result<Bytes> {
-        let context = || {
-            format!(
-                "reading bytes {}..{} of {}/{path}",
-                range.start, range.end, self.display
-            )
-        };
-        let bytes = match self.reach()? {
-            Reach::Operator(op) => op
-                .read_with(path)
-                .range(range.clone())
-                .await
-                .map(|b| b.to_bytes())
-                .map_err(|e| self.fail(context(), e))?,
-            Reach::Missing => {
-                return Err(Error::config(format!(
-                    "{}: the folder does not exist",
-                    context()
-                )))
-            }
-        };
-        if bytes.len() as u64 != range.end - range.start {
-            return Err(Error::Corrupt(format!(
-                "{}: the object ended after {} bytes",
-                context(),
-                bytes.len()
-            )));
-        }
-        Ok(bytes)
-    }
-
     /// A writer of an object too large to hold at once: object stores upload it in parts
     /// of `part_size` bytes, a local folder stages it and renames it into place on
     /// `close` (an `abort` leaves nothing). Report its failures with [`Storage::fail`].
