@@ -676,6 +676,12 @@ impl Sink for IcebergSink {
             match catalog.create_namespace(&namespace, HashMap::new()).await {
                 Ok(_) => {}
                 Err(e) if e.kind() == ErrorKind::NamespaceAlreadyExists => {}
+                // Another writer created it at the same moment, and the catalog answered the
+                // lost race with an error of its own (Iceberg's JDBC-backed REST catalog: a
+                // 500 from the duplicate row): what counts is that the namespace exists now.
+                Err(e) if catalog.namespace_exists(&namespace).await.unwrap_or(false) => {
+                    tracing::debug!(namespace = %self.config.namespace, error = %e, "namespace created by another writer meanwhile");
+                }
                 Err(e) => {
                     return Err(iceberg_error(
                         &format!("creating iceberg namespace {}", self.config.namespace),
