@@ -1028,6 +1028,53 @@ fn restore_gives_up_on_silent_brokers_and_a_rerun_completes_it_exactly() {
     assert_same_records(&env, &c, &topic, &restored, total);
 }
 
+/// Per partition, what the cluster holds (high watermark) and what the backup at `dir`
+/// holds (its next offset): tells a backup that stalled on a partition from records the
+/// cluster never kept.
+fn where_short(c: &Cluster, topic: &str, dir: &Path) -> String {
+    let ends = common::rt().block_on(c.client().list_offsets(
+        topic,
+        &[0, 1, 2],
+        ferry_kafka::OffsetSpec::Latest,
+    ));
+    let out = Command::new(ferry_bin())
+        .args(["ls", "--json"])
+        .arg(dir)
+        .output()
+        .expect("ferry ls runs");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let held: Vec<(u64, u64, u64)> = v["topics"]
+        .as_array()
+        .map(|ts| {
+            ts.iter()
+                .flat_map(|t| t["partitions"].as_array().cloned().unwrap_or_default())
+                .map(|p| {
+                    let get = |k: &str| p[k].as_u64().unwrap_or(0);
+                    (get("partition"), get("next_offset"), get("records"))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let meta = c.partition_meta(topic);
+    format!(
+        "high watermarks {ends:?}; backup (partition, next offset, records) {held:?}; \
+         leaders {:?}",
+        meta.iter()
+            .map(|p| (p.id, p.leader, &p.isr))
+            .collect::<Vec<_>>()
+    )
+}
+
+/// The WARN and ERROR lines of the log at `path`.
+fn warnings_in(path: &Path) -> String {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Records `ferry ls --json` counts in the backup at `dir`.
 fn backed_up(dir: &Path) -> u64 {
     let out = Command::new(ferry_bin())
@@ -1104,7 +1151,10 @@ fn continuous_backup_and_restore_ride_out_rolling_restarts() {
         );
         assert!(
             Instant::now() < deadline,
-            "the backup holds {n} of {total} records 60 s after the rolling restart:\n{}",
+            "the backup holds {n} of {total} records 60 s after the rolling restart; {}\n\
+             warnings of the fill that ran during it:\n{}\nthe backup's log:\n{}",
+            where_short(&c, &topic, &backup),
+            warnings_in(&fill_log),
             std::fs::read_to_string(&log).unwrap_or_default()
         );
         std::thread::sleep(Duration::from_millis(300));

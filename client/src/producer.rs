@@ -167,6 +167,11 @@ struct State {
     producer_id: i64,
     epoch: i16,
     sequences: HashMap<(String, i32), i32>,
+    /// Per partition, how many batches this producer id and epoch stamped (the next
+    /// batch's [`Stamp::order`]).
+    stamped: HashMap<(String, i32), u64>,
+    /// Counts initializations: batches of an earlier producer id or epoch carry an older one.
+    generation: u64,
     initialized: bool,
     /// An earlier run's producer id and epoch to continue as (see [`Producer::take_over`]).
     take_over: Option<(i64, i16)>,
@@ -179,6 +184,66 @@ struct Shared {
     /// Per partition, the latest call (ticket) a batch of which landed on the fast path: a
     /// later call's batch landing proves an earlier call's batches are in the log.
     landed_by: std::sync::Mutex<HashMap<(String, i32), u64>>,
+    /// Which partitions the broker holds state of this producer id and epoch for.
+    landings: std::sync::Mutex<Landings>,
+}
+
+/// Where a batch stands among the batches this producer stamped for its partition.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Stamp {
+    /// [`State::generation`] when stamped (0: not stamped, a producer that is not idempotent).
+    generation: u64,
+    /// Place among the partition's batches of that generation, from 0.
+    order: u64,
+}
+
+/// Per partition, the first (lowest [`Stamp::order`]) batch of the current producer id and
+/// epoch that a broker answered as written.
+///
+/// Why it matters: a broker that holds no state for a producer id on a partition takes a
+/// batch with *any* sequence (KIP-360, Kafka 2.5+: so that a producer whose records
+/// retention removed can go on). So until one of our batches has landed on a partition,
+/// the broker's sequence check does not keep our batches in order there: if the first
+/// batch is refused (a leader moving, NOT_ENOUGH_REPLICAS) and the second, already on the
+/// wire or routed to the new leader, is taken, the first is lost, and its retry is answered
+/// OUT_OF_ORDER_SEQUENCE_NUMBER exactly like a batch the broker has already. Hence: a
+/// partition's batches go on the fast path only once one has landed (before that, one at a
+/// time, the careful way), and an out-of-order answer counts as "written already" only for
+/// a batch after one that landed (see [`BeyondWindow`]). Once a batch landed with acks=all,
+/// every in-sync replica holds it, so a new leader holds the producer's state too.
+#[derive(Debug, Default)]
+struct Landings {
+    generation: u64,
+    lowest: HashMap<(String, i32), u64>,
+}
+
+impl Landings {
+    /// A new producer id or epoch: the brokers hold no state of it anywhere yet.
+    fn reset(&mut self, generation: u64) {
+        self.generation = generation;
+        self.lowest.clear();
+    }
+
+    /// The broker answered the batch stamped `stamp` for `key` as written.
+    fn note(&mut self, key: &(String, i32), stamp: Stamp) {
+        if stamp.generation != self.generation || stamp.generation == 0 {
+            return;
+        }
+        let lowest = self.lowest.entry(key.clone()).or_insert(stamp.order);
+        *lowest = (*lowest).min(stamp.order);
+    }
+
+    /// Whether a batch of the current producer id and epoch has landed on `key`.
+    fn any(&self, key: &(String, i32)) -> bool {
+        self.lowest.contains_key(key)
+    }
+
+    /// Whether a batch stamped before `stamp` landed on `key`: then the broker had our
+    /// state when anything after it was taken, and took it only in sequence.
+    fn before(&self, key: &(String, i32), stamp: Stamp) -> bool {
+        stamp.generation == self.generation
+            && self.lowest.get(key).is_some_and(|l| *l < stamp.order)
+    }
 }
 
 /// Writes records to Kafka. Made by [`Client::producer`]; clones share the producer id and
@@ -249,6 +314,7 @@ struct Wire {
     first_index: usize,
     count: usize,
     bytes: Bytes,
+    stamp: Stamp,
 }
 
 impl std::fmt::Debug for Wire {
@@ -287,11 +353,14 @@ impl Client {
                     producer_id: -1,
                     epoch: -1,
                     sequences: HashMap::new(),
+                    stamped: HashMap::new(),
+                    generation: 0,
                     initialized: false,
                     take_over: None,
                 }),
                 turns: Turns::new(),
                 landed_by: std::sync::Mutex::new(HashMap::new()),
+                landings: std::sync::Mutex::new(Landings::default()),
             }),
         })
     }
@@ -341,8 +410,7 @@ impl Producer {
         if let Some((id, epoch)) = st.take_over.take() {
             st.producer_id = id;
             st.epoch = epoch + 1;
-            st.sequences.clear();
-            st.initialized = true;
+            self.new_generation(st);
             debug!(
                 producer_id = id,
                 epoch = st.epoch,
@@ -371,14 +439,29 @@ impl Producer {
                 .await?;
         st.producer_id = resp.producer_id.0;
         st.epoch = resp.producer_epoch;
-        st.sequences.clear();
-        st.initialized = true;
+        self.new_generation(st);
         debug!(
             producer_id = st.producer_id,
             epoch = st.epoch,
             "idempotent producer initialized"
         );
         Ok(())
+    }
+
+    /// Starts the sequences of a new producer id or epoch, which no broker holds state of.
+    fn new_generation(&self, st: &mut State) {
+        st.sequences.clear();
+        st.stamped.clear();
+        st.generation += 1;
+        st.initialized = true;
+        self.landings().reset(st.generation);
+    }
+
+    fn landings(&self) -> std::sync::MutexGuard<'_, Landings> {
+        self.shared
+            .landings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     /// Produces `batches` and returns, per batch, where its records landed. All batches to
@@ -448,6 +531,7 @@ impl Producer {
                             first_index: 0,
                             count: e.count,
                             bytes,
+                            stamp: Stamp::default(),
                         },
                     ));
                     targets.push((e.topic, e.partition));
@@ -503,6 +587,12 @@ impl Producer {
                 };
                 *seq = next_sequence(*seq, w.count);
                 w.bytes = stamp_producer(w.bytes, producer);
+                let order = st.stamped.entry(key.clone()).or_insert(0);
+                w.stamp = Stamp {
+                    generation: st.generation,
+                    order: *order,
+                };
+                *order += 1;
             }
             queues.entry(key).or_default().push_back(w);
         }
@@ -554,6 +644,7 @@ impl Producer {
                     first_index: start,
                     count: end - start,
                     bytes,
+                    stamp: Stamp::default(),
                 },
             ));
             start = end;
@@ -564,7 +655,9 @@ impl Producer {
     /// The careful path for what the pipelined requests did not land: round by round, one
     /// request per leader holding the head batch of each partition, with retries. Every
     /// earlier batch has landed by then, so an OUT_OF_ORDER_SEQUENCE_NUMBER answer means the
-    /// broker has the batch already (see [`BeyondWindow`]).
+    /// broker has the batch already (see [`BeyondWindow`]) — provided a batch before it
+    /// landed, so that the broker was checking our sequences (see [`Landings`]); otherwise
+    /// the answer is an error.
     async fn careful(
         &self,
         ticket: u64,
@@ -614,12 +707,18 @@ impl Producer {
                             match ans {
                                 Ok((base, append_time)) => {
                                     if let Some(w) = q.pop_front() {
+                                        self.landings().note(&key, w.stamp);
                                         beyond.confirm(&key);
                                         landed(results, &w, base, append_time);
                                     }
                                 }
                                 Err(e) if e.is_retriable() => round.retry(&key, e),
-                                Err(e) if is_out_of_order(&e) => {
+                                Err(e)
+                                    if is_out_of_order(&e)
+                                        && q.front().is_some_and(|w| {
+                                            self.landings().before(&key, w.stamp)
+                                        }) =>
+                                {
                                     if let Some(w) = q.pop_front() {
                                         beyond.suspect(&key, w, e);
                                     }
@@ -717,11 +816,23 @@ impl Producer {
         if self.cfg.acks == 0 {
             return in_flight;
         }
+        // A partition no batch of this producer id and epoch has landed on yet goes the
+        // careful way, one batch at a time, until one lands (see [`Landings`]).
+        let untried: HashSet<(String, i32)> = if self.cfg.idempotent {
+            let landings = self.landings();
+            queues
+                .keys()
+                .filter(|k| !landings.any(k))
+                .cloned()
+                .collect()
+        } else {
+            HashSet::new()
+        };
         // Each partition keeps to one connection lane of its leader, so its batches stay in
         // order while the broker works on the lanes' requests side by side.
         let mut by_lane: BTreeMap<(i32, u8), Vec<(String, i32)>> = BTreeMap::new();
         for (key, q) in queues.iter() {
-            if q.is_empty() {
+            if q.is_empty() || untried.contains(key) {
                 continue;
             }
             match self.client.leader(&key.0, key.1).await {
@@ -1078,6 +1189,7 @@ impl InFlight {
                                 if let Some(w) =
                                     self.queues.get_mut(&key).and_then(|q| q.pop_front())
                                 {
+                                    self.producer.landings().note(&key, w.stamp);
                                     landed(&mut self.results, &w, base, append_time);
                                 }
                             }
@@ -1264,7 +1376,9 @@ fn is_out_of_order(e: &ClientError) -> bool {
 /// batches and died before answering). The broker takes a producer's batches only in
 /// sequence order, so they count as written once a later batch of the partition lands (or
 /// is a duplicate), of this call or of a later one; their offsets are unknown. Unconfirmed
-/// at the end, they are an error.
+/// at the end, they are an error. Only batches after one that landed are set aside: before
+/// that the broker takes any sequence, and the same answer means a later batch was taken
+/// ahead of this one (see [`Landings`]).
 #[derive(Default)]
 struct BeyondWindow {
     suspects: BTreeMap<(String, i32), (Vec<Wire>, ClientError)>,
@@ -1478,6 +1592,41 @@ mod tests {
             assert!(!h.is_transactional());
             assert_eq!((h.producer_id, h.base_sequence), (-1, -1));
         }
+    }
+
+    #[test]
+    fn landings_vouch_only_for_batches_after_one_that_landed_in_this_generation() {
+        let key = ("t".to_string(), 0);
+        let at = |generation, order| Stamp { generation, order };
+        let mut l = Landings::default();
+        l.reset(1);
+        assert!(!l.any(&key));
+        assert!(
+            !l.before(&key, at(1, 3)),
+            "nothing landed: the broker takes any sequence"
+        );
+        l.note(&key, at(1, 2));
+        assert!(l.any(&key));
+        assert!(l.before(&key, at(1, 3)));
+        assert!(!l.before(&key, at(1, 2)), "not itself");
+        assert!(
+            !l.before(&key, at(1, 1)),
+            "an earlier batch than the one that landed"
+        );
+        l.note(&key, at(1, 0));
+        assert!(l.before(&key, at(1, 1)), "the lowest landing counts");
+        // A batch of an older producer id or epoch neither counts nor is vouched for.
+        l.reset(2);
+        assert!(!l.any(&key));
+        l.note(&key, at(1, 0));
+        assert!(!l.any(&key));
+        l.note(&key, at(2, 0));
+        assert!(!l.before(&key, at(1, 5)));
+        assert!(l.before(&key, at(2, 5)));
+        // Unstamped batches (a producer that is not idempotent) never count.
+        let mut none = Landings::default();
+        none.note(&key, Stamp::default());
+        assert!(!none.any(&key));
     }
 
     #[test]

@@ -67,6 +67,9 @@ struct Cluster {
     duplicate_window: AtomicBool,
     /// Base sequences of the last 5 batches per producer id and partition.
     last_batches: Mutex<std::collections::HashMap<(i64, i32), std::collections::VecDeque<i32>>>,
+    /// Kafka 2.5+ (KIP-360): a producer id the partition holds no state for may start at any
+    /// sequence (otherwise the fake wants 0).
+    any_first_sequence: AtomicBool,
 }
 
 impl Cluster {
@@ -89,7 +92,12 @@ impl Cluster {
         let seq = i32::from_be_bytes(b[53..57].try_into().unwrap());
         let count = i32::from_be_bytes(b[57..61].try_into().unwrap());
         let mut seqs = self.sequences.lock().unwrap();
-        let next = seqs.entry((pid, partition)).or_insert(0);
+        let first = if self.any_first_sequence.load(Ordering::SeqCst) {
+            seq
+        } else {
+            0
+        };
+        let next = seqs.entry((pid, partition)).or_insert(first);
         let mut last = self.last_batches.lock().unwrap();
         let recent = last.entry((pid, partition)).or_default();
         if seq < *next {
@@ -577,10 +585,6 @@ async fn concurrent_calls_land_in_order_when_an_early_batch_fails() {
     let cluster = start_cluster().await;
     cluster.leader.store(2, Ordering::SeqCst);
     cluster.check_sequences.store(true, Ordering::SeqCst);
-    // The second wire batch fails once: every batch after it, of this call and of the
-    // calls already on the wire behind it, is refused as out of order and must be sent
-    // again, after it, in order.
-    cluster.fail_batch_once.store(2, Ordering::SeqCst);
     let client = Client::connect(config(&cluster)).await.unwrap();
     let p = client
         .producer(ferry_kafka::ProducerConfig {
@@ -588,6 +592,12 @@ async fn concurrent_calls_land_in_order_when_an_early_batch_fails() {
             ..Default::default()
         })
         .unwrap();
+    warm_up(&p, &client, &cluster, 2).await;
+    // The second wire batch after the warm-up fails once: every batch after it, of this
+    // call and of the calls already on the wire behind it, is refused as out of order and
+    // must be sent again, after it, in order.
+    let seen = cluster.batches_seen.load(Ordering::SeqCst);
+    cluster.fail_batch_once.store(seen + 2, Ordering::SeqCst);
     let call = |first: usize| {
         let recs: Vec<ProduceRecord> = (first..first + 10)
             .map(|i| ProduceRecord {
@@ -613,21 +623,11 @@ async fn concurrent_calls_land_in_order_when_an_early_batch_fails() {
         let res = f.finish().await.unwrap();
         offsets.extend((0..10).map(|i| res[0].offset_of(i).unwrap()));
     }
-    // Each record once, in order, at consecutive offsets.
-    assert_eq!(offsets, (0..30).collect::<Vec<i64>>());
+    // Each record once, in order, at consecutive offsets (after the warm-up's).
+    assert_eq!(offsets, (1..31).collect::<Vec<i64>>());
     let produced = cluster.produced.lock().unwrap().clone();
-    let topic: std::sync::Arc<str> = "t".into();
-    let values: Vec<String> = produced
-        .iter()
-        .flat_map(|(_, b)| {
-            ferry_kafka::decode_batches(b, &topic, 0)
-                .unwrap()
-                .into_iter()
-                .map(|r| String::from_utf8(r.value.unwrap().to_vec()).unwrap())
-        })
-        .collect();
     let want: Vec<String> = (0..30).map(|i| format!("{i:03}")).collect();
-    assert_eq!(values, want);
+    assert_eq!(kept_values(&cluster), want);
     // Batches were refused on the way (the failure and the out-of-order ones behind it).
     let seen = cluster.batches_seen.load(Ordering::SeqCst) as usize;
     assert!(
@@ -918,6 +918,7 @@ async fn a_broker_that_never_answers_is_reported_within_the_request_timeout() {
 }
 
 /// Values of the records the fake brokers kept, in the order they were appended.
+/// Values of the records the fake cluster kept, in order, without [`warm_up`]'s.
 fn kept_values(cluster: &Cluster) -> Vec<String> {
     let produced = cluster.produced.lock().unwrap().clone();
     let topic: std::sync::Arc<str> = "t".into();
@@ -929,7 +930,29 @@ fn kept_values(cluster: &Cluster) -> Vec<String> {
                 .into_iter()
                 .map(|r| String::from_utf8(r.value.unwrap().to_vec()).unwrap())
         })
+        .filter(|v| v != "warm")
         .collect()
+}
+
+/// Lands one record ("warm", offset 0) on t/0, so that the broker holds the producer's
+/// state there: only then are the partition's batches pipelined (before, a broker takes a
+/// batch with any sequence, so the producer sends one at a time). Then makes broker
+/// `leader` lead t/0, and the client look it up again.
+async fn warm_up(p: &ferry_kafka::Producer, client: &Client, cluster: &Cluster, leader: i32) {
+    p.produce(vec![ferry_kafka::ProduceBatch {
+        topic: "t".into(),
+        partition: 0,
+        records: vec![ProduceRecord {
+            key: None,
+            value: Some(Bytes::from_static(b"warm")),
+            headers: vec![],
+            timestamp: 999,
+        }],
+    }])
+    .await
+    .unwrap();
+    cluster.leader.store(leader, Ordering::SeqCst);
+    client.invalidate_topic("t", u64::MAX);
 }
 
 /// The leader dies with a call in flight: the first call's batches are refused by the old
@@ -963,6 +986,7 @@ async fn a_later_call_reaching_the_new_leader_first_waits_for_the_earlier_retrie
         }])
         .unwrap()
     };
+    warm_up(&p, &client, &cluster, 1).await;
     // The first call goes to broker 1, which has lost the partition.
     let first = p.start(call(0)).await.unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -977,7 +1001,7 @@ async fn a_later_call_reaching_the_new_leader_first_waits_for_the_earlier_retrie
         let res = f.finish().await.unwrap();
         offsets.extend((0..10).map(|i| res[0].offset_of(i).unwrap()));
     }
-    assert_eq!(offsets, (0..30).collect::<Vec<i64>>());
+    assert_eq!(offsets, (1..31).collect::<Vec<i64>>());
     let want: Vec<String> = (0..30).map(|i| format!("{i:03}")).collect();
     assert_eq!(kept_values(&cluster), want);
     // Broker 2 refused batches on the way (the later calls' gap), and nothing was fatal.
@@ -1008,6 +1032,7 @@ async fn batches_the_dead_leader_replicated_are_not_refused_on_retry() {
             ..Default::default()
         })
         .unwrap();
+    warm_up(&p, &client, &cluster, 1).await;
     let recs: Vec<ProduceRecord> = (0..10)
         .map(|i| ProduceRecord {
             key: None,
@@ -1067,6 +1092,7 @@ async fn a_later_call_landing_first_confirms_what_the_dead_leader_replicated() {
         }])
         .unwrap()
     };
+    warm_up(&p, &client, &cluster, 1).await;
     let first = p.start(call(0)).await.unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
     client.invalidate_topic("t", u64::MAX);
@@ -1079,6 +1105,72 @@ async fn a_later_call_landing_first_confirms_what_the_dead_leader_replicated() {
     let want: Vec<String> = (0..20).map(|i| format!("{i:03}")).collect();
     assert_eq!(kept_values(&cluster), want, "every record once, in order");
     assert_eq!(first[0].offset_of(0), None, "written before the move");
-    assert_eq!(second[0].offset_of(0), Some(10));
+    assert_eq!(
+        second[0].offset_of(0),
+        Some(11),
+        "after the warm-up's and the first call's"
+    );
     assert_eq!(cluster.init_producer_calls.load(Ordering::SeqCst), 1);
+}
+
+/// A broker that holds no state for a producer id on a partition takes a batch with any
+/// sequence (KIP-360). The first batch of a new producer on a partition is refused
+/// (NOT_ENOUGH_REPLICAS: not written); the batches behind it, of the same call and of the
+/// calls started after it, must not be taken ahead of it, or it is lost while its retry is
+/// answered OUT_OF_ORDER_SEQUENCE_NUMBER (or as a duplicate), exactly as if the broker had
+/// it already. Seen on a three-node cluster: a fill running through a rolling restart
+/// reported success with one batch of 20 records missing.
+#[tokio::test]
+async fn a_refused_first_batch_on_a_partition_is_not_overtaken_by_the_next() {
+    for duplicate_window in [false, true] {
+        let cluster = start_cluster().await;
+        cluster.leader.store(2, Ordering::SeqCst);
+        cluster.check_sequences.store(true, Ordering::SeqCst);
+        cluster.any_first_sequence.store(true, Ordering::SeqCst);
+        cluster
+            .duplicate_window
+            .store(duplicate_window, Ordering::SeqCst);
+        cluster.fail_batch_once.store(1, Ordering::SeqCst);
+        let client = Client::connect(config(&cluster)).await.unwrap();
+        let p = client
+            .producer(ferry_kafka::ProducerConfig {
+                max_batch_bytes: 400,
+                ..Default::default()
+            })
+            .unwrap();
+        let call = |first: usize| {
+            let recs: Vec<ProduceRecord> = (first..first + 10)
+                .map(|i| ProduceRecord {
+                    key: None,
+                    value: Some(Bytes::from(format!("{i:03}"))),
+                    headers: vec![],
+                    timestamp: 1_000 + i as i64,
+                })
+                .collect();
+            p.prepare(vec![ferry_kafka::ProduceBatch {
+                topic: "t".into(),
+                partition: 0,
+                records: recs,
+            }])
+            .unwrap()
+        };
+        // Three calls on the wire before any answer is awaited, as the kafka sink does.
+        let mut in_flight = Vec::new();
+        for c in 0..3 {
+            in_flight.push(p.start(call(c * 10)).await.unwrap());
+        }
+        let mut offsets = Vec::new();
+        for f in in_flight {
+            let res = f.finish().await.unwrap();
+            offsets.extend((0..10).map(|i| res[0].offset_of(i)));
+        }
+        let want: Vec<String> = (0..30).map(|i| format!("{i:03}")).collect();
+        assert_eq!(
+            kept_values(&cluster),
+            want,
+            "every record once, in order (duplicate window {duplicate_window})"
+        );
+        assert_eq!(offsets, (0..30).map(Some).collect::<Vec<_>>());
+        assert_eq!(cluster.init_producer_calls.load(Ordering::SeqCst), 1);
+    }
 }
