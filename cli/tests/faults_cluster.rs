@@ -1558,3 +1558,85 @@ fn a_snapshot_backup_ends_a_partition_truncated_under_it_at_what_it_holds() {
     leader_down.restart();
     c.wait_fully_replicated(&topic);
 }
+
+/// A new producer's first call routed to a leader that has just been stopped (its metadata
+/// still names it), the next call to the new leader: Kafka takes a batch with any sequence
+/// from a producer id it holds no state for (KIP-360), so the second call must not be put
+/// on the wire before the first has landed, or the first's records are lost while its
+/// retries are answered OUT_OF_ORDER_SEQUENCE_NUMBER, as if the broker had them. Every
+/// record once, in order, or an error: never a success with records missing.
+#[test]
+fn a_new_producers_first_call_is_not_overtaken_by_the_next_when_its_leader_stops() {
+    let Some(c) = cluster() else { return };
+    let _one = CLUSTER.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(env) = ferry_testkit::env_or_skip() else {
+        return;
+    };
+    let topic = unique("fault-first-batch");
+    c.create_topic(&topic, 1);
+    let client = c.client();
+    let leader = c.leader_of(&topic, 0);
+    let rt = common::rt();
+    // The client learns the leader now, and keeps it until told otherwise.
+    rt.block_on(client.metadata(Some(&[topic.clone()])))
+        .expect("metadata");
+    c.stop_node(leader);
+    let down = Down {
+        cluster: &c,
+        node: leader,
+        up: false,
+    };
+    let producer = client
+        .producer(ferry_kafka::ProducerConfig {
+            max_batch_bytes: 300,
+            ..Default::default()
+        })
+        .expect("producer");
+    let call = |first: usize| {
+        let records = (first..first + 10)
+            .map(|i| ferry_kafka::ProduceRecord {
+                key: None,
+                value: Some(bytes::Bytes::from(format!("record-{i:03}"))),
+                headers: vec![],
+                timestamp: 1_700_000_000_000 + i as i64,
+            })
+            .collect();
+        producer
+            .prepare(vec![ferry_kafka::ProduceBatch {
+                topic: topic.clone(),
+                partition: 0,
+                records,
+            }])
+            .expect("prepare")
+    };
+    let outcome = rt.block_on(async {
+        // Routed to the stopped node: nothing of it reaches a broker yet.
+        let first = producer.start(call(0)).await?;
+        // Metadata moves on: the next call is routed to the new leader, and finished side
+        // by side with the first, as the kafka sink does.
+        client.invalidate_topic(&topic, u64::MAX);
+        let second = tokio::spawn(producer.start(call(10)).await?.finish());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let first = first.finish().await?;
+        let second = second.await.expect("join")?;
+        Ok::<_, ferry_kafka::ClientError>((first, second))
+    });
+    down.restart();
+    c.wait_fully_replicated(&topic);
+    let values: Vec<String> = dump_topic(&env, &c.brokers, &topic)
+        .into_iter()
+        .map(|r| String::from_utf8(r.value.unwrap_or_default()).unwrap_or_default())
+        .collect();
+    match outcome {
+        Ok((first, second)) => {
+            let want: Vec<String> = (0..20).map(|i| format!("record-{i:03}")).collect();
+            assert_eq!(
+                values, want,
+                "both calls succeeded: every record once, in order"
+            );
+            assert_eq!(first[0].offset_of(0), Some(0));
+            assert_eq!(second[0].offset_of(0), Some(10));
+        }
+        Err(e) => panic!("the producer gave up ({e}); the topic holds {values:?}"),
+    }
+}
