@@ -1578,7 +1578,7 @@ fn a_new_producers_first_call_is_not_overtaken_by_the_next_when_its_leader_stops
     let leader = c.leader_of(&topic, 0);
     let rt = common::rt();
     // The client learns the leader now, and keeps it until told otherwise.
-    rt.block_on(client.metadata(Some(&[topic.clone()])))
+    rt.block_on(client.metadata(Some(std::slice::from_ref(&topic))))
         .expect("metadata");
     c.stop_node(leader);
     let down = Down {
