@@ -210,12 +210,21 @@ struct Stamp {
 /// partition's batches go on the fast path only once one has landed (before that, one at a
 /// time, the careful way), and an out-of-order answer counts as "written already" only for
 /// a batch after one that landed (see [`BeyondWindow`]). Once a batch landed with acks=all,
-/// every in-sync replica holds it, so a new leader holds the producer's state too.
+/// every in-sync replica holds it, so a new leader holds the producer's state too — until
+/// the broker drops the state of a producer that has not written for
+/// `producer.id.expiration.ms` (a day by default): a partition with no landing for
+/// [`STATE_MAY_BE_GONE`] starts again with one batch at a time.
 #[derive(Debug, Default)]
 struct Landings {
     generation: u64,
-    lowest: HashMap<(String, i32), u64>,
+    /// Per partition: the lowest order that landed, and when a batch last landed.
+    lowest: HashMap<(String, i32), (u64, std::time::Instant)>,
 }
+
+/// How long after its last landing a partition's batches are pipelined: far below the
+/// brokers' default `producer.id.expiration.ms` (1 day), so that a lowered one is covered too,
+/// at the cost of one batch at a time on a partition that was idle this long.
+const STATE_MAY_BE_GONE: std::time::Duration = std::time::Duration::from_secs(600);
 
 impl Landings {
     /// A new producer id or epoch: the brokers hold no state of it anywhere yet.
@@ -229,20 +238,24 @@ impl Landings {
         if stamp.generation != self.generation || stamp.generation == 0 {
             return;
         }
-        let lowest = self.lowest.entry(key.clone()).or_insert(stamp.order);
-        *lowest = (*lowest).min(stamp.order);
+        let now = std::time::Instant::now();
+        let entry = self.lowest.entry(key.clone()).or_insert((stamp.order, now));
+        *entry = (entry.0.min(stamp.order), now);
     }
 
-    /// Whether a batch of the current producer id and epoch has landed on `key`.
+    /// Whether a batch of the current producer id and epoch has landed on `key`, lately
+    /// enough that the broker still holds the producer's state.
     fn any(&self, key: &(String, i32)) -> bool {
-        self.lowest.contains_key(key)
+        self.lowest
+            .get(key)
+            .is_some_and(|(_, last)| last.elapsed() < STATE_MAY_BE_GONE)
     }
 
     /// Whether a batch stamped before `stamp` landed on `key`: then the broker had our
     /// state when anything after it was taken, and took it only in sequence.
     fn before(&self, key: &(String, i32), stamp: Stamp) -> bool {
         stamp.generation == self.generation
-            && self.lowest.get(key).is_some_and(|l| *l < stamp.order)
+            && self.lowest.get(key).is_some_and(|(l, _)| *l < stamp.order)
     }
 }
 
@@ -1623,6 +1636,15 @@ mod tests {
         l.note(&key, at(2, 0));
         assert!(!l.before(&key, at(1, 5)));
         assert!(l.before(&key, at(2, 5)));
+        // A partition idle for long: the broker may have dropped the producer's state.
+        if let Some(long_ago) = std::time::Instant::now()
+            .checked_sub(STATE_MAY_BE_GONE + std::time::Duration::from_secs(1))
+        {
+            l.lowest.insert(key.clone(), (0, long_ago));
+            assert!(!l.any(&key), "idle too long: one batch at a time again");
+            l.note(&key, at(2, 7));
+            assert!(l.any(&key));
+        }
         // Unstamped batches (a producer that is not idempotent) never count.
         let mut none = Landings::default();
         none.note(&key, Stamp::default());
