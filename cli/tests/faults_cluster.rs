@@ -1037,24 +1037,13 @@ fn where_short(c: &Cluster, topic: &str, dir: &Path) -> String {
         &[0, 1, 2],
         ferry_kafka::OffsetSpec::Latest,
     ));
-    let out = Command::new(ferry_bin())
-        .args(["ls", "--json"])
-        .arg(dir)
-        .output()
-        .expect("ferry ls runs");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    let held: Vec<(u64, u64, u64)> = v["topics"]
-        .as_array()
-        .map(|ts| {
-            ts.iter()
-                .flat_map(|t| t["partitions"].as_array().cloned().unwrap_or_default())
-                .map(|p| {
-                    let get = |k: &str| p[k].as_u64().unwrap_or(0);
-                    (get("partition"), get("next_offset"), get("records"))
-                })
-                .collect()
+    let held: Vec<(u64, u64, u64)> = backup_partitions(dir)
+        .iter()
+        .map(|p| {
+            let get = |k: &str| p[k].as_u64().unwrap_or(0);
+            (get("partition"), get("next_offset"), get("records"))
         })
-        .unwrap_or_default();
+        .collect();
     let meta = c.partition_meta(topic);
     format!(
         "high watermarks {ends:?}; backup (partition, next offset, records) {held:?}; \
@@ -1075,8 +1064,8 @@ fn warnings_in(path: &Path) -> String {
         .join("\n")
 }
 
-/// Records `ferry ls --json` counts in the backup at `dir`.
-fn backed_up(dir: &Path) -> u64 {
+/// The partitions of every topic `ferry ls --json` lists for the backup at `dir`.
+fn backup_partitions(dir: &Path) -> Vec<serde_json::Value> {
     let out = Command::new(ferry_bin())
         .args(["ls", "--json"])
         .arg(dir)
@@ -1088,10 +1077,17 @@ fn backed_up(dir: &Path) -> u64 {
         .map(|ts| {
             ts.iter()
                 .flat_map(|t| t["partitions"].as_array().cloned().unwrap_or_default())
-                .map(|p| p["records"].as_u64().unwrap_or(0))
-                .sum()
+                .collect()
         })
-        .unwrap_or(0)
+        .unwrap_or_default()
+}
+
+/// Records `ferry ls --json` counts in the backup at `dir`.
+fn backed_up(dir: &Path) -> u64 {
+    backup_partitions(dir)
+        .iter()
+        .map(|p| p["records"].as_u64().unwrap_or(0))
+        .sum()
 }
 
 #[test]

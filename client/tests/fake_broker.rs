@@ -598,25 +598,9 @@ async fn concurrent_calls_land_in_order_when_an_early_batch_fails() {
     // must be sent again, after it, in order.
     let seen = cluster.batches_seen.load(Ordering::SeqCst);
     cluster.fail_batch_once.store(seen + 2, Ordering::SeqCst);
-    let call = |first: usize| {
-        let recs: Vec<ProduceRecord> = (first..first + 10)
-            .map(|i| ProduceRecord {
-                key: None,
-                value: Some(Bytes::from(format!("{i:03}"))),
-                headers: vec![],
-                timestamp: 1_000 + i as i64,
-            })
-            .collect();
-        p.prepare(vec![ferry_kafka::ProduceBatch {
-            topic: "t".into(),
-            partition: 0,
-            records: recs,
-        }])
-        .unwrap()
-    };
     let mut in_flight = Vec::new();
     for c in 0..3 {
-        in_flight.push(p.start(call(c * 10)).await.unwrap());
+        in_flight.push(p.start(ten_records(&p, c * 10)).await.unwrap());
     }
     let mut offsets = Vec::new();
     for f in in_flight {
@@ -918,6 +902,24 @@ async fn a_broker_that_never_answers_is_reported_within_the_request_timeout() {
 }
 
 /// Values of the records the fake brokers kept, in the order they were appended.
+/// One call's worth for t/0: records `first..first + 10`, valued "000", "001", ….
+fn ten_records(p: &ferry_kafka::Producer, first: usize) -> ferry_kafka::Prepared {
+    let recs: Vec<ProduceRecord> = (first..first + 10)
+        .map(|i| ProduceRecord {
+            key: None,
+            value: Some(Bytes::from(format!("{i:03}"))),
+            headers: vec![],
+            timestamp: 1_000 + i as i64,
+        })
+        .collect();
+    p.prepare(vec![ferry_kafka::ProduceBatch {
+        topic: "t".into(),
+        partition: 0,
+        records: recs,
+    }])
+    .unwrap()
+}
+
 /// Values of the records the fake cluster kept, in order, without [`warm_up`]'s.
 fn kept_values(cluster: &Cluster) -> Vec<String> {
     let produced = cluster.produced.lock().unwrap().clone();
@@ -970,31 +972,15 @@ async fn a_later_call_reaching_the_new_leader_first_waits_for_the_earlier_retrie
             ..Default::default()
         })
         .unwrap();
-    let call = |first: usize| {
-        let recs: Vec<ProduceRecord> = (first..first + 10)
-            .map(|i| ProduceRecord {
-                key: None,
-                value: Some(Bytes::from(format!("{i:03}"))),
-                headers: vec![],
-                timestamp: 1_000 + i as i64,
-            })
-            .collect();
-        p.prepare(vec![ferry_kafka::ProduceBatch {
-            topic: "t".into(),
-            partition: 0,
-            records: recs,
-        }])
-        .unwrap()
-    };
     warm_up(&p, &client, &cluster, 1).await;
     // The first call goes to broker 1, which has lost the partition.
-    let first = p.start(call(0)).await.unwrap();
+    let first = p.start(ten_records(&p, 0)).await.unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
     // Metadata moves on before the first call retries: the next calls go to broker 2.
     client.invalidate_topic("t", u64::MAX);
     let mut in_flight = vec![first];
     for c in 1..3 {
-        in_flight.push(p.start(call(c * 10)).await.unwrap());
+        in_flight.push(p.start(ten_records(&p, c * 10)).await.unwrap());
     }
     let mut offsets = Vec::new();
     for f in in_flight {
@@ -1076,28 +1062,12 @@ async fn a_later_call_landing_first_confirms_what_the_dead_leader_replicated() {
             ..Default::default()
         })
         .unwrap();
-    let call = |first: usize| {
-        let recs: Vec<ProduceRecord> = (first..first + 10)
-            .map(|i| ProduceRecord {
-                key: None,
-                value: Some(Bytes::from(format!("{i:03}"))),
-                headers: vec![],
-                timestamp: 1_000 + i as i64,
-            })
-            .collect();
-        p.prepare(vec![ferry_kafka::ProduceBatch {
-            topic: "t".into(),
-            partition: 0,
-            records: recs,
-        }])
-        .unwrap()
-    };
     warm_up(&p, &client, &cluster, 1).await;
-    let first = p.start(call(0)).await.unwrap();
+    let first = p.start(ten_records(&p, 0)).await.unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
     client.invalidate_topic("t", u64::MAX);
     // Finished side by side, as the kafka sink does.
-    let second = tokio::spawn(p.start(call(10)).await.unwrap().finish());
+    let second = tokio::spawn(p.start(ten_records(&p, 10)).await.unwrap().finish());
     // The second call's answers are in before the first call retries.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let first = first.finish().await.unwrap();
@@ -1138,26 +1108,10 @@ async fn a_refused_first_batch_on_a_partition_is_not_overtaken_by_the_next() {
                 ..Default::default()
             })
             .unwrap();
-        let call = |first: usize| {
-            let recs: Vec<ProduceRecord> = (first..first + 10)
-                .map(|i| ProduceRecord {
-                    key: None,
-                    value: Some(Bytes::from(format!("{i:03}"))),
-                    headers: vec![],
-                    timestamp: 1_000 + i as i64,
-                })
-                .collect();
-            p.prepare(vec![ferry_kafka::ProduceBatch {
-                topic: "t".into(),
-                partition: 0,
-                records: recs,
-            }])
-            .unwrap()
-        };
         // Three calls on the wire before any answer is awaited, as the kafka sink does.
         let mut in_flight = Vec::new();
         for c in 0..3 {
-            in_flight.push(p.start(call(c * 10)).await.unwrap());
+            in_flight.push(p.start(ten_records(&p, c * 10)).await.unwrap());
         }
         let mut offsets = Vec::new();
         for f in in_flight {
