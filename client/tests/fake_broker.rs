@@ -1019,21 +1019,7 @@ async fn batches_the_dead_leader_replicated_are_not_refused_on_retry() {
         })
         .unwrap();
     warm_up(&p, &client, &cluster, 1).await;
-    let recs: Vec<ProduceRecord> = (0..10)
-        .map(|i| ProduceRecord {
-            key: None,
-            value: Some(Bytes::from(format!("{i:03}"))),
-            headers: vec![],
-            timestamp: 1_000 + i as i64,
-        })
-        .collect();
-    let res = p
-        .produce(vec![ferry_kafka::ProduceBatch {
-            topic: "t".into(),
-            partition: 0,
-            records: recs,
-        }])
-        .await;
+    let res = p.send_prepared(ten_records(&p, 0)).await;
     let want: Vec<String> = (0..10).map(|i| format!("{i:03}")).collect();
     assert_eq!(kept_values(&cluster), want, "every record once, in order");
     let res = res.unwrap();
