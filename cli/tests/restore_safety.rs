@@ -73,17 +73,7 @@ fn backed_up(env: &TestEnv, topic: &str, partitions: i32, per_partition: i64) ->
         py_produce_to(env, &env.kafka, topic, Some(p), &msgs, "lz4", false);
     }
     let dir = tempfile::tempdir().unwrap();
-    let out = ferry(&[
-        "backup",
-        "--brokers",
-        &env.kafka,
-        "--topic",
-        topic,
-        "--to",
-        dir.path().to_str().unwrap(),
-        "--snapshot",
-    ]);
-    assert!(out.status.success(), "{}", text(&out));
+    common::snapshot_backup(env, topic, dir.path().to_str().unwrap());
     dir
 }
 

@@ -166,10 +166,9 @@ impl ProduceResult {
 struct State {
     producer_id: i64,
     epoch: i16,
-    sequences: HashMap<(String, i32), i32>,
-    /// Per partition, how many batches this producer id and epoch stamped (the next
-    /// batch's [`Stamp::order`]).
-    stamped: HashMap<(String, i32), u64>,
+    /// Per partition, the next batch's base sequence and its [`Stamp::order`] (how many
+    /// batches this producer id and epoch stamped there).
+    next: HashMap<(String, i32), (i32, u64)>,
     /// Counts initializations: batches of an earlier producer id or epoch carry an older one.
     generation: u64,
     initialized: bool,
@@ -239,8 +238,13 @@ impl Landings {
             return;
         }
         let now = std::time::Instant::now();
-        let entry = self.lowest.entry(key.clone()).or_insert((stamp.order, now));
-        *entry = (entry.0.min(stamp.order), now);
+        // Looked up before inserting: no key to build for every batch that lands.
+        match self.lowest.get_mut(key) {
+            Some(entry) => *entry = (entry.0.min(stamp.order), now),
+            None => {
+                self.lowest.insert(key.clone(), (stamp.order, now));
+            }
+        }
     }
 
     /// Whether a batch of the current producer id and epoch has landed on `key`, lately
@@ -365,8 +369,7 @@ impl Client {
                 state: tokio::sync::Mutex::new(State {
                     producer_id: -1,
                     epoch: -1,
-                    sequences: HashMap::new(),
-                    stamped: HashMap::new(),
+                    next: HashMap::new(),
                     generation: 0,
                     initialized: false,
                     take_over: None,
@@ -463,8 +466,7 @@ impl Producer {
 
     /// Starts the sequences of a new producer id or epoch, which no broker holds state of.
     fn new_generation(&self, st: &mut State) {
-        st.sequences.clear();
-        st.stamped.clear();
+        st.next.clear();
         st.generation += 1;
         st.initialized = true;
         self.landings().reset(st.generation);
@@ -592,20 +594,19 @@ impl Producer {
         let mut queues: BTreeMap<(String, i32), VecDeque<Wire>> = BTreeMap::new();
         for (key, mut w) in encoded {
             if self.cfg.idempotent {
-                let seq = st.sequences.entry(key.clone()).or_insert(0);
+                let (seq, order) = st.next.entry(key.clone()).or_insert((0, 0));
                 let producer = BatchProducer {
                     producer_id: st.producer_id,
                     producer_epoch: st.epoch,
                     base_sequence: *seq,
                 };
-                *seq = next_sequence(*seq, w.count);
-                w.bytes = stamp_producer(w.bytes, producer);
-                let order = st.stamped.entry(key.clone()).or_insert(0);
                 w.stamp = Stamp {
                     generation: st.generation,
                     order: *order,
                 };
+                *seq = next_sequence(*seq, w.count);
                 *order += 1;
+                w.bytes = stamp_producer(w.bytes, producer);
             }
             queues.entry(key).or_default().push_back(w);
         }
